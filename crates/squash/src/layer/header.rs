@@ -1,0 +1,228 @@
+//! Writing tar headers: renaming an entry's header group (for re-pointed hard links and hard
+//! links turned into files) and making whiteout markers. Every field not renamed is copied from
+//! the original header block, so modes, owners, times and PAX records survive.
+
+use super::tarstream::{padding, BLOCK};
+
+/// A header group split into its parts.
+struct Parts {
+    pax: Option<Vec<(Vec<u8>, Vec<u8>)>>,
+    main: [u8; BLOCK],
+    trailing: Vec<u8>,
+}
+
+fn octal_len(block: &[u8], range: std::ops::Range<usize>) -> u64 {
+    let text: String = block[range].iter().map(|&b| b as char).filter(|c| c.is_digit(8)).collect();
+    u64::from_str_radix(&text, 8).unwrap_or(0)
+}
+
+fn split(raw: &[u8]) -> Parts {
+    let mut pos = 0;
+    let mut pax = None;
+    while pos + BLOCK <= raw.len() {
+        let block = &raw[pos..pos + BLOCK];
+        let flag = block[156];
+        let size = if block[124] & 0x80 != 0 { 0 } else { octal_len(block, 124..136) };
+        match flag {
+            b'x' | b'L' | b'K' | b'g' => {
+                let data_start = pos + BLOCK;
+                let data_end = (data_start + size as usize).min(raw.len());
+                if flag == b'x' {
+                    pax = Some(parse_records(&raw[data_start..data_end]));
+                }
+                pos = data_end + padding(size) as usize;
+            }
+            _ => {
+                let mut main = [0u8; BLOCK];
+                main.copy_from_slice(block);
+                return Parts { pax, main, trailing: raw[pos + BLOCK..].to_vec() };
+            }
+        }
+    }
+    Parts { pax, main: [0u8; BLOCK], trailing: Vec::new() }
+}
+
+fn parse_records(mut data: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    while let Some(space) = data.iter().position(|&b| b == b' ') {
+        let Some(len) = std::str::from_utf8(&data[..space]).ok().and_then(|s| s.parse::<usize>().ok()) else { break };
+        if len <= space + 1 || len > data.len() {
+            break;
+        }
+        let record = &data[space + 1..len - 1];
+        if let Some(eq) = record.iter().position(|&b| b == b'=') {
+            out.push((record[..eq].to_vec(), record[eq + 1..].to_vec()));
+        }
+        data = &data[len..];
+    }
+    out
+}
+
+fn encode_records(records: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (key, value) in records {
+        let body = key.len() + value.len() + 3; // space, '=', newline
+        let mut len = body + 1;
+        loop {
+            let candidate = body + len.to_string().len();
+            if candidate == len {
+                break;
+            }
+            len = candidate;
+        }
+        out.extend_from_slice(len.to_string().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(key);
+        out.push(b'=');
+        out.extend_from_slice(value);
+        out.push(b'\n');
+    }
+    out
+}
+
+fn set_checksum(block: &mut [u8; BLOCK]) {
+    block[148..156].fill(b' ');
+    let sum: u64 = block.iter().map(|&b| u64::from(b)).sum();
+    let text = format!("{sum:06o}\0 ");
+    block[148..156].copy_from_slice(text.as_bytes());
+}
+
+fn write_octal(field: &mut [u8], value: u64) {
+    let width = field.len() - 1;
+    let text = format!("{value:0width$o}");
+    field[..width].copy_from_slice(&text.as_bytes()[text.len() - width..]);
+    field[width] = 0;
+}
+
+fn set_field(field: &mut [u8], value: &[u8]) {
+    field.fill(0);
+    field[..value.len()].copy_from_slice(value);
+}
+
+/// A PAX extended header (`x`) carrying `records`, named after the entry like Go's writer does.
+fn pax_header(records: &[(Vec<u8>, Vec<u8>)], name: &[u8]) -> Vec<u8> {
+    let data = encode_records(records);
+    let mut block = [0u8; BLOCK];
+    let mut pax_name = b"PaxHeaders.0/".to_vec();
+    pax_name.extend_from_slice(&name[..name.len().min(100 - pax_name.len())]);
+    set_field(&mut block[0..100], &pax_name);
+    write_octal(&mut block[100..108], 0o644);
+    write_octal(&mut block[108..116], 0);
+    write_octal(&mut block[116..124], 0);
+    write_octal(&mut block[124..136], data.len() as u64);
+    write_octal(&mut block[136..148], 0);
+    block[156] = b'x';
+    block[257..263].copy_from_slice(b"ustar\0");
+    block[263..265].copy_from_slice(b"00");
+    set_checksum(&mut block);
+    let mut out = block.to_vec();
+    out.extend_from_slice(&data);
+    out.resize(out.len() + padding(data.len() as u64) as usize, 0);
+    out
+}
+
+/// Rewrites a header group so that the entry is called `path` and (for links) points at `link`,
+/// keeping every other field and PAX record. Names longer than the ustar fields go into PAX
+/// `path`/`linkpath` records; GNU long-name headers are dropped in favour of those.
+pub(crate) fn rename_group(raw: &[u8], path: &[u8], link: &[u8]) -> Vec<u8> {
+    let parts = split(raw);
+    let mut main = parts.main;
+    let ustar = &main[257..263] == b"ustar\0";
+    let mut records: Vec<(Vec<u8>, Vec<u8>)> = parts.pax.unwrap_or_default();
+    let sparse_name = records.iter().any(|(k, _)| k == b"GNU.sparse.name");
+    records.retain(|(k, _)| k != b"path" && k != b"linkpath");
+    if sparse_name {
+        for (k, v) in &mut records {
+            if k == b"GNU.sparse.name" {
+                *v = path.to_vec();
+            }
+        }
+    } else if path.len() > 100 {
+        records.push((b"path".to_vec(), path.to_vec()));
+    }
+    if link.len() > 100 {
+        records.push((b"linkpath".to_vec(), link.to_vec()));
+    }
+    if !sparse_name {
+        set_field(&mut main[0..100], &path[..path.len().min(100)]);
+        if ustar && &main[508..512] != b"tar\0" {
+            main[345..500].fill(0);
+        }
+    }
+    set_field(&mut main[157..257], &link[..link.len().min(100)]);
+    set_checksum(&mut main);
+    let mut out = Vec::with_capacity(BLOCK * 2);
+    if !records.is_empty() {
+        out.extend_from_slice(&pax_header(&records, path));
+    }
+    out.extend_from_slice(&main);
+    out.extend_from_slice(&parts.trailing);
+    out
+}
+
+/// A header-only regular-file entry called `path`, used for whiteout and opaque markers. Its
+/// fields are fixed (mode 0644, owner 0:0, mtime 0) so output is deterministic.
+pub(crate) fn marker(path: &[u8]) -> Vec<u8> {
+    let mut block = [0u8; BLOCK];
+    set_field(&mut block[0..100], &path[..path.len().min(100)]);
+    write_octal(&mut block[100..108], 0o644);
+    write_octal(&mut block[108..116], 0);
+    write_octal(&mut block[116..124], 0);
+    write_octal(&mut block[124..136], 0);
+    write_octal(&mut block[136..148], 0);
+    block[156] = b'0';
+    block[257..263].copy_from_slice(b"ustar\0");
+    block[263..265].copy_from_slice(b"00");
+    set_checksum(&mut block);
+    let mut out = Vec::new();
+    if path.len() > 100 {
+        out.extend_from_slice(&pax_header(&[(b"path".to_vec(), path.to_vec())], path));
+    }
+    out.extend_from_slice(&block);
+    out
+}
+
+/// The two zero blocks that end a tar archive.
+pub(crate) const END_OF_ARCHIVE: [u8; 2 * BLOCK] = [0u8; 2 * BLOCK];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::tarstream::TarReader;
+
+    fn read_one(bytes: &[u8]) -> crate::layer::tarstream::EntryMeta {
+        let mut with_end = bytes.to_vec();
+        with_end.extend_from_slice(&END_OF_ARCHIVE);
+        let mut reader = TarReader::new(&with_end[..]);
+        reader.next_group().unwrap().unwrap().meta
+    }
+
+    #[test]
+    fn pax_lengths_count_themselves() {
+        let encoded = encode_records(&[(b"path".to_vec(), vec![b'a'; 95])]);
+        assert_eq!(encoded.len(), 105);
+        assert!(encoded.starts_with(b"105 path="));
+    }
+
+    #[test]
+    fn markers_round_trip_long_names() {
+        let long = [b'd'; 150];
+        let mut name = long.to_vec();
+        name.extend_from_slice(b"/.wh.x");
+        let meta = read_one(&marker(&name));
+        assert_eq!(meta.path, name);
+        assert_eq!(meta.size, 0);
+    }
+
+    #[test]
+    fn rename_keeps_fields() {
+        let original = marker(b"a/file");
+        let renamed = rename_group(&original, &[b'n'; 120], b"");
+        let meta = read_one(&renamed);
+        assert_eq!(meta.path, vec![b'n'; 120]);
+        assert_eq!(meta.mode, 0o644);
+        let relinked = rename_group(&original, b"b", &[b'l'; 130]);
+        let meta = read_one(&relinked);
+        assert_eq!((meta.path.as_slice(), meta.link.len()), (&b"b"[..], 130));
+    }
+}

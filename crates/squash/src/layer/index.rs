@@ -1,0 +1,100 @@
+//! `LayerIndex`: one streaming pass over a layer that records every entry's path, kind, sizes and
+//! raw header bytes (never file contents). Planning works from these indexes alone.
+
+use serde::Serialize;
+
+use super::entry::{EntryKind, EntryPath, Whiteout};
+use super::tarstream::HeaderGroup;
+use crate::digest::Digest;
+use crate::error::{Error, Location, Result};
+
+/// What an entry means under the OCI layer rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryClass {
+    /// An entry that creates or replaces its path.
+    Node(EntryKind),
+    /// `.wh.NAME`: deletes the path it names in lower layers.
+    Whiteout(EntryPath),
+    /// `.wh..wh..opq`: hides the lower-layer children of the directory it names.
+    Opaque(EntryPath),
+    /// Reserved `.wh..wh.*` metadata: no effect.
+    Ignored,
+}
+
+/// One entry of a layer, as indexed.
+#[derive(Debug, Clone)]
+pub struct IndexedEntry {
+    /// The normalized path.
+    pub path: EntryPath,
+    /// What it does.
+    pub class: EntryClass,
+    /// For hard links, the normalized target path.
+    pub link_target: Option<EntryPath>,
+    /// Bytes of data stored in the layer after the header (excluding padding).
+    pub stored_size: u64,
+    /// The file's logical size (differs for sparse files).
+    pub size: u64,
+    /// The raw header group (extension headers and main header), copied as is when kept.
+    pub(crate) raw: Box<[u8]>,
+}
+
+impl IndexedEntry {
+    /// Builds the index record of a header group read from a layer.
+    pub(crate) fn from_group(group: HeaderGroup, location: &Location) -> Result<IndexedEntry> {
+        let meta = &group.meta;
+        let name = String::from_utf8_lossy(&meta.path).into_owned();
+        let bad = |reason: String| Error::malformed_tar(location.clone().entry(name.clone()), reason);
+        let path = EntryPath::parse(&meta.path).map_err(|e| bad(e.to_string()))?;
+        let kind = meta.kind().ok_or_else(|| bad("unsupported entry type".into()))?;
+        let class = match Whiteout::classify(&path).map_err(|e| bad(e.to_string()))? {
+            Whiteout::None => EntryClass::Node(kind),
+            Whiteout::Plain(target) => EntryClass::Whiteout(target),
+            Whiteout::Opaque(dir) => EntryClass::Opaque(dir),
+            Whiteout::Meta => EntryClass::Ignored,
+        };
+        if path.is_root() && kind != EntryKind::Dir {
+            return Err(bad("the root can only be a directory".into()));
+        }
+        let link_target = if kind == EntryKind::Hardlink {
+            let target = EntryPath::parse(&meta.link).map_err(|e| bad(format!("hard link target: {e}")))?;
+            if target.is_root() {
+                return Err(bad("hard link to the root directory".into()));
+            }
+            Some(target)
+        } else {
+            None
+        };
+        Ok(IndexedEntry { path, class, link_target, stored_size: meta.size, size: meta.real_size, raw: group.raw.into_boxed_slice() })
+    }
+
+    /// The entry's kind, for entries that create a path.
+    pub fn kind(&self) -> Option<EntryKind> {
+        match self.class {
+            EntryClass::Node(kind) => Some(kind),
+            _ => None,
+        }
+    }
+
+    /// Bytes this entry takes in an uncompressed tar: header group, data and padding.
+    pub fn tar_size(&self) -> u64 {
+        self.raw.len() as u64 + self.stored_size + super::tarstream::padding(self.stored_size)
+    }
+}
+
+/// Every entry of one layer, in stream order, with what reading it proved.
+#[derive(Debug, Clone)]
+pub struct LayerIndex {
+    /// Position of the layer in the image.
+    pub layer: usize,
+    /// Entries in stream order.
+    pub entries: Vec<IndexedEntry>,
+    /// The verified blob digest.
+    pub blob_digest: Digest,
+    /// Size of the uncompressed tar stream.
+    pub uncompressed_size: u64,
+    /// Size of the stored blob.
+    pub compressed_size: u64,
+    /// Where the layer is, for error messages.
+    pub location: Location,
+}

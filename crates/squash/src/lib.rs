@@ -1,0 +1,25 @@
+//! squash rewrites container images offline: it merges chosen ranges of layers into one layer
+//! each, drops every file that later layers shadow or delete, and writes a new image whose
+//! untouched layers stay byte-identical.
+//!
+//! Data flows one way: [`Image::open`] (read) → [`Image::plan`] (plan, pure) →
+//! [`SquashPlan::execute`] (merge and write) → [`Outcome`].
+
+#![deny(missing_docs)]
+
+mod digest;
+mod error;
+mod layer;
+mod merge;
+mod plan;
+mod read;
+mod write;
+
+pub use digest::{Digest, InvalidDigest};
+pub use error::{Error, Location, Result};
+pub use layer::compression::Compression;
+pub use layer::entry::{EntryKind, EntryPath, Whiteout};
+pub use layer::index::{EntryClass, IndexedEntry, LayerIndex};
+pub use read::{HistoryStep, Image, ImageReference, InputFormat, Layer, OpenOptions, Platform, Transport};
+pub use plan::{parse_layer_range, Fate, HistoryMode, LayerRange, LayerSelector, PlannedRange, SquashOptions, SquashPlan};
+pub use write::{Outcome, OutcomeLayer, Output, OutputFormat};

@@ -1,0 +1,59 @@
+//! Compressors for new layers, configured so that output bytes depend only on the data, the
+//! compression and the level, never on the thread count.
+
+use std::io::{self, Write};
+
+use crate::layer::compression::Compression;
+
+/// A streaming compressor writing into `W`.
+pub(crate) enum Encoder<W: Write> {
+    None(W),
+    Gzip(flate2::write::GzEncoder<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> Encoder<W> {
+    pub(crate) fn new(compression: Compression, level: Option<i32>, threads: usize, out: W) -> io::Result<Encoder<W>> {
+        Ok(match compression {
+            Compression::None => Encoder::None(out),
+            Compression::Gzip => {
+                let level = level.unwrap_or(6).clamp(0, 9) as u32;
+                // mtime 0 and no file name keep the gzip header reproducible.
+                Encoder::Gzip(flate2::GzBuilder::new().mtime(0).operating_system(255).write(out, flate2::Compression::new(level)))
+            }
+            Compression::Zstd => {
+                let mut encoder = zstd::stream::write::Encoder::new(out, level.unwrap_or(3))?;
+                // zstd's multi-threaded mode gives the same bytes for any worker count >= 1.
+                let workers = if threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { threads };
+                encoder.multithread(workers.max(1) as u32)?;
+                encoder.include_checksum(true)?;
+                Encoder::Zstd(encoder)
+            }
+        })
+    }
+
+    pub(crate) fn finish(self) -> io::Result<W> {
+        match self {
+            Encoder::None(w) => Ok(w),
+            Encoder::Gzip(e) => e.finish(),
+            Encoder::Zstd(e) => e.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::None(w) => w.write(buf),
+            Encoder::Gzip(e) => e.write(buf),
+            Encoder::Zstd(e) => e.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::None(w) => w.flush(),
+            Encoder::Gzip(e) => e.flush(),
+            Encoder::Zstd(e) => e.flush(),
+        }
+    }
+}

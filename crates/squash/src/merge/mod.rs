@@ -1,0 +1,71 @@
+//! Stage 3, merging: streams one planned range's surviving entries, in the planned order, into
+//! one new layer blob, compressing and digesting in the same pass.
+
+pub(crate) mod compress;
+
+use std::io::Write;
+
+use crate::digest::{Digest, HashingWriter};
+use crate::error::{Error, IoContext, Location, Result};
+use crate::layer::header::END_OF_ARCHIVE;
+use crate::plan::{Item, PlannedRange};
+use crate::read::stream::LayerStream;
+use crate::read::Image;
+use compress::Encoder;
+
+/// What merging a range produced.
+#[derive(Debug, Clone)]
+pub(crate) struct Merged {
+    pub diff_id: Digest,
+    pub uncompressed_size: u64,
+}
+
+/// Writes the new layer of `planned` to `out`, compressed as planned.
+pub(crate) fn merge_range(image: &Image, planned: &PlannedRange, level: Option<i32>, threads: usize, out: &mut dyn Write) -> Result<Merged> {
+    let location = || Location::file(image.path()).part(format!("new layer for layers {}..{}", planned.range.start, planned.range.end));
+    let encoder = Encoder::new(planned.compression, level, threads, out).at(location)?;
+    let mut tar = HashingWriter::new(encoder);
+    for header in &planned.plan.prelude {
+        tar.write_all(header).at(location)?;
+    }
+    for (offset, steps) in planned.plan.steps.iter().enumerate() {
+        let layer = &image.layers()[planned.range.start + offset];
+        let mut stream = LayerStream::open(image, layer)?;
+        let mut steps = steps.iter().peekable();
+        let mut entry_index = 0usize;
+        while steps.peek().is_some() {
+            let group = match stream.tar.next_group() {
+                Ok(Some(group)) => group,
+                Ok(None) => return Err(Error::malformed_tar(stream.location.clone(), "layer changed while it was being read (fewer entries than indexed)")),
+                Err(e) => return Err(stream.error(e)),
+            };
+            if let Some(step) = steps.next_if(|s| s.entry == entry_index) {
+                for item in &step.items {
+                    match item {
+                        Item::Header(bytes) => tar.write_all(bytes).at(location)?,
+                        Item::Copy => {
+                            tar.write_all(&group.raw).at(location)?;
+                            stream.tar.copy_data_padded(&mut tar).map_err(|e| crate::read::archive::tar_error(stream.location.clone(), e))?;
+                        }
+                        Item::CopyWithHeader(header) => {
+                            tar.write_all(header).at(location)?;
+                            stream.tar.copy_data_padded(&mut tar).map_err(|e| crate::read::archive::tar_error(stream.location.clone(), e))?;
+                        }
+                    }
+                }
+            }
+            entry_index += 1;
+        }
+        stream.finish()?;
+    }
+    tar.write_all(&END_OF_ARCHIVE).at(location)?;
+    let (encoder, diff_id, uncompressed_size) = tar.finish();
+    encoder.finish().at(location)?;
+    if uncompressed_size != planned.plan.uncompressed_size {
+        return Err(Error::Output {
+            location: location(),
+            reason: format!("internal error: wrote {uncompressed_size} bytes, planned {}", planned.plan.uncompressed_size),
+        });
+    }
+    Ok(Merged { diff_id, uncompressed_size })
+}

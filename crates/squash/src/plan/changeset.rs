@@ -1,0 +1,400 @@
+//! The OCI changeset rules (image-spec `layer.md`), applied to the indexes of a layer range to
+//! decide which entries survive a squash, which whiteouts the kept layers below still need, and
+//! in what order the new layer's entries must be written.
+//!
+//! The range is simulated as a *delta* over an unknown lower filesystem: each touched path is a
+//! directory (with an "opaque" flag when the lower layers' children must stay hidden), another
+//! node (with an inode number, so hard links can be followed), or removed. Nothing is read here.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+
+use super::{Fate, Item, RangePlan, Step};
+use crate::error::{Error, Result};
+use crate::layer::entry::{EntryKind, EntryPath, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
+use crate::layer::header::{marker, rename_group, END_OF_ARCHIVE};
+use crate::layer::index::{EntryClass, LayerIndex};
+
+/// A position in the range: (layer within the range, entry within the layer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Pos {
+    layer: usize,
+    entry: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Node {
+    /// A directory: its newest header, where its current incarnation began, and whether the
+    /// lower layers' children are hidden.
+    Dir { newest: Pos, first: Pos, opaque: bool },
+    /// Any other entry, sharing `inode` with its hard links.
+    Other { pos: Pos, inode: usize },
+    /// Deleted: whatever the lower layers hold here is hidden.
+    Removed,
+    /// An opaque marker on a directory that only the lower layers hold.
+    OpaqueOnly,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum InodeSource {
+    /// Content written by this entry of the range.
+    Entry(Pos),
+    /// A file of the layers below the range, reached by a hard link.
+    Lower(EntryPath),
+}
+
+struct Delta<'a> {
+    layers: &'a [LayerIndex],
+    map: BTreeMap<EntryPath, Node>,
+    inodes: Vec<InodeSource>,
+    lower_inodes: BTreeMap<EntryPath, usize>,
+    fates: Vec<Vec<Fate>>,
+}
+
+/// The bounds of the strict descendants of `path` in byte order: `path/` up to `path0`.
+fn descendants(path: &EntryPath) -> (Bound<EntryPath>, Bound<EntryPath>) {
+    if path.is_root() {
+        return (Bound::Excluded(EntryPath::root()), Bound::Unbounded);
+    }
+    let mut low = path.as_bytes().to_vec();
+    low.push(b'/');
+    let mut high = path.as_bytes().to_vec();
+    high.push(b'/' + 1);
+    (Bound::Included(EntryPath::from_normalized(low)), Bound::Excluded(EntryPath::from_normalized(high)))
+}
+
+impl<'a> Delta<'a> {
+    fn new(layers: &'a [LayerIndex]) -> Self {
+        let fates = layers.iter().map(|l| vec![Fate::Kept; l.entries.len()]).collect();
+        Delta { layers, map: BTreeMap::new(), inodes: Vec::new(), lower_inodes: BTreeMap::new(), fates }
+    }
+
+    fn image_layer(&self, layer: usize) -> usize {
+        self.layers[layer].layer
+    }
+
+    fn error(&self, pos: Pos, reason: String) -> Error {
+        let entry = &self.layers[pos.layer].entries[pos.entry];
+        Error::MalformedTar { location: self.layers[pos.layer].location.clone().entry(entry.path.display()), reason }
+    }
+
+    /// Whether what the lower layers hold at `path` can still show through: no ancestor in the
+    /// delta is removed, opaque, or something other than a directory.
+    fn lower_visible(&self, path: &EntryPath) -> bool {
+        path.ancestors().all(|a| match self.map.get(&a) {
+            None => true,
+            Some(Node::Dir { opaque, .. }) => !opaque,
+            Some(_) => false,
+        })
+    }
+
+    /// Records that the entry behind `node` no longer survives.
+    fn retire(&mut self, node: &Node, fate: Fate) {
+        match node {
+            Node::Dir { newest, .. } => self.fates[newest.layer][newest.entry] = fate,
+            Node::Other { pos, .. } => self.fates[pos.layer][pos.entry] = fate,
+            Node::Removed | Node::OpaqueOnly => {}
+        }
+    }
+
+    fn remove_descendants(&mut self, path: &EntryPath, fate: Fate) {
+        let doomed: Vec<EntryPath> = self.map.range(descendants(path)).map(|(k, _)| k.clone()).collect();
+        for key in doomed {
+            if let Some(node) = self.map.remove(&key) {
+                self.retire(&node, fate);
+            }
+        }
+    }
+
+    fn whiteout(&mut self, target: &EntryPath, by: usize) {
+        self.remove_descendants(target, Fate::Deleted { by });
+        if let Some(node) = self.map.remove(target) {
+            self.retire(&node, Fate::Deleted { by });
+        }
+        if self.lower_visible(target) {
+            self.map.insert(target.clone(), Node::Removed);
+        }
+    }
+
+    fn opaque(&mut self, dir: &EntryPath, by: usize) {
+        match self.map.get(dir) {
+            Some(Node::Other { .. }) | Some(Node::Removed) => return,
+            _ => {}
+        }
+        self.remove_descendants(dir, Fate::Deleted { by });
+        let visible = self.lower_visible(dir);
+        match self.map.get_mut(dir) {
+            Some(Node::Dir { opaque, .. }) => *opaque |= visible,
+            Some(Node::OpaqueOnly) => {}
+            _ => {
+                if visible {
+                    self.map.insert(dir.clone(), Node::OpaqueOnly);
+                }
+            }
+        }
+    }
+
+    fn check_parents(&self, path: &EntryPath, pos: Pos) -> Result<()> {
+        for ancestor in path.ancestors() {
+            if let Some(Node::Other { .. }) = self.map.get(&ancestor) {
+                return Err(self.error(pos, format!("parent `{}` is not a directory", ancestor.display())));
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_node(&mut self, pos: Pos, kind: EntryKind) -> Result<()> {
+        let by = self.image_layer(pos.layer);
+        let entry = &self.layers[pos.layer].entries[pos.entry];
+        let path = entry.path.clone();
+        self.check_parents(&path, pos)?;
+        if kind == EntryKind::Dir {
+            let visible = self.lower_visible(&path);
+            let replaced = match self.map.get_mut(&path) {
+                Some(Node::Dir { newest, .. }) => {
+                    let old = *newest;
+                    *newest = pos;
+                    self.fates[old.layer][old.entry] = Fate::Replaced { by };
+                    return Ok(());
+                }
+                Some(Node::OpaqueOnly) => Some((Node::OpaqueOnly, true)),
+                Some(Node::Removed) => Some((Node::Removed, visible)),
+                Some(other @ Node::Other { .. }) => Some((other.clone(), visible)),
+                None => None,
+            };
+            let opaque = match replaced {
+                Some((old, opaque)) => {
+                    self.retire(&old, Fate::Replaced { by });
+                    opaque
+                }
+                None => false,
+            };
+            self.map.insert(path, Node::Dir { newest: pos, first: pos, opaque });
+            return Ok(());
+        }
+        let inode = if kind == EntryKind::Hardlink {
+            let target = entry.link_target.clone().unwrap_or_default();
+            if target == path {
+                return Err(self.error(pos, "hard link to itself".into()));
+            }
+            match self.map.get(&target) {
+                Some(Node::Other { inode, .. }) => *inode,
+                Some(Node::Dir { .. }) | Some(Node::OpaqueOnly) => {
+                    return Err(self.error(pos, format!("hard link to directory `{}`", target.display())));
+                }
+                Some(Node::Removed) => {
+                    return Err(self.error(pos, format!("hard link target `{}` was deleted", target.display())));
+                }
+                None if self.lower_visible(&target) => match self.lower_inodes.get(&target) {
+                    Some(&inode) => inode,
+                    None => {
+                        self.inodes.push(InodeSource::Lower(target.clone()));
+                        let inode = self.inodes.len() - 1;
+                        self.lower_inodes.insert(target, inode);
+                        inode
+                    }
+                },
+                None => {
+                    return Err(self.error(pos, format!("hard link target `{}` does not exist", target.display())));
+                }
+            }
+        } else {
+            self.inodes.push(InodeSource::Entry(pos));
+            self.inodes.len() - 1
+        };
+        self.remove_descendants(&path, Fate::Replaced { by });
+        if let Some(old) = self.map.insert(path, Node::Other { pos, inode }) {
+            self.retire(&old, Fate::Replaced { by });
+        }
+        Ok(())
+    }
+
+    fn apply_layer(&mut self, layer: usize) -> Result<()> {
+        let by = self.image_layer(layer);
+        let entries = &self.layers[layer].entries;
+        // Whiteouts hide lower layers only, wherever they sit in the tar: apply them first
+        // (SPEC-NOTES rules 3 and 5), plain ones before opaque ones.
+        let mut plain = Vec::new();
+        let mut opaque = Vec::new();
+        for (index, entry) in entries.iter().enumerate() {
+            match &entry.class {
+                EntryClass::Whiteout(target) => plain.push((index, target.clone())),
+                EntryClass::Opaque(dir) => opaque.push((index, dir.clone())),
+                EntryClass::Ignored => self.fates[layer][index] = Fate::Ignored,
+                EntryClass::Node(_) => {}
+            }
+        }
+        for (index, target) in plain {
+            self.fates[layer][index] = Fate::Marker;
+            self.whiteout(&target, by);
+        }
+        for (index, dir) in opaque {
+            self.fates[layer][index] = Fate::Marker;
+            self.opaque(&dir, by);
+        }
+        for index in 0..entries.len() {
+            if let EntryClass::Node(kind) = self.layers[layer].entries[index].class {
+                self.apply_node(Pos { layer, entry: index }, kind)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where each surviving entry goes in the new layer.
+struct Schedule {
+    /// Items attached to a stream position, emitted in order when the merge reaches it.
+    at: BTreeMap<Pos, Vec<Item>>,
+    emitted_dirs: BTreeSet<EntryPath>,
+}
+
+fn whiteout_name(path: &EntryPath) -> Vec<u8> {
+    let mut name = WHITEOUT_PREFIX.to_vec();
+    name.extend_from_slice(path.file_name());
+    path.parent().unwrap_or_default().join(&name).as_bytes().to_vec()
+}
+
+fn opaque_name(dir: &EntryPath) -> Vec<u8> {
+    dir.join(OPAQUE_WHITEOUT).as_bytes().to_vec()
+}
+
+/// Plans the merge of `layers` (oldest first) into one layer.
+pub(crate) fn plan_range(layers: &[LayerIndex]) -> Result<RangePlan> {
+    let mut delta = Delta::new(layers);
+    for layer in 0..layers.len() {
+        delta.apply_layer(layer)?;
+    }
+    let entry = |pos: Pos| &layers[pos.layer].entries[pos.entry];
+
+    // Group the surviving non-directories by inode.
+    let mut members: BTreeMap<usize, Vec<(Pos, EntryPath)>> = BTreeMap::new();
+    for (path, node) in &delta.map {
+        if let Node::Other { pos, inode } = node {
+            members.entry(*inode).or_default().push((*pos, path.clone()));
+        }
+    }
+    // Non-directory emissions: position -> (name emitted, item).
+    let mut emissions: BTreeMap<Pos, (EntryPath, Item)> = BTreeMap::new();
+    for (inode, mut group) in members {
+        group.sort();
+        let primary = match &delta.inodes[inode] {
+            InodeSource::Entry(source) => {
+                let source_path = &entry(*source).path;
+                let survives = matches!(delta.map.get(source_path), Some(Node::Other { pos, .. }) if pos == source);
+                if survives {
+                    emissions.insert(*source, (source_path.clone(), Item::Copy));
+                    source_path.clone()
+                } else {
+                    // SPEC-NOTES rule 7: the link outlives its target's name, so the first
+                    // surviving name becomes the file, with the old content and metadata.
+                    let (first_pos, first_path) = group.remove(0);
+                    let header = rename_group(&entry(*source).raw, first_path.as_bytes(), b"");
+                    emissions.insert(*source, (first_path.clone(), Item::CopyWithHeader(header)));
+                    delta.fates[source.layer][source.entry] = Fate::Kept;
+                    delta.fates[first_pos.layer][first_pos.entry] = Fate::Converted;
+                    first_path
+                }
+            }
+            InodeSource::Lower(target) => {
+                let hidden = matches!(delta.map.get(target), Some(Node::Removed)) || !delta.lower_visible(target);
+                if hidden {
+                    let (pos, path) = &group[0];
+                    return Err(Error::Unsupported {
+                        location: layers[pos.layer].location.clone().entry(path.display()),
+                        what: format!(
+                            "hard link to `{}`, a file of the layers below the range that the range deletes; include the layer that holds `{}` in the range",
+                            target.display(),
+                            target.display()
+                        ),
+                    });
+                }
+                target.clone()
+            }
+        };
+        let mut emitted_before: BTreeSet<EntryPath> = BTreeSet::new();
+        emitted_before.insert(primary.clone());
+        for (pos, path) in group {
+            if path == primary && emissions.contains_key(&pos) {
+                continue;
+            }
+            let link = entry(pos);
+            let target = link.link_target.clone().unwrap_or_default();
+            // Members are visited in stream order, so every name recorded so far is written
+            // before this link.
+            let valid = emitted_before.contains(&target);
+            let item = if valid { Item::Copy } else { Item::Header(rename_group(&link.raw, path.as_bytes(), primary.as_bytes())) };
+            emitted_before.insert(path.clone());
+            emissions.insert(pos, (path, item));
+        }
+    }
+    for (path, node) in &delta.map {
+        if let Node::Dir { first, newest, .. } = node {
+            if entry(*first).stored_size > 0 || entry(*newest).stored_size > 0 {
+                return Err(Error::Unsupported {
+                    location: layers[first.layer].location.clone().entry(path.display()),
+                    what: "directory entry with data (GNU dumpdir)".into(),
+                });
+            }
+        }
+    }
+
+    // Order: directories before their contents, opaque markers right after their directory.
+    let mut schedule = Schedule { at: BTreeMap::new(), emitted_dirs: BTreeSet::new() };
+    let mut events: BTreeMap<Pos, Vec<(EntryPath, Option<Item>)>> = BTreeMap::new();
+    for (pos, (path, item)) in emissions {
+        events.entry(pos).or_default().push((path, Some(item)));
+    }
+    for (path, node) in &delta.map {
+        if let Node::Dir { first, .. } = node {
+            events.entry(*first).or_default().push((path.clone(), None));
+        }
+    }
+    for (pos, list) in events {
+        for (path, item) in list {
+            for ancestor in path.ancestors() {
+                emit_dir(&delta, &mut schedule, pos, &ancestor);
+            }
+            match item {
+                None => emit_dir(&delta, &mut schedule, pos, &path),
+                Some(item) => schedule.at.entry(pos).or_default().push(item),
+            }
+        }
+    }
+
+    let mut prelude = Vec::new();
+    for (path, node) in &delta.map {
+        match node {
+            Node::Removed => prelude.push(marker(&whiteout_name(path))),
+            Node::OpaqueOnly => prelude.push(marker(&opaque_name(path))),
+            _ => {}
+        }
+    }
+
+    let mut steps: Vec<Vec<Step>> = layers.iter().map(|_| Vec::new()).collect();
+    let mut size: u64 = prelude.iter().map(|h| h.len() as u64).sum::<u64>() + END_OF_ARCHIVE.len() as u64;
+    for (pos, items) in schedule.at {
+        let e = entry(pos);
+        for item in &items {
+            size += match item {
+                Item::Header(h) => h.len() as u64,
+                Item::Copy => e.tar_size(),
+                Item::CopyWithHeader(h) => h.len() as u64 + e.tar_size() - e.raw.len() as u64,
+            };
+        }
+        steps[pos.layer].push(Step { entry: pos.entry, items });
+    }
+    Ok(RangePlan { prelude, steps, fates: delta.fates, uncompressed_size: size })
+}
+
+fn emit_dir(delta: &Delta<'_>, schedule: &mut Schedule, pos: Pos, path: &EntryPath) {
+    let Some(Node::Dir { newest, opaque, .. }) = delta.map.get(path) else { return };
+    if !schedule.emitted_dirs.insert(path.clone()) {
+        return;
+    }
+    let raw = delta.layers[newest.layer].entries[newest.entry].raw.to_vec();
+    let items = schedule.at.entry(pos).or_default();
+    items.push(Item::Header(raw));
+    if *opaque {
+        items.push(Item::Header(marker(&opaque_name(path))));
+    }
+}

@@ -1,0 +1,234 @@
+//! Stage 2, planning: decides, from layer indexes alone, which ranges become which new layers,
+//! which entries survive, and the exact bytes and order of every header the new layers hold.
+//! A [`SquashPlan`] is plain data: `report`, `--dry-run` and `execute` all read the same object.
+
+pub(crate) mod changeset;
+pub(crate) mod range;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::layer::compression::Compression;
+use crate::layer::index::LayerIndex;
+use crate::read::Image;
+pub use range::{parse_layer_range, LayerRange, LayerSelector};
+
+/// How the squashed steps appear in the new config's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HistoryMode {
+    /// Keep each squashed step as an `empty_layer: true` entry (as `docker build --squash`),
+    /// followed by one entry for the merged layer.
+    #[default]
+    KeepAsEmpty,
+    /// Drop the squashed steps; only the entry for the merged layer remains.
+    Drop,
+}
+
+/// What to squash and how to write it. Builder-style: `SquashOptions::default().with_selector(..)`.
+#[derive(Debug, Clone, Default)]
+pub struct SquashOptions {
+    /// Which layers to squash.
+    pub selector: LayerSelector,
+    /// Base images for `--from-layer base`.
+    pub bases: Vec<Image>,
+    /// Compression of the new layers; default: that of the squashed layers.
+    pub compression: Option<Compression>,
+    /// Compression level; default: gzip 6, zstd 3.
+    pub level: Option<i32>,
+    /// Worker threads for compression; 0 means all cores. Output bytes never depend on it.
+    pub threads: usize,
+    /// Comment of the history entry that describes a merged layer.
+    pub message: Option<String>,
+    /// What happens to the squashed history steps.
+    pub history: HistoryMode,
+    /// `SOURCE_DATE_EPOCH`: the `created` time of new history entries and of the config.
+    pub source_date_epoch: Option<i64>,
+}
+
+impl SquashOptions {
+    /// Sets the layer selector.
+    pub fn with_selector(mut self, selector: LayerSelector) -> Self {
+        self.selector = selector;
+        self
+    }
+    /// Adds a base image for [`LayerSelector::Base`].
+    pub fn with_base(mut self, base: Image) -> Self {
+        self.bases.push(base);
+        self
+    }
+    /// Sets the compression of new layers.
+    pub fn with_compression(mut self, compression: Compression) -> Self {
+        self.compression = Some(compression);
+        self
+    }
+    /// Sets the compression level.
+    pub fn with_level(mut self, level: i32) -> Self {
+        self.level = Some(level);
+        self
+    }
+    /// Sets the worker thread count (0 = all cores).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+    /// Sets the comment of the merged layers' history entries.
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = Some(message.into());
+        self
+    }
+    /// Sets what happens to squashed history steps.
+    pub fn with_history(mut self, history: HistoryMode) -> Self {
+        self.history = history;
+        self
+    }
+    /// Sets `SOURCE_DATE_EPOCH`.
+    pub fn with_source_date_epoch(mut self, epoch: i64) -> Self {
+        self.source_date_epoch = Some(epoch);
+        self
+    }
+}
+
+/// What becomes of one entry of a squashed layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "fate")]
+pub enum Fate {
+    /// It is in the new layer.
+    Kept,
+    /// A later entry at the same path (or above it) replaces it in layer `by`.
+    Replaced {
+        /// The image layer that replaces it.
+        by: usize,
+    },
+    /// A whiteout in layer `by` deletes it.
+    Deleted {
+        /// The image layer that deletes it.
+        by: usize,
+    },
+    /// A hard link whose target's name did not survive: it becomes the file itself.
+    Converted,
+    /// A whiteout or opaque marker: consumed by the merge (re-emitted only where needed).
+    Marker,
+    /// Reserved `.wh..wh.` metadata, which has no effect.
+    Ignored,
+}
+
+impl Fate {
+    /// Whether the entry's bytes are gone from the squashed image.
+    pub fn is_dropped(&self) -> bool {
+        matches!(self, Fate::Replaced { .. } | Fate::Deleted { .. })
+    }
+}
+
+/// One thing the merge writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Item {
+    /// Header bytes held in the plan (a hoisted directory, a re-pointed hard link, a marker).
+    Header(Vec<u8>),
+    /// The entry at this stream position, header and data, as it is.
+    Copy,
+    /// The entry's data under a new header (a hard link's target renamed to the link).
+    CopyWithHeader(Vec<u8>),
+}
+
+/// The items to write when the merge reaches entry `entry` of a layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Step {
+    pub entry: usize,
+    pub items: Vec<Item>,
+}
+
+/// The merge of one range, decided.
+#[derive(Debug, Clone)]
+pub(crate) struct RangePlan {
+    /// Whiteout and opaque markers written first.
+    pub prelude: Vec<Vec<u8>>,
+    /// For each layer of the range, the steps in stream order.
+    pub steps: Vec<Vec<Step>>,
+    /// The fate of every entry of every layer of the range.
+    pub fates: Vec<Vec<Fate>>,
+    /// Exact size of the new layer's uncompressed tar.
+    pub uncompressed_size: u64,
+}
+
+/// One planned range with what is known about it before the merge.
+#[derive(Debug, Clone)]
+pub struct PlannedRange {
+    /// Which layers, and why.
+    pub range: LayerRange,
+    /// The indexes of the range's layers (oldest first).
+    pub indexes: Vec<LayerIndex>,
+    /// Compression of the new layer.
+    pub compression: Compression,
+    pub(crate) plan: RangePlan,
+}
+
+impl PlannedRange {
+    /// Exact size of the new layer's uncompressed tar.
+    pub fn uncompressed_size(&self) -> u64 {
+        self.plan.uncompressed_size
+    }
+    /// Uncompressed bytes of the range's layers before the squash.
+    pub fn uncompressed_size_before(&self) -> u64 {
+        self.indexes.iter().map(|i| i.uncompressed_size).sum()
+    }
+    /// Stored (compressed) bytes of the range's layers before the squash.
+    pub fn compressed_size_before(&self) -> u64 {
+        self.indexes.iter().map(|i| i.compressed_size).sum()
+    }
+    /// The fate of entry `entry` of the range's `layer`-th layer (0 = oldest of the range).
+    pub fn fates(&self) -> &[Vec<Fate>] {
+        &self.plan.fates
+    }
+    /// Number of entries written to the new layer.
+    pub fn entries_after(&self) -> usize {
+        self.plan.prelude.len() + self.plan.steps.iter().flatten().map(|s| s.items.len()).sum::<usize>()
+    }
+}
+
+/// Everything a squash will do, decided before any byte is written.
+#[derive(Debug, Clone)]
+pub struct SquashPlan {
+    /// The ranges, in image order; empty for a plain copy.
+    pub ranges: Vec<PlannedRange>,
+    /// The options the plan was made with.
+    pub options: SquashOptions,
+}
+
+impl SquashPlan {
+    /// The digests of the layers kept as they are.
+    pub fn kept_layers<'a>(&'a self, image: &'a Image) -> impl Iterator<Item = usize> + 'a {
+        (0..image.layers().len()).filter(|i| !self.ranges.iter().any(|r| (r.range.start..=r.range.end).contains(i)))
+    }
+}
+
+impl Image {
+    /// Resolves the options' selector into ranges, indexes those layers (reading headers only,
+    /// verifying digests) and decides the merge of each range.
+    pub fn plan(&self, options: &SquashOptions) -> Result<SquashPlan> {
+        let ranges = range::resolve(self, &options.selector, &options.bases)?;
+        let mut planned = Vec::with_capacity(ranges.len());
+        for range in ranges {
+            let indexes = self.index_layers(range.start..=range.end)?;
+            let plan = changeset::plan_range(&indexes)?;
+            let compression = options.compression.unwrap_or_else(|| default_compression(self, &range));
+            planned.push(PlannedRange { range, indexes, compression, plan });
+        }
+        Ok(SquashPlan { ranges: planned, options: options.clone() })
+    }
+}
+
+/// The new layer keeps the squashed layers' compression (SPEC-NOTES rule 13): the most common
+/// one among them, the newest winning ties.
+fn default_compression(image: &Image, range: &LayerRange) -> Compression {
+    let layers = &image.layers()[range.start..=range.end];
+    let count = |c: Compression| layers.iter().filter(|l| l.compression() == c).count();
+    let mut best = layers.last().map(|l| l.compression()).unwrap_or(Compression::Gzip);
+    for c in [Compression::Gzip, Compression::Zstd, Compression::None] {
+        if count(c) > count(best) {
+            best = c;
+        }
+    }
+    best
+}
+

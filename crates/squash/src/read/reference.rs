@@ -1,0 +1,86 @@
+//! Image references in the containers-image transport syntax that skopeo users know.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// A transport: how the bytes at a path are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// `oci:` an OCI image-layout directory.
+    Oci,
+    /// `oci-archive:` a tar of an OCI image layout.
+    OciArchive,
+    /// `docker-archive:` a `docker save` tarball.
+    DockerArchive,
+    /// `dir:` a containers-image directory.
+    Dir,
+}
+
+/// A parsed image reference: transport (or `None` to detect it), path, and the tag or name
+/// that selects one image inside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageReference {
+    /// The transport, when given.
+    pub transport: Option<Transport>,
+    /// The file or directory.
+    pub path: PathBuf,
+    /// `TAG` for OCI transports; `NAME:TAG` or `@INDEX` for `docker-archive:`.
+    pub name: Option<String>,
+}
+
+impl ImageReference {
+    /// A reference to a bare path with no selector.
+    pub fn path(path: impl Into<PathBuf>) -> ImageReference {
+        ImageReference { transport: None, path: path.into(), name: None }
+    }
+}
+
+impl FromStr for ImageReference {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ImageReference, String> {
+        let prefixes = [
+            ("oci-archive:", Transport::OciArchive),
+            ("oci:", Transport::Oci),
+            ("docker-archive:", Transport::DockerArchive),
+            ("dir:", Transport::Dir),
+        ];
+        for (prefix, transport) in prefixes {
+            if let Some(rest) = s.strip_prefix(prefix) {
+                let (path, name) = match (transport, rest.split_once(':')) {
+                    (Transport::Dir, _) | (_, None) => (rest, None),
+                    (_, Some((path, name))) => (path, Some(name.to_string())),
+                };
+                if path.is_empty() {
+                    return Err(format!("`{s}` names no path"));
+                }
+                if name.as_deref() == Some("") {
+                    return Err(format!("`{s}` ends with an empty tag"));
+                }
+                return Ok(ImageReference { transport: Some(transport), path: PathBuf::from(path), name });
+            }
+        }
+        if s.is_empty() {
+            return Err("empty image reference".into());
+        }
+        Ok(ImageReference::path(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_transports() {
+        let r: ImageReference = "oci:/tmp/x:latest".parse().unwrap();
+        assert_eq!((r.transport, r.path.to_str(), r.name.as_deref()), (Some(Transport::Oci), Some("/tmp/x"), Some("latest")));
+        let r: ImageReference = "docker-archive:a.tar:repo/app:v1".parse().unwrap();
+        assert_eq!((r.transport, r.path.to_str(), r.name.as_deref()), (Some(Transport::DockerArchive), Some("a.tar"), Some("repo/app:v1")));
+        let r: ImageReference = "oci-archive:a.tar".parse().unwrap();
+        assert_eq!((r.transport, r.name), (Some(Transport::OciArchive), None));
+        let r: ImageReference = "./some/path.tar".parse().unwrap();
+        assert_eq!(r.transport, None);
+        assert!("oci:".parse::<ImageReference>().is_err());
+        assert!("oci:x:".parse::<ImageReference>().is_err());
+    }
+}

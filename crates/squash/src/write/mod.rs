@@ -1,0 +1,304 @@
+//! Stage 4, writing: copies kept layers byte for byte, merges planned ranges, rebuilds the config
+//! (`rootfs.diff_ids`, history) and manifest as JSON values so unknown fields survive, and commits
+//! the output container.
+
+pub(crate) mod target;
+
+use std::io;
+
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Location, Result};
+use crate::layer::compression::Compression;
+use crate::merge::merge_range;
+use crate::plan::{HistoryMode, PlannedRange, SquashPlan};
+use crate::read::{Image, InputFormat, DOCKER_CONFIG, OCI_CONFIG, OCI_MANIFEST};
+use target::{BlobKind, Finish, Target};
+pub use target::{Output, OutputFormat};
+
+/// One layer of the written image.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutcomeLayer {
+    /// Position in the new image.
+    pub index: usize,
+    /// Blob digest.
+    pub digest: Digest,
+    /// Uncompressed digest.
+    pub diff_id: Digest,
+    /// Blob size.
+    pub size: u64,
+    /// Media type written in the manifest.
+    pub media_type: String,
+    /// For a merged layer, the input layers it replaces (inclusive); `None` for a kept layer.
+    pub squashed_from: Option<(usize, usize)>,
+    /// Uncompressed size, known for merged layers.
+    pub uncompressed_size: Option<u64>,
+}
+
+/// What a squash (or copy) wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// Where the image was written.
+    pub output: String,
+    /// The new manifest's digest (for a `docker save` output, the manifest it would have).
+    pub manifest_digest: Digest,
+    /// The new config's digest (the image ID).
+    pub config_digest: Digest,
+    /// The layers of the new image, base first.
+    pub layers: Vec<OutcomeLayer>,
+}
+
+impl Outcome {
+    /// Layers in the new image.
+    pub fn layer_count(&self) -> usize {
+        self.layers.len()
+    }
+}
+
+fn oci_layer_media_type(c: Compression) -> &'static str {
+    match c {
+        Compression::None => "application/vnd.oci.image.layer.v1.tar",
+        Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+        Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+    }
+}
+
+/// Whether the image's manifest uses Docker v2s2 media types.
+fn docker_family(image: &Image, output: &Output) -> bool {
+    match &image.manifest {
+        Some(m) => m.media_type.contains("docker"),
+        None => output.format == OutputFormat::DockerArchive,
+    }
+}
+
+/// Formats seconds since the epoch as RFC 3339 in UTC.
+pub(crate) fn rfc3339(epoch: i64) -> String {
+    let days = epoch.div_euclid(86_400);
+    let secs = epoch.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+impl SquashPlan {
+    /// Merges the planned ranges, copies every other layer byte for byte, and writes the new
+    /// image to `output`. Nothing is left at the destination if this fails.
+    pub fn execute(&self, image: &Image, output: &Output) -> Result<Outcome> {
+        let mut target = Target::create(output, image.path())?;
+        let docker = docker_family(image, output);
+        let mut layers: Vec<OutcomeLayer> = Vec::new();
+        let mut descriptors: Vec<Value> = Vec::new();
+        let mut index = 0;
+        while index < image.layers().len() {
+            let new_index = layers.len();
+            if let Some(planned) = self.ranges.iter().find(|r| r.range.start == index) {
+                let (layer, descriptor) = self.write_range(image, planned, docker, new_index, &mut target)?;
+                layers.push(layer);
+                descriptors.push(descriptor);
+                index = planned.range.end + 1;
+                continue;
+            }
+            let layer = &image.layers()[index];
+            let (digest, size) = match layer.digest() {
+                Some(known) if target.has_blob(known) => (known.clone(), layer.size()),
+                known => {
+                    let mut reader = image.open_layer_blob(layer)?;
+                    let location = image.layer_location(layer);
+                    target.write_blob(known, BlobKind::Layer, &mut |w| io::copy(&mut reader, w).map(drop).at(|| location.clone()))?
+                }
+            };
+            let media_type = match (&layer.descriptor, docker) {
+                (Some(d), _) if image.manifest.is_some() || !docker => d.get("mediaType").and_then(Value::as_str).unwrap_or(&layer.media_type).to_string(),
+                (_, true) => layer.media_type.clone(),
+                (_, false) => oci_layer_media_type(layer.compression()).to_string(),
+            };
+            let descriptor = match (&layer.descriptor, &image.manifest) {
+                (Some(d), Some(_)) => d.clone(),
+                _ => json!({"mediaType": media_type, "digest": digest.to_string(), "size": size}),
+            };
+            layers.push(OutcomeLayer { index: new_index, digest, diff_id: layer.diff_id().clone(), size, media_type, squashed_from: None, uncompressed_size: None });
+            descriptors.push(descriptor);
+            index += 1;
+        }
+
+        let copy = self.ranges.is_empty();
+        let config_bytes = if copy { image.config.raw.clone() } else { self.new_config(image, &layers)? };
+        let (config_digest, config_size) = target.write_blob(None, BlobKind::Config, &mut |w| w.write_all(&config_bytes).at(|| Location::file(&output.path)))?;
+        let manifest_bytes = match &image.manifest {
+            Some(m) if copy => m.raw.clone(),
+            _ => new_manifest(image, docker, &config_digest, config_size, descriptors)?,
+        };
+        let manifest_media_type = match &image.manifest {
+            Some(m) => m.media_type.clone(),
+            None if docker => "application/vnd.docker.distribution.manifest.v2+json".to_string(),
+            None => OCI_MANIFEST.to_string(),
+        };
+        let manifest_digest = if output.format == OutputFormat::DockerArchive {
+            Digest::of(&manifest_bytes)
+        } else {
+            target.write_blob(None, BlobKind::Manifest, &mut |w| w.write_all(&manifest_bytes).at(|| Location::file(&output.path)))?.0
+        };
+        let mut manifest_descriptor = json!({"mediaType": manifest_media_type, "digest": manifest_digest.to_string(), "size": manifest_bytes.len()});
+        if let Some(platform) = image.platform() {
+            let mut p = json!({"os": platform.os, "architecture": platform.architecture});
+            if let Some(v) = &platform.variant {
+                p["variant"] = json!(v);
+            }
+            manifest_descriptor["platform"] = p;
+        }
+        let tag = output.tag.clone().or_else(|| default_tag(image, output.format));
+        target.commit(Finish { manifest_descriptor, tag, config: config_digest.clone(), layers: layers.iter().map(|l| l.digest.clone()).collect() })?;
+        Ok(Outcome { output: output.path.display().to_string(), manifest_digest, config_digest, layers })
+    }
+
+    fn write_range(&self, image: &Image, planned: &PlannedRange, docker: bool, new_index: usize, target: &mut Target) -> Result<(OutcomeLayer, Value)> {
+        let mut merged = None;
+        let (digest, size) = target.write_blob(None, BlobKind::Layer, &mut |w| {
+            merged = Some(merge_range(image, planned, self.options.level, self.options.threads, w)?);
+            Ok(())
+        })?;
+        let merged = merged.ok_or_else(|| Error::Output { location: Location::file(image.path()), reason: "merge produced nothing".into() })?;
+        let media_type = if docker {
+            crate::read::docker_media_type(planned.compression).to_string()
+        } else {
+            let nondistributable = image.layers()[planned.range.start..=planned.range.end].iter().all(|l| l.media_type().contains("nondistributable"));
+            let base = oci_layer_media_type(planned.compression);
+            if nondistributable { base.replace(".layer.v1", ".layer.nondistributable.v1") } else { base.to_string() }
+        };
+        let descriptor = json!({"mediaType": media_type, "digest": digest.to_string(), "size": size});
+        let layer = OutcomeLayer {
+            index: new_index,
+            digest,
+            diff_id: merged.diff_id,
+            size,
+            media_type,
+            squashed_from: Some((planned.range.start, planned.range.end)),
+            uncompressed_size: Some(merged.uncompressed_size),
+        };
+        Ok((layer, descriptor))
+    }
+
+    /// The config with new `rootfs.diff_ids` and history; every other field as it was.
+    fn new_config(&self, image: &Image, layers: &[crate::write::OutcomeLayer]) -> Result<Vec<u8>> {
+        let mut config = image.config.value.clone();
+        let Some(object) = config.as_object_mut() else {
+            return Err(Error::invalid(Location::file(image.path()), "image config", "not an object"));
+        };
+        let diff_ids: Vec<Value> = layers.iter().map(|l| json!(l.diff_id.to_string())).collect();
+        let rootfs = object.entry("rootfs").or_insert_with(|| json!({"type": "layers"}));
+        rootfs["diff_ids"] = Value::Array(diff_ids);
+        let created_override = self.options.source_date_epoch.map(rfc3339);
+        if let Some(created) = &created_override {
+            object.insert("created".into(), json!(created));
+        }
+        let old_history: Vec<Value> = object.get("history").and_then(Value::as_array).cloned().unwrap_or_default();
+        let paired = image.layers().iter().all(|l| l.history_index().is_some()) && !old_history.is_empty();
+        if paired {
+            let mut history = Vec::with_capacity(old_history.len() + self.ranges.len());
+            for (step_index, step) in old_history.into_iter().enumerate() {
+                let layer = image.layers().iter().find(|l| l.history_index() == Some(step_index));
+                let range = layer.and_then(|l| self.ranges.iter().find(|r| (r.range.start..=r.range.end).contains(&l.index())));
+                match (range, layer) {
+                    (Some(planned), Some(layer)) => {
+                        if self.options.history == HistoryMode::KeepAsEmpty {
+                            let mut step = step;
+                            if let Some(s) = step.as_object_mut() {
+                                s.insert("empty_layer".into(), json!(true));
+                            }
+                            history.push(step);
+                        }
+                        if layer.index() == planned.range.end {
+                            history.push(self.merged_step(image, planned, created_override.as_deref()));
+                        }
+                    }
+                    _ => history.push(step),
+                }
+            }
+            object.insert("history".into(), Value::Array(history));
+        }
+        serde_json::to_vec(&config).map_err(|e| Error::io(Location::file(image.path()), e.into()))
+    }
+
+    fn merged_step(&self, image: &Image, planned: &PlannedRange, created: Option<&str>) -> Value {
+        let mut step = Map::new();
+        let newest = image.layers()[planned.range.start..=planned.range.end]
+            .iter()
+            .filter_map(|l| l.history_index())
+            .filter_map(|h| image.history().get(h))
+            .filter_map(|h| h.created.clone())
+            .max();
+        if let Some(created) = created.map(str::to_string).or(newest) {
+            step.insert("created".into(), json!(created));
+        }
+        step.insert("created_by".into(), json!(format!("squash: merged layers {}..{} ({} layers)", planned.range.start, planned.range.end, planned.range.len())));
+        if let Some(message) = &self.options.message {
+            step.insert("comment".into(), json!(message));
+        }
+        Value::Object(step)
+    }
+}
+
+fn new_manifest(image: &Image, docker: bool, config_digest: &Digest, config_size: u64, layers: Vec<Value>) -> Result<Vec<u8>> {
+    let manifest = match &image.manifest {
+        Some(m) => {
+            let mut value = m.value.clone();
+            let mut config = value.get("config").cloned().unwrap_or_else(|| json!({}));
+            config["digest"] = json!(config_digest.to_string());
+            config["size"] = json!(config_size);
+            value["config"] = config;
+            value["layers"] = Value::Array(layers);
+            value
+        }
+        None if docker => json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {"mediaType": DOCKER_CONFIG, "digest": config_digest.to_string(), "size": config_size},
+            "layers": layers,
+        }),
+        None => json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": config_digest.to_string(), "size": config_size},
+            "layers": layers,
+        }),
+    };
+    serde_json::to_vec(&manifest).map_err(|e| Error::io(Location::file(image.path()), e.into()))
+}
+
+/// The tag carried over from the input when none is given.
+fn default_tag(image: &Image, format: OutputFormat) -> Option<String> {
+    let name = image.name()?;
+    match format {
+        OutputFormat::DockerArchive => (name.contains(':') && !name.starts_with('@')).then(|| name.to_string()),
+        _ => {
+            if image.format() == InputFormat::DockerArchive || name.contains(':') {
+                name.rsplit_once(':').map(|(_, t)| t.to_string()).or_else(|| Some(name.to_string())).filter(|t| !t.starts_with('@'))
+            } else {
+                Some(name.to_string())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}
