@@ -1,1 +1,15 @@
-//! x
+//! Test support for squash, independent of the library's own reader and writer:
+//! - [`LayerBuilder`] writes layer tars with the `tar` crate (long names, PAX xattrs, hard links,
+//!   whiteouts, non-UTF-8 names);
+//! - [`ImageBuilder`] packs layers into an OCI layout, an OCI archive or a `docker save` tarball;
+//! - [`RootFs`] is the reference model: it applies layers to an in-memory tree following the OCI
+//!   image-spec `layer.md` rules, and [`RootFs::diff`] explains how two trees differ;
+//! - [`random_stack`] generates random, valid layer stacks for property tests.
+
+mod builder;
+mod generate;
+mod model;
+
+pub use builder::{decompress, read_oci_layout, ImageBuilder, LayerBuilder, LayerCompression};
+pub use generate::random_stack;
+pub use model::{Node, NodeKind, RootFs};

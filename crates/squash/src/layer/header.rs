@@ -42,6 +42,33 @@ fn split(raw: &[u8]) -> Parts {
     Parts { pax, main: [0u8; BLOCK], trailing: Vec::new() }
 }
 
+fn until_nul(data: &[u8]) -> &[u8] {
+    match data.iter().position(|&b| b == 0) {
+        Some(i) => &data[..i],
+        None => data,
+    }
+}
+
+/// The target of a GNU `K` long-link header in the group, if any.
+fn long_link(raw: &[u8]) -> Option<Vec<u8>> {
+    let mut pos = 0;
+    let mut found = None;
+    while pos + BLOCK <= raw.len() {
+        let block = &raw[pos..pos + BLOCK];
+        let size = octal_len(block, 124..136) as usize;
+        match block[156] {
+            b'x' | b'L' | b'K' | b'g' => {
+                if block[156] == b'K' {
+                    found = raw.get(pos + BLOCK..pos + BLOCK + size).map(|d| until_nul(d).to_vec());
+                }
+                pos += BLOCK + size + padding(size as u64) as usize;
+            }
+            _ => break,
+        }
+    }
+    found
+}
+
 fn parse_records(mut data: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut out = Vec::new();
     while let Some(space) = data.iter().position(|&b| b == b' ') {
@@ -121,11 +148,19 @@ fn pax_header(records: &[(Vec<u8>, Vec<u8>)], name: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Rewrites a header group so that the entry is called `path` and (for links) points at `link`,
-/// keeping every other field and PAX record. Names longer than the ustar fields go into PAX
+/// Rewrites a header group so that the entry is called `path` and, when `link` is given, points
+/// at `link`, keeping every other field and PAX record. Names longer than the ustar fields go into PAX
 /// `path`/`linkpath` records; GNU long-name headers are dropped in favour of those.
-pub(crate) fn rename_group(raw: &[u8], path: &[u8], link: &[u8]) -> Vec<u8> {
+pub(crate) fn rename_group(raw: &[u8], path: &[u8], link: Option<&[u8]>) -> Vec<u8> {
     let parts = split(raw);
+    let original_link = parts
+        .pax
+        .as_ref()
+        .and_then(|records| records.iter().rev().find(|(k, _)| k == b"linkpath").map(|(_, v)| v.clone()))
+        .or_else(|| long_link(raw))
+        .unwrap_or_else(|| until_nul(&parts.main[157..257]).to_vec());
+    let link = link.map(<[u8]>::to_vec).unwrap_or(original_link);
+    let link = link.as_slice();
     let mut main = parts.main;
     let ustar = &main[257..263] == b"ustar\0";
     let mut records: Vec<(Vec<u8>, Vec<u8>)> = parts.pax.unwrap_or_default();
@@ -217,11 +252,11 @@ mod tests {
     #[test]
     fn rename_keeps_fields() {
         let original = marker(b"a/file");
-        let renamed = rename_group(&original, &[b'n'; 120], b"");
+        let renamed = rename_group(&original, &[b'n'; 120], None);
         let meta = read_one(&renamed);
         assert_eq!(meta.path, vec![b'n'; 120]);
         assert_eq!(meta.mode, 0o644);
-        let relinked = rename_group(&original, b"b", &[b'l'; 130]);
+        let relinked = rename_group(&original, b"b", Some(&[b'l'; 130]));
         let meta = read_one(&relinked);
         assert_eq!((meta.path.as_slice(), meta.link.len()), (&b"b"[..], 130));
     }

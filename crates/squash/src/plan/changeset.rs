@@ -33,6 +33,11 @@ enum Node {
     Removed,
     /// An opaque marker on a directory that only the lower layers hold.
     OpaqueOnly,
+    /// A directory that no entry names but that an entry or marker below it creates, as appliers
+    /// create missing parents, where the lower layers cannot show (under a removed or opaque
+    /// directory). Written as markers: `.wh.NAME` if the lower layers may hold it (`whiteout`),
+    /// then `NAME/.wh..wh..opq`, which creates it and hides nothing more.
+    Implicit { whiteout: bool },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,8 +98,32 @@ impl<'a> Delta<'a> {
         match node {
             Node::Dir { newest, .. } => self.fates[newest.layer][newest.entry] = fate,
             Node::Other { pos, .. } => self.fates[pos.layer][pos.entry] = fate,
-            Node::Removed | Node::OpaqueOnly => {}
+            Node::Removed | Node::OpaqueOnly | Node::Implicit { .. } => {}
         }
+    }
+
+    /// Records the directories that applying an entry or marker at `path` creates: a removed
+    /// ancestor comes back as an implicit directory, and so do missing ancestors below one that
+    /// hides the lower layers. Returns false if an ancestor is not a directory.
+    fn materialize_parents(&mut self, path: &EntryPath) -> bool {
+        let mut hidden = false;
+        for ancestor in path.ancestors() {
+            match self.map.get(&ancestor) {
+                Some(Node::Other { .. }) => return false,
+                Some(Node::Removed) => {
+                    self.map.insert(ancestor, Node::Implicit { whiteout: true });
+                    hidden = true;
+                }
+                Some(Node::Implicit { .. }) | Some(Node::OpaqueOnly) | Some(Node::Dir { opaque: true, .. }) => hidden = true,
+                Some(Node::Dir { opaque: false, .. }) => {}
+                None => {
+                    if hidden {
+                        self.map.insert(ancestor, Node::Implicit { whiteout: false });
+                    }
+                }
+            }
+        }
+        true
     }
 
     fn remove_descendants(&mut self, path: &EntryPath, fate: Fate) {
@@ -107,6 +136,10 @@ impl<'a> Delta<'a> {
     }
 
     fn whiteout(&mut self, target: &EntryPath, by: usize) {
+        // A whiteout under a non-directory (umoci writes such) deletes nothing.
+        if !self.materialize_parents(target) {
+            return;
+        }
         self.remove_descendants(target, Fate::Deleted { by });
         if let Some(node) = self.map.remove(target) {
             self.retire(&node, Fate::Deleted { by });
@@ -117,15 +150,14 @@ impl<'a> Delta<'a> {
     }
 
     fn opaque(&mut self, dir: &EntryPath, by: usize) {
-        match self.map.get(dir) {
-            Some(Node::Other { .. }) | Some(Node::Removed) => return,
-            _ => {}
+        if !self.materialize_parents(&dir.join(OPAQUE_WHITEOUT)) {
+            return;
         }
         self.remove_descendants(dir, Fate::Deleted { by });
         let visible = self.lower_visible(dir);
         match self.map.get_mut(dir) {
             Some(Node::Dir { opaque, .. }) => *opaque |= visible,
-            Some(Node::OpaqueOnly) => {}
+            Some(Node::OpaqueOnly) | Some(Node::Implicit { .. }) => {}
             _ => {
                 if visible {
                     self.map.insert(dir.clone(), Node::OpaqueOnly);
@@ -134,13 +166,12 @@ impl<'a> Delta<'a> {
         }
     }
 
-    fn check_parents(&self, path: &EntryPath, pos: Pos) -> Result<()> {
-        for ancestor in path.ancestors() {
-            if let Some(Node::Other { .. }) = self.map.get(&ancestor) {
-                return Err(self.error(pos, format!("parent `{}` is not a directory", ancestor.display())));
-            }
+    fn check_parents(&mut self, path: &EntryPath, pos: Pos) -> Result<()> {
+        if self.materialize_parents(path) {
+            return Ok(());
         }
-        Ok(())
+        let blocker = path.ancestors().find(|a| matches!(self.map.get(a), Some(Node::Other { .. }))).unwrap_or_default();
+        Err(self.error(pos, format!("parent `{}` is not a directory", blocker.display())))
     }
 
     fn apply_node(&mut self, pos: Pos, kind: EntryKind) -> Result<()> {
@@ -158,6 +189,7 @@ impl<'a> Delta<'a> {
                     return Ok(());
                 }
                 Some(Node::OpaqueOnly) => Some((Node::OpaqueOnly, true)),
+                Some(implicit @ Node::Implicit { .. }) => Some((implicit.clone(), visible)),
                 Some(Node::Removed) => Some((Node::Removed, visible)),
                 Some(other @ Node::Other { .. }) => Some((other.clone(), visible)),
                 None => None,
@@ -179,7 +211,7 @@ impl<'a> Delta<'a> {
             }
             match self.map.get(&target) {
                 Some(Node::Other { inode, .. }) => *inode,
-                Some(Node::Dir { .. }) | Some(Node::OpaqueOnly) => {
+                Some(Node::Dir { .. }) | Some(Node::OpaqueOnly) | Some(Node::Implicit { .. }) => {
                     return Err(self.error(pos, format!("hard link to directory `{}`", target.display())));
                 }
                 Some(Node::Removed) => {
@@ -288,7 +320,7 @@ pub(crate) fn plan_range(layers: &[LayerIndex]) -> Result<RangePlan> {
                     // SPEC-NOTES rule 7: the link outlives its target's name, so the first
                     // surviving name becomes the file, with the old content and metadata.
                     let (first_pos, first_path) = group.remove(0);
-                    let header = rename_group(&entry(*source).raw, first_path.as_bytes(), b"");
+                    let header = rename_group(&entry(*source).raw, first_path.as_bytes(), None);
                     emissions.insert(*source, (first_path.clone(), Item::CopyWithHeader(header)));
                     delta.fates[source.layer][source.entry] = Fate::Kept;
                     delta.fates[first_pos.layer][first_pos.entry] = Fate::Converted;
@@ -322,7 +354,7 @@ pub(crate) fn plan_range(layers: &[LayerIndex]) -> Result<RangePlan> {
             // Members are visited in stream order, so every name recorded so far is written
             // before this link.
             let valid = emitted_before.contains(&target);
-            let item = if valid { Item::Copy } else { Item::Header(rename_group(&link.raw, path.as_bytes(), primary.as_bytes())) };
+            let item = if valid { Item::Copy } else { Item::Header(rename_group(&link.raw, path.as_bytes(), Some(primary.as_bytes()))) };
             emitted_before.insert(path.clone());
             emissions.insert(pos, (path, item));
         }
@@ -364,8 +396,15 @@ pub(crate) fn plan_range(layers: &[LayerIndex]) -> Result<RangePlan> {
     let mut prelude = Vec::new();
     for (path, node) in &delta.map {
         match node {
+            Node::Implicit { .. } if nearest_dir(&delta, path).is_some() => {}
             Node::Removed => prelude.push(marker(&whiteout_name(path))),
             Node::OpaqueOnly => prelude.push(marker(&opaque_name(path))),
+            Node::Implicit { whiteout } => {
+                if *whiteout {
+                    prelude.push(marker(&whiteout_name(path)));
+                }
+                prelude.push(marker(&opaque_name(path)));
+            }
             _ => {}
         }
     }
@@ -386,6 +425,17 @@ pub(crate) fn plan_range(layers: &[LayerIndex]) -> Result<RangePlan> {
     Ok(RangePlan { prelude, steps, fates: delta.fates, uncompressed_size: size })
 }
 
+/// The nearest ancestor of `path` that is a directory with a header of its own.
+fn nearest_dir(delta: &Delta<'_>, path: &EntryPath) -> Option<EntryPath> {
+    let mut found = None;
+    for ancestor in path.ancestors() {
+        if let Some(Node::Dir { .. }) = delta.map.get(&ancestor) {
+            found = Some(ancestor);
+        }
+    }
+    found
+}
+
 fn emit_dir(delta: &Delta<'_>, schedule: &mut Schedule, pos: Pos, path: &EntryPath) {
     let Some(Node::Dir { newest, opaque, .. }) = delta.map.get(path) else { return };
     if !schedule.emitted_dirs.insert(path.clone()) {
@@ -396,5 +446,17 @@ fn emit_dir(delta: &Delta<'_>, schedule: &mut Schedule, pos: Pos, path: &EntryPa
     items.push(Item::Header(raw));
     if *opaque {
         items.push(Item::Header(marker(&opaque_name(path))));
+    }
+    // Implicit directories whose nearest named ancestor is this one are created by their
+    // markers right after it, after its own opaque marker, so that marker cannot hide them.
+    for (below, node) in delta.map.range(descendants(path)) {
+        if let Node::Implicit { whiteout } = node {
+            if nearest_dir(delta, below).as_ref() == Some(path) {
+                if *whiteout {
+                    items.push(Item::Header(marker(&whiteout_name(below))));
+                }
+                items.push(Item::Header(marker(&opaque_name(below))));
+            }
+        }
     }
 }
