@@ -301,10 +301,18 @@ impl ImageBuilder {
             fs::write(blobs.join(&sha256(blob)[7..]), blob).expect("write blob");
         }
         fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).expect("write");
-        let index = json!({"schemaVersion": 2, "manifests": [{
+        let entry = json!({
             "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256(&manifest), "size": manifest.len(),
             "annotations": {"org.opencontainers.image.ref.name": tag}
-        }]});
+        });
+        // A layout that already holds images gets this one added under its tag.
+        let mut index = fs::read(dir.join("index.json"))
+            .ok()
+            .and_then(|raw| serde_json::from_slice::<Value>(&raw).ok())
+            .unwrap_or_else(|| json!({"schemaVersion": 2, "manifests": []}));
+        if let Some(list) = index["manifests"].as_array_mut() {
+            list.push(entry);
+        }
         fs::write(dir.join("index.json"), serde_json::to_vec(&index).expect("json")).expect("write");
     }
 

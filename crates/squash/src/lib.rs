@@ -13,6 +13,7 @@ mod layer;
 mod merge;
 mod plan;
 mod read;
+mod report;
 mod write;
 
 pub use digest::{Digest, InvalidDigest};
@@ -23,3 +24,4 @@ pub use layer::index::{EntryClass, IndexedEntry, LayerIndex};
 pub use read::{HistoryStep, Image, ImageReference, InputFormat, Layer, OpenOptions, Platform, Transport};
 pub use plan::{parse_layer_range, Fate, HistoryMode, LayerRange, LayerSelector, PlannedRange, SquashOptions, SquashPlan};
 pub use write::{Outcome, OutcomeLayer, Output, OutputFormat};
+pub use report::{human, parse_size, report_svg, Gates, LayerReport, RangeReport, Report, WastedPath};

@@ -1,0 +1,137 @@
+//! Command-line arguments. Every flag maps onto a library option.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Squash container image layers offline, with a filesystem provably identical to the original's.
+#[derive(Debug, Parser)]
+#[command(name = "squash", version, args_conflicts_with_subcommands = true, arg_required_else_help = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub squash: SquashArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show an image's layers: digests, sizes, compression and the history step of each.
+    Inspect(InspectArgs),
+    /// Measure how many bytes each layer wastes and what a squash would reclaim.
+    Report(ReportArgs),
+    /// Build a small example image, squash it, and show the report and the new digests.
+    Demo(DemoArgs),
+}
+
+/// Which image inside the input.
+#[derive(Debug, Args, Clone)]
+pub struct ImageArgs {
+    /// The image: `oci:PATH[:TAG]`, `oci-archive:PATH[:TAG]`, `docker-archive:PATH[:NAME:TAG]`,
+    /// `dir:PATH`, or a path whose format is detected.
+    pub image: Option<String>,
+    /// Platform to pick from a multi-platform index, as os/arch[/variant].
+    #[arg(long)]
+    pub platform: Option<String>,
+}
+
+/// What to squash.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SelectArgs {
+    /// `N`: the top N filesystem layers (history steps that made no layer are NOT counted,
+    /// unlike docker-squash); `DIGEST`: every layer above the layer with this diff_id or blob
+    /// digest (prefix), which is kept; `base`: every layer above the base image (see --base).
+    #[arg(long, value_name = "N|DIGEST|base")]
+    pub from_layer: Option<String>,
+    /// Squash layers A to B (inclusive, numbered as `squash inspect` shows); repeatable.
+    #[arg(long, value_name = "A..B")]
+    pub layers: Vec<String>,
+    /// A base image for `--from-layer base` (repeatable); without it the base is looked for in
+    /// the same input.
+    #[arg(long, value_name = "IMAGE")]
+    pub base: Vec<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SquashArgs {
+    #[command(flatten)]
+    pub image: ImageArgs,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Output: a path (same format as the input unless --format), or `oci:PATH[:TAG]`,
+    /// `oci-archive:PATH[:TAG]`, `docker-archive:PATH[:NAME:TAG]`.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: Option<String>,
+    /// Output format: oci, oci-archive or docker-archive.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Tag of the written image.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Compression of new layers: gzip, zstd or none (default: that of the squashed layers).
+    #[arg(long)]
+    pub compression: Option<String>,
+    /// Compression level (gzip 1-9, default 6; zstd 1-22, default 3).
+    #[arg(long)]
+    pub level: Option<i32>,
+    /// Worker threads (default: all cores); output bytes do not depend on it.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Comment of the history entry that describes the merged layer.
+    #[arg(long)]
+    pub message: Option<String>,
+    /// Drop the squashed history steps instead of keeping them as empty steps.
+    #[arg(long)]
+    pub drop_history: bool,
+    /// Print the plan and the figures, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    pub image: ImageArgs,
+    /// JSON output for machines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub image: ImageArgs,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// JSON output (field names are stable; see README).
+    #[arg(long)]
+    pub json: bool,
+    /// How many wasteful paths to list.
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+    /// Write a bar chart of kept and wasted bytes per layer as SVG.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// Exit 1 if more than this is wasted outside the base (e.g. 50MB).
+    #[arg(long, value_name = "SIZE")]
+    pub fail_if_wasted_over: Option<String>,
+    /// Exit 1 if more than this percentage of the non-base bytes is wasted.
+    #[arg(long, value_name = "PERCENT")]
+    pub fail_if_wasted_percent_over: Option<f64>,
+    /// Exit 1 if the efficiency (share of stored file bytes that stay visible) is below this.
+    #[arg(long, value_name = "RATIO")]
+    pub min_efficiency: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the example images in this directory instead of a temporary one.
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<PathBuf>,
+}

@@ -1,0 +1,124 @@
+//! Human-readable tables; JSON goes through serde.
+
+use squash::{human, Image, Outcome, Report, SquashPlan};
+
+fn short(s: &str) -> String {
+    s.strip_prefix("sha256:").map(|h| format!("sha256:{}", &h[..12.min(h.len())])).unwrap_or_else(|| s.to_string())
+}
+
+/// Pads columns to their widest cell.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row.iter().enumerate().map(|(i, cell)| if i + 1 == row.len() { cell.clone() } else { format!("{cell:<w$}", w = widths[i]) }).collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+pub fn plan(image: &Image, plan: &SquashPlan) -> String {
+    let mut out = String::new();
+    if plan.ranges.is_empty() {
+        out.push_str("no range selected: copying the image as it is\n");
+    }
+    for r in &plan.ranges {
+        out.push_str(&format!("squashing {}\n", r.range));
+        let before_u = r.uncompressed_size_before();
+        out.push_str(&format!(
+            "  {} layers -> 1; uncompressed {} -> {} ({} reclaimed); {} entries written\n",
+            r.range.len(),
+            human(before_u),
+            human(r.uncompressed_size()),
+            human(before_u.saturating_sub(r.uncompressed_size())),
+            r.entries_after()
+        ));
+    }
+    let kept: Vec<usize> = plan.kept_layers(image).collect();
+    if !kept.is_empty() {
+        out.push_str(&format!("keeping layers {kept:?} byte for byte\n"));
+    }
+    out
+}
+
+pub fn outcome(image: &Image, plan: &SquashPlan, outcome: &Outcome) -> String {
+    let mut out = String::new();
+    let before_c: u64 = image.layers().iter().map(|l| l.size()).sum();
+    let after_c: u64 = outcome.layers.iter().map(|l| l.size).sum();
+    out.push_str(&format!("wrote {}\n", outcome.output));
+    out.push_str(&format!("  layers: {} -> {}\n", image.layers().len(), outcome.layers.len()));
+    for r in &plan.ranges {
+        let new = outcome.layers.iter().find(|l| l.squashed_from == Some((r.range.start, r.range.end)));
+        if let Some(new) = new {
+            out.push_str(&format!(
+                "  layers {}..{}: compressed {} -> {}, uncompressed {} -> {}\n",
+                r.range.start,
+                r.range.end,
+                human(r.compressed_size_before()),
+                human(new.size),
+                human(r.uncompressed_size_before()),
+                human(new.uncompressed_size.unwrap_or(0))
+            ));
+        }
+    }
+    out.push_str(&format!("  image (stored): {} -> {}\n", human(before_c), human(after_c)));
+    out.push_str(&format!("  manifest: {}\n  config:   {}\n", outcome.manifest_digest, outcome.config_digest));
+    let mut rows = vec![vec!["#".into(), "DIGEST".into(), "SIZE".into(), "".into()]];
+    for l in &outcome.layers {
+        let note = match l.squashed_from {
+            Some((a, b)) => format!("new: layers {a}..{b}"),
+            None => "kept".into(),
+        };
+        rows.push(vec![l.index.to_string(), short(&l.digest.to_string()), human(l.size), note]);
+    }
+    out.push_str(&table(&rows));
+    out
+}
+
+pub fn report(report: &Report) -> String {
+    let mut out = String::new();
+    let mut rows = vec![["#", "COMPRESSED", "UNCOMPRESSED", "ADDED", "CHANGED", "DELETED", "WASTED", "CREATED BY"].map(String::from).to_vec()];
+    for l in &report.layers {
+        let created: String = l.created_by.clone().unwrap_or_default().chars().take(60).collect();
+        rows.push(vec![
+            format!("{}{}", l.index, if l.base { " (base)" } else { "" }),
+            human(l.compressed_size),
+            human(l.uncompressed_size),
+            l.added.to_string(),
+            l.changed.to_string(),
+            l.deleted.to_string(),
+            human(l.wasted_bytes),
+            created,
+        ]);
+    }
+    out.push_str(&table(&rows));
+    out.push_str(&format!(
+        "\nwasted: {} in all, {} outside the base ({:.1}% of the non-base file bytes); efficiency {:.4}\n",
+        human(report.wasted_bytes),
+        human(report.wasted_bytes_non_base),
+        report.wasted_percent,
+        report.efficiency
+    ));
+    if !report.wasted_paths.is_empty() {
+        out.push_str("\ntop wasted paths:\n");
+        let mut rows = vec![["RECLAIMABLE", "COPIES", "LAYERS", "PATH"].map(String::from).to_vec()];
+        for p in &report.wasted_paths {
+            rows.push(vec![human(p.reclaimable_bytes), p.copies.to_string(), format!("{:?}", p.layers), p.path.clone()]);
+        }
+        out.push_str(&table(&rows));
+    }
+    for r in &report.squash {
+        out.push_str(&format!(
+            "\nsquash {}\n  uncompressed {} -> {} (exact), compressed {} -> ~{} (estimate), reclaims {:.1}% of the non-base part\n",
+            r.range,
+            human(r.uncompressed_before),
+            human(r.uncompressed_after),
+            human(r.compressed_before),
+            human(r.compressed_after_estimate),
+            r.reclaimed_percent
+        ));
+    }
+    out
+}
