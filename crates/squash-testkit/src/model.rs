@@ -186,6 +186,9 @@ impl RootFs {
                 }
             }
             let link = entry.link_name_bytes().map(|l| l.to_vec());
+            if entry.size() > 64 << 20 {
+                return Err(format!("{}: too large for the in-memory model", String::from_utf8_lossy(&path)));
+            }
             let mut data = Vec::new();
             entry.read_to_end(&mut data).map_err(|e| e.to_string())?;
             entries.push(Pending { path, header: entry.header().clone(), link, data, xattrs });

@@ -271,9 +271,16 @@ impl<R: Read> TarReader<R> {
                         return Err(malformed(None, "entry with an empty name"));
                     }
                     let header_only = matches!(typeflag, b'1' | b'2' | b'3' | b'4' | b'5' | b'6');
-                    if header_only {
+                    if header_only && meta.size != 0 {
+                        // Readers disagree on whether such an entry has data; write a size of 0
+                        // so that every reader agrees with the one appliers use.
                         meta.size = 0;
                         meta.real_size = 0;
+                        let main = raw.len() - BLOCK;
+                        raw[main + 124..main + 136].copy_from_slice(b"00000000000\0");
+                        raw[main + 148..main + 156].fill(b' ');
+                        let sum: u64 = raw[main..].iter().map(|&b| u64::from(b)).sum();
+                        raw[main + 148..main + 156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
                     }
                     if meta.kind().is_none() {
                         return Err(malformed(

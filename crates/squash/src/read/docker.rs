@@ -61,7 +61,9 @@ pub(crate) fn open_archive(store: Store, selector: Option<&str>) -> Result<Image
     let config_location = store.location().part(format!("config `{config_name}`"));
     let config_raw = store.read_unverified(&config_name)?.ok_or_else(|| Error::invalid(config_location.clone(), "docker archive", "config member missing"))?;
     let config_digest = Digest::of(&config_raw);
-    if let Some(named) = digest_in_name(&config_name) {
+    // Only `blobs/sha256/<hex>` names are a digest claim; `<hex>.json` names are not checked by
+    // `docker load` and some tools rewrite configs without renaming them.
+    if let Some(named) = digest_in_name_strict(&config_name) {
         if named != config_digest {
             return Err(Error::DigestMismatch { location: config_location, expected: named, actual: config_digest });
         }
@@ -91,6 +93,9 @@ pub(crate) fn open_archive(store: Store, selector: Option<&str>) -> Result<Image
         let mut descriptor = None;
         let compression = sniff_layer(&store, &blob, &layer_location)?;
         let mut media_type = docker_media_type(compression).to_string();
+        // LayerSources describe the layer as a registry serves it; they describe the stored
+        // member only when the sizes agree (Docker 25+), not for an uncompressed `layer.tar`.
+        let source = source.filter(|s| s.get("size").and_then(Value::as_u64) == Some(size));
         if let Some(source) = source {
             let digest = source.get("digest").and_then(Value::as_str).and_then(|d| d.parse::<Digest>().ok());
             if let Some(digest) = digest {

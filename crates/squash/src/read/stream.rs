@@ -90,3 +90,16 @@ impl Image {
         wanted.par_iter().map(|&i| self.index_layer(i)).collect()
     }
 }
+
+impl Image {
+    /// Streams layer `layer_index` as an uncompressed tar into `out`, verifying its digest, size
+    /// and diff_id as it goes (an export of one layer).
+    pub fn write_layer_tar(&self, layer_index: usize, out: &mut dyn std::io::Write) -> Result<()> {
+        let layer = self.layers.get(layer_index).ok_or_else(|| Error::InvalidRange { reason: format!("no layer {layer_index}") })?;
+        let mut stream = LayerStream::open(self, layer)?;
+        let location = stream.location.clone();
+        io::copy(stream.tar.get_mut(), out).at(|| location.clone())?;
+        stream.finish()?;
+        Ok(())
+    }
+}

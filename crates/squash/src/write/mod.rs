@@ -135,8 +135,10 @@ impl SquashPlan {
         let copy = self.ranges.is_empty();
         let config_bytes = if copy { image.config.raw.clone() } else { self.new_config(image, &layers)? };
         let (config_digest, config_size) = target.write_blob(None, BlobKind::Config, &mut |w| w.write_all(&config_bytes).at(|| Location::file(&output.path)))?;
+        // A `dir:` manifest may call its config `application/octet-stream`; it is rewritten.
+        let verbatim = copy && image.format() != InputFormat::Dir;
         let manifest_bytes = match &image.manifest {
-            Some(m) if copy => m.raw.clone(),
+            Some(m) if verbatim => m.raw.clone(),
             _ => new_manifest(image, docker, &config_digest, config_size, descriptors)?,
         };
         let manifest_media_type = match &image.manifest {
@@ -254,6 +256,10 @@ fn new_manifest(image: &Image, docker: bool, config_digest: &Digest, config_size
         Some(m) => {
             let mut value = m.value.clone();
             let mut config = value.get("config").cloned().unwrap_or_else(|| json!({}));
+            let media_type = config.get("mediaType").and_then(Value::as_str).unwrap_or_default();
+            if media_type != OCI_CONFIG && media_type != DOCKER_CONFIG {
+                config["mediaType"] = json!(if docker { DOCKER_CONFIG } else { OCI_CONFIG });
+            }
             config["digest"] = json!(config_digest.to_string());
             config["size"] = json!(config_size);
             value["config"] = config;
