@@ -1,1 +1,138 @@
+use std::path::Path;
 
+use squash::{Error, Image, LayerSelector, Output, OutputFormat, SquashOptions};
+use squash_testkit::{ImageBuilder, LayerBuilder, LayerCompression};
+
+use crate::support::fixtures;
+
+fn open_err(reference: &str) -> Error {
+    match Image::open(reference) {
+        Ok(_) => panic!("{reference}: opened, but must be refused"),
+        Err(e) => e,
+    }
+}
+
+fn assert_nothing_left(dir: &Path) {
+    let left: Vec<_> = std::fs::read_dir(dir).expect("read_dir").flatten().map(|e| e.file_name()).filter(|n| n != "in").collect();
+    assert!(left.is_empty(), "output left behind: {left:?}");
+}
+
+#[test]
+fn invalid_fixtures_are_refused_with_a_clear_error() {
+    let f = fixtures();
+    let ggcr = f.join("google__go-containerregistry/pkg/v1");
+    let cases: Vec<(String, &str)> = vec![
+        (ggcr.join("tarball/testdata/no_manifest.tar").display().to_string(), "without `manifest.json`"),
+        (ggcr.join("tarball/testdata/null_manifest.tar").display().to_string(), "`null`"),
+        (format!("oci:{}", f.join("containers__image/oci/layout/fixtures/delete_image_only_one_image").display()), "size mismatch"),
+        (format!("oci:{}:1.0.0", f.join("containers__image/oci/layout/fixtures/delete_image_multiple_images").display()), "size mismatch"),
+        (format!("oci:{}", ggcr.join("layout/testdata/test_gc_image_unknown_mediatype").display()), "missing blob"),
+        (format!("oci:{}", ggcr.join("layout/testdata/test_index_media_type").display()), "not a container image"),
+        (format!("oci:{}", f.join("containers__image/oci/layout/fixtures/delete_image_shared_blobs_dir").display()), "missing blob"),
+        (format!("dir:{}", f.join("containers__skopeo/integration/fixtures/uncompressed-image-s1").display()), "schema 1"),
+        (format!("oci:{}:a1", f.join("regclient__regclient/testdata/testrepo").display()), "not a container image"),
+        (format!("oci:{}", f.join("regclient__regclient/testdata/testrepo").display()), "choose one"),
+        (format!("oci:{}:nope", f.join("regclient__regclient/testdata/testrepo").display()), "no image tagged `nope`"),
+        (ggcr.join("tarball/testdata/content.tar").display().to_string(), "plain tar"),
+        (f.join("containers__skopeo/systemtest/testdata/docker-two-images.tar.xz").display().to_string(), "xz-compressed"),
+        (f.join("moby__moby/integration-cli/testdata/emptyLayer.tar").display().to_string(), "manifest.json"),
+        (f.join("vbatts__tar-split/archive/tar/testdata/neg-size.tar").display().to_string(), "malformed tar"),
+    ];
+    for (reference, expected) in cases {
+        let message = open_err(&reference).to_string();
+        assert!(message.contains(expected), "{reference}: `{message}` should mention `{expected}`");
+        assert!(message.contains('`'), "{reference}: `{message}` should name the file");
+    }
+}
+
+fn corrupt_image(dir: &Path) -> std::path::PathBuf {
+    let mut b = ImageBuilder::new(LayerCompression::Gzip);
+    b.layer(LayerBuilder::new().file("a", &[7u8; 5000]).finish(), "one");
+    b.layer(LayerBuilder::new().file("b", &[8u8; 5000]).finish(), "two");
+    let input = dir.join("in");
+    b.write_oci_layout(&input, "t");
+    input
+}
+
+#[test]
+fn corrupted_layer_blob_is_named_and_leaves_no_output() {
+    for format in [OutputFormat::OciLayout, OutputFormat::OciArchive, OutputFormat::DockerArchive] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let input = corrupt_image(dir.path());
+        let image = Image::open(&format!("oci:{}:t", input.display())).expect("open");
+        let layer = image.layers()[1].digest().expect("digest").clone();
+        let blob = input.join("blobs/sha256").join(layer.hex());
+        let mut bytes = std::fs::read(&blob).expect("read");
+        let last = bytes.len() - 10;
+        bytes[last] ^= 0xff;
+        std::fs::write(&blob, &bytes).expect("write");
+        let output = Output { path: dir.path().join("out"), format, tag: None };
+        // Squashing decodes the layer: the damage is found.
+        let err = image
+            .plan(&SquashOptions::default().with_selector(LayerSelector::Top(2)))
+            .and_then(|p| p.execute(&image, &output))
+            .expect_err("corrupt blob must fail");
+        let message = err.to_string();
+        assert!(message.contains("layer 1"), "{message}");
+        assert!(
+            message.contains(&layer.short()) || message.contains("digest") || message.contains("gzip") || message.contains("corrupt"),
+            "{message}"
+        );
+        assert_nothing_left(dir.path());
+        // Copying verifies the digest of every blob it copies.
+        let err = image.plan(&SquashOptions::default()).and_then(|p| p.execute(&image, &output)).expect_err("corrupt blob must fail");
+        assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+        assert_nothing_left(dir.path());
+    }
+}
+
+#[test]
+fn truncated_archive_fails_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut b = ImageBuilder::new(LayerCompression::Gzip);
+    b.layer(LayerBuilder::new().file("a", &[1u8; 20000]).finish(), "one");
+    let archive = dir.path().join("in.tar");
+    b.write_docker_archive(&archive, "app:1");
+    let bytes = std::fs::read(&archive).expect("read");
+    std::fs::write(&archive, &bytes[..bytes.len() / 3]).expect("truncate");
+    let err = open_err(&archive.display().to_string());
+    assert!(matches!(err, Error::MalformedTar { .. } | Error::InvalidDocument { .. }), "{err}");
+}
+
+#[test]
+fn parent_dir_in_outer_archive_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("evil.tar");
+    let mut data = Vec::new();
+    {
+        let mut builder = tar::Builder::new(&mut data);
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..17].copy_from_slice(b"../manifest.json\0");
+        h.set_size(2);
+        h.set_cksum();
+        builder.append(&h, &b"[]"[..]).expect("append");
+        builder.finish().expect("finish");
+    }
+    std::fs::write(&path, data).expect("write");
+    let message = open_err(&path.display().to_string()).to_string();
+    assert!(message.contains("`..`"), "{message}");
+}
+
+#[test]
+fn bad_ranges_are_explained() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = corrupt_image(dir.path());
+    let image = Image::open(&format!("oci:{}:t", input.display())).expect("open");
+    for selector in [
+        LayerSelector::Top(3),
+        LayerSelector::Ranges(vec![(0, 5)]),
+        LayerSelector::Ranges(vec![(0, 1), (1, 1)]),
+        LayerSelector::Above("ffff".into()),
+        LayerSelector::Base,
+    ] {
+        let err = image.plan(&SquashOptions::default().with_selector(selector.clone())).expect_err("invalid");
+        assert!(matches!(err, Error::InvalidRange { .. }), "{selector:?}: {err}");
+    }
+    let err = image.plan(&SquashOptions::default().with_selector(LayerSelector::Base)).expect_err("no base");
+    assert!(err.to_string().contains("RUN") || err.to_string().contains("one"), "lists the layers with their history: {err}");
+}

@@ -34,7 +34,14 @@ fn valid_images() -> Vec<String> {
     out.push(format!("oci:{}", ggcr.join("layout/testdata/test_index_one_image").display()));
     out.push(f.join("containers__image/docker/archive/fixtures/almostempty.tar").display().to_string());
     out.push(format!("dir:{}", f.join("containers__skopeo/integration/fixtures/uncompressed-image-s2").display()));
-    for name in ["test-docker-image.tar", "test-kaniko-image.tar", "test-oci-gzip-image.tar", "test-oci-zstd-image.tar", "test-oci-uncompressed-image.tar", "test-oci-estargz-image.tar"] {
+    for name in [
+        "test-docker-image.tar",
+        "test-kaniko-image.tar",
+        "test-oci-gzip-image.tar",
+        "test-oci-zstd-image.tar",
+        "test-oci-uncompressed-image.tar",
+        "test-oci-estargz-image.tar",
+    ] {
         out.push(dive.join(name).display().to_string());
     }
     out.push(format!("oci:{}:v1", f.join("regclient__regclient/testdata/testrepo").display()));
@@ -99,14 +106,28 @@ fn valid_images_open_inspect_copy_and_squash() {
 fn tar_fixtures_as_layers() {
     let f = fixtures();
     let mut tars = Vec::new();
-    for dir in ["vbatts__tar-split/archive/tar/testdata", "composefs__tar-rs/tests/archives", "moby__moby/daemon/builder/remotecontext/internal/tarsum/testdata", "regclient__regclient/testdata"] {
+    for dir in [
+        "vbatts__tar-split/archive/tar/testdata",
+        "composefs__tar-rs/tests/archives",
+        "moby__moby/daemon/builder/remotecontext/internal/tarsum/testdata",
+        "regclient__regclient/testdata",
+    ] {
         for entry in walk(&f.join(dir)) {
             if entry.extension().is_some_and(|e| e == "tar") {
                 tars.push(entry);
             }
         }
     }
-    for name in ["vbatts__tar-split/tar/asm/testdata/t.tar.gz", "vbatts__tar-split/tar/asm/testdata/longlink.tar.gz", "vbatts__tar-split/tar/asm/testdata/fatlonglink.tar.gz", "vbatts__tar-split/tar/asm/testdata/iso-8859.tar.gz", "vbatts__tar-split/tar/asm/testdata/extranils.tar.gz", "vbatts__tar-split/tar/asm/testdata/notenoughnils.tar.gz", "bootc-dev__bootc/crates/ostree-ext/tests/it/fixtures/hlinks.tar.gz", "bootc-dev__bootc/crates/ostree-ext/src/container/tests/it/fixtures/exampleos.tar.zst"] {
+    for name in [
+        "vbatts__tar-split/tar/asm/testdata/t.tar.gz",
+        "vbatts__tar-split/tar/asm/testdata/longlink.tar.gz",
+        "vbatts__tar-split/tar/asm/testdata/fatlonglink.tar.gz",
+        "vbatts__tar-split/tar/asm/testdata/iso-8859.tar.gz",
+        "vbatts__tar-split/tar/asm/testdata/extranils.tar.gz",
+        "vbatts__tar-split/tar/asm/testdata/notenoughnils.tar.gz",
+        "bootc-dev__bootc/crates/ostree-ext/tests/it/fixtures/hlinks.tar.gz",
+        "bootc-dev__bootc/crates/ostree-ext/src/container/tests/it/fixtures/exampleos.tar.zst",
+    ] {
         tars.push(f.join(name));
     }
     let (mut squashed, mut refused) = (0, 0);
@@ -128,7 +149,8 @@ fn tar_fixtures_as_layers() {
                 let model_agrees = !path.ends_with("hdr-only.tar");
                 if let (true, Ok(expected)) = (model_agrees, RootFs::from_layers(stack.iter().map(Vec::as_slice))) {
                     let (after, _) = squash_testkit::read_oci_layout(&out, Some("t"));
-                    let actual = RootFs::from_layers(after.iter().map(|(_, t)| t.as_slice())).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    let actual =
+                        RootFs::from_layers(after.iter().map(|(_, t)| t.as_slice())).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                     let diff = expected.diff(&actual);
                     assert!(diff.is_empty(), "{}: {}", path.display(), diff.join("\n"));
                 }
@@ -136,7 +158,11 @@ fn tar_fixtures_as_layers() {
             Err(e) => {
                 refused += 1;
                 let message = e.to_string();
-                assert!(matches!(e, squash::Error::MalformedTar { .. } | squash::Error::Unsupported { .. }), "{}: {message}", path.display());
+                assert!(
+                    matches!(e, squash::Error::MalformedTar { .. } | squash::Error::Unsupported { .. }),
+                    "{}: {message}",
+                    path.display()
+                );
                 assert!(message.contains("layer 1"), "{}: error does not name the layer: {message}", path.display());
             }
         }

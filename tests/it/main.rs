@@ -5,13 +5,13 @@ mod support;
 
 /// Property tests: rootfs(squash(image)) == rootfs(image), against the testkit model.
 mod equivalence;
-/// One test per trap of SPEC-NOTES.md, named after it.
-mod regression;
-/// Every image in the shared fixtures: open, inspect, copy, squash.
-mod fixtures;
 /// Corrupt, truncated and unsupported inputs: the named error, no output left behind.
 mod failure;
-/// Round trips, layout additions, determinism across thread counts.
-mod roundtrip;
+/// Every image in the shared fixtures: open, inspect, copy, squash.
+mod fixtures;
 /// umoci and skopeo read what we write (a loud skip locally, fatal with SQUASH_REQUIRE_INTEROP=1).
 mod interop;
+/// One test per trap of SPEC-NOTES.md, named after it.
+mod regression;
+/// Round trips, layout additions, determinism across thread counts.
+mod roundtrip;

@@ -1,1 +1,147 @@
+use squash::{Compression, Image, LayerSelector, Output, OutputFormat, SquashOptions};
+use squash_testkit::{random_stack, ImageBuilder, LayerCompression};
 
+use crate::support::build;
+
+fn write(image: &Image, options: SquashOptions, output: &Output) -> squash::Outcome {
+    image.plan(&options).and_then(|p| p.execute(image, output)).expect("squash")
+}
+
+#[test]
+fn copies_keep_every_blob_in_every_format() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = build(dir.path(), &random_stack(7, 4), LayerCompression::Zstd);
+    let image = Image::open(&format!("oci:{}:t", input.display())).expect("open");
+    let digests: Vec<_> = image.layers().iter().map(|l| l.digest().cloned()).collect();
+    for (name, format) in
+        [("layout", OutputFormat::OciLayout), ("oci.tar", OutputFormat::OciArchive), ("docker.tar", OutputFormat::DockerArchive)]
+    {
+        let path = dir.path().join(name);
+        let outcome = write(&image, SquashOptions::default(), &Output { path: path.clone(), format, tag: Some("app:1".into()) });
+        let copied: Vec<_> = outcome.layers.iter().map(|l| Some(l.digest.clone())).collect();
+        assert_eq!(copied, digests, "{name}");
+        let reopened = Image::open(&path.display().to_string()).expect("reopen");
+        let again: Vec<_> = reopened.layers().iter().map(|l| l.digest().cloned().unwrap_or_else(|| l.diff_id().clone())).collect();
+        assert_eq!(again.len(), digests.len());
+        if format != OutputFormat::DockerArchive {
+            assert_eq!(reopened.manifest_digest(), image.manifest_digest(), "{name}: a copy keeps the manifest");
+        }
+        assert_eq!(reopened.config_digest(), image.config_digest(), "{name}: a copy keeps the config");
+    }
+}
+
+#[test]
+fn docker_archive_round_trip_and_squash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut b = ImageBuilder::new(LayerCompression::None);
+    for (i, layer) in random_stack(11, 4).into_iter().enumerate() {
+        b.layer(layer, &format!("step {i}"));
+    }
+    let archive = dir.path().join("in.tar");
+    b.write_docker_archive(&archive, "app:1");
+    let image = Image::open(&archive.display().to_string()).expect("open");
+    assert_eq!(image.name(), Some("app:1"));
+    let out = dir.path().join("out.tar");
+    let outcome = write(
+        &image,
+        SquashOptions::default().with_selector(LayerSelector::Top(3)),
+        &Output { path: out.clone(), format: OutputFormat::DockerArchive, tag: None },
+    );
+    assert_eq!(outcome.layers.len(), 2);
+    let again = Image::open(&format!("docker-archive:{}:app:1", out.display())).expect("reopen by tag");
+    assert_eq!(again.layers()[0].diff_id(), image.layers()[0].diff_id());
+    assert_eq!(again.layers()[1].compression(), Compression::None, "an uncompressed docker archive stays uncompressed");
+}
+
+#[test]
+fn output_bytes_do_not_depend_on_thread_count() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = build(dir.path(), &random_stack(3, 5), LayerCompression::Gzip);
+    let image = Image::open(&format!("oci:{}:t", input.display())).expect("open");
+    for compression in [Compression::Gzip, Compression::Zstd, Compression::None] {
+        let mut manifests = Vec::new();
+        for threads in [1, 2, 4] {
+            let path = dir.path().join(format!("out-{compression}-{threads}.tar"));
+            let options = SquashOptions::default().with_selector(LayerSelector::Top(4)).with_compression(compression).with_threads(threads);
+            let outcome = write(&image, options, &Output { path: path.clone(), format: OutputFormat::OciArchive, tag: Some("t".into()) });
+            manifests.push((outcome.manifest_digest, std::fs::read(&path).expect("read")));
+        }
+        assert!(manifests.windows(2).all(|w| w[0] == w[1]), "{compression}: output changed with the thread count");
+    }
+}
+
+#[test]
+fn history_created_and_messages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = build(dir.path(), &random_stack(5, 4), LayerCompression::Gzip);
+    let image = Image::open(&format!("oci:{}:t", input.display())).expect("open");
+    let out = dir.path().join("out");
+    let options = SquashOptions::default()
+        .with_selector(LayerSelector::Ranges(vec![(1, 2)]))
+        .with_message("merged")
+        .with_source_date_epoch(1_700_000_000);
+    write(&image, options, &Output { path: out.clone(), format: OutputFormat::OciLayout, tag: Some("t".into()) });
+    let (_, config) = squash_testkit::read_oci_layout(&out, Some("t"));
+    let history = config["history"].as_array().expect("history");
+    let merged: Vec<_> = history.iter().filter(|h| h["comment"] == "merged").collect();
+    assert_eq!(merged.len(), 1);
+    assert_eq!(merged[0]["created"], "2023-11-14T22:13:20Z");
+    assert_eq!(config["created"], "2023-11-14T22:13:20Z");
+    assert_eq!(config["config"]["Healthcheck"]["Test"][0], "CMD", "Docker-only fields survive");
+    let empty = history.iter().filter(|h| h["empty_layer"] == true).count();
+    assert_eq!(empty, 2 + 2, "two ENV steps and two squashed steps stay as empty steps");
+    // Layer annotations describing old blobs are not copied onto the new layer.
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let out2 = dir2.path().join("drop");
+    write(
+        &image,
+        SquashOptions::default().with_selector(LayerSelector::Ranges(vec![(1, 2)])).with_history(squash::HistoryMode::Drop),
+        &Output { path: out2.clone(), format: OutputFormat::OciLayout, tag: Some("t".into()) },
+    );
+    let (_, config) = squash_testkit::read_oci_layout(&out2, Some("t"));
+    assert_eq!(config["history"].as_array().expect("history").len(), history.len() - 2);
+}
+
+#[test]
+fn adds_to_an_existing_layout_under_a_new_tag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = build(dir.path(), &random_stack(9, 3), LayerCompression::Gzip);
+    let image = Image::open(&format!("oci:{}:t", input.display())).expect("open");
+    let before: Vec<_> = std::fs::read_dir(input.join("blobs/sha256"))
+        .expect("blobs")
+        .flatten()
+        .map(|e| (e.file_name(), std::fs::read(e.path()).expect("read")))
+        .collect();
+    write(
+        &image,
+        SquashOptions::default().with_selector(LayerSelector::Top(2)),
+        &Output { path: input.clone(), format: OutputFormat::OciLayout, tag: Some("squashed".into()) },
+    );
+    for (name, bytes) in before {
+        assert_eq!(std::fs::read(input.join("blobs/sha256").join(&name)).expect("still there"), bytes, "existing blobs are not rewritten");
+    }
+    let original = Image::open(&format!("oci:{}:t", input.display())).expect("old tag");
+    let squashed = Image::open(&format!("oci:{}:squashed", input.display())).expect("new tag");
+    assert_eq!(original.layers().len(), 3);
+    assert_eq!(squashed.layers().len(), 2);
+}
+
+#[test]
+fn report_predicts_the_new_layer_to_the_byte() {
+    for seed in 20..30u64 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let input = build(dir.path(), &random_stack(seed, 5), LayerCompression::Gzip);
+        let image = Image::open(&format!("oci:{}:t", input.display())).expect("open");
+        let options = SquashOptions::default().with_selector(LayerSelector::Top(4));
+        let report = match image.report(&options, 5) {
+            Ok(r) => r,
+            Err(squash::Error::Unsupported { .. }) => continue,
+            Err(e) => panic!("{e}"),
+        };
+        let outcome = write(&image, options, &Output { path: dir.path().join("out"), format: OutputFormat::OciLayout, tag: None });
+        let new = outcome.layers.iter().find(|l| l.squashed_from.is_some()).expect("new layer");
+        assert_eq!(report.squash[0].uncompressed_after, new.uncompressed_size.expect("size"), "seed {seed}");
+        assert!(report.wasted_bytes >= report.wasted_bytes_non_base);
+        assert!((0.0..=1.0).contains(&report.efficiency));
+    }
+}

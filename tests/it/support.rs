@@ -90,7 +90,13 @@ pub fn listing<'a>(layers: impl Iterator<Item = &'a [u8]>) -> String {
         for entry in archive.entries().expect("tar").flatten() {
             let h = entry.header();
             let link = entry.link_name_bytes().map(|l| format!(" -> {}", String::from_utf8_lossy(&l))).unwrap_or_default();
-            out.push_str(&format!("  {:?} {:o} {}{}\n", h.entry_type(), h.mode().unwrap_or(0), String::from_utf8_lossy(&entry.path_bytes()), link));
+            out.push_str(&format!(
+                "  {:?} {:o} {}{}\n",
+                h.entry_type(),
+                h.mode().unwrap_or(0),
+                String::from_utf8_lossy(&entry.path_bytes()),
+                link
+            ));
         }
     }
     out

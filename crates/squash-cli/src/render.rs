@@ -9,10 +9,15 @@ fn short(s: &str) -> String {
 /// Pads columns to their widest cell.
 pub fn table(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> =
+        (0..columns).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for row in rows {
-        let line: Vec<String> = row.iter().enumerate().map(|(i, cell)| if i + 1 == row.len() { cell.clone() } else { format!("{cell:<w$}", w = widths[i]) }).collect();
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| if i + 1 == row.len() { cell.clone() } else { format!("{cell:<w$}", w = widths[i]) })
+            .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
@@ -79,7 +84,8 @@ pub fn outcome(image: &Image, plan: &SquashPlan, outcome: &Outcome) -> String {
 
 pub fn report(report: &Report) -> String {
     let mut out = String::new();
-    let mut rows = vec![["#", "COMPRESSED", "UNCOMPRESSED", "ADDED", "CHANGED", "DELETED", "WASTED", "CREATED BY"].map(String::from).to_vec()];
+    let mut rows =
+        vec![["#", "COMPRESSED", "UNCOMPRESSED", "ADDED", "CHANGED", "DELETED", "WASTED", "CREATED BY"].map(String::from).to_vec()];
     for l in &report.layers {
         let created: String = l.created_by.clone().unwrap_or_default().chars().take(60).collect();
         rows.push(vec![

@@ -51,7 +51,15 @@ impl LayerBuilder {
     }
 
     /// A regular file with mode, owner and xattrs.
-    pub fn file_with(&mut self, path: impl AsRef<[u8]>, content: &[u8], mode: u32, uid: u64, gid: u64, xattrs: &[(&str, &[u8])]) -> &mut Self {
+    pub fn file_with(
+        &mut self,
+        path: impl AsRef<[u8]>,
+        content: &[u8],
+        mode: u32,
+        uid: u64,
+        gid: u64,
+        xattrs: &[(&str, &[u8])],
+    ) -> &mut Self {
         let mtime = self.mtime;
         if !xattrs.is_empty() {
             let records: Vec<(String, &[u8])> = xattrs.iter().map(|(k, v)| (format!("SCHILY.xattr.{k}"), *v)).collect();

@@ -25,7 +25,8 @@ impl Rng {
 const NAMES: &[&[u8]] = &[b"a", b"b", b"c", b"etc", b"keep.wh.me", b"sp ace", b"\xff\xfename", b"dir.wh.x"];
 
 fn random_path(rng: &mut Rng, existing_dirs: &[Vec<u8>]) -> Vec<u8> {
-    let mut path = if !existing_dirs.is_empty() && rng.chance(70) { existing_dirs[rng.below(existing_dirs.len())].clone() } else { Vec::new() };
+    let mut path =
+        if !existing_dirs.is_empty() && rng.chance(70) { existing_dirs[rng.below(existing_dirs.len())].clone() } else { Vec::new() };
     let extra = 1 + rng.below(2);
     for _ in 0..extra {
         if !path.is_empty() {
@@ -63,7 +64,7 @@ fn content(rng: &mut Rng) -> Vec<u8> {
     (0..len).map(|_| rng.next() as u8).collect()
 }
 
-fn one_layer(rng: &mut Rng, fs: &RootFs) -> Vec<u8> {
+fn one_layer(rng: &mut Rng, fs: &RootFs, late_whiteouts: bool) -> Vec<u8> {
     let dirs: Vec<Vec<u8>> = fs.nodes().iter().filter(|(p, n)| n.kind == NodeKind::Dir && !p.is_empty()).map(|(p, _)| p.clone()).collect();
     let files: Vec<Vec<u8>> = fs.nodes().iter().filter(|(_, n)| n.kind != NodeKind::Dir).map(|(p, _)| p.clone()).collect();
     let all: Vec<Vec<u8>> = fs.nodes().keys().filter(|p| !p.is_empty()).cloned().collect();
@@ -73,7 +74,7 @@ fn one_layer(rng: &mut Rng, fs: &RootFs) -> Vec<u8> {
     // Like Docker and BuildKit, write a directory entry for every parent that does not exist yet
     // (directories made implicitly by appliers carry metadata no layer states).
     let mut known_dirs: std::collections::BTreeSet<Vec<u8>> = dirs.iter().cloned().collect();
-    let mut parents = |layer: &mut LayerBuilder, known: &mut std::collections::BTreeSet<Vec<u8>>, path: &[u8]| {
+    let parents = |layer: &mut LayerBuilder, known: &mut std::collections::BTreeSet<Vec<u8>>, path: &[u8]| {
         for (i, &b) in path.iter().enumerate() {
             if b == b'/' && !known.contains(&path[..i]) {
                 layer.dir(&path[..i]);
@@ -82,7 +83,7 @@ fn one_layer(rng: &mut Rng, fs: &RootFs) -> Vec<u8> {
         }
     };
     // Whiteouts first in some layers, last in others: their position must not matter.
-    let whiteouts_last = rng.chance(50);
+    let whiteouts_last = rng.chance(50) && late_whiteouts;
     let mut deferred: Vec<(bool, Vec<u8>)> = Vec::new();
     let ops = 1 + rng.below(8);
     for _ in 0..ops {
@@ -113,7 +114,13 @@ fn one_layer(rng: &mut Rng, fs: &RootFs) -> Vec<u8> {
                 layer.symlink(spelled(rng, &path, false), target);
             }
             6 if !made_files.is_empty() || !files.is_empty() => {
-                let target = if !made_files.is_empty() && rng.chance(60) { made_files[rng.below(made_files.len())].clone() } else if !files.is_empty() { files[rng.below(files.len())].clone() } else { continue };
+                let target = if !made_files.is_empty() && rng.chance(60) {
+                    made_files[rng.below(made_files.len())].clone()
+                } else if !files.is_empty() {
+                    files[rng.below(files.len())].clone()
+                } else {
+                    continue;
+                };
                 let path = random_path(rng, &dirs);
                 parents(&mut layer, &mut known_dirs, &path);
                 let target = if rng.chance(20) { [b"/".as_slice(), &target].concat() } else { target };
@@ -123,12 +130,20 @@ fn one_layer(rng: &mut Rng, fs: &RootFs) -> Vec<u8> {
             7 | 8 if !all.is_empty() => {
                 let path = all[rng.below(all.len())].clone();
                 known_dirs.retain(|d| !(d == &path || d.starts_with(&path) && d.get(path.len()) == Some(&b'/')));
-                if whiteouts_last { deferred.push((false, path)) } else { layer.whiteout(path); }
+                if whiteouts_last {
+                    deferred.push((false, path))
+                } else {
+                    layer.whiteout(path);
+                }
             }
             9 if !dirs.is_empty() => {
                 let dir = dirs[rng.below(dirs.len())].clone();
                 known_dirs.retain(|d| !(d.starts_with(&dir) && d.get(dir.len()) == Some(&b'/')));
-                if whiteouts_last { deferred.push((true, dir)) } else { layer.opaque(dir); }
+                if whiteouts_last {
+                    deferred.push((true, dir))
+                } else {
+                    layer.opaque(dir);
+                }
             }
             10 if !all.is_empty() => {
                 // Type change: replace whatever is there with the other kind.
@@ -154,26 +169,45 @@ fn one_layer(rng: &mut Rng, fs: &RootFs) -> Vec<u8> {
             _ => {
                 let path = random_path(rng, &dirs);
                 parents(&mut layer, &mut known_dirs, &path);
-                if rng.chance(50) { layer.fifo(&path); } else { layer.char_device(&path, 1, 3); }
+                if rng.chance(50) {
+                    layer.fifo(&path);
+                } else {
+                    layer.char_device(&path, 1, 3);
+                }
             }
         }
     }
     for (opaque, path) in deferred {
-        if opaque { layer.opaque(path); } else { layer.whiteout(path); }
+        if opaque {
+            layer.opaque(path);
+        } else {
+            layer.whiteout(path);
+        }
     }
     layer.finish()
 }
 
 /// A stack of `layers` random layers from `seed`, each valid under the model when applied on
-/// the ones before it.
+/// the ones before it. Half the layers put their whiteouts after their other entries, which the
+/// spec allows and some appliers (umoci) read differently.
 pub fn random_stack(seed: u64, layers: usize) -> Vec<Vec<u8>> {
+    stack(seed, layers, true)
+}
+
+/// Like [`random_stack`], with every whiteout before the entries of its layer, as Docker and
+/// BuildKit write them: all appliers agree on such layers.
+pub fn random_stack_whiteouts_first(seed: u64, layers: usize) -> Vec<Vec<u8>> {
+    stack(seed, layers, false)
+}
+
+fn stack(seed: u64, layers: usize, late_whiteouts: bool) -> Vec<Vec<u8>> {
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut fs = RootFs::new();
     let mut out = Vec::new();
     while out.len() < layers {
         let mut attempts = 0;
         loop {
-            let layer = one_layer(&mut rng, &fs);
+            let layer = one_layer(&mut rng, &fs, late_whiteouts);
             let mut next = fs.clone();
             if next.apply(&layer).is_ok() {
                 fs = next;

@@ -132,7 +132,8 @@ impl RootFs {
                 None => {
                     let inode = self.next_inode;
                     self.next_inode += 1;
-                    self.nodes.insert(a, Node { kind: NodeKind::Dir, mode: 0o755, uid: 0, gid: 0, mtime: 0, xattrs: BTreeMap::new(), inode });
+                    self.nodes
+                        .insert(a, Node { kind: NodeKind::Dir, mode: 0o755, uid: 0, gid: 0, mtime: 0, xattrs: BTreeMap::new(), inode });
                 }
             }
         }
@@ -222,8 +223,13 @@ impl RootFs {
                 }
                 tar::EntryType::Directory => NodeKind::Dir,
                 tar::EntryType::Symlink => NodeKind::Symlink(e.link.clone().unwrap_or_default()),
-                tar::EntryType::Char => NodeKind::Char(h.device_major().ok().flatten().unwrap_or(0).into(), h.device_minor().ok().flatten().unwrap_or(0).into()),
-                tar::EntryType::Block => NodeKind::Block(h.device_major().ok().flatten().unwrap_or(0).into(), h.device_minor().ok().flatten().unwrap_or(0).into()),
+                tar::EntryType::Char => {
+                    NodeKind::Char(h.device_major().ok().flatten().unwrap_or(0).into(), h.device_minor().ok().flatten().unwrap_or(0).into())
+                }
+                tar::EntryType::Block => NodeKind::Block(
+                    h.device_major().ok().flatten().unwrap_or(0).into(),
+                    h.device_minor().ok().flatten().unwrap_or(0).into(),
+                ),
                 tar::EntryType::Fifo => NodeKind::Fifo,
                 tar::EntryType::Link => {
                     let target = normalize(&e.link.clone().unwrap_or_default())?;

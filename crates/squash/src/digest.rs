@@ -71,9 +71,7 @@ impl std::error::Error for InvalidDigest {}
 impl FromStr for Digest {
     type Err = InvalidDigest;
     fn from_str(s: &str) -> Result<Digest, InvalidDigest> {
-        s.strip_prefix("sha256:")
-            .and_then(Digest::from_hex)
-            .ok_or_else(|| InvalidDigest(s.to_string()))
+        s.strip_prefix("sha256:").and_then(Digest::from_hex).ok_or_else(|| InvalidDigest(s.to_string()))
     }
 }
 
@@ -102,12 +100,6 @@ impl<R: Read> HashingReader<R> {
         HashingReader { inner, hasher: Sha256::new(), count: 0 }
     }
 
-    /// Reads what is left to the end, then returns the digest and the byte count.
-    pub(crate) fn finish(mut self) -> io::Result<(Digest, u64)> {
-        io::copy(&mut self, &mut io::sink())?;
-        Ok((Digest::from_raw(self.hasher.finalize().into()), self.count))
-    }
-
     /// Reads what is left to the end, then returns the inner reader, the digest and the count.
     pub(crate) fn drain_into_parts(mut self) -> io::Result<(R, Digest, u64)> {
         io::copy(&mut self, &mut io::sink())?;
@@ -121,10 +113,6 @@ impl<R: Read> HashingReader<R> {
     /// The digest of the bytes read so far.
     pub(crate) fn digest(&self) -> Digest {
         Digest::from_raw(self.hasher.clone().finalize().into())
-    }
-
-    pub(crate) fn get_mut(&mut self) -> &mut R {
-        &mut self.inner
     }
 }
 
@@ -185,7 +173,7 @@ mod tests {
         let mut r = HashingReader::new(&b"hello world"[..]);
         let mut buf = [0u8; 5];
         r.read_exact(&mut buf).unwrap();
-        let (d, n) = r.finish().unwrap();
+        let (_, d, n) = r.drain_into_parts().unwrap();
         assert_eq!(n, 11);
         assert_eq!(d, Digest::of(b"hello world"));
     }

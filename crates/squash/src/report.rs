@@ -139,7 +139,9 @@ impl Image {
         let ranges = match &options.selector {
             LayerSelector::Nothing => match range::resolve(self, &LayerSelector::Base, &options.bases) {
                 Ok(r) => r,
-                Err(_) if count > 1 => vec![LayerRange { start: 1, end: count - 1, reason: "every layer above layer 0 (no base image found)".into() }],
+                Err(_) if count > 1 => {
+                    vec![LayerRange { start: 1, end: count - 1, reason: "every layer above layer 0 (no base image found)".into() }]
+                }
                 Err(_) => Vec::new(),
             },
             selector => range::resolve(self, selector, &options.bases)?,
@@ -171,7 +173,8 @@ impl Image {
                 }
                 if bytes > 0 {
                     let path = index.entries[e].path.display();
-                    let record = per_path.entry(path.clone()).or_insert(WastedPath { path, copies: 0, reclaimable_bytes: 0, layers: Vec::new() });
+                    let record =
+                        per_path.entry(path.clone()).or_insert(WastedPath { path, copies: 0, reclaimable_bytes: 0, layers: Vec::new() });
                     record.copies += 1;
                     record.layers.push(l);
                     if fate.is_dropped() {
@@ -215,8 +218,15 @@ impl Image {
                 .iter()
                 .zip(&plan.fates)
                 .map(|(index, fates)| {
-                    let ratio = if index.uncompressed_size == 0 { 1.0 } else { index.compressed_size as f64 / index.uncompressed_size as f64 };
-                    let kept: u64 = index.entries.iter().zip(fates).filter(|(_, f)| matches!(f, Fate::Kept | Fate::Converted)).map(|(e, _)| e.tar_size()).sum();
+                    let ratio =
+                        if index.uncompressed_size == 0 { 1.0 } else { index.compressed_size as f64 / index.uncompressed_size as f64 };
+                    let kept: u64 = index
+                        .entries
+                        .iter()
+                        .zip(fates)
+                        .filter(|(_, f)| matches!(f, Fate::Kept | Fate::Converted))
+                        .map(|(e, _)| e.tar_size())
+                        .sum();
                     kept as f64 * ratio
                 })
                 .sum();
@@ -288,7 +298,11 @@ pub fn human(bytes: u64) -> String {
         value /= 1000.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 /// Parses `50MB`, `1.5GiB`, `1000` (bytes) and the like.

@@ -30,7 +30,13 @@ pub fn run(keep: Option<PathBuf>) -> Result<ExitCode> {
     let _ = std::fs::remove_dir_all(&layout);
     let _ = std::fs::remove_dir_all(&out);
 
-    let base = LayerBuilder::new().dir("etc").file("etc/os-release", b"NAME=demo\n").dir("usr").dir("usr/bin").file_with("usr/bin/sh", &pseudo_random(200_000, 1), 0o755, 0, 0, &[]).finish();
+    let base = LayerBuilder::new()
+        .dir("etc")
+        .file("etc/os-release", b"NAME=demo\n")
+        .dir("usr")
+        .dir("usr/bin")
+        .file_with("usr/bin/sh", &pseudo_random(200_000, 1), 0o755, 0, 0, &[])
+        .finish();
     let lists = {
         let mut l = LayerBuilder::new();
         l.dir("var").dir("var/lib").dir("var/lib/apt").dir("var/lib/apt/lists");

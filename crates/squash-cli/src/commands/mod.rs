@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
 use squash::{
-    human, parse_layer_range, parse_size, report_svg, Compression, Gates, HistoryMode, Image, InputFormat, LayerSelector, OpenOptions, Output, OutputFormat,
-    Platform, SquashOptions,
+    human, parse_layer_range, parse_size, report_svg, Compression, Gates, HistoryMode, Image, InputFormat, LayerSelector, OpenOptions,
+    Output, OutputFormat, Platform, SquashOptions,
 };
 
 use crate::args::{Cli, Command, ImageArgs, SelectArgs, SquashArgs};
@@ -36,10 +36,13 @@ fn selector(args: &SelectArgs) -> Result<(LayerSelector, Vec<Image>)> {
     let selector = match (&args.from_layer, args.layers.is_empty()) {
         (Some(_), false) => bail!("use either --from-layer or --layers, not both"),
         (Some(value), true) => value.parse::<LayerSelector>().map_err(|e| anyhow!("--from-layer {e}"))?,
-        (None, false) => LayerSelector::Ranges(args.layers.iter().map(|r| parse_layer_range(r).map_err(|e| anyhow!("--layers {e}"))).collect::<Result<_>>()?),
+        (None, false) => LayerSelector::Ranges(
+            args.layers.iter().map(|r| parse_layer_range(r).map_err(|e| anyhow!("--layers {e}"))).collect::<Result<_>>()?,
+        ),
         (None, true) => LayerSelector::Nothing,
     };
-    let bases = args.base.iter().map(|b| Image::open(b).with_context(|| format!("opening base image `{b}`"))).collect::<Result<Vec<_>>>()?;
+    let bases =
+        args.base.iter().map(|b| Image::open(b).with_context(|| format!("opening base image `{b}`"))).collect::<Result<Vec<_>>>()?;
     Ok((selector, bases))
 }
 
@@ -157,11 +160,20 @@ fn inspect(args: &ImageArgs, as_json: bool) -> Result<ExitCode> {
     for (layer, index) in image.layers().iter().zip(&indexes) {
         if let Some(step) = layer.history_index() {
             for empty in &image.history()[printed_steps..step] {
-                rows.push(vec!["-".into(), String::new(), String::new(), String::new(), String::new(), "(no layer)".into(), empty.created_by.clone().unwrap_or_default()]);
+                rows.push(vec![
+                    "-".into(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    "(no layer)".into(),
+                    empty.created_by.clone().unwrap_or_default(),
+                ]);
             }
             printed_steps = step + 1;
         }
-        let created: String = layer.history_index().and_then(|h| image.history().get(h)).and_then(|h| h.created_by.clone()).unwrap_or_default();
+        let created: String =
+            layer.history_index().and_then(|h| image.history().get(h)).and_then(|h| h.created_by.clone()).unwrap_or_default();
         rows.push(vec![
             layer.index().to_string(),
             index.blob_digest.short(),
@@ -173,7 +185,15 @@ fn inspect(args: &ImageArgs, as_json: bool) -> Result<ExitCode> {
         ]);
     }
     for empty in image.history().iter().skip(printed_steps) {
-        rows.push(vec!["-".into(), String::new(), String::new(), String::new(), String::new(), "(no layer)".into(), empty.created_by.clone().unwrap_or_default()]);
+        rows.push(vec![
+            "-".into(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            "(no layer)".into(),
+            empty.created_by.clone().unwrap_or_default(),
+        ]);
     }
     print!("{}", render::table(&rows));
     Ok(ExitCode::SUCCESS)
@@ -194,7 +214,12 @@ fn report(args: crate::args::ReportArgs) -> Result<ExitCode> {
         print!("{}", render::report(&report));
     }
     let gates = Gates {
-        max_wasted_bytes: args.fail_if_wasted_over.as_deref().map(parse_size).transpose().map_err(|e| anyhow!("--fail-if-wasted-over {e}"))?,
+        max_wasted_bytes: args
+            .fail_if_wasted_over
+            .as_deref()
+            .map(parse_size)
+            .transpose()
+            .map_err(|e| anyhow!("--fail-if-wasted-over {e}"))?,
         max_wasted_percent: args.fail_if_wasted_percent_over,
         min_efficiency: args.min_efficiency,
     };

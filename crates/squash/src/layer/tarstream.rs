@@ -15,6 +15,9 @@ use super::entry::EntryKind;
 /// One tar block.
 pub(crate) const BLOCK: usize = 512;
 
+/// PAX records, key and value, in order.
+pub(crate) type PaxRecords = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// An entry's header group: every block from its first extension header to its main header
 /// (and old-GNU sparse extension blocks), plus the decoded fields.
 #[derive(Debug, Clone)]
@@ -44,23 +47,12 @@ pub(crate) struct EntryMeta {
     /// The logical size of the file (differs from `size` for sparse files).
     pub real_size: u64,
     /// PAX records of the entry's own `x` header, in order.
-    pub pax: Vec<(Vec<u8>, Vec<u8>)>,
+    pub pax: PaxRecords,
 }
 
 impl EntryMeta {
     pub(crate) fn kind(&self) -> Option<EntryKind> {
         EntryKind::from_typeflag(self.typeflag)
-    }
-
-    /// Extended attributes, from `SCHILY.xattr.*` records, sorted by name.
-    pub(crate) fn xattrs(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let mut out: Vec<_> = self
-            .pax
-            .iter()
-            .filter_map(|(k, v)| k.strip_prefix(b"SCHILY.xattr.").map(|name| (name.to_vec(), v.clone())))
-            .collect();
-        out.sort();
-        out
     }
 }
 
@@ -69,7 +61,10 @@ impl EntryMeta {
 pub(crate) enum TarError {
     Io(io::Error),
     /// The stream is malformed; the entry's path is given when it is known.
-    Malformed { entry: Option<Vec<u8>>, reason: String },
+    Malformed {
+        entry: Option<Vec<u8>>,
+        reason: String,
+    },
 }
 
 impl From<io::Error> for TarError {
@@ -197,7 +192,7 @@ impl<R: Read> TarReader<R> {
         }
         self.skip_data()?;
         let mut raw: Vec<u8> = Vec::new();
-        let mut pax: Option<Vec<(Vec<u8>, Vec<u8>)>> = None;
+        let mut pax: Option<PaxRecords> = None;
         let mut long_name: Option<Vec<u8>> = None;
         let mut long_link: Option<Vec<u8>> = None;
         let mut block = [0u8; BLOCK];
@@ -283,10 +278,7 @@ impl<R: Read> TarReader<R> {
                         raw[main + 148..main + 156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
                     }
                     if meta.kind().is_none() {
-                        return Err(malformed(
-                            Some(&meta.path),
-                            format!("unsupported entry type {:?}", char::from(typeflag)),
-                        ));
+                        return Err(malformed(Some(&meta.path), format!("unsupported entry type {:?}", char::from(typeflag))));
                     }
                     self.pending_data = meta.size;
                     self.pending_pad = padding(meta.size);
@@ -294,11 +286,6 @@ impl<R: Read> TarReader<R> {
                 }
             }
         }
-    }
-
-    /// Data bytes of the current entry not yet consumed.
-    pub(crate) fn pending_data(&self) -> u64 {
-        self.pending_data
     }
 }
 
@@ -392,7 +379,7 @@ fn parse_numeric(field: &[u8]) -> Result<u64, String> {
 }
 
 /// Parses PAX records `"<len> <key>=<value>\n"`.
-fn parse_pax(data: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, TarError> {
+fn parse_pax(data: &[u8]) -> Result<PaxRecords, TarError> {
     let mut records = Vec::new();
     let mut rest = data;
     while !rest.is_empty() {
@@ -420,7 +407,7 @@ fn parse_pax(data: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, TarError> {
     Ok(records)
 }
 
-fn apply_pax(meta: &mut EntryMeta, records: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), TarError> {
+fn apply_pax(meta: &mut EntryMeta, records: PaxRecords) -> Result<(), TarError> {
     let num = |meta: &EntryMeta, key: &[u8], value: &[u8]| -> Result<u64, TarError> {
         std::str::from_utf8(value)
             .ok()

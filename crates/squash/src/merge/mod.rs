@@ -21,7 +21,13 @@ pub(crate) struct Merged {
 }
 
 /// Writes the new layer of `planned` to `out`, compressed as planned.
-pub(crate) fn merge_range(image: &Image, planned: &PlannedRange, level: Option<i32>, threads: usize, out: &mut dyn Write) -> Result<Merged> {
+pub(crate) fn merge_range(
+    image: &Image,
+    planned: &PlannedRange,
+    level: Option<i32>,
+    threads: usize,
+    out: &mut dyn Write,
+) -> Result<Merged> {
     let location = || Location::file(image.path()).part(format!("new layer for layers {}..{}", planned.range.start, planned.range.end));
     let encoder = Encoder::new(planned.compression, level, threads, out).at(location)?;
     let mut tar = HashingWriter::new(encoder);
@@ -36,7 +42,12 @@ pub(crate) fn merge_range(image: &Image, planned: &PlannedRange, level: Option<i
         while steps.peek().is_some() {
             let group = match stream.tar.next_group() {
                 Ok(Some(group)) => group,
-                Ok(None) => return Err(Error::malformed_tar(stream.location.clone(), "layer changed while it was being read (fewer entries than indexed)")),
+                Ok(None) => {
+                    return Err(Error::malformed_tar(
+                        stream.location.clone(),
+                        "layer changed while it was being read (fewer entries than indexed)",
+                    ))
+                }
                 Err(e) => return Err(stream.error(e)),
             };
             if let Some(step) = steps.next_if(|s| s.entry == entry_index) {
@@ -45,11 +56,17 @@ pub(crate) fn merge_range(image: &Image, planned: &PlannedRange, level: Option<i
                         Item::Header(bytes) => tar.write_all(bytes).at(location)?,
                         Item::Copy => {
                             tar.write_all(&group.raw).at(location)?;
-                            stream.tar.copy_data_padded(&mut tar).map_err(|e| crate::read::archive::tar_error(stream.location.clone(), e))?;
+                            stream
+                                .tar
+                                .copy_data_padded(&mut tar)
+                                .map_err(|e| crate::read::archive::tar_error(stream.location.clone(), e))?;
                         }
                         Item::CopyWithHeader(header) => {
                             tar.write_all(header).at(location)?;
-                            stream.tar.copy_data_padded(&mut tar).map_err(|e| crate::read::archive::tar_error(stream.location.clone(), e))?;
+                            stream
+                                .tar
+                                .copy_data_padded(&mut tar)
+                                .map_err(|e| crate::read::archive::tar_error(stream.location.clone(), e))?;
                         }
                     }
                 }

@@ -231,4 +231,3 @@ fn default_compression(image: &Image, range: &LayerRange) -> Compression {
     }
     best
 }
-

@@ -89,7 +89,9 @@ pub(crate) fn resolve(image: &Image, selector: &LayerSelector, bases: &[Image]) 
         LayerSelector::Nothing => Ok(Vec::new()),
         LayerSelector::Top(n) => {
             if *n == 0 || *n > count {
-                return Err(invalid(format!("--from-layer {n}: the image has {count} filesystem layers (empty history steps do not count)")));
+                return Err(invalid(format!(
+                    "--from-layer {n}: the image has {count} filesystem layers (empty history steps do not count)"
+                )));
             }
             Ok(vec![LayerRange { start: count - n, end: count - 1, reason: format!("the top {n} filesystem layers (--from-layer {n})") }])
         }
@@ -97,7 +99,9 @@ pub(crate) fn resolve(image: &Image, selector: &LayerSelector, bases: &[Image]) 
             let matches: Vec<usize> = image
                 .layers()
                 .iter()
-                .filter(|l| l.diff_id().hex().starts_with(prefix.as_str()) || l.digest().is_some_and(|d| d.hex().starts_with(prefix.as_str())))
+                .filter(|l| {
+                    l.diff_id().hex().starts_with(prefix.as_str()) || l.digest().is_some_and(|d| d.hex().starts_with(prefix.as_str()))
+                })
                 .map(|l| l.index())
                 .collect();
             let index = match matches.as_slice() {
@@ -115,10 +119,15 @@ pub(crate) fn resolve(image: &Image, selector: &LayerSelector, bases: &[Image]) 
             if index + 1 >= count {
                 return Err(invalid(format!("layer {index} (`{prefix}`) is the top layer: nothing above it to squash")));
             }
-            Ok(vec![LayerRange { start: index + 1, end: count - 1, reason: format!("every layer above layer {index} ({}), which is kept", image.layers()[index].diff_id().short()) }])
+            Ok(vec![LayerRange {
+                start: index + 1,
+                end: count - 1,
+                reason: format!("every layer above layer {index} ({}), which is kept", image.layers()[index].diff_id().short()),
+            }])
         }
         LayerSelector::Base => {
-            let mut candidates: Vec<(String, Vec<Digest>)> = bases.iter().map(|b| (b.path().display().to_string(), b.layers().iter().map(|l| l.diff_id().clone()).collect())).collect();
+            let mut candidates: Vec<(String, Vec<Digest>)> =
+                bases.iter().map(|b| (b.path().display().to_string(), b.layers().iter().map(|l| l.diff_id().clone()).collect())).collect();
             let from_bases = !candidates.is_empty();
             if !from_bases {
                 candidates = image.sibling_diff_ids()?;
@@ -149,7 +158,10 @@ pub(crate) fn resolve(image: &Image, selector: &LayerSelector, bases: &[Image]) 
             let mut out: Vec<LayerRange> = Vec::new();
             for (a, b) in sorted {
                 if a > b || b >= count {
-                    return Err(invalid(format!("--layers {a}..{b}: indexes run from 0 to {} and A must not exceed B", count.saturating_sub(1))));
+                    return Err(invalid(format!(
+                        "--layers {a}..{b}: indexes run from 0 to {} and A must not exceed B",
+                        count.saturating_sub(1)
+                    )));
                 }
                 if let Some(prev) = out.last() {
                     if a <= prev.end {
@@ -167,11 +179,7 @@ pub(crate) fn resolve(image: &Image, selector: &LayerSelector, bases: &[Image]) 
 pub(crate) fn layer_listing(image: &Image) -> String {
     let mut out = String::from("layers (index, diff_id, created_by):");
     for layer in image.layers() {
-        let step = layer
-            .history_index()
-            .and_then(|h| image.history().get(h))
-            .and_then(|h| h.created_by.clone())
-            .unwrap_or_default();
+        let step = layer.history_index().and_then(|h| image.history().get(h)).and_then(|h| h.created_by.clone()).unwrap_or_default();
         let step: String = step.chars().take(70).collect();
         out.push_str(&format!("\n  {:>3}  {}  {}", layer.index(), layer.diff_id().short(), step));
     }

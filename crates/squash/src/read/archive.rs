@@ -13,9 +13,14 @@ use crate::layer::tarstream::{TarError, TarReader};
 /// One member of an outer archive.
 #[derive(Debug, Clone)]
 enum Member {
-    File { offset: u64, size: u64 },
+    File {
+        offset: u64,
+        size: u64,
+    },
     /// A symbolic or hard link to another member (docker dedups identical layers this way).
-    Link { target: String },
+    Link {
+        target: String,
+    },
     Dir,
 }
 
@@ -40,9 +45,8 @@ impl ArchiveIndex {
                 Err(e) => return Err(tar_error(Location::file(path), e)),
             };
             let meta = &group.meta;
-            let name = normalize(&meta.path).map_err(|reason| {
-                Error::malformed_tar(Location::file(path).entry(String::from_utf8_lossy(&meta.path)), reason)
-            })?;
+            let name = normalize(&meta.path)
+                .map_err(|reason| Error::malformed_tar(Location::file(path).entry(String::from_utf8_lossy(&meta.path)), reason))?;
             let member = match meta.kind() {
                 Some(EntryKind::File) => {
                     let offset = reader.offset();
@@ -62,15 +66,12 @@ impl ArchiveIndex {
                         None => link.clone(),
                     };
                     let target = if link.starts_with('/') { link } else { base };
-                    let target = resolve_dots(&target).ok_or_else(|| {
-                        Error::malformed_tar(Location::file(path).entry(&name), "symlink leaves the archive")
-                    })?;
+                    let target = resolve_dots(&target)
+                        .ok_or_else(|| Error::malformed_tar(Location::file(path).entry(&name), "symlink leaves the archive"))?;
                     Member::Link { target }
                 }
                 Some(EntryKind::Hardlink) => {
-                    let target = normalize(&meta.link).map_err(|reason| {
-                        Error::malformed_tar(Location::file(path).entry(&name), reason)
-                    })?;
+                    let target = normalize(&meta.link).map_err(|reason| Error::malformed_tar(Location::file(path).entry(&name), reason))?;
                     Member::Link { target }
                 }
                 _ => continue,

@@ -42,13 +42,6 @@ impl Store {
         Location::file(self.path())
     }
 
-    pub(crate) fn contains(&self, name: &str) -> bool {
-        match self {
-            Store::Dir(root) => root.join(name).is_file(),
-            Store::Archive(a) => a.contains(name),
-        }
-    }
-
     /// Opens `name`, returning its reader and its size on disk, or `None` if absent.
     pub(crate) fn open(&self, name: &str) -> Result<Option<(Box<dyn Read + Send>, u64)>> {
         match self {

@@ -7,13 +7,14 @@ use super::blob::{BlobRef, Store};
 use super::oci::{self, DOCKER_CONFIG};
 use super::{diff_ids, history_of, sniff_layer, Document, Image, InputFormat, Layer, Platform, Sibling};
 use crate::digest::Digest;
-use crate::error::{Error, Location, Result};
+use crate::error::{Error, Result};
 use crate::layer::compression::Compression;
 
 /// Opens the image chosen by `selector` (`NAME:TAG` or `@INDEX`) in a `docker save` tarball.
 pub(crate) fn open_archive(store: Store, selector: Option<&str>) -> Result<Image> {
     let location = store.location().part("`manifest.json`");
-    let raw = store.read_unverified("manifest.json")?.ok_or_else(|| Error::invalid(store.location(), "docker archive", "no `manifest.json`"))?;
+    let raw =
+        store.read_unverified("manifest.json")?.ok_or_else(|| Error::invalid(store.location(), "docker archive", "no `manifest.json`"))?;
     let value: Value = serde_json::from_slice(&raw).map_err(|e| Error::invalid(location.clone(), "docker manifest.json", e.to_string()))?;
     let entries = match &value {
         Value::Array(items) => items,
@@ -21,7 +22,10 @@ pub(crate) fn open_archive(store: Store, selector: Option<&str>) -> Result<Image
         _ => return Err(Error::invalid(location, "docker manifest.json", "not a list of images")),
     };
     let tags_of = |e: &Value| -> Vec<String> {
-        e.get("RepoTags").and_then(Value::as_array).map(|t| t.iter().filter_map(Value::as_str).map(str::to_string).collect()).unwrap_or_default()
+        e.get("RepoTags")
+            .and_then(Value::as_array)
+            .map(|t| t.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .unwrap_or_default()
     };
     let listing = || {
         entries
@@ -29,23 +33,35 @@ pub(crate) fn open_archive(store: Store, selector: Option<&str>) -> Result<Image
             .enumerate()
             .map(|(i, e)| {
                 let tags = tags_of(e);
-                if tags.is_empty() { format!("@{i}") } else { format!("@{i} ({})", tags.join(", ")) }
+                if tags.is_empty() {
+                    format!("@{i}")
+                } else {
+                    format!("@{i} ({})", tags.join(", "))
+                }
             })
             .collect::<Vec<_>>()
             .join(", ")
     };
     let chosen = match selector {
         Some(sel) if sel.starts_with('@') => {
-            let n: usize = sel[1..].parse().map_err(|_| Error::Selection { location: location.clone(), reason: format!("`{sel}` is not an image number") })?;
+            let n: usize = sel[1..]
+                .parse()
+                .map_err(|_| Error::Selection { location: location.clone(), reason: format!("`{sel}` is not an image number") })?;
             entries.get(n).map(|e| (n, e))
         }
-        Some(sel) => entries.iter().enumerate().find(|(_, e)| tags_of(e).iter().any(|t| t == sel || t.strip_suffix(":latest") == Some(sel))),
+        Some(sel) => {
+            entries.iter().enumerate().find(|(_, e)| tags_of(e).iter().any(|t| t == sel || t.strip_suffix(":latest") == Some(sel)))
+        }
         None if entries.len() == 1 => entries.first().map(|e| (0, e)),
         None if entries.is_empty() => return Err(Error::invalid(location, "docker manifest.json", "lists no image")),
         None => {
             return Err(Error::Selection {
                 location,
-                reason: format!("holds {} images; choose one with `docker-archive:PATH:NAME:TAG` or `docker-archive:PATH:@N`: {}", entries.len(), listing()),
+                reason: format!(
+                    "holds {} images; choose one with `docker-archive:PATH:NAME:TAG` or `docker-archive:PATH:@N`: {}",
+                    entries.len(),
+                    listing()
+                ),
             });
         }
     };
@@ -59,7 +75,9 @@ pub(crate) fn open_archive(store: Store, selector: Option<&str>) -> Result<Image
         .ok_or_else(|| Error::invalid(entry_location.clone(), "docker manifest.json", "no `Config`"))?
         .to_string();
     let config_location = store.location().part(format!("config `{config_name}`"));
-    let config_raw = store.read_unverified(&config_name)?.ok_or_else(|| Error::invalid(config_location.clone(), "docker archive", "config member missing"))?;
+    let config_raw = store
+        .read_unverified(&config_name)?
+        .ok_or_else(|| Error::invalid(config_location.clone(), "docker archive", "config member missing"))?;
     let config_digest = Digest::of(&config_raw);
     // Only `blobs/sha256/<hex>` names are a digest claim; `<hex>.json` names are not checked by
     // `docker load` and some tools rewrite configs without renaming them.
@@ -68,17 +86,26 @@ pub(crate) fn open_archive(store: Store, selector: Option<&str>) -> Result<Image
             return Err(Error::DigestMismatch { location: config_location, expected: named, actual: config_digest });
         }
     }
-    let config_value: Value = serde_json::from_slice(&config_raw).map_err(|e| Error::invalid(config_location.clone(), "image config", e.to_string()))?;
+    let config_value: Value =
+        serde_json::from_slice(&config_raw).map_err(|e| Error::invalid(config_location.clone(), "image config", e.to_string()))?;
     let ids = diff_ids(&config_value, &config_location)?;
     let layer_names: Vec<String> = entry
         .get("Layers")
         .and_then(Value::as_array)
         .ok_or_else(|| Error::invalid(entry_location.clone(), "docker manifest.json", "no `Layers`"))?
         .iter()
-        .map(|v| v.as_str().map(str::to_string).ok_or_else(|| Error::invalid(entry_location.clone(), "docker manifest.json", "a layer path is not a string")))
+        .map(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| Error::invalid(entry_location.clone(), "docker manifest.json", "a layer path is not a string"))
+        })
         .collect::<Result<_>>()?;
     if layer_names.len() != ids.len() {
-        return Err(Error::invalid(entry_location, "docker manifest.json", format!("{} layers but the config lists {} diff_ids", layer_names.len(), ids.len())));
+        return Err(Error::invalid(
+            entry_location,
+            "docker manifest.json",
+            format!("{} layers but the config lists {} diff_ids", layer_names.len(), ids.len()),
+        ));
     }
     let sources = entry.get("LayerSources");
     let (history, pairing) = history_of(&config_value, ids.len());
@@ -133,15 +160,6 @@ pub(crate) fn open_archive(store: Store, selector: Option<&str>) -> Result<Image
     Ok(Image { store, format: InputFormat::DockerArchive, manifest: None, config, layers, history, name, platform, siblings })
 }
 
-/// The digest a member name states, for names that are nothing but a digest
-/// (`blobs/sha256/<hex>`, `<hex>.json`, `sha256:<hex>`).
-fn digest_in_name(name: &str) -> Option<Digest> {
-    let base = name.rsplit('/').next().unwrap_or(name);
-    let base = base.strip_prefix("sha256:").unwrap_or(base);
-    let base = base.strip_suffix(".json").unwrap_or(base);
-    Digest::from_hex(base)
-}
-
 /// Only `blobs/sha256/<hex>` is a reliable digest for a layer member: `<hex>.tar` names may be a
 /// diff_id (skopeo) rather than the blob's digest.
 fn digest_in_name_strict(name: &str) -> Option<Digest> {
@@ -177,10 +195,6 @@ mod tests {
     #[test]
     fn digest_names() {
         let hex = "ee301c921b8aadc002973b2e0c3da17d701dcd994b606769a7e6eaa100b81d44";
-        assert!(digest_in_name(&format!("blobs/sha256/{hex}")).is_some());
-        assert!(digest_in_name(&format!("{hex}.json")).is_some());
-        assert!(digest_in_name(&format!("sha256:{hex}")).is_some());
-        assert!(digest_in_name("abc/json").is_none());
         assert!(digest_in_name_strict(&format!("{hex}.tar")).is_none());
     }
 }

@@ -10,7 +10,7 @@ pub(crate) mod stream;
 
 use std::fmt;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -21,9 +21,9 @@ use crate::error::{Error, IoContext, Location, Result};
 use crate::layer::compression::{sniff_buffered, Compression, Sniffed};
 use archive::ArchiveIndex;
 use blob::{BlobRef, Store, VerifyingReader};
-pub use reference::{ImageReference, Transport};
 pub(crate) use docker::docker_media_type;
 pub(crate) use oci::{DOCKER_CONFIG, OCI_CONFIG, OCI_INDEX as OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST};
+pub use reference::{ImageReference, Transport};
 
 /// The container an image was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -75,9 +75,7 @@ impl Platform {
     }
 
     pub(crate) fn matches(&self, other: &Platform) -> bool {
-        self.os == other.os
-            && self.architecture == other.architecture
-            && (self.variant.is_none() || self.variant == other.variant)
+        self.os == other.os && self.architecture == other.architecture && (self.variant.is_none() || self.variant == other.variant)
     }
 }
 
@@ -99,11 +97,9 @@ impl std::str::FromStr for Platform {
             [os, arch] if !os.is_empty() && !arch.is_empty() => {
                 Ok(Platform { os: os.to_string(), architecture: arch.to_string(), variant: None })
             }
-            [os, arch, variant] if !os.is_empty() && !arch.is_empty() && !variant.is_empty() => Ok(Platform {
-                os: os.to_string(),
-                architecture: arch.to_string(),
-                variant: Some(variant.to_string()),
-            }),
+            [os, arch, variant] if !os.is_empty() && !arch.is_empty() && !variant.is_empty() => {
+                Ok(Platform { os: os.to_string(), architecture: arch.to_string(), variant: Some(variant.to_string()) })
+            }
             _ => Err(format!("`{s}` is not a platform (expected os/arch[/variant], e.g. linux/amd64)")),
         }
     }
@@ -249,7 +245,10 @@ impl Image {
             Transport::Dir => docker::open_dir(Store::Dir(path.clone())),
             Transport::OciArchive | Transport::DockerArchive => {
                 if metadata.is_dir() {
-                    return Err(Error::Selection { location: Location::file(path), reason: "an archive transport needs a file, not a directory".into() });
+                    return Err(Error::Selection {
+                        location: Location::file(path),
+                        reason: "an archive transport needs a file, not a directory".into(),
+                    });
                 }
                 check_plain_tar(path)?;
                 let index = Arc::new(ArchiveIndex::open(path)?);
@@ -258,10 +257,13 @@ impl Image {
                 let has_docker = index.contains("manifest.json");
                 match transport {
                     Transport::DockerArchive if has_docker => docker::open_archive(store, reference.name.as_deref()),
-                    Transport::OciArchive if has_layout => {
-                        oci::open(store, InputFormat::OciArchive, reference.name.as_deref(), options)
-                    }
-                    _ if has_layout => oci::open(store, if has_docker { InputFormat::DockerArchive } else { InputFormat::OciArchive }, reference.name.as_deref(), options),
+                    Transport::OciArchive if has_layout => oci::open(store, InputFormat::OciArchive, reference.name.as_deref(), options),
+                    _ if has_layout => oci::open(
+                        store,
+                        if has_docker { InputFormat::DockerArchive } else { InputFormat::OciArchive },
+                        reference.name.as_deref(),
+                        options,
+                    ),
                     _ if has_docker => docker::open_archive(store, reference.name.as_deref()),
                     _ => Err(not_an_image(&index)),
                 }
@@ -345,7 +347,8 @@ impl Image {
                 Sibling::Manifest { name, blob } => {
                     let location = self.store.location().part(format!("manifest {name}"));
                     let raw = self.store.read_document(blob, location.clone())?;
-                    let value: Value = serde_json::from_slice(&raw).map_err(|e| Error::invalid(location.clone(), "image manifest", e.to_string()))?;
+                    let value: Value =
+                        serde_json::from_slice(&raw).map_err(|e| Error::invalid(location.clone(), "image manifest", e.to_string()))?;
                     let Some(config) = oci::config_ref(&value, &location)? else { continue };
                     let config = self.store.read_document(&config, location.clone())?;
                     (name.clone(), config)
@@ -387,8 +390,13 @@ fn check_plain_tar(path: &Path) -> Result<()> {
     let (sniffed, _) = sniff_buffered(file).at(|| Location::file(path))?;
     match sniffed {
         Sniffed::Known(Compression::None) => Ok(()),
-        Sniffed::Known(c) => Err(Error::unsupported(Location::file(path), format!("the archive itself is {c}-compressed; decompress it first (members are read in place)"))),
-        Sniffed::Unsupported(c) => Err(Error::unsupported(Location::file(path), format!("the archive itself is {c}-compressed; decompress it first"))),
+        Sniffed::Known(c) => Err(Error::unsupported(
+            Location::file(path),
+            format!("the archive itself is {c}-compressed; decompress it first (members are read in place)"),
+        )),
+        Sniffed::Unsupported(c) => {
+            Err(Error::unsupported(Location::file(path), format!("the archive itself is {c}-compressed; decompress it first")))
+        }
     }
 }
 
@@ -405,7 +413,10 @@ fn not_an_image(index: &ArchiveIndex) -> Error {
 /// `rootfs.diff_ids` of an image config.
 pub(crate) fn diff_ids(config: &Value, location: &Location) -> Result<Vec<Digest>> {
     let rootfs = config.get("rootfs").ok_or_else(|| Error::invalid(location.clone(), "image config", "no `rootfs`"))?;
-    let ids = rootfs.get("diff_ids").and_then(Value::as_array).ok_or_else(|| Error::invalid(location.clone(), "image config", "no `rootfs.diff_ids` array"))?;
+    let ids = rootfs
+        .get("diff_ids")
+        .and_then(Value::as_array)
+        .ok_or_else(|| Error::invalid(location.clone(), "image config", "no `rootfs.diff_ids` array"))?;
     ids.iter()
         .map(|v| {
             v.as_str()
@@ -449,7 +460,8 @@ pub(crate) fn sniff_layer(store: &Store, blob: &BlobRef, location: &Location) ->
     let (sniffed, _) = sniff_buffered(reader).at(|| location.clone())?;
     match sniffed {
         Sniffed::Known(c) => Ok(c),
-        Sniffed::Unsupported(name) => Err(Error::unsupported(location.clone(), format!("{name}-compressed layer (layers are gzip, zstd or plain tar)"))),
+        Sniffed::Unsupported(name) => {
+            Err(Error::unsupported(location.clone(), format!("{name}-compressed layer (layers are gzip, zstd or plain tar)")))
+        }
     }
 }
-

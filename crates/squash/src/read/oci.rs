@@ -33,10 +33,10 @@ enum Kind {
 /// Opens the image chosen by `tag` (and the platform) in an OCI layout.
 pub(crate) fn open(store: Store, format: InputFormat, tag: Option<&str>, options: &OpenOptions) -> Result<Image> {
     let location = store.location();
-    let layout = store
-        .read_unverified("oci-layout")?
-        .ok_or_else(|| Error::invalid(location.clone(), "OCI layout", "no `oci-layout` file"))?;
-    let layout: Value = serde_json::from_slice(&layout).map_err(|e| Error::invalid(location.clone().part("`oci-layout`"), "OCI layout", e.to_string()))?;
+    let layout =
+        store.read_unverified("oci-layout")?.ok_or_else(|| Error::invalid(location.clone(), "OCI layout", "no `oci-layout` file"))?;
+    let layout: Value =
+        serde_json::from_slice(&layout).map_err(|e| Error::invalid(location.clone().part("`oci-layout`"), "OCI layout", e.to_string()))?;
     match layout.get("imageLayoutVersion").and_then(Value::as_str) {
         Some("1.0.0") => {}
         other => {
@@ -62,7 +62,11 @@ pub(crate) fn open(store: Store, format: InputFormat, tag: Option<&str>, options
     let tags = || {
         let mut names: Vec<String> = named.iter().filter_map(|(n, _)| n.clone()).collect();
         names.dedup();
-        if names.is_empty() { "(no tags)".to_string() } else { names.join(", ") }
+        if names.is_empty() {
+            "(no tags)".to_string()
+        } else {
+            names.join(", ")
+        }
     };
     let (name, entry) = match distinct.as_slice() {
         [one] => (one.0.clone().or_else(|| tag.map(str::to_string)), one.1),
@@ -76,7 +80,11 @@ pub(crate) fn open(store: Store, format: InputFormat, tag: Option<&str>, options
         many => {
             return Err(Error::Selection {
                 location: index_location,
-                reason: format!("holds {} images; choose one with `oci:PATH:TAG` (or `oci-archive:PATH:TAG`); tags: {}", many.len(), tags()),
+                reason: format!(
+                    "holds {} images; choose one with `oci:PATH:TAG` (or `oci-archive:PATH:TAG`); tags: {}",
+                    many.len(),
+                    tags()
+                ),
             });
         }
     };
@@ -100,11 +108,7 @@ fn tag_matches(name: &str, tag: &str) -> bool {
 
 fn entry_name(entry: &Value) -> Option<String> {
     let annotations = entry.get("annotations")?;
-    annotations
-        .get(REF_NAME)
-        .or_else(|| annotations.get(CONTAINERD_NAME))
-        .and_then(Value::as_str)
-        .map(str::to_string)
+    annotations.get(REF_NAME).or_else(|| annotations.get(CONTAINERD_NAME)).and_then(Value::as_str).map(str::to_string)
 }
 
 fn entry_media_type(entry: &Value) -> Option<String> {
@@ -126,7 +130,9 @@ fn index_entries<'a>(index: &'a Value, location: &Location) -> Result<Vec<&'a Va
 fn check_schema_version(doc: &Value, location: &Location, what: &'static str) -> Result<()> {
     match doc.get("schemaVersion").and_then(Value::as_u64) {
         Some(2) => Ok(()),
-        Some(1) => Err(Error::unsupported(location.clone(), "Docker schema 1 manifest (deprecated; convert it with a registry tool first)")),
+        Some(1) => {
+            Err(Error::unsupported(location.clone(), "Docker schema 1 manifest (deprecated; convert it with a registry tool first)"))
+        }
         Some(v) => Err(Error::unsupported(location.clone(), format!("{what} schemaVersion {v}"))),
         None => Err(Error::invalid(location.clone(), what, "missing or non-integer `schemaVersion`")),
     }
@@ -164,7 +170,10 @@ pub(crate) fn config_ref(manifest: &Value, location: &Location) -> Result<Option
         .ok_or_else(|| Error::invalid(location.clone(), "image manifest", "config has no digest"))?
         .parse()
         .map_err(|e: crate::digest::InvalidDigest| Error::invalid(location.clone(), "image manifest", e.to_string()))?;
-    let size = config.get("size").and_then(Value::as_u64).ok_or_else(|| Error::invalid(location.clone(), "image manifest", "config has no size"))?;
+    let size = config
+        .get("size")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| Error::invalid(location.clone(), "image manifest", "config has no size"))?;
     Ok(Some(BlobRef { name: layout_blob_name(&digest), size, digest: Some(digest) }))
 }
 
@@ -174,7 +183,10 @@ fn classify(doc: &Value, declared: Option<&str>, location: &Location) -> Result<
         Some(OCI_INDEX | DOCKER_LIST) => return Ok(Kind::Index),
         Some(OCI_MANIFEST | DOCKER_MANIFEST) => return Ok(Kind::Manifest),
         Some(m) if m.starts_with("application/vnd.docker.distribution.manifest.v1") => {
-            return Err(Error::unsupported(location.clone(), "Docker schema 1 manifest (deprecated; convert it with a registry tool first)"));
+            return Err(Error::unsupported(
+                location.clone(),
+                "Docker schema 1 manifest (deprecated; convert it with a registry tool first)",
+            ));
         }
         _ => {}
     }
@@ -220,12 +232,8 @@ fn resolve(
         }
         Kind::Manifest => {
             check_schema_version(&doc, &location, "image manifest")?;
-            let media_type = doc
-                .get("mediaType")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .or(declared)
-                .unwrap_or_else(|| OCI_MANIFEST.to_string());
+            let media_type =
+                doc.get("mediaType").and_then(Value::as_str).map(str::to_string).or(declared).unwrap_or_else(|| OCI_MANIFEST.to_string());
             let manifest = Document { raw, digest, media_type, value: doc };
             from_manifest(store, format, manifest, name, platform)
         }
@@ -260,7 +268,10 @@ fn choose_platform<'a>(entries: &[&'a Value], options: &OpenOptions, location: &
         let matching: Vec<&Value> = images.iter().copied().filter(|e| platform_of(e).is_some_and(|p| wanted.matches(&p))).collect();
         return match matching.as_slice() {
             [] if images.len() == 1 && platform_of(images[0]).is_none() => Ok((images[0], None)),
-            [] => Err(Error::Selection { location: location.clone(), reason: format!("no manifest for platform {wanted}; platforms: {}", listed()) }),
+            [] => Err(Error::Selection {
+                location: location.clone(),
+                reason: format!("no manifest for platform {wanted}; platforms: {}", listed()),
+            }),
             [one, ..] => Ok((one, platform_of(one))),
         };
     }
@@ -273,7 +284,11 @@ fn choose_platform<'a>(entries: &[&'a Value], options: &OpenOptions, location: &
                 Some(e) => Ok((e, platform_of(e))),
                 None => Err(Error::Selection {
                     location: location.clone(),
-                    reason: format!("index has {} platforms and none is this host's ({host}); choose one with --platform: {}", many.len(), listed()),
+                    reason: format!(
+                        "index has {} platforms and none is this host's ({host}); choose one with --platform: {}",
+                        many.len(),
+                        listed()
+                    ),
                 }),
             }
         }
@@ -281,14 +296,26 @@ fn choose_platform<'a>(entries: &[&'a Value], options: &OpenOptions, location: &
 }
 
 /// Builds the [`Image`] from an image manifest whose blobs live in `store`.
-pub(crate) fn from_manifest(store: &Store, format: InputFormat, manifest: Document, name: Option<String>, platform: Option<Platform>) -> Result<Image> {
+pub(crate) fn from_manifest(
+    store: &Store,
+    format: InputFormat,
+    manifest: Document,
+    name: Option<String>,
+    platform: Option<Platform>,
+) -> Result<Image> {
     let location = store.location().part(format!("manifest {}", manifest.digest.short()));
     let doc = &manifest.value;
     let config_desc = doc.get("config").ok_or_else(|| Error::invalid(location.clone(), "image manifest", "no `config`"))?;
     let config_media_type = config_desc.get("mediaType").and_then(Value::as_str).unwrap_or(OCI_CONFIG).to_string();
     let dir_transport = format == InputFormat::Dir;
-    if config_media_type != OCI_CONFIG && config_media_type != DOCKER_CONFIG && !(dir_transport && config_media_type == "application/octet-stream") {
-        return Err(Error::unsupported(location, format!("not a container image: an artifact whose config media type is `{config_media_type}`")));
+    if config_media_type != OCI_CONFIG
+        && config_media_type != DOCKER_CONFIG
+        && !(dir_transport && config_media_type == "application/octet-stream")
+    {
+        return Err(Error::unsupported(
+            location,
+            format!("not a container image: an artifact whose config media type is `{config_media_type}`"),
+        ));
     }
     let mut config_blob = descriptor_ref(config_desc, &location, store)?;
     if dir_transport {
@@ -296,7 +323,8 @@ pub(crate) fn from_manifest(store: &Store, format: InputFormat, manifest: Docume
     }
     let config_location = store.location().part(format!("config {}", config_blob.digest.as_ref().map(Digest::short).unwrap_or_default()));
     let config_raw = store.read_document(&config_blob, config_location.clone())?;
-    let config_value: Value = serde_json::from_slice(&config_raw).map_err(|e| Error::invalid(config_location.clone(), "image config", e.to_string()))?;
+    let config_value: Value =
+        serde_json::from_slice(&config_raw).map_err(|e| Error::invalid(config_location.clone(), "image config", e.to_string()))?;
     if !config_value.is_object() {
         return Err(Error::invalid(config_location, "image config", "not a JSON object"));
     }
@@ -333,9 +361,16 @@ pub(crate) fn from_manifest(store: &Store, format: InputFormat, manifest: Docume
             variant: config_value.get("variant").and_then(Value::as_str).map(str::to_string),
         })
     });
-    let config = Document { raw: config_raw, digest: config_blob.digest.clone().unwrap_or_else(|| Digest::of(b"")), media_type: config_media_type, value: config_value };
+    let config = Document {
+        raw: config_raw,
+        digest: config_blob.digest.clone().unwrap_or_else(|| Digest::of(b"")),
+        media_type: config_media_type,
+        value: config_value,
+    };
     let mut siblings = Vec::new();
-    if let Some(base) = doc.get("annotations").and_then(|a| a.get(BASE_DIGEST)).and_then(Value::as_str).and_then(|s| s.parse::<Digest>().ok()) {
+    if let Some(base) =
+        doc.get("annotations").and_then(|a| a.get(BASE_DIGEST)).and_then(Value::as_str).and_then(|s| s.parse::<Digest>().ok())
+    {
         let name = layout_blob_name(&base);
         if let Ok(Some((_, size))) = store.open(&name) {
             siblings.push(Sibling::Manifest { name: format!("base {}", base.short()), blob: BlobRef { name, size, digest: Some(base) } });

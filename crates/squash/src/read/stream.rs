@@ -47,7 +47,11 @@ impl LayerStream {
         let hashing = self.tar.into_inner();
         let (decoder, diff_id, uncompressed_size) = hashing.drain_into_parts().at(|| location.clone())?;
         if diff_id != self.diff_id {
-            return Err(Error::DigestMismatch { location: location.part("diff_id (uncompressed tar)"), expected: self.diff_id, actual: diff_id });
+            return Err(Error::DigestMismatch {
+                location: location.part("diff_id (uncompressed tar)"),
+                expected: self.diff_id,
+                actual: diff_id,
+            });
         }
         let mut buffered = decoder.into_inner();
         io::copy(&mut buffered, &mut io::sink()).at(|| location.clone())?;

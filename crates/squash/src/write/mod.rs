@@ -119,7 +119,9 @@ impl SquashPlan {
                 }
             };
             let media_type = match (&layer.descriptor, docker) {
-                (Some(d), _) if image.manifest.is_some() || !docker => d.get("mediaType").and_then(Value::as_str).unwrap_or(&layer.media_type).to_string(),
+                (Some(d), _) if image.manifest.is_some() || !docker => {
+                    d.get("mediaType").and_then(Value::as_str).unwrap_or(&layer.media_type).to_string()
+                }
                 (_, true) => layer.media_type.clone(),
                 (_, false) => oci_layer_media_type(layer.compression()).to_string(),
             };
@@ -127,14 +129,23 @@ impl SquashPlan {
                 (Some(d), Some(_)) => d.clone(),
                 _ => json!({"mediaType": media_type, "digest": digest.to_string(), "size": size}),
             };
-            layers.push(OutcomeLayer { index: new_index, digest, diff_id: layer.diff_id().clone(), size, media_type, squashed_from: None, uncompressed_size: None });
+            layers.push(OutcomeLayer {
+                index: new_index,
+                digest,
+                diff_id: layer.diff_id().clone(),
+                size,
+                media_type,
+                squashed_from: None,
+                uncompressed_size: None,
+            });
             descriptors.push(descriptor);
             index += 1;
         }
 
         let copy = self.ranges.is_empty();
         let config_bytes = if copy { image.config.raw.clone() } else { self.new_config(image, &layers)? };
-        let (config_digest, config_size) = target.write_blob(None, BlobKind::Config, &mut |w| w.write_all(&config_bytes).at(|| Location::file(&output.path)))?;
+        let (config_digest, config_size) =
+            target.write_blob(None, BlobKind::Config, &mut |w| w.write_all(&config_bytes).at(|| Location::file(&output.path)))?;
         // A `dir:` manifest may call its config `application/octet-stream`; it is rewritten.
         let verbatim = copy && image.format() != InputFormat::Dir;
         let manifest_bytes = match &image.manifest {
@@ -151,7 +162,8 @@ impl SquashPlan {
         } else {
             target.write_blob(None, BlobKind::Manifest, &mut |w| w.write_all(&manifest_bytes).at(|| Location::file(&output.path)))?.0
         };
-        let mut manifest_descriptor = json!({"mediaType": manifest_media_type, "digest": manifest_digest.to_string(), "size": manifest_bytes.len()});
+        let mut manifest_descriptor =
+            json!({"mediaType": manifest_media_type, "digest": manifest_digest.to_string(), "size": manifest_bytes.len()});
         if let Some(platform) = image.platform() {
             let mut p = json!({"os": platform.os, "architecture": platform.architecture});
             if let Some(v) = &platform.variant {
@@ -160,23 +172,41 @@ impl SquashPlan {
             manifest_descriptor["platform"] = p;
         }
         let tag = output.tag.clone().or_else(|| default_tag(image, output.format));
-        target.commit(Finish { manifest_descriptor, tag, config: config_digest.clone(), layers: layers.iter().map(|l| l.digest.clone()).collect() })?;
+        target.commit(Finish {
+            manifest_descriptor,
+            tag,
+            config: config_digest.clone(),
+            layers: layers.iter().map(|l| l.digest.clone()).collect(),
+        })?;
         Ok(Outcome { output: output.path.display().to_string(), manifest_digest, config_digest, layers })
     }
 
-    fn write_range(&self, image: &Image, planned: &PlannedRange, docker: bool, new_index: usize, target: &mut Target) -> Result<(OutcomeLayer, Value)> {
+    fn write_range(
+        &self,
+        image: &Image,
+        planned: &PlannedRange,
+        docker: bool,
+        new_index: usize,
+        target: &mut Target,
+    ) -> Result<(OutcomeLayer, Value)> {
         let mut merged = None;
         let (digest, size) = target.write_blob(None, BlobKind::Layer, &mut |w| {
             merged = Some(merge_range(image, planned, self.options.level, self.options.threads, w)?);
             Ok(())
         })?;
-        let merged = merged.ok_or_else(|| Error::Output { location: Location::file(image.path()), reason: "merge produced nothing".into() })?;
+        let merged =
+            merged.ok_or_else(|| Error::Output { location: Location::file(image.path()), reason: "merge produced nothing".into() })?;
         let media_type = if docker {
             crate::read::docker_media_type(planned.compression).to_string()
         } else {
-            let nondistributable = image.layers()[planned.range.start..=planned.range.end].iter().all(|l| l.media_type().contains("nondistributable"));
+            let nondistributable =
+                image.layers()[planned.range.start..=planned.range.end].iter().all(|l| l.media_type().contains("nondistributable"));
             let base = oci_layer_media_type(planned.compression);
-            if nondistributable { base.replace(".layer.v1", ".layer.nondistributable.v1") } else { base.to_string() }
+            if nondistributable {
+                base.replace(".layer.v1", ".layer.nondistributable.v1")
+            } else {
+                base.to_string()
+            }
         };
         let descriptor = json!({"mediaType": media_type, "digest": digest.to_string(), "size": size});
         let layer = OutcomeLayer {
@@ -243,7 +273,10 @@ impl SquashPlan {
         if let Some(created) = created.map(str::to_string).or(newest) {
             step.insert("created".into(), json!(created));
         }
-        step.insert("created_by".into(), json!(format!("squash: merged layers {}..{} ({} layers)", planned.range.start, planned.range.end, planned.range.len())));
+        step.insert(
+            "created_by".into(),
+            json!(format!("squash: merged layers {}..{} ({} layers)", planned.range.start, planned.range.end, planned.range.len())),
+        );
         if let Some(message) = &self.options.message {
             step.insert("comment".into(), json!(message));
         }

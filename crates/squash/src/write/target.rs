@@ -53,7 +53,11 @@ impl Output {
     /// Parses `oci:PATH[:TAG]`, `oci-archive:PATH[:TAG]`, `docker-archive:PATH[:NAME:TAG]`, or a
     /// bare path written in `default` format.
     pub fn parse(s: &str, default: OutputFormat) -> std::result::Result<Output, String> {
-        for (prefix, format) in [("oci-archive:", OutputFormat::OciArchive), ("oci:", OutputFormat::OciLayout), ("docker-archive:", OutputFormat::DockerArchive)] {
+        for (prefix, format) in [
+            ("oci-archive:", OutputFormat::OciArchive),
+            ("oci:", OutputFormat::OciLayout),
+            ("docker-archive:", OutputFormat::DockerArchive),
+        ] {
             if let Some(rest) = s.strip_prefix(prefix) {
                 let (path, tag) = match rest.split_once(':') {
                     Some((p, t)) => (p, Some(t.to_string())),
@@ -119,11 +123,20 @@ impl Target {
             OutputFormat::OciLayout => {
                 if output.path.exists() {
                     if !output.path.join("oci-layout").is_file() {
-                        return Err(Error::Output { location, reason: "exists and is not an OCI image layout; remove it or choose another path".into() });
+                        return Err(Error::Output {
+                            location,
+                            reason: "exists and is not an OCI image layout; remove it or choose another path".into(),
+                        });
                     }
-                    return Ok(Target::Layout(LayoutTarget { root: output.path.clone(), fresh: None, created: Vec::new(), committed: false }));
+                    return Ok(Target::Layout(LayoutTarget {
+                        root: output.path.clone(),
+                        fresh: None,
+                        created: Vec::new(),
+                        committed: false,
+                    }));
                 }
-                let temp = tempfile::Builder::new().prefix(&temp_prefix(&output.path)).tempdir_in(&parent).at(|| Location::file(&parent))?;
+                let temp =
+                    tempfile::Builder::new().prefix(&temp_prefix(&output.path)).tempdir_in(&parent).at(|| Location::file(&parent))?;
                 fs::create_dir_all(temp.path().join("blobs/sha256")).at(|| Location::file(temp.path()))?;
                 Ok(Target::Layout(LayoutTarget { root: output.path.clone(), fresh: Some(temp), created: Vec::new(), committed: false }))
             }
@@ -131,9 +144,17 @@ impl Target {
                 if output.path.is_dir() {
                     return Err(Error::Output { location, reason: "is a directory; an archive output needs a file path".into() });
                 }
-                let file = tempfile::Builder::new().prefix(&temp_prefix(&output.path)).tempfile_in(&parent).at(|| Location::file(&parent))?;
+                let file =
+                    tempfile::Builder::new().prefix(&temp_prefix(&output.path)).tempfile_in(&parent).at(|| Location::file(&parent))?;
                 let handle = file.reopen().at(|| Location::file(file.path()))?;
-                let mut target = ArchiveTarget { dest: output.path.clone(), file: Some(file), out: BufWriter::with_capacity(1 << 20, handle), offset: 0, format, written: BTreeSet::new() };
+                let mut target = ArchiveTarget {
+                    dest: output.path.clone(),
+                    file: Some(file),
+                    out: BufWriter::with_capacity(1 << 20, handle),
+                    offset: 0,
+                    format,
+                    written: BTreeSet::new(),
+                };
                 if format == OutputFormat::OciArchive {
                     target.member_dir("blobs/")?;
                     target.member_dir("blobs/sha256/")?;
@@ -147,20 +168,31 @@ impl Target {
     /// Whether the output already holds this blob.
     pub(crate) fn has_blob(&self, digest: &Digest) -> bool {
         match self {
-            Target::Layout(t) => t.work().join("blobs/sha256").join(digest.hex()).is_file() || t.root.join("blobs/sha256").join(digest.hex()).is_file(),
+            Target::Layout(t) => {
+                t.work().join("blobs/sha256").join(digest.hex()).is_file() || t.root.join("blobs/sha256").join(digest.hex()).is_file()
+            }
             Target::Archive(t) => t.written.contains(digest),
         }
     }
 
     /// Writes a blob produced by `write`; when `known` is given the result must have that digest.
-    pub(crate) fn write_blob(&mut self, known: Option<&Digest>, kind: BlobKind, write: &mut dyn FnMut(&mut dyn Write) -> Result<()>) -> Result<(Digest, u64)> {
+    pub(crate) fn write_blob(
+        &mut self,
+        known: Option<&Digest>,
+        kind: BlobKind,
+        write: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
+    ) -> Result<(Digest, u64)> {
         let (digest, size) = match self {
             Target::Layout(t) => t.write_blob(write)?,
             Target::Archive(t) => t.write_blob(kind, write)?,
         };
         if let Some(expected) = known {
             if *expected != digest {
-                return Err(Error::DigestMismatch { location: Location::default().part("blob copied to the output"), expected: expected.clone(), actual: digest });
+                return Err(Error::DigestMismatch {
+                    location: Location::default().part("blob copied to the output"),
+                    expected: expected.clone(),
+                    actual: digest,
+                });
             }
         }
         Ok((digest, size))
@@ -398,7 +430,8 @@ impl ArchiveTarget {
         self.put(&[0u8; 2 * BLOCK])?;
         let location = self.location();
         self.out.flush().at(|| location.clone())?;
-        let file = self.file.take().ok_or_else(|| Error::Output { location: location.clone(), reason: "archive already committed".into() })?;
+        let file =
+            self.file.take().ok_or_else(|| Error::Output { location: location.clone(), reason: "archive already committed".into() })?;
         file.as_file().sync_all().at(|| location.clone())?;
         file.persist(&self.dest).map_err(|e| Error::io(location, e.error))?;
         Ok(())
