@@ -6,6 +6,7 @@
 //! [`SquashPlan::execute`] (merge and write) → [`Outcome`].
 
 #![deny(missing_docs)]
+#![doc = include_str!("../../../README.md")]
 
 mod digest;
 mod error;
