@@ -142,40 +142,39 @@ impl LayerBuilder {
     }
 }
 
+/// Writes a GNU `././@LongLink` header carrying `value` (a long name or link target).
+fn append_gnu_long(builder: &mut tar::Builder<Vec<u8>>, kind: tar::EntryType, value: &[u8]) {
+    let mut long = tar::Header::new_gnu();
+    long.set_entry_type(kind);
+    let mut data = value.to_vec();
+    data.push(0);
+    long.set_size(data.len() as u64);
+    long.as_gnu_mut().expect("gnu").name[..13].copy_from_slice(b"././@LongLink");
+    long.set_cksum();
+    builder.append(&long, &data[..]).expect("long name");
+}
+
+/// Copies `value` into a 100-byte header field, truncated when a GNU long header carries it.
+fn set_field(field: &mut [u8; 100], value: &[u8]) {
+    *field = [0; 100];
+    let n = value.len().min(100);
+    field[..n].copy_from_slice(&value[..n]);
+}
+
 fn append_path(builder: &mut tar::Builder<Vec<u8>>, h: &mut tar::Header, path: &[u8], data: &[u8]) {
     if path.len() > 100 {
-        let mut long = tar::Header::new_gnu();
-        long.set_entry_type(tar::EntryType::GNULongName);
-        let mut name = path.to_vec();
-        name.push(0);
-        long.set_size(name.len() as u64);
-        long.as_gnu_mut().expect("gnu").name[..13].copy_from_slice(b"././@LongLink");
-        long.set_cksum();
-        builder.append(&long, &name[..]).expect("long name");
-        h.as_old_mut().name[..100].copy_from_slice(&path[..100]);
-    } else {
-        h.as_old_mut().name = [0; 100];
-        h.as_old_mut().name[..path.len()].copy_from_slice(path);
+        append_gnu_long(builder, tar::EntryType::GNULongName, path);
     }
+    set_field(&mut h.as_old_mut().name, path);
     h.set_cksum();
     builder.append(h, data).expect("append");
 }
 
 fn append_link(builder: &mut tar::Builder<Vec<u8>>, h: &mut tar::Header, path: &[u8], target: &[u8]) {
     if target.len() > 100 {
-        let mut long = tar::Header::new_gnu();
-        long.set_entry_type(tar::EntryType::GNULongLink);
-        let mut name = target.to_vec();
-        name.push(0);
-        long.set_size(name.len() as u64);
-        long.as_gnu_mut().expect("gnu").name[..13].copy_from_slice(b"././@LongLink");
-        long.set_cksum();
-        builder.append(&long, &name[..]).expect("long link");
-        h.as_old_mut().linkname[..100].copy_from_slice(&target[..100]);
-    } else {
-        h.as_old_mut().linkname = [0; 100];
-        h.as_old_mut().linkname[..target.len()].copy_from_slice(target);
+        append_gnu_long(builder, tar::EntryType::GNULongLink, target);
     }
+    set_field(&mut h.as_old_mut().linkname, target);
     append_path(builder, h, path, &[]);
 }
 

@@ -54,6 +54,11 @@ fn spelled(rng: &mut Rng, path: &[u8], dir: bool) -> Vec<u8> {
     out
 }
 
+/// Forgets the known directories below `path` (and `path` itself with `include_self`).
+fn forget_tree(known: &mut std::collections::BTreeSet<Vec<u8>>, path: &[u8], include_self: bool) {
+    known.retain(|d| !(include_self && d == path || d.starts_with(path) && d.get(path.len()) == Some(&b'/')));
+}
+
 fn content(rng: &mut Rng) -> Vec<u8> {
     let len = match rng.below(4) {
         0 => 0,
@@ -129,7 +134,7 @@ fn one_layer(rng: &mut Rng, fs: &RootFs, late_whiteouts: bool) -> Vec<u8> {
             }
             7 | 8 if !all.is_empty() => {
                 let path = all[rng.below(all.len())].clone();
-                known_dirs.retain(|d| !(d == &path || d.starts_with(&path) && d.get(path.len()) == Some(&b'/')));
+                forget_tree(&mut known_dirs, &path, true);
                 if whiteouts_last {
                     deferred.push((false, path))
                 } else {
@@ -138,7 +143,7 @@ fn one_layer(rng: &mut Rng, fs: &RootFs, late_whiteouts: bool) -> Vec<u8> {
             }
             9 if !dirs.is_empty() => {
                 let dir = dirs[rng.below(dirs.len())].clone();
-                known_dirs.retain(|d| !(d.starts_with(&dir) && d.get(dir.len()) == Some(&b'/')));
+                forget_tree(&mut known_dirs, &dir, false);
                 if whiteouts_last {
                     deferred.push((true, dir))
                 } else {
@@ -149,7 +154,7 @@ fn one_layer(rng: &mut Rng, fs: &RootFs, late_whiteouts: bool) -> Vec<u8> {
                 // Type change: replace whatever is there with the other kind.
                 let path = all[rng.below(all.len())].clone();
                 if dirs.contains(&path) {
-                    known_dirs.retain(|d| !(d == &path || d.starts_with(&path) && d.get(path.len()) == Some(&b'/')));
+                    forget_tree(&mut known_dirs, &path, true);
                     layer.file(spelled(rng, &path, false), &content(rng));
                     made_files.push(path);
                 } else {
@@ -160,7 +165,7 @@ fn one_layer(rng: &mut Rng, fs: &RootFs, late_whiteouts: bool) -> Vec<u8> {
             11 if !dirs.is_empty() => {
                 // Delete a directory and re-create it in the same layer.
                 let dir = dirs[rng.below(dirs.len())].clone();
-                known_dirs.retain(|d| !(d.starts_with(&dir) && d.get(dir.len()) == Some(&b'/')));
+                forget_tree(&mut known_dirs, &dir, false);
                 layer.whiteout(&dir);
                 parents(&mut layer, &mut known_dirs, &dir);
                 layer.dir(&dir);

@@ -160,15 +160,7 @@ fn inspect(args: &ImageArgs, as_json: bool) -> Result<ExitCode> {
     for (layer, index) in image.layers().iter().zip(&indexes) {
         if let Some(step) = layer.history_index() {
             for empty in &image.history()[printed_steps..step] {
-                rows.push(vec![
-                    "-".into(),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                    "(no layer)".into(),
-                    empty.created_by.clone().unwrap_or_default(),
-                ]);
+                rows.push(empty_step_row(empty));
             }
             printed_steps = step + 1;
         }
@@ -185,18 +177,17 @@ fn inspect(args: &ImageArgs, as_json: bool) -> Result<ExitCode> {
         ]);
     }
     for empty in image.history().iter().skip(printed_steps) {
-        rows.push(vec![
-            "-".into(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            "(no layer)".into(),
-            empty.created_by.clone().unwrap_or_default(),
-        ]);
+        rows.push(empty_step_row(empty));
     }
     print!("{}", render::table(&rows));
     Ok(ExitCode::SUCCESS)
+}
+
+/// An `inspect` row for a history step that made no layer.
+fn empty_step_row(step: &squash::HistoryStep) -> Vec<String> {
+    let mut row = vec!["-".to_string(), String::new(), String::new(), String::new(), String::new(), "(no layer)".into()];
+    row.push(step.created_by.clone().unwrap_or_default());
+    row
 }
 
 fn report(args: crate::args::ReportArgs) -> Result<ExitCode> {

@@ -278,6 +278,9 @@ struct Schedule {
     /// Items attached to a stream position, emitted in order when the merge reaches it.
     at: BTreeMap<Pos, Vec<Item>>,
     emitted_dirs: BTreeSet<EntryPath>,
+    /// Markers of implicit directories, by their nearest directory with a header: written right
+    /// after it (and after its own opaque marker, so that marker cannot hide them).
+    markers_after: BTreeMap<EntryPath, Vec<Vec<u8>>>,
 }
 
 fn whiteout_name(path: &EntryPath) -> Vec<u8> {
@@ -370,8 +373,32 @@ pub(crate) fn plan_range(layers: &[LayerIndex]) -> Result<RangePlan> {
         }
     }
 
+    // Markers: in the prelude, except those of implicit directories below a directory that has
+    // a header, which follow that directory.
+    let mut prelude = Vec::new();
+    let mut markers_after: BTreeMap<EntryPath, Vec<Vec<u8>>> = BTreeMap::new();
+    for (path, node) in &delta.map {
+        let mut markers = Vec::new();
+        match node {
+            Node::Removed => markers.push(marker(&whiteout_name(path))),
+            Node::OpaqueOnly => markers.push(marker(&opaque_name(path))),
+            Node::Implicit { whiteout } => {
+                if *whiteout {
+                    markers.push(marker(&whiteout_name(path)));
+                }
+                markers.push(marker(&opaque_name(path)));
+                if let Some(dir) = nearest_dir(&delta, path) {
+                    markers_after.entry(dir).or_default().extend(markers);
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        prelude.extend(markers);
+    }
+
     // Order: directories before their contents, opaque markers right after their directory.
-    let mut schedule = Schedule { at: BTreeMap::new(), emitted_dirs: BTreeSet::new() };
+    let mut schedule = Schedule { at: BTreeMap::new(), emitted_dirs: BTreeSet::new(), markers_after };
     let mut events: BTreeMap<Pos, Vec<(EntryPath, Option<Item>)>> = BTreeMap::new();
     for (pos, (path, item)) in emissions {
         events.entry(pos).or_default().push((path, Some(item)));
@@ -390,22 +417,6 @@ pub(crate) fn plan_range(layers: &[LayerIndex]) -> Result<RangePlan> {
                 None => emit_dir(&delta, &mut schedule, pos, &path),
                 Some(item) => schedule.at.entry(pos).or_default().push(item),
             }
-        }
-    }
-
-    let mut prelude = Vec::new();
-    for (path, node) in &delta.map {
-        match node {
-            Node::Implicit { .. } if nearest_dir(&delta, path).is_some() => {}
-            Node::Removed => prelude.push(marker(&whiteout_name(path))),
-            Node::OpaqueOnly => prelude.push(marker(&opaque_name(path))),
-            Node::Implicit { whiteout } => {
-                if *whiteout {
-                    prelude.push(marker(&whiteout_name(path)));
-                }
-                prelude.push(marker(&opaque_name(path)));
-            }
-            _ => {}
         }
     }
 
@@ -447,16 +458,7 @@ fn emit_dir(delta: &Delta<'_>, schedule: &mut Schedule, pos: Pos, path: &EntryPa
     if *opaque {
         items.push(Item::Header(marker(&opaque_name(path))));
     }
-    // Implicit directories whose nearest named ancestor is this one are created by their
-    // markers right after it, after its own opaque marker, so that marker cannot hide them.
-    for (below, node) in delta.map.range(descendants(path)) {
-        if let Node::Implicit { whiteout } = node {
-            if nearest_dir(delta, below).as_ref() == Some(path) {
-                if *whiteout {
-                    items.push(Item::Header(marker(&whiteout_name(below))));
-                }
-                items.push(Item::Header(marker(&opaque_name(below))));
-            }
-        }
+    if let Some(markers) = schedule.markers_after.remove(path) {
+        items.extend(markers.into_iter().map(Item::Header));
     }
 }
