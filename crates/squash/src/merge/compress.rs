@@ -8,7 +8,7 @@ use crate::layer::compression::Compression;
 /// A streaming compressor writing into `W`.
 pub(crate) enum Encoder<W: Write> {
     None(W),
-    Gzip(flate2::write::GzEncoder<W>),
+    Gzip(Box<super::pgzip::ParallelGzip<W>>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
@@ -18,8 +18,7 @@ impl<W: Write> Encoder<W> {
             Compression::None => Encoder::None(out),
             Compression::Gzip => {
                 let level = level.unwrap_or(6).clamp(0, 9) as u32;
-                // mtime 0 and no file name keep the gzip header reproducible.
-                Encoder::Gzip(flate2::GzBuilder::new().mtime(0).operating_system(255).write(out, flate2::Compression::new(level)))
+                Encoder::Gzip(Box::new(super::pgzip::ParallelGzip::new(out, level, threads)?))
             }
             Compression::Zstd => {
                 let mut encoder = zstd::stream::write::Encoder::new(out, level.unwrap_or(3))?;

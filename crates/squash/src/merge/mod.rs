@@ -2,6 +2,7 @@
 //! one new layer blob, compressing and digesting in the same pass.
 
 pub(crate) mod compress;
+pub(crate) mod pgzip;
 
 use std::io::Write;
 

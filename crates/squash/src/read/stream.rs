@@ -2,6 +2,7 @@
 //! size and digest, and the uncompressed bytes against the config's diff_id, in the same pass.
 
 use std::io::{self, BufReader, Read};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, IoContext, Location, Result};
@@ -11,14 +12,14 @@ use crate::read::archive::tar_error;
 use crate::read::blob::VerifyingReader;
 use crate::read::{Image, Layer};
 
-type Blob = VerifyingReader<Box<dyn Read + Send>>;
-
-/// A layer being read as a tar stream. Call [`LayerStream::finish`] after the last entry: it
-/// reads whatever follows the end-of-archive marker and verifies the diff_id, size and digest.
+/// A layer being read as a tar stream. Decompression and the diff_id hash run on a thread of
+/// their own, a few chunks ahead of the reader, so that decoding overlaps with merging and
+/// compressing. Call [`LayerStream::finish`] after the last entry: it waits for the rest of the
+/// stream (what follows the end-of-archive marker included) and for the verdict on the diff_id,
+/// size and digest.
 pub(crate) struct LayerStream {
-    pub tar: TarReader<HashingReader<Decoder<BufReader<Blob>>>>,
+    pub tar: TarReader<ReadAhead>,
     pub location: Location,
-    diff_id: Digest,
 }
 
 /// What reading a layer to its end proved about it.
@@ -28,13 +29,112 @@ pub(crate) struct Verified {
     pub uncompressed_size: u64,
 }
 
+/// Uncompressed bytes per message from the decoding thread.
+const CHUNK: usize = 1 << 20;
+/// Messages in flight: bounds the memory of a stream to a few MiB.
+const AHEAD: usize = 4;
+
+enum Message {
+    Data(Vec<u8>),
+    Failed(Error),
+    Done(Verified),
+}
+
+/// The reading end of a decoding thread.
+pub(crate) struct ReadAhead {
+    rx: Receiver<Message>,
+    chunk: Vec<u8>,
+    pos: usize,
+    done: Option<Verified>,
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            if self.done.is_some() {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Message::Data(chunk)) => {
+                    self.chunk = chunk;
+                    self.pos = 0;
+                }
+                Ok(Message::Done(verified)) => self.done = Some(verified),
+                Ok(Message::Failed(error)) => return Err(error.into_io()),
+                Err(_) => return Err(io::Error::other("layer decoding thread stopped")),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Decodes the whole layer, sending chunks, then checks the diff_id, size and digest.
+fn decode(
+    decoder: Decoder<BufReader<VerifyingReader<Box<dyn Read + Send>>>>,
+    diff_id: &Digest,
+    location: &Location,
+    tx: &SyncSender<Message>,
+) -> Result<Option<Verified>> {
+    let mut hashing = HashingReader::new(decoder);
+    loop {
+        let mut chunk = vec![0u8; CHUNK];
+        let mut filled = 0;
+        while filled < CHUNK {
+            match hashing.read(&mut chunk[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(location.clone(), e)),
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        chunk.truncate(filled);
+        if tx.send(Message::Data(chunk)).is_err() {
+            // The reader went away: nothing to report to.
+            return Ok(None);
+        }
+    }
+    let (decoder, actual, uncompressed_size) = hashing.drain_into_parts().at(|| location.clone())?;
+    if actual != *diff_id {
+        return Err(Error::DigestMismatch {
+            location: location.clone().part("diff_id (uncompressed tar)"),
+            expected: diff_id.clone(),
+            actual,
+        });
+    }
+    let mut buffered = decoder.into_inner();
+    io::copy(&mut buffered, &mut io::sink()).at(|| location.clone())?;
+    let blob_digest = buffered.into_inner().finish()?;
+    Ok(Some(Verified { blob_digest, uncompressed_size }))
+}
+
 impl LayerStream {
     pub(crate) fn open(image: &Image, layer: &Layer) -> Result<LayerStream> {
         let location = image.layer_location(layer);
         let blob = image.open_layer_blob(layer)?;
         let buffered = BufReader::with_capacity(256 * 1024, blob);
         let decoder = Decoder::new(layer.compression, buffered).at(|| location.clone())?;
-        Ok(LayerStream { tar: TarReader::new(HashingReader::new(decoder)), location, diff_id: layer.diff_id.clone() })
+        let (tx, rx) = sync_channel(AHEAD);
+        let diff_id = layer.diff_id.clone();
+        let thread_location = location.clone();
+        std::thread::Builder::new()
+            .name(format!("decode layer {}", layer.index))
+            .spawn(move || {
+                let message = match decode(decoder, &diff_id, &thread_location, &tx) {
+                    Ok(Some(verified)) => Message::Done(verified),
+                    Ok(None) => return,
+                    Err(error) => Message::Failed(error),
+                };
+                let _ = tx.send(message);
+            })
+            .at(|| location.clone())?;
+        let reader = ReadAhead { rx, chunk: Vec::new(), pos: 0, done: None };
+        Ok(LayerStream { tar: TarReader::new(reader), location })
     }
 
     /// Converts a tar-level error into a located [`Error`].
@@ -44,19 +144,9 @@ impl LayerStream {
 
     pub(crate) fn finish(self) -> Result<Verified> {
         let location = self.location;
-        let hashing = self.tar.into_inner();
-        let (decoder, diff_id, uncompressed_size) = hashing.drain_into_parts().at(|| location.clone())?;
-        if diff_id != self.diff_id {
-            return Err(Error::DigestMismatch {
-                location: location.part("diff_id (uncompressed tar)"),
-                expected: self.diff_id,
-                actual: diff_id,
-            });
-        }
-        let mut buffered = decoder.into_inner();
-        io::copy(&mut buffered, &mut io::sink()).at(|| location.clone())?;
-        let blob_digest = buffered.into_inner().finish()?;
-        Ok(Verified { blob_digest, uncompressed_size })
+        let mut reader = self.tar.into_inner();
+        io::copy(&mut reader, &mut io::sink()).at(|| location.clone())?;
+        reader.done.ok_or_else(|| Error::io(location, io::Error::other("layer stream ended without a verdict")))
     }
 }
 
