@@ -89,7 +89,7 @@ pub struct SquashArgs {
     /// Print the outcome as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Print nothing but errors.
+    /// Print nothing but errors (a progress line is shown only when stderr is a terminal).
     #[arg(short, long)]
     pub quiet: bool,
 }

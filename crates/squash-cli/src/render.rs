@@ -128,3 +128,42 @@ pub fn report(report: &Report) -> String {
     }
     out
 }
+
+/// A one-line progress display on stderr, redrawn at most five times a second.
+pub struct ProgressLine {
+    state: std::sync::Mutex<(String, u64, std::time::Instant)>,
+}
+
+impl ProgressLine {
+    pub fn new() -> ProgressLine {
+        ProgressLine { state: std::sync::Mutex::new((String::new(), 0, std::time::Instant::now())) }
+    }
+
+    fn draw(step: &str, written: u64) {
+        eprint!("\r\x1b[2K{step}: {} written", human(written));
+    }
+
+    /// Clears the line.
+    pub fn finish(&self) {
+        eprint!("\r\x1b[2K");
+    }
+}
+
+impl squash::Progress for ProgressLine {
+    fn step(&self, description: &str) {
+        if let Ok(mut state) = self.state.lock() {
+            state.0 = description.to_string();
+            Self::draw(&state.0, state.1);
+        }
+    }
+
+    fn written(&self, bytes: u64) {
+        if let Ok(mut state) = self.state.lock() {
+            state.1 += bytes;
+            if state.2.elapsed() >= std::time::Duration::from_millis(200) {
+                state.2 = std::time::Instant::now();
+                Self::draw(&state.0, state.1);
+            }
+        }
+    }
+}

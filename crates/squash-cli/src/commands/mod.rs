@@ -2,6 +2,7 @@
 
 mod demo;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -103,7 +104,15 @@ fn squash(args: SquashArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     };
-    let outcome = plan.execute(&image, &output)?;
+    // A progress line only for a person watching a terminal.
+    let outcome = if !args.quiet && !args.json && std::io::stderr().is_terminal() {
+        let line = render::ProgressLine::new();
+        let outcome = plan.execute_with_progress(&image, &output, &line);
+        line.finish();
+        outcome?
+    } else {
+        plan.execute(&image, &output)?
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcome)?);
     } else if !args.quiet {

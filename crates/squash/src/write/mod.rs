@@ -91,10 +91,57 @@ pub(crate) fn rfc3339(epoch: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
+/// Receives progress while a plan executes. The library never prints; a front end decides what
+/// a person sees.
+pub trait Progress: Sync {
+    /// A step begins (`copying layer 3`, `merging layers 1..4`).
+    fn step(&self, description: &str) {
+        let _ = description;
+    }
+    /// `bytes` more bytes were written to the output.
+    fn written(&self, bytes: u64) {
+        let _ = bytes;
+    }
+}
+
+/// Progress that goes nowhere.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {}
+
+/// Reports bytes to a [`Progress`] as they pass, in steps of at least 1 MiB.
+struct Counting<'a, W> {
+    inner: W,
+    progress: &'a dyn Progress,
+    unreported: u64,
+}
+
+impl<W: io::Write> io::Write for Counting<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.unreported += n as u64;
+        if self.unreported >= 1 << 20 {
+            self.progress.written(self.unreported);
+            self.unreported = 0;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.progress.written(std::mem::take(&mut self.unreported));
+        self.inner.flush()
+    }
+}
+
 impl SquashPlan {
     /// Merges the planned ranges, copies every other layer byte for byte, and writes the new
     /// image to `output`. Nothing is left at the destination if this fails.
     pub fn execute(&self, image: &Image, output: &Output) -> Result<Outcome> {
+        self.execute_with_progress(image, output, &NoProgress)
+    }
+
+    /// [`SquashPlan::execute`], reporting progress.
+    pub fn execute_with_progress(&self, image: &Image, output: &Output, progress: &dyn Progress) -> Result<Outcome> {
         let mut target = Target::create(output, image.path())?;
         let docker = docker_family(image, output);
         let mut layers: Vec<OutcomeLayer> = Vec::new();
@@ -103,7 +150,8 @@ impl SquashPlan {
         while index < image.layers().len() {
             let new_index = layers.len();
             if let Some(planned) = self.ranges.iter().find(|r| r.range.start == index) {
-                let (layer, descriptor) = self.write_range(image, planned, docker, new_index, &mut target)?;
+                progress.step(&format!("merging layers {}..{}", planned.range.start, planned.range.end));
+                let (layer, descriptor) = self.write_range(image, planned, docker, new_index, &mut target, progress)?;
                 layers.push(layer);
                 descriptors.push(descriptor);
                 index = planned.range.end + 1;
@@ -113,9 +161,13 @@ impl SquashPlan {
             let (digest, size) = match layer.digest() {
                 Some(known) if target.has_blob(known) => (known.clone(), layer.size()),
                 known => {
+                    progress.step(&format!("copying layer {index}"));
                     let mut reader = image.open_layer_blob(layer)?;
                     let location = image.layer_location(layer);
-                    target.write_blob(known, BlobKind::Layer, &mut |w| io::copy(&mut reader, w).map(drop).at(|| location.clone()))?
+                    target.write_blob(known, BlobKind::Layer, &mut |w| {
+                        let mut counting = Counting { inner: w, progress, unreported: 0 };
+                        io::copy(&mut reader, &mut counting).and_then(|_| io::Write::flush(&mut counting)).at(|| location.clone())
+                    })?
                 }
             };
             let media_type = match (&layer.descriptor, docker) {
@@ -188,10 +240,13 @@ impl SquashPlan {
         docker: bool,
         new_index: usize,
         target: &mut Target,
+        progress: &dyn Progress,
     ) -> Result<(OutcomeLayer, Value)> {
         let mut merged = None;
         let (digest, size) = target.write_blob(None, BlobKind::Layer, &mut |w| {
-            merged = Some(merge_range(image, planned, self.options.level, self.options.threads, w)?);
+            let mut counting = Counting { inner: w, progress, unreported: 0 };
+            merged = Some(merge_range(image, planned, self.options.level, self.options.threads, &mut counting)?);
+            io::Write::flush(&mut counting).at(|| Location::file(image.path()))?;
             Ok(())
         })?;
         let merged =
