@@ -1,0 +1,439 @@
+//! Project chores: `cargo xtask bench` generates large images and times squash against the
+//! physical limit (plain decompression + compression of the same bytes) and installed peers;
+//! `cargo xtask ci` runs the checks CI runs.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("bench") => bench(&args[1..]),
+        Some("ci") => ci(),
+        _ => {
+            eprintln!("usage: cargo xtask bench [--scale S] [--dir DIR] | cargo xtask ci");
+            Ok(())
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn ci() -> Result<()> {
+    let cargo = || {
+        let mut c = Command::new("cargo");
+        c.current_dir(root());
+        c
+    };
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo().args(["test", "--workspace"]))
+}
+
+/// A fast deterministic byte source.
+struct Noise(u64);
+
+impl Noise {
+    fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            let bytes = self.0.to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+    }
+}
+
+/// Text that compresses like real text files (about 4:1 with gzip).
+fn text(len: usize, seed: u64) -> Vec<u8> {
+    const WORDS: [&str; 16] = ["package", "version", "depends", "libc6", "amd64", "description", "the", "a", "of", "install", "/usr/lib", "priority", "optional", "section", "size", "sha256"];
+    let mut noise = Noise(seed | 1);
+    let mut out = Vec::with_capacity(len + 16);
+    let mut word = [0u8; 8];
+    while out.len() < len {
+        noise.fill(&mut word);
+        out.extend_from_slice(WORDS[(word[0] % 16) as usize].as_bytes());
+        out.push(if word[1] % 9 == 0 { b'\n' } else { b' ' });
+        if word[2] % 5 == 0 {
+            out.extend_from_slice(format!("{:x}", u32::from_le_bytes([word[3], word[4], word[5], word[6]])).as_bytes());
+        }
+    }
+    out.truncate(len);
+    out
+}
+
+struct LayerWriter {
+    builder: tar::Builder<BufWriter<File>>,
+}
+
+impl LayerWriter {
+    fn create(path: &Path) -> Result<LayerWriter> {
+        Ok(LayerWriter { builder: tar::Builder::new(BufWriter::with_capacity(1 << 20, File::create(path)?)) })
+    }
+    fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_mtime(1_700_000_000);
+        h
+    }
+    fn dir(&mut self, path: &str) -> Result<()> {
+        let mut h = Self::header(tar::EntryType::Directory, 0o755, 0);
+        self.builder.append_data(&mut h, path, io::empty())?;
+        Ok(())
+    }
+    fn file(&mut self, path: &str, mode: u32, data: &[u8]) -> Result<()> {
+        let mut h = Self::header(tar::EntryType::Regular, mode, data.len() as u64);
+        self.builder.append_data(&mut h, path, data)?;
+        Ok(())
+    }
+    /// A large file streamed from a generator, never held in memory.
+    fn big(&mut self, path: &str, mode: u32, size: u64, seed: u64, compressible: bool) -> Result<()> {
+        let mut h = Self::header(tar::EntryType::Regular, mode, size);
+        let reader = Generated { left: size, noise: Noise(seed | 1), compressible, seed, buf: Vec::new(), pos: 0 };
+        self.builder.append_data(&mut h, path, reader)?;
+        Ok(())
+    }
+    fn whiteout(&mut self, dir: &str, name: &str) -> Result<()> {
+        self.file(&format!("{dir}/.wh.{name}"), 0o644, b"")
+    }
+    fn finish(self) -> Result<()> {
+        self.builder.into_inner()?.flush()?;
+        Ok(())
+    }
+}
+
+struct Generated {
+    left: u64,
+    noise: Noise,
+    compressible: bool,
+    seed: u64,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for Generated {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        if self.pos == self.buf.len() {
+            let n = (1 << 20).min(self.left) as usize;
+            self.buf = if self.compressible {
+                self.seed = self.seed.wrapping_add(1);
+                text(n, self.seed)
+            } else {
+                let mut b = vec![0u8; n];
+                self.noise.fill(&mut b);
+                b
+            };
+            self.pos = 0;
+        }
+        let n = out.len().min(self.buf.len() - self.pos).min(self.left as usize);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+const MIB: u64 = 1 << 20;
+
+/// The bench image: a base of small files, then incompressible and text data, a metadata-only
+/// duplicate of a large directory, deletes and re-adds. Sizes scale with `scale`.
+fn write_layers(dir: &Path, scale: f64) -> Result<Vec<PathBuf>> {
+    let n = |x: f64| (x * scale).max(1.0) as u64;
+    let paths: Vec<PathBuf> = (0..5).map(|i| dir.join(format!("layer{i}.tar"))).collect();
+    // 0: base, many small files.
+    let mut l = LayerWriter::create(&paths[0])?;
+    l.dir("usr")?;
+    l.dir("usr/share")?;
+    for d in 0..n(40.0) {
+        l.dir(&format!("usr/share/d{d}"))?;
+        for f in 0..500 {
+            l.file(&format!("usr/share/d{d}/f{f}.txt"), 0o644, &text(1024 + (f * 37 % 3000) as usize, d * 1000 + f))?;
+        }
+    }
+    l.finish()?;
+    // 1: incompressible binaries.
+    let mut l = LayerWriter::create(&paths[1])?;
+    l.dir("opt")?;
+    l.dir("opt/bin")?;
+    for i in 0..3 {
+        l.big(&format!("opt/bin/blob{i}"), 0o644, n(100.0) * MIB, 10 + i, false)?;
+    }
+    l.finish()?;
+    // 2: compressible text, a large directory.
+    let mut l = LayerWriter::create(&paths[2])?;
+    l.dir("var")?;
+    l.dir("var/lists")?;
+    for i in 0..30 {
+        l.big(&format!("var/lists/list{i}"), 0o644, n(10.0) * MIB, 100 + i, true)?;
+    }
+    l.finish()?;
+    // 3: metadata-only duplicate: chmod of the large directory and of one binary.
+    let mut l = LayerWriter::create(&paths[3])?;
+    l.dir("var/lists")?;
+    for i in 0..30 {
+        l.big(&format!("var/lists/list{i}"), 0o600, n(10.0) * MIB, 100 + i, true)?;
+    }
+    l.big("opt/bin/blob0", 0o755, n(100.0) * MIB, 10, false)?;
+    l.finish()?;
+    // 4: deletes and re-adds.
+    let mut l = LayerWriter::create(&paths[4])?;
+    l.whiteout("opt/bin", "blob1")?;
+    l.whiteout("var/lists", "list0")?;
+    l.dir("usr/share/d0")?;
+    for f in 0..250 {
+        l.whiteout("usr/share/d0", &format!("f{f}.txt"))?;
+    }
+    l.dir("app")?;
+    for f in 0..n(10_000.0) {
+        l.file(&format!("app/m{f}.js"), 0o644, &text(800, 7_000_000 + f))?;
+    }
+    l.big("var/lists/list1", 0o644, n(10.0) * MIB, 999, true)?;
+    l.finish()?;
+    Ok(paths)
+}
+
+fn sha256_file(path: &Path) -> Result<(String, u64)> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((format!("sha256:{}", hex::encode(hasher.finalize())), total))
+}
+
+fn compress_cmd(kind: &str, input: &Path, output: &Path) -> Result<()> {
+    let mut cmd = match kind {
+        "gzip" => {
+            let mut c = Command::new("pigz");
+            c.args(["-6", "-c", "-n"]);
+            c
+        }
+        _ => {
+            let mut c = Command::new("zstd");
+            c.args(["-3", "-T0", "-q", "-c"]);
+            c
+        }
+    };
+    let out = File::create(output)?;
+    run(cmd.arg(input).stdout(out))
+}
+
+/// Writes an OCI layout whose layers are `tars` compressed with `kind`.
+fn write_layout(dir: &Path, tars: &[PathBuf], kind: &str) -> Result<Vec<PathBuf>> {
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs)?;
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    let mut blob_paths = Vec::new();
+    for tar in tars {
+        let (diff_id, _) = sha256_file(tar)?;
+        let temp = dir.join("blob.tmp");
+        compress_cmd(kind, tar, &temp)?;
+        let (digest, size) = sha256_file(&temp)?;
+        let path = blobs.join(&digest[7..]);
+        fs::rename(&temp, &path)?;
+        let media = if kind == "gzip" { "application/vnd.oci.image.layer.v1.tar+gzip" } else { "application/vnd.oci.image.layer.v1.tar+zstd" };
+        layers.push(json!({"mediaType": media, "digest": digest, "size": size}));
+        diff_ids.push(diff_id);
+        blob_paths.push(path);
+    }
+    let history: Vec<_> = (0..tars.len()).map(|i| json!({"created": "2024-01-01T00:00:00Z", "created_by": format!("bench step {i}")})).collect();
+    let config = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}, "history": history}))?;
+    let config_digest = format!("sha256:{}", hex::encode(Sha256::digest(&config)));
+    fs::write(blobs.join(&config_digest[7..]), &config)?;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": layers,
+    }))?;
+    let manifest_digest = format!("sha256:{}", hex::encode(Sha256::digest(&manifest)));
+    fs::write(blobs.join(&manifest_digest[7..]), &manifest)?;
+    fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    let index = json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest, "size": manifest.len(), "annotations": {"org.opencontainers.image.ref.name": "bench"}}]});
+    fs::write(dir.join("index.json"), serde_json::to_vec(&index)?)?;
+    Ok(blob_paths)
+}
+
+/// A legacy `docker save` tarball of the uncompressed layers, for the Python peers.
+fn write_docker_archive(path: &Path, tars: &[PathBuf]) -> Result<()> {
+    let mut builder = tar::Builder::new(BufWriter::new(File::create(path)?));
+    let mut names = Vec::new();
+    let mut diff_ids = Vec::new();
+    for tar in tars {
+        let (diff_id, _) = sha256_file(tar)?;
+        let name = format!("{}/layer.tar", &diff_id[7..]);
+        builder.append_path_with_name(tar, &name)?;
+        names.push(name);
+        diff_ids.push(diff_id);
+    }
+    let history: Vec<_> = (0..tars.len()).map(|i| json!({"created": "2024-01-01T00:00:00Z", "created_by": format!("bench step {i}")})).collect();
+    let config = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": diff_ids}, "history": history}))?;
+    let config_name = format!("{}.json", hex::encode(Sha256::digest(&config)));
+    let manifest = serde_json::to_vec(&json!([{"Config": config_name, "RepoTags": ["bench:latest"], "Layers": names}]))?;
+    for (name, bytes) in [(config_name.as_str(), &config), ("manifest.json", &manifest)] {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        builder.append_data(&mut h, name, &bytes[..])?;
+    }
+    builder.into_inner()?.flush()?;
+    Ok(())
+}
+
+/// Runs a command under GNU time: (seconds, peak RSS in MB).
+fn timed(cmd: &mut Command) -> Result<(f64, f64)> {
+    let report = std::env::temp_dir().join("squash-bench-time.txt");
+    let program = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let mut timed = Command::new("/usr/bin/time");
+    timed.arg("-f").arg("%e %M").arg("-o").arg(&report).arg(program).args(args);
+    if let Some(dir) = cmd.get_current_dir() {
+        timed.current_dir(dir);
+    }
+    let start = Instant::now();
+    let status = timed.stdout(Stdio::null()).stderr(Stdio::piped()).output()?;
+    let wall = start.elapsed().as_secs_f64();
+    if !status.status.success() {
+        bail!("{cmd:?} failed:\n{}", String::from_utf8_lossy(&status.stderr));
+    }
+    let text = fs::read_to_string(&report)?;
+    let rss_kb: f64 = text.split_whitespace().last().and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    Ok((wall, rss_kb / 1024.0))
+}
+
+/// Time of a shell pipeline (for the limits).
+fn timed_sh(script: &str) -> Result<f64> {
+    let start = Instant::now();
+    run(Command::new("sh").arg("-c").arg(script))?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh").arg("-c").arg(format!("command -v {tool}")).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+fn bench(args: &[String]) -> Result<()> {
+    let mut scale = 1.0f64;
+    let mut dir = root().join("target/bench");
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--scale" => scale = it.next().context("--scale needs a number")?.parse()?,
+            "--dir" => dir = PathBuf::from(it.next().context("--dir needs a path")?),
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    for tool in ["pigz", "zstd", "/usr/bin/time"] {
+        if !have(tool) {
+            bail!("`{tool}` is needed for the physical-limit measurements (apt-get install pigz zstd time)");
+        }
+    }
+    run(Command::new("cargo").current_dir(root()).args(["build", "--release", "--quiet", "-p", "squash-cli"]))?;
+    let squash = root().join("target/release/squash");
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    println!("machine: {cores} cores; squashing every layer above layer 0 (4 layers)");
+    println!("{:<28} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9}", "case", "squash s", "limit s", "ratio", "overlap s", "ratio", "RSS MB");
+    for s in [scale, scale * 2.0] {
+        let work = dir.join(format!("scale-{s}"));
+        let _ = fs::remove_dir_all(&work);
+        fs::create_dir_all(&work)?;
+        let tars = write_layers(&work, s)?;
+        let total: u64 = tars.iter().map(|t| fs::metadata(t).map(|m| m.len()).unwrap_or(0)).sum();
+        println!("-- image scale {s}: {:.0} MB uncompressed in 5 layers", total as f64 / 1e6);
+        for kind in ["gzip", "zstd"] {
+            let layout = work.join(format!("oci-{kind}"));
+            let blobs = write_layout(&layout, &tars, kind)?;
+            let out = work.join(format!("out-{kind}"));
+            let _ = fs::remove_dir_all(&out);
+            let (ours, rss) = timed(Command::new(&squash).arg(format!("oci:{}:bench", layout.display())).args(["--from-layer", "4", "--quiet", "-o"]).arg(format!("oci:{}:bench", out.display())))?;
+            // The physical limit: decompress the range's blobs, compress the resulting layer.
+            let range: Vec<String> = blobs[1..].iter().map(|b| b.display().to_string()).collect();
+            let new_blob = newest_layer_blob(&out)?;
+            let new_tar = work.join("new-layer.tar");
+            let (dc, c) = if kind == "gzip" { ("pigz -dc", format!("pigz -p{cores} -6 -n -c")) } else { ("zstd -dc -q", "zstd -T0 -3 -q -c".to_string()) };
+            run(Command::new("sh").arg("-c").arg(format!("{dc} {} > {}", new_blob.display(), new_tar.display())))?;
+            let decompress = timed_sh(&format!("{dc} {} > /dev/null", range.join(" ")))?;
+            let compress = timed_sh(&format!("{c} < {} > /dev/null", new_tar.display()))?;
+            let limit = decompress + compress;
+            let overlapped = decompress.max(compress);
+            println!(
+                "{:<28} {:>9.2} {:>9.2} {:>6.2}x {:>9.2} {:>8.2}x {:>9.1}",
+                format!("{kind} in, {kind} out"),
+                ours,
+                limit,
+                ours / limit,
+                overlapped,
+                ours / overlapped,
+                rss
+            );
+            fs::remove_file(&new_tar)?;
+            let report_time = timed(Command::new(&squash).arg("report").arg(format!("oci:{}:bench", layout.display())).args(["--from-layer", "4"]))?;
+            println!("{:<28} {:>9.2} {:>9} {:>7} {:>9} {:>9} {:>9.1}", format!("  report ({kind})"), report_time.0, "", "", "", "", report_time.1);
+        }
+        // Peers work on `docker save` tarballs.
+        let archive = work.join("docker.tar");
+        write_docker_archive(&archive, &tars)?;
+        let out = work.join("ours-docker.tar");
+        let (ours, rss) = timed(Command::new(&squash).arg(&archive).args(["--from-layer", "4", "--quiet", "-o"]).arg(&out))?;
+        println!("{:<28} {:>9.2} {:>9} {:>7} {:>9} {:>9} {:>9.1}", "docker-archive (plain tar)", ours, "", "", "", "", rss);
+        if have("oci-squash") {
+            let peer_out = work.join("oci-squash.tar");
+            let tmp = work.join("oci-squash-tmp");
+            match timed(Command::new("oci-squash").args(["-f", "4", "--tmp-dir"]).arg(&tmp).arg("-o").arg(&peer_out).arg(&archive)) {
+                Ok((t, r)) => println!("{:<28} {:>9.2} {:>9} {:>6.2}x {:>9} {:>9} {:>9.1}", "  oci-squash (same input)", t, "", t / ours, "", "", r),
+                Err(e) => println!("  oci-squash failed: {}", e.to_string().lines().last().unwrap_or_default()),
+            }
+            let _ = fs::remove_dir_all(&tmp);
+        } else {
+            println!("  oci-squash: not installed (pip install oci-squash)");
+        }
+        println!("  docker-squash, buildah, crane: need a daemon or registry; not run");
+        for f in ["docker.tar", "ours-docker.tar", "oci-squash.tar"] {
+            let _ = fs::remove_file(work.join(f));
+        }
+        for t in &tars {
+            fs::remove_file(t)?;
+        }
+    }
+    Ok(())
+}
+
+/// The blob of the last layer of the image in an OCI layout (the merged one).
+fn newest_layer_blob(layout: &Path) -> Result<PathBuf> {
+    let index: serde_json::Value = serde_json::from_slice(&fs::read(layout.join("index.json"))?)?;
+    let digest = index["manifests"][0]["digest"].as_str().context("no manifest")?;
+    let manifest: serde_json::Value = serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(&digest[7..]))?)?;
+    let layers = manifest["layers"].as_array().context("no layers")?;
+    let last = layers.last().and_then(|l| l["digest"].as_str()).context("no layer")?;
+    Ok(layout.join("blobs/sha256").join(&last[7..]))
+}
