@@ -100,12 +100,6 @@ impl<R: Read> HashingReader<R> {
         HashingReader { inner, hasher: Sha256::new(), count: 0 }
     }
 
-    /// Reads what is left to the end, then returns the inner reader, the digest and the count.
-    pub(crate) fn drain_into_parts(mut self) -> io::Result<(R, Digest, u64)> {
-        io::copy(&mut self, &mut io::sink())?;
-        Ok((self.inner, Digest::from_raw(self.hasher.finalize().into()), self.count))
-    }
-
     pub(crate) fn count(&self) -> u64 {
         self.count
     }
@@ -173,7 +167,8 @@ mod tests {
         let mut r = HashingReader::new(&b"hello world"[..]);
         let mut buf = [0u8; 5];
         r.read_exact(&mut buf).unwrap();
-        let (_, d, n) = r.drain_into_parts().unwrap();
+        std::io::copy(&mut r, &mut std::io::sink()).unwrap();
+        let (d, n) = (r.digest(), r.count());
         assert_eq!(n, 11);
         assert_eq!(d, Digest::of(b"hello world"));
     }

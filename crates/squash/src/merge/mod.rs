@@ -10,7 +10,7 @@ use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Location, Result};
 use crate::layer::header::END_OF_ARCHIVE;
 use crate::plan::{Item, PlannedRange};
-use crate::read::stream::LayerStream;
+use crate::read::stream::{Check, LayerStream};
 use crate::read::Image;
 use compress::Encoder;
 
@@ -37,7 +37,7 @@ pub(crate) fn merge_range(
     }
     for (offset, steps) in planned.plan.steps.iter().enumerate() {
         let layer = &image.layers()[planned.range.start + offset];
-        let mut stream = LayerStream::open(image, layer)?;
+        let mut stream = LayerStream::open(image, layer, Check::BlobOnly(planned.indexes[offset].blob_digest.clone()))?;
         let mut steps = steps.iter().peekable();
         let mut entry_index = 0usize;
         while steps.peek().is_some() {
