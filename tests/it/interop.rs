@@ -134,3 +134,59 @@ fn umoci_case(top: usize) {
         );
     }
 }
+
+/// The browser this test renders with: Debian's Chromium.
+fn chromium() -> Option<&'static str> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
+}
+
+/// Counts pixels close to `rgb`.
+fn count_color(pixels: &[u8], channels: usize, rgb: [u8; 3]) -> usize {
+    pixels.chunks(channels).filter(|p| p.iter().zip(rgb).all(|(a, b)| a.abs_diff(b) < 12)).count()
+}
+
+#[test]
+fn report_chart_renders_in_a_browser() {
+    let Some(browser) = chromium() else {
+        assert!(std::env::var("SQUASH_REQUIRE_INTEROP").is_err(), "chromium is required (SQUASH_REQUIRE_INTEROP is set) but not found");
+        eprintln!("SKIPPED: chromium not found; the report chart was not rendered");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut builder = squash_testkit::ImageBuilder::new(LayerCompression::Gzip);
+    builder.layer(LayerBuilder::new().dir("usr").file("usr/app", &vec![b'a'; 60_000]).finish(), "COPY app /usr/app");
+    builder.layer(LayerBuilder::new().dir("var").file("var/cache", &vec![b'c'; 40_000]).finish(), "RUN apt-get update");
+    builder
+        .layer(LayerBuilder::new().whiteout("var/cache").file("usr/app", &vec![b'b'; 60_000]).finish(), "RUN rm -rf /var/cache && rebuild");
+    let layout = dir.path().join("in");
+    builder.write_oci_layout(&layout, "t");
+    let image = squash::Image::open(&format!("oci:{}:t", layout.display())).expect("open");
+    let report = image.report(&SquashOptions::default().with_selector(LayerSelector::Top(2)), 10).expect("report");
+    assert!(report.wasted_bytes > 0, "the chart must show waste");
+    let svg = dir.path().join("chart.svg");
+    std::fs::write(&svg, squash::report_svg(&report)).expect("write svg");
+    let png = dir.path().join("chart.png");
+    let profile = dir.path().join("profile");
+    run(Command::new(browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"])
+        .args(["--disable-component-update", "--disable-sync", "--hide-scrollbars", "--window-size=900,200"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", svg.display())));
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).expect("screenshot")));
+    let mut reader = decoder.read_info().expect("png");
+    let mut pixels = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut pixels).expect("frame");
+    let channels = info.color_type.samples();
+    let pixels = &pixels[..info.buffer_size()];
+    // Kept bytes are drawn in blue, wasted bytes in red: beyond the legend's two 12x12
+    // swatches, the bars must be on screen (a 60 kB bar is hundreds of pixels wide).
+    let blue = count_color(pixels, channels, [0x4a, 0x7f, 0xd4]);
+    let red = count_color(pixels, channels, [0xd9, 0x53, 0x4f]);
+    if let Ok(keep) = std::env::var("SQUASH_KEEP_CHART") {
+        std::fs::copy(&png, keep).expect("copy screenshot");
+    }
+    assert!(blue > 3000 && red > 3000, "the browser drew {blue} kept and {red} wasted pixels");
+}

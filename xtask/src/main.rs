@@ -64,7 +64,24 @@ impl Noise {
 
 /// Text that compresses like real text files (about 4:1 with gzip).
 fn text(len: usize, seed: u64) -> Vec<u8> {
-    const WORDS: [&str; 16] = ["package", "version", "depends", "libc6", "amd64", "description", "the", "a", "of", "install", "/usr/lib", "priority", "optional", "section", "size", "sha256"];
+    const WORDS: [&str; 16] = [
+        "package",
+        "version",
+        "depends",
+        "libc6",
+        "amd64",
+        "description",
+        "the",
+        "a",
+        "of",
+        "install",
+        "/usr/lib",
+        "priority",
+        "optional",
+        "section",
+        "size",
+        "sha256",
+    ];
     let mut noise = Noise(seed | 1);
     let mut out = Vec::with_capacity(len + 16);
     let mut word = [0u8; 8];
@@ -159,15 +176,17 @@ impl Read for Generated {
 const MIB: u64 = 1 << 20;
 
 /// The bench image: a base of small files, then incompressible and text data, a metadata-only
-/// duplicate of a large directory, deletes and re-adds. Sizes scale with `scale`.
+/// duplicate of a large directory, deletes and re-adds. File sizes scale with `scale`; the
+/// number of entries does not, so that peak memory can be compared across sizes.
 fn write_layers(dir: &Path, scale: f64) -> Result<Vec<PathBuf>> {
     let n = |x: f64| (x * scale).max(1.0) as u64;
+    let count = |x: f64| x as u64;
     let paths: Vec<PathBuf> = (0..5).map(|i| dir.join(format!("layer{i}.tar"))).collect();
     // 0: base, many small files.
     let mut l = LayerWriter::create(&paths[0])?;
     l.dir("usr")?;
     l.dir("usr/share")?;
-    for d in 0..n(40.0) {
+    for d in 0..count(40.0) {
         l.dir(&format!("usr/share/d{d}"))?;
         for f in 0..500 {
             l.file(&format!("usr/share/d{d}/f{f}.txt"), 0o644, &text(1024 + (f * 37 % 3000) as usize, d * 1000 + f))?;
@@ -207,7 +226,7 @@ fn write_layers(dir: &Path, scale: f64) -> Result<Vec<PathBuf>> {
         l.whiteout("usr/share/d0", &format!("f{f}.txt"))?;
     }
     l.dir("app")?;
-    for f in 0..n(10_000.0) {
+    for f in 0..count(10_000.0) {
         l.file(&format!("app/m{f}.js"), 0o644, &text(800, 7_000_000 + f))?;
     }
     l.big("var/lists/list1", 0o644, n(10.0) * MIB, 999, true)?;
@@ -262,13 +281,17 @@ fn write_layout(dir: &Path, tars: &[PathBuf], kind: &str) -> Result<Vec<PathBuf>
         let (digest, size) = sha256_file(&temp)?;
         let path = blobs.join(&digest[7..]);
         fs::rename(&temp, &path)?;
-        let media = if kind == "gzip" { "application/vnd.oci.image.layer.v1.tar+gzip" } else { "application/vnd.oci.image.layer.v1.tar+zstd" };
+        let media =
+            if kind == "gzip" { "application/vnd.oci.image.layer.v1.tar+gzip" } else { "application/vnd.oci.image.layer.v1.tar+zstd" };
         layers.push(json!({"mediaType": media, "digest": digest, "size": size}));
         diff_ids.push(diff_id);
         blob_paths.push(path);
     }
-    let history: Vec<_> = (0..tars.len()).map(|i| json!({"created": "2024-01-01T00:00:00Z", "created_by": format!("bench step {i}")})).collect();
-    let config = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}, "history": history}))?;
+    let history: Vec<_> =
+        (0..tars.len()).map(|i| json!({"created": "2024-01-01T00:00:00Z", "created_by": format!("bench step {i}")})).collect();
+    let config = serde_json::to_vec(
+        &json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}, "history": history}),
+    )?;
     let config_digest = format!("sha256:{}", hex::encode(Sha256::digest(&config)));
     fs::write(blobs.join(&config_digest[7..]), &config)?;
     let manifest = serde_json::to_vec(&json!({
@@ -296,8 +319,11 @@ fn write_docker_archive(path: &Path, tars: &[PathBuf]) -> Result<()> {
         names.push(name);
         diff_ids.push(diff_id);
     }
-    let history: Vec<_> = (0..tars.len()).map(|i| json!({"created": "2024-01-01T00:00:00Z", "created_by": format!("bench step {i}")})).collect();
-    let config = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": diff_ids}, "history": history}))?;
+    let history: Vec<_> =
+        (0..tars.len()).map(|i| json!({"created": "2024-01-01T00:00:00Z", "created_by": format!("bench step {i}")})).collect();
+    let config = serde_json::to_vec(
+        &json!({"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": diff_ids}, "history": history}),
+    )?;
     let config_name = format!("{}.json", hex::encode(Sha256::digest(&config)));
     let manifest = serde_json::to_vec(&json!([{"Config": config_name, "RepoTags": ["bench:latest"], "Layers": names}]))?;
     for (name, bytes) in [(config_name.as_str(), &config), ("manifest.json", &manifest)] {
@@ -375,12 +401,21 @@ fn bench(args: &[String]) -> Result<()> {
             let blobs = write_layout(&layout, &tars, kind)?;
             let out = work.join(format!("out-{kind}"));
             let _ = fs::remove_dir_all(&out);
-            let (ours, rss) = timed(Command::new(&squash).arg(format!("oci:{}:bench", layout.display())).args(["--from-layer", "4", "--quiet", "-o"]).arg(format!("oci:{}:bench", out.display())))?;
+            let (ours, rss) = timed(
+                Command::new(&squash)
+                    .arg(format!("oci:{}:bench", layout.display()))
+                    .args(["--from-layer", "4", "--quiet", "-o"])
+                    .arg(format!("oci:{}:bench", out.display())),
+            )?;
             // The physical limit: decompress the range's blobs, compress the resulting layer.
             let range: Vec<String> = blobs[1..].iter().map(|b| b.display().to_string()).collect();
             let new_blob = newest_layer_blob(&out)?;
             let new_tar = work.join("new-layer.tar");
-            let (dc, c) = if kind == "gzip" { ("pigz -dc", format!("pigz -p{cores} -6 -n -c")) } else { ("zstd -dc -q", "zstd -T0 -3 -q -c".to_string()) };
+            let (dc, c) = if kind == "gzip" {
+                ("pigz -dc", format!("pigz -p{cores} -6 -n -c"))
+            } else {
+                ("zstd -dc -q", "zstd -T0 -3 -q -c".to_string())
+            };
             run(Command::new("sh").arg("-c").arg(format!("{dc} {} > {}", new_blob.display(), new_tar.display())))?;
             let decompress = timed_sh(&format!("{dc} {} > /dev/null", range.join(" ")))?;
             let compress = timed_sh(&format!("{c} < {} > /dev/null", new_tar.display()))?;
@@ -397,8 +432,18 @@ fn bench(args: &[String]) -> Result<()> {
                 rss
             );
             fs::remove_file(&new_tar)?;
-            let report_time = timed(Command::new(&squash).arg("report").arg(format!("oci:{}:bench", layout.display())).args(["--from-layer", "4"]))?;
-            println!("{:<28} {:>9.2} {:>9} {:>7} {:>9} {:>9} {:>9.1}", format!("  report ({kind})"), report_time.0, "", "", "", "", report_time.1);
+            let report_time =
+                timed(Command::new(&squash).arg("report").arg(format!("oci:{}:bench", layout.display())).args(["--from-layer", "4"]))?;
+            println!(
+                "{:<28} {:>9.2} {:>9} {:>7} {:>9} {:>9} {:>9.1}",
+                format!("  report ({kind})"),
+                report_time.0,
+                "",
+                "",
+                "",
+                "",
+                report_time.1
+            );
         }
         // Peers work on `docker save` tarballs.
         let archive = work.join("docker.tar");
@@ -410,7 +455,9 @@ fn bench(args: &[String]) -> Result<()> {
             let peer_out = work.join("oci-squash.tar");
             let tmp = work.join("oci-squash-tmp");
             match timed(Command::new("oci-squash").args(["-f", "4", "--tmp-dir"]).arg(&tmp).arg("-o").arg(&peer_out).arg(&archive)) {
-                Ok((t, r)) => println!("{:<28} {:>9.2} {:>9} {:>6.2}x {:>9} {:>9} {:>9.1}", "  oci-squash (same input)", t, "", t / ours, "", "", r),
+                Ok((t, r)) => {
+                    println!("{:<28} {:>9.2} {:>9} {:>6.2}x {:>9} {:>9} {:>9.1}", "  oci-squash (same input)", t, "", t / ours, "", "", r)
+                }
                 Err(e) => println!("  oci-squash failed: {}", e.to_string().lines().last().unwrap_or_default()),
             }
             let _ = fs::remove_dir_all(&tmp);

@@ -135,7 +135,11 @@ fn decode(
     let actual = diff_hasher.map(|h| Digest::from_raw(h.finalize().into()));
     if let Some(actual) = actual {
         if actual != *diff_id {
-            return Err(Error::DigestMismatch { location: location.clone().part("diff_id (uncompressed tar)"), expected: diff_id.clone(), actual });
+            return Err(Error::DigestMismatch {
+                location: location.clone().part("diff_id (uncompressed tar)"),
+                expected: diff_id.clone(),
+                actual,
+            });
         }
     }
     Ok(Some(Verified { blob_digest, uncompressed_size }))
