@@ -6,8 +6,11 @@ pub(crate) mod pgzip;
 
 use std::io::Write;
 
-use crate::digest::{Digest, HashingWriter};
+use sha2::{Digest as _, Sha256};
+
+use crate::digest::Digest;
 use crate::error::{Error, IoContext, Location, Result};
+use crate::layer::compression::Compression;
 use crate::layer::header::END_OF_ARCHIVE;
 use crate::plan::{Item, PlannedRange};
 use crate::read::stream::{Check, LayerStream};
@@ -17,8 +20,30 @@ use compress::Encoder;
 /// What merging a range produced.
 #[derive(Debug, Clone)]
 pub(crate) struct Merged {
-    pub diff_id: Digest,
+    /// The new layer's diff_id; `None` for an uncompressed layer, whose blob digest it is.
+    pub diff_id: Option<Digest>,
     pub uncompressed_size: u64,
+}
+
+/// The uncompressed tar going into the encoder: counted, and hashed for the diff_id.
+struct TarSink<W> {
+    inner: W,
+    hasher: Option<Sha256>,
+    count: u64,
+}
+
+impl<W: Write> Write for TarSink<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(&buf[..n]);
+        }
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Writes the new layer of `planned` to `out`, compressed as planned.
@@ -31,11 +56,23 @@ pub(crate) fn merge_range(
 ) -> Result<Merged> {
     let location = || Location::file(image.path()).part(format!("new layer for layers {}..{}", planned.range.start, planned.range.end));
     let encoder = Encoder::new(planned.compression, level, threads, out).at(location)?;
-    let mut tar = HashingWriter::new(encoder);
+    // An uncompressed layer's diff_id is its blob digest, which the output computes anyway.
+    let hasher = (planned.compression != Compression::None).then(Sha256::new);
+    let mut tar = TarSink { inner: encoder, hasher, count: 0 };
     for header in &planned.plan.prelude {
         tar.write_all(header).at(location)?;
     }
     for (offset, steps) in planned.plan.steps.iter().enumerate() {
+        if steps.iter().flat_map(|s| &s.items).all(|item| matches!(item, Item::Header(_))) {
+            // Nothing of this layer's data survives (its first read verified it): its headers
+            // are in the plan, and the layer is not read again.
+            for item in steps.iter().flat_map(|s| &s.items) {
+                if let Item::Header(bytes) = item {
+                    tar.write_all(bytes).at(location)?;
+                }
+            }
+            continue;
+        }
         let layer = &image.layers()[planned.range.start + offset];
         let mut stream = LayerStream::open(image, layer, Check::BlobOnly(planned.indexes[offset].blob_digest.clone()))?;
         let mut steps = steps.iter().peekable();
@@ -77,7 +114,8 @@ pub(crate) fn merge_range(
         stream.finish()?;
     }
     tar.write_all(&END_OF_ARCHIVE).at(location)?;
-    let (encoder, diff_id, uncompressed_size) = tar.finish();
+    let TarSink { inner: encoder, hasher, count: uncompressed_size } = tar;
+    let diff_id = hasher.map(|h| Digest::from_raw(h.finalize().into()));
     encoder.finish().at(location)?;
     if uncompressed_size != planned.plan.uncompressed_size {
         return Err(Error::Output {

@@ -264,10 +264,11 @@ impl SquashPlan {
             }
         };
         let descriptor = json!({"mediaType": media_type, "digest": digest.to_string(), "size": size});
+        let blob_digest = digest.clone();
         let layer = OutcomeLayer {
             index: new_index,
             digest,
-            diff_id: merged.diff_id,
+            diff_id: merged.diff_id.unwrap_or_else(|| blob_digest.clone()),
             size,
             media_type,
             squashed_from: Some((planned.range.start, planned.range.end)),
