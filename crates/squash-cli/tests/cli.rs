@@ -34,7 +34,22 @@ fn inspect_report_squash_and_gates() {
     let (code, _, stderr) = squash(&["report", &image, "--fail-if-wasted-over", "1B"]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("--fail-if-wasted-over"), "{stderr}");
+    let (code, _, stderr) = squash(&["report", &image, "--fail-if-wasted-percent-over", "0.001"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("--fail-if-wasted-percent-over"), "{stderr}");
+    let (code, _, stderr) = squash(&["report", &image, "--min-efficiency", "1.0"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("--min-efficiency"), "{stderr}");
+    let (code, _, stderr) =
+        squash(&["report", &image, "--fail-if-wasted-over", "1GB", "--fail-if-wasted-percent-over", "99", "--min-efficiency", "0.01"]);
+    assert_eq!(code, 0, "gates that hold pass: {stderr}");
     let dir = tempfile::tempdir().expect("tempdir");
+    // A dry run prints the plan with the exact new size and writes nothing.
+    let (code, stdout, _) = squash(&[&image, "--from-layer", "5", "--dry-run", "--json"]);
+    assert_eq!(code, 0);
+    let plan: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let predicted = plan["ranges"][0]["uncompressed_after"].as_u64().expect("size");
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
     let svg = dir.path().join("chart.svg");
     let (code, _, _) = squash(&["report", &image, "--svg", svg.to_str().expect("utf8")]);
     assert_eq!(code, 0);
@@ -44,6 +59,9 @@ fn inspect_report_squash_and_gates() {
     let (code, stdout, stderr) = squash(&[&image, "--from-layer", "5", "-o", out.to_str().expect("utf8")]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("layers: 14 -> 10"), "{stdout}");
+    let (_, inspected, _) = squash(&["inspect", "--json", out.to_str().expect("utf8")]);
+    let inspected: serde_json::Value = serde_json::from_str(&inspected).expect("json");
+    assert_eq!(inspected["layers"][9]["uncompressed_size"].as_u64(), Some(predicted), "the dry run predicted the new layer to the byte");
     assert!(stderr.contains("the top 5 filesystem layers"), "the chosen range and its rule are printed: {stderr}");
 }
 
