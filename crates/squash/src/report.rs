@@ -147,7 +147,7 @@ impl Image {
             selector => range::resolve(self, selector, &options.bases)?,
         };
         let base_end = ranges.first().map(|r| r.start).unwrap_or(count);
-        let whole = plan_range(&indexes)?;
+        let whole = plan_range(&indexes, &Default::default())?;
         let mut layers = Vec::with_capacity(count);
         let mut per_path: BTreeMap<String, WastedPath> = BTreeMap::new();
         let mut changed = vec![0usize; count];
@@ -210,7 +210,7 @@ impl Image {
         let mut squash = Vec::new();
         for range in ranges {
             let slice = &indexes[range.start..=range.end];
-            let plan = plan_range(slice)?;
+            let plan = self.plan_indexes(slice)?;
             let compressed_before: u64 = slice.iter().map(|i| i.compressed_size).sum();
             let uncompressed_before: u64 = slice.iter().map(|i| i.uncompressed_size).sum();
             // Each surviving entry is assumed to compress as well as the layer it comes from.

@@ -63,12 +63,14 @@ pub(crate) fn merge_range(
         tar.write_all(header).at(location)?;
     }
     for (offset, steps) in planned.plan.steps.iter().enumerate() {
-        if steps.iter().flat_map(|s| &s.items).all(|item| matches!(item, Item::Header(_))) {
+        if steps.iter().flat_map(|s| &s.items).all(|item| matches!(item, Item::Header(_) | Item::CopyLower { .. })) {
             // Nothing of this layer's data survives (its first read verified it): its headers
             // are in the plan, and the layer is not read again.
             for item in steps.iter().flat_map(|s| &s.items) {
-                if let Item::Header(bytes) = item {
-                    tar.write_all(bytes).at(location)?;
+                match item {
+                    Item::Header(bytes) => tar.write_all(bytes).at(location)?,
+                    Item::CopyLower { layer, entry, header, .. } => copy_lower(image, *layer, *entry, header, &mut tar)?,
+                    Item::Copy | Item::CopyWithHeader(_) => {}
                 }
             }
             continue;
@@ -99,6 +101,7 @@ pub(crate) fn merge_range(
                                 .copy_data_padded(&mut tar)
                                 .map_err(|e| crate::read::archive::tar_error(stream.location.clone(), e))?;
                         }
+                        Item::CopyLower { layer, entry, header, .. } => copy_lower(image, *layer, *entry, header, &mut tar)?,
                         Item::CopyWithHeader(header) => {
                             tar.write_all(header).at(location)?;
                             stream
@@ -124,4 +127,22 @@ pub(crate) fn merge_range(
         });
     }
     Ok(Merged { diff_id, uncompressed_size })
+}
+
+/// Copies entry `entry` of image layer `layer` (below the range) under `header`: the content of
+/// a hard link whose target the range deletes. That layer is read in full and verified.
+fn copy_lower(image: &Image, layer: usize, entry: usize, header: &[u8], out: &mut impl Write) -> Result<()> {
+    let source = image.layers().get(layer).ok_or_else(|| Error::InvalidRange { reason: format!("no layer {layer}") })?;
+    let mut stream = LayerStream::open(image, source, Check::Full)?;
+    for index in 0..=entry {
+        match stream.tar.next_group() {
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(Error::malformed_tar(stream.location.clone(), format!("layer has no entry {index}"))),
+            Err(e) => return Err(stream.error(e)),
+        }
+    }
+    out.write_all(header).at(|| stream.location.clone())?;
+    stream.tar.copy_data_padded(out).map_err(|e| crate::read::archive::tar_error(stream.location.clone(), e))?;
+    stream.finish()?;
+    Ok(())
 }

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::layer::entry::{EntryKind, EntryPath, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
 use crate::layer::header::{marker, rename_group, END_OF_ARCHIVE};
 use crate::layer::index::{EntryClass, LayerIndex};
+use crate::layer::tarstream::padding;
 
 /// A position in the range: (layer within the range, entry within the layer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -293,12 +294,53 @@ fn opaque_name(dir: &EntryPath) -> Vec<u8> {
     dir.join(OPAQUE_WHITEOUT).as_bytes().to_vec()
 }
 
-/// Plans the merge of `layers` (oldest first) into one layer.
-pub(crate) fn plan_range(layers: &[LayerIndex]) -> Result<RangePlan> {
+/// A file of the layers below a range, visible at the range's start: what a hard link in the
+/// range may need when the range deletes the file's name.
+#[derive(Debug, Clone)]
+pub(crate) struct LowerSource {
+    /// The image layer holding the content, and the entry there.
+    pub layer: usize,
+    pub entry: usize,
+    pub raw: Box<[u8]>,
+    pub stored_size: u64,
+}
+
+/// Resolves `targets` to the entries that provide them after applying `layers` (the layers
+/// below a range, base first). Paths that are not regular files there are left out.
+pub(crate) fn resolve_lower(layers: &[LayerIndex], targets: &BTreeSet<EntryPath>) -> Result<BTreeMap<EntryPath, LowerSource>> {
     let mut delta = Delta::new(layers);
     for layer in 0..layers.len() {
         delta.apply_layer(layer)?;
     }
+    let mut out = BTreeMap::new();
+    for target in targets {
+        if let Some(Node::Other { inode, .. }) = delta.map.get(target) {
+            if let InodeSource::Entry(pos) = &delta.inodes[*inode] {
+                let entry = &layers[pos.layer].entries[pos.entry];
+                out.insert(
+                    target.clone(),
+                    LowerSource {
+                        layer: layers[pos.layer].layer,
+                        entry: pos.entry,
+                        raw: entry.raw.clone(),
+                        stored_size: entry.stored_size,
+                    },
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Plans the merge of `layers` (oldest first) into one layer. `lower` gives the files below the
+/// range that hard links in it may need; the plan lists in `missing_lower` those it needed and
+/// did not get (call [`resolve_lower`] and plan again).
+pub(crate) fn plan_range(layers: &[LayerIndex], lower: &BTreeMap<EntryPath, LowerSource>) -> Result<RangePlan> {
+    let mut delta = Delta::new(layers);
+    for layer in 0..layers.len() {
+        delta.apply_layer(layer)?;
+    }
+    let mut missing_lower: BTreeSet<EntryPath> = BTreeSet::new();
     let entry = |pos: Pos| &layers[pos.layer].entries[pos.entry];
 
     // Group the surviving non-directories by inode.
@@ -333,17 +375,27 @@ pub(crate) fn plan_range(layers: &[LayerIndex]) -> Result<RangePlan> {
             InodeSource::Lower(target) => {
                 let hidden = matches!(delta.map.get(target), Some(Node::Removed)) || !delta.lower_visible(target);
                 if hidden {
-                    let (pos, path) = &group[0];
-                    return Err(Error::Unsupported {
-                        location: layers[pos.layer].location.clone().entry(path.display()),
-                        what: format!(
-                            "hard link to `{}`, a file of the layers below the range that the range deletes; include the layer that holds `{}` in the range",
-                            target.display(),
-                            target.display()
+                    // SPEC-NOTES rule 7 with the target below the range: the range's markers
+                    // hide it, so the first link becomes the file, its content read from the
+                    // layer below that holds it.
+                    let Some(source) = lower.get(target) else {
+                        missing_lower.insert(target.clone());
+                        continue;
+                    };
+                    let (first_pos, first_path) = group.remove(0);
+                    let header = rename_group(&source.raw, first_path.as_bytes(), None);
+                    emissions.insert(
+                        first_pos,
+                        (
+                            first_path.clone(),
+                            Item::CopyLower { layer: source.layer, entry: source.entry, stored_size: source.stored_size, header },
                         ),
-                    });
+                    );
+                    delta.fates[first_pos.layer][first_pos.entry] = Fate::Converted;
+                    first_path
+                } else {
+                    target.clone()
                 }
-                target.clone()
             }
         };
         let mut emitted_before: BTreeSet<EntryPath> = BTreeSet::new();
@@ -429,11 +481,12 @@ pub(crate) fn plan_range(layers: &[LayerIndex]) -> Result<RangePlan> {
                 Item::Header(h) => h.len() as u64,
                 Item::Copy => e.tar_size(),
                 Item::CopyWithHeader(h) => h.len() as u64 + e.tar_size() - e.raw.len() as u64,
+                Item::CopyLower { stored_size, header, .. } => header.len() as u64 + stored_size + padding(*stored_size),
             };
         }
         steps[pos.layer].push(Step { entry: pos.entry, items });
     }
-    Ok(RangePlan { prelude, steps, fates: delta.fates, uncompressed_size: size })
+    Ok(RangePlan { prelude, steps, fates: delta.fates, uncompressed_size: size, missing_lower })
 }
 
 /// The nearest ancestor of `path` that is a directory with a header of its own.

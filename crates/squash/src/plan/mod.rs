@@ -7,7 +7,7 @@ pub(crate) mod range;
 
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::layer::compression::Compression;
 use crate::layer::index::LayerIndex;
 use crate::read::Image;
@@ -129,6 +129,9 @@ pub(crate) enum Item {
     Copy,
     /// The entry's data under a new header (a hard link's target renamed to the link).
     CopyWithHeader(Vec<u8>),
+    /// The data of entry `entry` of image layer `layer`, below the range, under a new header (a
+    /// hard link whose target the range deletes).
+    CopyLower { layer: usize, entry: usize, stored_size: u64, header: Vec<u8> },
 }
 
 /// The items to write when the merge reaches entry `entry` of a layer.
@@ -149,6 +152,8 @@ pub(crate) struct RangePlan {
     pub fates: Vec<Vec<Fate>>,
     /// Exact size of the new layer's uncompressed tar.
     pub uncompressed_size: u64,
+    /// Files below the range that hard links needed and the plan did not have.
+    pub missing_lower: std::collections::BTreeSet<crate::layer::entry::EntryPath>,
 }
 
 /// One planned range with what is known about it before the merge.
@@ -210,11 +215,33 @@ impl Image {
         let mut planned = Vec::with_capacity(ranges.len());
         for range in ranges {
             let indexes = self.index_layers(range.start..=range.end)?;
-            let plan = changeset::plan_range(&indexes)?;
+            let plan = self.plan_indexes(&indexes)?;
             let compression = options.compression.unwrap_or_else(|| default_compression(self, &range));
             planned.push(PlannedRange { range, indexes, compression, plan });
         }
         Ok(SquashPlan { ranges: planned, options: options.clone() })
+    }
+}
+
+impl Image {
+    /// Plans a range from its indexes; when hard links in it need files of the layers below
+    /// (their names deleted by the range), indexes those layers too and plans again.
+    pub(crate) fn plan_indexes(&self, indexes: &[LayerIndex]) -> Result<RangePlan> {
+        let plan = changeset::plan_range(indexes, &Default::default())?;
+        if plan.missing_lower.is_empty() {
+            return Ok(plan);
+        }
+        let start = indexes.first().map(|i| i.layer).unwrap_or(0);
+        let lower_indexes = self.index_layers(0..start)?;
+        let lower = changeset::resolve_lower(&lower_indexes, &plan.missing_lower)?;
+        let plan = changeset::plan_range(indexes, &lower)?;
+        match plan.missing_lower.first() {
+            None => Ok(plan),
+            Some(target) => {
+                let location = indexes.first().map(|i| i.location.clone()).unwrap_or_default();
+                Err(Error::MalformedTar { location, reason: format!("hard link target `{}` exists in no layer", target.display()) })
+            }
+        }
     }
 }
 
