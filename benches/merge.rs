@@ -5,18 +5,11 @@
 use std::time::Instant;
 
 use squash::{Compression, Image, LayerSelector, Output, OutputFormat, SquashOptions};
-use squash_testkit::{ImageBuilder, LayerBuilder, LayerCompression};
+use squash_testkit::{noise, ImageBuilder, LayerBuilder, LayerCompression};
 
+/// Text-like bytes: pseudo-random letters, compressible about 2:1.
 fn text(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            b"etaoin shrdlu\n"[(x % 14) as usize]
-        })
-        .collect()
+    noise(len, seed).into_iter().map(|b| b"etaoin shrdlu\n"[(b % 14) as usize]).collect()
 }
 
 fn many_entries(dir: &std::path::Path) -> (String, usize) {

@@ -192,6 +192,19 @@ fn one_layer(rng: &mut Rng, fs: &RootFs, late_whiteouts: bool) -> Vec<u8> {
     layer.finish()
 }
 
+/// `len` pseudo-random bytes from `seed` (xorshift), for incompressible test content.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// A stack of `layers` random layers from `seed`, each valid under the model when applied on
 /// the ones before it. Half the layers put their whiteouts after their other entries, which the
 /// spec allows and some appliers (umoci) read differently.

@@ -5,21 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use squash::{Image, LayerSelector, Output, OutputFormat, SquashOptions};
-use squash_testkit::{read_oci_layout, ImageBuilder, LayerBuilder, LayerCompression, RootFs};
+use squash_testkit::{noise, read_oci_layout, ImageBuilder, LayerBuilder, LayerCompression, RootFs};
 
 use crate::render;
-
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 pub fn run(keep: Option<PathBuf>) -> Result<ExitCode> {
     let temp = tempfile::tempdir()?;
@@ -35,7 +23,7 @@ pub fn run(keep: Option<PathBuf>) -> Result<ExitCode> {
         .file("etc/os-release", b"NAME=demo\n")
         .dir("usr")
         .dir("usr/bin")
-        .file_with("usr/bin/sh", &pseudo_random(200_000, 1), 0o755, 0, 0, &[])
+        .file_with("usr/bin/sh", &noise(200_000, 1), 0o755, 0, 0, &[])
         .finish();
     let lists = {
         let mut l = LayerBuilder::new();
@@ -45,9 +33,9 @@ pub fn run(keep: Option<PathBuf>) -> Result<ExitCode> {
         }
         l.finish()
     };
-    let install = LayerBuilder::new().file_with("usr/bin/tool", &pseudo_random(300_000, 2), 0o755, 0, 0, &[]).finish();
+    let install = LayerBuilder::new().file_with("usr/bin/tool", &noise(300_000, 2), 0o755, 0, 0, &[]).finish();
     let cleanup = LayerBuilder::new().whiteout("var/lib/apt/lists").finish();
-    let chmod = LayerBuilder::new().file_with("usr/bin/tool", &pseudo_random(300_000, 2), 0o700, 0, 0, &[]).finish();
+    let chmod = LayerBuilder::new().file_with("usr/bin/tool", &noise(300_000, 2), 0o700, 0, 0, &[]).finish();
 
     let mut base_image = ImageBuilder::new(LayerCompression::Gzip);
     base_image.layer(base.clone(), "ADD rootfs.tar /");
