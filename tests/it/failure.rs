@@ -136,3 +136,28 @@ fn bad_ranges_are_explained() {
     let err = image.plan(&SquashOptions::default().with_selector(LayerSelector::Base)).expect_err("no base");
     assert!(err.to_string().contains("RUN") || err.to_string().contains("one"), "lists the layers with their history: {err}");
 }
+
+#[test]
+fn a_config_whose_diff_id_lies_is_refused() {
+    let wrong = format!("sha256:{}", "ab".repeat(32));
+    for compression in [LayerCompression::None, LayerCompression::Gzip, LayerCompression::Zstd] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut b = ImageBuilder::new(compression);
+        b.layer(LayerBuilder::new().file("a", &[7u8; 5000]).finish(), "one");
+        b.layer(LayerBuilder::new().file("b", &[8u8; 300_000]).finish(), "two");
+        b.layer(LayerBuilder::new().file("c", &[9u8; 5000]).finish(), "three");
+        b.state_diff_id(1, &wrong);
+        let input = dir.path().join("in");
+        b.write_oci_layout(&input, "t");
+        let result = Image::open(&format!("oci:{}:t", input.display())).and_then(|image| {
+            let output = Output { path: dir.path().join("out"), format: OutputFormat::OciLayout, tag: None };
+            image.plan(&SquashOptions::default().with_selector(LayerSelector::Top(2))).and_then(|p| p.execute(&image, &output))
+        });
+        let err = result.expect_err("a lying diff_id must be found");
+        let message = err.to_string();
+        assert!(matches!(err, Error::DigestMismatch { .. }), "{compression:?}: {message}");
+        assert!(message.contains("layer 1") && message.contains("diff_id"), "{compression:?}: {message}");
+        assert!(message.contains(&"ab".repeat(6)), "{compression:?}: {message}");
+        assert_nothing_left(dir.path());
+    }
+}

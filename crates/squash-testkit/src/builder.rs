@@ -216,6 +216,8 @@ struct BuiltLayer {
     blob: Vec<u8>,
     media_type: &'static str,
     created_by: String,
+    /// The diff_id the config states, when it is not the tar's own (a broken image).
+    stated_diff_id: Option<String>,
 }
 
 /// Builds an image from layer tars and writes it in any supported container format.
@@ -246,7 +248,20 @@ impl ImageBuilder {
     /// Adds a layer with its own compression.
     pub fn layer_compressed(&mut self, tar: Vec<u8>, created_by: &str, compression: LayerCompression) -> &mut Self {
         let blob = compression.compress(&tar);
-        self.layers.push(BuiltLayer { tar, blob, media_type: compression.oci_media_type(), created_by: created_by.to_string() });
+        self.layers.push(BuiltLayer {
+            tar,
+            blob,
+            media_type: compression.oci_media_type(),
+            created_by: created_by.to_string(),
+            stated_diff_id: None,
+        });
+        self
+    }
+
+    /// Makes the config state `diff_id` for layer `layer` instead of its tar's digest: an
+    /// inconsistent image, which readers must refuse.
+    pub fn state_diff_id(&mut self, layer: usize, diff_id: &str) -> &mut Self {
+        self.layers[layer].stated_diff_id = Some(diff_id.to_string());
         self
     }
 
@@ -267,7 +282,7 @@ impl ImageBuilder {
         for (_, step) in self.empty_steps.iter().filter(|(at, _)| *at == self.layers.len()) {
             history.push(json!({"created": "2024-01-01T00:00:00Z", "created_by": step, "empty_layer": true}));
         }
-        let diff_ids: Vec<String> = self.layers.iter().map(|l| sha256(&l.tar)).collect();
+        let diff_ids: Vec<String> = self.layers.iter().map(|l| l.stated_diff_id.clone().unwrap_or_else(|| sha256(&l.tar))).collect();
         serde_json::to_vec(&json!({
             "architecture": "amd64",
             "os": "linux",

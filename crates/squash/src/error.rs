@@ -30,6 +30,16 @@ impl Location {
         self
     }
 
+    /// The same location, narrowed to `detail` inside its part (`layer 3 (…), diff_id`).
+    pub fn within(mut self, detail: impl Into<String>) -> Location {
+        let detail = detail.into();
+        self.part = Some(match self.part.take() {
+            Some(part) => format!("{part}, {detail}"),
+            None => detail,
+        });
+        self
+    }
+
     /// The same location, at the tar entry `entry`.
     pub fn entry(mut self, entry: impl Into<String>) -> Location {
         self.entry = Some(entry.into());

@@ -8,7 +8,7 @@
 //! global (`g`) headers have no effect on entries, header-only types carry no data whatever their
 //! size field says, and a single zero block before the end of the stream ends the archive.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Write};
 
 use super::entry::EntryKind;
 
@@ -91,7 +91,7 @@ pub(crate) struct TarReader<R> {
     finished: bool,
 }
 
-impl<R: Read> TarReader<R> {
+impl<R: BufRead> TarReader<R> {
     pub(crate) fn new(inner: R) -> Self {
         TarReader { inner, offset: 0, pending_data: 0, pending_pad: 0, finished: false }
     }
@@ -136,7 +136,7 @@ impl<R: Read> TarReader<R> {
     /// Skips the rest of the current entry's data.
     pub(crate) fn skip_data(&mut self) -> Result<(), TarError> {
         let n = self.pending_data + self.pending_pad;
-        let copied = io::copy(&mut (&mut self.inner).take(n), &mut io::sink())?;
+        let copied = move_exact(&mut self.inner, None, n)?;
         self.offset += copied;
         self.pending_data = 0;
         self.pending_pad = 0;
@@ -162,7 +162,7 @@ impl<R: Read> TarReader<R> {
     /// Copies the current entry's data and its padding to `out`.
     pub(crate) fn copy_data_padded(&mut self, out: &mut impl Write) -> Result<(), TarError> {
         let n = self.pending_data + self.pending_pad;
-        let copied = copy_exact(&mut self.inner, out, n)?;
+        let copied = move_exact(&mut self.inner, Some(out), n)?;
         self.offset += copied;
         self.pending_data = 0;
         self.pending_pad = 0;
@@ -294,8 +294,27 @@ pub(crate) fn padding(size: u64) -> u64 {
     (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64
 }
 
-fn copy_exact(from: &mut impl Read, to: &mut impl Write, n: u64) -> io::Result<u64> {
-    io::copy(&mut from.take(n), to)
+/// Moves up to `n` bytes from `from` to `to` (or drops them) straight out of the reader's
+/// buffer; returns how many there were.
+fn move_exact(from: &mut impl BufRead, mut to: Option<&mut dyn Write>, n: u64) -> io::Result<u64> {
+    let mut left = n;
+    while left > 0 {
+        let available = match from.fill_buf() {
+            Ok(available) => available,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            break;
+        }
+        let take = available.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if let Some(out) = to.as_mut() {
+            out.write_all(&available[..take])?;
+        }
+        from.consume(take);
+        left -= take as u64;
+    }
+    Ok(n - left)
 }
 
 fn until_nul(data: &[u8]) -> &[u8] {

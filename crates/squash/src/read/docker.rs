@@ -68,7 +68,7 @@ pub(crate) fn open_archive(store: Store, selector: Option<&str>) -> Result<Image
     let Some((chosen_index, entry)) = chosen else {
         return Err(Error::Selection { location, reason: format!("no image `{}`; images: {}", selector.unwrap_or_default(), listing()) });
     };
-    let entry_location = location.clone().part(format!("image @{chosen_index}"));
+    let entry_location = location.clone().within(format!("image @{chosen_index}"));
     let config_name = entry
         .get("Config")
         .and_then(Value::as_str)

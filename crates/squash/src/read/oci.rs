@@ -344,7 +344,7 @@ pub(crate) fn from_manifest(
     let (history, pairing) = history_of(&config_value, descriptors.len());
     let mut layers = Vec::with_capacity(descriptors.len());
     for (index, (descriptor, diff_id)) in descriptors.into_iter().zip(ids).enumerate() {
-        let layer_location = location.clone().part(format!("layer {index}"));
+        let layer_location = location.clone().within(format!("layer {index}"));
         let media_type = descriptor.get("mediaType").and_then(Value::as_str).unwrap_or_default().to_string();
         check_layer_media_type(&media_type, &layer_location)?;
         let mut blob = descriptor_ref(&descriptor, &layer_location, store)?;

@@ -1,7 +1,8 @@
 //! Opening a layer as a verified tar stream: blob bytes are checked against the descriptor's
-//! size and digest, and the uncompressed bytes against the config's diff_id, in the same pass.
+//! size and digest, and the uncompressed bytes against the config's diff_id, in the same pass,
+//! each on a thread of its own.
 
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, Read};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 
 use sha2::{Digest as _, Sha256};
@@ -14,11 +15,12 @@ use crate::read::archive::tar_error;
 use crate::read::blob::VerifyingReader;
 use crate::read::{Image, Layer};
 
-/// A layer being read as a tar stream. Decompression and the diff_id hash run on a thread of
-/// their own, a few chunks ahead of the reader, so that decoding overlaps with merging and
-/// compressing. Call [`LayerStream::finish`] after the last entry: it waits for the rest of the
-/// stream (what follows the end-of-archive marker included) and for the verdict on the diff_id,
-/// size and digest.
+/// A layer being read as a tar stream, through a pipeline of threads a few chunks ahead of the
+/// reader: one reads the blob and hashes it (size and digest), one decompresses, and the reader
+/// itself hashes the uncompressed bytes for the diff_id as chunks arrive. Each stage has a core
+/// of its own when there is one, so verification costs little wall time. Call
+/// [`LayerStream::finish`] after the last entry: it drains the stream (what follows the
+/// end-of-archive marker included) and returns the verdict on the diff_id, size and digest.
 pub(crate) struct LayerStream {
     pub tar: TarReader<ReadAhead>,
     pub location: Location,
@@ -33,7 +35,9 @@ pub(crate) struct Verified {
 
 /// Uncompressed bytes per message from the decoding thread.
 const CHUNK: usize = 1 << 20;
-/// Messages in flight: bounds the memory of a stream to a few MiB.
+/// Compressed bytes per message from the reading thread.
+const RAW_CHUNK: usize = 256 << 10;
+/// Messages in flight per stage: bounds the memory of a stream to a few MiB.
 const AHEAD: usize = 4;
 
 enum Message {
@@ -42,36 +46,226 @@ enum Message {
     Done(Verified),
 }
 
-/// The reading end of a decoding thread.
-pub(crate) struct ReadAhead {
+/// The receiving end of a pipeline stage: yields the chunks in order, returns spent ones for
+/// reuse, and keeps the verdict that ends the stream.
+struct Chunks {
     rx: Receiver<Message>,
-    /// Returns spent chunks to the decoding thread, which reuses them.
     back: Sender<Vec<u8>>,
     chunk: Vec<u8>,
     pos: usize,
     done: Option<Verified>,
 }
 
-impl Read for ReadAhead {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.chunk.len() {
-            if self.done.is_some() {
-                return Ok(0);
+impl Chunks {
+    fn new(rx: Receiver<Message>, back: Sender<Vec<u8>>) -> Chunks {
+        Chunks { rx, back, chunk: Vec::new(), pos: 0, done: None }
+    }
+
+    /// Waits for the next chunk; `Ok(false)` at the end of the stream.
+    fn next(&mut self) -> io::Result<bool> {
+        if self.done.is_some() {
+            return Ok(false);
+        }
+        match self.rx.recv() {
+            Ok(Message::Data(chunk)) => {
+                let spent = std::mem::replace(&mut self.chunk, chunk);
+                let _ = self.back.send(spent);
+                self.pos = 0;
+                Ok(true)
             }
-            match self.rx.recv() {
-                Ok(Message::Data(chunk)) => {
-                    let spent = std::mem::replace(&mut self.chunk, chunk);
-                    let _ = self.back.send(spent);
-                    self.pos = 0;
-                }
-                Ok(Message::Done(verified)) => self.done = Some(verified),
-                Ok(Message::Failed(error)) => return Err(error.into_io()),
-                Err(_) => return Err(io::Error::other("layer decoding thread stopped")),
+            Ok(Message::Done(verified)) => {
+                self.done = Some(verified);
+                Ok(false)
+            }
+            Ok(Message::Failed(error)) => Err(error.into_io()),
+            Err(_) => Err(io::Error::other("layer reading thread stopped")),
+        }
+    }
+}
+
+/// Sends chunks of `CHUNK`-ish size filled from `source` until it ends, reusing spent chunks.
+/// Returns the number of bytes sent, or `None` if the receiver went away.
+fn pump(source: &mut impl Read, size: usize, tx: &SyncSender<Message>, recycled: &Receiver<Vec<u8>>) -> io::Result<Option<u64>> {
+    let mut total = 0u64;
+    loop {
+        let mut chunk = match recycled.try_recv() {
+            Ok(mut spent) => {
+                spent.resize(size, 0);
+                spent
+            }
+            Err(_) => vec![0u8; size],
+        };
+        let mut filled = 0;
+        while filled < size {
+            match source.read(&mut chunk[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
-        let n = buf.len().min(self.chunk.len() - self.pos);
-        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
-        self.pos += n;
+        if filled == 0 {
+            return Ok(Some(total));
+        }
+        chunk.truncate(filled);
+        total += filled as u64;
+        if tx.send(Message::Data(chunk)).is_err() {
+            return Ok(None);
+        }
+    }
+}
+
+/// A stage's channels: the sender of its output and the receiver of spent chunks.
+fn stage() -> (SyncSender<Message>, Receiver<Vec<u8>>, Chunks) {
+    let (tx, rx) = sync_channel(AHEAD);
+    let (back_tx, back_rx) = channel();
+    (tx, back_rx, Chunks::new(rx, back_tx))
+}
+
+/// First stage: reads the blob, verifying size and digest, in chunks of `size`.
+fn spawn_reader(mut blob: VerifyingReader<Box<dyn Read + Send>>, size: usize, name: String, location: &Location) -> Result<Chunks> {
+    let (tx, recycled, chunks) = stage();
+    let thread_location = location.clone();
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            let message = match pump(&mut blob, size, &tx, &recycled) {
+                Ok(Some(count)) => match blob.finish() {
+                    Ok(blob_digest) => Message::Done(Verified { blob_digest, uncompressed_size: count }),
+                    Err(error) => Message::Failed(error),
+                },
+                Ok(None) => return,
+                Err(e) => Message::Failed(Error::io(thread_location, e)),
+            };
+            let _ = tx.send(message);
+        })
+        .at(|| location.clone())?;
+    Ok(chunks)
+}
+
+/// Second stage: decompresses the first stage's chunks.
+fn spawn_decoder(compression: Compression, raw: Chunks, name: String, location: &Location) -> Result<Chunks> {
+    let mut decoder = Decoder::new(compression, CompressedReader(raw)).at(|| location.clone())?;
+    let (tx, recycled, chunks) = stage();
+    let thread_location = location.clone();
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            let message = match pump(&mut decoder, CHUNK, &tx, &recycled) {
+                Ok(Some(uncompressed_size)) => {
+                    // Drain what follows the compressed stream, up to the first stage's verdict.
+                    let mut raw = decoder.into_inner();
+                    match io::copy(&mut raw, &mut io::sink()) {
+                        Ok(_) => match raw.0.done.take() {
+                            Some(v) => Message::Done(Verified { blob_digest: v.blob_digest, uncompressed_size }),
+                            None => Message::Failed(Error::io(thread_location, io::Error::other("blob ended without a verdict"))),
+                        },
+                        Err(e) => Message::Failed(Error::io(thread_location, e)),
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => Message::Failed(Error::io(thread_location, e)),
+            };
+            let _ = tx.send(message);
+        })
+        .at(|| location.clone())?;
+    Ok(chunks)
+}
+
+/// The compressed chunks as a buffered reader, for the decoder.
+struct CompressedReader(Chunks);
+
+impl Read for CompressedReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = buf.len().min(available.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for CompressedReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        while self.0.pos == self.0.chunk.len() {
+            if !self.0.next()? {
+                return Ok(&[]);
+            }
+        }
+        Ok(&self.0.chunk[self.0.pos..])
+    }
+    fn consume(&mut self, n: usize) {
+        self.0.pos += n;
+    }
+}
+
+/// How the diff_id of a layer is checked.
+enum DiffCheck {
+    /// Not at all: a second read of a blob whose first read checked it.
+    None,
+    /// The blob is a plain tar: its digest is the diff_id.
+    BlobDigest(Digest),
+    /// The uncompressed bytes are hashed as they arrive.
+    Hash(Box<Sha256>, Digest),
+}
+
+/// The reading end of a layer's pipeline: the uncompressed tar, hashed for the diff_id as chunks
+/// arrive.
+pub(crate) struct ReadAhead {
+    chunks: Chunks,
+    diff: DiffCheck,
+    location: Location,
+}
+
+impl ReadAhead {
+    /// Checks the diff_id once the stream has ended.
+    fn verdict(&mut self) -> io::Result<()> {
+        let Some(verified) = &self.chunks.done else { return Ok(()) };
+        let actual = match std::mem::replace(&mut self.diff, DiffCheck::None) {
+            DiffCheck::None => return Ok(()),
+            DiffCheck::BlobDigest(expected) if verified.blob_digest == expected => return Ok(()),
+            DiffCheck::BlobDigest(expected) => (expected, verified.blob_digest.clone()),
+            DiffCheck::Hash(hasher, expected) => {
+                let actual = Digest::from_raw(hasher.finalize().into());
+                if actual == expected {
+                    return Ok(());
+                }
+                (expected, actual)
+            }
+        };
+        Err(Error::DigestMismatch {
+            location: self.location.clone().within("diff_id (uncompressed tar)"),
+            expected: actual.0,
+            actual: actual.1,
+        }
+        .into_io())
+    }
+}
+
+impl BufRead for ReadAhead {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        while self.chunks.pos == self.chunks.chunk.len() {
+            if !self.chunks.next()? {
+                self.verdict()?;
+                return Ok(&[]);
+            }
+            if let DiffCheck::Hash(hasher, _) = &mut self.diff {
+                hasher.update(&self.chunks.chunk);
+            }
+        }
+        Ok(&self.chunks.chunk[self.chunks.pos..])
+    }
+    fn consume(&mut self, n: usize) {
+        self.chunks.pos += n;
+    }
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = buf.len().min(available.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
         Ok(n)
     }
 }
@@ -87,64 +281,6 @@ pub(crate) enum Check {
     BlobOnly(Digest),
 }
 
-/// Decodes the whole layer, sending chunks, then checks the diff_id, size and digest.
-fn decode(
-    decoder: Decoder<BufReader<VerifyingReader<Box<dyn Read + Send>>>>,
-    mut diff_hasher: Option<Sha256>,
-    diff_id: &Digest,
-    location: &Location,
-    tx: &SyncSender<Message>,
-    recycled: &Receiver<Vec<u8>>,
-) -> Result<Option<Verified>> {
-    let mut decoder = decoder;
-    let mut uncompressed_size = 0u64;
-    loop {
-        let mut chunk = match recycled.try_recv() {
-            Ok(mut spent) => {
-                spent.resize(CHUNK, 0);
-                spent
-            }
-            Err(_) => vec![0u8; CHUNK],
-        };
-        let mut filled = 0;
-        while filled < CHUNK {
-            match decoder.read(&mut chunk[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::io(location.clone(), e)),
-            }
-        }
-        if filled == 0 {
-            break;
-        }
-        chunk.truncate(filled);
-        uncompressed_size += filled as u64;
-        if let Some(hasher) = &mut diff_hasher {
-            hasher.update(&chunk);
-        }
-        if tx.send(Message::Data(chunk)).is_err() {
-            // The reader went away: nothing to report to.
-            return Ok(None);
-        }
-    }
-    let mut buffered = decoder.into_inner();
-    io::copy(&mut buffered, &mut io::sink()).at(|| location.clone())?;
-    let blob_digest = buffered.into_inner().finish()?;
-    // A plain tar's blob digest is its diff_id: one hash serves both.
-    let actual = diff_hasher.map(|h| Digest::from_raw(h.finalize().into()));
-    if let Some(actual) = actual {
-        if actual != *diff_id {
-            return Err(Error::DigestMismatch {
-                location: location.clone().part("diff_id (uncompressed tar)"),
-                expected: diff_id.clone(),
-                actual,
-            });
-        }
-    }
-    Ok(Some(Verified { blob_digest, uncompressed_size }))
-}
-
 impl LayerStream {
     pub(crate) fn open(image: &Image, layer: &Layer, check: Check) -> Result<LayerStream> {
         let location = image.layer_location(layer);
@@ -156,38 +292,18 @@ impl LayerStream {
                 image.store.open_blob(&blob, location.clone())?
             }
         };
-        let buffered = BufReader::with_capacity(256 * 1024, blob);
-        let decoder = Decoder::new(layer.compression, buffered).at(|| location.clone())?;
-        let diff_hasher = match (&check, layer.compression) {
-            (Check::Full, Compression::None) => {
-                // The blob digest is checked against the diff_id instead.
-                None
-            }
-            (Check::Full, _) => Some(Sha256::new()),
-            (Check::BlobOnly(_), _) => None,
+        let diff = match (&check, layer.compression) {
+            (Check::BlobOnly(_), _) => DiffCheck::None,
+            (Check::Full, Compression::None) => DiffCheck::BlobDigest(layer.diff_id.clone()),
+            (Check::Full, _) => DiffCheck::Hash(Box::new(Sha256::new()), layer.diff_id.clone()),
         };
-        let plain_full = check == Check::Full && layer.compression == Compression::None;
-        let (tx, rx) = sync_channel(AHEAD);
-        let (back_tx, back_rx) = channel();
-        let diff_id = layer.diff_id.clone();
-        let thread_location = location.clone();
-        std::thread::Builder::new()
-            .name(format!("decode layer {}", layer.index))
-            .spawn(move || {
-                let message = match decode(decoder, diff_hasher, &diff_id, &thread_location, &tx, &back_rx) {
-                    Ok(Some(verified)) if plain_full && verified.blob_digest != diff_id => Message::Failed(Error::DigestMismatch {
-                        location: thread_location.part("diff_id (uncompressed tar)"),
-                        expected: diff_id,
-                        actual: verified.blob_digest,
-                    }),
-                    Ok(Some(verified)) => Message::Done(verified),
-                    Ok(None) => return,
-                    Err(error) => Message::Failed(error),
-                };
-                let _ = tx.send(message);
-            })
-            .at(|| location.clone())?;
-        let reader = ReadAhead { rx, back: back_tx, chunk: Vec::new(), pos: 0, done: None };
+        let chunks = if layer.compression == Compression::None {
+            spawn_reader(blob, CHUNK, format!("read layer {}", layer.index), &location)?
+        } else {
+            let raw = spawn_reader(blob, RAW_CHUNK, format!("read layer {}", layer.index), &location)?;
+            spawn_decoder(layer.compression, raw, format!("decode layer {}", layer.index), &location)?
+        };
+        let reader = ReadAhead { chunks, diff, location: location.clone() };
         Ok(LayerStream { tar: TarReader::new(reader), location })
     }
 
@@ -199,8 +315,14 @@ impl LayerStream {
     pub(crate) fn finish(self) -> Result<Verified> {
         let location = self.location;
         let mut reader = self.tar.into_inner();
-        io::copy(&mut reader, &mut io::sink()).at(|| location.clone())?;
-        reader.done.ok_or_else(|| Error::io(location, io::Error::other("layer stream ended without a verdict")))
+        loop {
+            let n = reader.fill_buf().at(|| location.clone())?.len();
+            if n == 0 {
+                break;
+            }
+            reader.consume(n);
+        }
+        reader.chunks.done.ok_or_else(|| Error::io(location, io::Error::other("layer stream ended without a verdict")))
     }
 }
 
