@@ -1,5 +1,5 @@
 use squash::{Compression, Image, LayerSelector, Output, OutputFormat, SquashOptions};
-use squash_testkit::{random_stack, ImageBuilder, LayerCompression};
+use squash_testkit::{random_stack, ImageBuilder, LayerBuilder, LayerCompression};
 
 use crate::support::build;
 
@@ -56,7 +56,12 @@ fn docker_archive_round_trip_and_squash() {
 #[test]
 fn output_bytes_do_not_depend_on_thread_count() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let input = build(dir.path(), &random_stack(3, 5), LayerCompression::Gzip);
+    // A file of 10 MiB spans several gzip blocks (1 MiB) and several zstd jobs (4 MiB).
+    let mut big = squash_testkit::noise(5 << 20, 11);
+    big.extend(b"compressible text line\n".iter().cycle().take(5 << 20));
+    let mut stack = random_stack(3, 5);
+    stack.insert(3, LayerBuilder::new().file("big", &big).finish());
+    let input = build(dir.path(), &stack, LayerCompression::Gzip);
     let image = Image::open(&format!("oci:{}:t", input.display())).expect("open");
     for compression in [Compression::Gzip, Compression::Zstd, Compression::None] {
         let mut manifests = Vec::new();

@@ -18,7 +18,7 @@ fn main() -> Result<()> {
         Some("bench") => bench(&args[1..]),
         Some("ci") => ci(),
         _ => {
-            eprintln!("usage: cargo xtask bench [--scale S] [--dir DIR] | cargo xtask ci");
+            eprintln!("usage: cargo xtask bench [--scale S] [--runs N] [--dir DIR] | cargo xtask ci");
             Ok(())
         }
     }
@@ -346,6 +346,7 @@ fn timed(cmd: &mut Command) -> Result<(f64, f64)> {
     if let Some(dir) = cmd.get_current_dir() {
         timed.current_dir(dir);
     }
+    settle();
     let start = Instant::now();
     let status = timed.stdout(Stdio::null()).stderr(Stdio::piped()).output()?;
     let wall = start.elapsed().as_secs_f64();
@@ -357,8 +358,33 @@ fn timed(cmd: &mut Command) -> Result<(f64, f64)> {
     Ok((wall, rss_kb / 1024.0))
 }
 
+/// Writes dirty pages back before a measurement, so that no run pays for the writes of the
+/// one before it (generating the images writes gigabytes).
+fn settle() {
+    let _ = Command::new("sync").status();
+}
+
+/// The median of some timings.
+fn median(mut times: Vec<f64>) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times.get(times.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Runs `measure` `runs` times: the median time and the largest peak RSS.
+fn timed_median(runs: usize, mut measure: impl FnMut() -> Result<(f64, f64)>) -> Result<(f64, f64)> {
+    let mut times = Vec::new();
+    let mut rss = 0f64;
+    for _ in 0..runs {
+        let (t, r) = measure()?;
+        times.push(t);
+        rss = rss.max(r);
+    }
+    Ok((median(times), rss))
+}
+
 /// Time of a shell pipeline (for the limits).
 fn timed_sh(script: &str) -> Result<f64> {
+    settle();
     let start = Instant::now();
     run(Command::new("sh").arg("-c").arg(script))?;
     Ok(start.elapsed().as_secs_f64())
@@ -371,11 +397,13 @@ fn have(tool: &str) -> bool {
 fn bench(args: &[String]) -> Result<()> {
     let mut scale = 1.0f64;
     let mut dir = root().join("target/bench");
+    let mut runs = 3usize;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--scale" => scale = it.next().context("--scale needs a number")?.parse()?,
             "--dir" => dir = PathBuf::from(it.next().context("--dir needs a path")?),
+            "--runs" => runs = it.next().context("--runs needs a number")?.parse::<usize>()?.max(1),
             other => bail!("unknown argument {other}"),
         }
     }
@@ -387,7 +415,7 @@ fn bench(args: &[String]) -> Result<()> {
     run(Command::new("cargo").current_dir(root()).args(["build", "--release", "--quiet", "-p", "squash-cli"]))?;
     let squash = root().join("target/release/squash");
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    println!("machine: {cores} cores; squashing every layer above layer 0 (4 layers)");
+    println!("machine: {cores} cores; squashing every layer above layer 0 (4 layers); medians of {runs} runs");
     println!("{:<28} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9}", "case", "squash s", "limit s", "ratio", "overlap s", "ratio", "RSS MB");
     for s in [scale, scale * 2.0] {
         let work = dir.join(format!("scale-{s}"));
@@ -401,24 +429,35 @@ fn bench(args: &[String]) -> Result<()> {
             let blobs = write_layout(&layout, &tars, kind)?;
             let out = work.join(format!("out-{kind}"));
             let _ = fs::remove_dir_all(&out);
-            let (ours, rss) = timed(
-                Command::new(&squash)
-                    .arg(format!("oci:{}:bench", layout.display()))
-                    .args(["--from-layer", "4", "--quiet", "-o"])
-                    .arg(format!("oci:{}:bench", out.display())),
-            )?;
             // The physical limit: decompress the range's blobs, compress the resulting layer.
+            // Each of the `runs` rounds times squash and then the limit's two commands, so that
+            // the machine's drift affects both alike; medians are reported.
             let range: Vec<String> = blobs[1..].iter().map(|b| b.display().to_string()).collect();
-            let new_blob = newest_layer_blob(&out)?;
             let new_tar = work.join("new-layer.tar");
             let (dc, c) = if kind == "gzip" {
                 ("pigz -dc", format!("pigz -p{cores} -6 -n -c"))
             } else {
                 ("zstd -dc -q", "zstd -T0 -3 -q -c".to_string())
             };
-            run(Command::new("sh").arg("-c").arg(format!("{dc} {} > {}", new_blob.display(), new_tar.display())))?;
-            let decompress = timed_sh(&format!("{dc} {} > /dev/null", range.join(" ")))?;
-            let compress = timed_sh(&format!("{c} < {} > /dev/null", new_tar.display()))?;
+            let (mut ours, mut rss, mut decompress, mut compress) = (Vec::new(), 0f64, Vec::new(), Vec::new());
+            for round in 0..runs {
+                let _ = fs::remove_dir_all(&out);
+                let (t, r) = timed(
+                    Command::new(&squash)
+                        .arg(format!("oci:{}:bench", layout.display()))
+                        .args(["--from-layer", "4", "--quiet", "-o"])
+                        .arg(format!("oci:{}:bench", out.display())),
+                )?;
+                ours.push(t);
+                rss = rss.max(r);
+                if round == 0 {
+                    let new_blob = newest_layer_blob(&out)?;
+                    run(Command::new("sh").arg("-c").arg(format!("{dc} {} > {}", new_blob.display(), new_tar.display())))?;
+                }
+                decompress.push(timed_sh(&format!("{dc} {} > /dev/null", range.join(" ")))?);
+                compress.push(timed_sh(&format!("{c} < {} > /dev/null", new_tar.display()))?);
+            }
+            let (ours, decompress, compress) = (median(ours), median(decompress), median(compress));
             let limit = decompress + compress;
             let overlapped = decompress.max(compress);
             println!(
@@ -432,8 +471,9 @@ fn bench(args: &[String]) -> Result<()> {
                 rss
             );
             fs::remove_file(&new_tar)?;
-            let report_time =
-                timed(Command::new(&squash).arg("report").arg(format!("oci:{}:bench", layout.display())).args(["--from-layer", "4"]))?;
+            let report_time = timed_median(runs, || {
+                timed(Command::new(&squash).arg("report").arg(format!("oci:{}:bench", layout.display())).args(["--from-layer", "4"]))
+            })?;
             println!(
                 "{:<28} {:>9.2} {:>9} {:>7} {:>9} {:>9} {:>9.1}",
                 format!("  report ({kind})"),
@@ -449,12 +489,18 @@ fn bench(args: &[String]) -> Result<()> {
         let archive = work.join("docker.tar");
         write_docker_archive(&archive, &tars)?;
         let out = work.join("ours-docker.tar");
-        let (ours, rss) = timed(Command::new(&squash).arg(&archive).args(["--from-layer", "4", "--quiet", "-o"]).arg(&out))?;
+        let (ours, rss) =
+            timed_median(runs, || timed(Command::new(&squash).arg(&archive).args(["--from-layer", "4", "--quiet", "-o"]).arg(&out)))?;
         println!("{:<28} {:>9.2} {:>9} {:>7} {:>9} {:>9} {:>9.1}", "docker-archive (plain tar)", ours, "", "", "", "", rss);
         if have("oci-squash") {
             let peer_out = work.join("oci-squash.tar");
             let tmp = work.join("oci-squash-tmp");
-            match timed(Command::new("oci-squash").args(["-f", "4", "--tmp-dir"]).arg(&tmp).arg("-o").arg(&peer_out).arg(&archive)) {
+            let peer = timed_median(runs, || {
+                let _ = fs::remove_dir_all(&tmp);
+                let _ = fs::remove_file(&peer_out);
+                timed(Command::new("oci-squash").args(["-f", "4", "--tmp-dir"]).arg(&tmp).arg("-o").arg(&peer_out).arg(&archive))
+            });
+            match peer {
                 Ok((t, r)) => {
                     println!("{:<28} {:>9.2} {:>9} {:>6.2}x {:>9} {:>9} {:>9.1}", "  oci-squash (same input)", t, "", t / ours, "", "", r)
                 }
