@@ -489,26 +489,46 @@ fn bench(args: &[String]) -> Result<()> {
         let archive = work.join("docker.tar");
         write_docker_archive(&archive, &tars)?;
         let out = work.join("ours-docker.tar");
-        let (ours, rss) =
-            timed_median(runs, || timed(Command::new(&squash).arg(&archive).args(["--from-layer", "4", "--quiet", "-o"]).arg(&out)))?;
-        println!("{:<28} {:>9.2} {:>9} {:>7} {:>9} {:>9} {:>9.1}", "docker-archive (plain tar)", ours, "", "", "", "", rss);
-        if have("oci-squash") {
-            let peer_out = work.join("oci-squash.tar");
-            let tmp = work.join("oci-squash-tmp");
-            let peer = timed_median(runs, || {
+        let peer_out = work.join("oci-squash.tar");
+        let tmp = work.join("oci-squash-tmp");
+        let peer_installed = have("oci-squash");
+        // Rounds alternate squash and the peer, so that the machine's drift affects both alike.
+        let (mut ours, mut rss, mut peer, mut peer_rss, mut peer_error) = (Vec::new(), 0f64, Vec::new(), 0f64, None);
+        for _ in 0..runs {
+            let (t, r) = timed(Command::new(&squash).arg(&archive).args(["--from-layer", "4", "--quiet", "-o"]).arg(&out))?;
+            ours.push(t);
+            rss = rss.max(r);
+            if peer_installed && peer_error.is_none() {
                 let _ = fs::remove_dir_all(&tmp);
                 let _ = fs::remove_file(&peer_out);
-                timed(Command::new("oci-squash").args(["-f", "4", "--tmp-dir"]).arg(&tmp).arg("-o").arg(&peer_out).arg(&archive))
-            });
-            match peer {
-                Ok((t, r)) => {
-                    println!("{:<28} {:>9.2} {:>9} {:>6.2}x {:>9} {:>9} {:>9.1}", "  oci-squash (same input)", t, "", t / ours, "", "", r)
+                match timed(Command::new("oci-squash").args(["-f", "4", "--tmp-dir"]).arg(&tmp).arg("-o").arg(&peer_out).arg(&archive)) {
+                    Ok((t, r)) => {
+                        peer.push(t);
+                        peer_rss = peer_rss.max(r);
+                    }
+                    Err(e) => peer_error = Some(e.to_string().lines().last().unwrap_or_default().to_string()),
                 }
-                Err(e) => println!("  oci-squash failed: {}", e.to_string().lines().last().unwrap_or_default()),
+                let _ = fs::remove_dir_all(&tmp);
             }
-            let _ = fs::remove_dir_all(&tmp);
-        } else {
-            println!("  oci-squash: not installed (pip install oci-squash)");
+        }
+        let ours = median(ours);
+        println!("{:<28} {:>9.2} {:>9} {:>7} {:>9} {:>9} {:>9.1}", "docker-archive (plain tar)", ours, "", "", "", "", rss);
+        match (peer_installed, peer_error) {
+            (false, _) => println!("  oci-squash: not installed (pip install oci-squash)"),
+            (true, Some(e)) => println!("  oci-squash failed: {e}"),
+            (true, None) => {
+                let t = median(peer);
+                println!(
+                    "{:<28} {:>9.2} {:>9} {:>6.2}x {:>9} {:>9} {:>9.1}",
+                    "  oci-squash (same input)",
+                    t,
+                    "",
+                    t / ours,
+                    "",
+                    "",
+                    peer_rss
+                )
+            }
         }
         println!("  docker-squash, buildah, crane: need a daemon or registry; not run");
         for f in ["docker.tar", "ours-docker.tar", "oci-squash.tar"] {
