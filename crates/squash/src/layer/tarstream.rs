@@ -294,6 +294,11 @@ pub(crate) fn padding(size: u64) -> u64 {
     (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64
 }
 
+/// Reads `from` to its end, dropping the bytes; returns how many there were.
+pub(crate) fn drain(from: &mut impl BufRead) -> io::Result<u64> {
+    move_exact(from, None, u64::MAX)
+}
+
 /// Moves up to `n` bytes from `from` to `to` (or drops them) straight out of the reader's
 /// buffer; returns how many there were.
 fn move_exact(from: &mut impl BufRead, mut to: Option<&mut dyn Write>, n: u64) -> io::Result<u64> {

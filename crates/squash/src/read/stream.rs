@@ -10,7 +10,7 @@ use sha2::{Digest as _, Sha256};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Location, Result};
 use crate::layer::compression::{Compression, Decoder};
-use crate::layer::tarstream::TarReader;
+use crate::layer::tarstream::{drain, TarReader};
 use crate::read::archive::tar_error;
 use crate::read::blob::VerifyingReader;
 use crate::read::{Image, Layer};
@@ -83,7 +83,7 @@ impl Chunks {
     }
 }
 
-/// Sends chunks of `CHUNK`-ish size filled from `source` until it ends, reusing spent chunks.
+/// Sends chunks of `size` bytes filled from `source` until it ends, reusing spent chunks.
 /// Returns the number of bytes sent, or `None` if the receiver went away.
 fn pump(source: &mut impl Read, size: usize, tx: &SyncSender<Message>, recycled: &Receiver<Vec<u8>>) -> io::Result<Option<u64>> {
     let mut total = 0u64;
@@ -115,61 +115,54 @@ fn pump(source: &mut impl Read, size: usize, tx: &SyncSender<Message>, recycled:
     }
 }
 
-/// A stage's channels: the sender of its output and the receiver of spent chunks.
-fn stage() -> (SyncSender<Message>, Receiver<Vec<u8>>, Chunks) {
+/// Starts a pipeline stage on a thread named `name`: `work` sends data through the sender,
+/// reusing the spent chunks that come back on the receiver, and returns the stream's verdict
+/// (`None` if its reader went away). Returns the stage's receiving end.
+fn spawn_stage(
+    name: String,
+    location: &Location,
+    work: impl FnOnce(&SyncSender<Message>, &Receiver<Vec<u8>>) -> Result<Option<Verified>> + Send + 'static,
+) -> Result<Chunks> {
     let (tx, rx) = sync_channel(AHEAD);
-    let (back_tx, back_rx) = channel();
-    (tx, back_rx, Chunks::new(rx, back_tx))
-}
-
-/// First stage: reads the blob, verifying size and digest, in chunks of `size`.
-fn spawn_reader(mut blob: VerifyingReader<Box<dyn Read + Send>>, size: usize, name: String, location: &Location) -> Result<Chunks> {
-    let (tx, recycled, chunks) = stage();
-    let thread_location = location.clone();
+    let (back_tx, recycled) = channel();
     std::thread::Builder::new()
         .name(name)
         .spawn(move || {
-            let message = match pump(&mut blob, size, &tx, &recycled) {
-                Ok(Some(count)) => match blob.finish() {
-                    Ok(blob_digest) => Message::Done(Verified { blob_digest, uncompressed_size: count }),
-                    Err(error) => Message::Failed(error),
-                },
+            let message = match work(&tx, &recycled) {
+                Ok(Some(verified)) => Message::Done(verified),
                 Ok(None) => return,
-                Err(e) => Message::Failed(Error::io(thread_location, e)),
+                Err(error) => Message::Failed(error),
             };
             let _ = tx.send(message);
         })
         .at(|| location.clone())?;
-    Ok(chunks)
+    Ok(Chunks::new(rx, back_tx))
+}
+
+/// First stage: reads the blob, verifying size and digest, in chunks of `size`.
+fn spawn_reader(mut blob: VerifyingReader<Box<dyn Read + Send>>, size: usize, name: String, location: &Location) -> Result<Chunks> {
+    let thread_location = location.clone();
+    spawn_stage(name, location, move |tx, recycled| {
+        let Some(count) = pump(&mut blob, size, tx, recycled).at(|| thread_location)? else { return Ok(None) };
+        let blob_digest = blob.finish()?;
+        Ok(Some(Verified { blob_digest, uncompressed_size: count }))
+    })
 }
 
 /// Second stage: decompresses the first stage's chunks.
 fn spawn_decoder(compression: Compression, raw: Chunks, name: String, location: &Location) -> Result<Chunks> {
     let mut decoder = Decoder::new(compression, CompressedReader(raw)).at(|| location.clone())?;
-    let (tx, recycled, chunks) = stage();
     let thread_location = location.clone();
-    std::thread::Builder::new()
-        .name(name)
-        .spawn(move || {
-            let message = match pump(&mut decoder, CHUNK, &tx, &recycled) {
-                Ok(Some(uncompressed_size)) => {
-                    // Drain what follows the compressed stream, up to the first stage's verdict.
-                    let mut raw = decoder.into_inner();
-                    match io::copy(&mut raw, &mut io::sink()) {
-                        Ok(_) => match raw.0.done.take() {
-                            Some(v) => Message::Done(Verified { blob_digest: v.blob_digest, uncompressed_size }),
-                            None => Message::Failed(Error::io(thread_location, io::Error::other("blob ended without a verdict"))),
-                        },
-                        Err(e) => Message::Failed(Error::io(thread_location, e)),
-                    }
-                }
-                Ok(None) => return,
-                Err(e) => Message::Failed(Error::io(thread_location, e)),
-            };
-            let _ = tx.send(message);
-        })
-        .at(|| location.clone())?;
-    Ok(chunks)
+    spawn_stage(name, location, move |tx, recycled| {
+        let Some(uncompressed_size) = pump(&mut decoder, CHUNK, tx, recycled).at(|| thread_location.clone())? else { return Ok(None) };
+        // Drain what follows the compressed stream, up to the first stage's verdict.
+        let mut raw = decoder.into_inner();
+        drain(&mut raw).at(|| thread_location.clone())?;
+        match raw.0.done.take() {
+            Some(v) => Ok(Some(Verified { blob_digest: v.blob_digest, uncompressed_size })),
+            None => Err(Error::io(thread_location, io::Error::other("blob ended without a verdict"))),
+        }
+    })
 }
 
 /// `Read::read` for a reader whose `BufRead` side does the work.
@@ -226,24 +219,15 @@ impl ReadAhead {
     /// Checks the diff_id once the stream has ended.
     fn verdict(&mut self) -> io::Result<()> {
         let Some(verified) = &self.chunks.done else { return Ok(()) };
-        let actual = match std::mem::replace(&mut self.diff, DiffCheck::None) {
+        let (expected, actual) = match std::mem::replace(&mut self.diff, DiffCheck::None) {
             DiffCheck::None => return Ok(()),
-            DiffCheck::BlobDigest(expected) if verified.blob_digest == expected => return Ok(()),
             DiffCheck::BlobDigest(expected) => (expected, verified.blob_digest.clone()),
-            DiffCheck::Hash(hasher, expected) => {
-                let actual = Digest::from_raw(hasher.finalize().into());
-                if actual == expected {
-                    return Ok(());
-                }
-                (expected, actual)
-            }
+            DiffCheck::Hash(hasher, expected) => (expected, Digest::from_raw(hasher.finalize().into())),
         };
-        Err(Error::DigestMismatch {
-            location: self.location.clone().within("diff_id (uncompressed tar)"),
-            expected: actual.0,
-            actual: actual.1,
+        if actual == expected {
+            return Ok(());
         }
-        .into_io())
+        Err(Error::DigestMismatch { location: self.location.clone().within("diff_id (uncompressed tar)"), expected, actual }.into_io())
     }
 }
 
@@ -316,13 +300,7 @@ impl LayerStream {
     pub(crate) fn finish(self) -> Result<Verified> {
         let location = self.location;
         let mut reader = self.tar.into_inner();
-        loop {
-            let n = reader.fill_buf().at(|| location.clone())?.len();
-            if n == 0 {
-                break;
-            }
-            reader.consume(n);
-        }
+        drain(&mut reader).at(|| location.clone())?;
         reader.chunks.done.ok_or_else(|| Error::io(location, io::Error::other("layer stream ended without a verdict")))
     }
 }
