@@ -4,9 +4,18 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// The exit codes, shown at the end of `--help`.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0    success
+  1    a report gate failed (the rule is named on stderr)
+  2    usage or input error, or the output could not be written (the message names the file, layer and entry)
+  130  interrupted by SIGINT (Ctrl-C); 143 by SIGTERM. Nothing is left at the destination
+  141  standard output was closed (as `squash inspect IMG | head -1`); the command ends quietly";
+
 /// Squash container image layers offline, with a filesystem provably identical to the original's.
 #[derive(Debug, Parser)]
-#[command(name = "squash", version, args_conflicts_with_subcommands = true, arg_required_else_help = true)]
+#[command(name = "squash", version, args_conflicts_with_subcommands = true, arg_required_else_help = true, after_help = EXIT_CODES)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -83,9 +92,20 @@ pub struct SquashArgs {
     /// Drop the squashed history steps instead of keeping them as empty steps.
     #[arg(long)]
     pub drop_history: bool,
-    /// Print the plan and the figures, write nothing.
+    /// Print the plan and the figures, write nothing (not even with -o).
     #[arg(long)]
     pub dry_run: bool,
+    /// Copy the image without squashing anything (a format conversion); without it a range must
+    /// be chosen with --from-layer or --layers.
+    #[arg(long, conflicts_with_all = ["from_layer", "layers"])]
+    pub convert: bool,
+    /// Also decode every kept layer and check its diff_id (by default kept layers are copied with
+    /// their size and sha256 checked, and only squashed layers are decoded).
+    #[arg(long)]
+    pub verify_all: bool,
+    /// Seconds to wait for another run's lock on an output OCI layout before giving up.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub lock_timeout: u64,
     /// Print the outcome as JSON.
     #[arg(long)]
     pub json: bool,
@@ -101,6 +121,10 @@ pub struct InspectArgs {
     /// JSON output for machines.
     #[arg(long)]
     pub json: bool,
+    /// State what was verified: inspect decodes every layer, checking every blob's size and
+    /// sha256 and every layer's diff_id; this prints the verdict of each.
+    #[arg(long)]
+    pub verify: bool,
 }
 
 #[derive(Debug, Args)]

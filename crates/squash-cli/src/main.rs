@@ -1,7 +1,10 @@
 //! The `squash` command: parses arguments, calls the library, renders results. No image logic.
 
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
 mod args;
 mod commands;
+mod exit;
 mod render;
 
 use std::process::ExitCode;
@@ -10,11 +13,12 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
+    let as_json = commands::wants_json(&cli);
+    if let Err(error) = exit::install_signal_handlers() {
+        return exit::fail(&error, as_json);
+    }
     match commands::run(cli) {
         Ok(code) => code,
-        Err(error) => {
-            eprintln!("squash: error: {error:#}");
-            ExitCode::from(2)
-        }
+        Err(error) => exit::fail(&error, as_json),
     }
 }

@@ -129,23 +129,33 @@ pub fn report(report: &Report) -> String {
     out
 }
 
-/// A one-line progress display on stderr, redrawn at most five times a second.
+/// What a person sees while a squash writes: a one-line progress display on stderr when it is a
+/// terminal (redrawn at most five times a second), notices such as a lock wait unless `--quiet`,
+/// and the cancellation that a signal asks for.
 pub struct ProgressLine {
+    line: bool,
+    notices: bool,
     state: std::sync::Mutex<(String, u64, std::time::Instant)>,
 }
 
 impl ProgressLine {
-    pub fn new() -> ProgressLine {
-        ProgressLine { state: std::sync::Mutex::new((String::new(), 0, std::time::Instant::now())) }
+    pub fn new(line: bool, notices: bool) -> ProgressLine {
+        ProgressLine { line, notices, state: std::sync::Mutex::new((String::new(), 0, std::time::Instant::now())) }
     }
 
-    fn draw(step: &str, written: u64) {
-        eprint!("\r\x1b[2K{step}: {} written", human(written));
+    fn draw(&self, step: &str, written: u64) {
+        if self.line {
+            use std::io::Write;
+            let _ = write!(std::io::stderr(), "\r\x1b[2K{step}: {} written", human(written));
+        }
     }
 
     /// Clears the line.
     pub fn finish(&self) {
-        eprint!("\r\x1b[2K");
+        if self.line {
+            use std::io::Write;
+            let _ = write!(std::io::stderr(), "\r\x1b[2K");
+        }
     }
 }
 
@@ -153,7 +163,7 @@ impl squash::Progress for ProgressLine {
     fn step(&self, description: &str) {
         if let Ok(mut state) = self.state.lock() {
             state.0 = description.to_string();
-            Self::draw(&state.0, state.1);
+            self.draw(&state.0, state.1);
         }
     }
 
@@ -162,8 +172,19 @@ impl squash::Progress for ProgressLine {
             state.1 += bytes;
             if state.2.elapsed() >= std::time::Duration::from_millis(200) {
                 state.2 = std::time::Instant::now();
-                Self::draw(&state.0, state.1);
+                self.draw(&state.0, state.1);
             }
         }
+    }
+
+    fn notice(&self, message: &str) {
+        if self.notices {
+            self.finish();
+            crate::exit::note(&format!("squash: {message}"));
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        crate::exit::cancelled()
     }
 }

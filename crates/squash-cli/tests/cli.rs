@@ -48,7 +48,7 @@ fn inspect_report_squash_and_gates() {
     let (code, stdout, _) = squash(&[&image, "--from-layer", "5", "--dry-run", "--json"]);
     assert_eq!(code, 0);
     let plan: serde_json::Value = serde_json::from_str(&stdout).expect("json");
-    let predicted = plan["ranges"][0]["uncompressed_after"].as_u64().expect("size");
+    let predicted = plan["ranges"][0]["uncompressed_size_after"].as_u64().expect("size");
     assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
     let svg = dir.path().join("chart.svg");
     let (code, _, _) = squash(&["report", &image, "--svg", svg.to_str().expect("utf8")]);

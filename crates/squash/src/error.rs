@@ -152,6 +152,16 @@ pub enum Error {
         /// What is wrong, with the image's layers when that helps.
         reason: String,
     },
+    /// An option is impossible for this image or conflicts with another (a compression level
+    /// out of range, a platform the image is not for).
+    #[error("{reason}")]
+    InvalidOption {
+        /// What is wrong, naming the option.
+        reason: String,
+    },
+    /// The run was cancelled (by [`crate::Progress::cancelled`]); what it wrote was removed.
+    #[error("cancelled; nothing was left at the destination")]
+    Cancelled,
     /// The output cannot be written where asked.
     #[error("{location}: {reason}")]
     Output {
@@ -163,6 +173,41 @@ pub enum Error {
 }
 
 impl Error {
+    /// A stable, machine-readable name of the variant (`io`, `digest_mismatch`, …), as the CLI's
+    /// JSON errors carry it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Io { .. } => "io",
+            Error::DigestMismatch { .. } => "digest_mismatch",
+            Error::SizeMismatch { .. } => "size_mismatch",
+            Error::MissingBlob { .. } => "missing_blob",
+            Error::MalformedTar { .. } => "malformed_tar",
+            Error::InvalidDocument { .. } => "invalid_document",
+            Error::Unsupported { .. } => "unsupported",
+            Error::Selection { .. } => "selection",
+            Error::InvalidRange { .. } => "invalid_range",
+            Error::InvalidOption { .. } => "invalid_option",
+            Error::Cancelled => "cancelled",
+            Error::Output { .. } => "output",
+        }
+    }
+
+    /// Where the error happened, when it is tied to a place.
+    pub fn location(&self) -> Option<&Location> {
+        match self {
+            Error::Io { location, .. }
+            | Error::DigestMismatch { location, .. }
+            | Error::SizeMismatch { location, .. }
+            | Error::MissingBlob { location, .. }
+            | Error::MalformedTar { location, .. }
+            | Error::InvalidDocument { location, .. }
+            | Error::Unsupported { location, .. }
+            | Error::Selection { location, .. }
+            | Error::Output { location, .. } => Some(location),
+            Error::InvalidRange { .. } | Error::InvalidOption { .. } | Error::Cancelled => None,
+        }
+    }
+
     pub(crate) fn io(location: Location, source: io::Error) -> Error {
         // Errors raised inside adapters (verification at EOF, decoders) travel through `io::Error`;
         // unwrap them so the caller sees the real variant.

@@ -25,4 +25,4 @@ pub use layer::index::{EntryClass, IndexedEntry, LayerIndex};
 pub use plan::{parse_layer_range, Fate, HistoryMode, LayerRange, LayerSelector, PlannedRange, SquashOptions, SquashPlan};
 pub use read::{HistoryStep, Image, ImageReference, InputFormat, Layer, OpenOptions, Platform, Transport};
 pub use report::{human, parse_size, report_svg, Gates, LayerReport, RangeReport, Report, WastedPath};
-pub use write::{NoProgress, Outcome, OutcomeLayer, Output, OutputFormat, Progress};
+pub use write::{NoProgress, Outcome, OutcomeLayer, Output, OutputFormat, Progress, DEFAULT_LOCK_TIMEOUT};

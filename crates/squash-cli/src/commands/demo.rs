@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use squash::{Image, LayerSelector, Output, OutputFormat, SquashOptions};
 use squash_testkit::{noise, read_oci_layout, ImageBuilder, LayerBuilder, LayerCompression, RootFs};
 
+use crate::exit::out;
 use crate::render;
 
 pub fn run(keep: Option<PathBuf>) -> Result<ExitCode> {
@@ -14,9 +15,9 @@ pub fn run(keep: Option<PathBuf>) -> Result<ExitCode> {
     let dir = keep.unwrap_or_else(|| temp.path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
     let layout = dir.join("demo-oci");
-    let out = dir.join("demo-squashed");
+    let dest = dir.join("demo-squashed");
     let _ = std::fs::remove_dir_all(&layout);
-    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_dir_all(&dest);
 
     let base = LayerBuilder::new()
         .dir("etc")
@@ -50,28 +51,32 @@ pub fn run(keep: Option<PathBuf>) -> Result<ExitCode> {
     app.write_oci_layout(&layout, "app");
 
     let reference = format!("oci:{}:app", layout.display());
-    println!("example image: {reference}\n");
+    out(&format!("example image: {reference}\n\n"))?;
     let image = Image::open(&reference)?;
     let options = SquashOptions::default().with_selector(LayerSelector::Base);
-    println!("$ squash report {reference}");
-    print!("{}", render::report(&image.report(&options, 10)?));
+    out(&format!("$ squash report {reference}\n"))?;
+    out(&render::report(&image.report(&options, 10)?))?;
     let plan = image.plan(&options)?;
-    println!("\n$ squash {reference} --from-layer base -o oci:{}:app", out.display());
-    print!("{}", render::plan(&image, &plan));
-    let outcome = plan.execute(&image, &Output { path: out.clone(), format: OutputFormat::OciLayout, tag: Some("app".into()) })?;
-    print!("{}", render::outcome(&image, &plan, &outcome));
+    out(&format!("\n$ squash {reference} --from-layer base -o oci:{}:app\n", dest.display()))?;
+    out(&render::plan(&image, &plan))?;
+    let outcome = plan.execute(&image, &Output { path: dest.clone(), format: OutputFormat::OciLayout, tag: Some("app".into()) })?;
+    out(&render::outcome(&image, &plan, &outcome))?;
 
     // Check with the reference model that both images give the same root filesystem.
     let (before, _) = read_oci_layout(&layout, Some("app"));
-    let (after, _) = read_oci_layout(&out, Some("app"));
+    let (after, _) = read_oci_layout(&dest, Some("app"));
     let a = RootFs::from_layers(before.iter().map(|(_, t)| t.as_slice())).map_err(anyhow::Error::msg).context("original image")?;
     let b = RootFs::from_layers(after.iter().map(|(_, t)| t.as_slice())).map_err(anyhow::Error::msg).context("squashed image")?;
     let diff = a.diff(&b);
     if diff.is_empty() {
-        println!("\nroot filesystems identical ({} entries compared); base layer kept: {}", a.nodes().len(), before[0].0 == after[0].0);
+        out(&format!(
+            "\nroot filesystems identical ({} entries compared); base layer kept: {}\n",
+            a.nodes().len(),
+            before[0].0 == after[0].0
+        ))?;
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("\nroot filesystems DIFFER:\n{}", diff.join("\n"));
+        out(&format!("\nroot filesystems DIFFER:\n{}\n", diff.join("\n")))?;
         Ok(ExitCode::from(1))
     }
 }

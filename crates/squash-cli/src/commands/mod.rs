@@ -6,22 +6,65 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
-use serde_json::json;
+use serde_json::{json, Value};
 use squash::{
     human, parse_layer_range, parse_size, report_svg, Compression, Gates, HistoryMode, Image, InputFormat, LayerSelector, OpenOptions,
     Output, OutputFormat, Platform, SquashOptions,
 };
 
 use crate::args::{Cli, Command, ImageArgs, SelectArgs, SquashArgs};
+use crate::exit::{self, note, out};
 use crate::render;
+
+/// The version of every JSON document the CLI prints (see docs/json.md).
+pub const SCHEMA_VERSION: u32 = 1;
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Some(Command::Inspect(args)) => inspect(&args.image, args.json),
+        Some(Command::Inspect(args)) => inspect(&args.image, args.json, args.verify),
         Some(Command::Report(args)) => report(args),
         Some(Command::Demo(args)) => demo::run(args.keep),
         None => squash(cli.squash),
     }
+}
+
+/// Whether the command line asks for JSON, errors included.
+pub fn wants_json(cli: &Cli) -> bool {
+    match &cli.command {
+        Some(Command::Inspect(args)) => args.json,
+        Some(Command::Report(args)) => args.json,
+        Some(Command::Demo(_)) => false,
+        None => cli.squash.json,
+    }
+}
+
+/// A JSON document as printed: pretty, one trailing newline.
+fn json_line(value: &Value) -> Result<String> {
+    Ok(format!("{}\n", serde_json::to_string_pretty(value)?))
+}
+
+/// What identifies the input in every JSON document.
+fn input_json(image: &Image) -> Value {
+    json!({
+        "path": image.path().display().to_string(),
+        "format": image.format(),
+        "name": image.name(),
+        "manifest_digest": image.manifest_digest().map(|d| d.to_string()),
+        "config_digest": image.config_digest().to_string(),
+        "platform": image.platform().map(|p| p.to_string()),
+    })
+}
+
+/// A planned range as the dry run prints it.
+fn range_json(r: &squash::PlannedRange) -> Value {
+    json!({
+        "range": r.range,
+        "compressed_size_before": r.compressed_size_before(),
+        "uncompressed_size_before": r.uncompressed_size_before(),
+        "uncompressed_size_after": r.uncompressed_size(),
+        "entries_after": r.entries_after(),
+        "compression": r.compression,
+    })
 }
 
 fn open(args: &ImageArgs) -> Result<Image> {
@@ -48,8 +91,21 @@ fn selector(args: &SelectArgs) -> Result<(LayerSelector, Vec<Image>)> {
 }
 
 fn squash(args: SquashArgs) -> Result<ExitCode> {
+    // The output reference is checked before the image is read: a usage error costs nothing.
+    let format = args.format.as_deref().map(|f| f.parse::<OutputFormat>().map_err(|e| anyhow!(e))).transpose()?;
+    let output_spec = args.output.as_deref().map(|o| output_spec(o, format, args.tag.as_deref())).transpose()?;
+    if output_spec.is_none() && !args.dry_run {
+        bail!("no output given: use -o OUT (or --dry-run)");
+    }
     let image = open(&args.image)?;
     let (selector, bases) = selector(&args.select)?;
+    if selector == LayerSelector::Nothing && !args.convert {
+        bail!(
+            "no layers chosen to squash: give --from-layer base (everything above the base image, see --base), \
+             --from-layer N (the top N layers), --from-layer DIGEST (everything above that layer) or --layers A..B; \
+             to copy the image without squashing (a format conversion), give --convert"
+        );
+    }
     let mut options = SquashOptions::default().with_selector(selector);
     options.bases = bases;
     if let Some(c) = &args.compression {
@@ -58,7 +114,10 @@ fn squash(args: SquashArgs) -> Result<ExitCode> {
     if let Some(level) = args.level {
         options = options.with_level(level);
     }
-    options = options.with_threads(args.threads.unwrap_or(0));
+    options = options
+        .with_threads(args.threads.unwrap_or(0))
+        .with_verify_all(args.verify_all)
+        .with_lock_timeout(std::time::Duration::from_secs(args.lock_timeout));
     if let Some(message) = &args.message {
         options = options.with_message(message.clone());
     }
@@ -74,55 +133,88 @@ fn squash(args: SquashArgs) -> Result<ExitCode> {
         InputFormat::OciArchive => OutputFormat::OciArchive,
         InputFormat::OciLayout | InputFormat::Dir => OutputFormat::OciLayout,
     };
-    let default_format = match &args.format {
-        Some(f) => f.parse::<OutputFormat>().map_err(|e| anyhow!(e))?,
-        None => default_format,
-    };
-    let output = match &args.output {
-        Some(o) => {
-            let mut output = Output::parse(o, default_format).map_err(|e| anyhow!(e))?;
-            if args.tag.is_some() {
-                output.tag = args.tag.clone();
-            }
-            Some(output)
-        }
-        None if args.dry_run => None,
-        None => bail!("no output given: use -o OUT (or --dry-run)"),
-    };
+    let output = output_spec.map(|spec| spec.resolve(default_format));
     let plan = image.plan(&options)?;
     if !args.quiet && !args.json {
-        eprint!("{}", render::plan(&image, &plan));
+        note(render::plan(&image, &plan).trim_end());
     }
-    let Some(output) = output else {
-        if args.json {
-            let ranges: Vec<_> = plan
-                .ranges
-                .iter()
-                .map(|r| json!({"range": r.range, "uncompressed_before": r.uncompressed_size_before(), "compressed_before": r.compressed_size_before(), "uncompressed_after": r.uncompressed_size(), "entries_after": r.entries_after()}))
-                .collect();
-            println!("{}", serde_json::to_string_pretty(&json!({"dry_run": true, "ranges": ranges}))?);
+    let output = match output {
+        Some(output) if !args.dry_run => output,
+        _ => {
+            if args.json {
+                out(&json_line(&json!({
+                    "schema_version": SCHEMA_VERSION,
+                    "dry_run": true,
+                    "input": input_json(&image),
+                    "ranges": plan.ranges.iter().map(range_json).collect::<Vec<_>>(),
+                    "kept_layers": plan.kept_layers(&image).collect::<Vec<_>>(),
+                }))?)?;
+            }
+            return Ok(ExitCode::SUCCESS);
         }
-        return Ok(ExitCode::SUCCESS);
     };
-    // A progress line only for a person watching a terminal.
-    let outcome = if !args.quiet && !args.json && std::io::stderr().is_terminal() {
-        let line = render::ProgressLine::new();
-        let outcome = plan.execute_with_progress(&image, &output, &line);
-        line.finish();
-        outcome?
-    } else {
-        plan.execute(&image, &output)?
-    };
+    let terminal = !args.quiet && !args.json && std::io::stderr().is_terminal();
+    let progress = render::ProgressLine::new(terminal, !args.quiet);
+    let outcome = exit::writing(|| plan.execute_with_progress(&image, &output, &progress));
+    progress.finish();
+    let outcome = outcome?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&outcome)?);
+        let mut value = serde_json::to_value(&outcome)?;
+        value["schema_version"] = json!(SCHEMA_VERSION);
+        value["input"] = input_json(&image);
+        out(&json_line(&value)?)?;
     } else if !args.quiet {
-        print!("{}", render::outcome(&image, &plan, &outcome));
+        out(&render::outcome(&image, &plan, &outcome))?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn inspect(args: &ImageArgs, as_json: bool) -> Result<ExitCode> {
+/// The `-o` value with `--format` and `--tag` folded in, conflicts refused.
+struct OutputSpec {
+    raw: String,
+    format: Option<OutputFormat>,
+    tag: Option<String>,
+}
+
+impl OutputSpec {
+    fn resolve(self, default: OutputFormat) -> Output {
+        let mut output = Output::parse(&self.raw, self.format.unwrap_or(default)).unwrap_or_else(|_| Output {
+            path: self.raw.clone().into(),
+            format: default,
+            tag: None,
+        });
+        if self.tag.is_some() {
+            output.tag = self.tag;
+        }
+        output
+    }
+}
+
+fn output_spec(raw: &str, format: Option<OutputFormat>, tag: Option<&str>) -> Result<OutputSpec> {
+    // Parsed once with a placeholder default to learn what the reference itself says.
+    let parsed = Output::parse(raw, OutputFormat::OciLayout).map_err(|e| anyhow!("-o {e}"))?;
+    let prefixed = ["oci:", "oci-archive:", "docker-archive:"].iter().any(|p| raw.starts_with(p));
+    if let (true, Some(format)) = (prefixed, format) {
+        if parsed.format != format {
+            bail!("-o `{raw}` names the {} format but --format says {}; give one of them", parsed.format, format);
+        }
+    }
+    if let (Some(own), Some(tag)) = (&parsed.tag, tag) {
+        if own != tag {
+            bail!("-o `{raw}` carries the tag `{own}` but --tag says `{tag}`; give one of them");
+        }
+    }
+    if let Some(tag) = tag {
+        if tag.is_empty() {
+            bail!("--tag is empty");
+        }
+    }
+    Ok(OutputSpec { raw: raw.to_string(), format, tag: tag.map(str::to_string) })
+}
+
+fn inspect(args: &ImageArgs, as_json: bool, verify: bool) -> Result<ExitCode> {
     let image = open(args)?;
+    // Indexing decodes every layer: each blob's size and sha256 and each diff_id are checked.
     let indexes = image.index_layers(0..image.layers().len())?;
     if as_json {
         let layers: Vec<_> = image
@@ -134,7 +226,7 @@ fn inspect(args: &ImageArgs, as_json: bool) -> Result<ExitCode> {
                     "index": l.index(),
                     "digest": i.blob_digest.to_string(),
                     "diff_id": l.diff_id().to_string(),
-                    "size": l.size(),
+                    "compressed_size": l.size(),
                     "uncompressed_size": i.uncompressed_size,
                     "media_type": l.media_type(),
                     "compression": l.compression(),
@@ -143,27 +235,27 @@ fn inspect(args: &ImageArgs, as_json: bool) -> Result<ExitCode> {
                 })
             })
             .collect();
-        let value = json!({
-            "path": image.path().display().to_string(),
-            "format": image.format(),
-            "name": image.name(),
-            "platform": image.platform().map(|p| p.to_string()),
-            "manifest_digest": image.manifest_digest().map(|d| d.to_string()),
-            "config_digest": image.config_digest().to_string(),
+        let mut value = json!({
+            "schema_version": SCHEMA_VERSION,
+            "input": input_json(&image),
             "layers": layers,
             "history": image.history(),
         });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        if verify {
+            value["verified"] = verification_json(&image);
+        }
+        out(&json_line(&value)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("image: {} ({}){}", image.path().display(), image.format(), image.name().map(|n| format!(", {n}")).unwrap_or_default());
+    let mut text =
+        format!("image: {} ({}){}\n", image.path().display(), image.format(), image.name().map(|n| format!(", {n}")).unwrap_or_default());
     if let Some(p) = image.platform() {
-        println!("platform: {p}");
+        text.push_str(&format!("platform: {p}\n"));
     }
     if let Some(d) = image.manifest_digest() {
-        println!("manifest: {d}");
+        text.push_str(&format!("manifest: {d}\n"));
     }
-    println!("config:   {}", image.config_digest());
+    text.push_str(&format!("config:   {}\n", image.config_digest()));
     let mut rows = vec![["#", "DIGEST", "DIFF_ID", "SIZE", "UNCOMPRESSED", "COMPRESSION", "CREATED BY"].map(String::from).to_vec()];
     let mut printed_steps = 0usize;
     for (layer, index) in image.layers().iter().zip(&indexes) {
@@ -188,8 +280,26 @@ fn inspect(args: &ImageArgs, as_json: bool) -> Result<ExitCode> {
     for empty in image.history().iter().skip(printed_steps) {
         rows.push(empty_step_row(empty));
     }
-    print!("{}", render::table(&rows));
+    text.push_str(&render::table(&rows));
+    if verify {
+        text.push_str(&format!(
+            "verified: {}the config's sha256; {n} layer blobs (size and sha256); {n} diff_ids (every layer decoded)\n",
+            if image.manifest_digest().is_some() { "the manifest's size and sha256; " } else { "" },
+            n = image.layers().len()
+        ));
+    }
+    out(&text)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `inspect` checked, for `--verify --json`.
+fn verification_json(image: &Image) -> Value {
+    json!({
+        "manifest": image.manifest_digest().is_some(),
+        "config": true,
+        "layer_blobs": image.layers().len(),
+        "diff_ids": image.layers().len(),
+    })
 }
 
 /// An `inspect` row for a history step that made no layer.
@@ -209,9 +319,12 @@ fn report(args: crate::args::ReportArgs) -> Result<ExitCode> {
         std::fs::write(path, report_svg(&report)).with_context(|| format!("writing `{}`", path.display()))?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let mut value = serde_json::to_value(&report)?;
+        value["schema_version"] = json!(SCHEMA_VERSION);
+        value["input"] = input_json(&image);
+        out(&json_line(&value)?)?;
     } else {
-        print!("{}", render::report(&report));
+        out(&render::report(&report))?;
     }
     let gates = Gates {
         max_wasted_bytes: args
@@ -225,7 +338,7 @@ fn report(args: crate::args::ReportArgs) -> Result<ExitCode> {
     };
     let failed = report.failed_gates(&gates);
     for f in &failed {
-        eprintln!("squash: gate failed: {f}");
+        note(&format!("squash: gate failed: {f}"));
     }
     Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

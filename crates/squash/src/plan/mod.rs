@@ -44,6 +44,12 @@ pub struct SquashOptions {
     pub history: HistoryMode,
     /// `SOURCE_DATE_EPOCH`: the `created` time of new history entries and of the config.
     pub source_date_epoch: Option<i64>,
+    /// How long to wait for another run's lock on an output layout (default
+    /// [`crate::DEFAULT_LOCK_TIMEOUT`]).
+    pub lock_timeout: Option<std::time::Duration>,
+    /// Also decode every kept layer and check its diff_id (kept layers are otherwise copied with
+    /// their size and sha256 checked only).
+    pub verify_all: bool,
 }
 
 impl SquashOptions {
@@ -80,6 +86,16 @@ impl SquashOptions {
     /// Sets what happens to squashed history steps.
     pub fn with_history(mut self, history: HistoryMode) -> Self {
         self.history = history;
+        self
+    }
+    /// Sets how long to wait for another run's lock on an output layout.
+    pub fn with_lock_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.lock_timeout = Some(timeout);
+        self
+    }
+    /// Decodes kept layers too and checks their diff_ids.
+    pub fn with_verify_all(mut self, verify_all: bool) -> Self {
+        self.verify_all = verify_all;
         self
     }
     /// Sets `SOURCE_DATE_EPOCH`.
@@ -217,6 +233,7 @@ impl Image {
             let indexes = self.index_layers(range.start..=range.end)?;
             let plan = self.plan_indexes(&indexes)?;
             let compression = options.compression.unwrap_or_else(|| default_compression(self, &range));
+            check_level(compression, options.level)?;
             planned.push(PlannedRange { range, indexes, compression, plan });
         }
         Ok(SquashPlan { ranges: planned, options: options.clone() })
@@ -242,6 +259,23 @@ impl Image {
                 Err(Error::MalformedTar { location, reason: format!("hard link target `{}` exists in no layer", target.display()) })
             }
         }
+    }
+}
+
+/// Refuses a level the chosen compression does not have.
+fn check_level(compression: Compression, level: Option<i32>) -> Result<()> {
+    let Some(level) = level else { return Ok(()) };
+    let (low, high) = match compression {
+        Compression::None => {
+            return Err(Error::InvalidOption { reason: format!("--level {level} has no meaning with --compression none") })
+        }
+        Compression::Gzip => (1, 9),
+        Compression::Zstd => (1, 22),
+    };
+    if (low..=high).contains(&level) {
+        Ok(())
+    } else {
+        Err(Error::InvalidOption { reason: format!("--level {level} is out of range for {compression} (levels {low} to {high})") })
     }
 }
 

@@ -23,6 +23,7 @@ use archive::ArchiveIndex;
 use blob::{BlobRef, Store, VerifyingReader};
 pub(crate) use docker::docker_media_type;
 pub(crate) use oci::{DOCKER_CONFIG, OCI_CONFIG, OCI_INDEX as OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST};
+pub(crate) use reference::remote_transport;
 pub use reference::{ImageReference, Transport};
 
 /// The container an image was read from.
@@ -223,12 +224,32 @@ impl Image {
 
     /// Like [`Image::open`], with options for choosing among several images.
     pub fn open_with(reference: &str, options: &OpenOptions) -> Result<Image> {
-        let reference: ImageReference = reference.parse().map_err(|reason| Error::Selection { location: Location::default(), reason })?;
+        let reference: ImageReference = reference.parse().map_err(|reason: String| {
+            let location = Location::file(reference);
+            match remote_transport(reference) {
+                Some(_) => Error::Unsupported { location, what: reason },
+                None => Error::Selection { location, reason },
+            }
+        })?;
         Image::open_reference(&reference, options)
     }
 
-    /// Opens a parsed reference.
+    /// Opens a parsed reference. A platform asked for in `options` must be the image's, whether
+    /// the input is an index or a single image.
     pub fn open_reference(reference: &ImageReference, options: &OpenOptions) -> Result<Image> {
+        let image = Image::open_unchecked(reference, options)?;
+        if let (Some(wanted), Some(actual)) = (&options.platform, image.platform()) {
+            if !wanted.matches(actual) {
+                return Err(Error::Selection {
+                    location: Location::file(&reference.path),
+                    reason: format!("no manifest for platform {wanted}: the image is for {actual} only"),
+                });
+            }
+        }
+        Ok(image)
+    }
+
+    fn open_unchecked(reference: &ImageReference, options: &OpenOptions) -> Result<Image> {
         let path = &reference.path;
         let metadata = std::fs::metadata(path).at(|| Location::file(path))?;
         let transport = match reference.transport {

@@ -62,8 +62,39 @@ impl FromStr for ImageReference {
         if s.is_empty() {
             return Err("empty image reference".into());
         }
+        if let Some(hint) = unsupported_transport(s).filter(|_| !std::path::Path::new(s).exists()) {
+            return Err(hint);
+        }
         Ok(ImageReference::path(s))
     }
+}
+
+/// Transports of containers-image and Docker that name something other than a file: squash
+/// reads files and layouts only, so these get a hint instead of "no such file".
+const REMOTE_TRANSPORTS: [(&str, &str); 7] = [
+    ("docker://", "a registry"),
+    ("docker-daemon:", "the Docker daemon"),
+    ("containers-storage:", "containers-storage (podman, buildah)"),
+    ("ostree:", "an ostree repository"),
+    ("sif:", "a SIF file"),
+    ("registry:", "a registry"),
+    ("docker:", "a registry"),
+];
+
+/// The transport name and what it names, when `s` starts with a transport that is no file.
+pub(crate) fn remote_transport(s: &str) -> Option<(&'static str, &'static str)> {
+    let (prefix, what) = REMOTE_TRANSPORTS.iter().find(|(prefix, _)| s.starts_with(prefix))?;
+    Some((prefix.trim_end_matches('/').trim_end_matches(':'), what))
+}
+
+/// The hint for an input reference whose transport is not a file or layout, if it is one.
+fn unsupported_transport(s: &str) -> Option<String> {
+    let (name, what) = remote_transport(s)?;
+    Some(format!(
+        "the `{name}` transport ({what}) is not read by squash, which reads files and layouts only: \
+         export the image first with `docker save IMAGE -o app.tar`, `podman save --format oci-archive IMAGE -o app.tar` \
+         or `skopeo copy {s} oci:layout:tag`, then pass that file or `oci:layout:tag`"
+    ))
 }
 
 #[cfg(test)]
@@ -82,5 +113,9 @@ mod tests {
         assert_eq!(r.transport, None);
         assert!("oci:".parse::<ImageReference>().is_err());
         assert!("oci:x:".parse::<ImageReference>().is_err());
+        for remote in ["docker://alpine:3", "docker-daemon:app:latest", "containers-storage:app", "docker:alpine"] {
+            let message = remote.parse::<ImageReference>().unwrap_err();
+            assert!(message.contains("docker save") && message.contains("skopeo copy"), "{message}");
+        }
     }
 }

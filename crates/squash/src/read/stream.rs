@@ -341,6 +341,14 @@ impl Image {
 }
 
 impl Image {
+    /// Decodes the given layers (in parallel) and checks each blob's size and sha256 and each
+    /// layer's diff_id, writing nothing.
+    pub fn verify_layers(&self, layers: impl IntoIterator<Item = usize>) -> Result<()> {
+        use rayon::prelude::*;
+        let wanted: Vec<usize> = layers.into_iter().collect();
+        wanted.par_iter().try_for_each(|&i| self.write_layer_tar(i, &mut io::sink()))
+    }
+
     /// Streams layer `layer_index` as an uncompressed tar into `out`, verifying its digest, size
     /// and diff_id as it goes (an export of one layer).
     pub fn write_layer_tar(&self, layer_index: usize, out: &mut dyn std::io::Write) -> Result<()> {

@@ -2,6 +2,7 @@
 //! (`rootfs.diff_ids`, history) and manifest as JSON values so unknown fields survive, and commits
 //! the output container.
 
+mod lock;
 pub(crate) mod target;
 
 use std::io;
@@ -15,7 +16,8 @@ use crate::layer::compression::Compression;
 use crate::merge::merge_range;
 use crate::plan::{HistoryMode, PlannedRange, SquashPlan};
 use crate::read::{Image, InputFormat, DOCKER_CONFIG, OCI_CONFIG, OCI_MANIFEST};
-use target::{BlobKind, Finish, Target};
+use lock::LockWait;
+use target::{BlobKind, Finish, Input, Target};
 pub use target::{Output, OutputFormat};
 
 /// One layer of the written image.
@@ -102,7 +104,19 @@ pub trait Progress: Sync {
     fn written(&self, bytes: u64) {
         let _ = bytes;
     }
+    /// Something a person waiting should know (`waiting for the lock on …`).
+    fn notice(&self, message: &str) {
+        let _ = message;
+    }
+    /// Whether the run should stop. Polled while writing; when it returns true the run fails
+    /// with [`Error::Cancelled`] and removes everything it wrote.
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
+
+/// How long a run waits for another run's lock on an output layout by default.
+pub const DEFAULT_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Progress that goes nowhere.
 #[derive(Debug, Clone, Copy, Default)]
@@ -119,6 +133,9 @@ struct Counting<'a, W> {
 
 impl<W: io::Write> io::Write for Counting<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.progress.cancelled() {
+            return Err(Error::Cancelled.into_io());
+        }
         let n = self.inner.write(buf)?;
         self.unreported += n as u64;
         if self.unreported >= 1 << 20 {
@@ -142,7 +159,17 @@ impl SquashPlan {
 
     /// [`SquashPlan::execute`], reporting progress.
     pub fn execute_with_progress(&self, image: &Image, output: &Output, progress: &dyn Progress) -> Result<Outcome> {
-        let mut target = Target::create(output, image.path())?;
+        if progress.cancelled() {
+            return Err(Error::Cancelled);
+        }
+        if self.options.verify_all {
+            // Ranges were decoded and fully checked when planned; kept layers are checked here.
+            image.verify_layers(self.kept_layers(image))?;
+        }
+        let mut inputs = vec![Input { path: image.path(), tag: image.name() }];
+        inputs.extend(self.options.bases.iter().map(|b| Input { path: b.path(), tag: b.name() }));
+        let wait = LockWait { timeout: self.options.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT), progress };
+        let mut target = Target::create(output, &inputs, wait)?;
         let docker = docker_family(image, output);
         let mut layers: Vec<OutcomeLayer> = Vec::new();
         let mut descriptors: Vec<Value> = Vec::new();

@@ -1,11 +1,12 @@
 //! Output containers: OCI layout directories (new or existing), OCI archives and `docker save`
 //! tarballs. Everything is written under a temporary name next to the destination and put in
-//! place by [`Target::commit`]; dropping an uncommitted target removes what it wrote.
+//! place by [`Target::commit`]; dropping an uncommitted target removes what it wrote. Files get
+//! mode 0644 and directories 0755, less the umask. No output may touch a file of an input.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{BufWriter, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use serde_json::{json, Value};
 use tempfile::{NamedTempFile, TempDir};
@@ -13,6 +14,7 @@ use tempfile::{NamedTempFile, TempDir};
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Location, Result};
 use crate::layer::tarstream::{padding, BLOCK};
+use crate::write::lock::{sweep, temp_dir, temp_file, DirLock, LockWait, TEMP_MARK};
 
 /// The container to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -24,6 +26,16 @@ pub enum OutputFormat {
     OciArchive,
     /// A `docker save` tarball that `docker load`, skopeo and podman read.
     DockerArchive,
+}
+
+impl std::fmt::Display for OutputFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OutputFormat::OciLayout => "oci",
+            OutputFormat::OciArchive => "oci-archive",
+            OutputFormat::DockerArchive => "docker-archive",
+        })
+    }
 }
 
 impl std::str::FromStr for OutputFormat {
@@ -66,28 +78,47 @@ impl Output {
                 if path.is_empty() {
                     return Err(format!("`{s}` names no path"));
                 }
+                if tag.as_deref() == Some("") {
+                    return Err(format!("`{s}` ends with an empty tag; give one after the colon or drop the colon"));
+                }
+                if path == "-" {
+                    return Err(format!("`{s}`: writing an image to standard output is not supported yet; give a file path"));
+                }
                 return Ok(Output { path: PathBuf::from(path), format, tag });
             }
         }
         if s.is_empty() {
             return Err("empty output path".into());
         }
+        if s == "-" {
+            return Err("`-`: writing an image to standard output is not supported yet; give a file path".into());
+        }
+        if let Some((name, what)) = crate::read::remote_transport(s) {
+            return Err(format!(
+                "`{s}`: the `{name}` transport ({what}) is not written by squash, which writes files and layouts only: \
+                 write a file (`-o app.tar`) and load it with `docker load -i app.tar`, `podman load -i app.tar` \
+                 or `skopeo copy docker-archive:app.tar {s}`"
+            ));
+        }
         Ok(Output { path: PathBuf::from(s), format: default, tag: None })
     }
 }
 
 /// An output being written.
-pub(crate) enum Target {
-    Layout(LayoutTarget),
+pub(crate) enum Target<'a> {
+    Layout(LayoutTarget<'a>),
     Archive(ArchiveTarget),
 }
 
-pub(crate) struct LayoutTarget {
+/// A layout being written: a new one built in a temporary directory beside its destination, or
+/// an existing one whose new blobs are staged under temporary names until the commit.
+pub(crate) struct LayoutTarget<'a> {
     root: PathBuf,
-    /// The temporary directory of a new layout; `None` when adding to an existing one.
-    fresh: Option<TempDir>,
-    created: Vec<PathBuf>,
-    committed: bool,
+    /// The temporary directory of a new layout, and the handle that keeps it locked.
+    fresh: Option<(TempDir, File)>,
+    /// New blobs for an existing layout, not yet under their names.
+    staged: BTreeMap<Digest, NamedTempFile>,
+    wait: LockWait<'a>,
 }
 
 pub(crate) struct ArchiveTarget {
@@ -106,18 +137,115 @@ fn parent_dir(path: &Path) -> PathBuf {
     }
 }
 
+/// The prefix of temporaries beside a new destination: `.NAME.squash-tmp`.
 fn temp_prefix(path: &Path) -> String {
-    format!(".{}.squash-tmp", path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+    format!(".{}{TEMP_MARK}", path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
 }
 
-impl Target {
-    pub(crate) fn create(output: &Output, input: &Path) -> Result<Target> {
-        let location = Location::file(&output.path);
-        if let (Ok(a), Ok(b)) = (fs::canonicalize(&output.path), fs::canonicalize(input)) {
-            if a == b && output.format != OutputFormat::OciLayout {
-                return Err(Error::Output { location, reason: "the output would overwrite the input; choose another path".into() });
+/// `path` with symlinks and `..` resolved, also when its last components do not exist yet.
+fn resolve(path: &Path) -> PathBuf {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
+    };
+    let mut existing = absolute.clone();
+    let mut missing: Vec<std::ffi::OsString> = Vec::new();
+    loop {
+        if let Ok(mut resolved) = fs::canonicalize(&existing) {
+            for part in missing.iter().rev() {
+                match Path::new(part).components().next() {
+                    Some(Component::ParentDir) => {
+                        resolved.pop();
+                    }
+                    Some(Component::Normal(name)) => resolved.push(name),
+                    _ => {}
+                }
             }
+            return resolved;
         }
+        match existing.file_name() {
+            Some(name) => missing.push(name.to_os_string()),
+            None if existing.ends_with("..") => missing.push("..".into()),
+            None => {}
+        }
+        if !existing.pop() {
+            return absolute;
+        }
+    }
+}
+
+/// Refuses an output that would create, replace or rename over a file of an input.
+fn check_not_inside_inputs(output: &Output, inputs: &[Input<'_>]) -> Result<()> {
+    let dest = resolve(&output.path);
+    for input in inputs {
+        let Ok(source) = fs::canonicalize(input.path) else { continue };
+        let location = || Location::file(&output.path);
+        if dest == source {
+            let same_layout = output.format == OutputFormat::OciLayout && source.is_dir() && source.join("oci-layout").is_file();
+            if !same_layout {
+                return Err(Error::Output {
+                    location: location(),
+                    reason: format!("would overwrite the input `{}`", input.path.display()),
+                });
+            }
+            if output.tag.is_some() && output.tag.as_deref() == input.tag {
+                return Err(Error::Output {
+                    location: location(),
+                    reason: format!(
+                        "would replace the input's own tag `{}` in `{}`; write under another tag",
+                        input.tag.unwrap_or_default(),
+                        input.path.display()
+                    ),
+                });
+            }
+        } else if dest.starts_with(&source) {
+            return Err(Error::Output {
+                location: location(),
+                reason: format!("is inside the input `{}`; writing there would change the input", input.path.display()),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// An image read by the run, which its output must not touch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Input<'p> {
+    pub path: &'p Path,
+    /// The tag the image was chosen by in its layout, if any.
+    pub tag: Option<&'p str>,
+}
+
+/// Writes into `W`, naming `dest` in the error when a write fails (a full disk is the output's
+/// fault, not the input layer's being copied).
+struct OutputWriter<'d, W> {
+    inner: W,
+    dest: &'d Path,
+}
+
+impl<W: Write> OutputWriter<'_, W> {
+    fn wrap(&self, e: std::io::Error) -> std::io::Error {
+        if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            return e;
+        }
+        Error::Io { location: Location::file(self.dest), source: e }.into_io()
+    }
+}
+
+impl<W: Write> Write for OutputWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf).map_err(|e| self.wrap(e))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush().map_err(|e| self.wrap(e))
+    }
+}
+
+impl<'a> Target<'a> {
+    pub(crate) fn create(output: &Output, inputs: &[Input<'_>], wait: LockWait<'a>) -> Result<Target<'a>> {
+        let location = Location::file(&output.path);
+        check_not_inside_inputs(output, inputs)?;
         let parent = parent_dir(&output.path);
         match output.format {
             OutputFormat::OciLayout => {
@@ -128,24 +256,33 @@ impl Target {
                             reason: "exists and is not an OCI image layout; remove it or choose another path".into(),
                         });
                     }
-                    return Ok(Target::Layout(LayoutTarget {
-                        root: output.path.clone(),
-                        fresh: None,
-                        created: Vec::new(),
-                        committed: false,
-                    }));
+                    let root = output.path.clone();
+                    {
+                        let _lock = DirLock::acquire(&root, wait)?;
+                        sweep(&root.join("blobs/sha256"), TEMP_MARK);
+                        sweep(&root, TEMP_MARK);
+                    }
+                    return Ok(Target::Layout(LayoutTarget { root, fresh: None, staged: BTreeMap::new(), wait }));
                 }
-                let temp =
-                    tempfile::Builder::new().prefix(&temp_prefix(&output.path)).tempdir_in(&parent).at(|| Location::file(&parent))?;
-                fs::create_dir_all(temp.path().join("blobs/sha256")).at(|| Location::file(temp.path()))?;
-                Ok(Target::Layout(LayoutTarget { root: output.path.clone(), fresh: Some(temp), created: Vec::new(), committed: false }))
+                let fresh = {
+                    let _lock = DirLock::acquire_if_possible(&parent, wait)?.inspect(|_| {
+                        sweep(&parent, &temp_prefix(&output.path));
+                    });
+                    temp_dir(&parent, &format!("{}-", temp_prefix(&output.path)))?
+                };
+                fs::create_dir_all(fresh.0.path().join("blobs/sha256")).at(|| Location::file(fresh.0.path()))?;
+                Ok(Target::Layout(LayoutTarget { root: output.path.clone(), fresh: Some(fresh), staged: BTreeMap::new(), wait }))
             }
             format => {
                 if output.path.is_dir() {
                     return Err(Error::Output { location, reason: "is a directory; an archive output needs a file path".into() });
                 }
-                let file =
-                    tempfile::Builder::new().prefix(&temp_prefix(&output.path)).tempfile_in(&parent).at(|| Location::file(&parent))?;
+                let file = {
+                    let _lock = DirLock::acquire_if_possible(&parent, wait)?.inspect(|_| {
+                        sweep(&parent, &temp_prefix(&output.path));
+                    });
+                    temp_file(&parent, &format!("{}-", temp_prefix(&output.path)))?
+                };
                 let handle = file.reopen().at(|| Location::file(file.path()))?;
                 let mut target = ArchiveTarget {
                     dest: output.path.clone(),
@@ -169,7 +306,9 @@ impl Target {
     pub(crate) fn has_blob(&self, digest: &Digest) -> bool {
         match self {
             Target::Layout(t) => {
-                t.work().join("blobs/sha256").join(digest.hex()).is_file() || t.root.join("blobs/sha256").join(digest.hex()).is_file()
+                t.staged.contains_key(digest)
+                    || t.work().join("blobs/sha256").join(digest.hex()).is_file()
+                    || t.root.join("blobs/sha256").join(digest.hex()).is_file()
             }
             Target::Archive(t) => t.written.contains(digest),
         }
@@ -226,10 +365,18 @@ pub(crate) struct Finish {
     pub layers: Vec<Digest>,
 }
 
-impl LayoutTarget {
+impl Finish {
+    /// Every blob the new image refers to: layers, config and (for layouts) the manifest.
+    fn blobs(&self) -> Vec<Digest> {
+        let manifest = self.manifest_descriptor.get("digest").and_then(Value::as_str).and_then(|d| d.parse::<Digest>().ok());
+        self.layers.iter().cloned().chain([self.config.clone()]).chain(manifest).collect()
+    }
+}
+
+impl LayoutTarget<'_> {
     fn work(&self) -> PathBuf {
         match &self.fresh {
-            Some(t) => t.path().to_path_buf(),
+            Some((t, _)) => t.path().to_path_buf(),
             None => self.root.clone(),
         }
     }
@@ -237,81 +384,141 @@ impl LayoutTarget {
     fn write_blob(&mut self, write: &mut dyn FnMut(&mut dyn Write) -> Result<()>) -> Result<(Digest, u64)> {
         let dir = self.work().join("blobs/sha256");
         fs::create_dir_all(&dir).at(|| Location::file(&dir))?;
-        let temp = NamedTempFile::new_in(&dir).at(|| Location::file(&dir))?;
+        let temp = if self.fresh.is_some() {
+            temp_file(&dir, &format!("{TEMP_MARK}-"))?
+        } else {
+            // Under the layout's lock, so that a sweep never sees it unlocked.
+            let _lock = DirLock::acquire(&self.root, self.wait)?;
+            temp_file(&dir, &format!("{TEMP_MARK}-"))?
+        };
         let handle = temp.reopen().at(|| Location::file(temp.path()))?;
-        let mut writer = HashingWriter::new(BufWriter::with_capacity(1 << 20, handle));
+        let mut writer = HashingWriter::new(OutputWriter { inner: BufWriter::with_capacity(1 << 20, handle), dest: &self.root });
         write(&mut writer)?;
         let (buffered, digest, size) = writer.finish();
-        let file = buffered.into_inner().map_err(|e| Error::io(Location::file(temp.path()), e.into_error()))?;
-        file.sync_all().at(|| Location::file(temp.path()))?;
+        let file = buffered.inner.into_inner().map_err(|e| Error::io(Location::file(&self.root), e.into_error()))?;
+        file.sync_all().at(|| Location::file(&self.root))?;
         let final_path = dir.join(digest.hex());
-        if final_path.exists() {
+        if final_path.exists() || self.staged.contains_key(&digest) {
             return Ok((digest, size));
         }
-        temp.persist(&final_path).map_err(|e| Error::io(Location::file(&final_path), e.error))?;
-        if self.fresh.is_none() {
-            self.created.push(final_path);
+        if self.fresh.is_some() {
+            temp.persist(&final_path).map_err(|e| Error::io(Location::file(&final_path), e.error))?;
+        } else {
+            self.staged.insert(digest.clone(), temp);
         }
         Ok((digest, size))
     }
 
     fn commit(mut self, finish: Finish) -> Result<()> {
-        let work = self.work();
-        let index_path = work.join("index.json");
-        let mut index = if self.fresh.is_none() {
-            let raw = fs::read(&index_path).at(|| Location::file(&index_path))?;
-            serde_json::from_slice::<Value>(&raw).map_err(|e| Error::invalid(Location::file(&index_path), "image index", e.to_string()))?
-        } else {
-            json!({"schemaVersion": 2, "mediaType": crate::read::OCI_INDEX_MEDIA_TYPE, "manifests": []})
+        let Some((temp, dir_lock)) = self.fresh.take() else {
+            let staged = std::mem::take(&mut self.staged).into_iter().map(|(d, t)| (d, Staged::Temp(t))).collect();
+            return add_to_layout(&self.root, staged, &finish, self.wait);
         };
-        let mut descriptor = finish.manifest_descriptor;
-        if let Some(tag) = &finish.tag {
-            descriptor["annotations"] = json!({ "org.opencontainers.image.ref.name": tag });
+        let index = json!({"schemaVersion": 2, "mediaType": crate::read::OCI_INDEX_MEDIA_TYPE, "manifests": []});
+        let index = with_descriptor(index, &finish, &self.root)?;
+        write_file_atomically(temp.path(), "index.json", &index)?;
+        write_file_atomically(temp.path(), "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        let parent = parent_dir(&self.root);
+        let parent_lock = DirLock::acquire_if_possible(&parent, self.wait)?;
+        if !self.root.exists() {
+            fs::rename(temp.path(), &self.root).at(|| Location::file(&self.root))?;
+            let _ = temp.keep();
+            drop(dir_lock);
+            return Ok(());
         }
-        let manifests = match index.get_mut("manifests") {
-            Some(Value::Array(items)) => items,
-            _ => {
-                index["manifests"] = json!([]);
-                match index.get_mut("manifests") {
-                    Some(Value::Array(items)) => items,
-                    _ => return Err(Error::invalid(Location::file(&index_path), "image index", "no manifests")),
-                }
-            }
-        };
-        if let Some(tag) = &finish.tag {
-            manifests.retain(|m| m.pointer("/annotations/org.opencontainers.image.ref.name").and_then(Value::as_str) != Some(tag));
+        drop(parent_lock);
+        // Another run created the layout meanwhile: add this image to it.
+        if !self.root.join("oci-layout").is_file() {
+            return Err(Error::Output {
+                location: Location::file(&self.root),
+                reason: "appeared while this run was writing and is not an OCI image layout".into(),
+            });
         }
-        manifests.push(descriptor);
-        let bytes = serde_json::to_vec(&index).map_err(|e| Error::io(Location::file(&index_path), e.into()))?;
-        write_file_atomically(&work, "index.json", &bytes)?;
-        if let Some(temp) = self.fresh.take() {
-            write_file_atomically(temp.path(), "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-            let kept = temp.keep();
-            if let Err(e) = fs::rename(&kept, &self.root) {
-                let _ = fs::remove_dir_all(&kept);
-                return Err(Error::io(Location::file(&self.root), e));
-            }
-        }
-        self.committed = true;
-        Ok(())
+        let blobs = temp.path().join("blobs/sha256");
+        let staged = finish.blobs().into_iter().map(|d| (d.clone(), Staged::Path(blobs.join(d.hex())))).collect();
+        add_to_layout(&self.root, staged, &finish, self.wait)
     }
 }
 
-impl Drop for LayoutTarget {
-    fn drop(&mut self) {
-        if !self.committed {
-            for path in &self.created {
-                let _ = fs::remove_file(path);
+/// A blob waiting to be put into a layout.
+enum Staged {
+    Temp(NamedTempFile),
+    Path(PathBuf),
+}
+
+/// Puts staged blobs into the existing layout at `root` and adds the image to its `index.json`,
+/// all under the layout's lock. On failure the blobs put in are removed again.
+fn add_to_layout(root: &Path, staged: BTreeMap<Digest, Staged>, finish: &Finish, wait: LockWait<'_>) -> Result<()> {
+    let _lock = DirLock::acquire(root, wait)?;
+    let blobs = root.join("blobs/sha256");
+    let mut put: Vec<PathBuf> = Vec::new();
+    let result = (|| {
+        for (digest, blob) in staged {
+            let final_path = blobs.join(digest.hex());
+            if final_path.exists() {
+                continue;
+            }
+            match blob {
+                Staged::Temp(temp) => {
+                    temp.persist(&final_path).map_err(|e| Error::io(Location::file(&final_path), e.error))?;
+                }
+                Staged::Path(path) => {
+                    if !path.exists() {
+                        continue;
+                    }
+                    fs::rename(&path, &final_path).at(|| Location::file(&final_path))?;
+                }
+            }
+            put.push(final_path);
+        }
+        for digest in finish.blobs() {
+            if !blobs.join(digest.hex()).is_file() {
+                return Err(Error::Output {
+                    location: Location::file(root),
+                    reason: format!("blob {digest} that the new image needs is gone (removed by another program meanwhile?)"),
+                });
             }
         }
+        let index_path = root.join("index.json");
+        let raw = fs::read(&index_path).at(|| Location::file(&index_path))?;
+        let index: Value =
+            serde_json::from_slice(&raw).map_err(|e| Error::invalid(Location::file(&index_path), "image index", e.to_string()))?;
+        let bytes = with_descriptor(index, finish, root)?;
+        write_file_atomically(root, "index.json", &bytes)
+    })();
+    if result.is_err() {
+        for path in put {
+            let _ = fs::remove_file(path);
+        }
     }
+    result
+}
+
+/// `index` with the new manifest's descriptor added (replacing an entry of the same tag), as bytes.
+fn with_descriptor(mut index: Value, finish: &Finish, root: &Path) -> Result<Vec<u8>> {
+    let index_path = root.join("index.json");
+    let mut descriptor = finish.manifest_descriptor.clone();
+    if let Some(tag) = &finish.tag {
+        descriptor["annotations"] = json!({ "org.opencontainers.image.ref.name": tag });
+    }
+    if !index.get("manifests").is_some_and(Value::is_array) {
+        index["manifests"] = json!([]);
+    }
+    let Some(Value::Array(manifests)) = index.get_mut("manifests") else {
+        return Err(Error::invalid(Location::file(&index_path), "image index", "no manifests"));
+    };
+    if let Some(tag) = &finish.tag {
+        manifests.retain(|m| m.pointer("/annotations/org.opencontainers.image.ref.name").and_then(Value::as_str) != Some(tag));
+    }
+    manifests.push(descriptor);
+    serde_json::to_vec(&index).map_err(|e| Error::io(Location::file(&index_path), e.into()))
 }
 
 fn write_file_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let mut temp = NamedTempFile::new_in(dir).at(|| Location::file(dir))?;
-    temp.write_all(bytes).at(|| Location::file(temp.path()))?;
-    temp.as_file().sync_all().at(|| Location::file(temp.path()))?;
     let dest = dir.join(name);
+    let mut temp = temp_file(dir, &format!("{TEMP_MARK}-"))?;
+    temp.write_all(bytes).at(|| Location::file(&dest))?;
+    temp.as_file().sync_all().at(|| Location::file(&dest))?;
     temp.persist(&dest).map_err(|e| Error::io(Location::file(&dest), e.error))?;
     Ok(())
 }
@@ -377,7 +584,7 @@ impl ArchiveTarget {
         let placeholder = self.blob_name(kind, &Digest::of(b""));
         self.put(&Self::header(placeholder.as_bytes(), 0, b'0'))?;
         let location = self.location();
-        let mut writer = HashingWriter::new(&mut self.out);
+        let mut writer = HashingWriter::new(OutputWriter { inner: &mut self.out, dest: &self.dest });
         write(&mut writer)?;
         let (_, digest, size) = writer.finish();
         self.offset += size;

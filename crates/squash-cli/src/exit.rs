@@ -1,0 +1,123 @@
+//! How the process ends: writes to stdout that fail quietly when it is closed, SIGINT/SIGTERM
+//! turned into a cancellation the library honours, and errors rendered once (as text, or as a
+//! JSON object with `--json`) with the documented exit codes.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::time::Duration;
+
+use anyhow::Result;
+use serde_json::json;
+use signal_hook::consts::{SIGINT, SIGPIPE, SIGTERM};
+
+/// The signal that asked the run to stop, 0 while none has.
+static SIGNALLED: AtomicI32 = AtomicI32::new(0);
+/// Whether an output is being written, so that a signal must wait for its cleanup.
+static WRITING: AtomicBool = AtomicBool::new(false);
+
+/// How long a writing run may take to clean up after a signal before the process ends anyway.
+const CLEANUP_GRACE: Duration = Duration::from_secs(20);
+
+/// Writes `text` to stdout; a closed stdout ends the process as it ends coreutils.
+pub fn out(text: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => broken_pipe(),
+        Err(e) => Err(anyhow::Error::new(e).context("writing to standard output")),
+    }
+}
+
+/// Ends the process by SIGPIPE's default action, as `yes | head -1` ends `yes`.
+fn broken_pipe() -> ! {
+    let _ = signal_hook::low_level::emulate_default_handler(SIGPIPE);
+    std::process::exit(128 + SIGPIPE)
+}
+
+/// A line on stderr that never panics (a closed stderr is ignored).
+pub fn note(text: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
+/// Starts the thread that turns SIGINT and SIGTERM into a cancellation. Outside a write the
+/// process ends at once (nothing is on disk yet); during one the library is asked to stop and
+/// remove what it wrote, and the process ends when it has (or after a grace period, or at a
+/// second signal).
+pub fn install_signal_handlers() -> Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        for signal in signals.forever() {
+            let first = SIGNALLED.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst).is_ok();
+            if !first || !WRITING.load(Ordering::SeqCst) {
+                std::process::exit(128 + signal);
+            }
+            std::thread::spawn(move || {
+                std::thread::sleep(CLEANUP_GRACE);
+                std::process::exit(128 + signal);
+            });
+        }
+    })?;
+    Ok(())
+}
+
+/// Whether a signal asked the run to stop.
+pub fn cancelled() -> bool {
+    SIGNALLED.load(Ordering::SeqCst) != 0
+}
+
+/// Runs `write` as an output write: a signal during it cancels it instead of ending the process.
+pub fn writing<T>(write: impl FnOnce() -> T) -> T {
+    WRITING.store(true, Ordering::SeqCst);
+    let result = write();
+    WRITING.store(false, Ordering::SeqCst);
+    result
+}
+
+/// The exit code for a run that ended with `error`, after printing it once.
+pub fn fail(error: &anyhow::Error, as_json: bool) -> ExitCode {
+    let signal = SIGNALLED.load(Ordering::SeqCst);
+    if signal != 0 {
+        note(&format!(
+            "squash: interrupted by {}; nothing was left at the destination",
+            if signal == SIGINT { "SIGINT" } else { "SIGTERM" }
+        ));
+        return ExitCode::from(128 + signal as u8);
+    }
+    let message = render(error);
+    if as_json {
+        let library = error.chain().find_map(|e| e.downcast_ref::<squash::Error>());
+        let location = library.and_then(squash::Error::location);
+        let value = json!({
+            "schema_version": crate::commands::SCHEMA_VERSION,
+            "error": {
+                "kind": library.map(squash::Error::kind).unwrap_or("usage"),
+                "message": message,
+                "file": location.and_then(|l| l.file.as_ref()).map(|f| f.display().to_string()),
+                "part": location.and_then(|l| l.part.clone()),
+                "entry": location.and_then(|l| l.entry.clone()),
+            },
+            "exit_code": 2,
+        });
+        let _ = out(&format!("{}\n", serde_json::to_string_pretty(&value).unwrap_or_default()));
+    }
+    note(&format!("squash: error: {message}"));
+    ExitCode::from(2)
+}
+
+/// The error and its causes on one line, leaving out a cause whose text the line already holds
+/// (a library error that prints its OS error, and the same OS error as its source).
+pub fn render(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
