@@ -1,5 +1,5 @@
 use proptest::prelude::*;
-use squash_testkit::{random_stack, LayerCompression};
+use squash_testkit::{random_stack, random_stack_implicit_parents, LayerCompression};
 
 use crate::support::check_equivalent;
 
@@ -30,6 +30,18 @@ fn several_ranges_in_one_run() {
     }
 }
 
+#[test]
+fn implicit_parents_survive_in_every_range() {
+    for seed in 200..260u64 {
+        let stack = random_stack_implicit_parents(seed, 6);
+        for range in [(0, 2), (2, 4), (3, 5), (0, 5), (1, 1), (4, 5)] {
+            if let Err(e) = check_equivalent(&stack, vec![range], LayerCompression::Gzip) {
+                panic!("seed {seed}, implicit parents, range {range:?}: {e}");
+            }
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
     #[test]
@@ -38,4 +50,24 @@ proptest! {
         let end = (start + len - 1).min(layers - 1);
         run(seed, layers, (start, end));
     }
+
+    #[test]
+    fn random_stacks_with_implicit_parents(seed in any::<u64>(), layers in 2usize..8, start in 0usize..8, len in 1usize..8) {
+        let start = start % layers;
+        let end = (start + len - 1).min(layers - 1);
+        let stack = random_stack_implicit_parents(seed, layers);
+        if let Err(e) = check_equivalent(&stack, vec![(start, end)], LayerCompression::Gzip) {
+            panic!("seed {seed}, {layers} layers, implicit parents, range {:?}: {e}", (start, end));
+        }
+    }
+}
+
+/// Seeds that once failed, kept as plain tests.
+#[test]
+fn seeds_that_failed() {
+    // A hard link to a lower file whose name the range turns into a directory.
+    run(17289479492098035222, 3, (1, 2));
+    // A hard link to a lower file that the range replaces after the link, while another lower
+    // name of the file survives.
+    run(15934494783588942852, 4, (3, 3));
 }

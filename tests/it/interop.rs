@@ -102,14 +102,37 @@ fn umoci_unpacks_original_and_squashed_to_equal_trees() {
 fn umoci_case(top: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (input, image) = squashed(dir.path());
-    let out = dir.path().join("out");
+    umoci_compare(dir.path(), &input, &image, LayerSelector::Top(top));
+}
+
+/// The case: `x/y/f` with no directory headers, deleted by the next layer. umoci does
+/// not create a whiteout's parents, so the squashed layer must name `x/` and `x/y/` itself.
+#[test]
+fn umoci_keeps_directories_implied_and_emptied_inside_the_range() {
+    if !available("umoci") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stack = vec![
+        LayerBuilder::new().file("keep", b"keep").finish(),
+        LayerBuilder::new().file("x/y/f", b"f").file(format!("{}/z/f", "L".repeat(120)), b"f").finish(),
+        LayerBuilder::new().whiteout("x/y/f").whiteout(format!("{}/z/f", "L".repeat(120))).finish(),
+    ];
+    let input = build(dir.path(), &stack, LayerCompression::Gzip);
+    let image = Image::open(&format!("oci:{}:t", input.display())).expect("open");
+    umoci_compare(dir.path(), &input, &image, LayerSelector::Ranges(vec![(1, 2)]));
+}
+
+/// Squashes `image` (read from `input`) with `selector` and compares what umoci unpacks of both.
+fn umoci_compare(dir: &Path, input: &Path, image: &Image, selector: LayerSelector) {
+    let out = dir.join("out");
     image
-        .plan(&SquashOptions::default().with_selector(LayerSelector::Top(top)))
-        .and_then(|p| p.execute(&image, &Output { path: out.clone(), format: OutputFormat::OciLayout, tag: Some("t".into()) }))
+        .plan(&SquashOptions::default().with_selector(selector))
+        .and_then(|p| p.execute(image, &Output { path: out.clone(), format: OutputFormat::OciLayout, tag: Some("t".into()) }))
         .expect("squash");
     let mut trees = Vec::new();
-    for (layout, bundle) in [(&input, "b1"), (&out, "b2")] {
-        let bundle = dir.path().join(bundle);
+    for (layout, bundle) in [(input, "b1"), (out.as_path(), "b2")] {
+        let bundle = dir.join(bundle);
         run(Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:t", layout.display())).arg(&bundle));
         let rootfs = bundle.join("rootfs");
         let mut lines = tree(&rootfs);
@@ -123,7 +146,7 @@ fn umoci_case(top: usize) {
         trees.push(lines);
     }
     if trees[0] != trees[1] {
-        let (before, _) = squash_testkit::read_oci_layout(&input, Some("t"));
+        let (before, _) = squash_testkit::read_oci_layout(input, Some("t"));
         let (after, _) = squash_testkit::read_oci_layout(&out, Some("t"));
         panic!(
             "umoci unpacked different trees\n{:?}\n{:?}\n--- input:\n{}\n--- output:\n{}",

@@ -146,3 +146,74 @@ fn umoci_whiteout_under_a_file() {
         vec![(1, 2)],
     );
 }
+
+/// Entries of the squashed layers of `stack` squashed over `range`, as `(path, is_dir)`.
+fn squashed_entries(stack: &[Vec<u8>], range: (usize, usize)) -> Vec<(String, bool)> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = crate::support::build(dir.path(), stack, LayerCompression::Gzip);
+    let out = crate::support::squash(&input, dir.path(), vec![range], squash::SquashOptions::default()).expect("squash");
+    let (layers, _) = squash_testkit::read_oci_layout(&out, Some("t"));
+    let mut entries = Vec::new();
+    let mut archive = tar::Archive::new(layers[range.0].1.as_slice());
+    for entry in archive.entries().expect("tar").flatten() {
+        let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        entries.push((path, entry.header().entry_type().is_dir()));
+    }
+    entries
+}
+
+/// An implicit directory emptied inside the range stays: `x/y/f` (no headers for `x/`, `x/y/`)
+/// deleted by a later layer of the range leaves `/x` and `/x/y`, written as directories since
+/// appliers differ on creating a whiteout's parents (umoci does not).
+#[test]
+fn implicit_directory_emptied_inside_the_range_is_written() {
+    let long = "L".repeat(120);
+    for x in ["x", long.as_str()] {
+        let stack = vec![
+            l().file("keep", b"keep").finish(),
+            l().file(format!("{x}/y/f"), b"f").finish(),
+            l().whiteout(format!("{x}/y/f")).finish(),
+        ];
+        check(stack.clone(), vec![(1, 2)]);
+        let entries = squashed_entries(&stack, (1, 2));
+        assert!(entries.contains(&(format!("{x}/y/"), true)), "{entries:?}");
+        // Within a base range too, where nothing is below.
+        check(stack[1..].to_vec(), vec![(0, 1)]);
+    }
+    // A directory the lower layers hold keeps its own metadata: no header is written for it.
+    let stack = vec![
+        l().dir_with("x", 0o700, 5, 5).file("keep", b"keep").finish(),
+        l().file("x/y/f", b"f").finish(),
+        l().whiteout("x/y/f").finish(),
+    ];
+    check(stack.clone(), vec![(1, 2)]);
+    let entries = squashed_entries(&stack, (1, 2));
+    assert!(entries.contains(&("x/y/".to_string(), true)), "{entries:?}");
+    assert!(!entries.iter().any(|(p, _)| p == "x/" || p == "x"), "x is below the range: {entries:?}");
+    // An implied directory that an opaque marker then empties.
+    check(
+        vec![l().dir("x").file("x/old", b"old").finish(), l().file("x/z/f", b"f").finish(), l().opaque("x/z").whiteout("x/z/f").finish()],
+        vec![(1, 2)],
+    );
+}
+
+/// A range that starts at the first layer has nothing below it: its new layer holds no whiteout
+/// or opaque marker.
+#[test]
+fn base_range_writes_no_whiteouts() {
+    let stack = vec![
+        l().dir("a").file("a/f", b"f").dir("d").file("d/x", b"x").finish(),
+        l().whiteout("a/f").opaque("d").file("d/y", b"y").finish(),
+        l().whiteout("d").file("g", b"g").finish(),
+        l().file("nope/deep/f", b"f").finish(),
+        l().whiteout("nope/deep/f").whiteout("never-existed").finish(),
+    ];
+    for end in 1..stack.len() {
+        check(stack.clone(), vec![(0, end)]);
+        let entries = squashed_entries(&stack, (0, end));
+        let markers: Vec<_> = entries.iter().filter(|(p, _)| p.rsplit('/').next().is_some_and(|n| n.starts_with(".wh."))).collect();
+        assert!(markers.is_empty(), "range 0..{end}: {markers:?}");
+    }
+    let entries = squashed_entries(&stack, (0, 4));
+    assert!(entries.contains(&("nope/deep/".to_string(), true)), "{entries:?}");
+}

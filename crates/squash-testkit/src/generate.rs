@@ -69,7 +69,7 @@ fn content(rng: &mut Rng) -> Vec<u8> {
     (0..len).map(|_| rng.next() as u8).collect()
 }
 
-fn one_layer(rng: &mut Rng, fs: &RootFs, late_whiteouts: bool) -> Vec<u8> {
+fn one_layer(rng: &mut Rng, fs: &RootFs, late_whiteouts: bool, implicit_parents: bool) -> Vec<u8> {
     let dirs: Vec<Vec<u8>> = fs.nodes().iter().filter(|(p, n)| n.kind == NodeKind::Dir && !p.is_empty()).map(|(p, _)| p.clone()).collect();
     let files: Vec<Vec<u8>> = fs.nodes().iter().filter(|(_, n)| n.kind != NodeKind::Dir).map(|(p, _)| p.clone()).collect();
     let all: Vec<Vec<u8>> = fs.nodes().keys().filter(|p| !p.is_empty()).cloned().collect();
@@ -77,12 +77,16 @@ fn one_layer(rng: &mut Rng, fs: &RootFs, late_whiteouts: bool) -> Vec<u8> {
     layer.mtime(1_600_000_000 + rng.below(1000) as u64);
     let mut made_files: Vec<Vec<u8>> = Vec::new();
     // Like Docker and BuildKit, write a directory entry for every parent that does not exist yet
-    // (directories made implicitly by appliers carry metadata no layer states).
+    // (directories made implicitly by appliers carry metadata no layer states); in stacks with
+    // implicit parents, some layers leave them out, as hand-made tars do.
     let mut known_dirs: std::collections::BTreeSet<Vec<u8>> = dirs.iter().cloned().collect();
+    let write_parents = !(implicit_parents && rng.chance(60));
     let parents = |layer: &mut LayerBuilder, known: &mut std::collections::BTreeSet<Vec<u8>>, path: &[u8]| {
         for (i, &b) in path.iter().enumerate() {
             if b == b'/' && !known.contains(&path[..i]) {
-                layer.dir(&path[..i]);
+                if write_parents {
+                    layer.dir(&path[..i]);
+                }
                 known.insert(path[..i].to_vec());
             }
         }
@@ -209,23 +213,30 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
 /// the ones before it. Half the layers put their whiteouts after their other entries, which the
 /// spec allows and some appliers (umoci) read differently.
 pub fn random_stack(seed: u64, layers: usize) -> Vec<Vec<u8>> {
-    stack(seed, layers, true)
+    stack(seed, layers, true, false)
+}
+
+/// Like [`random_stack`], where some layers name no directory for the parents they create:
+/// appliers make those implicitly, and a squash must keep them even when what implied them is
+/// deleted later.
+pub fn random_stack_implicit_parents(seed: u64, layers: usize) -> Vec<Vec<u8>> {
+    stack(seed, layers, true, true)
 }
 
 /// Like [`random_stack`], with every whiteout before the entries of its layer, as Docker and
 /// BuildKit write them: all appliers agree on such layers.
 pub fn random_stack_whiteouts_first(seed: u64, layers: usize) -> Vec<Vec<u8>> {
-    stack(seed, layers, false)
+    stack(seed, layers, false, false)
 }
 
-fn stack(seed: u64, layers: usize, late_whiteouts: bool) -> Vec<Vec<u8>> {
+fn stack(seed: u64, layers: usize, late_whiteouts: bool, implicit_parents: bool) -> Vec<Vec<u8>> {
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut fs = RootFs::new();
     let mut out = Vec::new();
     while out.len() < layers {
         let mut attempts = 0;
         loop {
-            let layer = one_layer(&mut rng, &fs, late_whiteouts);
+            let layer = one_layer(&mut rng, &fs, late_whiteouts, implicit_parents);
             let mut next = fs.clone();
             if next.apply(&layer).is_ok() {
                 fs = next;

@@ -11,5 +11,5 @@ mod generate;
 mod model;
 
 pub use builder::{decompress, read_oci_layout, ImageBuilder, LayerBuilder, LayerCompression};
-pub use generate::{noise, random_stack, random_stack_whiteouts_first};
+pub use generate::{noise, random_stack, random_stack_implicit_parents, random_stack_whiteouts_first};
 pub use model::{Node, NodeKind, RootFs};

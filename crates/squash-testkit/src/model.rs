@@ -42,8 +42,9 @@ pub struct Node {
     pub uid: u64,
     /// Group.
     pub gid: u64,
-    /// Modification time, seconds.
-    pub mtime: u64,
+    /// Modification time, seconds; `None` for a directory an applier made as a missing parent,
+    /// whose time is that of the unpacking (no layer states it, so it is not compared).
+    pub mtime: Option<u64>,
     /// Extended attributes.
     pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
     /// Inode number: hard links share it.
@@ -55,6 +56,9 @@ pub struct Node {
 pub struct RootFs {
     nodes: BTreeMap<Vec<u8>, Node>,
     next_inode: usize,
+    /// Whether a whiteout or opaque marker creates its missing parent directories, as Docker's
+    /// and containerd's appliers do; umoci's does not, and the spec says nothing of it.
+    marker_parents: bool,
 }
 
 impl Default for RootFs {
@@ -98,13 +102,27 @@ impl RootFs {
     /// An empty filesystem: just the root directory.
     pub fn new() -> RootFs {
         let mut nodes = BTreeMap::new();
-        nodes.insert(Vec::new(), Node { kind: NodeKind::Dir, mode: 0o755, uid: 0, gid: 0, mtime: 0, xattrs: BTreeMap::new(), inode: 0 });
-        RootFs { nodes, next_inode: 1 }
+        nodes.insert(Vec::new(), Node { kind: NodeKind::Dir, mode: 0o755, uid: 0, gid: 0, mtime: None, xattrs: BTreeMap::new(), inode: 0 });
+        RootFs { nodes, next_inode: 1, marker_parents: true }
     }
 
-    /// Applies layers (uncompressed tars) in order.
+    /// Applies layers (uncompressed tars) in order, markers creating their missing parents as
+    /// Docker and containerd do.
     pub fn from_layers<'a>(layers: impl IntoIterator<Item = &'a [u8]>) -> Result<RootFs, String> {
+        RootFs::new().apply_all(layers)
+    }
+
+    /// Applies layers in order, markers creating nothing (a marker whose parent is missing does
+    /// nothing), as umoci does. An image whose result differs between the two models depends on
+    /// its applier; one whose result does not must give the same result after a squash.
+    pub fn from_layers_strict<'a>(layers: impl IntoIterator<Item = &'a [u8]>) -> Result<RootFs, String> {
         let mut fs = RootFs::new();
+        fs.marker_parents = false;
+        fs.apply_all(layers)
+    }
+
+    fn apply_all<'a>(self, layers: impl IntoIterator<Item = &'a [u8]>) -> Result<RootFs, String> {
+        let mut fs = self;
         for (i, layer) in layers.into_iter().enumerate() {
             fs.apply(layer).map_err(|e| format!("layer {i}: {e}"))?;
         }
@@ -117,7 +135,7 @@ impl RootFs {
     }
 
     /// Creates `dir` and its missing ancestors as implicit directories (mode 0755, owner 0:0,
-    /// mtime 0). Returns false if one of them is not a directory.
+    /// no stated mtime). Returns false if one of them is not a directory.
     fn make_parents(&mut self, dir: &[u8], include_self: bool) -> bool {
         let mut chain = Vec::new();
         let mut cursor = if include_self { Some(dir) } else { parent(dir) };
@@ -133,9 +151,25 @@ impl RootFs {
                     let inode = self.next_inode;
                     self.next_inode += 1;
                     self.nodes
-                        .insert(a, Node { kind: NodeKind::Dir, mode: 0o755, uid: 0, gid: 0, mtime: 0, xattrs: BTreeMap::new(), inode });
+                        .insert(a, Node { kind: NodeKind::Dir, mode: 0o755, uid: 0, gid: 0, mtime: None, xattrs: BTreeMap::new(), inode });
                 }
             }
+        }
+        true
+    }
+
+    /// Whether a marker in `dir` acts: the directory exists (created first, with its missing
+    /// ancestors, where markers create parents).
+    fn marker_dir(&mut self, dir: &[u8]) -> bool {
+        if self.marker_parents {
+            return self.make_parents(dir, true);
+        }
+        let mut cursor = Some(dir);
+        while let Some(p) = cursor {
+            if !matches!(self.nodes.get(p), Some(Node { kind: NodeKind::Dir, .. })) {
+                return false;
+            }
+            cursor = parent(p);
         }
         true
     }
@@ -197,12 +231,12 @@ impl RootFs {
         // Appliers (Docker's and containerd's) create a marker's missing parent directories
         // before acting on it, as for any entry; a marker under a non-directory does nothing.
         for path in whiteouts {
-            if self.make_parents(parent(&path).unwrap_or(b""), true) {
+            if self.marker_dir(parent(&path).unwrap_or(b"")) {
                 self.remove_tree(&path, true);
             }
         }
         for dir in opaques {
-            if self.make_parents(&dir, true) {
+            if self.marker_dir(&dir) {
                 self.remove_tree(&dir, false);
             }
         }
@@ -254,7 +288,7 @@ impl RootFs {
                         existing.mode = mode;
                         existing.uid = uid;
                         existing.gid = gid;
-                        existing.mtime = mtime;
+                        existing.mtime = Some(mtime);
                         existing.xattrs = e.xattrs;
                         continue;
                     }
@@ -263,7 +297,7 @@ impl RootFs {
             self.remove_tree(&e.path, true);
             let inode = self.next_inode;
             self.next_inode += 1;
-            self.nodes.insert(e.path, Node { kind, mode, uid, gid, mtime, xattrs: e.xattrs, inode });
+            self.nodes.insert(e.path, Node { kind, mode, uid, gid, mtime: Some(mtime), xattrs: e.xattrs, inode });
         }
         Ok(())
     }
@@ -289,7 +323,9 @@ impl RootFs {
             match other.nodes.get(path) {
                 None => out.push(format!("only in left: {} {:?}", show(path), a.kind)),
                 Some(b) => {
-                    let strip = |n: &Node| Node { inode: 0, ..n.clone() };
+                    // An implicit directory's time is the unpacking's: not compared.
+                    let timed = a.mtime.is_some() && b.mtime.is_some();
+                    let strip = |n: &Node| Node { inode: 0, mtime: n.mtime.filter(|_| timed), ..n.clone() };
                     if strip(a) != strip(b) {
                         out.push(format!("differs: {}\n  left:  {:?}\n  right: {:?}", show(path), strip(a), strip(b)));
                     }

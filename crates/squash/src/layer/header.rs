@@ -217,6 +217,31 @@ pub(crate) fn marker(path: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A directory entry called `path` (a trailing `/` is added), mode 0755, owner 0:0, as appliers
+/// create a missing parent; its mtime field is copied from the main header of `implied_by`, the
+/// entry that implied the directory.
+pub(crate) fn implied_directory(path: &[u8], implied_by: &[u8]) -> Vec<u8> {
+    let mut name = path.to_vec();
+    name.push(b'/');
+    let mut block = [0u8; BLOCK];
+    set_field(&mut block[0..100], &name[..name.len().min(100)]);
+    write_octal(&mut block[100..108], 0o755);
+    write_octal(&mut block[108..116], 0);
+    write_octal(&mut block[116..124], 0);
+    write_octal(&mut block[124..136], 0);
+    block[136..148].copy_from_slice(&split(implied_by).main[136..148]);
+    block[156] = b'5';
+    block[257..263].copy_from_slice(b"ustar\0");
+    block[263..265].copy_from_slice(b"00");
+    set_checksum(&mut block);
+    let mut out = Vec::new();
+    if name.len() > 100 {
+        out.extend_from_slice(&pax_header(&[(b"path".to_vec(), name.clone())], &name));
+    }
+    out.extend_from_slice(&block);
+    out
+}
+
 /// The two zero blocks that end a tar archive.
 pub(crate) const END_OF_ARCHIVE: [u8; 2 * BLOCK] = [0u8; 2 * BLOCK];
 

@@ -12,7 +12,7 @@ use std::ops::Bound;
 use super::{Fate, Item, RangePlan, Step};
 use crate::error::{Error, Result};
 use crate::layer::entry::{EntryKind, EntryPath, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
-use crate::layer::header::{marker, rename_group, END_OF_ARCHIVE};
+use crate::layer::header::{implied_directory, marker, rename_group, END_OF_ARCHIVE};
 use crate::layer::index::{EntryClass, LayerIndex};
 use crate::layer::tarstream::padding;
 
@@ -37,8 +37,17 @@ enum Node {
     /// A directory that no entry names but that an entry or marker below it creates, as appliers
     /// create missing parents, where the lower layers cannot show (under a removed or opaque
     /// directory). Written as markers: `.wh.NAME` if the lower layers may hold it (`whiteout`),
-    /// then `NAME/.wh..wh..opq`, which creates it and hides nothing more.
-    Implicit { whiteout: bool },
+    /// then `NAME/.wh..wh..opq`, which creates it (for appliers that create a marker's parents)
+    /// and hides nothing more; and as a directory header when no surviving entry below it
+    /// creates it, so that it exists whatever the applier and whatever the marker's parents are
+    /// at the moment it is applied. `by` is the entry or marker that implied it first.
+    Implicit { whiteout: bool, by: Pos },
+    /// A directory that no entry names but that the entry at `by` implies as a parent, where the
+    /// lower layers show: it may exist below or be new. Transparent like a directory without a
+    /// header (`opaque` once an opaque marker hid the lower layers' children). When nothing that
+    /// survives lies below it and the lower layers do not hold it, it is written as a directory
+    /// header.
+    Implied { by: Pos, opaque: bool },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +60,9 @@ enum InodeSource {
 
 struct Delta<'a> {
     layers: &'a [LayerIndex],
+    /// Whether the range starts at the image's first layer: nothing lies below, so nothing needs
+    /// hiding and no marker is written.
+    base: bool,
     map: BTreeMap<EntryPath, Node>,
     inodes: Vec<InodeSource>,
     lower_inodes: BTreeMap<EntryPath, usize>,
@@ -72,7 +84,8 @@ fn descendants(path: &EntryPath) -> (Bound<EntryPath>, Bound<EntryPath>) {
 impl<'a> Delta<'a> {
     fn new(layers: &'a [LayerIndex]) -> Self {
         let fates = layers.iter().map(|l| vec![Fate::Kept; l.entries.len()]).collect();
-        Delta { layers, map: BTreeMap::new(), inodes: Vec::new(), lower_inodes: BTreeMap::new(), fates }
+        let base = layers.first().is_none_or(|l| l.layer == 0);
+        Delta { layers, base, map: BTreeMap::new(), inodes: Vec::new(), lower_inodes: BTreeMap::new(), fates }
     }
 
     fn image_layer(&self, layer: usize) -> usize {
@@ -87,11 +100,12 @@ impl<'a> Delta<'a> {
     /// Whether what the lower layers hold at `path` can still show through: no ancestor in the
     /// delta is removed, opaque, or something other than a directory.
     fn lower_visible(&self, path: &EntryPath) -> bool {
-        path.ancestors().all(|a| match self.map.get(&a) {
-            None => true,
-            Some(Node::Dir { opaque, .. }) => !opaque,
-            Some(_) => false,
-        })
+        !self.base
+            && path.ancestors().all(|a| match self.map.get(&a) {
+                None => true,
+                Some(Node::Dir { opaque, .. }) | Some(Node::Implied { opaque, .. }) => !opaque,
+                Some(_) => false,
+            })
     }
 
     /// Records that the entry behind `node` no longer survives.
@@ -99,29 +113,36 @@ impl<'a> Delta<'a> {
         match node {
             Node::Dir { newest, .. } => self.fates[newest.layer][newest.entry] = fate,
             Node::Other { pos, .. } => self.fates[pos.layer][pos.entry] = fate,
-            Node::Removed | Node::OpaqueOnly | Node::Implicit { .. } => {}
+            Node::Removed | Node::OpaqueOnly | Node::Implicit { .. } | Node::Implied { .. } => {}
         }
     }
 
-    /// Records the directories that applying an entry or marker at `path` creates: a removed
-    /// ancestor comes back as an implicit directory, and so do missing ancestors below one that
-    /// hides the lower layers. Returns false if an ancestor is not a directory.
-    fn materialize_parents(&mut self, path: &EntryPath) -> bool {
+    /// Records the directories that applying the entry or marker at `pos`, at `path`, creates: a
+    /// removed ancestor comes back as an implicit directory, and so do missing ancestors below one
+    /// that hides the lower layers; other missing ancestors of an entry are implied. A marker
+    /// implies nothing where the lower layers show (appliers differ on a marker's parents, and
+    /// the marker is written again), except in a base range, where no marker is written and its
+    /// parents are implied like an entry's. Returns false if an ancestor is not a directory.
+    fn materialize_parents(&mut self, path: &EntryPath, pos: Pos, marker: bool) -> bool {
+        let implies = !marker || self.base;
         let mut hidden = false;
         for ancestor in path.ancestors() {
-            match self.map.get(&ancestor) {
+            match self.map.get_mut(&ancestor) {
                 Some(Node::Other { .. }) => return false,
                 Some(Node::Removed) => {
-                    self.map.insert(ancestor, Node::Implicit { whiteout: true });
+                    self.map.insert(ancestor, Node::Implicit { whiteout: true, by: pos });
                     hidden = true;
                 }
-                Some(Node::Implicit { .. }) | Some(Node::OpaqueOnly) | Some(Node::Dir { opaque: true, .. }) => hidden = true,
-                Some(Node::Dir { opaque: false, .. }) => {}
-                None => {
-                    if hidden {
-                        self.map.insert(ancestor, Node::Implicit { whiteout: false });
-                    }
+                Some(Node::Implicit { .. }) => hidden = true,
+                Some(Node::OpaqueOnly) | Some(Node::Dir { opaque: true, .. }) | Some(Node::Implied { opaque: true, .. }) => hidden = true,
+                Some(Node::Dir { opaque: false, .. }) | Some(Node::Implied { opaque: false, .. }) => {}
+                None if hidden => {
+                    self.map.insert(ancestor, Node::Implicit { whiteout: false, by: pos });
                 }
+                None if implies && !ancestor.is_root() => {
+                    self.map.insert(ancestor, Node::Implied { by: pos, opaque: false });
+                }
+                None => {}
             }
         }
         true
@@ -136,9 +157,10 @@ impl<'a> Delta<'a> {
         }
     }
 
-    fn whiteout(&mut self, target: &EntryPath, by: usize) {
+    fn whiteout(&mut self, target: &EntryPath, pos: Pos) {
+        let by = self.image_layer(pos.layer);
         // A whiteout under a non-directory (umoci writes such) deletes nothing.
-        if !self.materialize_parents(target) {
+        if !self.materialize_parents(target, pos, true) {
             return;
         }
         self.remove_descendants(target, Fate::Deleted { by });
@@ -150,14 +172,15 @@ impl<'a> Delta<'a> {
         }
     }
 
-    fn opaque(&mut self, dir: &EntryPath, by: usize) {
-        if !self.materialize_parents(&dir.join(OPAQUE_WHITEOUT)) {
+    fn opaque(&mut self, dir: &EntryPath, pos: Pos) {
+        let by = self.image_layer(pos.layer);
+        if !self.materialize_parents(&dir.join(OPAQUE_WHITEOUT), pos, true) {
             return;
         }
         self.remove_descendants(dir, Fate::Deleted { by });
         let visible = self.lower_visible(dir);
         match self.map.get_mut(dir) {
-            Some(Node::Dir { opaque, .. }) => *opaque |= visible,
+            Some(Node::Dir { opaque, .. }) | Some(Node::Implied { opaque, .. }) => *opaque |= visible,
             Some(Node::OpaqueOnly) | Some(Node::Implicit { .. }) => {}
             _ => {
                 if visible {
@@ -168,7 +191,7 @@ impl<'a> Delta<'a> {
     }
 
     fn check_parents(&mut self, path: &EntryPath, pos: Pos) -> Result<()> {
-        if self.materialize_parents(path) {
+        if self.materialize_parents(path, pos, false) {
             return Ok(());
         }
         let blocker = path.ancestors().find(|a| matches!(self.map.get(a), Some(Node::Other { .. }))).unwrap_or_default();
@@ -193,6 +216,7 @@ impl<'a> Delta<'a> {
                 Some(implicit @ Node::Implicit { .. }) => Some((implicit.clone(), visible)),
                 Some(Node::Removed) => Some((Node::Removed, visible)),
                 Some(other @ Node::Other { .. }) => Some((other.clone(), visible)),
+                Some(Node::Implied { opaque, .. }) => Some((Node::Removed, *opaque)),
                 None => None,
             };
             let opaque = match replaced {
@@ -212,7 +236,7 @@ impl<'a> Delta<'a> {
             }
             match self.map.get(&target) {
                 Some(Node::Other { inode, .. }) => *inode,
-                Some(Node::Dir { .. }) | Some(Node::OpaqueOnly) | Some(Node::Implicit { .. }) => {
+                Some(Node::Dir { .. }) | Some(Node::OpaqueOnly) | Some(Node::Implicit { .. }) | Some(Node::Implied { .. }) => {
                     return Err(self.error(pos, format!("hard link to directory `{}`", target.display())));
                 }
                 Some(Node::Removed) => {
@@ -243,7 +267,6 @@ impl<'a> Delta<'a> {
     }
 
     fn apply_layer(&mut self, layer: usize) -> Result<()> {
-        let by = self.image_layer(layer);
         let entries = &self.layers[layer].entries;
         // Whiteouts hide lower layers only, wherever they sit in the tar: apply them first
         // (SPEC-NOTES rules 3 and 5), plain ones before opaque ones.
@@ -259,11 +282,11 @@ impl<'a> Delta<'a> {
         }
         for (index, target) in plain {
             self.fates[layer][index] = Fate::Marker;
-            self.whiteout(&target, by);
+            self.whiteout(&target, Pos { layer, entry: index });
         }
         for (index, dir) in opaque {
             self.fates[layer][index] = Fate::Marker;
-            self.opaque(&dir, by);
+            self.opaque(&dir, Pos { layer, entry: index });
         }
         for index in 0..entries.len() {
             if let EntryClass::Node(kind) = self.layers[layer].entries[index].class {
@@ -303,20 +326,41 @@ pub(crate) struct LowerSource {
     pub entry: usize,
     pub raw: Box<[u8]>,
     pub stored_size: u64,
+    /// Every name the file has there (its hard links), in byte order: a link in the range can
+    /// point at one the range leaves alone instead of becoming a copy.
+    pub names: Vec<EntryPath>,
 }
 
-/// Resolves `targets` to the entries that provide them after applying `layers` (the layers
-/// below a range, base first). Paths that are not regular files there are left out.
-pub(crate) fn resolve_lower(layers: &[LayerIndex], targets: &BTreeSet<EntryPath>) -> Result<BTreeMap<EntryPath, LowerSource>> {
+/// What a range's plan needs to know of the layers below it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Lower {
+    /// Files that hard links in the range need, when the range deletes their names.
+    pub files: BTreeMap<EntryPath, LowerSource>,
+    /// Of the directories the range implies, those that the lower layers hold; `None` until
+    /// asked for.
+    pub dirs: Option<BTreeSet<EntryPath>>,
+}
+
+/// Resolves `files` to the entries that provide them after applying `layers` (the layers
+/// below a range, base first), leaving out paths that are not regular files there; and finds
+/// which of `dirs` are directories there.
+pub(crate) fn resolve_lower(layers: &[LayerIndex], files: &BTreeSet<EntryPath>, dirs: &BTreeSet<EntryPath>) -> Result<Lower> {
     let mut delta = Delta::new(layers);
     for layer in 0..layers.len() {
         delta.apply_layer(layer)?;
     }
+    let held = dirs.iter().filter(|d| matches!(delta.map.get(*d), Some(Node::Dir { .. }) | Some(Node::Implied { .. }))).cloned().collect();
     let mut out = BTreeMap::new();
-    for target in targets {
+    for target in files {
         if let Some(Node::Other { inode, .. }) = delta.map.get(target) {
             if let InodeSource::Entry(pos) = &delta.inodes[*inode] {
                 let entry = &layers[pos.layer].entries[pos.entry];
+                let names = delta
+                    .map
+                    .iter()
+                    .filter(|(_, node)| matches!(node, Node::Other { inode: other, .. } if other == inode))
+                    .map(|(path, _)| path.clone())
+                    .collect();
                 out.insert(
                     target.clone(),
                     LowerSource {
@@ -324,18 +368,19 @@ pub(crate) fn resolve_lower(layers: &[LayerIndex], targets: &BTreeSet<EntryPath>
                         entry: pos.entry,
                         raw: entry.raw.clone(),
                         stored_size: entry.stored_size,
+                        names,
                     },
                 );
             }
         }
     }
-    Ok(out)
+    Ok(Lower { files: out, dirs: Some(held) })
 }
 
-/// Plans the merge of `layers` (oldest first) into one layer. `lower` gives the files below the
-/// range that hard links in it may need; the plan lists in `missing_lower` those it needed and
-/// did not get (call [`resolve_lower`] and plan again).
-pub(crate) fn plan_range(layers: &[LayerIndex], lower: &BTreeMap<EntryPath, LowerSource>) -> Result<RangePlan> {
+/// Plans the merge of `layers` (oldest first) into one layer. `lower` gives what the plan needs
+/// of the layers below the range; the plan lists in `missing_lower` and `missing_lower_dirs`
+/// what it needed and did not get (call [`resolve_lower`] and plan again).
+pub(crate) fn plan_range(layers: &[LayerIndex], lower: &Lower) -> Result<RangePlan> {
     let mut delta = Delta::new(layers);
     for layer in 0..layers.len() {
         delta.apply_layer(layer)?;
@@ -373,26 +418,34 @@ pub(crate) fn plan_range(layers: &[LayerIndex], lower: &BTreeMap<EntryPath, Lowe
                 }
             }
             InodeSource::Lower(target) => {
-                let hidden = matches!(delta.map.get(target), Some(Node::Removed)) || !delta.lower_visible(target);
-                if hidden {
-                    // SPEC-NOTES rule 7 with the target below the range: the range's markers
-                    // hide it, so the first link becomes the file, its content read from the
-                    // layer below that holds it.
-                    let Some(source) = lower.get(target) else {
+                // Anything the range put at the target's name (a deletion, a directory, another
+                // file) shadows the lower file there.
+                let untouched = |name: &EntryPath| !delta.map.contains_key(name) && delta.lower_visible(name);
+                if !untouched(target) {
+                    let Some(source) = lower.files.get(target) else {
                         missing_lower.insert(target.clone());
                         continue;
                     };
-                    let (first_pos, first_path) = group.remove(0);
-                    let header = rename_group(&source.raw, first_path.as_bytes(), None);
-                    emissions.insert(
-                        first_pos,
-                        (
-                            first_path.clone(),
-                            Item::CopyLower { layer: source.layer, entry: source.entry, stored_size: source.stored_size, header },
-                        ),
-                    );
-                    delta.fates[first_pos.layer][first_pos.entry] = Fate::Converted;
-                    first_path
+                    // Another name of the same lower file that the range leaves alone keeps
+                    // the links together with it.
+                    if let Some(name) = source.names.iter().find(|n| untouched(n)) {
+                        name.clone()
+                    } else {
+                        // SPEC-NOTES rule 7 with the target below the range: the range hides every
+                        // name of it, so the first link becomes the file, its content read from the
+                        // layer below that holds it.
+                        let (first_pos, first_path) = group.remove(0);
+                        let header = rename_group(&source.raw, first_path.as_bytes(), None);
+                        emissions.insert(
+                            first_pos,
+                            (
+                                first_path.clone(),
+                                Item::CopyLower { layer: source.layer, entry: source.entry, stored_size: source.stored_size, header },
+                            ),
+                        );
+                        delta.fates[first_pos.layer][first_pos.entry] = Fate::Converted;
+                        first_path
+                    }
                 } else {
                     target.clone()
                 }
@@ -433,8 +486,8 @@ pub(crate) fn plan_range(layers: &[LayerIndex], lower: &BTreeMap<EntryPath, Lowe
         let mut markers = Vec::new();
         match node {
             Node::Removed => markers.push(marker(&whiteout_name(path))),
-            Node::OpaqueOnly => markers.push(marker(&opaque_name(path))),
-            Node::Implicit { whiteout } => {
+            Node::OpaqueOnly | Node::Implied { opaque: true, .. } => markers.push(marker(&opaque_name(path))),
+            Node::Implicit { whiteout, .. } => {
                 if *whiteout {
                     markers.push(marker(&whiteout_name(path)));
                 }
@@ -449,6 +502,37 @@ pub(crate) fn plan_range(layers: &[LayerIndex], lower: &BTreeMap<EntryPath, Lowe
         prelude.extend(markers);
     }
 
+    // Directories that the range's result holds and that nothing written creates: a header of
+    // their own, at the position of the entry that implied them. Deepest first, since a written
+    // directory creates its parents.
+    let mut created: BTreeSet<EntryPath> = emissions.values().map(|(path, _)| path.clone()).collect();
+    created.extend(delta.map.iter().filter(|(_, n)| matches!(n, Node::Dir { .. })).map(|(p, _)| p.clone()));
+    let mut implied: Vec<(Pos, EntryPath, Vec<u8>)> = Vec::new();
+    let mut missing_lower_dirs: BTreeSet<EntryPath> = BTreeSet::new();
+    for (path, node) in delta.map.iter().rev() {
+        let (by, lower_may_hold) = match node {
+            Node::Implied { by, .. } => (*by, !delta.base),
+            Node::Implicit { by, .. } => (*by, false),
+            _ => continue,
+        };
+        if created.range(descendants(path)).next().is_some() {
+            continue;
+        }
+        if lower_may_hold {
+            match &lower.dirs {
+                None => {
+                    missing_lower_dirs.insert(path.clone());
+                    continue;
+                }
+                Some(held) if held.contains(path) => continue,
+                Some(_) => {}
+            }
+        }
+        implied.push((by, path.clone(), implied_directory(path.as_bytes(), &entry(by).raw)));
+        created.insert(path.clone());
+    }
+    implied.sort();
+
     // Order: directories before their contents, opaque markers right after their directory.
     let mut schedule = Schedule { at: BTreeMap::new(), emitted_dirs: BTreeSet::new(), markers_after };
     let mut events: BTreeMap<Pos, Vec<(EntryPath, Option<Item>)>> = BTreeMap::new();
@@ -459,6 +543,9 @@ pub(crate) fn plan_range(layers: &[LayerIndex], lower: &BTreeMap<EntryPath, Lowe
         if let Node::Dir { first, .. } = node {
             events.entry(*first).or_default().push((path.clone(), None));
         }
+    }
+    for (pos, path, header) in implied {
+        events.entry(pos).or_default().push((path, Some(Item::Header(header))));
     }
     for (pos, list) in events {
         for (path, item) in list {
@@ -486,7 +573,7 @@ pub(crate) fn plan_range(layers: &[LayerIndex], lower: &BTreeMap<EntryPath, Lowe
         }
         steps[pos.layer].push(Step { entry: pos.entry, items });
     }
-    Ok(RangePlan { prelude, steps, fates: delta.fates, uncompressed_size: size, missing_lower })
+    Ok(RangePlan { prelude, steps, fates: delta.fates, uncompressed_size: size, missing_lower, missing_lower_dirs })
 }
 
 /// The nearest ancestor of `path` that is a directory with a header of its own.

@@ -170,6 +170,9 @@ pub(crate) struct RangePlan {
     pub uncompressed_size: u64,
     /// Files below the range that hard links needed and the plan did not have.
     pub missing_lower: std::collections::BTreeSet<crate::layer::entry::EntryPath>,
+    /// Directories the range implies, of which the plan must know whether the layers below hold
+    /// them (a header is written for those they do not).
+    pub missing_lower_dirs: std::collections::BTreeSet<crate::layer::entry::EntryPath>,
 }
 
 /// One planned range with what is known about it before the merge.
@@ -242,15 +245,16 @@ impl Image {
 
 impl Image {
     /// Plans a range from its indexes; when hard links in it need files of the layers below
-    /// (their names deleted by the range), indexes those layers too and plans again.
+    /// (their names deleted by the range), or when it implies directories that nothing it writes
+    /// creates, indexes the layers below too and plans again.
     pub(crate) fn plan_indexes(&self, indexes: &[LayerIndex]) -> Result<RangePlan> {
         let plan = changeset::plan_range(indexes, &Default::default())?;
-        if plan.missing_lower.is_empty() {
+        if plan.missing_lower.is_empty() && plan.missing_lower_dirs.is_empty() {
             return Ok(plan);
         }
         let start = indexes.first().map(|i| i.layer).unwrap_or(0);
         let lower_indexes = self.index_layers(0..start)?;
-        let lower = changeset::resolve_lower(&lower_indexes, &plan.missing_lower)?;
+        let lower = changeset::resolve_lower(&lower_indexes, &plan.missing_lower, &plan.missing_lower_dirs)?;
         let plan = changeset::plan_range(indexes, &lower)?;
         match plan.missing_lower.first() {
             None => Ok(plan),
