@@ -141,7 +141,7 @@ fn report_predicts_the_new_layer_to_the_byte() {
         let report = image.report(&options, 5).expect("report");
         let outcome = write(&image, options, &Output { path: dir.path().join("out"), format: OutputFormat::OciLayout, tag: None });
         let new = outcome.layers.iter().find(|l| l.squashed_from.is_some()).expect("new layer");
-        assert_eq!(report.squash[0].uncompressed_after, new.uncompressed_size.expect("size"), "seed {seed}");
+        assert_eq!(report.squash[0].uncompressed_size_after, new.uncompressed_size.expect("size"), "seed {seed}");
         assert!(report.wasted_bytes >= report.wasted_bytes_non_base);
         assert!((0.0..=1.0).contains(&report.efficiency));
     }

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
-use serde_json::json;
 use signal_hook::consts::{SIGINT, SIGPIPE, SIGTERM};
+use squash::document::{ErrorDocument, ErrorInfo};
 
 /// The signal that asked the run to stop, 0 while none has.
 static SIGNALLED: AtomicI32 = AtomicI32::new(0);
@@ -88,18 +88,18 @@ pub fn fail(error: &anyhow::Error, as_json: bool) -> ExitCode {
     if as_json {
         let library = error.chain().find_map(|e| e.downcast_ref::<squash::Error>());
         let location = library.and_then(squash::Error::location);
-        let value = json!({
-            "schema_version": crate::commands::SCHEMA_VERSION,
-            "error": {
-                "kind": library.map(squash::Error::kind).unwrap_or("usage"),
-                "message": message,
-                "file": location.and_then(|l| l.file.as_ref()).map(|f| f.display().to_string()),
-                "part": location.and_then(|l| l.part.clone()),
-                "entry": location.and_then(|l| l.entry.clone()),
+        let document = ErrorDocument {
+            schema_version: squash::document::SCHEMA_VERSION,
+            error: ErrorInfo {
+                kind: library.map(squash::Error::kind).unwrap_or("usage").to_string(),
+                message: message.clone(),
+                file: location.and_then(|l| l.file.as_ref()).map(|f| f.display().to_string()),
+                part: location.and_then(|l| l.part.clone()),
+                entry: location.and_then(|l| l.entry.clone()),
             },
-            "exit_code": 2,
-        });
-        let _ = out(&format!("{}\n", serde_json::to_string_pretty(&value).unwrap_or_default()));
+            exit_code: 2,
+        };
+        let _ = out(&format!("{}\n", serde_json::to_string_pretty(&document).unwrap_or_default()));
     }
     note(&format!("squash: error: {message}"));
     ExitCode::from(2)

@@ -51,18 +51,18 @@ pub fn plan(image: &Image, plan: &SquashPlan) -> String {
 pub fn outcome(image: &Image, plan: &SquashPlan, outcome: &Outcome) -> String {
     let mut out = String::new();
     let before_c: u64 = image.layers().iter().map(|l| l.size()).sum();
-    let after_c: u64 = outcome.layers.iter().map(|l| l.size).sum();
+    let after_c: u64 = outcome.layers.iter().map(|l| l.compressed_size).sum();
     out.push_str(&format!("wrote {}\n", outcome.output));
     out.push_str(&format!("  layers: {} -> {}\n", image.layers().len(), outcome.layers.len()));
     for r in &plan.ranges {
-        let new = outcome.layers.iter().find(|l| l.squashed_from == Some((r.range.start, r.range.end)));
+        let new = outcome.layers.iter().find(|l| l.squashed_from.as_ref() == Some(&r.range));
         if let Some(new) = new {
             out.push_str(&format!(
                 "  layers {}..{}: compressed {} -> {}, uncompressed {} -> {}\n",
                 r.range.start,
                 r.range.end,
                 human(r.compressed_size_before()),
-                human(new.size),
+                human(new.compressed_size),
                 human(r.uncompressed_size_before()),
                 human(new.uncompressed_size.unwrap_or(0))
             ));
@@ -72,11 +72,11 @@ pub fn outcome(image: &Image, plan: &SquashPlan, outcome: &Outcome) -> String {
     out.push_str(&format!("  manifest: {}\n  config:   {}\n", outcome.manifest_digest, outcome.config_digest));
     let mut rows = vec![vec!["#".into(), "DIGEST".into(), "SIZE".into(), "".into()]];
     for l in &outcome.layers {
-        let note = match l.squashed_from {
-            Some((a, b)) => format!("new: layers {a}..{b}"),
+        let note = match &l.squashed_from {
+            Some(r) => format!("new: layers {}..{}", r.start, r.end),
             None => "kept".into(),
         };
-        rows.push(vec![l.index.to_string(), short(&l.digest.to_string()), human(l.size), note]);
+        rows.push(vec![l.index.to_string(), short(&l.digest.to_string()), human(l.compressed_size), note]);
     }
     out.push_str(&table(&rows));
     out
@@ -119,10 +119,10 @@ pub fn report(report: &Report) -> String {
         out.push_str(&format!(
             "\nsquash {}\n  uncompressed {} -> {} (exact), compressed {} -> ~{} (estimate), reclaims {:.1}% of the non-base part\n",
             r.range,
-            human(r.uncompressed_before),
-            human(r.uncompressed_after),
-            human(r.compressed_before),
-            human(r.compressed_after_estimate),
+            human(r.uncompressed_size_before),
+            human(r.uncompressed_size_after),
+            human(r.compressed_size_before),
+            human(r.compressed_size_after_estimate),
             r.reclaimed_percent
         ));
     }

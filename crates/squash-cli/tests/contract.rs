@@ -430,3 +430,36 @@ fn kept_layers_are_verified_on_request() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("diff_id"), "{stderr}");
 }
+
+#[test]
+fn every_json_document_parses_into_its_type() {
+    use squash::document::{ErrorDocument, InspectDocument, OutcomeDocument, PlanDocument, ReportDocument, SCHEMA_VERSION};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = layout(dir.path());
+    let image = format!("oci:{}:t", input.display());
+    let (_, stdout, _) = squash(&["inspect", "--json", "--verify", &image]);
+    let inspect: InspectDocument = serde_json::from_str(&stdout).expect("inspect");
+    assert_eq!((inspect.schema_version, inspect.layers.len()), (SCHEMA_VERSION, 3));
+    assert_eq!(inspect.verified.map(|v| v.diff_ids), Some(3));
+    let (_, stdout, _) = squash(&[&image, "--from-layer", "2", "--dry-run", "--json"]);
+    let plan: PlanDocument = serde_json::from_str(&stdout).expect("plan");
+    assert_eq!((plan.ranges[0].range.start, plan.ranges[0].range.end, plan.kept_layers.as_slice()), (1, 2, &[0][..]));
+    let out = dir.path().join("out.tar");
+    let (_, stdout, _) = squash(&[&image, "--from-layer", "2", "-o", s(&out), "--json"]);
+    let outcome: OutcomeDocument = serde_json::from_str(&stdout).expect("outcome");
+    assert_eq!(outcome.outcome.layers[1].squashed_from.as_ref().map(|r| (r.start, r.end)), Some((1, 2)));
+    assert_eq!(outcome.outcome.layers[1].uncompressed_size, Some(plan.ranges[0].uncompressed_size_after));
+    assert_eq!(outcome.input.name.as_deref(), Some("t"));
+    let (code, stdout, _) = squash(&["report", "--json", &image, "--fail-if-wasted-over", "1B", "--min-efficiency", "0.0"]);
+    assert_eq!(code, 1);
+    let report: ReportDocument = serde_json::from_str(&stdout).expect("report");
+    let verdicts: Vec<(&str, bool)> = report.gates.iter().map(|g| (g.rule.as_str(), g.passed)).collect();
+    assert_eq!(verdicts, [("--fail-if-wasted-over", false), ("--min-efficiency", true)]);
+    for args in [vec!["inspect", "--json", "/nonexistent"], vec!["report", "--json", "/nonexistent"], vec![&image, "--json", "-o", s(&out)]]
+    {
+        let (code, stdout, _) = squash(&args);
+        assert_eq!(code, 2, "{args:?}");
+        let error: ErrorDocument = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {stdout}"));
+        assert_eq!(error.exit_code, 2);
+    }
+}

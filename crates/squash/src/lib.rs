@@ -9,6 +9,7 @@
 #![doc = include_str!("../../../README.md")]
 
 mod digest;
+pub mod document;
 mod error;
 mod layer;
 mod merge;
@@ -24,5 +25,5 @@ pub use layer::entry::{EntryKind, EntryPath, Whiteout};
 pub use layer::index::{EntryClass, IndexedEntry, LayerIndex};
 pub use plan::{parse_layer_range, Fate, HistoryMode, LayerRange, LayerSelector, PlannedRange, SquashOptions, SquashPlan};
 pub use read::{HistoryStep, Image, ImageReference, InputFormat, Layer, OpenOptions, Platform, Transport};
-pub use report::{human, parse_size, report_svg, Gates, LayerReport, RangeReport, Report, WastedPath};
+pub use report::{human, parse_size, report_svg, GateResult, Gates, LayerReport, RangeReport, Report, WastedPath};
 pub use write::{NoProgress, Outcome, OutcomeLayer, Output, OutputFormat, Progress, DEFAULT_LOCK_TIMEOUT};

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::layer::index::{EntryClass, LayerIndex};
@@ -13,7 +13,7 @@ use crate::plan::{range, Fate, LayerRange, LayerSelector, SquashOptions};
 use crate::read::Image;
 
 /// Figures for one layer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerReport {
     /// Position in the image.
     pub index: usize,
@@ -38,7 +38,7 @@ pub struct LayerReport {
 }
 
 /// A path whose content is stored more than once or deleted.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WastedPath {
     /// The path.
     pub path: String,
@@ -51,25 +51,25 @@ pub struct WastedPath {
 }
 
 /// What squashing a range would do, before and after.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RangeReport {
     /// The range and why it was chosen.
     pub range: LayerRange,
     /// Stored bytes of the range's layers.
-    pub compressed_before: u64,
+    pub compressed_size_before: u64,
     /// Uncompressed bytes of the range's layers.
-    pub uncompressed_before: u64,
+    pub uncompressed_size_before: u64,
     /// Exact uncompressed size of the new layer.
-    pub uncompressed_after: u64,
+    pub uncompressed_size_after: u64,
     /// Estimated stored size of the new layer: each surviving entry at its own layer's
     /// compression ratio.
-    pub compressed_after_estimate: u64,
+    pub compressed_size_after_estimate: u64,
     /// Uncompressed bytes reclaimed as a percentage of the non-base part of the image.
     pub reclaimed_percent: f64,
 }
 
 /// The whole report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// Every layer, base first.
     pub layers: Vec<LayerReport>,
@@ -98,26 +98,67 @@ pub struct Gates {
     pub min_efficiency: Option<f64>,
 }
 
+/// The verdict of one gate: the rule (named as the CLI flag that sets it), its limit, the
+/// report's value, and whether the value is within the limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateResult {
+    /// The rule, as its CLI flag: `--fail-if-wasted-over`, `--fail-if-wasted-percent-over`,
+    /// `--min-efficiency`.
+    pub rule: String,
+    /// The limit given.
+    pub limit: f64,
+    /// The report's figure the rule reads.
+    pub value: f64,
+    /// Whether the figure is within the limit.
+    pub passed: bool,
+}
+
+impl std::fmt::Display for GateResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let relation = match (self.rule.as_str(), self.passed) {
+            ("--min-efficiency", true) => ">=",
+            ("--min-efficiency", false) => "<",
+            (_, true) => "<=",
+            (_, false) => ">",
+        };
+        match self.rule.as_str() {
+            "--fail-if-wasted-over" => write!(f, "{}: {} bytes wasted {relation} {}", self.rule, self.value, self.limit),
+            "--fail-if-wasted-percent-over" => write!(f, "{}: {:.2}% wasted {relation} {}%", self.rule, self.value, self.limit),
+            _ => write!(f, "{}: efficiency {:.4} {relation} {}", self.rule, self.value, self.limit),
+        }
+    }
+}
+
 impl Report {
-    /// The gates that fail, each named with its figures.
-    pub fn failed_gates(&self, gates: &Gates) -> Vec<String> {
-        let mut failed = Vec::new();
+    /// Every gate that is set, with its verdict.
+    pub fn gate_results(&self, gates: &Gates) -> Vec<GateResult> {
+        let mut results = Vec::new();
         if let Some(max) = gates.max_wasted_bytes {
-            if self.wasted_bytes_non_base > max {
-                failed.push(format!("--fail-if-wasted-over: {} bytes wasted > {max}", self.wasted_bytes_non_base));
-            }
+            let value = self.wasted_bytes_non_base;
+            results.push(GateResult { rule: "--fail-if-wasted-over".into(), limit: max as f64, value: value as f64, passed: value <= max });
         }
         if let Some(max) = gates.max_wasted_percent {
-            if self.wasted_percent > max {
-                failed.push(format!("--fail-if-wasted-percent-over: {:.2}% wasted > {max}%", self.wasted_percent));
-            }
+            results.push(GateResult {
+                rule: "--fail-if-wasted-percent-over".into(),
+                limit: max,
+                value: self.wasted_percent,
+                passed: self.wasted_percent <= max,
+            });
         }
         if let Some(min) = gates.min_efficiency {
-            if self.efficiency < min {
-                failed.push(format!("--min-efficiency: efficiency {:.4} < {min}", self.efficiency));
-            }
+            results.push(GateResult {
+                rule: "--min-efficiency".into(),
+                limit: min,
+                value: self.efficiency,
+                passed: self.efficiency >= min,
+            });
         }
-        failed
+        results
+    }
+
+    /// The gates that fail, each named with its figures.
+    pub fn failed_gates(&self, gates: &Gates) -> Vec<String> {
+        self.gate_results(gates).iter().filter(|g| !g.passed).map(ToString::to_string).collect()
     }
 }
 
@@ -233,10 +274,10 @@ impl Image {
             let reclaimed = uncompressed_before.saturating_sub(plan.uncompressed_size);
             squash.push(RangeReport {
                 range,
-                compressed_before,
-                uncompressed_before,
-                uncompressed_after: plan.uncompressed_size,
-                compressed_after_estimate: estimate.round() as u64,
+                compressed_size_before: compressed_before,
+                uncompressed_size_before: uncompressed_before,
+                uncompressed_size_after: plan.uncompressed_size,
+                compressed_size_after_estimate: estimate.round() as u64,
                 reclaimed_percent: if non_base_uncompressed == 0 { 0.0 } else { 100.0 * reclaimed as f64 / non_base_uncompressed as f64 },
             });
         }

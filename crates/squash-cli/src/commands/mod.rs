@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
-use serde_json::{json, Value};
+use squash::document::{InspectDocument, OutcomeDocument, PlanDocument, ReportDocument};
 use squash::{
     human, parse_layer_range, parse_size, report_svg, Compression, Gates, HistoryMode, Image, InputFormat, LayerSelector, OpenOptions,
     Output, OutputFormat, Platform, SquashOptions,
@@ -15,9 +15,6 @@ use squash::{
 use crate::args::{Cli, Command, ImageArgs, SelectArgs, SquashArgs};
 use crate::exit::{self, note, out};
 use crate::render;
-
-/// The version of every JSON document the CLI prints (see docs/json.md).
-pub const SCHEMA_VERSION: u32 = 1;
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
@@ -39,32 +36,8 @@ pub fn wants_json(cli: &Cli) -> bool {
 }
 
 /// A JSON document as printed: pretty, one trailing newline.
-fn json_line(value: &Value) -> Result<String> {
+fn json_line(value: &impl serde::Serialize) -> Result<String> {
     Ok(format!("{}\n", serde_json::to_string_pretty(value)?))
-}
-
-/// What identifies the input in every JSON document.
-fn input_json(image: &Image) -> Value {
-    json!({
-        "path": image.path().display().to_string(),
-        "format": image.format(),
-        "name": image.name(),
-        "manifest_digest": image.manifest_digest().map(|d| d.to_string()),
-        "config_digest": image.config_digest().to_string(),
-        "platform": image.platform().map(|p| p.to_string()),
-    })
-}
-
-/// A planned range as the dry run prints it.
-fn range_json(r: &squash::PlannedRange) -> Value {
-    json!({
-        "range": r.range,
-        "compressed_size_before": r.compressed_size_before(),
-        "uncompressed_size_before": r.uncompressed_size_before(),
-        "uncompressed_size_after": r.uncompressed_size(),
-        "entries_after": r.entries_after(),
-        "compression": r.compression,
-    })
 }
 
 fn open(args: &ImageArgs) -> Result<Image> {
@@ -142,13 +115,7 @@ fn squash(args: SquashArgs) -> Result<ExitCode> {
         Some(output) if !args.dry_run => output,
         _ => {
             if args.json {
-                out(&json_line(&json!({
-                    "schema_version": SCHEMA_VERSION,
-                    "dry_run": true,
-                    "input": input_json(&image),
-                    "ranges": plan.ranges.iter().map(range_json).collect::<Vec<_>>(),
-                    "kept_layers": plan.kept_layers(&image).collect::<Vec<_>>(),
-                }))?)?;
+                out(&json_line(&PlanDocument::new(&image, &plan))?)?;
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -159,10 +126,7 @@ fn squash(args: SquashArgs) -> Result<ExitCode> {
     progress.finish();
     let outcome = outcome?;
     if args.json {
-        let mut value = serde_json::to_value(&outcome)?;
-        value["schema_version"] = json!(SCHEMA_VERSION);
-        value["input"] = input_json(&image);
-        out(&json_line(&value)?)?;
+        out(&json_line(&OutcomeDocument::new(&image, outcome))?)?;
     } else if !args.quiet {
         out(&render::outcome(&image, &plan, &outcome))?;
     }
@@ -217,34 +181,7 @@ fn inspect(args: &ImageArgs, as_json: bool, verify: bool) -> Result<ExitCode> {
     // Indexing decodes every layer: each blob's size and sha256 and each diff_id are checked.
     let indexes = image.index_layers(0..image.layers().len())?;
     if as_json {
-        let layers: Vec<_> = image
-            .layers()
-            .iter()
-            .zip(&indexes)
-            .map(|(l, i)| {
-                json!({
-                    "index": l.index(),
-                    "digest": i.blob_digest.to_string(),
-                    "diff_id": l.diff_id().to_string(),
-                    "compressed_size": l.size(),
-                    "uncompressed_size": i.uncompressed_size,
-                    "media_type": l.media_type(),
-                    "compression": l.compression(),
-                    "entries": i.entries.len(),
-                    "history": l.history_index(),
-                })
-            })
-            .collect();
-        let mut value = json!({
-            "schema_version": SCHEMA_VERSION,
-            "input": input_json(&image),
-            "layers": layers,
-            "history": image.history(),
-        });
-        if verify {
-            value["verified"] = verification_json(&image);
-        }
-        out(&json_line(&value)?)?;
+        out(&json_line(&InspectDocument::new(&image, &indexes, verify))?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut text =
@@ -292,16 +229,6 @@ fn inspect(args: &ImageArgs, as_json: bool, verify: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What `inspect` checked, for `--verify --json`.
-fn verification_json(image: &Image) -> Value {
-    json!({
-        "manifest": image.manifest_digest().is_some(),
-        "config": true,
-        "layer_blobs": image.layers().len(),
-        "diff_ids": image.layers().len(),
-    })
-}
-
 /// An `inspect` row for a history step that made no layer.
 fn empty_step_row(step: &squash::HistoryStep) -> Vec<String> {
     let mut row = vec!["-".to_string(), String::new(), String::new(), String::new(), String::new(), "(no layer)".into()];
@@ -318,14 +245,6 @@ fn report(args: crate::args::ReportArgs) -> Result<ExitCode> {
     if let Some(path) = &args.svg {
         std::fs::write(path, report_svg(&report)).with_context(|| format!("writing `{}`", path.display()))?;
     }
-    if args.json {
-        let mut value = serde_json::to_value(&report)?;
-        value["schema_version"] = json!(SCHEMA_VERSION);
-        value["input"] = input_json(&image);
-        out(&json_line(&value)?)?;
-    } else {
-        out(&render::report(&report))?;
-    }
     let gates = Gates {
         max_wasted_bytes: args
             .fail_if_wasted_over
@@ -336,7 +255,13 @@ fn report(args: crate::args::ReportArgs) -> Result<ExitCode> {
         max_wasted_percent: args.fail_if_wasted_percent_over,
         min_efficiency: args.min_efficiency,
     };
-    let failed = report.failed_gates(&gates);
+    let results = report.gate_results(&gates);
+    if args.json {
+        out(&json_line(&ReportDocument::new(&image, report, results.clone()))?)?;
+    } else {
+        out(&render::report(&report))?;
+    }
+    let failed: Vec<_> = results.iter().filter(|g| !g.passed).collect();
     for f in &failed {
         note(&format!("squash: gate failed: {f}"));
     }

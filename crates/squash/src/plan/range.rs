@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -53,7 +53,7 @@ pub fn parse_layer_range(s: &str) -> std::result::Result<(usize, usize), String>
 }
 
 /// A range of layers (inclusive indexes) that becomes one layer, and the rule that chose it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerRange {
     /// First layer of the range.
     pub start: usize,

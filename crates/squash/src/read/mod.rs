@@ -13,7 +13,7 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::digest::Digest;
@@ -27,7 +27,7 @@ pub(crate) use reference::remote_transport;
 pub use reference::{ImageReference, Transport};
 
 /// The container an image was read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum InputFormat {
     /// An OCI image-layout directory.
@@ -181,7 +181,7 @@ impl Layer {
 }
 
 /// One entry of the config's `history`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryStep {
     /// `created_by`: the command that made the step.
     pub created_by: Option<String>,

@@ -7,21 +7,21 @@ pub(crate) mod target;
 
 use std::io;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Location, Result};
 use crate::layer::compression::Compression;
 use crate::merge::merge_range;
-use crate::plan::{HistoryMode, PlannedRange, SquashPlan};
+use crate::plan::{HistoryMode, LayerRange, PlannedRange, SquashPlan};
 use crate::read::{Image, InputFormat, DOCKER_CONFIG, OCI_CONFIG, OCI_MANIFEST};
 use lock::LockWait;
 use target::{BlobKind, Finish, Input, Target};
 pub use target::{Output, OutputFormat};
 
 /// One layer of the written image.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutcomeLayer {
     /// Position in the new image.
     pub index: usize,
@@ -30,17 +30,17 @@ pub struct OutcomeLayer {
     /// Uncompressed digest.
     pub diff_id: Digest,
     /// Blob size.
-    pub size: u64,
+    pub compressed_size: u64,
     /// Media type written in the manifest.
     pub media_type: String,
-    /// For a merged layer, the input layers it replaces (inclusive); `None` for a kept layer.
-    pub squashed_from: Option<(usize, usize)>,
+    /// For a merged layer, the range of input layers it replaces; `None` for a kept layer.
+    pub squashed_from: Option<LayerRange>,
     /// Uncompressed size, known for merged layers.
     pub uncompressed_size: Option<u64>,
 }
 
 /// What a squash (or copy) wrote.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcome {
     /// Where the image was written.
     pub output: String,
@@ -212,7 +212,7 @@ impl SquashPlan {
                 index: new_index,
                 digest,
                 diff_id: layer.diff_id().clone(),
-                size,
+                compressed_size: size,
                 media_type,
                 squashed_from: None,
                 uncompressed_size: None,
@@ -296,9 +296,9 @@ impl SquashPlan {
             index: new_index,
             digest,
             diff_id: merged.diff_id.unwrap_or_else(|| blob_digest.clone()),
-            size,
+            compressed_size: size,
             media_type,
-            squashed_from: Some((planned.range.start, planned.range.end)),
+            squashed_from: Some(planned.range.clone()),
             uncompressed_size: Some(merged.uncompressed_size),
         };
         Ok((layer, descriptor))

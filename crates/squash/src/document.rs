@@ -1,0 +1,256 @@
+//! The JSON documents of the command line (`--json`), as library types: what `inspect`, a dry
+//! run, a squash, `report` and an error print, so that a caller can read them back into the
+//! types that wrote them. Every document carries [`SCHEMA_VERSION`] and names its input the same
+//! way; a layer range has one shape ([`LayerRange`]) and each size one name
+//! (`compressed_size`, `uncompressed_size`, with `_before`/`_after` for a range). docs/json.md
+//! shows an example of each.
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::layer::compression::Compression;
+use crate::layer::index::LayerIndex;
+use crate::plan::{LayerRange, PlannedRange, SquashPlan};
+use crate::read::{HistoryStep, Image, InputFormat};
+use crate::report::{GateResult, Report};
+use crate::write::Outcome;
+
+/// The version of every document here; it changes when a field changes meaning or goes away.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Which image a document is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputInfo {
+    /// The file or directory read.
+    pub path: String,
+    /// Its container format.
+    pub format: InputFormat,
+    /// The tag or name the image was chosen by, if any.
+    pub name: Option<String>,
+    /// The manifest's digest (`None` for a legacy `docker save` tarball, which has none).
+    pub manifest_digest: Option<Digest>,
+    /// The config's digest (the image ID).
+    pub config_digest: Digest,
+    /// `os/arch[/variant]`, when known.
+    pub platform: Option<String>,
+}
+
+impl InputInfo {
+    /// Describes `image`.
+    pub fn of(image: &Image) -> InputInfo {
+        InputInfo {
+            path: image.path().display().to_string(),
+            format: image.format(),
+            name: image.name().map(str::to_string),
+            manifest_digest: image.manifest_digest().cloned(),
+            config_digest: image.config_digest().clone(),
+            platform: image.platform().map(ToString::to_string),
+        }
+    }
+}
+
+/// One layer as `inspect` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InspectLayer {
+    /// Position in the image.
+    pub index: usize,
+    /// Blob digest.
+    pub digest: Digest,
+    /// Uncompressed digest, as the config states it (and as verified).
+    pub diff_id: Digest,
+    /// Stored blob size.
+    pub compressed_size: u64,
+    /// Uncompressed tar size.
+    pub uncompressed_size: u64,
+    /// Media type in the manifest.
+    pub media_type: String,
+    /// Compression found in the blob's bytes.
+    pub compression: Compression,
+    /// Tar entries.
+    pub entries: usize,
+    /// The history step that made the layer.
+    pub history: Option<usize>,
+}
+
+/// What `inspect` checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    /// Whether a manifest was read and its size and sha256 checked.
+    pub manifest: bool,
+    /// The config's sha256 was checked.
+    pub config: bool,
+    /// Layer blobs whose size and sha256 were checked.
+    pub layer_blobs: usize,
+    /// Layers decoded and checked against their diff_id.
+    pub diff_ids: usize,
+}
+
+/// `squash inspect --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InspectDocument {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The image.
+    pub input: InputInfo,
+    /// Its layers, base first.
+    pub layers: Vec<InspectLayer>,
+    /// Its history steps, empty ones included.
+    pub history: Vec<HistoryStep>,
+    /// With `--verify`: what was checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<Verification>,
+}
+
+impl InspectDocument {
+    /// The document for `image`, whose layers `indexes` describe (as [`Image::index_layers`]
+    /// returns them, every layer decoded and verified).
+    pub fn new(image: &Image, indexes: &[LayerIndex], verify: bool) -> InspectDocument {
+        let layers = image
+            .layers()
+            .iter()
+            .zip(indexes)
+            .map(|(l, i)| InspectLayer {
+                index: l.index(),
+                digest: i.blob_digest.clone(),
+                diff_id: l.diff_id().clone(),
+                compressed_size: l.size(),
+                uncompressed_size: i.uncompressed_size,
+                media_type: l.media_type().to_string(),
+                compression: l.compression(),
+                entries: i.entries.len(),
+                history: l.history_index(),
+            })
+            .collect();
+        let verified = verify.then(|| Verification {
+            manifest: image.manifest_digest().is_some(),
+            config: true,
+            layer_blobs: indexes.len(),
+            diff_ids: indexes.len(),
+        });
+        InspectDocument { schema_version: SCHEMA_VERSION, input: InputInfo::of(image), layers, history: image.history().to_vec(), verified }
+    }
+}
+
+/// One range of a dry run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedRangeSummary {
+    /// The layers and the rule that chose them.
+    pub range: LayerRange,
+    /// Stored bytes of the range's layers.
+    pub compressed_size_before: u64,
+    /// Uncompressed bytes of the range's layers.
+    pub uncompressed_size_before: u64,
+    /// Exact uncompressed size of the new layer.
+    pub uncompressed_size_after: u64,
+    /// Entries the new layer holds.
+    pub entries_after: usize,
+    /// Compression of the new layer.
+    pub compression: Compression,
+}
+
+impl From<&PlannedRange> for PlannedRangeSummary {
+    fn from(r: &PlannedRange) -> PlannedRangeSummary {
+        PlannedRangeSummary {
+            range: r.range.clone(),
+            compressed_size_before: r.compressed_size_before(),
+            uncompressed_size_before: r.uncompressed_size_before(),
+            uncompressed_size_after: r.uncompressed_size(),
+            entries_after: r.entries_after(),
+            compression: r.compression,
+        }
+    }
+}
+
+/// `squash IMAGE … --dry-run --json`: the plan, nothing written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanDocument {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Always true.
+    pub dry_run: bool,
+    /// The image.
+    pub input: InputInfo,
+    /// The ranges to squash, in image order.
+    pub ranges: Vec<PlannedRangeSummary>,
+    /// The layers kept byte for byte.
+    pub kept_layers: Vec<usize>,
+}
+
+impl PlanDocument {
+    /// The document for `plan`, made from `image`.
+    pub fn new(image: &Image, plan: &SquashPlan) -> PlanDocument {
+        PlanDocument {
+            schema_version: SCHEMA_VERSION,
+            dry_run: true,
+            input: InputInfo::of(image),
+            ranges: plan.ranges.iter().map(PlannedRangeSummary::from).collect(),
+            kept_layers: plan.kept_layers(image).collect(),
+        }
+    }
+}
+
+/// `squash IMAGE … --json`: what was written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeDocument {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The image read.
+    pub input: InputInfo,
+    /// What was written.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+impl OutcomeDocument {
+    /// The document for `outcome`, written from `image`.
+    pub fn new(image: &Image, outcome: Outcome) -> OutcomeDocument {
+        OutcomeDocument { schema_version: SCHEMA_VERSION, input: InputInfo::of(image), outcome }
+    }
+}
+
+/// `squash report --json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportDocument {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The image.
+    pub input: InputInfo,
+    /// The figures.
+    #[serde(flatten)]
+    pub report: Report,
+    /// Every gate given, with its verdict (empty when none is).
+    pub gates: Vec<GateResult>,
+}
+
+impl ReportDocument {
+    /// The document for `report` of `image` with the verdicts `gates`.
+    pub fn new(image: &Image, report: Report, gates: Vec<GateResult>) -> ReportDocument {
+        ReportDocument { schema_version: SCHEMA_VERSION, input: InputInfo::of(image), report, gates }
+    }
+}
+
+/// What went wrong, in an [`ErrorDocument`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    /// [`crate::Error::kind`], or `usage` for an error of the command line itself.
+    pub kind: String,
+    /// The message, as printed on stderr.
+    pub message: String,
+    /// The file the error is about, if any.
+    pub file: Option<String>,
+    /// The blob, layer or member inside it.
+    pub part: Option<String>,
+    /// The tar entry inside that layer.
+    pub entry: Option<String>,
+}
+
+/// Any command's `--json` output when it fails.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDocument {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The error.
+    pub error: ErrorInfo,
+    /// The process's exit code.
+    pub exit_code: u8,
+}
