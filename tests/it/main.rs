@@ -11,6 +11,8 @@ mod equivalence;
 mod failure;
 /// Every image in the shared fixtures: open, inspect, copy, squash.
 mod fixtures;
+/// The fuzzer's saved findings, and a short fuzzing run.
+mod fuzz;
 /// umoci and skopeo read what we write (a loud skip locally, fatal with SQUASH_REQUIRE_INTEROP=1).
 mod interop;
 /// One test per trap of SPEC-NOTES.md, named after it.

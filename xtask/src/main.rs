@@ -1,6 +1,7 @@
 //! Project chores: `cargo xtask bench` generates large images and times squash against the
 //! physical limit (plain decompression + compression of the same bytes) and installed peers;
-//! `cargo xtask ci` runs the checks CI runs.
+//! `cargo xtask fuzz` mutates real and generated images and runs inspect, report and squash on
+//! them in-process; `cargo xtask ci` runs the checks CI runs.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
@@ -17,11 +18,77 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("bench") => bench(&args[1..]),
         Some("ci") => ci(),
+        Some("fuzz") => fuzz(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask bench [--scale S] [--runs N] [--dir DIR] | cargo xtask ci");
+            eprintln!(
+                "usage: cargo xtask bench [--scale S] [--runs N] [--dir DIR] | cargo xtask fuzz [--seconds N] [--seed S] | cargo xtask ci"
+            );
             Ok(())
         }
     }
+}
+
+/// The valid images of the shared fixtures that seed the fuzzer (small archives and layouts of
+/// every shape the readers know).
+const FUZZ_FIXTURES: [&str; 9] = [
+    "wagoodman__dive/.data/test-docker-image.tar",
+    "wagoodman__dive/.data/test-oci-gzip-image.tar",
+    "wagoodman__dive/.data/test-oci-zstd-image.tar",
+    "google__go-containerregistry/pkg/v1/mutate/testdata/whiteout_image.tar",
+    "google__go-containerregistry/pkg/v1/mutate/testdata/overwritten_file.tar",
+    "google__go-containerregistry/pkg/v1/mutate/testdata/whiteout_dir.tar",
+    "google__go-containerregistry/pkg/v1/tarball/testdata/test_link.tar",
+    "google__go-containerregistry/pkg/v1/tarball/testdata/hello-world-v25.tar",
+    "containers__image/docker/archive/fixtures/almostempty.tar",
+];
+
+/// `cargo xtask fuzz [--seconds N] [--seed S]`: fuzzes for N seconds (default 60); findings are
+/// saved under target/fuzz/crashes and make it fail. Copy each into tests/fuzz-corpus/ once
+/// fixed.
+fn fuzz(args: &[String]) -> Result<()> {
+    let mut seconds = 60u64;
+    let mut rng_seed = 1u64;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--seconds" => seconds = it.next().context("--seconds N")?.parse()?,
+            "--seed" => rng_seed = it.next().context("--seed S")?.parse()?,
+            other => bail!("unknown fuzz option `{other}`"),
+        }
+    }
+    let fixtures = root().join("../shared/fixtures");
+    let mut seeds = Vec::new();
+    for fixture in FUZZ_FIXTURES {
+        match squash_fuzz::Seed::from_reference(&fixtures.join(fixture).display().to_string()) {
+            Some(seed) => seeds.push(seed),
+            None => eprintln!("fuzz: seed `{fixture}` does not read cleanly; left out"),
+        }
+    }
+    let from_fixtures = seeds.len();
+    seeds.extend(squash_fuzz::Seed::generated(12));
+    let scratch = root().join("target/fuzz/scratch");
+    let crashes = root().join("target/fuzz/crashes");
+    let _ = fs::remove_dir_all(&scratch);
+    fs::create_dir_all(&scratch)?;
+    squash_fuzz::install_panic_recorder();
+    eprintln!("fuzz: {} seeds ({from_fixtures} from the shared fixtures), {seconds} s, seed {rng_seed}", seeds.len());
+    let stats = squash_fuzz::fuzz(&seeds, rng_seed, std::time::Duration::from_secs(seconds), &scratch, &crashes)?;
+    let _ = fs::remove_dir_all(&scratch);
+    let secs = stats.elapsed.as_secs_f64();
+    println!(
+        "fuzz: {} executions in {secs:.1} s ({:.0} exec/s), {} accepted through every step, {} findings",
+        stats.executions,
+        stats.executions as f64 / secs.max(1e-9),
+        stats.accepted,
+        stats.findings.len()
+    );
+    for (path, finding, description) in &stats.findings {
+        println!("  {}: {finding:?}\n    {description}", path.display());
+    }
+    if !stats.findings.is_empty() {
+        bail!("the fuzzer found {} problems (cases saved under {})", stats.findings.len(), crashes.display());
+    }
+    Ok(())
 }
 
 fn root() -> PathBuf {

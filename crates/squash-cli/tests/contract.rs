@@ -463,3 +463,28 @@ fn every_json_document_parses_into_its_type() {
         assert_eq!(error.exit_code, 2);
     }
 }
+
+#[test]
+fn a_held_layout_lock_is_waited_for_then_given_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = layout(dir.path());
+    let image = format!("oci:{}:t", input.display());
+    let shared = dir.path().join("shared");
+    let (code, _, stderr) = squash(&[&image, "--convert", "-o", &format!("oci:{}:seed", shared.display()), "-q"]);
+    assert_eq!(code, 0, "{stderr}");
+    let before = snapshot(&shared);
+    // Another writer holds the layout's lock.
+    let holder = std::fs::File::open(&shared).expect("open layout");
+    holder.lock().expect("lock");
+    let start = Instant::now();
+    let (code, _, stderr) = squash(&[&image, "--from-layer", "1", "--lock-timeout", "2", "-o", &format!("oci:{}:late", shared.display())]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(start.elapsed() >= Duration::from_secs(2), "gave up too early");
+    assert!(stderr.contains("waiting for the lock"), "says it waits: {stderr}");
+    assert!(stderr.contains("gave up") && stderr.contains("--lock-timeout"), "{stderr}");
+    assert_eq!(snapshot(&shared), before, "nothing written while the lock was held");
+    // Released: the same run goes through.
+    drop(holder);
+    let (code, _, stderr) = squash(&[&image, "--from-layer", "1", "-o", &format!("oci:{}:late", shared.display()), "-q"]);
+    assert_eq!(code, 0, "{stderr}");
+}

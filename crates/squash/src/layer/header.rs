@@ -195,17 +195,20 @@ pub(crate) fn rename_group(raw: &[u8], path: &[u8], link: Option<&[u8]>) -> Vec<
     out
 }
 
-/// A header-only regular-file entry called `path`, used for whiteout and opaque markers. Its
-/// fields are fixed (mode 0644, owner 0:0, mtime 0) so output is deterministic.
-pub(crate) fn marker(path: &[u8]) -> Vec<u8> {
+/// A header-only entry called `path` with `mode`, owner 0:0, `typeflag` and the raw mtime field
+/// `mtime` (12 bytes, octal), behind a PAX `path` record when the name is longer than 100 bytes.
+fn synthetic(path: &[u8], mode: u32, typeflag: u8, mtime: Option<&[u8]>) -> Vec<u8> {
     let mut block = [0u8; BLOCK];
     set_field(&mut block[0..100], &path[..path.len().min(100)]);
-    write_octal(&mut block[100..108], 0o644);
+    write_octal(&mut block[100..108], mode.into());
     write_octal(&mut block[108..116], 0);
     write_octal(&mut block[116..124], 0);
     write_octal(&mut block[124..136], 0);
-    write_octal(&mut block[136..148], 0);
-    block[156] = b'0';
+    match mtime {
+        Some(field) => block[136..148].copy_from_slice(field),
+        None => write_octal(&mut block[136..148], 0),
+    }
+    block[156] = typeflag;
     block[257..263].copy_from_slice(b"ustar\0");
     block[263..265].copy_from_slice(b"00");
     set_checksum(&mut block);
@@ -217,29 +220,19 @@ pub(crate) fn marker(path: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A header-only regular-file entry called `path`, used for whiteout and opaque markers. Its
+/// fields are fixed (mode 0644, owner 0:0, mtime 0) so output is deterministic.
+pub(crate) fn marker(path: &[u8]) -> Vec<u8> {
+    synthetic(path, 0o644, b'0', None)
+}
+
 /// A directory entry called `path` (a trailing `/` is added), mode 0755, owner 0:0, as appliers
 /// create a missing parent; its mtime field is copied from the main header of `implied_by`, the
 /// entry that implied the directory.
 pub(crate) fn implied_directory(path: &[u8], implied_by: &[u8]) -> Vec<u8> {
     let mut name = path.to_vec();
     name.push(b'/');
-    let mut block = [0u8; BLOCK];
-    set_field(&mut block[0..100], &name[..name.len().min(100)]);
-    write_octal(&mut block[100..108], 0o755);
-    write_octal(&mut block[108..116], 0);
-    write_octal(&mut block[116..124], 0);
-    write_octal(&mut block[124..136], 0);
-    block[136..148].copy_from_slice(&split(implied_by).main[136..148]);
-    block[156] = b'5';
-    block[257..263].copy_from_slice(b"ustar\0");
-    block[263..265].copy_from_slice(b"00");
-    set_checksum(&mut block);
-    let mut out = Vec::new();
-    if name.len() > 100 {
-        out.extend_from_slice(&pax_header(&[(b"path".to_vec(), name.clone())], &name));
-    }
-    out.extend_from_slice(&block);
-    out
+    synthetic(&name, 0o755, b'5', Some(&split(implied_by).main[136..148]))
 }
 
 /// The two zero blocks that end a tar archive.
