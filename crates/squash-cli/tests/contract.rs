@@ -192,6 +192,32 @@ fn concurrent_writers_keep_every_tag() {
 }
 
 #[test]
+fn concurrent_writers_creating_one_new_layout_keep_every_tag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = layout(dir.path());
+    let image = format!("oci:{}:t", input.display());
+    for round in 0..5 {
+        let fresh = dir.path().join(format!("fresh-{round}"));
+        std::thread::scope(|scope| {
+            for w in 0..4 {
+                let (image, fresh) = (&image, &fresh);
+                scope.spawn(move || {
+                    let from = if w % 2 == 0 { "1" } else { "2" };
+                    let (code, _, stderr) = squash(&[image, "--from-layer", from, "-o", &format!("oci:{}:w{w}", fresh.display()), "-q"]);
+                    assert_eq!(code, 0, "round {round} writer {w}: {stderr}");
+                });
+            }
+        });
+        for w in 0..4 {
+            let (code, _, stderr) = squash(&["inspect", &format!("oci:{}:w{w}", fresh.display())]);
+            assert_eq!(code, 0, "round {round}: tag w{w}: {stderr}");
+        }
+        let left: Vec<String> = entries(dir.path()).into_iter().filter(|n| n.contains(".squash-tmp")).collect();
+        assert!(left.is_empty(), "round {round}: {left:?}");
+    }
+}
+
+#[test]
 fn output_inside_an_input_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = layout(dir.path());

@@ -21,6 +21,9 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// Which image a document is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputInfo {
+    /// The image as a reference that names it exactly (`oci:PATH:TAG`,
+    /// `docker-archive:PATH:NAME`, …), whatever form it was given in.
+    pub reference: String,
     /// The file or directory read.
     pub path: String,
     /// Its container format.
@@ -38,7 +41,9 @@ pub struct InputInfo {
 impl InputInfo {
     /// Describes `image`.
     pub fn of(image: &Image) -> InputInfo {
+        let name = image.name().map(|n| format!(":{n}")).unwrap_or_default();
         InputInfo {
+            reference: format!("{}:{}{name}", image.format(), image.path().display()),
             path: image.path().display().to_string(),
             format: image.format(),
             name: image.name().map(str::to_string),
