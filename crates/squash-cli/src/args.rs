@@ -11,7 +11,8 @@ Exit codes:
   1    a report gate failed (the rule is named on stderr)
   2    usage or input error, or the output could not be written (the message names the file, layer and entry)
   130  interrupted by SIGINT (Ctrl-C); 143 by SIGTERM. Nothing is left at the destination
-  141  standard output was closed (as `squash inspect IMG | head -1`); the command ends quietly";
+  141  (SIGPIPE) standard output was closed, as in `squash inspect IMG | head -1`: the command ends
+       quietly by SIGPIPE, as coreutils do";
 
 /// Squash container image layers offline, with a filesystem provably identical to the original's.
 #[derive(Debug, Parser)]
