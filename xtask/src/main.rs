@@ -37,7 +37,7 @@ const FUZZ_FIXTURES: [&str; 9] = [
     "google__go-containerregistry/pkg/v1/mutate/testdata/whiteout_image.tar",
     "google__go-containerregistry/pkg/v1/mutate/testdata/overwritten_file.tar",
     "google__go-containerregistry/pkg/v1/mutate/testdata/whiteout_dir.tar",
-    "google__go-containerregistry/pkg/v1/tarball/testdata/test_link.tar",
+    "google__go-containerregistry/pkg/v1/tarball/testdata/test_image_1.tar",
     "google__go-containerregistry/pkg/v1/tarball/testdata/hello-world-v25.tar",
     "containers__image/docker/archive/fixtures/almostempty.tar",
 ];
