@@ -38,11 +38,16 @@ pub enum Command {
 #[derive(Debug, Args, Clone)]
 pub struct ImageArgs {
     /// The image: `oci:PATH[:TAG]`, `oci-archive:PATH[:TAG]`, `docker-archive:PATH[:NAME:TAG]`,
-    /// `dir:PATH`, or a path whose format is detected.
+    /// `dir:PATH`, a path whose format is detected, or `-` for an archive on standard input
+    /// (`docker save app | squash - …`).
     pub image: Option<String>,
     /// Platform to pick from a multi-platform index, as os/arch[/variant].
     #[arg(long)]
     pub platform: Option<String>,
+    /// Where to spool an image read from standard input or a pipe, and the new layers of an
+    /// image written to standard output (default: TMPDIR).
+    #[arg(long, value_name = "DIR")]
+    pub tmp_dir: Option<PathBuf>,
 }
 
 /// What to squash.
@@ -68,8 +73,9 @@ pub struct SquashArgs {
     pub image: ImageArgs,
     #[command(flatten)]
     pub select: SelectArgs,
-    /// Output: a path (same format as the input unless --format), or `oci:PATH[:TAG]`,
-    /// `oci-archive:PATH[:TAG]`, `docker-archive:PATH[:NAME:TAG]`.
+    /// Output: a path (same format as the input unless --format), `oci:PATH[:TAG]`,
+    /// `oci-archive:PATH[:TAG]`, `docker-archive:PATH[:NAME:TAG]`, or `-` for an archive on
+    /// standard output (`… -o - | docker load`; docker-archive unless --format oci-archive).
     #[arg(short, long, value_name = "OUT")]
     pub output: Option<String>,
     /// Output format: oci, oci-archive or docker-archive.

@@ -16,6 +16,31 @@ static SIGNALLED: AtomicI32 = AtomicI32::new(0);
 /// Whether an output is being written, so that a signal must wait for its cleanup.
 static WRITING: AtomicBool = AtomicBool::new(false);
 
+/// The run's scratch directory (spools), removed before the process ends on a signal.
+static SCRATCH: std::sync::Mutex<Option<std::path::PathBuf>> = std::sync::Mutex::new(None);
+
+/// A scratch directory for spools in `base` (default TMPDIR), removed when dropped and before
+/// the process ends on a signal.
+pub fn scratch(base: Option<&std::path::Path>) -> Result<tempfile::TempDir> {
+    let base = base.map(std::path::Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
+    let dir = tempfile::Builder::new()
+        .prefix(".squash-scratch-")
+        .tempdir_in(&base)
+        .map_err(|e| anyhow::anyhow!("`{}`: cannot make a scratch directory for spools here (see --tmp-dir): {e}", base.display()))?;
+    if let Ok(mut slot) = SCRATCH.lock() {
+        *slot = Some(dir.path().to_path_buf());
+    }
+    Ok(dir)
+}
+
+/// Ends the process with `code` after removing the scratch directory.
+fn end(code: i32) -> ! {
+    if let Some(dir) = SCRATCH.lock().ok().and_then(|mut slot| slot.take()) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    std::process::exit(code)
+}
+
 /// How long a writing run may take to clean up after a signal before the process ends anyway.
 const CLEANUP_GRACE: Duration = Duration::from_secs(20);
 
@@ -31,6 +56,9 @@ pub fn out(text: &str) -> Result<()> {
 
 /// Ends the process by SIGPIPE's default action, as `yes | head -1` ends `yes`.
 fn broken_pipe() -> ! {
+    if let Some(dir) = SCRATCH.lock().ok().and_then(|mut slot| slot.take()) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     let _ = signal_hook::low_level::emulate_default_handler(SIGPIPE);
     std::process::exit(128 + SIGPIPE)
 }
@@ -50,11 +78,11 @@ pub fn install_signal_handlers() -> Result<()> {
         for signal in signals.forever() {
             let first = SIGNALLED.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst).is_ok();
             if !first || !WRITING.load(Ordering::SeqCst) {
-                std::process::exit(128 + signal);
+                end(128 + signal);
             }
             std::thread::spawn(move || {
                 std::thread::sleep(CLEANUP_GRACE);
-                std::process::exit(128 + signal);
+                end(128 + signal);
             });
         }
     })?;

@@ -52,7 +52,8 @@ pub fn outcome(image: &Image, plan: &SquashPlan, outcome: &Outcome) -> String {
     let mut out = String::new();
     let before_c: u64 = image.layers().iter().map(|l| l.size()).sum();
     let after_c: u64 = outcome.layers.iter().map(|l| l.compressed_size).sum();
-    out.push_str(&format!("wrote {}\n", outcome.output));
+    let output = if outcome.output == "-" { "standard output" } else { outcome.output.as_str() };
+    out.push_str(&format!("wrote {output}\n"));
     out.push_str(&format!("  layers: {} -> {}\n", image.layers().len(), outcome.layers.len()));
     for r in &plan.ranges {
         let new = outcome.layers.iter().find(|l| l.squashed_from.as_ref() == Some(&r.range));

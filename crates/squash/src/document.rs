@@ -43,8 +43,8 @@ impl InputInfo {
     pub fn of(image: &Image) -> InputInfo {
         let name = image.name().map(|n| format!(":{n}")).unwrap_or_default();
         InputInfo {
-            reference: format!("{}:{}{name}", image.format(), image.path().display()),
-            path: image.path().display().to_string(),
+            reference: format!("{}:{}{name}", image.format(), image.source().display()),
+            path: image.source().display().to_string(),
             format: image.format(),
             name: image.name().map(str::to_string),
             manifest_digest: image.manifest_digest().cloned(),

@@ -40,13 +40,33 @@ fn json_line(value: &impl serde::Serialize) -> Result<String> {
     Ok(format!("{}\n", serde_json::to_string_pretty(value)?))
 }
 
-fn open(args: &ImageArgs) -> Result<Image> {
+/// Opens the image; one on standard input or a pipe is spooled into `scratch`.
+fn open(args: &ImageArgs, scratch: Option<&std::path::Path>) -> Result<Image> {
     let reference = args.image.as_deref().ok_or_else(|| anyhow!("no image given (see --help)"))?;
-    let mut options = OpenOptions::default();
+    let mut options = OpenOptions::default().with_cancel(exit::cancelled);
     if let Some(p) = &args.platform {
         options = options.with_platform(p.parse::<Platform>().map_err(|e| anyhow!(e))?);
     }
+    if let Some(dir) = scratch {
+        options = options.with_tmp_dir(dir);
+    }
+    // A signal meanwhile ends the process at once: the spool is in the scratch directory, which
+    // goes with it.
     Ok(Image::open_with(reference, &options)?)
+}
+
+/// Whether `reference` names standard input or a pipe, which are spooled.
+fn is_stream(reference: Option<&str>) -> bool {
+    let Some(path) = reference.and_then(|r| r.parse::<squash::ImageReference>().ok()).map(|r| r.path) else { return false };
+    path.as_os_str() == "-" && !path.exists() || std::fs::metadata(&path).is_ok_and(|m| !m.is_file() && !m.is_dir())
+}
+
+/// The scratch directory a command needs when it reads or writes a stream.
+fn scratch_for(args: &ImageArgs, writes_stream: bool) -> Result<Option<tempfile::TempDir>> {
+    if writes_stream || is_stream(args.image.as_deref()) {
+        return exit::scratch(args.tmp_dir.as_deref()).map(Some);
+    }
+    Ok(None)
 }
 
 fn selector(args: &SelectArgs) -> Result<(LayerSelector, Vec<Image>)> {
@@ -66,11 +86,20 @@ fn selector(args: &SelectArgs) -> Result<(LayerSelector, Vec<Image>)> {
 fn squash(args: SquashArgs) -> Result<ExitCode> {
     // The output reference is checked before the image is read: a usage error costs nothing.
     let format = args.format.as_deref().map(|f| f.parse::<OutputFormat>().map_err(|e| anyhow!(e))).transpose()?;
-    let output_spec = args.output.as_deref().map(|o| output_spec(o, format, args.tag.as_deref())).transpose()?;
-    if output_spec.is_none() && !args.dry_run {
+    let stream = args.output.as_deref().map(|o| stream_spec(o, format, args.tag.as_deref())).transpose()?.flatten();
+    let output_spec = match (&stream, args.output.as_deref()) {
+        (None, Some(o)) => Some(output_spec(o, format, args.tag.as_deref())?),
+        _ => None,
+    };
+    if output_spec.is_none() && stream.is_none() && !args.dry_run {
         bail!("no output given: use -o OUT (or --dry-run)");
     }
-    let image = open(&args.image)?;
+    if stream.is_some() && !args.dry_run && std::io::stdout().is_terminal() {
+        bail!("-o -: standard output is a terminal; redirect it (`> app.tar`) or pipe it (`| docker load`)");
+    }
+    let scratch = scratch_for(&args.image, stream.is_some())?;
+    let scratch_path = scratch.as_ref().map(|d| d.path().to_path_buf());
+    let image = open(&args.image, scratch_path.as_deref())?;
     let (selector, bases) = selector(&args.select)?;
     if selector == LayerSelector::Nothing && !args.convert {
         bail!(
@@ -106,31 +135,91 @@ fn squash(args: SquashArgs) -> Result<ExitCode> {
         InputFormat::OciArchive => OutputFormat::OciArchive,
         InputFormat::OciLayout | InputFormat::Dir => OutputFormat::OciLayout,
     };
+    if let Some(dir) = &scratch_path {
+        options = options.with_tmp_dir(dir);
+    }
     let output = output_spec.map(|spec| spec.resolve(default_format));
     let plan = image.plan(&options)?;
     if !args.quiet && !args.json {
         note(render::plan(&image, &plan).trim_end());
     }
-    let output = match output {
-        Some(output) if !args.dry_run => output,
-        _ => {
-            if args.json {
-                out(&json_line(&PlanDocument::new(&image, &plan))?)?;
-            }
-            return Ok(ExitCode::SUCCESS);
+    if args.dry_run || (output.is_none() && stream.is_none()) {
+        if args.json {
+            out(&json_line(&PlanDocument::new(&image, &plan))?)?;
         }
-    };
+        return Ok(ExitCode::SUCCESS);
+    }
     let terminal = !args.quiet && !args.json && std::io::stderr().is_terminal();
     let progress = render::ProgressLine::new(terminal, !args.quiet);
-    let outcome = exit::writing(|| plan.execute_with_progress(&image, &output, &progress));
+    let outcome = match (&output, &stream) {
+        (Some(output), _) => exit::writing(|| plan.execute_with_progress(&image, output, &progress)),
+        (None, Some(stream)) => {
+            // An archive on stdout: docker-archive unless the input is an OCI archive or
+            // --format says otherwise.
+            let format = stream.format.unwrap_or(if image.format() == InputFormat::OciArchive {
+                OutputFormat::OciArchive
+            } else {
+                OutputFormat::DockerArchive
+            });
+            let mut stdout = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+            exit::writing(|| plan.execute_to_writer(&image, format, stream.tag.clone(), &mut stdout, &progress))
+        }
+        (None, None) => bail!("no output given: use -o OUT (or --dry-run)"),
+    };
     progress.finish();
     let outcome = outcome?;
+    // With the image on stdout, the summary goes to stderr.
+    let summary = |text: &str| if stream.is_some() { note(text.trim_end()) } else { out(text).unwrap_or(()) };
     if args.json {
-        out(&json_line(&OutcomeDocument::new(&image, outcome))?)?;
+        summary(&json_line(&OutcomeDocument::new(&image, outcome))?);
     } else if !args.quiet {
-        out(&render::outcome(&image, &plan, &outcome))?;
+        summary(&render::outcome(&image, &plan, &outcome));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `-o -`, `-o docker-archive:-[:TAG]` or `-o oci-archive:-[:TAG]`: the archive goes to stdout.
+struct StreamSpec {
+    format: Option<OutputFormat>,
+    tag: Option<String>,
+}
+
+fn stream_spec(raw: &str, format: Option<OutputFormat>, tag: Option<&str>) -> Result<Option<StreamSpec>> {
+    let (named, own_tag) = if raw == "-" {
+        (None, None)
+    } else {
+        let mut found = None;
+        for (prefix, f) in [("docker-archive:", OutputFormat::DockerArchive), ("oci-archive:", OutputFormat::OciArchive)] {
+            if let Some(rest) = raw.strip_prefix(prefix) {
+                let (path, t) = rest.split_once(':').map(|(p, t)| (p, Some(t.to_string()))).unwrap_or((rest, None));
+                if path == "-" {
+                    found = Some((Some(f), t));
+                }
+            }
+        }
+        match found {
+            Some(f) => f,
+            None => return Ok(None),
+        }
+    };
+    if let (Some(named), Some(format)) = (named, format) {
+        if named != format {
+            bail!("-o `{raw}` names the {named} format but --format says {format}; give one of them");
+        }
+    }
+    let format = named.or(format);
+    if format == Some(OutputFormat::OciLayout) {
+        bail!("-o -: standard output takes an archive: --format docker-archive or oci-archive, not an OCI layout");
+    }
+    if let (Some(own), Some(tag)) = (&own_tag, tag) {
+        if own != tag {
+            bail!("-o `{raw}` carries the tag `{own}` but --tag says `{tag}`; give one of them");
+        }
+    }
+    if own_tag.as_deref() == Some("") || tag == Some("") {
+        bail!("-o `{raw}`: the tag is empty");
+    }
+    Ok(Some(StreamSpec { format, tag: own_tag.or(tag.map(str::to_string)) }))
 }
 
 /// The `-o` value with `--format` and `--tag` folded in, conflicts refused.
@@ -177,7 +266,8 @@ fn output_spec(raw: &str, format: Option<OutputFormat>, tag: Option<&str>) -> Re
 }
 
 fn inspect(args: &ImageArgs, as_json: bool, verify: bool) -> Result<ExitCode> {
-    let image = open(args)?;
+    let scratch = scratch_for(args, false)?;
+    let image = open(args, scratch.as_ref().map(|d| d.path()))?;
     // Indexing decodes every layer: each blob's size and sha256 and each diff_id are checked.
     let indexes = image.index_layers(0..image.layers().len())?;
     if as_json {
@@ -185,7 +275,7 @@ fn inspect(args: &ImageArgs, as_json: bool, verify: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut text =
-        format!("image: {} ({}){}\n", image.path().display(), image.format(), image.name().map(|n| format!(", {n}")).unwrap_or_default());
+        format!("image: {} ({}){}\n", image.source().display(), image.format(), image.name().map(|n| format!(", {n}")).unwrap_or_default());
     if let Some(p) = image.platform() {
         text.push_str(&format!("platform: {p}\n"));
     }
@@ -237,7 +327,8 @@ fn empty_step_row(step: &squash::HistoryStep) -> Vec<String> {
 }
 
 fn report(args: crate::args::ReportArgs) -> Result<ExitCode> {
-    let image = open(&args.image)?;
+    let scratch = scratch_for(&args.image, false)?;
+    let image = open(&args.image, scratch.as_ref().map(|d| d.path()))?;
     let (selector, bases) = selector(&args.select)?;
     let mut options = SquashOptions::default().with_selector(selector);
     options.bases = bases;

@@ -50,6 +50,8 @@ pub struct SquashOptions {
     /// Also decode every kept layer and check its diff_id (kept layers are otherwise copied with
     /// their size and sha256 checked only).
     pub verify_all: bool,
+    /// Where new layers are spooled when the output is a stream (default: `TMPDIR`).
+    pub tmp_dir: Option<std::path::PathBuf>,
 }
 
 impl SquashOptions {
@@ -91,6 +93,11 @@ impl SquashOptions {
     /// Sets how long to wait for another run's lock on an output layout.
     pub fn with_lock_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.lock_timeout = Some(timeout);
+        self
+    }
+    /// Spools new layers of a streamed output into `dir`.
+    pub fn with_tmp_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.tmp_dir = Some(dir.into());
         self
     }
     /// Decodes kept layers too and checks their diff_ids.

@@ -6,6 +6,7 @@ pub(crate) mod blob;
 mod docker;
 mod oci;
 mod reference;
+mod spool;
 pub(crate) mod stream;
 
 use std::fmt;
@@ -106,17 +107,34 @@ impl std::str::FromStr for Platform {
     }
 }
 
-/// How to choose one image when an input holds several.
+/// How to choose one image when an input holds several, and where to spool one that cannot be
+/// read in place.
 #[derive(Debug, Clone, Default)]
 pub struct OpenOptions {
     /// The platform to pick from a multi-platform index. Default: the only one, else the host's.
     pub platform: Option<Platform>,
+    /// Where to spool standard input or a pipe (`-`, `/dev/stdin`, `<(docker save app)`);
+    /// default: the system's temporary directory (`TMPDIR`).
+    pub tmp_dir: Option<std::path::PathBuf>,
+    /// Polled while spooling: when it returns true, the spool is removed and opening fails with
+    /// [`Error::Cancelled`].
+    pub cancelled: Option<fn() -> bool>,
 }
 
 impl OpenOptions {
     /// Picks `platform` from multi-platform indexes.
     pub fn with_platform(mut self, platform: Platform) -> Self {
         self.platform = Some(platform);
+        self
+    }
+    /// Spools non-seekable inputs into `dir`.
+    pub fn with_tmp_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.tmp_dir = Some(dir.into());
+        self
+    }
+    /// Polls `cancelled` while spooling.
+    pub fn with_cancel(mut self, cancelled: fn() -> bool) -> Self {
+        self.cancelled = Some(cancelled);
         self
     }
 }
@@ -213,6 +231,9 @@ pub struct Image {
     pub(crate) name: Option<String>,
     pub(crate) platform: Option<Platform>,
     pub(crate) siblings: Vec<Sibling>,
+    /// The temporary copy of a non-seekable input (standard input, a pipe), removed with the
+    /// last image that reads it.
+    pub(crate) spool: Option<(Arc<tempfile::TempPath>, std::path::PathBuf)>,
 }
 
 impl Image {
@@ -251,6 +272,14 @@ impl Image {
 
     fn open_unchecked(reference: &ImageReference, options: &OpenOptions) -> Result<Image> {
         let path = &reference.path;
+        if spool::wanted(path) {
+            let spooled = Arc::new(spool::spool(path, options)?);
+            let mut inner = reference.clone();
+            inner.path = spooled.to_path_buf();
+            let mut image = Image::open_unchecked(&inner, options)?;
+            image.spool = Some((spooled, path.clone()));
+            return Ok(image);
+        }
         let metadata = std::fs::metadata(path).at(|| Location::file(path))?;
         let transport = match reference.transport {
             Some(t) => t,
@@ -290,6 +319,12 @@ impl Image {
                 }
             }
         }
+    }
+
+    /// The path the image was given as: [`Image::path`], or `-` (or the pipe's path) for an
+    /// image read from standard input or a pipe, whose bytes were spooled to a temporary file.
+    pub fn source(&self) -> &Path {
+        self.spool.as_ref().map(|(_, source)| source.as_path()).unwrap_or_else(|| self.path())
     }
 
     /// The format the image was read from.

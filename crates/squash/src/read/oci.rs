@@ -376,7 +376,7 @@ pub(crate) fn from_manifest(
             siblings.push(Sibling::Manifest { name: format!("base {}", base.short()), blob: BlobRef { name, size, digest: Some(base) } });
         }
     }
-    Ok(Image { store: store.clone(), format, manifest: Some(manifest), config, layers, history, name, platform, siblings })
+    Ok(Image { store: store.clone(), format, manifest: Some(manifest), config, layers, history, name, platform, siblings, spool: None })
 }
 
 /// Accepts the layer media types of the OCI image-spec and Docker's v2s2, refuses the rest.

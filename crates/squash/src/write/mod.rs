@@ -159,6 +159,40 @@ impl SquashPlan {
 
     /// [`SquashPlan::execute`], reporting progress.
     pub fn execute_with_progress(&self, image: &Image, output: &Output, progress: &dyn Progress) -> Result<Outcome> {
+        self.check_before_writing(image, progress)?;
+        let mut inputs = vec![Input { path: image.path(), tag: image.name() }];
+        inputs.extend(self.options.bases.iter().map(|b| Input { path: b.path(), tag: b.name() }));
+        let wait = LockWait { timeout: self.options.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT), progress };
+        let target = Target::create(output, &inputs, wait)?;
+        self.write_image(image, output, target, progress)
+    }
+
+    /// Writes the new image as an archive (`format`: [`OutputFormat::DockerArchive`] or
+    /// [`OutputFormat::OciArchive`]) into `out`, such as a pipe into `docker load`: members in
+    /// the order a streaming reader needs (layers, then config, then manifest), each written
+    /// once. New layers are spooled to temporary files (in [`SquashOptions::tmp_dir`]) to learn
+    /// their digests before their members begin; kept layers are streamed as they are read. If
+    /// this fails, what was written is an incomplete archive that no loader accepts.
+    pub fn execute_to_writer(
+        &self,
+        image: &Image,
+        format: OutputFormat,
+        tag: Option<String>,
+        out: &mut dyn io::Write,
+        progress: &dyn Progress,
+    ) -> Result<Outcome> {
+        if format == OutputFormat::OciLayout {
+            return Err(Error::InvalidOption {
+                reason: "a stream holds an archive: choose docker-archive or oci-archive, not an OCI layout directory".into(),
+            });
+        }
+        self.check_before_writing(image, progress)?;
+        let output = Output { path: "-".into(), format, tag };
+        let target = Target::stream(format, out, self.options.tmp_dir.clone());
+        self.write_image(image, &output, target, progress)
+    }
+
+    fn check_before_writing(&self, image: &Image, progress: &dyn Progress) -> Result<()> {
         if progress.cancelled() {
             return Err(Error::Cancelled);
         }
@@ -166,10 +200,10 @@ impl SquashPlan {
             // Ranges were decoded and fully checked when planned; kept layers are checked here.
             image.verify_layers(self.kept_layers(image))?;
         }
-        let mut inputs = vec![Input { path: image.path(), tag: image.name() }];
-        inputs.extend(self.options.bases.iter().map(|b| Input { path: b.path(), tag: b.name() }));
-        let wait = LockWait { timeout: self.options.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT), progress };
-        let mut target = Target::create(output, &inputs, wait)?;
+        Ok(())
+    }
+
+    fn write_image(&self, image: &Image, output: &Output, mut target: Target<'_>, progress: &dyn Progress) -> Result<Outcome> {
         let docker = docker_family(image, output);
         let mut layers: Vec<OutcomeLayer> = Vec::new();
         let mut descriptors: Vec<Value> = Vec::new();
@@ -191,7 +225,7 @@ impl SquashPlan {
                     progress.step(&format!("copying layer {index}"));
                     let mut reader = image.open_layer_blob(layer)?;
                     let location = image.layer_location(layer);
-                    target.write_blob(known, BlobKind::Layer, &mut |w| {
+                    target.write_blob(known.map(|d| (d, layer.size())), BlobKind::Layer, &mut |w| {
                         let mut counting = Counting { inner: w, progress, unreported: 0 };
                         io::copy(&mut reader, &mut counting).and_then(|_| io::Write::flush(&mut counting)).at(|| location.clone())
                     })?

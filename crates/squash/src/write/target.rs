@@ -82,7 +82,9 @@ impl Output {
                     return Err(format!("`{s}` ends with an empty tag; give one after the colon or drop the colon"));
                 }
                 if path == "-" {
-                    return Err(format!("`{s}`: writing an image to standard output is not supported yet; give a file path"));
+                    return Err(format!(
+                        "`{s}`: `-` is standard output, which is not a file: write there with `SquashPlan::execute_to_writer`"
+                    ));
                 }
                 return Ok(Output { path: PathBuf::from(path), format, tag });
             }
@@ -91,7 +93,7 @@ impl Output {
             return Err("empty output path".into());
         }
         if s == "-" {
-            return Err("`-`: writing an image to standard output is not supported yet; give a file path".into());
+            return Err("`-` is standard output, which is not a file: write there with `SquashPlan::execute_to_writer`".into());
         }
         if let Some((name, what)) = crate::read::remote_transport(s) {
             return Err(format!(
@@ -108,6 +110,18 @@ impl Output {
 pub(crate) enum Target<'a> {
     Layout(LayoutTarget<'a>),
     Archive(ArchiveTarget),
+    Stream(StreamTarget<'a>),
+}
+
+/// An archive written front to back into a stream that cannot seek (a pipe into `docker load`).
+pub(crate) struct StreamTarget<'a> {
+    out: &'a mut dyn Write,
+    format: OutputFormat,
+    /// Where blobs whose digest is not known in advance are spooled.
+    tmp_dir: Option<PathBuf>,
+    written: BTreeSet<Digest>,
+    /// Whether the members that open the archive (an OCI archive's `oci-layout`) are out.
+    opened: bool,
 }
 
 /// A layout being written: a new one built in a temporary directory beside its destination, or
@@ -302,9 +316,15 @@ impl<'a> Target<'a> {
         }
     }
 
+    /// A target that writes an archive of `format` into `out`.
+    pub(crate) fn stream(format: OutputFormat, out: &'a mut dyn Write, tmp_dir: Option<PathBuf>) -> Target<'a> {
+        Target::Stream(StreamTarget { out, format, tmp_dir, written: BTreeSet::new(), opened: false })
+    }
+
     /// Whether the output already holds this blob.
     pub(crate) fn has_blob(&self, digest: &Digest) -> bool {
         match self {
+            Target::Stream(t) => t.written.contains(digest),
             Target::Layout(t) => {
                 t.staged.contains_key(digest)
                     || t.work().join("blobs/sha256").join(digest.hex()).is_file()
@@ -314,18 +334,20 @@ impl<'a> Target<'a> {
         }
     }
 
-    /// Writes a blob produced by `write`; when `known` is given the result must have that digest.
+    /// Writes a blob produced by `write`; when `known` (digest and size) is given the result
+    /// must have that digest.
     pub(crate) fn write_blob(
         &mut self,
-        known: Option<&Digest>,
+        known: Option<(&Digest, u64)>,
         kind: BlobKind,
         write: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
     ) -> Result<(Digest, u64)> {
         let (digest, size) = match self {
             Target::Layout(t) => t.write_blob(write)?,
             Target::Archive(t) => t.write_blob(kind, write)?,
+            Target::Stream(t) => t.write_blob(kind, known, write)?,
         };
-        if let Some(expected) = known {
+        if let Some((expected, _)) = known {
             if *expected != digest {
                 return Err(Error::DigestMismatch {
                     location: Location::default().part("blob copied to the output"),
@@ -342,6 +364,7 @@ impl<'a> Target<'a> {
         match self {
             Target::Layout(t) => t.commit(finish),
             Target::Archive(t) => t.commit(finish),
+            Target::Stream(t) => t.commit(finish),
         }
     }
 }
@@ -523,6 +546,131 @@ fn write_file_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The name of a blob's member in an archive of `format`.
+fn member_name(format: OutputFormat, kind: BlobKind, digest: &Digest) -> String {
+    match (format, kind) {
+        (OutputFormat::DockerArchive, BlobKind::Config) => format!("{}.json", digest.hex()),
+        (OutputFormat::DockerArchive, _) => format!("{}.tar", digest.hex()),
+        _ => format!("blobs/sha256/{}", digest.hex()),
+    }
+}
+
+/// The last member of an archive of `format`: `manifest.json` or `index.json`, and its bytes.
+fn closing_document(format: OutputFormat, finish: Finish) -> std::result::Result<(&'static str, Vec<u8>), serde_json::Error> {
+    match format {
+        OutputFormat::DockerArchive => {
+            let repo_tags: Value = match &finish.tag {
+                Some(tag) => json!([tag]),
+                None => Value::Null,
+            };
+            let manifest = json!([{
+                "Config": format!("{}.json", finish.config.hex()),
+                "RepoTags": repo_tags,
+                "Layers": finish.layers.iter().map(|d| format!("{}.tar", d.hex())).collect::<Vec<_>>(),
+            }]);
+            Ok(("manifest.json", serde_json::to_vec(&manifest)?))
+        }
+        _ => {
+            let mut descriptor = finish.manifest_descriptor;
+            if let Some(tag) = &finish.tag {
+                descriptor["annotations"] = json!({ "org.opencontainers.image.ref.name": tag });
+            }
+            let index = json!({"schemaVersion": 2, "mediaType": crate::read::OCI_INDEX_MEDIA_TYPE, "manifests": [descriptor]});
+            Ok(("index.json", serde_json::to_vec(&index)?))
+        }
+    }
+}
+
+/// Where a streamed output's errors point.
+const STDOUT: &str = "<standard output>";
+
+impl StreamTarget<'_> {
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out.write_all(bytes).at(|| Location::file(STDOUT))
+    }
+
+    fn member(&mut self, name: &str, size: u64, typeflag: u8) -> Result<()> {
+        self.put(&ArchiveTarget::header(name.as_bytes(), size, typeflag))
+    }
+
+    fn opening(&mut self) -> Result<()> {
+        if std::mem::replace(&mut self.opened, true) {
+            return Ok(());
+        }
+        if self.format == OutputFormat::OciArchive {
+            self.member("blobs/", 0, b'5')?;
+            self.member("blobs/sha256/", 0, b'5')?;
+            let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
+            self.member("oci-layout", layout.len() as u64, b'0')?;
+            self.put(layout)?;
+            self.put(&vec![0u8; padding(layout.len() as u64) as usize])?;
+        }
+        Ok(())
+    }
+
+    fn write_blob(
+        &mut self,
+        kind: BlobKind,
+        known: Option<(&Digest, u64)>,
+        write: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
+    ) -> Result<(Digest, u64)> {
+        self.opening()?;
+        let (digest, size) = match known {
+            Some((digest, size)) => {
+                // Known in advance: the member begins at once and the bytes pass straight through.
+                self.member(&member_name(self.format, kind, digest), size, b'0')?;
+                let dest = PathBuf::from(STDOUT);
+                let mut writer = HashingWriter::new(OutputWriter { inner: &mut *self.out, dest: &dest });
+                write(&mut writer)?;
+                let (_, actual, written) = writer.finish();
+                if written != size || actual != *digest {
+                    return Err(Error::DigestMismatch {
+                        location: Location::file(STDOUT).part("blob copied to the output"),
+                        expected: digest.clone(),
+                        actual,
+                    });
+                }
+                (actual, written)
+            }
+            None => {
+                // Spooled first: the member's name and size are its digest and length.
+                let dir = self.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);
+                let spool = tempfile::tempfile_in(&dir).at(|| Location::file(&dir))?;
+                let mut writer = HashingWriter::new(OutputWriter { inner: BufWriter::with_capacity(1 << 20, &spool), dest: &dir });
+                write(&mut writer)?;
+                let (buffered, digest, size) = writer.finish();
+                buffered.inner.into_inner().map_err(|e| Error::io(Location::file(&dir), e.into_error()))?;
+                if self.written.contains(&digest) {
+                    return Ok((digest, size));
+                }
+                self.member(&member_name(self.format, kind, &digest), size, b'0')?;
+                let mut reader = &spool;
+                reader.seek(SeekFrom::Start(0)).at(|| Location::file(&dir))?;
+                let dest = PathBuf::from(STDOUT);
+                let copied =
+                    std::io::copy(&mut reader, &mut OutputWriter { inner: &mut *self.out, dest: &dest }).at(|| Location::file(&dir))?;
+                if copied != size {
+                    return Err(Error::Output { location: Location::file(&dir), reason: "the spooled blob changed size".into() });
+                }
+                (digest, size)
+            }
+        };
+        self.put(&vec![0u8; padding(size) as usize])?;
+        self.written.insert(digest.clone());
+        Ok((digest, size))
+    }
+
+    fn commit(mut self, finish: Finish) -> Result<()> {
+        self.opening()?;
+        let (name, bytes) = closing_document(self.format, finish).map_err(|e| Error::io(Location::file(STDOUT), e.into()))?;
+        self.member(name, bytes.len() as u64, b'0')?;
+        self.put(&bytes)?;
+        self.put(&vec![0u8; padding(bytes.len() as u64) as usize])?;
+        self.put(&[0u8; 2 * BLOCK])?;
+        self.out.flush().at(|| Location::file(STDOUT))
+    }
+}
+
 impl ArchiveTarget {
     fn location(&self) -> Location {
         Location::file(&self.dest)
@@ -572,11 +720,7 @@ impl ArchiveTarget {
     }
 
     fn blob_name(&self, kind: BlobKind, digest: &Digest) -> String {
-        match (self.format, kind) {
-            (OutputFormat::DockerArchive, BlobKind::Config) => format!("{}.json", digest.hex()),
-            (OutputFormat::DockerArchive, _) => format!("{}.tar", digest.hex()),
-            _ => format!("blobs/sha256/{}", digest.hex()),
-        }
+        member_name(self.format, kind, digest)
     }
 
     fn write_blob(&mut self, kind: BlobKind, write: &mut dyn FnMut(&mut dyn Write) -> Result<()>) -> Result<(Digest, u64)> {
@@ -610,30 +754,8 @@ impl ArchiveTarget {
     }
 
     fn commit(mut self, finish: Finish) -> Result<()> {
-        match self.format {
-            OutputFormat::DockerArchive => {
-                let repo_tags: Value = match &finish.tag {
-                    Some(tag) => json!([tag]),
-                    None => Value::Null,
-                };
-                let manifest = json!([{
-                    "Config": format!("{}.json", finish.config.hex()),
-                    "RepoTags": repo_tags,
-                    "Layers": finish.layers.iter().map(|d| format!("{}.tar", d.hex())).collect::<Vec<_>>(),
-                }]);
-                let bytes = serde_json::to_vec(&manifest).map_err(|e| Error::io(self.location(), e.into()))?;
-                self.member_bytes("manifest.json", &bytes)?;
-            }
-            _ => {
-                let mut descriptor = finish.manifest_descriptor;
-                if let Some(tag) = &finish.tag {
-                    descriptor["annotations"] = json!({ "org.opencontainers.image.ref.name": tag });
-                }
-                let index = json!({"schemaVersion": 2, "mediaType": crate::read::OCI_INDEX_MEDIA_TYPE, "manifests": [descriptor]});
-                let bytes = serde_json::to_vec(&index).map_err(|e| Error::io(self.location(), e.into()))?;
-                self.member_bytes("index.json", &bytes)?;
-            }
-        }
+        let (name, bytes) = closing_document(self.format, finish).map_err(|e| Error::io(self.location(), e.into()))?;
+        self.member_bytes(name, &bytes)?;
         self.put(&[0u8; 2 * BLOCK])?;
         let location = self.location();
         self.out.flush().at(|| location.clone())?;
