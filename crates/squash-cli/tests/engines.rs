@@ -242,6 +242,33 @@ fn docker_loads_runs_and_unpacks_what_squash_pipes() {
     for step in ["squash: merged layers 1..3", "RUN apt-get update", "RUN install", "ADD rootfs /"] {
         assert!(history.contains(step), "docker history shows `{step}`:\n{history}");
     }
+    // An image Docker's own builder made: its RUN steps write the layers (whiteouts, opaque
+    // directories, hard links, chmods) as Docker writes them.
+    let context = dir.path().join("context");
+    std::fs::create_dir_all(&context).expect("context");
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM squash-test/base:1\n\
+         RUN mkdir -p /srv/cache /srv/data && echo one > /srv/data/a && echo two > /srv/cache/b && ln /srv/data/a /srv/data/a-link\n\
+         RUN chmod 600 /srv/data/a && echo changed > /srv/cache/b && mkdir /srv/cache/sub && echo x > /srv/cache/sub/x\n\
+         RUN rm -rf /srv/cache && mkdir /srv/cache && echo fresh > /srv/cache/c && rm /etc/os-release\n\
+         RUN mv /srv/data /srv/moved && ln -s /srv/moved/a /srv/a-symlink\n",
+    )
+    .expect("Dockerfile");
+    output(docker.cmd().env("DOCKER_BUILDKIT", "0").args(["build", "--network", "none", "-q", "-t", "squash-test/built:1"]).arg(&context));
+    let mut save = docker.cmd();
+    save.args(["save", "squash-test/built:1"]);
+    let mut load = docker.cmd();
+    load.arg("load");
+    pipeline(
+        save,
+        &["-", "--from-layer", "base", "--base", base.to_str().expect("utf8"), "-o", "docker-archive:-:squash-test/built:squashed", "-q"],
+        load,
+    );
+    let built = docker.listing("squash-test/built:1");
+    assert!(built.contains("./srv/moved/a-link|") && built.contains("./srv/cache/c|") && !built.contains("./srv/cache/b"), "{built}");
+    assert_eq!(built, docker.listing("squash-test/built:squashed"), "a Docker-built image squashes to the same files");
+    assert_eq!(layers("squash-test/built:squashed").len(), 2);
     // Docker 25's OCI-shaped save (from the fixtures; this engine writes the legacy one), piped
     // through squash into this daemon.
     let v25 = format!(

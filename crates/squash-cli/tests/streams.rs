@@ -212,3 +212,54 @@ fn standard_output_carries_the_same_archive_as_a_file() {
     assert_eq!(image.layers().len(), 2);
     image.index_layers(0..2).expect("every layer verifies");
 }
+
+#[test]
+fn every_option_streams_the_bytes_a_file_gets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (app, base) = archive(dir.path());
+    let bytes = std::fs::read(&app).expect("read");
+    let base = base.to_str().expect("utf8").to_string();
+    let option_sets: Vec<Vec<&str>> = vec![
+        vec!["--layers", "1..2"],
+        vec!["--layers", "0..0", "--layers", "1..2"],
+        vec!["--from-layer", "base", "--base", &base, "--compression", "zstd", "--level", "5"],
+        vec!["--from-layer", "2", "--compression", "none"],
+        vec!["--from-layer", "2", "--compression", "gzip", "--level", "1", "--drop-history", "--message", "squashed in CI"],
+    ];
+    for options in option_sets {
+        for epoch in [None, Some("1700000000")] {
+            let out = dir.path().join("file.tar");
+            let mut file_args = vec![app.to_str().expect("utf8")];
+            file_args.extend(options.iter().copied());
+            file_args.extend(["-o", out.to_str().expect("utf8"), "-q"]);
+            let with_env = |args: &[&str], stdin: Option<&[u8]>| {
+                let mut child = Command::new(BIN);
+                child.args(args).env("TMPDIR", tmp.path());
+                if let Some(e) = epoch {
+                    child.env("SOURCE_DATE_EPOCH", e);
+                }
+                child.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
+                let mut child = child.spawn().expect("spawn");
+                if let Some(bytes) = stdin {
+                    let mut pipe = child.stdin.take().expect("stdin");
+                    let bytes = bytes.to_vec();
+                    std::thread::spawn(move || {
+                        let _ = pipe.write_all(&bytes);
+                    });
+                }
+                child.wait_with_output().expect("wait")
+            };
+            let done = with_env(&file_args, None);
+            assert!(done.status.success(), "{options:?}: {}", String::from_utf8_lossy(&done.stderr));
+            let expected = std::fs::read(&out).expect("out");
+            let mut stream_args = vec!["-"];
+            stream_args.extend(options.iter().copied());
+            stream_args.extend(["-o", "-", "-q"]);
+            let streamed = with_env(&stream_args, Some(&bytes));
+            assert!(streamed.status.success(), "{options:?}: {}", String::from_utf8_lossy(&streamed.stderr));
+            assert!(streamed.stdout == expected, "{options:?} {epoch:?}: stdin to stdout differs from file to file");
+            assert!(empty(tmp.path()));
+        }
+    }
+}
