@@ -6,16 +6,7 @@ use squash_testkit::{LayerBuilder, LayerCompression};
 
 use crate::support::build;
 
-/// Whether `tool` can run; a missing tool fails when SQUASH_REQUIRE_INTEROP=1 (CI) and is a
-/// loud skip otherwise.
-fn available(tool: &str) -> bool {
-    let found = Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(std::env::var("SQUASH_REQUIRE_INTEROP").is_err(), "`{tool}` is required (SQUASH_REQUIRE_INTEROP is set) but not found");
-        eprintln!("SKIPPED: `{tool}` not found; interoperability not checked");
-    }
-    found
-}
+use squash_testkit::tool_available as available;
 
 fn run(cmd: &mut Command) -> String {
     let output = cmd.output().expect("spawn");

@@ -17,15 +17,7 @@ use squash_testkit::{noise, ImageBuilder, LayerBuilder, LayerCompression, NodeKi
 
 const BIN: &str = env!("CARGO_BIN_EXE_squash");
 
-/// Whether `tool` runs; a missing one fails under SQUASH_REQUIRE_INTEROP=1.
-fn available(tool: &str) -> bool {
-    let found = Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(std::env::var("SQUASH_REQUIRE_INTEROP").is_err(), "`{tool}` is required (SQUASH_REQUIRE_INTEROP is set) but not found");
-        eprintln!("SKIPPED: `{tool}` not found; the engine test did not run");
-    }
-    found
-}
+use squash_testkit::tool_available as available;
 
 fn output(cmd: &mut Command) -> Vec<u8> {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -178,6 +170,16 @@ impl Docker {
         output(self.cmd().args(["load", "-i"]).arg(archive));
     }
 
+    /// `docker save IMAGE | squash - --from-layer base --base BASE -o docker-archive:-:NEW | docker load`.
+    fn squash_above_base(&self, image: &str, base: &Path, new: &str) {
+        let mut save = self.cmd();
+        save.args(["save", image]);
+        let mut load = self.cmd();
+        load.arg("load");
+        let output = format!("docker-archive:-:{new}");
+        pipeline(save, &["-", "--from-layer", "base", "--base", base.to_str().expect("utf8"), "-o", &output, "-q"], load);
+    }
+
     /// What `image` lists when it runs.
     fn listing(&self, image: &str) -> String {
         String::from_utf8_lossy(&output(self.cmd().args(["run", "--rm", "--network", "none", image, "/bin/sh", "-c", LISTING])))
@@ -212,16 +214,7 @@ fn docker_loads_runs_and_unpacks_what_squash_pipes() {
     let docker = Docker::start();
     docker.load(&base);
     docker.load(&app);
-    // docker save | squash - --from-layer base --base BASE -o - | docker load
-    let mut save = docker.cmd();
-    save.args(["save", "squash-test/app:1"]);
-    let mut load = docker.cmd();
-    load.arg("load");
-    pipeline(
-        save,
-        &["-", "--from-layer", "base", "--base", base.to_str().expect("utf8"), "-o", "docker-archive:-:squash-test/app:squashed", "-q"],
-        load,
-    );
+    docker.squash_above_base("squash-test/app:1", &base, "squash-test/app:squashed");
     let original = docker.listing("squash-test/app:1");
     let squashed = docker.listing("squash-test/app:squashed");
     assert!(
@@ -256,15 +249,7 @@ fn docker_loads_runs_and_unpacks_what_squash_pipes() {
     )
     .expect("Dockerfile");
     output(docker.cmd().env("DOCKER_BUILDKIT", "0").args(["build", "--network", "none", "-q", "-t", "squash-test/built:1"]).arg(&context));
-    let mut save = docker.cmd();
-    save.args(["save", "squash-test/built:1"]);
-    let mut load = docker.cmd();
-    load.arg("load");
-    pipeline(
-        save,
-        &["-", "--from-layer", "base", "--base", base.to_str().expect("utf8"), "-o", "docker-archive:-:squash-test/built:squashed", "-q"],
-        load,
-    );
+    docker.squash_above_base("squash-test/built:1", &base, "squash-test/built:squashed");
     let built = docker.listing("squash-test/built:1");
     assert!(built.contains("./srv/moved/a-link|") && built.contains("./srv/cache/c|") && !built.contains("./srv/cache/b"), "{built}");
     assert_eq!(built, docker.listing("squash-test/built:squashed"), "a Docker-built image squashes to the same files");
