@@ -70,4 +70,10 @@ fn seeds_that_failed() {
     // A hard link to a lower file that the range replaces after the link, while another lower
     // name of the file survives.
     run(15934494783588942852, 4, (3, 3));
+    // A directory that only markers made below the range (Docker makes it, umoci does not),
+    // implied again and emptied inside the range.
+    let stack = random_stack_implicit_parents(11807520847732651568, 6);
+    if let Err(e) = check_equivalent(&stack, vec![(3, 5)], LayerCompression::Gzip) {
+        panic!("implicit parents: {e}");
+    }
 }

@@ -46,8 +46,9 @@ enum Node {
     /// lower layers show: it may exist below or be new. Transparent like a directory without a
     /// header (`opaque` once an opaque marker hid the lower layers' children). When nothing that
     /// survives lies below it and the lower layers do not hold it, it is written as a directory
-    /// header.
-    Implied { by: Pos, opaque: bool },
+    /// header. `by_marker`: only markers implied it (in a base range, where appliers that create
+    /// a marker's parents make it and others do not).
+    Implied { by: Pos, opaque: bool, by_marker: bool },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,13 +135,17 @@ impl<'a> Delta<'a> {
                     hidden = true;
                 }
                 Some(Node::Implicit { .. }) => hidden = true,
-                Some(Node::OpaqueOnly) | Some(Node::Dir { opaque: true, .. }) | Some(Node::Implied { opaque: true, .. }) => hidden = true,
-                Some(Node::Dir { opaque: false, .. }) | Some(Node::Implied { opaque: false, .. }) => {}
+                Some(Node::OpaqueOnly) | Some(Node::Dir { opaque: true, .. }) => hidden = true,
+                Some(Node::Implied { opaque, by_marker, .. }) => {
+                    *by_marker &= marker;
+                    hidden |= *opaque;
+                }
+                Some(Node::Dir { opaque: false, .. }) => {}
                 None if hidden => {
                     self.map.insert(ancestor, Node::Implicit { whiteout: false, by: pos });
                 }
                 None if implies && !ancestor.is_root() => {
-                    self.map.insert(ancestor, Node::Implied { by: pos, opaque: false });
+                    self.map.insert(ancestor, Node::Implied { by: pos, opaque: false, by_marker: marker });
                 }
                 None => {}
             }
@@ -349,7 +354,12 @@ pub(crate) fn resolve_lower(layers: &[LayerIndex], files: &BTreeSet<EntryPath>, 
     for layer in 0..layers.len() {
         delta.apply_layer(layer)?;
     }
-    let held = dirs.iter().filter(|d| matches!(delta.map.get(*d), Some(Node::Dir { .. }) | Some(Node::Implied { .. }))).cloned().collect();
+    // A directory only markers made is there for some appliers and not for others: not held.
+    let held = dirs
+        .iter()
+        .filter(|d| matches!(delta.map.get(*d), Some(Node::Dir { .. }) | Some(Node::Implied { by_marker: false, .. })))
+        .cloned()
+        .collect();
     let mut out = BTreeMap::new();
     for target in files {
         if let Some(Node::Other { inode, .. }) = delta.map.get(target) {
