@@ -15,6 +15,13 @@ use squash::document::{ErrorDocument, ErrorInfo};
 static SIGNALLED: AtomicI32 = AtomicI32::new(0);
 /// Whether an output is being written, so that a signal must wait for its cleanup.
 static WRITING: AtomicBool = AtomicBool::new(false);
+/// Whether stdout carries the image (`-o -`), so that nothing else may go there.
+static STDOUT_IS_IMAGE: AtomicBool = AtomicBool::new(false);
+
+/// Marks stdout as the image's: from now on documents and errors go to stderr.
+pub fn stdout_is_image() {
+    STDOUT_IS_IMAGE.store(true, Ordering::SeqCst);
+}
 
 /// The run's scratch directory (spools), removed before the process ends on a signal.
 static SCRATCH: std::sync::Mutex<Option<std::path::PathBuf>> = std::sync::Mutex::new(None);
@@ -127,7 +134,12 @@ pub fn fail(error: &anyhow::Error, as_json: bool) -> ExitCode {
             },
             exit_code: 2,
         };
-        let _ = out(&format!("{}\n", serde_json::to_string_pretty(&document).unwrap_or_default()));
+        let text = serde_json::to_string_pretty(&document).unwrap_or_default();
+        if STDOUT_IS_IMAGE.load(Ordering::SeqCst) {
+            note(&text);
+        } else {
+            let _ = out(&format!("{text}\n"));
+        }
     }
     note(&format!("squash: error: {message}"));
     ExitCode::from(2)

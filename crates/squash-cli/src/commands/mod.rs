@@ -161,6 +161,7 @@ fn squash(args: SquashArgs) -> Result<ExitCode> {
             } else {
                 OutputFormat::DockerArchive
             });
+            exit::stdout_is_image();
             let mut stdout = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
             exit::writing(|| plan.execute_to_writer(&image, format, stream.tag.clone(), &mut stdout, &progress))
         }
