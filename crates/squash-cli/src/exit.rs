@@ -40,11 +40,16 @@ pub fn scratch(base: Option<&std::path::Path>) -> Result<tempfile::TempDir> {
     Ok(dir)
 }
 
-/// Ends the process with `code` after removing the scratch directory.
-fn end(code: i32) -> ! {
+/// Removes the scratch directory, once; for the ways out that skip destructors.
+fn remove_scratch() {
     if let Some(dir) = SCRATCH.lock().ok().and_then(|mut slot| slot.take()) {
         let _ = std::fs::remove_dir_all(dir);
     }
+}
+
+/// Ends the process with `code` after removing the scratch directory.
+fn end(code: i32) -> ! {
+    remove_scratch();
     std::process::exit(code)
 }
 
@@ -63,9 +68,7 @@ pub fn out(text: &str) -> Result<()> {
 
 /// Ends the process by SIGPIPE's default action, as `yes | head -1` ends `yes`.
 fn broken_pipe() -> ! {
-    if let Some(dir) = SCRATCH.lock().ok().and_then(|mut slot| slot.take()) {
-        let _ = std::fs::remove_dir_all(dir);
-    }
+    remove_scratch();
     let _ = signal_hook::low_level::emulate_default_handler(SIGPIPE);
     std::process::exit(128 + SIGPIPE)
 }

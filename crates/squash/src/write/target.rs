@@ -306,11 +306,7 @@ impl<'a> Target<'a> {
                     format,
                     written: BTreeSet::new(),
                 };
-                if format == OutputFormat::OciArchive {
-                    target.member_dir("blobs/")?;
-                    target.member_dir("blobs/sha256/")?;
-                    target.member_bytes("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-                }
+                target.put(&opening_members(format))?;
                 Ok(Target::Archive(target))
             }
         }
@@ -440,7 +436,7 @@ impl LayoutTarget<'_> {
         let index = json!({"schemaVersion": 2, "mediaType": crate::read::OCI_INDEX_MEDIA_TYPE, "manifests": []});
         let index = with_descriptor(index, &finish, &self.root)?;
         write_file_atomically(temp.path(), "index.json", &index)?;
-        write_file_atomically(temp.path(), "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        write_file_atomically(temp.path(), "oci-layout", OCI_LAYOUT)?;
         let parent = parent_dir(&self.root);
         let parent_lock = DirLock::acquire_if_possible(&parent, self.wait)?;
         if !self.root.exists() {
@@ -581,6 +577,38 @@ fn closing_document(format: OutputFormat, finish: Finish) -> std::result::Result
     }
 }
 
+/// The `oci-layout` file of every OCI layout and archive written.
+const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// A whole member holding `bytes`: header, data, padding.
+fn small_member(name: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut out = ArchiveTarget::header(name.as_bytes(), bytes.len() as u64, b'0').to_vec();
+    out.extend_from_slice(bytes);
+    out.resize(out.len() + padding(bytes.len() as u64) as usize, 0);
+    out
+}
+
+/// The members an archive of `format` begins with: an OCI archive's `blobs/` directories and
+/// `oci-layout`; nothing for a docker archive.
+fn opening_members(format: OutputFormat) -> Vec<u8> {
+    if format != OutputFormat::OciArchive {
+        return Vec::new();
+    }
+    let mut out = ArchiveTarget::header(b"blobs/", 0, b'5').to_vec();
+    out.extend_from_slice(&ArchiveTarget::header(b"blobs/sha256/", 0, b'5'));
+    out.extend(small_member("oci-layout", OCI_LAYOUT));
+    out
+}
+
+/// The members an archive ends with: the closing document (see [`closing_document`]) and the
+/// end-of-archive blocks.
+fn closing_members(format: OutputFormat, finish: Finish) -> std::result::Result<Vec<u8>, serde_json::Error> {
+    let (name, bytes) = closing_document(format, finish)?;
+    let mut out = small_member(name, &bytes);
+    out.extend_from_slice(&[0u8; 2 * BLOCK]);
+    Ok(out)
+}
+
 /// Where a streamed output's errors point.
 const STDOUT: &str = "<standard output>";
 
@@ -597,15 +625,7 @@ impl StreamTarget<'_> {
         if std::mem::replace(&mut self.opened, true) {
             return Ok(());
         }
-        if self.format == OutputFormat::OciArchive {
-            self.member("blobs/", 0, b'5')?;
-            self.member("blobs/sha256/", 0, b'5')?;
-            let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
-            self.member("oci-layout", layout.len() as u64, b'0')?;
-            self.put(layout)?;
-            self.put(&vec![0u8; padding(layout.len() as u64) as usize])?;
-        }
-        Ok(())
+        self.put(&opening_members(self.format))
     }
 
     fn write_blob(
@@ -662,11 +682,8 @@ impl StreamTarget<'_> {
 
     fn commit(mut self, finish: Finish) -> Result<()> {
         self.opening()?;
-        let (name, bytes) = closing_document(self.format, finish).map_err(|e| Error::io(Location::file(STDOUT), e.into()))?;
-        self.member(name, bytes.len() as u64, b'0')?;
-        self.put(&bytes)?;
-        self.put(&vec![0u8; padding(bytes.len() as u64) as usize])?;
-        self.put(&[0u8; 2 * BLOCK])?;
+        let closing = closing_members(self.format, finish).map_err(|e| Error::io(Location::file(STDOUT), e.into()))?;
+        self.put(&closing)?;
         self.out.flush().at(|| Location::file(STDOUT))
     }
 }
@@ -709,23 +726,9 @@ impl ArchiveTarget {
         Ok(())
     }
 
-    fn member_dir(&mut self, name: &str) -> Result<()> {
-        self.put(&Self::header(name.as_bytes(), 0, b'5'))
-    }
-
-    fn member_bytes(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
-        self.put(&Self::header(name.as_bytes(), bytes.len() as u64, b'0'))?;
-        self.put(bytes)?;
-        self.put(&vec![0u8; padding(bytes.len() as u64) as usize])
-    }
-
-    fn blob_name(&self, kind: BlobKind, digest: &Digest) -> String {
-        member_name(self.format, kind, digest)
-    }
-
     fn write_blob(&mut self, kind: BlobKind, write: &mut dyn FnMut(&mut dyn Write) -> Result<()>) -> Result<(Digest, u64)> {
         let header_offset = self.offset;
-        let placeholder = self.blob_name(kind, &Digest::of(b""));
+        let placeholder = member_name(self.format, kind, &Digest::of(b""));
         self.put(&Self::header(placeholder.as_bytes(), 0, b'0'))?;
         let location = self.location();
         let mut writer = HashingWriter::new(OutputWriter { inner: &mut self.out, dest: &self.dest });
@@ -742,7 +745,7 @@ impl ArchiveTarget {
             self.offset = header_offset;
             return Ok((digest, size));
         }
-        let name = self.blob_name(kind, &digest);
+        let name = member_name(self.format, kind, &digest);
         let header = Self::header(name.as_bytes(), size, b'0');
         self.out.flush().at(|| location.clone())?;
         let file = self.out.get_mut();
@@ -754,9 +757,8 @@ impl ArchiveTarget {
     }
 
     fn commit(mut self, finish: Finish) -> Result<()> {
-        let (name, bytes) = closing_document(self.format, finish).map_err(|e| Error::io(self.location(), e.into()))?;
-        self.member_bytes(name, &bytes)?;
-        self.put(&[0u8; 2 * BLOCK])?;
+        let closing = closing_members(self.format, finish).map_err(|e| Error::io(self.location(), e.into()))?;
+        self.put(&closing)?;
         let location = self.location();
         self.out.flush().at(|| location.clone())?;
         let file =
