@@ -57,8 +57,7 @@ fn open(args: &ImageArgs, scratch: Option<&std::path::Path>) -> Result<Image> {
 
 /// Whether `reference` names standard input or a pipe, which are spooled.
 fn is_stream(reference: Option<&str>) -> bool {
-    let Some(path) = reference.and_then(|r| r.parse::<squash::ImageReference>().ok()).map(|r| r.path) else { return false };
-    path.as_os_str() == "-" && !path.exists() || std::fs::metadata(&path).is_ok_and(|m| !m.is_file() && !m.is_dir())
+    reference.and_then(|r| r.parse::<squash::ImageReference>().ok()).is_some_and(|r| r.is_stream())
 }
 
 /// The scratch directory a command needs when it reads or writes a stream.

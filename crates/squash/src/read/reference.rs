@@ -33,6 +33,12 @@ impl ImageReference {
     pub fn path(path: impl Into<PathBuf>) -> ImageReference {
         ImageReference { transport: None, path: path.into(), name: None }
     }
+
+    /// Whether the image is read from standard input (`-`) or a pipe, and so is spooled to a
+    /// temporary file first (see [`crate::OpenOptions::tmp_dir`]).
+    pub fn is_stream(&self) -> bool {
+        super::spool::wanted(&self.path)
+    }
 }
 
 impl FromStr for ImageReference {
