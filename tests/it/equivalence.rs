@@ -1,5 +1,5 @@
 use proptest::prelude::*;
-use squash_testkit::{random_stack, random_stack_implicit_parents, LayerCompression};
+use squash_testkit::{random_changeset_stack, random_stack, random_stack_implicit_parents, LayerCompression};
 
 use crate::support::check_equivalent;
 
@@ -37,6 +37,18 @@ fn implicit_parents_survive_in_every_range() {
         for range in [(0, 2), (2, 4), (3, 5), (0, 5), (1, 1), (4, 5)] {
             if let Err(e) = check_equivalent(&stack, vec![range], LayerCompression::Gzip) {
                 panic!("seed {seed}, implicit parents, range {range:?}: {e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn stacks_written_as_engines_write_them() {
+    for seed in 300..360u64 {
+        let stack = random_changeset_stack(seed, 6);
+        for range in [(0, 2), (2, 4), (3, 5), (0, 5), (1, 1), (1, 5)] {
+            if let Err(e) = check_equivalent(&stack, vec![range], LayerCompression::Gzip) {
+                panic!("seed {seed}, changesets, range {range:?}: {e}");
             }
         }
     }

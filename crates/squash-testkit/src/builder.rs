@@ -99,6 +99,15 @@ impl LayerBuilder {
         self
     }
 
+    /// A hard link to an earlier entry, its header carrying the file's mode and owner (as
+    /// Docker's and BuildKit's tar writers fill it).
+    pub fn hardlink_with(&mut self, path: impl AsRef<[u8]>, target: impl AsRef<[u8]>, mode: u32, uid: u64, gid: u64) -> &mut Self {
+        let mtime = self.mtime;
+        let mut h = header(tar::EntryType::Link, mode, uid, gid, mtime, 0);
+        append_link(self.b(), &mut h, path.as_ref(), target.as_ref());
+        self
+    }
+
     /// A named pipe.
     pub fn fifo(&mut self, path: impl AsRef<[u8]>) -> &mut Self {
         let mtime = self.mtime;

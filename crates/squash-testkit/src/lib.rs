@@ -4,13 +4,18 @@
 //! - [`ImageBuilder`] packs layers into an OCI layout, an OCI archive or a `docker save` tarball;
 //! - [`RootFs`] is the reference model: it applies layers to an in-memory tree following the OCI
 //!   image-spec `layer.md` rules, and [`RootFs::diff`] explains how two trees differ;
-//! - [`random_stack`] generates random, valid layer stacks for property tests.
+//! - [`random_stack`] generates random, valid layer stacks for property tests, and
+//!   [`random_changeset_stack`] random stacks written as container engines write layers;
+//! - [`cases`] holds the engine's regression cases.
 
 mod builder;
+pub mod cases;
+mod changeset;
 mod generate;
 mod model;
 
 pub use builder::{decompress, read_oci_layout, ImageBuilder, LayerBuilder, LayerCompression};
+pub use changeset::random_changeset_stack;
 pub use generate::{noise, random_stack, random_stack_implicit_parents, random_stack_whiteouts_first};
 pub use model::{Node, NodeKind, RootFs};
 
