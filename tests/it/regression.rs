@@ -128,3 +128,23 @@ fn base_range_writes_no_whiteouts() {
     let entries = squashed_entries(&stack, (0, 4));
     assert!(entries.contains(&("nope/deep/".to_string(), true)), "{entries:?}");
 }
+
+/// A whiteout is written only in a directory the layers below hold: elsewhere it hides
+/// nothing, and overlayfs lists it as an entry that cannot be opened.
+#[test]
+fn whiteouts_only_where_the_layers_below_hold_the_directory() {
+    let group = cases::whiteouts_in_new_directories();
+    check_cases(group.clone());
+    let markers = |name: &str| {
+        let case = group.iter().find(|c| c.name == name).expect("case");
+        let entries = squashed_entries(&case.layers, case.ranges[0]);
+        let mut found: Vec<String> = entries.into_iter().map(|(p, _)| p).filter(|p| p.contains(".wh.")).collect();
+        found.sort();
+        found
+    };
+    assert_eq!(markers("new-dir-whiteout/new"), Vec::<String>::new());
+    // `d/g` came and went inside the range; its whiteout hides nothing but does no harm in a
+    // directory the layers below hold (overlayfs merges it and hides its whiteouts).
+    assert_eq!(markers("new-dir-whiteout/below"), vec!["d/.wh.f".to_string(), "d/.wh.g".to_string()]);
+    assert_eq!(markers("new-dir-whiteout/nested"), vec!["d/.wh.x".to_string()]);
+}

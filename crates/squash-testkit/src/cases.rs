@@ -40,6 +40,8 @@ pub fn regression_cases() -> Vec<Case> {
         umoci_whiteout_under_a_file(),
         implicit_directory_emptied(),
         base_range(),
+        whiteouts_in_new_directories(),
+        hardlink_headers(),
     ] {
         all.extend(group);
     }
@@ -179,13 +181,17 @@ pub fn rule9() -> Vec<Case> {
     )]
 }
 
+/// A valid `security.capability` value (VFS_CAP_REVISION_2, effective, permitted
+/// CAP_NET_BIND_SERVICE): the kernel refuses malformed ones.
+pub const CAP_NET_BIND_SERVICE: &[u8] = b"\x01\x00\x00\x02\x00\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
+
 /// Rule 10, keep every attribute: setuid, large ids, xattrs, long and non-UTF-8 names, devices.
 pub fn rule10() -> Vec<Case> {
     let long = "l".repeat(150);
     vec![case(
         "rule10",
         vec![
-            l().file_with("s", b"s", 0o4755, 3_000_000, 70_000, &[("security.capability", b"\x01\x00\x00\x02\xff")]).finish(),
+            l().file_with("s", b"s", 0o4755, 3_000_000, 70_000, &[("security.capability", CAP_NET_BIND_SERVICE)]).finish(),
             l().file(format!("{long}/{long}"), b"long")
                 .symlink("sl", long.as_str())
                 .file(b"\xff\xfe-name".as_slice(), b"latin")
@@ -257,4 +263,56 @@ pub fn base_range_stack() -> Vec<Vec<u8>> {
         l().file("nope/deep/f", b"f").finish(),
         l().whiteout("nope/deep/f").whiteout("never-existed").finish(),
     ]
+}
+
+/// Whiteouts where Docker's differ writes them: a directory made and filled in one layer and a
+/// file of it deleted in the next (`d/` then `d/` and `d/.wh.f`). Squashed, the whiteout hides
+/// nothing unless the layers below hold the directory: left in, overlayfs would list it there
+/// as an entry that cannot be opened. Also with the directory below (the whiteout is needed),
+/// and nested.
+pub fn whiteouts_in_new_directories() -> Vec<Case> {
+    vec![
+        case(
+            "new-dir-whiteout/new",
+            vec![
+                l().file("keep", b"keep").finish(),
+                l().dir("d").file("d/f", b"f").file("d/g", b"g").finish(),
+                l().dir("d").whiteout("d/f").finish(),
+            ],
+            vec![(1, 2)],
+        ),
+        case(
+            "new-dir-whiteout/below",
+            vec![
+                l().dir("d").file("d/f", b"f").finish(),
+                l().dir("d").file("d/g", b"g").finish(),
+                l().dir("d").whiteout("d/f").whiteout("d/g").finish(),
+            ],
+            vec![(1, 2)],
+        ),
+        case(
+            "new-dir-whiteout/nested",
+            vec![
+                l().dir("d").file("d/keep", b"k").finish(),
+                l().dir("d").dir("d/new").dir("d/new/sub").file("d/new/sub/f", b"f").file("d/x", b"x").finish(),
+                l().dir("d").dir("d/new").dir("d/new/sub").whiteout("d/new/sub/f").whiteout("d/x").finish(),
+            ],
+            vec![(1, 2)],
+        ),
+    ]
+}
+
+/// A hard link whose header states another mode and owner than its target's (hand-made tars;
+/// Docker's and BuildKit's writers copy the file's). The model, like GNU tar, takes the
+/// target's; some appliers apply the link's header to the shared inode.
+pub fn hardlink_headers() -> Vec<Case> {
+    vec![case(
+        "hardlink-header-metadata",
+        vec![
+            l().file("keep", b"keep").finish(),
+            l().file_with("x", b"x", 0o755, 1000, 1000, &[]).hardlink("y", "x").finish(),
+            l().file("z", b"z").finish(),
+        ],
+        vec![(1, 2)],
+    )]
 }

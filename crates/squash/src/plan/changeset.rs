@@ -490,13 +490,31 @@ pub(crate) fn plan_range(layers: &[LayerIndex], lower: &Lower) -> Result<RangePl
 
     // Markers: in the prelude, except those of implicit directories below a directory that has
     // a header, which follow that directory.
+    // A whiteout in a directory that the range writes and the layers below do not hold hides
+    // nothing, and overlayfs (Docker's and containerd's snapshots) lists it in that directory
+    // as an entry that cannot be opened: it is left out, once the layers below say so.
+    let mut missing_lower_dirs: BTreeSet<EntryPath> = BTreeSet::new();
+    // So is an opaque marker of a directory the range implies and the layers below do not hold.
+    let mut below = |dir: EntryPath| -> bool {
+        if dir.is_root() || !matches!(delta.map.get(&dir), Some(Node::Dir { .. }) | Some(Node::Implied { .. })) {
+            return true;
+        }
+        match &lower.dirs {
+            Some(held) => held.contains(&dir),
+            None => {
+                missing_lower_dirs.insert(dir);
+                true
+            }
+        }
+    };
     let mut prelude = Vec::new();
     let mut markers_after: BTreeMap<EntryPath, Vec<Vec<u8>>> = BTreeMap::new();
     for (path, node) in &delta.map {
         let mut markers = Vec::new();
         match node {
-            Node::Removed => markers.push(marker(&whiteout_name(path))),
-            Node::OpaqueOnly | Node::Implied { opaque: true, .. } => markers.push(marker(&opaque_name(path))),
+            Node::Removed if below(path.parent().unwrap_or_default()) => markers.push(marker(&whiteout_name(path))),
+            Node::OpaqueOnly => markers.push(marker(&opaque_name(path))),
+            Node::Implied { opaque: true, .. } if below(path.clone()) => markers.push(marker(&opaque_name(path))),
             Node::Implicit { whiteout, .. } => {
                 if *whiteout {
                     markers.push(marker(&whiteout_name(path)));
@@ -514,18 +532,19 @@ pub(crate) fn plan_range(layers: &[LayerIndex], lower: &Lower) -> Result<RangePl
 
     // Directories that the range's result holds and that nothing written creates: a header of
     // their own, at the position of the entry that implied them. Deepest first, since a written
-    // directory creates its parents.
+    // directory creates its parents. So do those below a directory written with a header:
+    // an applier that makes missing parents while restoring only the immediate parent's times
+    // (umoci) would otherwise change that directory's mtime after setting it.
     let mut created: BTreeSet<EntryPath> = emissions.values().map(|(path, _)| path.clone()).collect();
     created.extend(delta.map.iter().filter(|(_, n)| matches!(n, Node::Dir { .. })).map(|(p, _)| p.clone()));
     let mut implied: Vec<(Pos, EntryPath, Vec<u8>)> = Vec::new();
-    let mut missing_lower_dirs: BTreeSet<EntryPath> = BTreeSet::new();
     for (path, node) in delta.map.iter().rev() {
         let (by, lower_may_hold) = match node {
             Node::Implied { by, .. } => (*by, !delta.base),
             Node::Implicit { by, .. } => (*by, false),
             _ => continue,
         };
-        if created.range(descendants(path)).next().is_some() {
+        if created.range(descendants(path)).next().is_some() && nearest_dir(&delta, path).is_none() {
             continue;
         }
         if lower_may_hold {
@@ -545,7 +564,12 @@ pub(crate) fn plan_range(layers: &[LayerIndex], lower: &Lower) -> Result<RangePl
 
     // Order: directories before their contents, opaque markers right after their directory.
     let mut schedule = Schedule { at: BTreeMap::new(), emitted_dirs: BTreeSet::new(), markers_after };
+    // At one position, implied directories (parents first) come before the entry that implied
+    // them.
     let mut events: BTreeMap<Pos, Vec<(EntryPath, Option<Item>)>> = BTreeMap::new();
+    for (pos, path, header) in implied {
+        events.entry(pos).or_default().push((path, Some(Item::Header(header))));
+    }
     for (pos, (path, item)) in emissions {
         events.entry(pos).or_default().push((path, Some(item)));
     }
@@ -553,9 +577,6 @@ pub(crate) fn plan_range(layers: &[LayerIndex], lower: &Lower) -> Result<RangePl
         if let Node::Dir { first, .. } = node {
             events.entry(*first).or_default().push((path.clone(), None));
         }
-    }
-    for (pos, path, header) in implied {
-        events.entry(pos).or_default().push((path, Some(Item::Header(header))));
     }
     for (pos, list) in events {
         for (path, item) in list {
