@@ -15,6 +15,9 @@ mod fixtures;
 mod fuzz;
 /// umoci and skopeo read what we write (a loud skip locally, fatal with SQUASH_REQUIRE_INTEROP=1).
 mod interop;
+/// Real appliers (Docker, containerd, podman, umoci) unpack the regression cases and random
+/// stacks, squashed and not; the model judges.
+mod matrix;
 /// One test per trap of SPEC-NOTES.md, named after it.
 mod regression;
 /// Round trips, layout additions, determinism across thread counts.

@@ -8,22 +8,15 @@
 //! SQUASH_REQUIRE_INTEROP=1 (CI).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
+use squash_testkit::engines::{output, Docker, Podman};
 use squash_testkit::{noise, ImageBuilder, LayerBuilder, LayerCompression, NodeKind, RootFs};
 
 const BIN: &str = env!("CARGO_BIN_EXE_squash");
 
 use squash_testkit::tool_available as available;
-
-fn output(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    out.stdout
-}
 
 /// `producer | squash args | consumer`, each a real process, as a shell pipeline would run them.
 fn pipeline(mut producer: Command, squash_args: &[&str], mut consumer: Command) {
@@ -94,10 +87,11 @@ fn images(dir: &Path) -> (PathBuf, PathBuf) {
     (app_path, base_path)
 }
 
-/// Lists, inside a running container, every file: `path|type|mode|uid|gid|size`, each regular
+/// Lists, inside a running container, every file (errors included: an entry listed that cannot
+/// be opened shows): `path|type|mode|uid|gid|size`, each regular
 /// file's link count and content hash, and link targets. (A directory's link count is left out:
 /// overlayfs does not keep it.)
-const LISTING: &str = "PATH=/bin; cd / && \
+const LISTING: &str = "PATH=/bin; exec 2>&1; cd / && \
     find . -xdev \\( -path ./proc -o -path ./sys -o -path ./dev -o -path ./etc/hostname -o -path ./etc/hosts \
     -o -path ./etc/resolv.conf -o -path ./.dockerenv \\) -prune -o -print0 | xargs -0 stat -c '%n|%F|%a|%u|%g|%s' | sort; \
     find . -xdev -path ./proc -prune -o -path ./sys -prune -o -path ./etc -prune -o -type f -print0 | xargs -0 stat -c '%n links %h' | sort; \
@@ -126,81 +120,28 @@ fn exported(tar: &[u8]) -> Exported {
     (nodes, links)
 }
 
-/// A Docker daemon of the test's own, stopped when dropped.
-struct Docker {
-    root: PathBuf,
-    daemon: Child,
-    host: String,
+/// A Docker daemon of the test's own under target/, with the two steps this test adds.
+fn start_docker(name: &str) -> Docker {
+    Docker::start(&Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id())))
 }
 
-impl Docker {
-    fn start() -> Docker {
-        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("dockerd-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).expect("daemon dir");
-        let socket = root.join("docker.sock");
-        let log = std::fs::File::create(root.join("dockerd.log")).expect("log");
-        let daemon = Command::new("dockerd")
-            .args(["--iptables=false", "--ip-forward=false", "--bridge=none", "--storage-driver=overlay2"])
-            .arg(format!("--data-root={}", root.join("root").display()))
-            .arg(format!("--exec-root={}", root.join("exec").display()))
-            .arg(format!("--pidfile={}", root.join("docker.pid").display()))
-            .arg(format!("-H=unix://{}", socket.display()))
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("dockerd");
-        let docker = Docker { root, daemon, host: format!("unix://{}", socket.display()) };
-        let start = Instant::now();
-        while !docker.cmd().arg("version").output().is_ok_and(|o| o.status.success()) {
-            let log = std::fs::read_to_string(docker.root.join("dockerd.log")).unwrap_or_default();
-            assert!(start.elapsed() < Duration::from_secs(60), "dockerd did not answer within 60 s:\n{log}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        docker
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("docker");
-        c.env("DOCKER_HOST", &self.host);
-        c
-    }
-
-    fn load(&self, archive: &Path) {
-        output(self.cmd().args(["load", "-i"]).arg(archive));
-    }
-
-    /// `docker save IMAGE | squash - --from-layer base --base BASE -o docker-archive:-:NEW | docker load`.
-    fn squash_above_base(&self, image: &str, base: &Path, new: &str) {
-        let mut save = self.cmd();
-        save.args(["save", image]);
-        let mut load = self.cmd();
-        load.arg("load");
-        let output = format!("docker-archive:-:{new}");
-        pipeline(save, &["-", "--from-layer", "base", "--base", base.to_str().expect("utf8"), "-o", &output, "-q"], load);
-    }
-
-    /// What `image` lists when it runs.
-    fn listing(&self, image: &str) -> String {
-        String::from_utf8_lossy(&output(self.cmd().args(["run", "--rm", "--network", "none", image, "/bin/sh", "-c", LISTING])))
-            .into_owned()
-    }
-
-    /// The filesystem of a container created from `image`, as `docker export` writes it.
-    fn export(&self, image: &str) -> Vec<u8> {
-        let id = String::from_utf8_lossy(&output(self.cmd().args(["create", "--network", "none", image, "true"]))).trim().to_string();
-        let tar = output(self.cmd().args(["export", &id]));
-        output(self.cmd().args(["rm", &id]));
-        tar
-    }
+/// `docker save IMAGE | squash - --from-layer base --base BASE -o docker-archive:-:NEW | docker load`.
+fn squash_above_base(docker: &Docker, image: &str, base: &Path, new: &str) {
+    let mut save = docker.cmd();
+    save.args(["save", image]);
+    let mut load = docker.cmd();
+    load.arg("load");
+    let output = format!("docker-archive:-:{new}");
+    pipeline(save, &["-", "--from-layer", "base", "--base", base.to_str().expect("utf8"), "-o", &output, "-q"], load);
 }
 
-impl Drop for Docker {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.daemon.id().to_string()).status();
-        let _ = self.daemon.wait();
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
+/// What `image` lists when it runs.
+fn listing(docker: &Docker, image: &str) -> String {
+    String::from_utf8_lossy(&output(docker.cmd().args(["run", "--rm", "--network", "none", image, "/bin/sh", "-c", LISTING]))).into_owned()
+}
+
+fn export(docker: &Docker, image: &str) -> Vec<u8> {
+    docker.export(image).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
@@ -211,18 +152,18 @@ fn docker_loads_runs_and_unpacks_what_squash_pipes() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let (app, base) = images(dir.path());
-    let docker = Docker::start();
-    docker.load(&base);
-    docker.load(&app);
-    docker.squash_above_base("squash-test/app:1", &base, "squash-test/app:squashed");
-    let original = docker.listing("squash-test/app:1");
-    let squashed = docker.listing("squash-test/app:squashed");
+    let docker = start_docker("dockerd");
+    docker.load(&base).expect("load");
+    docker.load(&app).expect("load");
+    squash_above_base(&docker, "squash-test/app:1", &base, "squash-test/app:squashed");
+    let original = listing(&docker, "squash-test/app:1");
+    let squashed = listing(&docker, "squash-test/app:squashed");
     assert!(
         original.contains("./app/tool|regular file|") && original.contains("./app/tool-alias|regular file|"),
         "the listing sees the files:\n{original}"
     );
     assert_eq!(original, squashed, "the squashed image's container sees the same files");
-    assert_eq!(exported(&docker.export("squash-test/app:1")), exported(&docker.export("squash-test/app:squashed")));
+    assert_eq!(exported(&export(&docker, "squash-test/app:1")), exported(&export(&docker, "squash-test/app:squashed")));
     // Two layers now, the base's shared; the history keeps every step.
     let layers = |image: &str| {
         let out = output(docker.cmd().args(["inspect", "--format", "{{json .RootFS.Layers}}", image]));
@@ -249,10 +190,10 @@ fn docker_loads_runs_and_unpacks_what_squash_pipes() {
     )
     .expect("Dockerfile");
     output(docker.cmd().env("DOCKER_BUILDKIT", "0").args(["build", "--network", "none", "-q", "-t", "squash-test/built:1"]).arg(&context));
-    docker.squash_above_base("squash-test/built:1", &base, "squash-test/built:squashed");
-    let built = docker.listing("squash-test/built:1");
+    squash_above_base(&docker, "squash-test/built:1", &base, "squash-test/built:squashed");
+    let built = listing(&docker, "squash-test/built:1");
     assert!(built.contains("./srv/moved/a-link|") && built.contains("./srv/cache/c|") && !built.contains("./srv/cache/b"), "{built}");
-    assert_eq!(built, docker.listing("squash-test/built:squashed"), "a Docker-built image squashes to the same files");
+    assert_eq!(built, listing(&docker, "squash-test/built:squashed"), "a Docker-built image squashes to the same files");
     assert_eq!(layers("squash-test/built:squashed").len(), 2);
     // Docker 25's OCI-shaped save (from the fixtures; this engine writes the legacy one), piped
     // through squash into this daemon.
@@ -277,43 +218,26 @@ fn podman_loads_and_unpacks_what_squash_pipes_in_both_formats() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let (app, base) = images(dir.path());
-    let store = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("podman-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&store);
-    let podman = || {
-        let mut c = Command::new("podman");
-        c.arg(format!("--root={}", store.join("root").display())).arg(format!("--runroot={}", store.join("run").display())).args([
-            "--storage-driver=vfs",
-            "--cgroup-manager=cgroupfs",
-            "--events-backend=file",
-        ]);
-        c
-    };
-    output(podman().args(["load", "-i"]).arg(&app));
-    let export = |image: &str| {
-        let id = String::from_utf8_lossy(&output(podman().args(["create", image, "true"]))).trim().to_string();
-        let tar = output(podman().args(["export", &id]));
-        output(podman().args(["rm", &id]));
-        exported(&tar)
-    };
+    let podman = Podman::new(&Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("podman-{}", std::process::id())));
+    output(podman.cmd().args(["load", "-i"]).arg(&app));
+    let export = |image: &str| exported(&podman.export(image).unwrap_or_else(|e| panic!("{e}")));
     let original = export("squash-test/app:1");
     assert!(original.0.contains_key(&b"app/tool"[..]), "the export holds the files");
     for (format, output_ref) in
         [("oci-archive", "oci-archive:-:squashed-oci"), ("docker-archive", "docker-archive:-:squash-test/app:squashed-docker")]
     {
-        let mut save = podman();
+        let mut save = podman.cmd();
         save.args(["save", "--format", format, "squash-test/app:1"]);
-        let mut load = podman();
+        let mut load = podman.cmd();
         load.arg("load");
         pipeline(save, &["-", "--from-layer", "base", "--base", base.to_str().expect("utf8"), "-o", output_ref, "-q"], load);
-        let loaded = String::from_utf8_lossy(&output(podman().args(["images", "--format", "{{.Repository}}:{{.Tag}}"]))).into_owned();
+        let loaded = String::from_utf8_lossy(&output(podman.cmd().args(["images", "--format", "{{.Repository}}:{{.Tag}}"]))).into_owned();
         let name = loaded
             .lines()
             .find(|l| l.contains("squashed"))
             .map(str::to_string)
             .unwrap_or_else(|| panic!("{format}: not loaded:\n{loaded}"));
         assert_eq!(export(&name), original, "{format}: podman unpacks the same filesystem");
-        output(podman().args(["rmi", &name]));
+        output(podman.cmd().args(["rmi", &name]));
     }
-    let _ = std::io::stderr().flush();
-    let _ = std::fs::remove_dir_all(&store);
 }

@@ -6,11 +6,14 @@
 //!   image-spec `layer.md` rules, and [`RootFs::diff`] explains how two trees differ;
 //! - [`random_stack`] generates random, valid layer stacks for property tests, and
 //!   [`random_changeset_stack`] random stacks written as container engines write layers;
-//! - [`cases`] holds the engine's regression cases.
+//! - [`cases`] holds the engine's regression cases;
+//! - [`engines`] starts real appliers (Docker, containerd, podman, umoci) and reads what they
+//!   unpack.
 
 mod builder;
 pub mod cases;
 mod changeset;
+pub mod engines;
 mod generate;
 mod model;
 

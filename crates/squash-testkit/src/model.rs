@@ -134,6 +134,21 @@ impl RootFs {
         &self.nodes
     }
 
+    /// The same filesystem with each node passed through `f`: kept as `f` returns it, or
+    /// dropped (the root is kept as it is if dropped). For comparing with what an applier unpacked, leaving
+    /// out what the applier adds or cannot keep.
+    pub fn filter_map(&self, mut f: impl FnMut(&[u8], &Node) -> Option<Node>) -> RootFs {
+        let nodes = self
+            .nodes
+            .iter()
+            .filter_map(|(path, node)| match f(path, node) {
+                None if path.is_empty() => Some((path.clone(), node.clone())),
+                kept => kept.map(|n| (path.clone(), n)),
+            })
+            .collect();
+        RootFs { nodes, next_inode: self.next_inode, marker_parents: self.marker_parents }
+    }
+
     /// Creates `dir` and its missing ancestors as implicit directories (mode 0755, owner 0:0,
     /// no stated mtime). Returns false if one of them is not a directory.
     fn make_parents(&mut self, dir: &[u8], include_self: bool) -> bool {
