@@ -13,6 +13,8 @@ mod failure;
 mod fixtures;
 /// The fuzzer's saved findings, and a short fuzzing run.
 mod fuzz;
+/// Multi-platform indexes: every platform, chosen platforms, attestations, nested indexes.
+mod index;
 /// umoci and skopeo read what we write (a loud skip locally, fatal with SQUASH_REQUIRE_INTEROP=1).
 mod interop;
 /// Real appliers (Docker, containerd, podman, umoci) unpack the regression cases and random

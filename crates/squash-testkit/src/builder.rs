@@ -322,6 +322,55 @@ impl ImageBuilder {
         self.layers.iter().map(|l| l.tar.clone()).collect()
     }
 
+    /// Writes an OCI image layout whose `tag` names an image index of `images`, one per
+    /// platform (`os/arch[/variant]`), followed by an attestation manifest (platform
+    /// `unknown/unknown`, as BuildKit adds) for the first.
+    pub fn write_multi_platform_layout(dir: &Path, tag: &str, images: &[(&str, &ImageBuilder)]) {
+        let blobs = dir.join("blobs/sha256");
+        fs::create_dir_all(&blobs).expect("mkdir");
+        let mut entries = Vec::new();
+        for (platform, image) in images {
+            let config = image.config();
+            let manifest = image.manifest(&config);
+            for blob in image.layers.iter().map(|l| &l.blob).chain([&config, &manifest]) {
+                fs::write(blobs.join(&sha256(blob)[7..]), blob).expect("write blob");
+            }
+            let mut parts = platform.split('/');
+            let mut p = json!({"os": parts.next().unwrap_or("linux"), "architecture": parts.next().unwrap_or("amd64")});
+            if let Some(variant) = parts.next() {
+                p["variant"] = json!(variant);
+            }
+            entries.push(json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256(&manifest), "size": manifest.len(), "platform": p}));
+        }
+        let empty = b"{}".to_vec();
+        let attestation = serde_json::to_vec(&json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&empty), "size": empty.len()},
+            "layers": [],
+        }))
+        .expect("json");
+        for blob in [&empty, &attestation] {
+            fs::write(blobs.join(&sha256(blob)[7..]), blob).expect("write blob");
+        }
+        if let Some(first) = entries.first().and_then(|e| e["digest"].as_str()).map(str::to_string) {
+            entries.push(json!({
+                "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256(&attestation), "size": attestation.len(),
+                "platform": {"os": "unknown", "architecture": "unknown"},
+                "annotations": {"vnd.docker.reference.type": "attestation-manifest", "vnd.docker.reference.digest": first},
+            }));
+        }
+        let index =
+            serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries}))
+                .expect("json");
+        fs::write(blobs.join(&sha256(&index)[7..]), &index).expect("write blob");
+        fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).expect("write");
+        let top = json!({"schemaVersion": 2, "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json", "digest": sha256(&index), "size": index.len(),
+            "annotations": {"org.opencontainers.image.ref.name": tag}
+        }]});
+        fs::write(dir.join("index.json"), serde_json::to_vec(&top).expect("json")).expect("write");
+    }
+
     /// Writes an OCI image layout directory with the image tagged `tag`.
     pub fn write_oci_layout(&self, dir: &Path, tag: &str) {
         let blobs = dir.join("blobs/sha256");

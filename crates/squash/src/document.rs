@@ -11,9 +11,9 @@ use crate::digest::Digest;
 use crate::layer::compression::Compression;
 use crate::layer::index::LayerIndex;
 use crate::plan::{LayerRange, PlannedRange, SquashPlan};
-use crate::read::{HistoryStep, Image, InputFormat};
+use crate::read::{HistoryStep, Image, ImageIndex, InputFormat};
 use crate::report::{GateResult, Report};
-use crate::write::Outcome;
+use crate::write::{IndexOutcome, IndexPlan, Outcome};
 
 /// The version of every document here; it changes when a field changes meaning or goes away.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -36,6 +36,11 @@ pub struct InputInfo {
     pub config_digest: Digest,
     /// `os/arch[/variant]`, when known.
     pub platform: Option<String>,
+    /// The other platforms of the image index the image was chosen from
+    /// ([`Image::other_platforms`]): not read, and not in what squash writes. Left out when
+    /// there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_platforms: Vec<String>,
 }
 
 impl InputInfo {
@@ -50,6 +55,7 @@ impl InputInfo {
             manifest_digest: image.manifest_digest().cloned(),
             config_digest: image.config_digest().clone(),
             platform: image.platform().map(ToString::to_string),
+            other_platforms: image.other_platforms().iter().map(ToString::to_string).collect(),
         }
     }
 }
@@ -191,6 +197,85 @@ impl PlanDocument {
             ranges: plan.ranges.iter().map(PlannedRangeSummary::from).collect(),
             kept_layers: plan.kept_layers(image).collect(),
         }
+    }
+}
+
+/// Which image index a document is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexInfo {
+    /// The index as a reference that names it exactly (`oci:PATH:TAG`, …).
+    pub reference: String,
+    /// The file or directory read.
+    pub path: String,
+    /// Its container format.
+    pub format: InputFormat,
+    /// The tag it was chosen by, if any.
+    pub name: Option<String>,
+    /// The index document's digest.
+    pub index_digest: Digest,
+    /// Its media type (OCI image index or Docker manifest list).
+    pub media_type: String,
+    /// The platforms of its images, in order.
+    pub platforms: Vec<String>,
+}
+
+impl IndexInfo {
+    /// Describes `index`.
+    pub fn of(index: &ImageIndex) -> IndexInfo {
+        let name = index.name().map(|n| format!(":{n}")).unwrap_or_default();
+        IndexInfo {
+            reference: format!("{}:{}{name}", index.format(), index.source().display()),
+            path: index.source().display().to_string(),
+            format: index.format(),
+            name: index.name().map(str::to_string),
+            index_digest: index.digest().clone(),
+            media_type: index.media_type().to_string(),
+            platforms: index.platforms().iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+/// `squash INDEX … --dry-run --json`: the plan of every image of an index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexPlanDocument {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Always true.
+    pub dry_run: bool,
+    /// The index.
+    pub index: IndexInfo,
+    /// One plan per image, in index order (copied images have no range).
+    pub images: Vec<PlanDocument>,
+}
+
+impl IndexPlanDocument {
+    /// The document for `plan` of `index`.
+    pub fn new(index: &ImageIndex, plan: &IndexPlan) -> IndexPlanDocument {
+        IndexPlanDocument {
+            schema_version: SCHEMA_VERSION,
+            dry_run: true,
+            index: IndexInfo::of(index),
+            images: plan.images(index).into_iter().map(|(image, p)| PlanDocument::new(image, p)).collect(),
+        }
+    }
+}
+
+/// `squash INDEX … --json`: what was written for an index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexOutcomeDocument {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The index read.
+    pub index: IndexInfo,
+    /// What was written.
+    #[serde(flatten)]
+    pub outcome: IndexOutcome,
+}
+
+impl IndexOutcomeDocument {
+    /// The document for `outcome`, written from `index`.
+    pub fn new(index: &ImageIndex, outcome: IndexOutcome) -> IndexOutcomeDocument {
+        IndexOutcomeDocument { schema_version: SCHEMA_VERSION, index: IndexInfo::of(index), outcome }
     }
 }
 

@@ -24,6 +24,12 @@ pub use layer::compression::Compression;
 pub use layer::entry::{EntryKind, EntryPath, Whiteout};
 pub use layer::index::{EntryClass, IndexedEntry, LayerIndex};
 pub use plan::{parse_layer_range, Fate, HistoryMode, LayerRange, LayerSelector, PlannedRange, SquashOptions, SquashPlan};
-pub use read::{HistoryStep, Image, ImageReference, InputFormat, Layer, OpenOptions, Platform, Transport};
+pub use read::{
+    HistoryStep, Image, ImageIndex, ImageReference, IndexChild, IndexChildKind, InputFormat, Layer, OpenOptions, Opened, Platform,
+    Transport,
+};
 pub use report::{human, parse_size, report_svg, GateResult, Gates, LayerReport, RangeReport, Report, WastedPath};
-pub use write::{NoProgress, Outcome, OutcomeLayer, Output, OutputFormat, Progress, DEFAULT_LOCK_TIMEOUT};
+pub use write::{
+    ImageOutcome, IndexOptions, IndexOutcome, IndexPlan, NoProgress, Outcome, OutcomeLayer, Output, OutputFormat, Progress,
+    DEFAULT_LOCK_TIMEOUT,
+};

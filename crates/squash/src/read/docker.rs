@@ -157,7 +157,19 @@ pub(crate) fn open_archive(store: Store, selector: Option<&str>) -> Result<Image
         .collect();
     let name = selector.map(str::to_string).or_else(|| tags_of(entry).first().cloned());
     let config = Document { raw: config_raw, digest: config_digest, media_type: DOCKER_CONFIG.to_string(), value: config_value };
-    Ok(Image { store, format: InputFormat::DockerArchive, manifest: None, config, layers, history, name, platform, siblings, spool: None })
+    Ok(Image {
+        store,
+        format: InputFormat::DockerArchive,
+        manifest: None,
+        config,
+        layers,
+        history,
+        name,
+        platform,
+        siblings,
+        other_platforms: Vec::new(),
+        spool: None,
+    })
 }
 
 /// Only `blobs/sha256/<hex>` is a reliable digest for a layer member: `<hex>.tar` names may be a

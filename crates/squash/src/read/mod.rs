@@ -4,6 +4,7 @@
 pub(crate) mod archive;
 pub(crate) mod blob;
 mod docker;
+mod index;
 mod oci;
 mod reference;
 mod spool;
@@ -23,7 +24,8 @@ use crate::layer::compression::{sniff_buffered, Compression, Sniffed};
 use archive::ArchiveIndex;
 use blob::{BlobRef, Store, VerifyingReader};
 pub(crate) use docker::docker_media_type;
-pub(crate) use oci::{DOCKER_CONFIG, OCI_CONFIG, OCI_INDEX as OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST};
+pub use index::{ImageIndex, IndexChild, IndexChildKind};
+pub(crate) use oci::{descriptor_ref as oci_descriptor_ref, DOCKER_CONFIG, OCI_CONFIG, OCI_INDEX as OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST};
 pub(crate) use reference::remote_transport;
 pub use reference::{ImageReference, Transport};
 
@@ -76,7 +78,8 @@ impl Platform {
         Platform { os: std::env::consts::OS.to_string(), architecture: architecture.to_string(), variant: None }
     }
 
-    pub(crate) fn matches(&self, other: &Platform) -> bool {
+    /// Whether `other` is this platform (a variant left out here matches any).
+    pub fn matches(&self, other: &Platform) -> bool {
         self.os == other.os && self.architecture == other.architecture && (self.variant.is_none() || self.variant == other.variant)
     }
 }
@@ -231,6 +234,8 @@ pub struct Image {
     pub(crate) name: Option<String>,
     pub(crate) platform: Option<Platform>,
     pub(crate) siblings: Vec<Sibling>,
+    /// The other platforms of the index this image was chosen from.
+    pub(crate) other_platforms: Vec<Platform>,
     /// The temporary copy of a non-seekable input (standard input, a pipe), removed with the
     /// last image that reads it.
     pub(crate) spool: Option<(Arc<tempfile::TempPath>, std::path::PathBuf)>,
@@ -271,56 +276,97 @@ impl Image {
     }
 
     fn open_unchecked(reference: &ImageReference, options: &OpenOptions) -> Result<Image> {
-        let path = &reference.path;
-        if spool::wanted(path) {
-            let spooled = Arc::new(spool::spool(path, options)?);
-            let mut inner = reference.clone();
-            inner.path = spooled.to_path_buf();
-            let mut image = Image::open_unchecked(&inner, options)?;
-            image.spool = Some((spooled, path.clone()));
-            return Ok(image);
+        match open_store(reference, options, false)? {
+            Opened::Image(image) => Ok(*image),
+            Opened::Index(index) => Err(Error::Selection {
+                location: Location::file(index.path()),
+                reason: "an image index where one image was expected".into(),
+            }),
         }
-        let metadata = std::fs::metadata(path).at(|| Location::file(path))?;
-        let transport = match reference.transport {
-            Some(t) => t,
-            None => detect(path, metadata.is_dir())?,
-        };
-        match transport {
-            Transport::Oci => {
-                if !metadata.is_dir() {
-                    return Err(Error::Selection { location: Location::file(path), reason: "`oci:` needs an OCI layout directory".into() });
-                }
-                oci::open(Store::Dir(path.clone()), InputFormat::OciLayout, reference.name.as_deref(), options)
+    }
+}
+
+/// What a reference names: one image, or an image index (every platform of it).
+#[derive(Debug, Clone)]
+pub enum Opened {
+    /// A single image (a manifest, or the platform chosen from an index).
+    Image(Box<Image>),
+    /// An image index, read whole.
+    Index(Box<ImageIndex>),
+}
+
+impl Opened {
+    /// Opens `reference`: an image index when the reference names one (an OCI layout or
+    /// archive whose tag points at an index, directly or through nested ones), else the image.
+    /// `options.platform` is not used to choose here: every platform is read.
+    pub fn open(reference: &ImageReference, options: &OpenOptions) -> Result<Opened> {
+        open_store(reference, options, true)
+    }
+}
+
+/// Opens the store `reference` names (spooling a non-seekable input first) and reads from it
+/// one image, or with `indexes` an image index when the reference names one.
+fn open_store(reference: &ImageReference, options: &OpenOptions, indexes: bool) -> Result<Opened> {
+    let path = &reference.path;
+    if spool::wanted(path) {
+        let spooled = Arc::new(spool::spool(path, options)?);
+        let mut inner = reference.clone();
+        inner.path = spooled.to_path_buf();
+        let mut opened = open_store(&inner, options, indexes)?;
+        let spool = Some((spooled, path.clone()));
+        match &mut opened {
+            Opened::Image(image) => image.spool = spool,
+            Opened::Index(index) => index.set_spool(spool),
+        }
+        return Ok(opened);
+    }
+    let metadata = std::fs::metadata(path).at(|| Location::file(path))?;
+    let transport = match reference.transport {
+        Some(t) => t,
+        None => detect(path, metadata.is_dir())?,
+    };
+    match transport {
+        Transport::Oci => {
+            if !metadata.is_dir() {
+                return Err(Error::Selection { location: Location::file(path), reason: "`oci:` needs an OCI layout directory".into() });
             }
-            Transport::Dir => docker::open_dir(Store::Dir(path.clone())),
-            Transport::OciArchive | Transport::DockerArchive => {
-                if metadata.is_dir() {
-                    return Err(Error::Selection {
-                        location: Location::file(path),
-                        reason: "an archive transport needs a file, not a directory".into(),
-                    });
+            oci::open_any(Store::Dir(path.clone()), InputFormat::OciLayout, reference.name.as_deref(), options, indexes)
+        }
+        Transport::Dir => docker::open_dir(Store::Dir(path.clone())).map(|i| Opened::Image(Box::new(i))),
+        Transport::OciArchive | Transport::DockerArchive => {
+            if metadata.is_dir() {
+                return Err(Error::Selection {
+                    location: Location::file(path),
+                    reason: "an archive transport needs a file, not a directory".into(),
+                });
+            }
+            check_plain_tar(path)?;
+            let index = Arc::new(ArchiveIndex::open(path)?);
+            let store = Store::Archive(index.clone());
+            let has_layout = index.contains("oci-layout") && index.contains("index.json");
+            let has_docker = index.contains("manifest.json");
+            match transport {
+                Transport::DockerArchive if has_docker => {
+                    docker::open_archive(store, reference.name.as_deref()).map(|i| Opened::Image(Box::new(i)))
                 }
-                check_plain_tar(path)?;
-                let index = Arc::new(ArchiveIndex::open(path)?);
-                let store = Store::Archive(index.clone());
-                let has_layout = index.contains("oci-layout") && index.contains("index.json");
-                let has_docker = index.contains("manifest.json");
-                match transport {
-                    Transport::DockerArchive if has_docker => docker::open_archive(store, reference.name.as_deref()),
-                    Transport::OciArchive if has_layout => oci::open(store, InputFormat::OciArchive, reference.name.as_deref(), options),
-                    _ if has_layout => oci::open(
-                        store,
-                        if has_docker { InputFormat::DockerArchive } else { InputFormat::OciArchive },
-                        reference.name.as_deref(),
-                        options,
-                    ),
-                    _ if has_docker => docker::open_archive(store, reference.name.as_deref()),
-                    _ => Err(not_an_image(&index)),
+                Transport::OciArchive if has_layout => {
+                    oci::open_any(store, InputFormat::OciArchive, reference.name.as_deref(), options, indexes)
                 }
+                _ if has_layout => oci::open_any(
+                    store,
+                    if has_docker { InputFormat::DockerArchive } else { InputFormat::OciArchive },
+                    reference.name.as_deref(),
+                    options,
+                    indexes,
+                ),
+                _ if has_docker => docker::open_archive(store, reference.name.as_deref()).map(|i| Opened::Image(Box::new(i))),
+                _ => Err(not_an_image(&index)),
             }
         }
     }
+}
 
+impl Image {
     /// The path the image was given as: [`Image::path`], or `-` (or the pipe's path) for an
     /// image read from standard input or a pipe, whose bytes were spooled to a temporary file.
     pub fn source(&self) -> &Path {
@@ -360,6 +406,13 @@ impl Image {
     /// The tag or name the image was chosen by or carries.
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
+    }
+
+    /// The other platforms of the image index this image was chosen from (attestation
+    /// manifests left out), in the index's order; empty for a single-platform input. What
+    /// squash writes holds this image's platform only.
+    pub fn other_platforms(&self) -> &[Platform] {
+        &self.other_platforms
     }
 
     /// The platform chosen from an index, or the config's.

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::blob::{BlobRef, Store};
-use super::{diff_ids, history_of, sniff_layer, Document, Image, InputFormat, Layer, OpenOptions, Platform, Sibling};
+use super::{diff_ids, history_of, sniff_layer, Document, Image, InputFormat, Layer, OpenOptions, Opened, Platform, Sibling};
 use crate::digest::Digest;
 use crate::error::{Error, Location, Result};
 
@@ -25,13 +25,14 @@ pub(crate) fn layout_blob_name(digest: &Digest) -> String {
 
 /// What a JSON document is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Index,
     Manifest,
 }
 
-/// Opens the image chosen by `tag` (and the platform) in an OCI layout.
-pub(crate) fn open(store: Store, format: InputFormat, tag: Option<&str>, options: &OpenOptions) -> Result<Image> {
+/// Opens what `tag` names in an OCI layout: with `indexes`, an image index read whole when it
+/// names one; else the image (the platform chosen from an index).
+pub(crate) fn open_any(store: Store, format: InputFormat, tag: Option<&str>, options: &OpenOptions, indexes: bool) -> Result<Opened> {
     let location = store.location();
     let layout =
         store.read_unverified("oci-layout")?.ok_or_else(|| Error::invalid(location.clone(), "OCI layout", "no `oci-layout` file"))?;
@@ -89,6 +90,13 @@ pub(crate) fn open(store: Store, format: InputFormat, tag: Option<&str>, options
         }
     };
     let descriptor = descriptor_ref(entry, &index_location, &store)?;
+    if indexes {
+        if let Some(index) =
+            super::index::read(&store, format, &descriptor, entry.get("mediaType").and_then(Value::as_str), name.clone(), 0)?
+        {
+            return Ok(Opened::Index(Box::new(index)));
+        }
+    }
     let mut image = resolve(&store, format, descriptor, entry_media_type(entry), name, options, None, 0)?;
     for (other_name, other) in &named {
         if other.get("digest") == entry.get("digest") {
@@ -99,7 +107,7 @@ pub(crate) fn open(store: Store, format: InputFormat, tag: Option<&str>, options
             image.siblings.push(Sibling::Manifest { name: label, blob });
         }
     }
-    Ok(image)
+    Ok(Opened::Image(Box::new(image)))
 }
 
 fn tag_matches(name: &str, tag: &str) -> bool {
@@ -115,7 +123,7 @@ fn entry_media_type(entry: &Value) -> Option<String> {
     entry.get("mediaType").and_then(Value::as_str).map(str::to_string)
 }
 
-fn index_entries<'a>(index: &'a Value, location: &Location) -> Result<Vec<&'a Value>> {
+pub(crate) fn index_entries<'a>(index: &'a Value, location: &Location) -> Result<Vec<&'a Value>> {
     if !index.is_object() {
         return Err(Error::invalid(location.clone(), "image index", "not a JSON object"));
     }
@@ -139,7 +147,7 @@ fn check_schema_version(doc: &Value, location: &Location, what: &'static str) ->
 }
 
 /// A descriptor's digest and size as a blob of `store`.
-fn descriptor_ref(descriptor: &Value, location: &Location, store: &Store) -> Result<BlobRef> {
+pub(crate) fn descriptor_ref(descriptor: &Value, location: &Location, store: &Store) -> Result<BlobRef> {
     let digest = descriptor
         .get("digest")
         .and_then(Value::as_str)
@@ -177,7 +185,7 @@ pub(crate) fn config_ref(manifest: &Value, location: &Location) -> Result<Option
     Ok(Some(BlobRef { name: layout_blob_name(&digest), size, digest: Some(digest) }))
 }
 
-fn classify(doc: &Value, declared: Option<&str>, location: &Location) -> Result<Kind> {
+pub(crate) fn classify(doc: &Value, declared: Option<&str>, location: &Location) -> Result<Kind> {
     let media_type = doc.get("mediaType").and_then(Value::as_str).or(declared);
     match media_type {
         Some(OCI_INDEX | DOCKER_LIST) => return Ok(Kind::Index),
@@ -228,7 +236,15 @@ fn resolve(
             let entries = index_entries(&doc, &location)?;
             let (entry, platform) = choose_platform(&entries, options, &location)?;
             let child = descriptor_ref(entry, &location, store)?;
-            resolve(store, format, child, entry_media_type(entry), name, options, platform, depth + 1)
+            let mut image = resolve(store, format, child, entry_media_type(entry), name, options, platform, depth + 1)?;
+            let others = entries
+                .iter()
+                .filter(|e| !is_attestation(e) && e.get("digest") != entry.get("digest"))
+                .filter_map(|e| platform_of(e))
+                .filter(|p| !image.other_platforms.contains(p));
+            let others: Vec<Platform> = others.collect();
+            image.other_platforms.extend(others);
+            Ok(image)
         }
         Kind::Manifest => {
             check_schema_version(&doc, &location, "image manifest")?;
@@ -240,7 +256,7 @@ fn resolve(
     }
 }
 
-fn platform_of(entry: &Value) -> Option<Platform> {
+pub(crate) fn platform_of(entry: &Value) -> Option<Platform> {
     let p = entry.get("platform")?;
     Some(Platform {
         os: p.get("os")?.as_str()?.to_string(),
@@ -249,7 +265,7 @@ fn platform_of(entry: &Value) -> Option<Platform> {
     })
 }
 
-fn is_attestation(entry: &Value) -> bool {
+pub(crate) fn is_attestation(entry: &Value) -> bool {
     let unknown = platform_of(entry).is_some_and(|p| p.os == "unknown" && p.architecture == "unknown");
     let reference_type = entry.get("annotations").and_then(|a| a.get("vnd.docker.reference.type")).is_some();
     unknown || reference_type
@@ -376,7 +392,19 @@ pub(crate) fn from_manifest(
             siblings.push(Sibling::Manifest { name: format!("base {}", base.short()), blob: BlobRef { name, size, digest: Some(base) } });
         }
     }
-    Ok(Image { store: store.clone(), format, manifest: Some(manifest), config, layers, history, name, platform, siblings, spool: None })
+    Ok(Image {
+        store: store.clone(),
+        format,
+        manifest: Some(manifest),
+        config,
+        layers,
+        history,
+        name,
+        platform,
+        siblings,
+        other_platforms: Vec::new(),
+        spool: None,
+    })
 }
 
 /// Accepts the layer media types of the OCI image-spec and Docker's v2s2, refuses the rest.

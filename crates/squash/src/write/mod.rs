@@ -2,6 +2,7 @@
 //! (`rootfs.diff_ids`, history) and manifest as JSON values so unknown fields survive, and commits
 //! the output container.
 
+mod index;
 mod lock;
 pub(crate) mod target;
 
@@ -16,6 +17,7 @@ use crate::layer::compression::Compression;
 use crate::merge::merge_range;
 use crate::plan::{HistoryMode, LayerRange, PlannedRange, SquashPlan};
 use crate::read::{Image, InputFormat, DOCKER_CONFIG, OCI_CONFIG, OCI_MANIFEST};
+pub use index::{ImageOutcome, IndexOptions, IndexOutcome, IndexPlan};
 use lock::LockWait;
 use target::{BlobKind, Finish, Input, Target};
 pub use target::{Output, OutputFormat};
@@ -204,6 +206,27 @@ impl SquashPlan {
     }
 
     fn write_image(&self, image: &Image, output: &Output, mut target: Target<'_>, progress: &dyn Progress) -> Result<Outcome> {
+        let (outcome, manifest_descriptor) = self.write_image_blobs(image, output, &mut target, progress)?;
+        let tag = output.tag.clone().or_else(|| default_tag(image, output.format));
+        target.commit(Finish {
+            manifest_descriptor,
+            tag,
+            config: outcome.config_digest.clone(),
+            layers: outcome.layers.iter().map(|l| l.digest.clone()).collect(),
+            extra_blobs: Vec::new(),
+        })?;
+        Ok(outcome)
+    }
+
+    /// Writes the image's blobs (layers, config and, but for a docker archive, the manifest)
+    /// into `target`: what it wrote, and the manifest's descriptor.
+    pub(crate) fn write_image_blobs(
+        &self,
+        image: &Image,
+        output: &Output,
+        target: &mut Target<'_>,
+        progress: &dyn Progress,
+    ) -> Result<(Outcome, Value)> {
         let docker = docker_family(image, output);
         let mut layers: Vec<OutcomeLayer> = Vec::new();
         let mut descriptors: Vec<Value> = Vec::new();
@@ -212,7 +235,7 @@ impl SquashPlan {
             let new_index = layers.len();
             if let Some(planned) = self.ranges.iter().find(|r| r.range.start == index) {
                 progress.step(&format!("merging layers {}..{}", planned.range.start, planned.range.end));
-                let (layer, descriptor) = self.write_range(image, planned, docker, new_index, &mut target, progress)?;
+                let (layer, descriptor) = self.write_range(image, planned, docker, new_index, target, progress)?;
                 layers.push(layer);
                 descriptors.push(descriptor);
                 index = planned.range.end + 1;
@@ -284,14 +307,7 @@ impl SquashPlan {
             }
             manifest_descriptor["platform"] = p;
         }
-        let tag = output.tag.clone().or_else(|| default_tag(image, output.format));
-        target.commit(Finish {
-            manifest_descriptor,
-            tag,
-            config: config_digest.clone(),
-            layers: layers.iter().map(|l| l.digest.clone()).collect(),
-        })?;
-        Ok(Outcome { output: output.path.display().to_string(), manifest_digest, config_digest, layers })
+        Ok((Outcome { output: output.path.display().to_string(), manifest_digest, config_digest, layers }, manifest_descriptor))
     }
 
     fn write_range(

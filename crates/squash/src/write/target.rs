@@ -382,13 +382,19 @@ pub(crate) struct Finish {
     /// For docker archives: config digest and layer digests in order.
     pub config: Digest,
     pub layers: Vec<Digest>,
+    /// Every other blob the output refers to (an index's images).
+    pub extra_blobs: Vec<Digest>,
 }
 
 impl Finish {
     /// Every blob the new image refers to: layers, config and (for layouts) the manifest.
     fn blobs(&self) -> Vec<Digest> {
         let manifest = self.manifest_descriptor.get("digest").and_then(Value::as_str).and_then(|d| d.parse::<Digest>().ok());
-        self.layers.iter().cloned().chain([self.config.clone()]).chain(manifest).collect()
+        let mut all: Vec<Digest> =
+            self.layers.iter().cloned().chain([self.config.clone()]).chain(manifest).chain(self.extra_blobs.iter().cloned()).collect();
+        all.sort_by_key(|a| a.to_string());
+        all.dedup();
+        all
     }
 }
 

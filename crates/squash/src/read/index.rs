@@ -1,0 +1,259 @@
+//! Image indexes read whole, for squashing every platform in one run. Each child of an index is
+//! an image (opened as an [`Image`]), a nested index, an attestation or referrer of another
+//! child (BuildKit's `attestation-manifest`, or a manifest whose `subject` names one), another
+//! manifest (an artifact, copied as it is), or absent from the input (its manifest blob is not
+//! there, as when one platform of an index was pulled).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::blob::{BlobRef, Store};
+use super::oci::{classify, descriptor_ref, from_manifest, index_entries, is_attestation, platform_of, Kind};
+use super::{Document, Image, InputFormat, Platform};
+use crate::digest::Digest;
+use crate::error::{Error, Location, Result};
+
+/// Where an index read from standard input or a pipe was spooled, shared by its images.
+type Spool = Option<(Arc<tempfile::TempPath>, PathBuf)>;
+
+/// An image index and everything it lists.
+#[derive(Debug, Clone)]
+pub struct ImageIndex {
+    pub(crate) store: Store,
+    pub(crate) format: InputFormat,
+    pub(crate) name: Option<String>,
+    pub(crate) document: Document,
+    pub(crate) children: Vec<IndexChild>,
+    pub(crate) spool: Spool,
+}
+
+/// One entry of an index: its descriptor as the index states it, and what it points at.
+#[derive(Debug, Clone)]
+pub struct IndexChild {
+    pub(crate) descriptor: Value,
+    pub(crate) blob: BlobRef,
+    pub(crate) kind: IndexChildKind,
+}
+
+/// What an index entry points at.
+#[derive(Debug, Clone)]
+pub enum IndexChildKind {
+    /// A container image.
+    Image(Box<Image>),
+    /// A nested index.
+    Index(Box<ImageIndex>),
+    /// A manifest about another entry of the index (`of`: that entry's manifest digest):
+    /// BuildKit's attestation manifests, or a referrer whose `subject` names it.
+    Attestation {
+        /// The manifest it is about, when it says.
+        of: Option<Digest>,
+    },
+    /// Another manifest (an artifact): copied as it is.
+    Other,
+    /// Not in the input: the index lists it but its manifest blob is not there.
+    Absent,
+}
+
+const REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
+
+/// Reads the document `blob` of `store` as an index with everything it lists, or `None` when
+/// it is an image manifest.
+pub(crate) fn read(
+    store: &Store,
+    format: InputFormat,
+    blob: &BlobRef,
+    declared: Option<&str>,
+    name: Option<String>,
+    depth: usize,
+) -> Result<Option<ImageIndex>> {
+    let digest = blob.digest.clone().ok_or_else(|| Error::invalid(store.location(), "descriptor", "no digest"))?;
+    let location = store.location().part(format!("index {}", digest.short()));
+    if depth > 8 {
+        return Err(Error::invalid(location, "image index", "indexes nested too deeply (a loop?)"));
+    }
+    let raw = store.read_document(blob, location.clone())?;
+    let value: Value = serde_json::from_slice(&raw).map_err(|e| Error::invalid(location.clone(), "image index", e.to_string()))?;
+    if !value.is_object() || classify(&value, declared, &location)? != Kind::Index {
+        return Ok(None);
+    }
+    let media_type = value.get("mediaType").and_then(Value::as_str).or(declared).unwrap_or(super::oci::OCI_INDEX).to_string();
+    let mut children = Vec::new();
+    for entry in index_entries(&value, &location)? {
+        let child_blob = descriptor_ref(entry, &location, store)?;
+        let declared = entry.get("mediaType").and_then(Value::as_str);
+        let present = store.open(&child_blob.name)?.is_some();
+        let kind = if !present {
+            IndexChildKind::Absent
+        } else if let Some(nested) = read(store, format, &child_blob, declared, name.clone(), depth + 1)? {
+            IndexChildKind::Index(Box::new(nested))
+        } else {
+            child_kind(store, format, entry, &child_blob, declared, name.clone())?
+        };
+        children.push(IndexChild { descriptor: entry.clone(), blob: child_blob, kind });
+    }
+    let document = Document { raw, digest, media_type, value };
+    Ok(Some(ImageIndex { store: store.clone(), format, name, document, children, spool: None }))
+}
+
+/// What a manifest entry of an index is.
+fn child_kind(
+    store: &Store,
+    format: InputFormat,
+    entry: &Value,
+    blob: &BlobRef,
+    declared: Option<&str>,
+    name: Option<String>,
+) -> Result<IndexChildKind> {
+    let digest = blob.digest.clone().ok_or_else(|| Error::invalid(store.location(), "descriptor", "no digest"))?;
+    let location = store.location().part(format!("manifest {}", digest.short()));
+    if is_attestation(entry) {
+        let of = entry.get("annotations").and_then(|a| a.get(REFERENCE_DIGEST)).and_then(Value::as_str).and_then(|d| d.parse().ok());
+        return Ok(IndexChildKind::Attestation { of });
+    }
+    let raw = store.read_document(blob, location.clone())?;
+    let value: Value = serde_json::from_slice(&raw).map_err(|e| Error::invalid(location.clone(), "manifest", e.to_string()))?;
+    if let Some(subject) = value.get("subject").and_then(|s| s.get("digest")).and_then(Value::as_str) {
+        return Ok(IndexChildKind::Attestation { of: subject.parse().ok() });
+    }
+    let is_image = value
+        .get("config")
+        .and_then(|c| c.get("mediaType"))
+        .and_then(Value::as_str)
+        .is_none_or(|m| m == super::OCI_CONFIG || m == super::DOCKER_CONFIG);
+    if !is_image || value.get("layers").is_none() {
+        return Ok(IndexChildKind::Other);
+    }
+    let media_type = value.get("mediaType").and_then(Value::as_str).or(declared).unwrap_or(super::OCI_MANIFEST).to_string();
+    let manifest = Document { raw, digest, media_type, value };
+    let image = from_manifest(store, format, manifest, name, platform_of(entry))?;
+    Ok(IndexChildKind::Image(Box::new(image)))
+}
+
+impl ImageIndex {
+    /// The file or directory the index was read from.
+    pub fn path(&self) -> &Path {
+        self.store.path()
+    }
+
+    /// The path it was given as (`-` for standard input; see [`Image::source`]).
+    pub fn source(&self) -> &Path {
+        self.spool.as_ref().map(|(_, source)| source.as_path()).unwrap_or_else(|| self.path())
+    }
+
+    /// The format it was read from.
+    pub fn format(&self) -> InputFormat {
+        self.format
+    }
+
+    /// The tag it was chosen by.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The digest of the index document.
+    pub fn digest(&self) -> &Digest {
+        &self.document.digest
+    }
+
+    /// Its media type: OCI's image index or Docker's manifest list.
+    pub fn media_type(&self) -> &str {
+        &self.document.media_type
+    }
+
+    /// The index's entries, in order.
+    pub fn children(&self) -> &[IndexChild] {
+        &self.children
+    }
+
+    /// Every image of the index and of the indexes nested in it, in order.
+    pub fn images(&self) -> Vec<&Image> {
+        let mut out = Vec::new();
+        for child in &self.children {
+            match &child.kind {
+                IndexChildKind::Image(image) => out.push(image.as_ref()),
+                IndexChildKind::Index(nested) => out.extend(nested.images()),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// The platforms of [`ImageIndex::images`] (an image whose entry and config state none is
+    /// left out).
+    pub fn platforms(&self) -> Vec<Platform> {
+        self.images().into_iter().filter_map(|i| i.platform().cloned()).collect()
+    }
+
+    /// The image of one platform: `wanted`, else the only one, else this host's. It knows the
+    /// index's other platforms ([`Image::other_platforms`]).
+    pub fn select(&self, wanted: Option<&Platform>) -> Result<Image> {
+        let images = self.images();
+        let listed = || {
+            images
+                .iter()
+                .map(|i| i.platform().map(ToString::to_string).unwrap_or_else(|| "(no platform)".into()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let location = Location::file(self.source()).part(format!("index {}", self.digest().short()));
+        let host = Platform::host();
+        let chosen = match (wanted, images.as_slice()) {
+            (_, []) => return Err(Error::Selection { location, reason: "the index lists no image present in the input".into() }),
+            (Some(wanted), _) => {
+                images.iter().find(|i| i.platform().is_some_and(|p| wanted.matches(p))).ok_or_else(|| Error::Selection {
+                    location: location.clone(),
+                    reason: format!("no manifest for platform {wanted}; platforms: {}", listed()),
+                })?
+            }
+            (None, [one]) => one,
+            (None, many) => many.iter().find(|i| i.platform().is_some_and(|p| host.matches(p))).ok_or_else(|| Error::Selection {
+                location: location.clone(),
+                reason: format!(
+                    "index has {} platforms and none is this host's ({host}); choose one with --platform: {}",
+                    many.len(),
+                    listed()
+                ),
+            })?,
+        };
+        let mut image = (*chosen).clone();
+        image.other_platforms =
+            images.iter().filter(|i| i.manifest_digest() != chosen.manifest_digest()).filter_map(|i| i.platform().cloned()).collect();
+        Ok(image)
+    }
+
+    /// Records where the input was spooled, here and in every image it holds.
+    pub(crate) fn set_spool(&mut self, spool: Spool) {
+        for child in &mut self.children {
+            match &mut child.kind {
+                IndexChildKind::Image(image) => image.spool = spool.clone(),
+                IndexChildKind::Index(nested) => nested.set_spool(spool.clone()),
+                _ => {}
+            }
+        }
+        self.spool = spool;
+    }
+}
+
+impl IndexChild {
+    /// The entry's descriptor as the index states it (platform, annotations, artifact type).
+    pub fn descriptor(&self) -> &Value {
+        &self.descriptor
+    }
+
+    /// The digest it points at.
+    pub fn digest(&self) -> Option<&Digest> {
+        self.blob.digest.as_ref()
+    }
+
+    /// What it points at.
+    pub fn kind(&self) -> &IndexChildKind {
+        &self.kind
+    }
+
+    /// The platform its descriptor states.
+    pub fn platform(&self) -> Option<Platform> {
+        platform_of(&self.descriptor)
+    }
+}

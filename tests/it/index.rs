@@ -1,0 +1,218 @@
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+use squash::{Image, IndexOptions, LayerSelector, Opened, Output, OutputFormat, Platform, SquashOptions};
+use squash_testkit::{decompress, ImageBuilder, LayerBuilder, LayerCompression, RootFs};
+
+fn l() -> LayerBuilder {
+    LayerBuilder::new()
+}
+
+/// Two platforms over bases of their own (amd64: 4 layers, arm64: 3), and BuildKit's
+/// attestation manifest for amd64.
+fn two_platforms(dir: &Path) -> PathBuf {
+    let mut amd64 = ImageBuilder::new(LayerCompression::Gzip);
+    amd64.layer(l().dir("etc").file("etc/arch", b"amd64").finish(), "ADD base");
+    amd64.layer(l().dir("app").file("app/bin", &squash_testkit::noise(5000, 1)).file("app/tmp", b"tmp").finish(), "COPY app");
+    amd64.layer(l().dir("app").whiteout("app/tmp").file("app/conf", b"1").finish(), "RUN rm");
+    amd64.layer(l().dir("app").file("app/conf", b"2").finish(), "RUN conf");
+    let mut arm64 = ImageBuilder::new(LayerCompression::Zstd);
+    arm64.layer(l().dir("etc").file("etc/arch", b"arm64").finish(), "ADD base");
+    arm64.layer(l().dir("app").file("app/bin", &squash_testkit::noise(5000, 2)).finish(), "COPY app");
+    arm64.layer(l().dir("app").file("app/bin", &squash_testkit::noise(6000, 3)).finish(), "RUN rebuild");
+    let input = dir.join("in");
+    ImageBuilder::write_multi_platform_layout(&input, "t", &[("linux/amd64", &amd64), ("linux/arm64/v8", &arm64)]);
+    input
+}
+
+fn blob(layout: &Path, digest: &str) -> Vec<u8> {
+    std::fs::read(layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))).expect("blob")
+}
+
+fn json_blob(layout: &Path, digest: &str) -> Value {
+    serde_json::from_slice(&blob(layout, digest)).expect("json")
+}
+
+/// The index the layout's `index.json` tags `tag`.
+fn tagged_index(layout: &Path, tag: &str) -> Value {
+    let top: Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index.json")).expect("json");
+    let entry = top["manifests"]
+        .as_array()
+        .and_then(|m| m.iter().find(|e| e["annotations"]["org.opencontainers.image.ref.name"] == json!(tag)))
+        .expect("tagged entry");
+    json_blob(layout, entry["digest"].as_str().expect("digest"))
+}
+
+/// The root filesystem of the image `manifest` points at, by the model.
+fn rootfs(layout: &Path, manifest: &str) -> (RootFs, Vec<String>) {
+    let manifest = json_blob(layout, manifest);
+    let digests: Vec<String> =
+        manifest["layers"].as_array().expect("layers").iter().map(|l| l["digest"].as_str().expect("digest").to_string()).collect();
+    let tars: Vec<Vec<u8>> = digests.iter().map(|d| decompress(&blob(layout, d))).collect();
+    (RootFs::from_layers(tars.iter().map(Vec::as_slice)).expect("applies"), digests)
+}
+
+fn open_index(reference: &str) -> squash::ImageIndex {
+    match Opened::open(&reference.parse().expect("reference"), &Default::default()).expect("open") {
+        Opened::Index(index) => *index,
+        Opened::Image(_) => panic!("{reference}: an image, not an index"),
+    }
+}
+
+fn squash_index(input: &str, out: &Path, from_top: usize, index_options: &IndexOptions) -> squash::IndexOutcome {
+    let index = open_index(input);
+    let options = SquashOptions::default().with_selector(LayerSelector::Top(from_top));
+    let plan = index.plan(&options, index_options).expect("plan");
+    plan.execute(&index, &Output { path: out.to_path_buf(), format: OutputFormat::OciLayout, tag: Some("t".into()) }).expect("write")
+}
+
+/// Every platform squashed: each platform's filesystem is the original's, its base layer the
+/// same blob, the entries keep their order and platforms, and the attestation of the squashed
+/// amd64 image is dropped.
+#[test]
+fn every_platform_of_an_index_is_squashed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = two_platforms(dir.path());
+    let before = tagged_index(&input, "t");
+    let out = dir.path().join("out");
+    let outcome = squash_index(&format!("oci:{}:t", input.display()), &out, 2, &IndexOptions::default());
+    assert_eq!(outcome.images.len(), 2);
+    assert!(outcome.images.iter().all(|i| i.squashed));
+    assert_eq!(outcome.dropped_attestations.len(), 1, "{outcome:?}");
+    let after = tagged_index(&out, "t");
+    assert_eq!(after["mediaType"], before["mediaType"]);
+    let (old, new) = (before["manifests"].as_array().expect("entries"), after["manifests"].as_array().expect("entries"));
+    assert_eq!(new.len(), 2, "the attestation is dropped: {after}");
+    for (old, new) in old.iter().zip(new) {
+        assert_eq!(old["platform"], new["platform"], "platforms in order");
+        assert_ne!(old["digest"], new["digest"]);
+        let (fs_before, layers_before) = rootfs(&input, old["digest"].as_str().expect("digest"));
+        let (fs_after, layers_after) = rootfs(&out, new["digest"].as_str().expect("digest"));
+        assert!(fs_before.diff(&fs_after).is_empty(), "{}: {:?}", old["platform"], fs_before.diff(&fs_after));
+        assert_eq!(layers_after.len(), layers_before.len() - 1);
+        assert_eq!(layers_before[..layers_before.len() - 2], layers_after[..layers_after.len() - 1], "base layers are the same blobs");
+    }
+    // The same input and options give the same bytes.
+    let again = dir.path().join("again");
+    let second = squash_index(&format!("oci:{}:t", input.display()), &again, 2, &IndexOptions::default());
+    assert_eq!(outcome.index_digest, second.index_digest);
+}
+
+/// `--platform`: only that image is squashed; the other is copied with its manifest digest, and
+/// so is the attestation of the copied image. `--keep-attestations` keeps the stale one.
+#[test]
+fn chosen_platforms_are_squashed_and_the_rest_copied() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = two_platforms(dir.path());
+    let reference = format!("oci:{}:t", input.display());
+    let before = tagged_index(&input, "t");
+    let arm: Platform = "linux/arm64".parse().expect("platform");
+    let out = dir.path().join("out");
+    let outcome = squash_index(&reference, &out, 2, &IndexOptions { platforms: vec![arm], ..Default::default() });
+    let after = tagged_index(&out, "t");
+    let (old, new) = (before["manifests"].as_array().expect("entries"), after["manifests"].as_array().expect("entries"));
+    assert_eq!(new.len(), 3, "{after}");
+    assert_eq!(old[0], new[0], "amd64 copied as it was");
+    assert_ne!(old[1]["digest"], new[1]["digest"], "arm64 squashed");
+    assert_eq!(old[2], new[2], "the attestation of the copied image stays");
+    assert!(outcome.dropped_attestations.is_empty() && outcome.stale_attestations.is_empty());
+    // Its blobs are there and verify.
+    let copied = open_index(&format!("oci:{}:t", out.display()));
+    copied.images()[0].verify_layers(0..4).expect("copied image verifies");
+    // Keeping the attestation of a squashed image: it is listed as stale.
+    let kept = dir.path().join("kept");
+    let outcome = squash_index(&reference, &kept, 2, &IndexOptions { keep_attestations: true, ..Default::default() });
+    assert_eq!(outcome.stale_attestations.len(), 1);
+    assert_eq!(tagged_index(&kept, "t")["manifests"].as_array().map(Vec::len), Some(3));
+    // A platform the index lacks is an error naming what it has.
+    let index = open_index(&reference);
+    let wrong = IndexOptions { platforms: vec!["linux/s390x".parse().expect("platform")], ..Default::default() };
+    let err = index.plan(&SquashOptions::default().with_selector(LayerSelector::Top(2)), &wrong).expect_err("no s390x");
+    assert!(err.to_string().contains("linux/amd64, linux/arm64/v8"), "{err}");
+}
+
+/// A docker-archive holds one platform: a whole index is refused there, with the option that
+/// helps.
+#[test]
+fn an_index_is_not_written_as_a_docker_archive() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = two_platforms(dir.path());
+    let index = open_index(&format!("oci:{}:t", input.display()));
+    let plan = index.plan(&SquashOptions::default().with_selector(LayerSelector::Top(2)), &IndexOptions::default()).expect("plan");
+    let out = dir.path().join("out.tar");
+    let err = plan.execute(&index, &Output { path: out.clone(), format: OutputFormat::DockerArchive, tag: None }).expect_err("refused");
+    assert!(err.to_string().contains("--platform"), "{err}");
+    assert!(!out.exists());
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// A Docker manifest list nested in an OCI index: both rewritten, each keeping its media type
+/// and its own annotations.
+#[test]
+fn nested_indexes_and_docker_manifest_lists() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = two_platforms(dir.path());
+    // Turn the tagged index into a Docker manifest list inside a new OCI index.
+    let mut inner = tagged_index(&input, "t");
+    inner["mediaType"] = json!("application/vnd.docker.distribution.manifest.list.v2+json");
+    for entry in inner["manifests"].as_array_mut().expect("entries") {
+        entry["annotations"]["test.entry"] = json!("kept");
+    }
+    let inner = serde_json::to_vec(&inner).expect("json");
+    std::fs::write(input.join("blobs/sha256").join(&sha256(&inner)[7..]), &inner).expect("write");
+    let outer = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "annotations": {"test.index": "outer"},
+        "manifests": [{"mediaType": "application/vnd.docker.distribution.manifest.list.v2+json", "digest": sha256(&inner), "size": inner.len()}],
+    }))
+    .expect("json");
+    std::fs::write(input.join("blobs/sha256").join(&sha256(&outer)[7..]), &outer).expect("write");
+    let top = json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": sha256(&outer), "size": outer.len(), "annotations": {"org.opencontainers.image.ref.name": "t"}}]});
+    std::fs::write(input.join("index.json"), serde_json::to_vec(&top).expect("json")).expect("write");
+
+    let out = dir.path().join("out");
+    let outcome = squash_index(&format!("oci:{}:t", input.display()), &out, 2, &IndexOptions::default());
+    assert_eq!(outcome.images.len(), 2);
+    let outer = tagged_index(&out, "t");
+    assert_eq!(outer["annotations"]["test.index"], json!("outer"));
+    let inner_entry = &outer["manifests"][0];
+    assert_eq!(inner_entry["mediaType"], json!("application/vnd.docker.distribution.manifest.list.v2+json"));
+    let inner = json_blob(&out, inner_entry["digest"].as_str().expect("digest"));
+    assert_eq!(inner["mediaType"], json!("application/vnd.docker.distribution.manifest.list.v2+json"));
+    let entries = inner["manifests"].as_array().expect("entries");
+    assert_eq!(entries.len(), 2, "{inner}");
+    assert!(entries.iter().all(|e| e["annotations"]["test.entry"] == json!("kept")));
+    // A single platform is still read from it.
+    let image = Image::open_with(
+        &format!("oci:{}:t", out.display()),
+        &squash::OpenOptions::default().with_platform("linux/arm64".parse().expect("p")),
+    )
+    .expect("open one platform");
+    assert_eq!(image.layers().len(), 2);
+    assert_eq!(image.other_platforms().len(), 1);
+}
+
+/// skopeo copies every platform of what squash wrote (`copy --all`).
+#[test]
+fn skopeo_copies_every_platform() {
+    if !squash_testkit::tool_available("skopeo") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = two_platforms(dir.path());
+    let out = dir.path().join("out");
+    squash_index(&format!("oci:{}:t", input.display()), &out, 2, &IndexOptions::default());
+    let copy = dir.path().join("copy");
+    let status = std::process::Command::new("skopeo")
+        .args(["copy", "--all", "--quiet"])
+        .arg(format!("oci:{}:t", out.display()))
+        .arg(format!("oci:{}:t", copy.display()))
+        .output()
+        .expect("skopeo");
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert_eq!(tagged_index(&copy, "t")["manifests"].as_array().map(Vec::len), Some(2));
+}
