@@ -3,7 +3,9 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use squash::document::{ErrorDocument, InspectDocument, OutcomeDocument, PlanDocument, ReportDocument, SCHEMA_VERSION};
+use squash::document::{
+    ErrorDocument, IndexOutcomeDocument, IndexPlanDocument, InspectDocument, OutcomeDocument, PlanDocument, ReportDocument, SCHEMA_VERSION,
+};
 
 /// The blocks of docs/json.md fenced as "```json KIND".
 fn examples() -> Vec<(String, String)> {
@@ -37,12 +39,14 @@ fn round_trip<T: DeserializeOwned + Serialize>(kind: &str, body: &str) {
 fn json_examples_parse_into_the_library_types() {
     let examples = examples();
     let kinds: Vec<&str> = examples.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(kinds, ["inspect", "plan", "outcome", "report", "error"], "one example per document");
+    assert_eq!(kinds, ["inspect", "plan", "outcome", "index-plan", "index-outcome", "report", "error"], "one example per document");
     for (kind, body) in &examples {
         match kind.as_str() {
             "inspect" => round_trip::<InspectDocument>(kind, body),
             "plan" => round_trip::<PlanDocument>(kind, body),
             "outcome" => round_trip::<OutcomeDocument>(kind, body),
+            "index-plan" => round_trip::<IndexPlanDocument>(kind, body),
+            "index-outcome" => round_trip::<IndexOutcomeDocument>(kind, body),
             "report" => round_trip::<ReportDocument>(kind, body),
             "error" => round_trip::<ErrorDocument>(kind, body),
             other => panic!("unknown example kind `{other}`"),

@@ -22,7 +22,7 @@ fn main() -> Result<()> {
         Some("fuzz") => fuzz(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask bench [--scale S] [--runs N] [--dir DIR] | cargo xtask fuzz [--seconds N] [--seed S] | cargo xtask ci"
+                "usage: cargo xtask bench [--scale S] [--runs N] [--dir DIR] [--peers-only] | cargo xtask fuzz [--seconds N] [--seed S] | cargo xtask ci"
             );
             Ok(())
         }
@@ -466,12 +466,14 @@ fn bench(args: &[String]) -> Result<()> {
     let mut scale = 1.0f64;
     let mut dir = root().join("target/bench");
     let mut runs = 3usize;
+    let mut peers_only = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--scale" => scale = it.next().context("--scale needs a number")?.parse()?,
             "--dir" => dir = PathBuf::from(it.next().context("--dir needs a path")?),
             "--runs" => runs = it.next().context("--runs needs a number")?.parse::<usize>()?.max(1),
+            "--peers-only" => peers_only = true,
             other => bail!("unknown argument {other}"),
         }
     }
@@ -492,7 +494,8 @@ fn bench(args: &[String]) -> Result<()> {
         let tars = write_layers(&work, s)?;
         let total: u64 = tars.iter().map(|t| fs::metadata(t).map(|m| m.len()).unwrap_or(0)).sum();
         println!("-- image scale {s}: {:.0} MB uncompressed in 5 layers", total as f64 / 1e6);
-        for kind in ["gzip", "zstd"] {
+        let kinds: &[&str] = if peers_only { &[] } else { &["gzip", "zstd"] };
+        for &kind in kinds {
             let layout = work.join(format!("oci-{kind}"));
             let blobs = write_layout(&layout, &tars, kind)?;
             let out = work.join(format!("out-{kind}"));
@@ -644,7 +647,7 @@ fn docker_peer(squash: &Path, archive: &Path, runs: usize, ours_alone: f64) -> R
         println!("  docker-squash: not installed (pip install docker-squash==1.2.2); not run");
         return Ok(());
     }
-    run(Command::new("docker").args(["load", "-q", "-i"]).arg(archive))?;
+    run(Command::new("docker").args(["load", "-q", "-i"]).arg(archive).stdout(Stdio::null()))?;
     let rmi = |tag: &str| {
         let _ = Command::new("docker").args(["rmi", "-f", tag]).output();
     };

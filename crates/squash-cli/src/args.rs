@@ -41,9 +41,11 @@ pub struct ImageArgs {
     /// `dir:PATH`, a path whose format is detected, or `-` for an archive on standard input
     /// (`docker save app | squash - …`).
     pub image: Option<String>,
-    /// Platform to pick from a multi-platform index, as os/arch[/variant].
+    /// Platform of a multi-platform index, as os/arch[/variant]. A squash writes every
+    /// platform of an index and squashes these only (repeatable; default: all); inspect,
+    /// report and a docker-archive output take one (default: the only one, else this host's).
     #[arg(long)]
-    pub platform: Option<String>,
+    pub platform: Vec<String>,
     /// Where to spool an image read from standard input or a pipe, and the new layers of an
     /// image written to standard output (default: TMPDIR).
     #[arg(long, value_name = "DIR")]
@@ -96,6 +98,10 @@ pub struct SquashArgs {
     /// Comment of the history entry that describes the merged layer.
     #[arg(long)]
     pub message: Option<String>,
+    /// Keep the attestation manifests of squashed platforms of an index (they then describe
+    /// a manifest no longer in it); by default they are dropped.
+    #[arg(long)]
+    pub keep_attestations: bool,
     /// Drop the squashed history steps instead of keeping them as empty steps.
     #[arg(long)]
     pub drop_history: bool,

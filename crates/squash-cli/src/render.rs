@@ -1,6 +1,6 @@
 //! Human-readable tables; JSON goes through serde.
 
-use squash::{human, Image, Outcome, Report, SquashPlan};
+use squash::{human, Image, ImageIndex, IndexOutcome, IndexPlan, Outcome, Report, SquashPlan};
 
 fn short(s: &str) -> String {
     s.strip_prefix("sha256:").map(|h| format!("sha256:{}", &h[..12.min(h.len())])).unwrap_or_else(|| s.to_string())
@@ -44,6 +44,68 @@ pub fn plan(image: &Image, plan: &SquashPlan) -> String {
     let kept: Vec<usize> = plan.kept_layers(image).collect();
     if !kept.is_empty() {
         out.push_str(&format!("keeping layers {kept:?} byte for byte\n"));
+    }
+    out
+}
+
+/// The warning for an image chosen from a multi-platform index: what the output leaves out.
+pub fn platforms_left_out(image: &Image) -> String {
+    let others: Vec<String> = image.other_platforms().iter().map(ToString::to_string).collect();
+    let chosen = image.platform().map(ToString::to_string).unwrap_or_else(|| "one platform".into());
+    format!(
+        "warning: the index also holds {}; only {chosen} is written (a docker-archive holds one platform; \
+         write oci or oci-archive to keep them all)",
+        others.join(", ")
+    )
+}
+
+/// What squashing an index will do, per platform.
+pub fn index_plan(index: &ImageIndex, plan: &IndexPlan) -> String {
+    let mut out = format!("image index {} ({} images)\n", short(&index.digest().to_string()), index.images().len());
+    for (image, p) in plan.images(index) {
+        let platform = image.platform().map(ToString::to_string).unwrap_or_else(|| "(no platform)".into());
+        if p.ranges.is_empty() {
+            out.push_str(&format!("{platform}: copied as it is\n"));
+            continue;
+        }
+        out.push_str(&format!("{platform}:\n"));
+        for line in self::plan(image, p).lines() {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
+    out
+}
+
+/// What squashing an index wrote.
+pub fn index_outcome(outcome: &IndexOutcome) -> String {
+    let output = if outcome.output == "-" { "standard output" } else { outcome.output.as_str() };
+    let mut out = format!("wrote {output}\n  index: {}\n", outcome.index_digest);
+    let mut rows = vec![vec!["PLATFORM".into(), "MANIFEST".into(), "LAYERS".into(), "SIZE".into(), "".into()]];
+    for image in &outcome.images {
+        let size: u64 = image.outcome.layers.iter().map(|l| l.compressed_size).sum();
+        rows.push(vec![
+            image.platform.clone().unwrap_or_else(|| "(no platform)".into()),
+            short(&image.outcome.manifest_digest.to_string()),
+            image.outcome.layers.len().to_string(),
+            human(size),
+            if image.squashed { "squashed".into() } else { "copied".into() },
+        ]);
+    }
+    out.push_str(&table(&rows));
+    if !outcome.dropped_attestations.is_empty() {
+        out.push_str(&format!(
+            "  dropped {} attestation manifest(s) of squashed images (they describe the old manifests; --keep-attestations keeps them)\n",
+            outcome.dropped_attestations.len()
+        ));
+    }
+    if !outcome.stale_attestations.is_empty() {
+        out.push_str(&format!(
+            "  kept {} attestation manifest(s) that describe manifests no longer in the index\n",
+            outcome.stale_attestations.len()
+        ));
+    }
+    if !outcome.absent.is_empty() {
+        out.push_str(&format!("  {} entr(ies) listed by the input but not in it: listed as they were\n", outcome.absent.len()));
     }
     out
 }

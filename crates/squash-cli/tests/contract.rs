@@ -513,3 +513,67 @@ fn a_held_layout_lock_is_waited_for_then_given_up() {
     let (code, _, stderr) = squash(&[&image, "--from-layer", "1", "-o", &format!("oci:{}:late", shared.display()), "-q"]);
     assert_eq!(code, 0, "{stderr}");
 }
+
+/// A multi-platform index through the command line: every platform squashed into an OCI
+/// layout or archive (standard output too); a docker-archive takes one platform and names the
+/// ones it leaves out; a platform the index lacks is an error listing what it has; inspect
+/// names the other platforms. Attestation manifests are not platforms.
+#[test]
+fn multi_platform_indexes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut amd64 = ImageBuilder::new(LayerCompression::Gzip);
+    amd64.layer(LayerBuilder::new().file("base", b"amd64").finish(), "ADD base");
+    amd64.layer(LayerBuilder::new().file("a", b"a").finish(), "RUN a");
+    amd64.layer(LayerBuilder::new().whiteout("a").finish(), "RUN rm a");
+    let mut arm64 = ImageBuilder::new(LayerCompression::Gzip);
+    arm64.layer(LayerBuilder::new().file("base", b"arm64").finish(), "ADD base");
+    arm64.layer(LayerBuilder::new().file("b", b"b").finish(), "RUN b");
+    let input = dir.path().join("in");
+    ImageBuilder::write_multi_platform_layout(&input, "t", &[("linux/amd64", &amd64), ("linux/arm64/v8", &arm64)]);
+    let image = format!("oci:{}:t", s(&input));
+    let out = |name: &str| dir.path().join(name);
+
+    let (code, stdout, stderr) = squash(&[&image, "--from-layer", "2", "-o", &format!("oci:{}:t", s(&out("all")))]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("linux/amd64") && stdout.contains("linux/arm64/v8") && stdout.contains("squashed"), "{stdout}");
+    assert!(stdout.contains("dropped 1 attestation"), "{stdout}");
+    assert!(!stderr.contains("unknown/unknown") && !stdout.contains("unknown/unknown"), "an attestation is not a platform");
+
+    // One platform squashed, the other copied.
+    let (code, stdout, stderr) =
+        squash(&[&image, "--platform", "linux/arm64", "--from-layer", "1", "-o", &format!("oci-archive:{}", s(&out("arm.tar")))]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("copied") && stdout.contains("squashed"), "{stdout}");
+
+    // A docker-archive holds one platform.
+    let (code, _, stderr) = squash(&[&image, "--from-layer", "2", "-o", &format!("docker-archive:{}", s(&out("d.tar")))]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--platform"), "{stderr}");
+    assert!(!out("d.tar").exists());
+    let (code, _, stderr) =
+        squash(&[&image, "--platform", "linux/amd64", "--from-layer", "2", "-o", &format!("docker-archive:{}:app:1", s(&out("d.tar")))]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("warning: the index also holds linux/arm64/v8; only linux/amd64 is written"), "{stderr}");
+    assert!(out("d.tar").exists());
+
+    // A platform the index lacks.
+    let (code, _, stderr) = squash(&[&image, "--platform", "linux/s390x", "--from-layer", "2", "-o", &format!("oci:{}", s(&out("x")))]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("linux/s390x") && stderr.contains("linux/amd64, linux/arm64/v8"), "{stderr}");
+    assert!(!out("x").exists());
+
+    // To standard output, as an OCI archive that holds both.
+    let archive = std::fs::File::create(out("stream.tar")).expect("create");
+    let status =
+        Command::new(BIN).args([&image, "--from-layer", "2", "-q", "-o", "oci-archive:-"]).stdout(archive).status().expect("run squash");
+    assert!(status.success());
+    let (code, stdout, stderr) = squash(&["inspect", &format!("oci-archive:{}", s(&out("stream.tar"))), "--platform", "linux/arm64"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("platform: linux/arm64/v8 (the index also holds linux/amd64)"), "{stdout}");
+
+    // JSON: the other platforms of an image read from an index.
+    let (code, stdout, stderr) = squash(&["inspect", &image, "--platform", "linux/amd64", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json");
+    assert_eq!(doc["input"]["other_platforms"], serde_json::json!(["linux/arm64/v8"]), "{stdout}");
+}

@@ -6,10 +6,10 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
-use squash::document::{InspectDocument, OutcomeDocument, PlanDocument, ReportDocument};
+use squash::document::{IndexOutcomeDocument, IndexPlanDocument, InspectDocument, OutcomeDocument, PlanDocument, ReportDocument};
 use squash::{
-    human, parse_layer_range, parse_size, report_svg, Compression, Gates, HistoryMode, Image, InputFormat, LayerSelector, OpenOptions,
-    Output, OutputFormat, Platform, SquashOptions,
+    human, parse_layer_range, parse_size, report_svg, Compression, Gates, HistoryMode, Image, ImageIndex, IndexOptions, InputFormat,
+    LayerSelector, OpenOptions, Opened, Output, OutputFormat, Platform, SquashOptions,
 };
 
 use crate::args::{Cli, Command, ImageArgs, SelectArgs, SquashArgs};
@@ -40,12 +40,26 @@ fn json_line(value: &impl serde::Serialize) -> Result<String> {
     Ok(format!("{}\n", serde_json::to_string_pretty(value)?))
 }
 
+/// The `--platform`s given.
+fn platforms(args: &ImageArgs) -> Result<Vec<Platform>> {
+    args.platform.iter().map(|p| p.parse::<Platform>().map_err(|e| anyhow!(e))).collect()
+}
+
+/// The one `--platform` a command that reads one image takes, if given.
+fn one_platform(args: &ImageArgs, what: &str) -> Result<Option<Platform>> {
+    let mut platforms = platforms(args)?;
+    if platforms.len() > 1 {
+        bail!("{what} takes one --platform, not {}", platforms.len());
+    }
+    Ok(platforms.pop())
+}
+
 /// Opens the image; one on standard input or a pipe is spooled into `scratch`.
 fn open(args: &ImageArgs, scratch: Option<&std::path::Path>) -> Result<Image> {
     let reference = args.image.as_deref().ok_or_else(|| anyhow!("no image given (see --help)"))?;
     let mut options = OpenOptions::default().with_cancel(exit::cancelled);
-    if let Some(p) = &args.platform {
-        options = options.with_platform(p.parse::<Platform>().map_err(|e| anyhow!(e))?);
+    if let Some(p) = one_platform(args, "this command")? {
+        options = options.with_platform(p);
     }
     if let Some(dir) = scratch {
         options = options.with_tmp_dir(dir);
@@ -53,6 +67,22 @@ fn open(args: &ImageArgs, scratch: Option<&std::path::Path>) -> Result<Image> {
     // A signal meanwhile ends the process at once: the spool is in the scratch directory, which
     // goes with it.
     Ok(Image::open_with(reference, &options)?)
+}
+
+/// Opens the image or, when the reference names one, the whole image index.
+fn open_any(args: &ImageArgs, scratch: Option<&std::path::Path>) -> Result<Opened> {
+    let reference = args.image.as_deref().ok_or_else(|| anyhow!("no image given (see --help)"))?;
+    let reference: squash::ImageReference = reference.parse().map_err(|e: String| {
+        if let Err(error) = Image::open(reference) {
+            return anyhow!(error);
+        }
+        anyhow!(e)
+    })?;
+    let mut options = OpenOptions::default().with_cancel(exit::cancelled);
+    if let Some(dir) = scratch {
+        options = options.with_tmp_dir(dir);
+    }
+    Ok(Opened::open(&reference, &options)?)
 }
 
 /// Whether `reference` names standard input or a pipe, which are spooled.
@@ -69,6 +99,13 @@ fn scratch_for(args: &ImageArgs, writes_stream: bool) -> Result<Option<tempfile:
 }
 
 fn selector(args: &SelectArgs) -> Result<(LayerSelector, Vec<Image>)> {
+    let selector = selector_only(args)?;
+    let bases =
+        args.base.iter().map(|b| Image::open(b).with_context(|| format!("opening base image `{b}`"))).collect::<Result<Vec<_>>>()?;
+    Ok((selector, bases))
+}
+
+fn selector_only(args: &SelectArgs) -> Result<LayerSelector> {
     let selector = match (&args.from_layer, args.layers.is_empty()) {
         (Some(_), false) => bail!("use either --from-layer or --layers, not both"),
         (Some(value), true) => value.parse::<LayerSelector>().map_err(|e| anyhow!("--from-layer {e}"))?,
@@ -77,9 +114,7 @@ fn selector(args: &SelectArgs) -> Result<(LayerSelector, Vec<Image>)> {
         ),
         (None, true) => LayerSelector::Nothing,
     };
-    let bases =
-        args.base.iter().map(|b| Image::open(b).with_context(|| format!("opening base image `{b}`"))).collect::<Result<Vec<_>>>()?;
-    Ok((selector, bases))
+    Ok(selector)
 }
 
 fn squash(args: SquashArgs) -> Result<ExitCode> {
@@ -98,49 +133,54 @@ fn squash(args: SquashArgs) -> Result<ExitCode> {
     }
     let scratch = scratch_for(&args.image, stream.is_some())?;
     let scratch_path = scratch.as_ref().map(|d| d.path().to_path_buf());
-    let image = open(&args.image, scratch_path.as_deref())?;
-    let (selector, bases) = selector(&args.select)?;
-    if selector == LayerSelector::Nothing && !args.convert {
-        bail!(
-            "no layers chosen to squash: give --from-layer base (everything above the base image, see --base), \
-             --from-layer N (the top N layers), --from-layer DIGEST (everything above that layer) or --layers A..B; \
-             to copy the image without squashing (a format conversion), give --convert"
-        );
-    }
-    let mut options = SquashOptions::default().with_selector(selector);
-    options.bases = bases;
-    if let Some(c) = &args.compression {
-        options = options.with_compression(c.parse::<Compression>().map_err(|e| anyhow!(e))?);
-    }
-    if let Some(level) = args.level {
-        options = options.with_level(level);
-    }
-    options = options
-        .with_threads(args.threads.unwrap_or(0))
-        .with_verify_all(args.verify_all)
-        .with_lock_timeout(std::time::Duration::from_secs(args.lock_timeout));
-    if let Some(message) = &args.message {
-        options = options.with_message(message.clone());
-    }
-    if args.drop_history {
-        options = options.with_history(HistoryMode::Drop);
-    }
-    if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
-        let epoch: i64 = epoch.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH `{epoch}` is not a number of seconds"))?;
-        options = options.with_source_date_epoch(epoch);
-    }
-    let default_format = match image.format() {
-        InputFormat::DockerArchive => OutputFormat::DockerArchive,
-        InputFormat::OciArchive => OutputFormat::OciArchive,
-        InputFormat::OciLayout | InputFormat::Dir => OutputFormat::OciLayout,
+    let platforms = platforms(&args.image)?;
+    let image = match open_any(&args.image, scratch_path.as_deref())? {
+        Opened::Image(image) => {
+            if let [wanted, ..] = platforms.as_slice() {
+                let actual = image.platform().map(ToString::to_string).unwrap_or_else(|| "an unknown platform".into());
+                if platforms.len() > 1 || !image.platform().is_some_and(|p| platforms.iter().any(|w| w.matches(p))) {
+                    bail!("no manifest for platform {wanted}: the image is for {actual} only");
+                }
+            }
+            *image
+        }
+        Opened::Index(index) => {
+            // A docker-archive holds one platform: that image alone.
+            let docker = match (&stream, &output_spec) {
+                (Some(stream), _) => {
+                    stream.format.unwrap_or(if index.format() == InputFormat::OciArchive {
+                        OutputFormat::OciArchive
+                    } else {
+                        OutputFormat::DockerArchive
+                    }) == OutputFormat::DockerArchive
+                }
+                (None, Some(spec)) => spec.format_for(default_format(index.format())) == OutputFormat::DockerArchive,
+                (None, None) => false,
+            };
+            if !docker {
+                return squash_index(&args, &index, platforms, output_spec, stream, scratch_path);
+            }
+            if platforms.len() > 1 || platforms.is_empty() && index.images().len() > 1 {
+                let listed: Vec<String> = index.platforms().iter().map(ToString::to_string).collect();
+                bail!(
+                    "a docker-archive holds one platform and the index has {}: choose one with --platform, \
+                     or write oci or oci-archive, which hold every platform",
+                    listed.join(", ")
+                );
+            }
+            index.select(platforms.first())?
+        }
     };
-    if let Some(dir) = &scratch_path {
-        options = options.with_tmp_dir(dir);
-    }
-    let output = output_spec.map(|spec| spec.resolve(default_format));
+    let (selector, bases) = selector(&args.select)?;
+    let mut options = squash_options(&args, selector, scratch_path.as_deref())?;
+    options.bases = bases;
+    let output = output_spec.map(|spec| spec.resolve(default_format(image.format())));
     let plan = image.plan(&options)?;
     if !args.quiet && !args.json {
         note(render::plan(&image, &plan).trim_end());
+    }
+    if !args.quiet && !image.other_platforms().is_empty() {
+        note(&render::platforms_left_out(&image));
     }
     if args.dry_run || (output.is_none() && stream.is_none()) {
         if args.json {
@@ -230,6 +270,11 @@ struct OutputSpec {
 }
 
 impl OutputSpec {
+    /// The format it will be written in.
+    fn format_for(&self, default: OutputFormat) -> OutputFormat {
+        Output::parse(&self.raw, self.format.unwrap_or(default)).map(|o| o.format).unwrap_or(default)
+    }
+
     fn resolve(self, default: OutputFormat) -> Output {
         let mut output = Output::parse(&self.raw, self.format.unwrap_or(default)).unwrap_or_else(|_| Output {
             path: self.raw.clone().into(),
@@ -265,6 +310,106 @@ fn output_spec(raw: &str, format: Option<OutputFormat>, tag: Option<&str>) -> Re
     Ok(OutputSpec { raw: raw.to_string(), format, tag: tag.map(str::to_string) })
 }
 
+/// The output format when the output names none: the input's.
+fn default_format(input: InputFormat) -> OutputFormat {
+    match input {
+        InputFormat::DockerArchive => OutputFormat::DockerArchive,
+        InputFormat::OciArchive => OutputFormat::OciArchive,
+        InputFormat::OciLayout | InputFormat::Dir => OutputFormat::OciLayout,
+    }
+}
+
+/// The squash options of the command line, bases aside.
+fn squash_options(args: &SquashArgs, selector: LayerSelector, scratch: Option<&std::path::Path>) -> Result<SquashOptions> {
+    if selector == LayerSelector::Nothing && !args.convert {
+        bail!(
+            "no layers chosen to squash: give --from-layer base (everything above the base image, see --base), \
+             --from-layer N (the top N layers), --from-layer DIGEST (everything above that layer) or --layers A..B; \
+             to copy the image without squashing (a format conversion), give --convert"
+        );
+    }
+    let mut options = SquashOptions::default().with_selector(selector);
+    if let Some(c) = &args.compression {
+        options = options.with_compression(c.parse::<Compression>().map_err(|e| anyhow!(e))?);
+    }
+    if let Some(level) = args.level {
+        options = options.with_level(level);
+    }
+    options = options
+        .with_threads(args.threads.unwrap_or(0))
+        .with_verify_all(args.verify_all)
+        .with_lock_timeout(std::time::Duration::from_secs(args.lock_timeout));
+    if let Some(message) = &args.message {
+        options = options.with_message(message.clone());
+    }
+    if args.drop_history {
+        options = options.with_history(HistoryMode::Drop);
+    }
+    if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
+        let epoch: i64 = epoch.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH `{epoch}` is not a number of seconds"))?;
+        options = options.with_source_date_epoch(epoch);
+    }
+    if let Some(dir) = scratch {
+        options = options.with_tmp_dir(dir);
+    }
+    Ok(options)
+}
+
+/// Squashes every platform of an index (those of `platforms`, when given) into an OCI layout
+/// or archive.
+fn squash_index(
+    args: &SquashArgs,
+    index: &ImageIndex,
+    platforms: Vec<Platform>,
+    output_spec: Option<OutputSpec>,
+    stream: Option<StreamSpec>,
+    scratch: Option<std::path::PathBuf>,
+) -> Result<ExitCode> {
+    let selector = selector_only(&args.select)?;
+    let options = squash_options(args, selector, scratch.as_deref())?;
+    let bases = args
+        .select
+        .base
+        .iter()
+        .map(|b| {
+            let reference: squash::ImageReference = b.parse().map_err(|e: String| anyhow!(e))?;
+            Opened::open(&reference, &OpenOptions::default()).with_context(|| format!("opening base image `{b}`"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let index_options = IndexOptions { platforms, keep_attestations: args.keep_attestations, bases };
+    let plan = index.plan(&options, &index_options)?;
+    if !args.quiet && !args.json {
+        note(render::index_plan(index, &plan).trim_end());
+    }
+    let output = output_spec.map(|spec| spec.resolve(default_format(index.format())));
+    if args.dry_run || (output.is_none() && stream.is_none()) {
+        if args.json {
+            out(&json_line(&IndexPlanDocument::new(index, &plan))?)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let terminal = !args.quiet && !args.json && std::io::stderr().is_terminal();
+    let progress = render::ProgressLine::new(terminal, !args.quiet);
+    let outcome = match (&output, &stream) {
+        (Some(output), _) => exit::writing(|| plan.execute_with_progress(index, output, &progress)),
+        (None, Some(stream)) => {
+            exit::stdout_is_image();
+            let mut stdout = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+            exit::writing(|| plan.execute_to_writer(index, stream.tag.clone(), &mut stdout, &progress))
+        }
+        (None, None) => bail!("no output given: use -o OUT (or --dry-run)"),
+    };
+    progress.finish();
+    let outcome = outcome?;
+    let summary = |text: &str| if stream.is_some() { note(text.trim_end()) } else { out(text).unwrap_or(()) };
+    if args.json {
+        summary(&json_line(&IndexOutcomeDocument::new(index, outcome))?);
+    } else if !args.quiet {
+        summary(&render::index_outcome(&outcome));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn inspect(args: &ImageArgs, as_json: bool, verify: bool) -> Result<ExitCode> {
     let scratch = scratch_for(args, false)?;
     let image = open(args, scratch.as_ref().map(|d| d.path()))?;
@@ -277,7 +422,9 @@ fn inspect(args: &ImageArgs, as_json: bool, verify: bool) -> Result<ExitCode> {
     let mut text =
         format!("image: {} ({}){}\n", image.source().display(), image.format(), image.name().map(|n| format!(", {n}")).unwrap_or_default());
     if let Some(p) = image.platform() {
-        text.push_str(&format!("platform: {p}\n"));
+        let others: Vec<String> = image.other_platforms().iter().map(ToString::to_string).collect();
+        let others = if others.is_empty() { String::new() } else { format!(" (the index also holds {})", others.join(", ")) };
+        text.push_str(&format!("platform: {p}{others}\n"));
     }
     if let Some(d) = image.manifest_digest() {
         text.push_str(&format!("manifest: {d}\n"));
