@@ -4,7 +4,8 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use squash::document::{
-    ErrorDocument, IndexOutcomeDocument, IndexPlanDocument, InspectDocument, OutcomeDocument, PlanDocument, ReportDocument, SCHEMA_VERSION,
+    ErrorDocument, IndexInspectDocument, IndexOutcomeDocument, IndexPlanDocument, IndexReportDocument, InspectDocument, OutcomeDocument,
+    PlanDocument, ReportDocument, SCHEMA_VERSION,
 };
 
 /// The blocks of docs/json.md fenced as "```json KIND".
@@ -39,7 +40,11 @@ fn round_trip<T: DeserializeOwned + Serialize>(kind: &str, body: &str) {
 fn json_examples_parse_into_the_library_types() {
     let examples = examples();
     let kinds: Vec<&str> = examples.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(kinds, ["inspect", "plan", "outcome", "index-plan", "index-outcome", "report", "error"], "one example per document");
+    assert_eq!(
+        kinds,
+        ["inspect", "plan", "outcome", "index-plan", "index-outcome", "report", "index-inspect", "index-report", "error"],
+        "one example per document"
+    );
     for (kind, body) in &examples {
         match kind.as_str() {
             "inspect" => round_trip::<InspectDocument>(kind, body),
@@ -48,6 +53,8 @@ fn json_examples_parse_into_the_library_types() {
             "index-plan" => round_trip::<IndexPlanDocument>(kind, body),
             "index-outcome" => round_trip::<IndexOutcomeDocument>(kind, body),
             "report" => round_trip::<ReportDocument>(kind, body),
+            "index-inspect" => round_trip::<IndexInspectDocument>(kind, body),
+            "index-report" => round_trip::<IndexReportDocument>(kind, body),
             "error" => round_trip::<ErrorDocument>(kind, body),
             other => panic!("unknown example kind `{other}`"),
         }

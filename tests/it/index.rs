@@ -216,3 +216,75 @@ fn skopeo_copies_every_platform() {
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
     assert_eq!(tagged_index(&copy, "t")["manifests"].as_array().map(Vec::len), Some(2));
 }
+
+/// What `umoci unpack` makes of the image `manifest` of the layout: the layout gets a tag for
+/// it, since umoci unpacks tagged image manifests only.
+fn umoci_tree(layout: &Path, manifest: &Value, tag: &str, scratch: &Path) -> Vec<u8> {
+    let path = layout.join("index.json");
+    let mut index: Value = serde_json::from_slice(&std::fs::read(&path).expect("index.json")).expect("json");
+    let mut entry = manifest.clone();
+    entry["annotations"] = json!({"org.opencontainers.image.ref.name": tag});
+    index["manifests"].as_array_mut().expect("manifests").push(entry);
+    std::fs::write(&path, serde_json::to_vec(&index).expect("json")).expect("write");
+    squash_testkit::engines::umoci_rootfs(layout, tag, scratch).expect("umoci unpack").tar
+}
+
+/// An index built independently (buildah manifest create/add/push --all, from two images of
+/// different platforms sharing nothing): squashed, skopeo copies every platform of it, and
+/// umoci unpacks each platform of the original and of the squashed image to the same tree.
+#[test]
+fn buildah_made_index_squashes_and_unpacks_per_platform() {
+    if !squash_testkit::tool_available("buildah") || !squash_testkit::tool_available("skopeo") || !squash_testkit::tool_available("umoci") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    let buildah = || {
+        let mut c = std::process::Command::new("buildah");
+        c.arg("--root").arg(store.join("root")).arg("--runroot").arg(store.join("run")).args(["--storage-driver", "vfs"]);
+        c
+    };
+    let run = |c: &mut std::process::Command| {
+        let out = c.output().expect("spawn");
+        assert!(out.status.success(), "{c:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    for (platform, seed) in [("linux/amd64", 1u64), ("linux/arm64", 2)] {
+        let mut b = ImageBuilder::new(LayerCompression::Gzip);
+        b.platform(platform);
+        b.layer(l().dir("etc").file("etc/arch", platform.as_bytes()).finish(), "ADD base");
+        b.layer(l().dir("opt").file("opt/big", &squash_testkit::noise(20_000, seed)).file("opt/keep", b"k").finish(), "RUN fetch");
+        b.layer(l().dir("opt").whiteout("opt/big").hardlink("opt/keep2", "opt/keep").finish(), "RUN rm");
+        let layout = dir.path().join(platform.replace('/', "-"));
+        b.write_oci_layout(&layout, "t");
+        if platform == "linux/amd64" {
+            run(buildah().args(["manifest", "create", "localhost/list"]));
+        }
+        run(buildah().args(["manifest", "add", "localhost/list"]).arg(format!("oci:{}:t", layout.display())));
+    }
+    let pushed = dir.path().join("pushed");
+    run(buildah().args(["manifest", "push", "--all", "--quiet", "localhost/list"]).arg(format!("oci:{}:t", pushed.display())));
+    let out = dir.path().join("out");
+    let outcome = squash_index(&format!("oci:{}:t", pushed.display()), &out, 2, &IndexOptions::default());
+    assert_eq!(outcome.images.len(), 2, "{outcome:?}");
+    let copy = dir.path().join("copy");
+    run(std::process::Command::new("skopeo")
+        .args(["copy", "--all", "--quiet"])
+        .arg(format!("oci:{}:t", out.display()))
+        .arg(format!("oci:{}:t", copy.display())));
+    let (before, after) = (tagged_index(&pushed, "t"), tagged_index(&out, "t"));
+    let (old, new) = (before["manifests"].as_array().expect("entries"), after["manifests"].as_array().expect("entries"));
+    assert_eq!(old.len(), new.len());
+    for (i, (old, new)) in old.iter().zip(new).enumerate() {
+        assert_eq!(old["platform"], new["platform"]);
+        let (fs_before, _) = rootfs(&pushed, old["digest"].as_str().expect("digest"));
+        let (fs_after, _) = rootfs(&out, new["digest"].as_str().expect("digest"));
+        assert!(fs_before.diff(&fs_after).is_empty(), "{}: {:?}", old["platform"], fs_before.diff(&fs_after));
+        let tag = format!("p{i}");
+        let original = RootFs::from_layers([umoci_tree(&pushed, old, &tag, dir.path()).as_slice()]).expect("tree");
+        let squashed = RootFs::from_layers([umoci_tree(&out, new, &tag, dir.path()).as_slice()]).expect("tree");
+        let strip = |fs: &RootFs| fs.filter_map(|p, n| (!p.is_empty()).then(|| squash_testkit::Node { mtime: None, ..n.clone() }));
+        let diff = strip(&original).diff(&strip(&squashed));
+        assert!(diff.is_empty(), "{}: umoci unpacks different trees: {diff:?}", old["platform"]);
+        assert!(original.nodes().contains_key(&b"opt/keep2"[..]), "the tree is the image's");
+    }
+}

@@ -571,6 +571,19 @@ fn multi_platform_indexes() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("platform: linux/arm64/v8 (the index also holds linux/amd64)"), "{stdout}");
 
+    // inspect and report without --platform: image by image, gates for each.
+    let (code, stdout, stderr) = squash(&["inspect", &image]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("2 images") && stdout.contains("platform: linux/amd64") && stdout.contains("platform: linux/arm64/v8"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = squash(&["report", &image, "--from-layer", "2", "--json", "--fail-if-wasted-over", "0"]);
+    assert_eq!(code, 1, "amd64 wastes its `a`: {stderr}");
+    let doc: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json");
+    assert_eq!(doc["images"].as_array().map(Vec::len), Some(2), "{stdout}");
+    assert!(stderr.contains("gate failed: linux/amd64:") && !stderr.contains("linux/arm64/v8:"), "{stderr}");
+
     // JSON: the other platforms of an image read from an index.
     let (code, stdout, stderr) = squash(&["inspect", &image, "--platform", "linux/amd64", "--json"]);
     assert_eq!(code, 0, "{stderr}");

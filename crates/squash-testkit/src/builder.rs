@@ -220,6 +220,7 @@ impl LayerCompression {
     }
 }
 
+#[derive(Clone)]
 struct BuiltLayer {
     tar: Vec<u8>,
     blob: Vec<u8>,
@@ -234,6 +235,8 @@ pub struct ImageBuilder {
     layers: Vec<BuiltLayer>,
     empty_steps: Vec<(usize, String)>,
     compression: LayerCompression,
+    /// `os`, `architecture`, `variant` of the config.
+    platform: (String, String, Option<String>),
 }
 
 impl Default for ImageBuilder {
@@ -245,7 +248,15 @@ impl Default for ImageBuilder {
 impl ImageBuilder {
     /// A builder whose layers are compressed with `compression`.
     pub fn new(compression: LayerCompression) -> Self {
-        ImageBuilder { layers: Vec::new(), empty_steps: Vec::new(), compression }
+        ImageBuilder { layers: Vec::new(), empty_steps: Vec::new(), compression, platform: ("linux".into(), "amd64".into(), None) }
+    }
+
+    /// Sets the platform the config states, `os/arch[/variant]` (default `linux/amd64`).
+    pub fn platform(&mut self, platform: &str) -> &mut Self {
+        let mut parts = platform.split('/');
+        self.platform =
+            (parts.next().unwrap_or("linux").to_string(), parts.next().unwrap_or("amd64").to_string(), parts.next().map(str::to_string));
+        self
     }
 
     /// Adds a layer made by `created_by`.
@@ -292,14 +303,17 @@ impl ImageBuilder {
             history.push(json!({"created": "2024-01-01T00:00:00Z", "created_by": step, "empty_layer": true}));
         }
         let diff_ids: Vec<String> = self.layers.iter().map(|l| l.stated_diff_id.clone().unwrap_or_else(|| sha256(&l.tar))).collect();
-        serde_json::to_vec(&json!({
-            "architecture": "amd64",
-            "os": "linux",
+        let mut config = json!({
+            "architecture": self.platform.1,
+            "os": self.platform.0,
             "config": {"Env": ["PATH=/usr/bin"], "Healthcheck": {"Test": ["CMD", "true"]}, "OnBuild": null},
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
             "history": history,
-        }))
-        .expect("json")
+        });
+        if let Some(variant) = &self.platform.2 {
+            config["variant"] = json!(variant);
+        }
+        serde_json::to_vec(&config).expect("json")
     }
 
     fn manifest(&self, config: &[u8]) -> Vec<u8> {
@@ -322,15 +336,27 @@ impl ImageBuilder {
         self.layers.iter().map(|l| l.tar.clone()).collect()
     }
 
+    /// This image with its config stating `platform`.
+    fn with_platform(&self, platform: &str) -> ImageBuilder {
+        let mut copy = ImageBuilder {
+            layers: self.layers.clone(),
+            empty_steps: self.empty_steps.clone(),
+            compression: self.compression,
+            platform: self.platform.clone(),
+        };
+        copy.platform(platform);
+        copy
+    }
+
     /// Writes an OCI image layout whose `tag` names an image index of `images`, one per
-    /// platform (`os/arch[/variant]`), followed by an attestation manifest (platform
-    /// `unknown/unknown`, as BuildKit adds) for the first.
+    /// platform (`os/arch[/variant]`, which their configs state too), followed by an
+    /// attestation manifest (platform `unknown/unknown`, as BuildKit adds) for the first.
     pub fn write_multi_platform_layout(dir: &Path, tag: &str, images: &[(&str, &ImageBuilder)]) {
         let blobs = dir.join("blobs/sha256");
         fs::create_dir_all(&blobs).expect("mkdir");
         let mut entries = Vec::new();
         for (platform, image) in images {
-            let config = image.config();
+            let config = image.with_platform(platform).config();
             let manifest = image.manifest(&config);
             for blob in image.layers.iter().map(|l| &l.blob).chain([&config, &manifest]) {
                 fs::write(blobs.join(&sha256(blob)[7..]), blob).expect("write blob");

@@ -235,6 +235,28 @@ impl IndexInfo {
     }
 }
 
+/// `squash inspect --json INDEX`: every image of an index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexInspectDocument {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The index.
+    pub index: IndexInfo,
+    /// One document per image, in index order.
+    pub images: Vec<InspectDocument>,
+}
+
+/// `squash report --json INDEX`: the report of every image of an index, each with its gates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexReportDocument {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The index.
+    pub index: IndexInfo,
+    /// One report per image, in index order.
+    pub images: Vec<ReportDocument>,
+}
+
 /// `squash INDEX … --dry-run --json`: the plan of every image of an index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexPlanDocument {

@@ -6,7 +6,10 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
-use squash::document::{IndexOutcomeDocument, IndexPlanDocument, InspectDocument, OutcomeDocument, PlanDocument, ReportDocument};
+use squash::document::{
+    IndexInfo, IndexInspectDocument, IndexOutcomeDocument, IndexPlanDocument, IndexReportDocument, InspectDocument, OutcomeDocument,
+    PlanDocument, ReportDocument,
+};
 use squash::{
     human, parse_layer_range, parse_size, report_svg, Compression, Gates, HistoryMode, Image, ImageIndex, IndexOptions, InputFormat,
     LayerSelector, OpenOptions, Opened, Output, OutputFormat, Platform, SquashOptions,
@@ -410,15 +413,67 @@ fn squash_index(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The images a command that reads one image at a time works on: the one image, or without
+/// `--platform` every image of an index (with the index).
+fn images_to_read(args: &ImageArgs, scratch: Option<&std::path::Path>) -> Result<(Option<ImageIndex>, Vec<Image>)> {
+    if one_platform(args, "this command")?.is_some() {
+        return Ok((None, vec![open(args, scratch)?]));
+    }
+    match open_any(args, scratch)? {
+        Opened::Image(image) => Ok((None, vec![*image])),
+        Opened::Index(index) => {
+            let images = index.images().into_iter().map(|i| index.select(i.platform())).collect::<squash::Result<Vec<_>>>()?;
+            Ok((Some(*index), images))
+        }
+    }
+}
+
 fn inspect(args: &ImageArgs, as_json: bool, verify: bool) -> Result<ExitCode> {
     let scratch = scratch_for(args, false)?;
-    let image = open(args, scratch.as_ref().map(|d| d.path()))?;
-    // Indexing decodes every layer: each blob's size and sha256 and each diff_id are checked.
-    let indexes = image.index_layers(0..image.layers().len())?;
-    if as_json {
-        out(&json_line(&InspectDocument::new(&image, &indexes, verify))?)?;
+    let (index, images) = images_to_read(args, scratch.as_ref().map(|d| d.path()))?;
+    let Some(index) = index else {
+        let image = &images[0];
+        // Indexing decodes every layer: each blob's size and sha256 and each diff_id are checked.
+        let indexes = image.index_layers(0..image.layers().len())?;
+        if as_json {
+            out(&json_line(&InspectDocument::new(image, &indexes, verify))?)?;
+        } else {
+            out(&inspect_text(image, &indexes, verify))?;
+        }
         return Ok(ExitCode::SUCCESS);
+    };
+    let mut documents = Vec::new();
+    let mut text = format!(
+        "image index: {} ({}){}, {} images\nindex:    {}\n",
+        index.source().display(),
+        index.format(),
+        index.name().map(|n| format!(", {n}")).unwrap_or_default(),
+        images.len(),
+        index.digest()
+    );
+    for image in &images {
+        let indexes = image.index_layers(0..image.layers().len())?;
+        if as_json {
+            documents.push(InspectDocument::new(image, &indexes, verify));
+        } else {
+            text.push('\n');
+            text.push_str(&inspect_text(image, &indexes, verify));
+        }
     }
+    if as_json {
+        out(&json_line(&IndexInspectDocument {
+            schema_version: squash::document::SCHEMA_VERSION,
+            index: IndexInfo::of(&index),
+            images: documents,
+        })?)?;
+    } else {
+        out(&text)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `inspect`'s text for one image whose layers `indexes` describe.
+fn inspect_text(image: &Image, indexes: &[squash::LayerIndex], verify: bool) -> String {
     let mut text =
         format!("image: {} ({}){}\n", image.source().display(), image.format(), image.name().map(|n| format!(", {n}")).unwrap_or_default());
     if let Some(p) = image.platform() {
@@ -432,7 +487,7 @@ fn inspect(args: &ImageArgs, as_json: bool, verify: bool) -> Result<ExitCode> {
     text.push_str(&format!("config:   {}\n", image.config_digest()));
     let mut rows = vec![["#", "DIGEST", "DIFF_ID", "SIZE", "UNCOMPRESSED", "COMPRESSION", "CREATED BY"].map(String::from).to_vec()];
     let mut printed_steps = 0usize;
-    for (layer, index) in image.layers().iter().zip(&indexes) {
+    for (layer, index) in image.layers().iter().zip(indexes) {
         if let Some(step) = layer.history_index() {
             for empty in &image.history()[printed_steps..step] {
                 rows.push(empty_step_row(empty));
@@ -462,8 +517,7 @@ fn inspect(args: &ImageArgs, as_json: bool, verify: bool) -> Result<ExitCode> {
             n = image.layers().len()
         ));
     }
-    out(&text)?;
-    Ok(ExitCode::SUCCESS)
+    text
 }
 
 /// An `inspect` row for a history step that made no layer.
@@ -475,14 +529,17 @@ fn empty_step_row(step: &squash::HistoryStep) -> Vec<String> {
 
 fn report(args: crate::args::ReportArgs) -> Result<ExitCode> {
     let scratch = scratch_for(&args.image, false)?;
-    let image = open(&args.image, scratch.as_ref().map(|d| d.path()))?;
-    let (selector, bases) = selector(&args.select)?;
-    let mut options = SquashOptions::default().with_selector(selector);
-    options.bases = bases;
-    let report = image.report(&options, args.top)?;
-    if let Some(path) = &args.svg {
-        std::fs::write(path, report_svg(&report)).with_context(|| format!("writing `{}`", path.display()))?;
-    }
+    let (index, images) = images_to_read(&args.image, scratch.as_ref().map(|d| d.path()))?;
+    let selector = selector_only(&args.select)?;
+    let bases = args
+        .select
+        .base
+        .iter()
+        .map(|b| {
+            let reference: squash::ImageReference = b.parse().map_err(|e: String| anyhow!(e))?;
+            Opened::open(&reference, &OpenOptions::default()).with_context(|| format!("opening base image `{b}`"))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let gates = Gates {
         max_wasted_bytes: args
             .fail_if_wasted_over
@@ -493,15 +550,49 @@ fn report(args: crate::args::ReportArgs) -> Result<ExitCode> {
         max_wasted_percent: args.fail_if_wasted_percent_over,
         min_efficiency: args.min_efficiency,
     };
-    let results = report.gate_results(&gates);
-    if args.json {
-        out(&json_line(&ReportDocument::new(&image, report, results.clone()))?)?;
-    } else {
-        out(&render::report(&report))?;
+    // One report per image (every image of an index, without --platform); gates apply to each.
+    let mut documents = Vec::new();
+    let mut text = String::new();
+    let mut failed = Vec::new();
+    for image in &images {
+        let mut options = SquashOptions::default().with_selector(selector.clone());
+        options.bases = bases.iter().filter_map(|b| b.for_platform_of(image)).collect();
+        let report = image.report(&options, args.top)?;
+        let platform = image.platform().map(ToString::to_string).unwrap_or_else(|| "(no platform)".into());
+        if let Some(path) = &args.svg {
+            let path = match &index {
+                Some(_) => svg_path_for(path, &platform),
+                None => path.clone(),
+            };
+            std::fs::write(&path, report_svg(&report)).with_context(|| format!("writing `{}`", path.display()))?;
+        }
+        let results = report.gate_results(&gates);
+        let prefix = if index.is_some() { format!("{platform}: ") } else { String::new() };
+        failed.extend(results.iter().filter(|g| !g.passed).map(|g| format!("{prefix}{g}")));
+        if index.is_some() && !args.json {
+            text.push_str(&format!("== {platform}\n"));
+        }
+        text.push_str(&render::report(&report));
+        documents.push(ReportDocument::new(image, report, results));
     }
-    let failed: Vec<_> = results.iter().filter(|g| !g.passed).collect();
+    match (&index, args.json) {
+        (Some(index), true) => out(&json_line(&IndexReportDocument {
+            schema_version: squash::document::SCHEMA_VERSION,
+            index: IndexInfo::of(index),
+            images: documents,
+        })?)?,
+        (None, true) => out(&json_line(&documents[0])?)?,
+        (_, false) => out(&text)?,
+    }
     for f in &failed {
         note(&format!("squash: gate failed: {f}"));
     }
     Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// `chart.svg` for platform `linux/arm64`: `chart-linux-arm64.svg`.
+fn svg_path_for(path: &std::path::Path, platform: &str) -> std::path::PathBuf {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "report".into());
+    let ext = path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+    path.with_file_name(format!("{stem}-{}{ext}", platform.replace('/', "-")))
 }

@@ -302,6 +302,20 @@ impl Opened {
     pub fn open(reference: &ImageReference, options: &OpenOptions) -> Result<Opened> {
         open_store(reference, options, true)
     }
+
+    /// The image of `image`'s platform here, as a base for it: an image as it is (unless it
+    /// states another platform), an index's image of that platform.
+    pub fn for_platform_of(&self, image: &Image) -> Option<Image> {
+        match self {
+            Opened::Image(b) => {
+                let other = matches!((b.platform(), image.platform()), (Some(a), Some(p)) if !a.matches(p));
+                (!other).then(|| (**b).clone())
+            }
+            Opened::Index(index) => {
+                index.images().into_iter().find(|b| matches!((b.platform(), image.platform()), (Some(a), Some(p)) if a.matches(p))).cloned()
+            }
+        }
+    }
 }
 
 /// Opens the store `reference` names (spooling a non-seekable input first) and reads from it

@@ -112,7 +112,7 @@ impl ImageIndex {
                         || index_options.platforms.iter().any(|w| image.platform().is_some_and(|p| w.matches(p)));
                     if chosen {
                         let mut child_options = options.clone();
-                        child_options.bases = bases_for(image, &index_options.bases)?;
+                        child_options.bases = index_options.bases.iter().filter_map(|b| b.for_platform_of(image)).collect();
                         ChildPlan::Image(image.plan(&child_options)?)
                     } else {
                         ChildPlan::Image(SquashPlan { ranges: Vec::new(), options: options.clone() })
@@ -135,31 +135,6 @@ impl ImageIndex {
             }
         }
     }
-}
-
-/// The bases of `image`'s platform among `bases`: an image as it is (when its platform is not
-/// another one), an index's image of that platform.
-fn bases_for(image: &Image, bases: &[Opened]) -> Result<Vec<Image>> {
-    let mut out = Vec::new();
-    for base in bases {
-        match base {
-            Opened::Image(b) => {
-                let other = matches!((b.platform(), image.platform()), (Some(a), Some(p)) if !a.matches(p));
-                if !other {
-                    out.push((**b).clone());
-                }
-            }
-            Opened::Index(index) => {
-                if let Some(b) = index.images().into_iter().find(|b| match (b.platform(), image.platform()) {
-                    (Some(a), Some(p)) => a.matches(p),
-                    _ => false,
-                }) {
-                    out.push(b.clone());
-                }
-            }
-        }
-    }
-    Ok(out)
 }
 
 impl IndexPlan {
