@@ -93,10 +93,21 @@ fn every_platform_of_an_index_is_squashed() {
         assert_eq!(layers_after.len(), layers_before.len() - 1);
         assert_eq!(layers_before[..layers_before.len() - 2], layers_after[..layers_after.len() - 1], "base layers are the same blobs");
     }
-    // The same input and options give the same bytes.
-    let again = dir.path().join("again");
-    let second = squash_index(&format!("oci:{}:t", input.display()), &again, 2, &IndexOptions::default());
-    assert_eq!(outcome.index_digest, second.index_digest);
+    // The same input and options give the same bytes, whatever the thread count: with one
+    // thread the platforms are merged one after another, with more at the same time.
+    for threads in [1, 2, 4] {
+        let again = dir.path().join(format!("again-{threads}"));
+        let index = open_index(&format!("oci:{}:t", input.display()));
+        let options = SquashOptions::default().with_selector(LayerSelector::Top(2)).with_threads(threads);
+        let plan = index.plan(&options, &IndexOptions::default()).expect("plan");
+        let second =
+            plan.execute(&index, &Output { path: again.clone(), format: OutputFormat::OciLayout, tag: Some("t".into()) }).expect("write");
+        assert_eq!(outcome.index_digest, second.index_digest, "{threads} threads");
+        assert_eq!(
+            std::fs::read_dir(again.join("blobs/sha256")).expect("blobs").count(),
+            std::fs::read_dir(out.join("blobs/sha256")).expect("blobs").count()
+        );
+    }
 }
 
 /// `--platform`: only that image is squashed; the other is copied with its manifest digest, and
@@ -287,4 +298,70 @@ fn buildah_made_index_squashes_and_unpacks_per_platform() {
         assert!(diff.is_empty(), "{}: umoci unpacks different trees: {diff:?}", old["platform"]);
         assert!(original.nodes().contains_key(&b"opt/keep2"[..]), "the tree is the image's");
     }
+}
+
+/// Writes a larger two-platform layout to `SQUASH_INDEX_BENCH` (a measurement aid, not a check).
+#[test]
+fn write_bench_index_when_asked() {
+    let Ok(dest) = std::env::var("SQUASH_INDEX_BENCH") else { return };
+    let mut images = Vec::new();
+    for seed in [1u64, 2] {
+        let mut b = ImageBuilder::new(LayerCompression::Gzip);
+        b.layer(l().dir("base").file("base/f", b"base").finish(), "ADD base");
+        for layer in 0..3u64 {
+            let text: Vec<u8> = (0..30_000_000u64).map(|i| b"abcdefghij \n"[((i * 7 + seed + layer) % 12) as usize]).collect();
+            b.layer(
+                l().dir("data").file("data/noise", &squash_testkit::noise(30_000_000, seed * 10 + layer)).file("data/text", &text).finish(),
+                "RUN data",
+            );
+        }
+        images.push(b);
+    }
+    ImageBuilder::write_multi_platform_layout(Path::new(&dest), "t", &[("linux/amd64", &images[0]), ("linux/arm64", &images[1])]);
+}
+
+/// A referrer (a manifest whose `subject` names an image of the index) goes with its image:
+/// dropped when that image is squashed, copied with its blobs when the image is copied.
+#[test]
+fn referrers_follow_their_subject() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = two_platforms(dir.path());
+    let mut index = tagged_index(&input, "t");
+    let arm = index["manifests"][1].clone();
+    let empty = b"{}".to_vec();
+    let signature = b"signature bytes".to_vec();
+    let referrer = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.example.signature",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256(&empty), "size": empty.len()},
+        "layers": [{"mediaType": "application/vnd.example.signature", "digest": sha256(&signature), "size": signature.len()}],
+        "subject": {"mediaType": arm["mediaType"], "digest": arm["digest"], "size": arm["size"]},
+    }))
+    .expect("json");
+    for blob in [&empty, &signature, &referrer] {
+        std::fs::write(input.join("blobs/sha256").join(&sha256(blob)[7..]), blob).expect("write");
+    }
+    index["manifests"].as_array_mut().expect("entries").push(json!({
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256(&referrer), "size": referrer.len(),
+        "artifactType": "application/vnd.example.signature",
+    }));
+    let index = serde_json::to_vec(&index).expect("json");
+    std::fs::write(input.join("blobs/sha256").join(&sha256(&index)[7..]), &index).expect("write");
+    let top = json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": sha256(&index), "size": index.len(), "annotations": {"org.opencontainers.image.ref.name": "t"}}]});
+    std::fs::write(input.join("index.json"), serde_json::to_vec(&top).expect("json")).expect("write");
+    let reference = format!("oci:{}:t", input.display());
+
+    let all = dir.path().join("all");
+    let outcome = squash_index(&reference, &all, 2, &IndexOptions::default());
+    assert_eq!(outcome.dropped_attestations.len(), 2, "the amd64 attestation and the arm64 referrer: {outcome:?}");
+    assert_eq!(tagged_index(&all, "t")["manifests"].as_array().map(Vec::len), Some(2));
+
+    let amd_only = dir.path().join("amd");
+    let outcome =
+        squash_index(&reference, &amd_only, 2, &IndexOptions { platforms: vec!["linux/amd64".parse().expect("p")], ..Default::default() });
+    assert_eq!(outcome.dropped_attestations.len(), 1, "{outcome:?}");
+    let entries = tagged_index(&amd_only, "t")["manifests"].as_array().cloned().expect("entries");
+    let kept = entries.iter().find(|e| e["artifactType"] == json!("application/vnd.example.signature")).expect("the referrer stays");
+    assert_eq!(kept["digest"], json!(sha256(&referrer)));
+    assert_eq!(blob(&amd_only, &sha256(&signature)), signature, "its blobs are copied");
 }

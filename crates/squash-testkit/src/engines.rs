@@ -124,6 +124,13 @@ fn keep(path: &[u8], node: &Node) -> Option<Node> {
     (!engine_made(path)).then(|| node.clone())
 }
 
+/// A directory with a short path, for what has a length limit: unix sockets (108 bytes), and
+/// podman's run root (50 characters). Under `/tmp` when there is one, whatever `TMPDIR` says.
+fn short_dir(prefix: &str) -> tempfile::TempDir {
+    let base = if Path::new("/tmp").is_dir() { PathBuf::from("/tmp") } else { std::env::temp_dir() };
+    tempfile::Builder::new().prefix(prefix).tempdir_in(base).expect("a short temporary directory")
+}
+
 fn wait_for(what: &str, log: &Path, mut ready: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ready() {
@@ -143,28 +150,32 @@ pub struct Docker {
     root: PathBuf,
     daemon: Child,
     host: String,
+    /// Execution state and the socket.
+    run: tempfile::TempDir,
 }
 
 impl Docker {
-    /// Starts `dockerd` with no network setup (`--iptables=false --bridge=none`), overlay2, and
-    /// its data, state and socket under `dir` (which it removes first).
+    /// Starts `dockerd` with no network setup (`--iptables=false --bridge=none`), overlay2, its
+    /// data under `dir` (which it removes first), and its execution state and socket in a
+    /// short temporary directory.
     pub fn start(dir: &Path) -> Docker {
         let root = dir.to_path_buf();
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).expect("daemon dir");
-        let socket = root.join("docker.sock");
+        let run = short_dir("dockerd-");
+        let socket = run.path().join("docker.sock");
         let log = std::fs::File::create(root.join("dockerd.log")).expect("log");
         let daemon = Command::new("dockerd")
             .args(["--iptables=false", "--ip-forward=false", "--bridge=none", "--storage-driver=overlay2"])
             .arg(format!("--data-root={}", root.join("root").display()))
-            .arg(format!("--exec-root={}", root.join("exec").display()))
-            .arg(format!("--pidfile={}", root.join("docker.pid").display()))
+            .arg(format!("--exec-root={}", run.path().join("exec").display()))
+            .arg(format!("--pidfile={}", run.path().join("docker.pid").display()))
             .arg(format!("-H=unix://{}", socket.display()))
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
             .expect("dockerd");
-        let docker = Docker { root, daemon, host: format!("unix://{}", socket.display()) };
+        let docker = Docker { root, daemon, host: format!("unix://{}", socket.display()), run };
         wait_for("dockerd", &docker.root.join("dockerd.log"), || docker.cmd().arg("version").output().is_ok_and(|o| o.status.success()));
         docker
     }
@@ -209,6 +220,8 @@ impl Drop for Docker {
     fn drop(&mut self) {
         stop(&mut self.daemon);
         let _ = std::fs::remove_dir_all(&self.root);
+        // The execution root holds the daemon's mounts until it is gone.
+        let _ = Command::new("umount").arg("-R").arg(self.run.path().join("exec")).output();
     }
 }
 
@@ -218,22 +231,26 @@ pub struct Containerd {
     root: PathBuf,
     daemon: Child,
     socket: PathBuf,
+    /// State and the socket.
+    _run: tempfile::TempDir,
 }
 
 impl Containerd {
-    /// Starts `containerd` with its root, state and socket under `dir` (removed first).
+    /// Starts `containerd` with its root under `dir` (removed first), its state and socket in
+    /// a short temporary directory.
     pub fn start(dir: &Path) -> Containerd {
         let root = dir.to_path_buf();
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).expect("containerd dir");
-        let socket = root.join("containerd.sock");
+        let run = short_dir("containerd-");
+        let socket = run.path().join("containerd.sock");
         let config = root.join("config.toml");
         std::fs::write(
             &config,
             format!(
                 "version = 2\nroot = \"{}\"\nstate = \"{}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{}\"\n",
                 root.join("root").display(),
-                root.join("state").display(),
+                run.path().join("state").display(),
                 socket.display()
             ),
         )
@@ -247,7 +264,7 @@ impl Containerd {
             .stdin(Stdio::null())
             .spawn()
             .expect("containerd");
-        let containerd = Containerd { root, daemon, socket };
+        let containerd = Containerd { root, daemon, socket, _run: run };
         wait_for("containerd", &containerd.root.join("containerd.log"), || {
             containerd.ctr().arg("version").output().is_ok_and(|o| o.status.success())
         });
@@ -304,21 +321,25 @@ impl Drop for Containerd {
 /// podman with a store of the test's own under `dir` (vfs, no systemd), removed when dropped.
 pub struct Podman {
     store: PathBuf,
+    /// The run root, which podman wants at most 50 characters long.
+    run: tempfile::TempDir,
 }
 
 impl Podman {
-    /// A fresh store under `dir` (removed first).
+    /// A fresh store under `dir` (removed first), its run root in a short temporary directory.
     pub fn new(dir: &Path) -> Podman {
         let _ = std::fs::remove_dir_all(dir);
-        Podman { store: dir.to_path_buf() }
+        Podman { store: dir.to_path_buf(), run: short_dir("podman-") }
     }
 
     /// A `podman` command using this store.
     pub fn cmd(&self) -> Command {
         let mut c = Command::new("podman");
-        c.arg(format!("--root={}", self.store.join("root").display()))
-            .arg(format!("--runroot={}", self.store.join("run").display()))
-            .args(["--storage-driver=vfs", "--cgroup-manager=cgroupfs", "--events-backend=file"]);
+        c.arg(format!("--root={}", self.store.join("root").display())).arg(format!("--runroot={}", self.run.path().display())).args([
+            "--storage-driver=vfs",
+            "--cgroup-manager=cgroupfs",
+            "--events-backend=file",
+        ]);
         c
     }
 

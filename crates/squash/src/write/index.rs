@@ -4,6 +4,7 @@
 //! annotations and artifact types, its own annotations and its media type (OCI index or Docker
 //! manifest list). An index whose entries all stay the same is copied byte for byte.
 
+use std::collections::BTreeMap;
 use std::io;
 
 use serde::{Deserialize, Serialize};
@@ -11,10 +12,10 @@ use serde_json::{json, Value};
 
 use super::lock::LockWait;
 use super::target::{BlobKind, Finish, Input, Target};
-use super::{Counting, NoProgress, Outcome, Output, OutputFormat, Progress, DEFAULT_LOCK_TIMEOUT};
+use super::{Counting, NoProgress, Outcome, Output, OutputFormat, PreMerged, PreMergedLayers, Progress, DEFAULT_LOCK_TIMEOUT};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Location, Result};
-use crate::plan::{SquashOptions, SquashPlan};
+use crate::plan::{PlannedRange, SquashOptions, SquashPlan};
 use crate::read::blob::BlobRef;
 use crate::read::{Image, ImageIndex, IndexChildKind, Opened, Platform};
 
@@ -206,8 +207,56 @@ impl IndexPlan {
         Ok(())
     }
 
+    /// With several ranges across the index's images and threads to spare, merges them
+    /// concurrently into temporary files (in `tmp_dir`, else the system's), `--threads` shared
+    /// among them; the writing then copies each in. Output bytes are the same either way.
+    fn premerge(&self, index: &ImageIndex, progress: &dyn Progress) -> Result<BTreeMap<(Digest, usize), PreMerged>> {
+        let jobs: Vec<(&Image, &PlannedRange)> = self
+            .images(index)
+            .into_iter()
+            .filter(|(image, _)| image.manifest_digest().is_some())
+            .flat_map(|(image, plan)| plan.ranges.iter().map(move |r| (image, r)))
+            .collect();
+        let total = match self.options.threads {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            n => n,
+        };
+        let workers = jobs.len().min(total);
+        if workers < 2 {
+            return Ok(BTreeMap::new());
+        }
+        let per_job = (total / workers).max(1);
+        let dir = self.options.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Vec<Result<Vec<(usize, PreMerged)>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some((image, planned)) = jobs.get(i) else { return Ok(done) };
+                            done.push((i, PreMerged::merge(image, planned, self.options.level, per_job, &dir, progress)?));
+                        }
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(Error::Cancelled))).collect()
+        });
+        let mut out = BTreeMap::new();
+        for result in results {
+            for (i, merged) in result? {
+                let (image, planned) = jobs[i];
+                if let Some(digest) = image.manifest_digest() {
+                    out.insert((digest.clone(), planned.range.start), merged);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn write(&self, index: &ImageIndex, output: &Output, mut target: Target<'_>, progress: &dyn Progress) -> Result<IndexOutcome> {
-        let mut written = Written::default();
+        let mut written = Written { premerged: self.premerge(index, progress)?, ..Default::default() };
         let descriptor = self.write_index(index, output, &mut target, progress, &mut written)?;
         let index_digest: Digest = descriptor["digest"].as_str().and_then(|d| d.parse().ok()).unwrap_or_else(|| index.digest().clone());
         let tag = output.tag.clone().or_else(|| index.name().map(|n| n.rsplit_once(':').map(|(_, t)| t).unwrap_or(n).to_string()));
@@ -250,7 +299,15 @@ impl IndexPlan {
                     if let Some(platform) = image.platform() {
                         progress.step(&format!("platform {platform}"));
                     }
-                    let (outcome, new) = p.write_image_blobs(image, output, target, progress)?;
+                    let mut premerged: PreMergedLayers = match image.manifest_digest() {
+                        Some(digest) => p
+                            .ranges
+                            .iter()
+                            .filter_map(|r| written.premerged.remove(&(digest.clone(), r.range.start)).map(|m| (r.range.start, m)))
+                            .collect(),
+                        None => PreMergedLayers::new(),
+                    };
+                    let (outcome, new) = p.write_image_blobs(image, output, target, progress, &mut premerged)?;
                     written.blobs.extend(outcome.layers.iter().map(|l| l.digest.clone()));
                     written.blobs.push(outcome.config_digest.clone());
                     written.blobs.push(outcome.manifest_digest.clone());
@@ -306,6 +363,7 @@ impl IndexPlan {
 /// What the writing of an index gathered on its way.
 #[derive(Default)]
 struct Written {
+    premerged: BTreeMap<(Digest, usize), PreMerged>,
     blobs: Vec<Digest>,
     images: Vec<ImageOutcome>,
     dropped: Vec<Digest>,

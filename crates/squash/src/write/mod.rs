@@ -152,6 +152,46 @@ impl<W: io::Write> io::Write for Counting<'_, W> {
     }
 }
 
+/// A new layer merged ahead of writing, into a temporary file.
+pub(crate) struct PreMerged {
+    pub file: tempfile::NamedTempFile,
+    pub digest: Digest,
+    pub size: u64,
+    pub merged: crate::merge::Merged,
+}
+
+/// Layers merged ahead for one image, by the first layer of their range.
+pub(crate) type PreMergedLayers = std::collections::BTreeMap<usize, PreMerged>;
+
+impl PreMerged {
+    /// Merges `planned` of `image` into a temporary file in `dir` with `threads`.
+    pub(crate) fn merge(
+        image: &Image,
+        planned: &PlannedRange,
+        level: Option<i32>,
+        threads: usize,
+        dir: &std::path::Path,
+        progress: &dyn Progress,
+    ) -> Result<PreMerged> {
+        let file = tempfile::Builder::new().prefix(".squash-layer-").tempfile_in(dir).map_err(|e| Error::Output {
+            location: Location::file(dir),
+            reason: format!("cannot create a temporary file for a new layer here (see --tmp-dir): {e}"),
+        })?;
+        let location = Location::file(file.path());
+        let handle = file.reopen().at(|| location.clone())?;
+        let mut writer = crate::digest::HashingWriter::new(io::BufWriter::with_capacity(1 << 20, handle));
+        let merged = {
+            let mut counting = Counting { inner: &mut writer, progress, unreported: 0 };
+            let merged = merge_range(image, planned, level, threads, &mut counting)?;
+            io::Write::flush(&mut counting).at(|| location.clone())?;
+            merged
+        };
+        let (buffered, digest, size) = writer.finish();
+        buffered.into_inner().map_err(|e| Error::io(location.clone(), e.into_error()))?;
+        Ok(PreMerged { file, digest, size, merged })
+    }
+}
+
 impl SquashPlan {
     /// Merges the planned ranges, copies every other layer byte for byte, and writes the new
     /// image to `output`. Nothing is left at the destination if this fails.
@@ -206,7 +246,7 @@ impl SquashPlan {
     }
 
     fn write_image(&self, image: &Image, output: &Output, mut target: Target<'_>, progress: &dyn Progress) -> Result<Outcome> {
-        let (outcome, manifest_descriptor) = self.write_image_blobs(image, output, &mut target, progress)?;
+        let (outcome, manifest_descriptor) = self.write_image_blobs(image, output, &mut target, progress, &mut PreMergedLayers::new())?;
         let tag = output.tag.clone().or_else(|| default_tag(image, output.format));
         target.commit(Finish {
             manifest_descriptor,
@@ -226,6 +266,7 @@ impl SquashPlan {
         output: &Output,
         target: &mut Target<'_>,
         progress: &dyn Progress,
+        premerged: &mut PreMergedLayers,
     ) -> Result<(Outcome, Value)> {
         let docker = docker_family(image, output);
         let mut layers: Vec<OutcomeLayer> = Vec::new();
@@ -235,7 +276,8 @@ impl SquashPlan {
             let new_index = layers.len();
             if let Some(planned) = self.ranges.iter().find(|r| r.range.start == index) {
                 progress.step(&format!("merging layers {}..{}", planned.range.start, planned.range.end));
-                let (layer, descriptor) = self.write_range(image, planned, docker, new_index, target, progress)?;
+                let (layer, descriptor) =
+                    self.write_range(image, planned, docker, new_index, target, progress, premerged.remove(&planned.range.start))?;
                 layers.push(layer);
                 descriptors.push(descriptor);
                 index = planned.range.end + 1;
@@ -310,6 +352,7 @@ impl SquashPlan {
         Ok((Outcome { output: output.path.display().to_string(), manifest_digest, config_digest, layers }, manifest_descriptor))
     }
 
+    #[expect(clippy::too_many_arguments, reason = "one range's writing state, kept private")]
     fn write_range(
         &self,
         image: &Image,
@@ -318,14 +361,27 @@ impl SquashPlan {
         new_index: usize,
         target: &mut Target,
         progress: &dyn Progress,
+        premerged: Option<PreMerged>,
     ) -> Result<(OutcomeLayer, Value)> {
         let mut merged = None;
-        let (digest, size) = target.write_blob(None, BlobKind::Layer, &mut |w| {
-            let mut counting = Counting { inner: w, progress, unreported: 0 };
-            merged = Some(merge_range(image, planned, self.options.level, self.options.threads, &mut counting)?);
-            io::Write::flush(&mut counting).at(|| Location::file(image.path()))?;
-            Ok(())
-        })?;
+        let (digest, size) = match premerged {
+            // Merged ahead (platforms of an index, concurrently): its bytes are copied in.
+            Some(p) => {
+                let location = Location::file(p.file.path());
+                let mut file = p.file.reopen().at(|| location.clone())?;
+                merged = Some(p.merged);
+                target.write_blob(Some((&p.digest, p.size)), BlobKind::Layer, &mut |w| {
+                    let mut counting = Counting { inner: w, progress, unreported: 0 };
+                    io::copy(&mut file, &mut counting).and_then(|_| io::Write::flush(&mut counting)).map(drop).at(|| location.clone())
+                })?
+            }
+            None => target.write_blob(None, BlobKind::Layer, &mut |w| {
+                let mut counting = Counting { inner: w, progress, unreported: 0 };
+                merged = Some(merge_range(image, planned, self.options.level, self.options.threads, &mut counting)?);
+                io::Write::flush(&mut counting).at(|| Location::file(image.path()))?;
+                Ok(())
+            })?,
+        };
         let merged =
             merged.ok_or_else(|| Error::Output { location: Location::file(image.path()), reason: "merge produced nothing".into() })?;
         let media_type = if docker {
