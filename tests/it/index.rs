@@ -300,26 +300,6 @@ fn buildah_made_index_squashes_and_unpacks_per_platform() {
     }
 }
 
-/// Writes a larger two-platform layout to `SQUASH_INDEX_BENCH` (a measurement aid, not a check).
-#[test]
-fn write_bench_index_when_asked() {
-    let Ok(dest) = std::env::var("SQUASH_INDEX_BENCH") else { return };
-    let mut images = Vec::new();
-    for seed in [1u64, 2] {
-        let mut b = ImageBuilder::new(LayerCompression::Gzip);
-        b.layer(l().dir("base").file("base/f", b"base").finish(), "ADD base");
-        for layer in 0..3u64 {
-            let text: Vec<u8> = (0..30_000_000u64).map(|i| b"abcdefghij \n"[((i * 7 + seed + layer) % 12) as usize]).collect();
-            b.layer(
-                l().dir("data").file("data/noise", &squash_testkit::noise(30_000_000, seed * 10 + layer)).file("data/text", &text).finish(),
-                "RUN data",
-            );
-        }
-        images.push(b);
-    }
-    ImageBuilder::write_multi_platform_layout(Path::new(&dest), "t", &[("linux/amd64", &images[0]), ("linux/arm64", &images[1])]);
-}
-
 /// A referrer (a manifest whose `subject` names an image of the index) goes with its image:
 /// dropped when that image is squashed, copied with its blobs when the image is copied.
 #[test]
