@@ -6,6 +6,26 @@ fn short(s: &str) -> String {
     s.strip_prefix("sha256:").map(|h| format!("sha256:{}", &h[..12.min(h.len())])).unwrap_or_else(|| s.to_string())
 }
 
+/// `text` cut to `width` characters, ending with "…" when cut.
+pub fn truncated(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// `1 layer`, `3 layers`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `0, 2, 5`: layer numbers as a person reads them.
+fn list(numbers: &[usize]) -> String {
+    numbers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
 /// Pads columns to their widest cell.
 pub fn table(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
@@ -33,17 +53,18 @@ pub fn plan(image: &Image, plan: &SquashPlan) -> String {
         out.push_str(&format!("squashing {}\n", r.range));
         let before_u = r.uncompressed_size_before();
         out.push_str(&format!(
-            "  {} layers -> 1; uncompressed {} -> {} ({} reclaimed); {} entries written\n",
-            r.range.len(),
+            "  {} -> 1; uncompressed {} -> {} ({} reclaimed); {} written\n",
+            count(r.range.len(), "layer", "layers"),
             human(before_u),
             human(r.uncompressed_size()),
             human(before_u.saturating_sub(r.uncompressed_size())),
-            r.entries_after()
+            count(r.entries_after(), "entry", "entries")
         ));
     }
     let kept: Vec<usize> = plan.kept_layers(image).collect();
     if !kept.is_empty() {
-        out.push_str(&format!("keeping layers {kept:?} byte for byte\n"));
+        let (word, list) = (if kept.len() == 1 { "layer" } else { "layers" }, list(&kept));
+        out.push_str(&format!("keeping {word} {list} byte for byte\n"));
     }
     out
 }
@@ -150,7 +171,7 @@ pub fn report(report: &Report) -> String {
     let mut rows =
         vec![["#", "COMPRESSED", "UNCOMPRESSED", "ADDED", "CHANGED", "DELETED", "WASTED", "CREATED BY"].map(String::from).to_vec()];
     for l in &report.layers {
-        let created: String = l.created_by.clone().unwrap_or_default().chars().take(60).collect();
+        let created = truncated(&l.created_by.clone().unwrap_or_default(), 60);
         rows.push(vec![
             format!("{}{}", l.index, if l.base { " (base)" } else { "" }),
             human(l.compressed_size),
@@ -174,7 +195,7 @@ pub fn report(report: &Report) -> String {
         out.push_str("\ntop wasted paths:\n");
         let mut rows = vec![["RECLAIMABLE", "COPIES", "LAYERS", "PATH"].map(String::from).to_vec()];
         for p in &report.wasted_paths {
-            rows.push(vec![human(p.reclaimable_bytes), p.copies.to_string(), format!("{:?}", p.layers), p.path.clone()]);
+            rows.push(vec![human(p.reclaimable_bytes), p.copies.to_string(), list(&p.layers), p.path.clone()]);
         }
         out.push_str(&table(&rows));
     }

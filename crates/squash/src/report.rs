@@ -339,10 +339,12 @@ pub fn report_svg(report: &Report) -> String {
 
 /// `1.5 MB`-style sizes (powers of 1000, as registries show them).
 pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
     let mut value = bytes as f64;
     let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
+    // A value that rounds to 1000.0 at one decimal is shown in the next unit (999,950 B is
+    // 1.0 MB, not 1000.0 kB).
+    while (value >= 1000.0 || unit > 0 && value >= 999.95) && unit < UNITS.len() - 1 {
         value /= 1000.0;
         unit += 1;
     }
@@ -364,9 +366,11 @@ pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
         "k" | "kb" => 1e3,
         "m" | "mb" => 1e6,
         "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
         "kib" => 1024.0,
         "mib" => 1024.0 * 1024.0,
         "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
         other => return Err(format!("`{s}`: unknown unit `{other}`")),
     };
     Ok((number * factor).round() as u64)
@@ -384,5 +388,10 @@ mod tests {
         assert!(parse_size("ten").is_err());
         assert_eq!(human(999), "999 B");
         assert_eq!(human(1_500_000), "1.5 MB");
+        assert_eq!(human(999_949), "999.9 kB");
+        assert_eq!(human(999_950), "1.0 MB");
+        assert_eq!(human(1_000), "1.0 kB");
+        assert_eq!(parse_size("2TB"), Ok(2_000_000_000_000));
+        assert_eq!(parse_size("1 TiB"), Ok(1 << 40));
     }
 }

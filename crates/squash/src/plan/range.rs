@@ -77,7 +77,16 @@ impl LayerRange {
 
 impl fmt::Display for LayerRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "layers {}..{} ({} layers): {}", self.start, self.end, self.len(), self.reason)
+        write!(f, "layers {}..{} ({}): {}", self.start, self.end, layers(self.len()), self.reason)
+    }
+}
+
+/// `1 layer`, `3 layers`.
+pub(crate) fn layers(n: usize) -> String {
+    if n == 1 {
+        "1 layer".to_string()
+    } else {
+        format!("{n} layers")
     }
 }
 
@@ -139,11 +148,11 @@ pub(crate) fn resolve(image: &Image, selector: &LayerSelector, bases: &[Image]) 
                 .filter(|(common, len, _)| *common > 0 && common == len)
                 .max_by_key(|(common, _, _)| *common);
             match best {
-                Some((common, _, _)) if common >= count => Err(invalid(format!("the image is its base image ({count} layers in common): nothing above it to squash"))),
+                Some((common, _, _)) if common >= count => Err(invalid(format!("the image is its base image ({} in common): nothing above it to squash", layers(count)))),
                 Some((common, _, name)) => Ok(vec![LayerRange {
                     start: common,
                     end: count - 1,
-                    reason: format!("every layer above the base image `{name}` ({common} layers in common, by diff_id){}", if from_bases { " (--base)" } else { " (found in the same input)" }),
+                    reason: format!("every layer above the base image `{name}` ({} in common, by diff_id){}", layers(common), if from_bases { " (--base)" } else { " (found in the same input)" }),
                 }]),
                 None => Err(invalid(format!(
                     "cannot find the base image: {}; name the boundary with --from-layer N (top N layers), --from-layer DIGEST (squash above that layer), --base IMAGE, or --layers A..B\n{}",

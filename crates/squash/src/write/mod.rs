@@ -464,7 +464,12 @@ impl SquashPlan {
         }
         step.insert(
             "created_by".into(),
-            json!(format!("squash: merged layers {}..{} ({} layers)", planned.range.start, planned.range.end, planned.range.len())),
+            json!(format!(
+                "squash: merged layers {}..{} ({})",
+                planned.range.start,
+                planned.range.end,
+                crate::plan::range::layers(planned.range.len())
+            )),
         );
         if let Some(message) = &self.options.message {
             step.insert("comment".into(), json!(message));
