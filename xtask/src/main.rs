@@ -2,7 +2,8 @@
 //! physical limit (plain decompression + compression of the same bytes) and installed peers
 //! (oci-squash; docker-squash when a Docker daemon answers);
 //! `cargo xtask fuzz` mutates real and generated images and runs inspect, report and squash on
-//! them in-process; `cargo xtask ci` runs the checks CI runs.
+//! them in-process; `cargo xtask man` writes the man page; `cargo xtask ci` runs the checks CI
+//! runs.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
@@ -20,13 +21,34 @@ fn main() -> Result<()> {
         Some("bench") => bench(&args[1..]),
         Some("ci") => ci(),
         Some("fuzz") => fuzz(&args[1..]),
+        Some("man") => man(),
         _ => {
             eprintln!(
-                "usage: cargo xtask bench [--scale S] [--runs N] [--dir DIR] [--peers-only] | cargo xtask fuzz [--seconds N] [--seed S] | cargo xtask ci"
+                "usage: cargo xtask bench [--scale S] [--runs N] [--dir DIR] [--peers-only] | cargo xtask fuzz [--seconds N] [--seed S] \
+                 | cargo xtask man | cargo xtask ci"
             );
             Ok(())
         }
     }
+}
+
+/// `cargo xtask man`: writes the man page (clap_mangen, through the CLI's hidden `manpage`
+/// command) to target/man/squash.1.
+fn man() -> Result<()> {
+    let out = Command::new("cargo")
+        .current_dir(root())
+        .args(["run", "--quiet", "-p", "squash-cli", "--", "manpage"])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running the CLI")?;
+    if !out.status.success() {
+        bail!("squash manpage failed");
+    }
+    let dir = root().join("target/man");
+    fs::create_dir_all(&dir)?;
+    fs::write(dir.join("squash.1"), &out.stdout)?;
+    println!("wrote {}", dir.join("squash.1").display());
+    Ok(())
 }
 
 /// The valid images of the shared fixtures that seed the fuzzer (small archives and layouts of

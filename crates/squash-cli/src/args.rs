@@ -4,8 +4,15 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-/// The exit codes, shown at the end of `--help`.
+/// Examples and the exit codes, shown at the end of `--help`.
 pub const EXIT_CODES: &str = "\
+Examples:
+  squash app.tar --from-layer base --base base.tar -o app-squashed.tar
+  squash oci:layout:app --from-layer 3 -o oci:out:app
+  docker save app | squash - --from-layer base --base base.tar -o - | docker load
+  squash oci:layout:app --from-layer 2 -o oci:out:app        (every platform of an index)
+  squash report app.tar --from-layer base --fail-if-wasted-over 50MB
+
 Exit codes:
   0    success
   1    a report gate failed (the rule is named on stderr)
@@ -32,6 +39,19 @@ pub enum Command {
     Report(ReportArgs),
     /// Build a small example image, squash it, and show the report and the new digests.
     Demo(DemoArgs),
+    /// Print a shell completion script: `squash completions bash > /etc/bash_completion.d/squash`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), as `cargo xtask man` writes it.
+    #[command(hide = true)]
+    Manpage,
+}
+
+/// `squash completions SHELL`.
+#[derive(Debug, Args, Clone)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Which image inside the input.
@@ -80,14 +100,14 @@ pub struct SquashArgs {
     /// standard output (`… -o - | docker load`; docker-archive unless --format oci-archive).
     #[arg(short, long, value_name = "OUT")]
     pub output: Option<String>,
-    /// Output format: oci, oci-archive or docker-archive.
-    #[arg(long)]
+    /// Output format.
+    #[arg(long, value_parser = formats())]
     pub format: Option<String>,
     /// Tag of the written image.
     #[arg(long)]
     pub tag: Option<String>,
-    /// Compression of new layers: gzip, zstd or none (default: that of the squashed layers).
-    #[arg(long)]
+    /// Compression of new layers (default: that of the squashed layers).
+    #[arg(long, value_parser = compressions())]
     pub compression: Option<String>,
     /// Compression level (gzip 1-9, default 6; zstd 1-22, default 3).
     #[arg(long)]
@@ -171,4 +191,24 @@ pub struct DemoArgs {
     /// Keep the example images in this directory instead of a temporary one.
     #[arg(long, value_name = "DIR")]
     pub keep: Option<PathBuf>,
+}
+
+/// The output formats, as clap lists them (the library's spellings accepted as aliases).
+fn formats() -> clap::builder::PossibleValuesParser {
+    use clap::builder::PossibleValue;
+    clap::builder::PossibleValuesParser::new([
+        PossibleValue::new("oci").alias("oci-layout").help("an OCI image layout directory"),
+        PossibleValue::new("oci-archive").help("a tar of an OCI image layout"),
+        PossibleValue::new("docker-archive").alias("docker").help("a `docker save` tarball (one platform)"),
+    ])
+}
+
+/// The compressions of new layers, as clap lists them.
+fn compressions() -> clap::builder::PossibleValuesParser {
+    use clap::builder::PossibleValue;
+    clap::builder::PossibleValuesParser::new([
+        PossibleValue::new("gzip"),
+        PossibleValue::new("zstd"),
+        PossibleValue::new("none").alias("uncompressed"),
+    ])
 }

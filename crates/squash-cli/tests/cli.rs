@@ -78,3 +78,33 @@ fn errors_name_the_file_and_exit_non_zero() {
     assert_eq!(code, 2, "{stderr}");
     assert!(!out.exists());
 }
+
+/// Shell completions for the three shells, a man page, and `--help` that lists the choices of
+/// `--format` and `--compression` and ends with examples. bash checks the script's syntax.
+#[test]
+fn completions_man_page_and_help() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, stdout, stderr) = squash(&["completions", shell]);
+        assert_eq!(code, 0, "{shell}: {stderr}");
+        assert!(stdout.contains("--from-layer") && stdout.contains("inspect"), "{shell}: {stdout}");
+        if shell == "bash" {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let script = dir.path().join("squash.bash");
+            std::fs::write(&script, &stdout).expect("write");
+            let status = Command::new("bash").arg("-n").arg(&script).status().expect("bash");
+            assert!(status.success(), "bash -n rejects the completion script");
+        }
+    }
+    let (code, stdout, stderr) = squash(&["manpage"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with(".ie") || stdout.contains(".TH squash"), "{}", &stdout[..stdout.len().min(200)]);
+    assert!(stdout.contains("from\\-layer"), "the man page documents the options");
+    let (code, stdout, _) = squash(&["--help"]);
+    assert_eq!(code, 0);
+    for expected in ["oci-archive", "docker-archive", "gzip", "zstd", "Examples:", "Exit codes:"] {
+        assert!(stdout.contains(expected), "--help names `{expected}`:\n{stdout}");
+    }
+    let (code, _, stderr) = squash(&["x.tar", "--from-layer", "1", "--compression", "lz4", "-o", "y.tar"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("gzip") && stderr.contains("zstd"), "{stderr}");
+}

@@ -74,10 +74,13 @@ fn dry_run_with_output_writes_nothing() {
         assert_eq!(plan["dry_run"], true);
         assert_eq!(snapshot(dir.path()), before, "{out}: a dry run wrote something");
     }
-    // The same with the existing input layout as the output.
-    let (code, _, stderr) =
+    // The same with the existing input layout as the output; the human plan is the result, on
+    // stdout.
+    let (code, stdout, stderr) =
         squash(&[&format!("oci:{}:t", input.display()), "--from-layer", "2", "--dry-run", "-o", &format!("oci:{}:new", input.display())]);
     assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("squashing layers 1..2 (2 layers)") && stdout.contains("keeping layer 0 byte for byte"), "{stdout}");
+    assert!(!stderr.contains("squashing"), "{stderr}");
     assert_eq!(snapshot(dir.path()), before);
 }
 

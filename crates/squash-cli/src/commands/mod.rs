@@ -24,6 +24,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Inspect(args)) => inspect(&args.image, args.json, args.verify),
         Some(Command::Report(args)) => report(args),
         Some(Command::Demo(args)) => demo::run(args.keep),
+        Some(Command::Completions(args)) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut command, "squash", &mut script);
+            out(&String::from_utf8_lossy(&script))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Manpage) => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut page)?;
+            out(&String::from_utf8_lossy(&page))?;
+            Ok(ExitCode::SUCCESS)
+        }
         None => squash(cli.squash),
     }
 }
@@ -33,7 +46,7 @@ pub fn wants_json(cli: &Cli) -> bool {
     match &cli.command {
         Some(Command::Inspect(args)) => args.json,
         Some(Command::Report(args)) => args.json,
-        Some(Command::Demo(_)) => false,
+        Some(Command::Demo(_)) | Some(Command::Completions(_)) | Some(Command::Manpage) => false,
         None => cli.squash.json,
     }
 }
@@ -179,8 +192,13 @@ fn squash(args: SquashArgs) -> Result<ExitCode> {
     options.bases = bases;
     let output = output_spec.map(|spec| spec.resolve(default_format(image.format())));
     let plan = image.plan(&options)?;
+    // The plan is a dry run's result (stdout), and a note on the way otherwise (stderr).
     if !args.quiet && !args.json {
-        note(render::plan(&image, &plan).trim_end());
+        if args.dry_run {
+            out(&render::plan(&image, &plan))?;
+        } else {
+            note(render::plan(&image, &plan).trim_end());
+        }
     }
     if !args.quiet && !image.other_platforms().is_empty() {
         note(&render::platforms_left_out(&image));
@@ -382,7 +400,11 @@ fn squash_index(
     let index_options = IndexOptions { platforms, keep_attestations: args.keep_attestations, bases };
     let plan = index.plan(&options, &index_options)?;
     if !args.quiet && !args.json {
-        note(render::index_plan(index, &plan).trim_end());
+        if args.dry_run {
+            out(&render::index_plan(index, &plan))?;
+        } else {
+            note(render::index_plan(index, &plan).trim_end());
+        }
     }
     let output = output_spec.map(|spec| spec.resolve(default_format(index.format())));
     if args.dry_run || (output.is_none() && stream.is_none()) {
@@ -503,7 +525,7 @@ fn inspect_text(image: &Image, indexes: &[squash::LayerIndex], verify: bool) -> 
             human(layer.size()),
             human(index.uncompressed_size),
             format!("{} ({})", layer.compression(), layer.media_type().rsplit('.').next().unwrap_or_default()),
-            created.chars().take(70).collect(),
+            render::truncated(&created, 70),
         ]);
     }
     for empty in image.history().iter().skip(printed_steps) {
