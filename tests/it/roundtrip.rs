@@ -146,3 +146,21 @@ fn report_predicts_the_new_layer_to_the_byte() {
         assert!((0.0..=1.0).contains(&report.efficiency));
     }
 }
+
+/// A plan belongs to the image it was made from: executing it on another one is refused as
+/// such (not as a digest mismatch halfway), and nothing is written.
+#[test]
+fn a_plan_runs_only_on_its_own_image() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = build(&dir.path().join("a"), &random_stack(21, 4), LayerCompression::Gzip);
+    let second = build(&dir.path().join("b"), &random_stack(22, 4), LayerCompression::Gzip);
+    let a = squash::Image::open(&format!("oci:{}:t", first.display())).expect("open");
+    let b = squash::Image::open(&format!("oci:{}:t", second.display())).expect("open");
+    let plan = a.plan(&squash::SquashOptions::default().with_selector(squash::LayerSelector::Top(2))).expect("plan");
+    let out = dir.path().join("out");
+    let err = plan
+        .execute(&b, &squash::Output { path: out.clone(), format: squash::OutputFormat::OciLayout, tag: None })
+        .expect_err("another image");
+    assert!(err.to_string().contains("this plan was made for the image"), "{err}");
+    assert!(!out.exists());
+}

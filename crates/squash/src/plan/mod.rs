@@ -224,9 +224,32 @@ pub struct SquashPlan {
     pub ranges: Vec<PlannedRange>,
     /// The options the plan was made with.
     pub options: SquashOptions,
+    /// The config digest of the image the plan was made for: executing it on another image is
+    /// refused.
+    pub(crate) made_for: Option<crate::digest::Digest>,
 }
 
 impl SquashPlan {
+    /// A plan that copies `image` as it is (no range).
+    pub(crate) fn copy_of(image: &Image, options: &SquashOptions) -> SquashPlan {
+        SquashPlan { ranges: Vec::new(), options: options.clone(), made_for: Some(image.config_digest().clone()) }
+    }
+
+    /// Refuses `image` unless the plan was made for it.
+    pub(crate) fn check_image(&self, image: &Image) -> Result<()> {
+        match &self.made_for {
+            Some(digest) if digest != image.config_digest() => Err(Error::InvalidOption {
+                reason: format!(
+                    "this plan was made for the image with config {}, not for `{}` (config {}): plan the image it writes",
+                    digest.short(),
+                    image.source().display(),
+                    image.config_digest().short()
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// The digests of the layers kept as they are.
     pub fn kept_layers<'a>(&'a self, image: &'a Image) -> impl Iterator<Item = usize> + 'a {
         (0..image.layers().len()).filter(|i| !self.ranges.iter().any(|r| (r.range.start..=r.range.end).contains(i)))
@@ -246,7 +269,7 @@ impl Image {
             check_level(compression, options.level)?;
             planned.push(PlannedRange { range, indexes, compression, plan });
         }
-        Ok(SquashPlan { ranges: planned, options: options.clone() })
+        Ok(SquashPlan { ranges: planned, options: options.clone(), made_for: Some(self.config_digest().clone()) })
     }
 }
 

@@ -116,7 +116,7 @@ impl ImageIndex {
                         child_options.bases = index_options.bases.iter().filter_map(|b| b.for_platform_of(image)).collect();
                         ChildPlan::Image(image.plan(&child_options)?)
                     } else {
-                        ChildPlan::Image(SquashPlan { ranges: Vec::new(), options: options.clone() })
+                        ChildPlan::Image(SquashPlan::copy_of(image, options))
                     }
                 }
                 IndexChildKind::Index(nested) => ChildPlan::Index(nested.plan_children(options, index_options)?),

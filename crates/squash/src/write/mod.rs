@@ -235,6 +235,7 @@ impl SquashPlan {
     }
 
     fn check_before_writing(&self, image: &Image, progress: &dyn Progress) -> Result<()> {
+        self.check_image(image)?;
         if progress.cancelled() {
             return Err(Error::Cancelled);
         }
