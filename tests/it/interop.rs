@@ -180,7 +180,7 @@ fn report_chart_renders_in_a_browser() {
     let report = image.report(&SquashOptions::default().with_selector(LayerSelector::Top(2)), 10).expect("report");
     assert!(report.wasted_bytes > 0, "the chart must show waste");
     let svg = dir.path().join("chart.svg");
-    std::fs::write(&svg, squash::report_svg(&report)).expect("write svg");
+    std::fs::write(&svg, squash::present::report_svg(&report)).expect("write svg");
     let png = dir.path().join("chart.png");
     let profile = dir.path().join("profile");
     run(Command::new(browser)

@@ -1,6 +1,7 @@
 //! Human-readable tables; JSON goes through serde.
 
-use squash::{human, Image, ImageIndex, IndexOutcome, IndexPlan, Outcome, Report, SquashPlan};
+use squash::present::human;
+use squash::{Image, ImageIndex, IndexOutcome, IndexPlan, Outcome, Report, SquashPlan};
 
 fn short(s: &str) -> String {
     s.strip_prefix("sha256:").map(|h| format!("sha256:{}", &h[..12.min(h.len())])).unwrap_or_else(|| s.to_string())

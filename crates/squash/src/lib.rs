@@ -28,7 +28,13 @@ pub use read::{
     HistoryStep, Image, ImageIndex, ImageReference, IndexChild, IndexChildKind, InputFormat, Layer, OpenOptions, Opened, Platform,
     Transport,
 };
-pub use report::{human, parse_size, report_svg, GateResult, Gates, LayerReport, RangeReport, Report, WastedPath};
+pub use report::{GateResult, Gates, LayerReport, RangeReport, Report, WastedPath};
+
+/// Presentation helpers for programs that show squash's figures to people: sizes as text and
+/// back, and the report as an SVG chart.
+pub mod present {
+    pub use crate::report::{human, parse_size, report_svg};
+}
 pub use write::{
     ImageOutcome, IndexOptions, IndexOutcome, IndexPlan, NoProgress, Outcome, OutcomeLayer, Output, OutputFormat, Progress,
     DEFAULT_LOCK_TIMEOUT,

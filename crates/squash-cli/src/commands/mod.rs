@@ -10,9 +10,10 @@ use squash::document::{
     IndexInfo, IndexInspectDocument, IndexOutcomeDocument, IndexPlanDocument, IndexReportDocument, InspectDocument, OutcomeDocument,
     PlanDocument, ReportDocument,
 };
+use squash::present::{human, parse_size, report_svg};
 use squash::{
-    human, parse_layer_range, parse_size, report_svg, Compression, Gates, HistoryMode, Image, ImageIndex, IndexOptions, InputFormat,
-    LayerSelector, OpenOptions, Opened, Output, OutputFormat, Platform, SquashOptions,
+    parse_layer_range, Compression, Gates, HistoryMode, Image, ImageIndex, IndexOptions, InputFormat, LayerSelector, OpenOptions, Opened,
+    Output, OutputFormat, Platform, SquashOptions,
 };
 
 use crate::args::{Cli, Command, ImageArgs, SelectArgs, SquashArgs};
