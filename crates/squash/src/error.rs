@@ -71,6 +71,32 @@ impl fmt::Display for Location {
     }
 }
 
+/// Text that does not parse as what it was meant to be (a platform, an image reference, a
+/// layer range, a size, …): what was expected, the text, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ParseError {
+    what: &'static str,
+    input: String,
+    message: String,
+}
+
+impl ParseError {
+    pub(crate) fn new(what: &'static str, input: &str, message: String) -> ParseError {
+        ParseError { what, input: input.to_string(), message }
+    }
+
+    /// What the text was meant to be (`platform`, `image reference`, `size`, …).
+    pub fn what(&self) -> &'static str {
+        self.what
+    }
+
+    /// The text.
+    pub fn input(&self) -> &str {
+        &self.input
+    }
+}
+
 /// Everything that can go wrong while reading, planning, merging or writing an image.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

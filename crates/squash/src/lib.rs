@@ -19,7 +19,7 @@ mod report;
 mod write;
 
 pub use digest::{Digest, InvalidDigest};
-pub use error::{Error, Location, Result};
+pub use error::{Error, Location, ParseError, Result};
 pub use layer::compression::Compression;
 pub use layer::entry::{EntryKind, EntryPath, Whiteout};
 pub use layer::index::{EntryClass, IndexedEntry, LayerIndex};

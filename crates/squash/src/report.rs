@@ -356,7 +356,11 @@ pub fn human(bytes: u64) -> String {
 }
 
 /// Parses `50MB`, `1.5GiB`, `1000` (bytes) and the like.
-pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+pub fn parse_size(s: &str) -> std::result::Result<u64, crate::error::ParseError> {
+    parse_size_text(s).map_err(|message| crate::error::ParseError::new("size", s, message))
+}
+
+fn parse_size_text(s: &str) -> std::result::Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (number, unit) = t.split_at(split);

@@ -89,7 +89,7 @@ fn open(args: &ImageArgs, scratch: Option<&std::path::Path>) -> Result<Image> {
 /// Opens the image or, when the reference names one, the whole image index.
 fn open_any(args: &ImageArgs, scratch: Option<&std::path::Path>) -> Result<Opened> {
     let reference = args.image.as_deref().ok_or_else(|| anyhow!("no image given (see --help)"))?;
-    let reference: squash::ImageReference = reference.parse().map_err(|e: String| {
+    let reference: squash::ImageReference = reference.parse().map_err(|e: squash::ParseError| {
         if let Err(error) = Image::open(reference) {
             return anyhow!(error);
         }
@@ -394,7 +394,7 @@ fn squash_index(
         .base
         .iter()
         .map(|b| {
-            let reference: squash::ImageReference = b.parse().map_err(|e: String| anyhow!(e))?;
+            let reference: squash::ImageReference = b.parse().map_err(|e: squash::ParseError| anyhow!(e))?;
             Opened::open(&reference, &OpenOptions::default()).with_context(|| format!("opening base image `{b}`"))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -559,7 +559,7 @@ fn report(args: crate::args::ReportArgs) -> Result<ExitCode> {
         .base
         .iter()
         .map(|b| {
-            let reference: squash::ImageReference = b.parse().map_err(|e: String| anyhow!(e))?;
+            let reference: squash::ImageReference = b.parse().map_err(|e: squash::ParseError| anyhow!(e))?;
             Opened::open(&reference, &OpenOptions::default()).with_context(|| format!("opening base image `{b}`"))
         })
         .collect::<Result<Vec<_>>>()?;

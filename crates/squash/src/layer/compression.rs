@@ -30,14 +30,18 @@ impl fmt::Display for Compression {
 }
 
 impl std::str::FromStr for Compression {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Compression, String> {
-        match s {
-            "none" | "uncompressed" => Ok(Compression::None),
-            "gzip" => Ok(Compression::Gzip),
-            "zstd" => Ok(Compression::Zstd),
-            other => Err(format!("unknown compression `{other}` (expected gzip, zstd or none)")),
-        }
+    type Err = crate::error::ParseError;
+    fn from_str(s: &str) -> Result<Compression, crate::error::ParseError> {
+        parse_compression(s).map_err(|message| crate::error::ParseError::new("compression", s, message))
+    }
+}
+
+fn parse_compression(s: &str) -> Result<Compression, String> {
+    match s {
+        "none" | "uncompressed" => Ok(Compression::None),
+        "gzip" => Ok(Compression::Gzip),
+        "zstd" => Ok(Compression::Zstd),
+        other => Err(format!("unknown compression `{other}` (expected gzip, zstd or none)")),
     }
 }
 

@@ -27,25 +27,34 @@ pub enum LayerSelector {
 }
 
 impl std::str::FromStr for LayerSelector {
-    type Err = String;
+    type Err = crate::error::ParseError;
     /// Parses a `--from-layer` value: `base`, a number, or a digest (prefix).
-    fn from_str(s: &str) -> std::result::Result<LayerSelector, String> {
-        if s == "base" {
-            return Ok(LayerSelector::Base);
-        }
-        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.len() < 8 {
-            return s.parse().map(LayerSelector::Top).map_err(|e| format!("`{s}`: {e}"));
-        }
-        let hex = s.strip_prefix("sha256:").unwrap_or(s);
-        if hex.len() >= 4 && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Ok(LayerSelector::Above(hex.to_ascii_lowercase()));
-        }
-        Err(format!("`{s}` is neither `base`, a layer count, nor a digest prefix (at least 4 hex digits)"))
+    fn from_str(s: &str) -> std::result::Result<LayerSelector, crate::error::ParseError> {
+        parse_selector(s).map_err(|message| crate::error::ParseError::new("layer selector", s, message))
     }
 }
 
+/// Parses a `--from-layer` value: `base`, a number, or a digest (prefix).
+fn parse_selector(s: &str) -> std::result::Result<LayerSelector, String> {
+    if s == "base" {
+        return Ok(LayerSelector::Base);
+    }
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.len() < 8 {
+        return s.parse().map(LayerSelector::Top).map_err(|e| format!("`{s}`: {e}"));
+    }
+    let hex = s.strip_prefix("sha256:").unwrap_or(s);
+    if hex.len() >= 4 && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(LayerSelector::Above(hex.to_ascii_lowercase()));
+    }
+    Err(format!("`{s}` is neither `base`, a layer count, nor a digest prefix (at least 4 hex digits)"))
+}
+
 /// Parses `A..B` (inclusive) as given to `--layers`.
-pub fn parse_layer_range(s: &str) -> std::result::Result<(usize, usize), String> {
+pub fn parse_layer_range(s: &str) -> std::result::Result<(usize, usize), crate::error::ParseError> {
+    parse_range_text(s).map_err(|message| crate::error::ParseError::new("layer range", s, message))
+}
+
+fn parse_range_text(s: &str) -> std::result::Result<(usize, usize), String> {
     let (a, b) = s.split_once("..").ok_or_else(|| format!("`{s}` is not a range `A..B`"))?;
     let a: usize = a.trim().parse().map_err(|_| format!("`{s}`: `{a}` is not a layer index"))?;
     let b: usize = b.trim().parse().map_err(|_| format!("`{s}`: `{b}` is not a layer index"))?;

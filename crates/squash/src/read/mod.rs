@@ -95,18 +95,22 @@ impl fmt::Display for Platform {
 }
 
 impl std::str::FromStr for Platform {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Platform, String> {
-        let parts: Vec<&str> = s.split('/').collect();
-        match parts.as_slice() {
-            [os, arch] if !os.is_empty() && !arch.is_empty() => {
-                Ok(Platform { os: os.to_string(), architecture: arch.to_string(), variant: None })
-            }
-            [os, arch, variant] if !os.is_empty() && !arch.is_empty() && !variant.is_empty() => {
-                Ok(Platform { os: os.to_string(), architecture: arch.to_string(), variant: Some(variant.to_string()) })
-            }
-            _ => Err(format!("`{s}` is not a platform (expected os/arch[/variant], e.g. linux/amd64)")),
+    type Err = crate::error::ParseError;
+    fn from_str(s: &str) -> std::result::Result<Platform, crate::error::ParseError> {
+        parse_platform(s).map_err(|message| crate::error::ParseError::new("platform", s, message))
+    }
+}
+
+fn parse_platform(s: &str) -> std::result::Result<Platform, String> {
+    let parts: Vec<&str> = s.split('/').collect();
+    match parts.as_slice() {
+        [os, arch] if !os.is_empty() && !arch.is_empty() => {
+            Ok(Platform { os: os.to_string(), architecture: arch.to_string(), variant: None })
         }
+        [os, arch, variant] if !os.is_empty() && !arch.is_empty() && !variant.is_empty() => {
+            Ok(Platform { os: os.to_string(), architecture: arch.to_string(), variant: Some(variant.to_string()) })
+        }
+        _ => Err(format!("`{s}` is not a platform (expected os/arch[/variant], e.g. linux/amd64)")),
     }
 }
 
@@ -250,7 +254,8 @@ impl Image {
 
     /// Like [`Image::open`], with options for choosing among several images.
     pub fn open_with(reference: &str, options: &OpenOptions) -> Result<Image> {
-        let reference: ImageReference = reference.parse().map_err(|reason: String| {
+        let reference: ImageReference = reference.parse().map_err(|e: crate::error::ParseError| {
+            let reason = e.to_string();
             let location = Location::file(reference);
             match remote_transport(reference) {
                 Some(_) => Error::Unsupported { location, what: reason },

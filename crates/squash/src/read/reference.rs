@@ -42,37 +42,41 @@ impl ImageReference {
 }
 
 impl FromStr for ImageReference {
-    type Err = String;
-    fn from_str(s: &str) -> Result<ImageReference, String> {
-        let prefixes = [
-            ("oci-archive:", Transport::OciArchive),
-            ("oci:", Transport::Oci),
-            ("docker-archive:", Transport::DockerArchive),
-            ("dir:", Transport::Dir),
-        ];
-        for (prefix, transport) in prefixes {
-            if let Some(rest) = s.strip_prefix(prefix) {
-                let (path, name) = match (transport, rest.split_once(':')) {
-                    (Transport::Dir, _) | (_, None) => (rest, None),
-                    (_, Some((path, name))) => (path, Some(name.to_string())),
-                };
-                if path.is_empty() {
-                    return Err(format!("`{s}` names no path"));
-                }
-                if name.as_deref() == Some("") {
-                    return Err(format!("`{s}` ends with an empty tag"));
-                }
-                return Ok(ImageReference { transport: Some(transport), path: PathBuf::from(path), name });
-            }
-        }
-        if s.is_empty() {
-            return Err("empty image reference".into());
-        }
-        if let Some(hint) = unsupported_transport(s).filter(|_| !std::path::Path::new(s).exists()) {
-            return Err(hint);
-        }
-        Ok(ImageReference::path(s))
+    type Err = crate::error::ParseError;
+    fn from_str(s: &str) -> Result<ImageReference, crate::error::ParseError> {
+        parse_reference(s).map_err(|message| crate::error::ParseError::new("image reference", s, message))
     }
+}
+
+fn parse_reference(s: &str) -> Result<ImageReference, String> {
+    let prefixes = [
+        ("oci-archive:", Transport::OciArchive),
+        ("oci:", Transport::Oci),
+        ("docker-archive:", Transport::DockerArchive),
+        ("dir:", Transport::Dir),
+    ];
+    for (prefix, transport) in prefixes {
+        if let Some(rest) = s.strip_prefix(prefix) {
+            let (path, name) = match (transport, rest.split_once(':')) {
+                (Transport::Dir, _) | (_, None) => (rest, None),
+                (_, Some((path, name))) => (path, Some(name.to_string())),
+            };
+            if path.is_empty() {
+                return Err(format!("`{s}` names no path"));
+            }
+            if name.as_deref() == Some("") {
+                return Err(format!("`{s}` ends with an empty tag"));
+            }
+            return Ok(ImageReference { transport: Some(transport), path: PathBuf::from(path), name });
+        }
+    }
+    if s.is_empty() {
+        return Err("empty image reference".into());
+    }
+    if let Some(hint) = unsupported_transport(s).filter(|_| !std::path::Path::new(s).exists()) {
+        return Err(hint);
+    }
+    Ok(ImageReference::path(s))
 }
 
 /// Transports of containers-image and Docker that name something other than a file: squash
@@ -120,7 +124,9 @@ mod tests {
         assert!("oci:".parse::<ImageReference>().is_err());
         assert!("oci:x:".parse::<ImageReference>().is_err());
         for remote in ["docker://alpine:3", "docker-daemon:app:latest", "containers-storage:app", "docker:alpine"] {
-            let message = remote.parse::<ImageReference>().unwrap_err();
+            let error = remote.parse::<ImageReference>().unwrap_err();
+            assert_eq!((error.what(), error.input()), ("image reference", remote));
+            let message = error.to_string();
             assert!(message.contains("docker save") && message.contains("skopeo copy"), "{message}");
         }
     }

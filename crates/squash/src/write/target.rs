@@ -39,14 +39,18 @@ impl std::fmt::Display for OutputFormat {
 }
 
 impl std::str::FromStr for OutputFormat {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<OutputFormat, String> {
-        match s {
-            "oci" | "oci-layout" => Ok(OutputFormat::OciLayout),
-            "oci-archive" => Ok(OutputFormat::OciArchive),
-            "docker-archive" | "docker" => Ok(OutputFormat::DockerArchive),
-            other => Err(format!("unknown output format `{other}` (expected oci, oci-archive or docker-archive)")),
-        }
+    type Err = crate::error::ParseError;
+    fn from_str(s: &str) -> std::result::Result<OutputFormat, crate::error::ParseError> {
+        parse_format(s).map_err(|message| crate::error::ParseError::new("output format", s, message))
+    }
+}
+
+fn parse_format(s: &str) -> std::result::Result<OutputFormat, String> {
+    match s {
+        "oci" | "oci-layout" => Ok(OutputFormat::OciLayout),
+        "oci-archive" => Ok(OutputFormat::OciArchive),
+        "docker-archive" | "docker" => Ok(OutputFormat::DockerArchive),
+        other => Err(format!("unknown output format `{other}` (expected oci, oci-archive or docker-archive)")),
     }
 }
 
@@ -64,46 +68,48 @@ pub struct Output {
 impl Output {
     /// Parses `oci:PATH[:TAG]`, `oci-archive:PATH[:TAG]`, `docker-archive:PATH[:NAME:TAG]`, or a
     /// bare path written in `default` format.
-    pub fn parse(s: &str, default: OutputFormat) -> std::result::Result<Output, String> {
-        for (prefix, format) in [
-            ("oci-archive:", OutputFormat::OciArchive),
-            ("oci:", OutputFormat::OciLayout),
-            ("docker-archive:", OutputFormat::DockerArchive),
-        ] {
-            if let Some(rest) = s.strip_prefix(prefix) {
-                let (path, tag) = match rest.split_once(':') {
-                    Some((p, t)) => (p, Some(t.to_string())),
-                    None => (rest, None),
-                };
-                if path.is_empty() {
-                    return Err(format!("`{s}` names no path"));
-                }
-                if tag.as_deref() == Some("") {
-                    return Err(format!("`{s}` ends with an empty tag; give one after the colon or drop the colon"));
-                }
-                if path == "-" {
-                    return Err(format!(
-                        "`{s}`: `-` is standard output, which is not a file: write there with `SquashPlan::execute_to_writer`"
-                    ));
-                }
-                return Ok(Output { path: PathBuf::from(path), format, tag });
-            }
-        }
-        if s.is_empty() {
-            return Err("empty output path".into());
-        }
-        if s == "-" {
-            return Err("`-` is standard output, which is not a file: write there with `SquashPlan::execute_to_writer`".into());
-        }
-        if let Some((name, what)) = crate::read::remote_transport(s) {
-            return Err(format!(
-                "`{s}`: the `{name}` transport ({what}) is not written by squash, which writes files and layouts only: \
-                 write a file (`-o app.tar`) and load it with `docker load -i app.tar`, `podman load -i app.tar` \
-                 or `skopeo copy docker-archive:app.tar {s}`"
-            ));
-        }
-        Ok(Output { path: PathBuf::from(s), format: default, tag: None })
+    pub fn parse(s: &str, default: OutputFormat) -> std::result::Result<Output, crate::error::ParseError> {
+        parse_output(s, default).map_err(|message| crate::error::ParseError::new("output", s, message))
     }
+}
+
+fn parse_output(s: &str, default: OutputFormat) -> std::result::Result<Output, String> {
+    for (prefix, format) in
+        [("oci-archive:", OutputFormat::OciArchive), ("oci:", OutputFormat::OciLayout), ("docker-archive:", OutputFormat::DockerArchive)]
+    {
+        if let Some(rest) = s.strip_prefix(prefix) {
+            let (path, tag) = match rest.split_once(':') {
+                Some((p, t)) => (p, Some(t.to_string())),
+                None => (rest, None),
+            };
+            if path.is_empty() {
+                return Err(format!("`{s}` names no path"));
+            }
+            if tag.as_deref() == Some("") {
+                return Err(format!("`{s}` ends with an empty tag; give one after the colon or drop the colon"));
+            }
+            if path == "-" {
+                return Err(format!(
+                    "`{s}`: `-` is standard output, which is not a file: write there with `SquashPlan::execute_to_writer`"
+                ));
+            }
+            return Ok(Output { path: PathBuf::from(path), format, tag });
+        }
+    }
+    if s.is_empty() {
+        return Err("empty output path".into());
+    }
+    if s == "-" {
+        return Err("`-` is standard output, which is not a file: write there with `SquashPlan::execute_to_writer`".into());
+    }
+    if let Some((name, what)) = crate::read::remote_transport(s) {
+        return Err(format!(
+            "`{s}`: the `{name}` transport ({what}) is not written by squash, which writes files and layouts only: \
+             write a file (`-o app.tar`) and load it with `docker load -i app.tar`, `podman load -i app.tar` \
+             or `skopeo copy docker-archive:app.tar {s}`"
+        ));
+    }
+    Ok(Output { path: PathBuf::from(s), format: default, tag: None })
 }
 
 /// An output being written.
