@@ -174,6 +174,18 @@ impl Image {
     /// Measures waste per layer and per path, and what the squash described by `options` would
     /// reclaim (default selector: everything above the base if it can be found, else above
     /// layer 0). Reads layer headers only.
+    ///
+    /// ```no_run
+    /// use squash::{Gates, Image, SquashOptions};
+    ///
+    /// let image = Image::open("app.tar")?;
+    /// let report = image.report(&SquashOptions::default(), 10)?;
+    /// let gates = Gates { max_wasted_bytes: Some(50_000_000), ..Default::default() };
+    /// for result in report.gate_results(&gates) {
+    ///     println!("{result}");
+    /// }
+    /// # Ok::<(), squash::Error>(())
+    /// ```
     pub fn report(&self, options: &SquashOptions, top_paths: usize) -> Result<Report> {
         let count = self.layers().len();
         let indexes = self.index_layers(0..count)?;

@@ -259,6 +259,18 @@ impl SquashPlan {
 impl Image {
     /// Resolves the options' selector into ranges, indexes those layers (reading headers only,
     /// verifying digests) and decides the merge of each range.
+    ///
+    /// ```no_run
+    /// use squash::{Image, LayerSelector, SquashOptions};
+    ///
+    /// let image = Image::open("app.tar")?;
+    /// let options = SquashOptions::default().with_selector(LayerSelector::Base).with_base(Image::open("base.tar")?);
+    /// let plan = image.plan(&options)?;
+    /// for range in &plan.ranges {
+    ///     println!("{}: {} bytes after", range.range, range.uncompressed_size());
+    /// }
+    /// # Ok::<(), squash::Error>(())
+    /// ```
     pub fn plan(&self, options: &SquashOptions) -> Result<SquashPlan> {
         let ranges = range::resolve(self, &options.selector, &options.bases)?;
         let mut planned = Vec::with_capacity(ranges.len());

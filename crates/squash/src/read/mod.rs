@@ -248,6 +248,14 @@ pub struct Image {
 impl Image {
     /// Opens the image named by `reference`: `oci:PATH[:TAG]`, `oci-archive:PATH[:TAG]`,
     /// `docker-archive:PATH[:NAME:TAG]`, `dir:PATH`, or a bare path whose format is detected.
+    ///
+    /// ```no_run
+    /// let image = squash::Image::open("docker-archive:app.tar")?;
+    /// for layer in image.layers() {
+    ///     println!("{} {} bytes", layer.diff_id(), layer.size());
+    /// }
+    /// # Ok::<(), squash::Error>(())
+    /// ```
     pub fn open(reference: &str) -> Result<Image> {
         Image::open_with(reference, &OpenOptions::default())
     }
@@ -304,6 +312,16 @@ impl Opened {
     /// Opens `reference`: an image index when the reference names one (an OCI layout or
     /// archive whose tag points at an index, directly or through nested ones), else the image.
     /// `options.platform` is not used to choose here: every platform is read.
+    ///
+    /// ```no_run
+    /// use squash::Opened;
+    ///
+    /// match Opened::open(&"oci:layout:app".parse()?, &Default::default())? {
+    ///     Opened::Index(index) => println!("an index of {} images", index.images().len()),
+    ///     Opened::Image(image) => println!("one image of {} layers", image.layers().len()),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open(reference: &ImageReference, options: &OpenOptions) -> Result<Opened> {
         open_store(reference, options, true)
     }

@@ -88,6 +88,18 @@ impl ImageIndex {
     /// Plans every image of the index: each resolves its own ranges with `options`
     /// (`--from-layer N` counts that image's layers; `base` uses the base of its platform),
     /// within `index_options.platforms` when given; the rest is copied.
+    ///
+    /// ```no_run
+    /// use squash::{IndexOptions, LayerSelector, Opened, Output, OutputFormat, SquashOptions};
+    ///
+    /// if let Opened::Index(index) = Opened::open(&"oci:layout:app".parse()?, &Default::default())? {
+    ///     let only_arm = IndexOptions { platforms: vec!["linux/arm64".parse()?], ..Default::default() };
+    ///     let plan = index.plan(&SquashOptions::default().with_selector(LayerSelector::Top(2)), &only_arm)?;
+    ///     let outcome = plan.execute(&index, &Output { path: "out".into(), format: OutputFormat::OciLayout, tag: None })?;
+    ///     println!("new index {}", outcome.index_digest);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn plan(&self, options: &SquashOptions, index_options: &IndexOptions) -> Result<IndexPlan> {
         for wanted in &index_options.platforms {
             if !self.images().iter().any(|i| i.platform().is_some_and(|p| wanted.matches(p))) {

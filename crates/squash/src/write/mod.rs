@@ -195,6 +195,16 @@ impl PreMerged {
 impl SquashPlan {
     /// Merges the planned ranges, copies every other layer byte for byte, and writes the new
     /// image to `output`. Nothing is left at the destination if this fails.
+    ///
+    /// ```no_run
+    /// use squash::{Image, LayerSelector, Output, OutputFormat, SquashOptions};
+    ///
+    /// let image = Image::open("oci:layout:app")?;
+    /// let plan = image.plan(&SquashOptions::default().with_selector(LayerSelector::Top(3)))?;
+    /// let outcome = plan.execute(&image, &Output { path: "out".into(), format: OutputFormat::OciLayout, tag: Some("app".into()) })?;
+    /// println!("new manifest {}", outcome.manifest_digest);
+    /// # Ok::<(), squash::Error>(())
+    /// ```
     pub fn execute(&self, image: &Image, output: &Output) -> Result<Outcome> {
         self.execute_with_progress(image, output, &NoProgress)
     }
