@@ -10,28 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::builder::LayerBuilder;
+use crate::generate::{content, Rng};
 use crate::model::{NodeKind, RootFs};
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-    fn pick<T: Clone>(&mut self, items: &[T]) -> Option<T> {
-        (!items.is_empty()).then(|| items[self.below(items.len())].clone())
-    }
-}
 
 /// Names under the root stay clear of what engines put into every container (`etc`, `dev`,
 /// `proc`, `sys`, `run`).
@@ -67,16 +47,6 @@ fn ancestors(path: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 fn under(path: &[u8], dir: &[u8]) -> bool {
     path.len() > dir.len() && path.starts_with(dir) && path[dir.len()] == b'/'
-}
-
-fn content(rng: &mut Rng) -> Vec<u8> {
-    let len = match rng.below(4) {
-        0 => 0,
-        1 => rng.below(40),
-        2 => 511 + rng.below(3),
-        _ => rng.below(3000),
-    };
-    (0..len).map(|_| rng.next() as u8).collect()
 }
 
 impl State {

@@ -5,20 +5,24 @@ use crate::builder::LayerBuilder;
 use crate::model::{NodeKind, RootFs};
 
 /// A small deterministic generator (xorshift64*), so a failing seed reproduces exactly.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
     }
-    fn chance(&mut self, percent: u64) -> bool {
+    pub(crate) fn chance(&mut self, percent: u64) -> bool {
         self.next() % 100 < percent
+    }
+    /// One of `items`, or `None` when there is none.
+    pub(crate) fn pick<T: Clone>(&mut self, items: &[T]) -> Option<T> {
+        (!items.is_empty()).then(|| items[self.below(items.len())].clone())
     }
 }
 
@@ -59,7 +63,8 @@ fn forget_tree(known: &mut std::collections::BTreeSet<Vec<u8>>, path: &[u8], inc
     known.retain(|d| !(include_self && d == path || d.starts_with(path) && d.get(path.len()) == Some(&b'/')));
 }
 
-fn content(rng: &mut Rng) -> Vec<u8> {
+/// File content of a random length: empty, short, around a tar block, or up to 3 kB.
+pub(crate) fn content(rng: &mut Rng) -> Vec<u8> {
     let len = match rng.below(4) {
         0 => 0,
         1 => rng.below(40),
