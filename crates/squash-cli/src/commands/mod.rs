@@ -89,17 +89,17 @@ fn open(args: &ImageArgs, scratch: Option<&std::path::Path>) -> Result<Image> {
 /// Opens the image or, when the reference names one, the whole image index.
 fn open_any(args: &ImageArgs, scratch: Option<&std::path::Path>) -> Result<Opened> {
     let reference = args.image.as_deref().ok_or_else(|| anyhow!("no image given (see --help)"))?;
-    let reference: squash::ImageReference = reference.parse().map_err(|e: squash::ParseError| {
-        if let Err(error) = Image::open(reference) {
-            return anyhow!(error);
-        }
-        anyhow!(e)
-    })?;
     let mut options = OpenOptions::default().with_cancel(exit::cancelled);
     if let Some(dir) = scratch {
         options = options.with_tmp_dir(dir);
     }
-    Ok(Opened::open(&reference, &options)?)
+    Ok(Opened::open_with(reference, &options)?)
+}
+
+/// The `--base` images, each an image or an index (the image of each platform is taken from
+/// it).
+fn open_bases(args: &SelectArgs) -> Result<Vec<Opened>> {
+    args.base.iter().map(|b| Opened::open_with(b, &OpenOptions::default()).with_context(|| format!("opening base image `{b}`"))).collect()
 }
 
 /// Whether `reference` names standard input or a pipe, which are spooled.
@@ -164,13 +164,7 @@ fn squash(args: SquashArgs) -> Result<ExitCode> {
         Opened::Index(index) => {
             // A docker-archive holds one platform: that image alone.
             let docker = match (&stream, &output_spec) {
-                (Some(stream), _) => {
-                    stream.format.unwrap_or(if index.format() == InputFormat::OciArchive {
-                        OutputFormat::OciArchive
-                    } else {
-                        OutputFormat::DockerArchive
-                    }) == OutputFormat::DockerArchive
-                }
+                (Some(stream), _) => stream.format_for(index.format()) == OutputFormat::DockerArchive,
                 (None, Some(spec)) => spec.format_for(default_format(index.format())) == OutputFormat::DockerArchive,
                 (None, None) => false,
             };
@@ -215,13 +209,7 @@ fn squash(args: SquashArgs) -> Result<ExitCode> {
     let outcome = match (&output, &stream) {
         (Some(output), _) => exit::writing(|| plan.execute_with_progress(&image, output, &progress)),
         (None, Some(stream)) => {
-            // An archive on stdout: docker-archive unless the input is an OCI archive or
-            // --format says otherwise.
-            let format = stream.format.unwrap_or(if image.format() == InputFormat::OciArchive {
-                OutputFormat::OciArchive
-            } else {
-                OutputFormat::DockerArchive
-            });
+            let format = stream.format_for(image.format());
             exit::stdout_is_image();
             let mut stdout = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
             exit::writing(|| plan.execute_to_writer(&image, format, stream.tag.clone(), &mut stdout, &progress))
@@ -244,6 +232,14 @@ fn squash(args: SquashArgs) -> Result<ExitCode> {
 struct StreamSpec {
     format: Option<OutputFormat>,
     tag: Option<String>,
+}
+
+impl StreamSpec {
+    /// The archive written to stdout for an input of format `input`: docker-archive unless the
+    /// input is an OCI archive or --format says otherwise.
+    fn format_for(&self, input: InputFormat) -> OutputFormat {
+        self.format.unwrap_or(if input == InputFormat::OciArchive { OutputFormat::OciArchive } else { OutputFormat::DockerArchive })
+    }
 }
 
 fn stream_spec(raw: &str, format: Option<OutputFormat>, tag: Option<&str>) -> Result<Option<StreamSpec>> {
@@ -389,15 +385,7 @@ fn squash_index(
 ) -> Result<ExitCode> {
     let selector = selector_only(&args.select)?;
     let options = squash_options(args, selector, scratch.as_deref())?;
-    let bases = args
-        .select
-        .base
-        .iter()
-        .map(|b| {
-            let reference: squash::ImageReference = b.parse().map_err(|e: squash::ParseError| anyhow!(e))?;
-            Opened::open(&reference, &OpenOptions::default()).with_context(|| format!("opening base image `{b}`"))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let bases = open_bases(&args.select)?;
     let index_options = IndexOptions { platforms, keep_attestations: args.keep_attestations, bases };
     let plan = index.plan(&options, &index_options)?;
     if !args.quiet && !args.json {
@@ -554,15 +542,7 @@ fn report(args: crate::args::ReportArgs) -> Result<ExitCode> {
     let scratch = scratch_for(&args.image, false)?;
     let (index, images) = images_to_read(&args.image, scratch.as_ref().map(|d| d.path()))?;
     let selector = selector_only(&args.select)?;
-    let bases = args
-        .select
-        .base
-        .iter()
-        .map(|b| {
-            let reference: squash::ImageReference = b.parse().map_err(|e: squash::ParseError| anyhow!(e))?;
-            Opened::open(&reference, &OpenOptions::default()).with_context(|| format!("opening base image `{b}`"))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let bases = open_bases(&args.select)?;
     let gates = Gates {
         max_wasted_bytes: args
             .fail_if_wasted_over

@@ -262,15 +262,7 @@ impl Image {
 
     /// Like [`Image::open`], with options for choosing among several images.
     pub fn open_with(reference: &str, options: &OpenOptions) -> Result<Image> {
-        let reference: ImageReference = reference.parse().map_err(|e: crate::error::ParseError| {
-            let reason = e.to_string();
-            let location = Location::file(reference);
-            match remote_transport(reference) {
-                Some(_) => Error::Unsupported { location, what: reason },
-                None => Error::Selection { location, reason },
-            }
-        })?;
-        Image::open_reference(&reference, options)
+        Image::open_reference(&parse_reference(reference)?, options)
     }
 
     /// Opens a parsed reference. A platform asked for in `options` must be the image's, whether
@@ -326,6 +318,12 @@ impl Opened {
         open_store(reference, options, true)
     }
 
+    /// [`Opened::open`] of a reference given as text, refused as [`Image::open_with`] refuses
+    /// it (a remote transport as unsupported, with the command that makes a file of it).
+    pub fn open_with(reference: &str, options: &OpenOptions) -> Result<Opened> {
+        Opened::open(&parse_reference(reference)?, options)
+    }
+
     /// The image of `image`'s platform here, as a base for it: an image as it is (unless it
     /// states another platform), an index's image of that platform.
     pub fn for_platform_of(&self, image: &Image) -> Option<Image> {
@@ -339,6 +337,19 @@ impl Opened {
             }
         }
     }
+}
+
+/// `reference` parsed, or the error that names it: unsupported for a remote transport, a
+/// selection error otherwise.
+fn parse_reference(reference: &str) -> Result<ImageReference> {
+    reference.parse().map_err(|e: crate::error::ParseError| {
+        let reason = e.to_string();
+        let location = Location::file(reference);
+        match remote_transport(reference) {
+            Some(_) => Error::Unsupported { location, what: reason },
+            None => Error::Selection { location, reason },
+        }
+    })
 }
 
 /// Opens the store `reference` names (spooling a non-seekable input first) and reads from it
