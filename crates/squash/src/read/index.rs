@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::blob::{BlobRef, Store};
-use super::oci::{classify, descriptor_ref, from_manifest, index_entries, is_attestation, platform_of, Kind};
+use super::oci::{choose, classify, descriptor_ref, from_manifest, index_entries, is_attestation, platform_of, Kind};
 use super::{Document, Image, InputFormat, Platform};
 use crate::digest::Digest;
 use crate::error::{Error, Location, Result};
@@ -190,33 +190,8 @@ impl ImageIndex {
     /// index's other platforms ([`Image::other_platforms`]).
     pub fn select(&self, wanted: Option<&Platform>) -> Result<Image> {
         let images = self.images();
-        let listed = || {
-            images
-                .iter()
-                .map(|i| i.platform().map(ToString::to_string).unwrap_or_else(|| "(no platform)".into()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let location = Location::file(self.source()).part(format!("index {}", self.digest().short()));
-        let host = Platform::host();
-        let chosen = match (wanted, images.as_slice()) {
-            (_, []) => return Err(Error::Selection { location, reason: "the index lists no image present in the input".into() }),
-            (Some(wanted), _) => {
-                images.iter().find(|i| i.platform().is_some_and(|p| wanted.matches(p))).ok_or_else(|| Error::Selection {
-                    location: location.clone(),
-                    reason: format!("no manifest for platform {wanted}; platforms: {}", listed()),
-                })?
-            }
-            (None, [one]) => one,
-            (None, many) => many.iter().find(|i| i.platform().is_some_and(|p| host.matches(p))).ok_or_else(|| Error::Selection {
-                location: location.clone(),
-                reason: format!(
-                    "index has {} platforms and none is this host's ({host}); choose one with --platform: {}",
-                    many.len(),
-                    listed()
-                ),
-            })?,
-        };
+        let chosen = choose(&images, |i| i.platform().cloned(), wanted, &location, "the index lists no image present in the input")?;
         let mut image = (*chosen).clone();
         image.other_platforms =
             images.iter().filter(|i| i.manifest_digest() != chosen.manifest_digest()).filter_map(|i| i.platform().cloned()).collect();

@@ -273,40 +273,48 @@ pub(crate) fn is_attestation(entry: &Value) -> bool {
 
 fn choose_platform<'a>(entries: &[&'a Value], options: &OpenOptions, location: &Location) -> Result<(&'a Value, Option<Platform>)> {
     let images: Vec<&Value> = entries.iter().copied().filter(|e| !is_attestation(e)).collect();
-    let listed = || {
-        images
-            .iter()
-            .map(|e| platform_of(e).map(|p| p.to_string()).unwrap_or_else(|| "(no platform)".into()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    if let Some(wanted) = &options.platform {
-        let matching: Vec<&Value> = images.iter().copied().filter(|e| platform_of(e).is_some_and(|p| wanted.matches(&p))).collect();
-        return match matching.as_slice() {
-            [] if images.len() == 1 && platform_of(images[0]).is_none() => Ok((images[0], None)),
-            [] => Err(Error::Selection {
-                location: location.clone(),
-                reason: format!("no manifest for platform {wanted}; platforms: {}", listed()),
-            }),
-            [one, ..] => Ok((one, platform_of(one))),
-        };
+    // An index of one image that states no platform: that image, whatever was asked for (its
+    // config may say; the caller checks).
+    if let [only] = images.as_slice() {
+        if options.platform.is_some() && platform_of(only).is_none() {
+            return Ok((only, None));
+        }
     }
-    match images.as_slice() {
-        [] => Err(Error::Selection { location: location.clone(), reason: "index lists no image manifest".into() }),
-        [one] => Ok((one, platform_of(one))),
-        many => {
+    let chosen = choose(&images, platform_of, options.platform.as_ref(), location, "index lists no image manifest")?;
+    Ok((chosen, platform_of(chosen)))
+}
+
+/// Chooses among the images of an index the one of platform `wanted` (the first that
+/// matches), else the only one, else this host's; `none` says what is wrong when there is
+/// none. The errors list the platforms there are.
+pub(crate) fn choose<'a, T: ?Sized>(
+    items: &[&'a T],
+    platform: impl Fn(&T) -> Option<Platform>,
+    wanted: Option<&Platform>,
+    location: &Location,
+    none: &str,
+) -> Result<&'a T> {
+    let listed = || {
+        items.iter().map(|i| platform(i).map(|p| p.to_string()).unwrap_or_else(|| "(no platform)".into())).collect::<Vec<_>>().join(", ")
+    };
+    let matching = |target: &Platform| items.iter().copied().find(|i| platform(i).is_some_and(|p| target.matches(&p)));
+    match (wanted, items) {
+        (_, []) => Err(Error::Selection { location: location.clone(), reason: none.to_string() }),
+        (Some(wanted), _) => matching(wanted).ok_or_else(|| Error::Selection {
+            location: location.clone(),
+            reason: format!("no manifest for platform {wanted}; platforms: {}", listed()),
+        }),
+        (None, [one]) => Ok(one),
+        (None, many) => {
             let host = Platform::host();
-            match many.iter().find(|e| platform_of(e).is_some_and(|p| host.matches(&p))) {
-                Some(e) => Ok((e, platform_of(e))),
-                None => Err(Error::Selection {
-                    location: location.clone(),
-                    reason: format!(
-                        "index has {} platforms and none is this host's ({host}); choose one with --platform: {}",
-                        many.len(),
-                        listed()
-                    ),
-                }),
-            }
+            matching(&host).ok_or_else(|| Error::Selection {
+                location: location.clone(),
+                reason: format!(
+                    "index has {} platforms and none is this host's ({host}); choose one with --platform: {}",
+                    many.len(),
+                    listed()
+                ),
+            })
         }
     }
 }
