@@ -39,10 +39,7 @@ impl Progress for Watch {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let scratch = tempfile::tempdir()?;
-    let image = match std::env::args().nth(1) {
-        Some(image) => image,
-        None => common::example_images(scratch.path()).0,
-    };
+    let image = common::image_argument(scratch.path());
     let image = Image::open(&image)?;
     let plan = image.plan(&SquashOptions::default().with_selector(LayerSelector::Top(3)))?;
 

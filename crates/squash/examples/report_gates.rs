@@ -11,10 +11,7 @@ mod common;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let scratch = tempfile::tempdir()?;
-    let image = match std::env::args().nth(1) {
-        Some(image) => image,
-        None => common::example_images(scratch.path()).0,
-    };
+    let image = common::image_argument(scratch.path());
     let image = Image::open(&image)?;
     let report = image.report(&SquashOptions::default().with_selector(LayerSelector::Top(3)), 5)?;
     println!("wasted {} bytes; efficiency {:.3}", report.wasted_bytes, report.efficiency);

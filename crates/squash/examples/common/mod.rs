@@ -17,3 +17,9 @@ pub fn example_images(dir: &Path) -> (String, String) {
     builder.write_oci_layout(&layout, "app");
     (format!("oci:{}:app", layout.display()), format!("oci:{}:base", layout.display()))
 }
+
+/// The image named by the first argument, else the example app image written under `dir`.
+#[allow(dead_code, reason = "not every example takes one image")]
+pub fn image_argument(dir: &Path) -> String {
+    std::env::args().nth(1).unwrap_or_else(|| example_images(dir).0)
+}

@@ -138,7 +138,7 @@ impl ImageIndex {
         Ok(IndexPlan { children, options: options.clone() })
     }
 
-    /// Whether some image of the index gets squashed layers.
+    /// Every image of the index (nested ones too) with its plan, in order, into `out`.
     fn images_with_plans<'a>(&'a self, plan: &'a IndexPlan, out: &mut Vec<(&'a Image, &'a SquashPlan)>) {
         for (child, child_plan) in self.children.iter().zip(&plan.children) {
             match (&child.kind, child_plan) {
