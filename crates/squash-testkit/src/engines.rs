@@ -131,6 +131,12 @@ fn short_dir(prefix: &str) -> tempfile::TempDir {
     tempfile::Builder::new().prefix(prefix).tempdir_in(base).expect("a short temporary directory")
 }
 
+/// Starts a daemon with its output going to `log` and no standard input.
+fn spawn_daemon(cmd: &mut Command, log: &Path) -> Child {
+    let file = std::fs::File::create(log).expect("log");
+    cmd.stdout(file.try_clone().expect("log")).stderr(file).stdin(Stdio::null()).spawn().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
+}
+
 fn wait_for(what: &str, log: &Path, mut ready: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ready() {
@@ -164,19 +170,18 @@ impl Docker {
         std::fs::create_dir_all(&root).expect("daemon dir");
         let run = short_dir("dockerd-");
         let socket = run.path().join("docker.sock");
-        let log = std::fs::File::create(root.join("dockerd.log")).expect("log");
-        let daemon = Command::new("dockerd")
-            .args(["--iptables=false", "--ip-forward=false", "--bridge=none", "--storage-driver=overlay2"])
-            .arg(format!("--data-root={}", root.join("root").display()))
-            .arg(format!("--exec-root={}", run.path().join("exec").display()))
-            .arg(format!("--pidfile={}", run.path().join("docker.pid").display()))
-            .arg(format!("-H=unix://{}", socket.display()))
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("dockerd");
+        let log = root.join("dockerd.log");
+        let daemon = spawn_daemon(
+            Command::new("dockerd")
+                .args(["--iptables=false", "--ip-forward=false", "--bridge=none", "--storage-driver=overlay2"])
+                .arg(format!("--data-root={}", root.join("root").display()))
+                .arg(format!("--exec-root={}", run.path().join("exec").display()))
+                .arg(format!("--pidfile={}", run.path().join("docker.pid").display()))
+                .arg(format!("-H=unix://{}", socket.display())),
+            &log,
+        );
         let docker = Docker { root, daemon, host: format!("unix://{}", socket.display()), run };
-        wait_for("dockerd", &docker.root.join("dockerd.log"), || docker.cmd().arg("version").output().is_ok_and(|o| o.status.success()));
+        wait_for("dockerd", &log, || docker.cmd().arg("version").output().is_ok_and(|o| o.status.success()));
         docker
     }
 
@@ -255,19 +260,10 @@ impl Containerd {
             ),
         )
         .expect("config");
-        let log = std::fs::File::create(root.join("containerd.log")).expect("log");
-        let daemon = Command::new("containerd")
-            .arg("--config")
-            .arg(&config)
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("containerd");
+        let log = root.join("containerd.log");
+        let daemon = spawn_daemon(Command::new("containerd").arg("--config").arg(&config), &log);
         let containerd = Containerd { root, daemon, socket, _run: run };
-        wait_for("containerd", &containerd.root.join("containerd.log"), || {
-            containerd.ctr().arg("version").output().is_ok_and(|o| o.status.success())
-        });
+        wait_for("containerd", &log, || containerd.ctr().arg("version").output().is_ok_and(|o| o.status.success()));
         containerd
     }
 
