@@ -68,52 +68,75 @@ pub(crate) fn read(
     name: Option<String>,
     depth: usize,
 ) -> Result<Option<ImageIndex>> {
+    let document = read_document(store, blob)?;
+    if !is_index(&document, declared, store)? {
+        return Ok(None);
+    }
+    build(store, format, document, declared, name, depth).map(Some)
+}
+
+/// A document of the store, read (size and digest verified) and parsed.
+fn read_document(store: &Store, blob: &BlobRef) -> Result<(Vec<u8>, Digest, Value)> {
     let digest = blob.digest.clone().ok_or_else(|| Error::invalid(store.location(), "descriptor", "no digest"))?;
+    let location = store.location().part(format!("manifest {}", digest.short()));
+    let raw = store.read_document(blob, location.clone())?;
+    let value: Value = serde_json::from_slice(&raw).map_err(|e| Error::invalid(location, "manifest", e.to_string()))?;
+    Ok((raw, digest, value))
+}
+
+fn is_index((_, digest, value): &(Vec<u8>, Digest, Value), declared: Option<&str>, store: &Store) -> Result<bool> {
+    let location = store.location().part(format!("index {}", digest.short()));
+    Ok(value.is_object() && classify(value, declared, &location)? == Kind::Index)
+}
+
+/// The index whose document is `(raw, digest, value)`, with everything it lists.
+fn build(
+    store: &Store,
+    format: InputFormat,
+    (raw, digest, value): (Vec<u8>, Digest, Value),
+    declared: Option<&str>,
+    name: Option<String>,
+    depth: usize,
+) -> Result<ImageIndex> {
     let location = store.location().part(format!("index {}", digest.short()));
     if depth > 8 {
         return Err(Error::invalid(location, "image index", "indexes nested too deeply (a loop?)"));
-    }
-    let raw = store.read_document(blob, location.clone())?;
-    let value: Value = serde_json::from_slice(&raw).map_err(|e| Error::invalid(location.clone(), "image index", e.to_string()))?;
-    if !value.is_object() || classify(&value, declared, &location)? != Kind::Index {
-        return Ok(None);
     }
     let media_type = value.get("mediaType").and_then(Value::as_str).or(declared).unwrap_or(super::oci::OCI_INDEX).to_string();
     let mut children = Vec::new();
     for entry in index_entries(&value, &location)? {
         let child_blob = descriptor_ref(entry, &location, store)?;
         let declared = entry.get("mediaType").and_then(Value::as_str);
-        let present = store.open(&child_blob.name)?.is_some();
-        let kind = if !present {
+        let kind = if store.open(&child_blob.name)?.is_none() {
             IndexChildKind::Absent
-        } else if let Some(nested) = read(store, format, &child_blob, declared, name.clone(), depth + 1)? {
-            IndexChildKind::Index(Box::new(nested))
         } else {
-            child_kind(store, format, entry, &child_blob, declared, name.clone())?
+            // Each child's document is read once, whatever it turns out to be.
+            let document = read_document(store, &child_blob)?;
+            if is_index(&document, declared, store)? {
+                IndexChildKind::Index(Box::new(build(store, format, document, declared, name.clone(), depth + 1)?))
+            } else {
+                child_kind(store, format, entry, document, declared, name.clone())?
+            }
         };
         children.push(IndexChild { descriptor: entry.clone(), blob: child_blob, kind });
     }
     let document = Document { raw, digest, media_type, value };
-    Ok(Some(ImageIndex { store: store.clone(), format, name, document, children, spool: None }))
+    Ok(ImageIndex { store: store.clone(), format, name, document, children, spool: None })
 }
 
-/// What a manifest entry of an index is.
+/// What a manifest entry of an index is, its document `(raw, digest, value)` read.
 fn child_kind(
     store: &Store,
     format: InputFormat,
     entry: &Value,
-    blob: &BlobRef,
+    (raw, digest, value): (Vec<u8>, Digest, Value),
     declared: Option<&str>,
     name: Option<String>,
 ) -> Result<IndexChildKind> {
-    let digest = blob.digest.clone().ok_or_else(|| Error::invalid(store.location(), "descriptor", "no digest"))?;
-    let location = store.location().part(format!("manifest {}", digest.short()));
     if is_attestation(entry) {
         let of = entry.get("annotations").and_then(|a| a.get(REFERENCE_DIGEST)).and_then(Value::as_str).and_then(|d| d.parse().ok());
         return Ok(IndexChildKind::Attestation { of });
     }
-    let raw = store.read_document(blob, location.clone())?;
-    let value: Value = serde_json::from_slice(&raw).map_err(|e| Error::invalid(location.clone(), "manifest", e.to_string()))?;
     if let Some(subject) = value.get("subject").and_then(|s| s.get("digest")).and_then(Value::as_str) {
         return Ok(IndexChildKind::Attestation { of: subject.parse().ok() });
     }
