@@ -46,7 +46,7 @@ fn main() {
     let plan = image.plan(&options).expect("plan");
     let planned = start.elapsed().as_secs_f64();
     let start = Instant::now();
-    plan.execute(&image, &Output { path: dir.path().join("out"), format: OutputFormat::OciLayout, tag: None }).expect("execute");
+    plan.execute(&image, &Output::new(dir.path().join("out"), OutputFormat::OciLayout)).expect("execute");
     let merged = start.elapsed().as_secs_f64();
     println!("index + plan: {entries} entries in {planned:.3}s = {:.0} entries/s", entries as f64 / planned);
     println!("merge (uncompressed): {entries} entries in {merged:.3}s = {:.0} entries/s", entries as f64 / merged);
@@ -65,7 +65,7 @@ fn main() {
             let plan = image.plan(&options).expect("plan");
             let out = dir.path().join(format!("out-{compression}-{threads}"));
             let start = Instant::now();
-            plan.execute(&image, &Output { path: out, format: OutputFormat::OciLayout, tag: None }).expect("execute");
+            plan.execute(&image, &Output::new(out, OutputFormat::OciLayout)).expect("execute");
             let secs = start.elapsed().as_secs_f64();
             println!("{compression} at {threads} thread(s): {:.0} MB/s", 64.0 * 1.048_576 / secs);
         }

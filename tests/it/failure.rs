@@ -66,7 +66,7 @@ fn corrupted_layer_blob_is_named_and_leaves_no_output() {
         let last = bytes.len() - 10;
         bytes[last] ^= 0xff;
         std::fs::write(&blob, &bytes).expect("write");
-        let output = Output { path: dir.path().join("out"), format, tag: None };
+        let output = Output::new(dir.path().join("out"), format);
         // Squashing decodes the layer: the damage is found.
         let err = image
             .plan(&SquashOptions::default().with_selector(LayerSelector::Top(2)))
@@ -150,7 +150,7 @@ fn a_config_whose_diff_id_lies_is_refused() {
         let input = dir.path().join("in");
         b.write_oci_layout(&input, "t");
         let result = Image::open(&format!("oci:{}:t", input.display())).and_then(|image| {
-            let output = Output { path: dir.path().join("out"), format: OutputFormat::OciLayout, tag: None };
+            let output = Output::new(dir.path().join("out"), OutputFormat::OciLayout);
             image.plan(&SquashOptions::default().with_selector(LayerSelector::Top(2))).and_then(|p| p.execute(&image, &output))
         });
         let err = result.expect_err("a lying diff_id must be found");

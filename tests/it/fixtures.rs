@@ -79,7 +79,7 @@ fn valid_images_open_inspect_copy_and_squash() {
         let copy = dir.path().join("copy");
         let outcome = image
             .plan(&SquashOptions::default())
-            .and_then(|p| p.execute(&image, &Output { path: copy.clone(), format: OutputFormat::OciLayout, tag: Some("t".into()) }))
+            .and_then(|p| p.execute(&image, &Output::new(copy.clone(), OutputFormat::OciLayout).with_tag("t")))
             .unwrap_or_else(|e| panic!("{reference}: copy: {e}"));
         for (layer, index) in outcome.layers.iter().zip(&indexes) {
             assert_eq!(layer.digest, index.blob_digest, "{reference}: copied layer {} changed", layer.index);
@@ -91,7 +91,7 @@ fn valid_images_open_inspect_copy_and_squash() {
         let n = image.layers().len();
         image
             .plan(&SquashOptions::default().with_selector(LayerSelector::Ranges(vec![(0, n - 1)])))
-            .and_then(|p| p.execute(&image, &Output { path: squashed.clone(), format: OutputFormat::OciLayout, tag: None }))
+            .and_then(|p| p.execute(&image, &Output::new(squashed.clone(), OutputFormat::OciLayout)))
             .unwrap_or_else(|e| panic!("{reference}: squash: {e}"));
         let after = read_back(&squashed);
         let actual = RootFs::from_layers(after.iter().map(Vec::as_slice)).expect("squashed applies");

@@ -64,7 +64,7 @@ fn squash_index(input: &str, out: &Path, from_top: usize, index_options: &IndexO
     let index = open_index(input);
     let options = SquashOptions::default().with_selector(LayerSelector::Top(from_top));
     let plan = index.plan(&options, index_options).expect("plan");
-    plan.execute(&index, &Output { path: out.to_path_buf(), format: OutputFormat::OciLayout, tag: Some("t".into()) }).expect("write")
+    plan.execute(&index, &Output::new(out.to_path_buf(), OutputFormat::OciLayout).with_tag("t")).expect("write")
 }
 
 /// Every platform squashed: each platform's filesystem is the original's, its base layer the
@@ -100,8 +100,7 @@ fn every_platform_of_an_index_is_squashed() {
         let index = open_index(&format!("oci:{}:t", input.display()));
         let options = SquashOptions::default().with_selector(LayerSelector::Top(2)).with_threads(threads);
         let plan = index.plan(&options, &IndexOptions::default()).expect("plan");
-        let second =
-            plan.execute(&index, &Output { path: again.clone(), format: OutputFormat::OciLayout, tag: Some("t".into()) }).expect("write");
+        let second = plan.execute(&index, &Output::new(again.clone(), OutputFormat::OciLayout).with_tag("t")).expect("write");
         assert_eq!(outcome.index_digest, second.index_digest, "{threads} threads");
         assert_eq!(
             std::fs::read_dir(again.join("blobs/sha256")).expect("blobs").count(),
@@ -120,7 +119,7 @@ fn chosen_platforms_are_squashed_and_the_rest_copied() {
     let before = tagged_index(&input, "t");
     let arm: Platform = "linux/arm64".parse().expect("platform");
     let out = dir.path().join("out");
-    let outcome = squash_index(&reference, &out, 2, &IndexOptions { platforms: vec![arm], ..Default::default() });
+    let outcome = squash_index(&reference, &out, 2, &IndexOptions::default().with_platforms(vec![arm]));
     let after = tagged_index(&out, "t");
     let (old, new) = (before["manifests"].as_array().expect("entries"), after["manifests"].as_array().expect("entries"));
     assert_eq!(new.len(), 3, "{after}");
@@ -133,12 +132,12 @@ fn chosen_platforms_are_squashed_and_the_rest_copied() {
     copied.images()[0].verify_layers(0..4).expect("copied image verifies");
     // Keeping the attestation of a squashed image: it is listed as stale.
     let kept = dir.path().join("kept");
-    let outcome = squash_index(&reference, &kept, 2, &IndexOptions { keep_attestations: true, ..Default::default() });
+    let outcome = squash_index(&reference, &kept, 2, &IndexOptions::default().with_keep_attestations(true));
     assert_eq!(outcome.stale_attestations.len(), 1);
     assert_eq!(tagged_index(&kept, "t")["manifests"].as_array().map(Vec::len), Some(3));
     // A platform the index lacks is an error naming what it has.
     let index = open_index(&reference);
-    let wrong = IndexOptions { platforms: vec!["linux/s390x".parse().expect("platform")], ..Default::default() };
+    let wrong = IndexOptions::default().with_platforms(vec!["linux/s390x".parse().expect("platform")]);
     let err = index.plan(&SquashOptions::default().with_selector(LayerSelector::Top(2)), &wrong).expect_err("no s390x");
     assert!(err.to_string().contains("linux/amd64, linux/arm64/v8"), "{err}");
 }
@@ -152,7 +151,7 @@ fn an_index_is_not_written_as_a_docker_archive() {
     let index = open_index(&format!("oci:{}:t", input.display()));
     let plan = index.plan(&SquashOptions::default().with_selector(LayerSelector::Top(2)), &IndexOptions::default()).expect("plan");
     let out = dir.path().join("out.tar");
-    let err = plan.execute(&index, &Output { path: out.clone(), format: OutputFormat::DockerArchive, tag: None }).expect_err("refused");
+    let err = plan.execute(&index, &Output::new(out.clone(), OutputFormat::DockerArchive)).expect_err("refused");
     assert!(err.to_string().contains("--platform"), "{err}");
     assert!(!out.exists());
 }
@@ -337,8 +336,7 @@ fn referrers_follow_their_subject() {
     assert_eq!(tagged_index(&all, "t")["manifests"].as_array().map(Vec::len), Some(2));
 
     let amd_only = dir.path().join("amd");
-    let outcome =
-        squash_index(&reference, &amd_only, 2, &IndexOptions { platforms: vec!["linux/amd64".parse().expect("p")], ..Default::default() });
+    let outcome = squash_index(&reference, &amd_only, 2, &IndexOptions::default().with_platforms(vec!["linux/amd64".parse().expect("p")]));
     assert_eq!(outcome.dropped_attestations.len(), 1, "{outcome:?}");
     let entries = tagged_index(&amd_only, "t")["manifests"].as_array().cloned().expect("entries");
     let kept = entries.iter().find(|e| e["artifactType"] == json!("application/vnd.example.signature")).expect("the referrer stays");

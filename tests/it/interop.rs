@@ -61,7 +61,7 @@ fn skopeo_reads_every_output_format() {
         ("docker.tar", OutputFormat::DockerArchive, "docker-archive"),
     ] {
         let path = dir.path().join(name);
-        plan.execute(&image, &Output { path: path.clone(), format, tag: Some("app:1".into()) }).expect("write");
+        plan.execute(&image, &Output::new(path.clone(), format).with_tag("app:1")).expect("write");
         let reference = match format {
             OutputFormat::DockerArchive => format!("{transport}:{}", path.display()),
             _ => format!("{transport}:{}:app:1", path.display()),
@@ -119,7 +119,7 @@ fn umoci_compare(dir: &Path, input: &Path, image: &Image, selector: LayerSelecto
     let out = dir.join("out");
     image
         .plan(&SquashOptions::default().with_selector(selector))
-        .and_then(|p| p.execute(image, &Output { path: out.clone(), format: OutputFormat::OciLayout, tag: Some("t".into()) }))
+        .and_then(|p| p.execute(image, &Output::new(out.clone(), OutputFormat::OciLayout).with_tag("t")))
         .expect("squash");
     let mut trees = Vec::new();
     for (layout, bundle) in [(input, "b1"), (out.as_path(), "b2")] {

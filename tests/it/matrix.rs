@@ -60,7 +60,7 @@ fn prepare(root: &Path) -> Vec<Prepared> {
             ("squashed-oci.tar", OutputFormat::OciArchive, "squashed".to_string()),
             ("squashed", OutputFormat::OciLayout, "squashed".to_string()),
         ] {
-            plan.execute(&image, &Output { path: dir.join(path), format, tag: Some(tag) })
+            plan.execute(&image, &Output::new(dir.join(path), format).with_tag(tag))
                 .unwrap_or_else(|e| panic!("{}: write {path}: {e}", case.name));
         }
         let expected = RootFs::from_layers(case.layers.iter().map(Vec::as_slice)).expect("the case applies");

@@ -17,7 +17,7 @@ fn copies_keep_every_blob_in_every_format() {
         [("layout", OutputFormat::OciLayout), ("oci.tar", OutputFormat::OciArchive), ("docker.tar", OutputFormat::DockerArchive)]
     {
         let path = dir.path().join(name);
-        let outcome = write(&image, SquashOptions::default(), &Output { path: path.clone(), format, tag: Some("app:1".into()) });
+        let outcome = write(&image, SquashOptions::default(), &Output::new(path.clone(), format).with_tag("app:1"));
         let copied: Vec<_> = outcome.layers.iter().map(|l| Some(l.digest.clone())).collect();
         assert_eq!(copied, digests, "{name}");
         let reopened = Image::open(&path.display().to_string()).expect("reopen");
@@ -45,7 +45,7 @@ fn docker_archive_round_trip_and_squash() {
     let outcome = write(
         &image,
         SquashOptions::default().with_selector(LayerSelector::Top(3)),
-        &Output { path: out.clone(), format: OutputFormat::DockerArchive, tag: None },
+        &Output::new(out.clone(), OutputFormat::DockerArchive),
     );
     assert_eq!(outcome.layers.len(), 2);
     let again = Image::open(&format!("docker-archive:{}:app:1", out.display())).expect("reopen by tag");
@@ -68,7 +68,7 @@ fn output_bytes_do_not_depend_on_thread_count() {
         for threads in [1, 2, 4] {
             let path = dir.path().join(format!("out-{compression}-{threads}.tar"));
             let options = SquashOptions::default().with_selector(LayerSelector::Top(4)).with_compression(compression).with_threads(threads);
-            let outcome = write(&image, options, &Output { path: path.clone(), format: OutputFormat::OciArchive, tag: Some("t".into()) });
+            let outcome = write(&image, options, &Output::new(path.clone(), OutputFormat::OciArchive).with_tag("t"));
             manifests.push((outcome.manifest_digest, std::fs::read(&path).expect("read")));
         }
         assert!(manifests.windows(2).all(|w| w[0] == w[1]), "{compression}: output changed with the thread count");
@@ -85,7 +85,7 @@ fn history_created_and_messages() {
         .with_selector(LayerSelector::Ranges(vec![(1, 2)]))
         .with_message("merged")
         .with_source_date_epoch(1_700_000_000);
-    write(&image, options, &Output { path: out.clone(), format: OutputFormat::OciLayout, tag: Some("t".into()) });
+    write(&image, options, &Output::new(out.clone(), OutputFormat::OciLayout).with_tag("t"));
     let (_, config) = squash_testkit::read_oci_layout(&out, Some("t"));
     let history = config["history"].as_array().expect("history");
     let merged: Vec<_> = history.iter().filter(|h| h["comment"] == "merged").collect();
@@ -101,7 +101,7 @@ fn history_created_and_messages() {
     write(
         &image,
         SquashOptions::default().with_selector(LayerSelector::Ranges(vec![(1, 2)])).with_history(squash::HistoryMode::Drop),
-        &Output { path: out2.clone(), format: OutputFormat::OciLayout, tag: Some("t".into()) },
+        &Output::new(out2.clone(), OutputFormat::OciLayout).with_tag("t"),
     );
     let (_, config) = squash_testkit::read_oci_layout(&out2, Some("t"));
     assert_eq!(config["history"].as_array().expect("history").len(), history.len() - 2);
@@ -120,7 +120,7 @@ fn adds_to_an_existing_layout_under_a_new_tag() {
     write(
         &image,
         SquashOptions::default().with_selector(LayerSelector::Top(2)),
-        &Output { path: input.clone(), format: OutputFormat::OciLayout, tag: Some("squashed".into()) },
+        &Output::new(input.clone(), OutputFormat::OciLayout).with_tag("squashed"),
     );
     for (name, bytes) in before {
         assert_eq!(std::fs::read(input.join("blobs/sha256").join(&name)).expect("still there"), bytes, "existing blobs are not rewritten");
@@ -139,7 +139,7 @@ fn report_predicts_the_new_layer_to_the_byte() {
         let image = Image::open(&format!("oci:{}:t", input.display())).expect("open");
         let options = SquashOptions::default().with_selector(LayerSelector::Top(4));
         let report = image.report(&options, 5).expect("report");
-        let outcome = write(&image, options, &Output { path: dir.path().join("out"), format: OutputFormat::OciLayout, tag: None });
+        let outcome = write(&image, options, &Output::new(dir.path().join("out"), OutputFormat::OciLayout));
         let new = outcome.layers.iter().find(|l| l.squashed_from.is_some()).expect("new layer");
         assert_eq!(report.squash[0].uncompressed_size_after, new.uncompressed_size.expect("size"), "seed {seed}");
         assert!(report.wasted_bytes >= report.wasted_bytes_non_base);
@@ -158,9 +158,7 @@ fn a_plan_runs_only_on_its_own_image() {
     let b = squash::Image::open(&format!("oci:{}:t", second.display())).expect("open");
     let plan = a.plan(&squash::SquashOptions::default().with_selector(squash::LayerSelector::Top(2))).expect("plan");
     let out = dir.path().join("out");
-    let err = plan
-        .execute(&b, &squash::Output { path: out.clone(), format: squash::OutputFormat::OciLayout, tag: None })
-        .expect_err("another image");
+    let err = plan.execute(&b, &squash::Output::new(out.clone(), squash::OutputFormat::OciLayout)).expect_err("another image");
     assert!(err.to_string().contains("this plan was made for the image"), "{err}");
     assert!(!out.exists());
 }

@@ -33,7 +33,7 @@ pub fn squash(input: &Path, dir: &Path, ranges: Vec<(usize, usize)>, options: Sq
     let image = Image::open(&format!("oci:{}:t", input.display()))?;
     let plan = image.plan(&options.with_selector(LayerSelector::Ranges(ranges)))?;
     let out = dir.join("out");
-    let output = Output { path: out.clone(), format: OutputFormat::OciLayout, tag: Some("t".into()) };
+    let output = Output::new(out.clone(), OutputFormat::OciLayout).with_tag("t");
     plan.execute(&image, &output)?;
     Ok(out)
 }

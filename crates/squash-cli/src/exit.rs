@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use signal_hook::consts::{SIGINT, SIGPIPE, SIGTERM};
-use squash::document::{ErrorDocument, ErrorInfo};
+use squash::document::ErrorDocument;
 
 /// The signal that asked the run to stop, 0 while none has.
 static SIGNALLED: AtomicI32 = AtomicI32::new(0);
@@ -126,17 +126,7 @@ pub fn fail(error: &anyhow::Error, as_json: bool) -> ExitCode {
     if as_json {
         let library = error.chain().find_map(|e| e.downcast_ref::<squash::Error>());
         let location = library.and_then(squash::Error::location);
-        let document = ErrorDocument {
-            schema_version: squash::document::SCHEMA_VERSION,
-            error: ErrorInfo {
-                kind: library.map(squash::Error::kind).unwrap_or("usage").to_string(),
-                message: message.clone(),
-                file: location.and_then(|l| l.file.as_ref()).map(|f| f.display().to_string()),
-                part: location.and_then(|l| l.part.clone()),
-                entry: location.and_then(|l| l.entry.clone()),
-            },
-            exit_code: 2,
-        };
+        let document = ErrorDocument::new(library.map(squash::Error::kind).unwrap_or("usage"), &message, location, 2);
         let text = serde_json::to_string_pretty(&document).unwrap_or_default();
         if STDOUT_IS_IMAGE.load(Ordering::SeqCst) {
             note(&text);

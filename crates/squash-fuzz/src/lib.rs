@@ -443,7 +443,7 @@ pub fn run_case(path: &Path, work: &Path) -> Result<bool, Finding> {
         let count = image.layers().len();
         let selector = if count > 1 { LayerSelector::Top(count - 1) } else { LayerSelector::Top(count.max(1)) };
         let plan = image.plan(&SquashOptions::default().with_selector(selector))?;
-        plan.execute(&image, &Output { path: out.clone(), format: OutputFormat::OciArchive, tag: Some("fuzz".into()) })?;
+        plan.execute(&image, &Output::new(out.clone(), OutputFormat::OciArchive).with_tag("fuzz"))?;
         Ok(())
     };
     let result = catch_unwind(AssertUnwindSafe(steps));

@@ -46,13 +46,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A run to the end.
     let done = scratch.path().join("done");
     let watch = Watch { written: AtomicU64::new(0), stop_after: None, stopped: AtomicBool::new(false) };
-    plan.execute_with_progress(&image, &Output { path: done.clone(), format: OutputFormat::OciLayout, tag: None }, &watch)?;
+    plan.execute_with_progress(&image, &Output::new(done.clone(), OutputFormat::OciLayout), &watch)?;
     println!("wrote {} bytes to {}", watch.written.load(Ordering::Relaxed), done.display());
 
     // A run cancelled after its first bytes: the error says so and nothing is left behind.
     let cancelled = scratch.path().join("cancelled");
     let watch = Watch { written: AtomicU64::new(0), stop_after: Some(1), stopped: AtomicBool::new(false) };
-    match plan.execute_with_progress(&image, &Output { path: cancelled.clone(), format: OutputFormat::OciLayout, tag: None }, &watch) {
+    match plan.execute_with_progress(&image, &Output::new(cancelled.clone(), OutputFormat::OciLayout), &watch) {
         Err(Error::Cancelled) => println!("cancelled; {} exists: {}", cancelled.display(), cancelled.exists()),
         Err(other) => return Err(other.into()),
         Ok(_) => println!("finished before the cancellation was seen"),

@@ -24,7 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for range in &plan.ranges {
         println!("{}: {} -> {} bytes uncompressed", range.range, range.uncompressed_size_before(), range.uncompressed_size());
     }
-    let outcome = plan.execute(&image, &Output { path: out, format: OutputFormat::OciLayout, tag: Some("squashed".into()) })?;
+    let outcome = plan.execute(&image, &Output::new(out, OutputFormat::OciLayout).with_tag("squashed"))?;
     println!("manifest {}\nconfig   {}", outcome.manifest_digest, outcome.config_digest);
     for layer in &outcome.layers {
         let what = if layer.squashed_from.is_some() { "new" } else { "kept" };

@@ -13,6 +13,7 @@ use sha2::{Digest as _, Sha256};
 /// only one a layer's `diff_id` uses.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
+#[non_exhaustive]
 pub struct Digest {
     hex: String,
 }

@@ -20,6 +20,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// Which image a document is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct InputInfo {
     /// The image as a reference that names it exactly (`oci:PATH:TAG`,
     /// `docker-archive:PATH:NAME`, …), whatever form it was given in.
@@ -62,6 +63,7 @@ impl InputInfo {
 
 /// One layer as `inspect` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct InspectLayer {
     /// Position in the image.
     pub index: usize,
@@ -85,6 +87,7 @@ pub struct InspectLayer {
 
 /// What `inspect` checked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Verification {
     /// Whether a manifest was read and its size and sha256 checked.
     pub manifest: bool,
@@ -98,6 +101,7 @@ pub struct Verification {
 
 /// `squash inspect --json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct InspectDocument {
     /// [`SCHEMA_VERSION`].
     pub schema_version: u32,
@@ -144,6 +148,7 @@ impl InspectDocument {
 
 /// One range of a dry run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PlannedRangeSummary {
     /// The layers and the rule that chose them.
     pub range: LayerRange,
@@ -174,6 +179,7 @@ impl From<&PlannedRange> for PlannedRangeSummary {
 
 /// `squash IMAGE … --dry-run --json`: the plan, nothing written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PlanDocument {
     /// [`SCHEMA_VERSION`].
     pub schema_version: u32,
@@ -202,6 +208,7 @@ impl PlanDocument {
 
 /// Which image index a document is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct IndexInfo {
     /// The index as a reference that names it exactly (`oci:PATH:TAG`, …).
     pub reference: String,
@@ -237,6 +244,7 @@ impl IndexInfo {
 
 /// `squash inspect --json INDEX`: every image of an index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct IndexInspectDocument {
     /// [`SCHEMA_VERSION`].
     pub schema_version: u32,
@@ -246,8 +254,16 @@ pub struct IndexInspectDocument {
     pub images: Vec<InspectDocument>,
 }
 
+impl IndexInspectDocument {
+    /// The document for `index` whose images' documents are `images`.
+    pub fn new(index: &ImageIndex, images: Vec<InspectDocument>) -> IndexInspectDocument {
+        IndexInspectDocument { schema_version: SCHEMA_VERSION, index: IndexInfo::of(index), images }
+    }
+}
+
 /// `squash report --json INDEX`: the report of every image of an index, each with its gates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct IndexReportDocument {
     /// [`SCHEMA_VERSION`].
     pub schema_version: u32,
@@ -257,8 +273,16 @@ pub struct IndexReportDocument {
     pub images: Vec<ReportDocument>,
 }
 
+impl IndexReportDocument {
+    /// The document for `index` whose images' reports are `images`.
+    pub fn new(index: &ImageIndex, images: Vec<ReportDocument>) -> IndexReportDocument {
+        IndexReportDocument { schema_version: SCHEMA_VERSION, index: IndexInfo::of(index), images }
+    }
+}
+
 /// `squash INDEX … --dry-run --json`: the plan of every image of an index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct IndexPlanDocument {
     /// [`SCHEMA_VERSION`].
     pub schema_version: u32,
@@ -284,6 +308,7 @@ impl IndexPlanDocument {
 
 /// `squash INDEX … --json`: what was written for an index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct IndexOutcomeDocument {
     /// [`SCHEMA_VERSION`].
     pub schema_version: u32,
@@ -303,6 +328,7 @@ impl IndexOutcomeDocument {
 
 /// `squash IMAGE … --json`: what was written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct OutcomeDocument {
     /// [`SCHEMA_VERSION`].
     pub schema_version: u32,
@@ -322,6 +348,7 @@ impl OutcomeDocument {
 
 /// `squash report --json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ReportDocument {
     /// [`SCHEMA_VERSION`].
     pub schema_version: u32,
@@ -343,6 +370,7 @@ impl ReportDocument {
 
 /// What went wrong, in an [`ErrorDocument`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ErrorInfo {
     /// [`crate::Error::kind`], or `usage` for an error of the command line itself.
     pub kind: String,
@@ -358,6 +386,7 @@ pub struct ErrorInfo {
 
 /// Any command's `--json` output when it fails.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ErrorDocument {
     /// [`SCHEMA_VERSION`].
     pub schema_version: u32,
@@ -365,4 +394,22 @@ pub struct ErrorDocument {
     pub error: ErrorInfo,
     /// The process's exit code.
     pub exit_code: u8,
+}
+
+impl ErrorDocument {
+    /// The document for an error of `kind` ([`crate::Error::kind`], or `usage`) printed as
+    /// `message`, about `location` if known, ending the process with `exit_code`.
+    pub fn new(kind: &str, message: &str, location: Option<&crate::Location>, exit_code: u8) -> ErrorDocument {
+        ErrorDocument {
+            schema_version: SCHEMA_VERSION,
+            error: ErrorInfo {
+                kind: kind.to_string(),
+                message: message.to_string(),
+                file: location.and_then(|l| l.file.as_ref()).map(|f| f.display().to_string()),
+                part: location.and_then(|l| l.part.clone()),
+                entry: location.and_then(|l| l.entry.clone()),
+            },
+            exit_code,
+        }
+    }
 }

@@ -9,6 +9,7 @@ use crate::digest::Digest;
 /// Where an error happened: the input or output file, the blob or layer inside it, and the entry
 /// inside that layer. Rendered as `app.tar: layer 3 (sha256:ab12…): usr/bin/x`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Location {
     /// The file or directory on disk.
     pub file: Option<PathBuf>,

@@ -6,7 +6,7 @@
 //! [`SquashPlan::execute`] (merge and write) → [`Outcome`].
 
 #![deny(missing_docs)]
-#![doc = include_str!("../../../README.md")]
+#![doc = include_str!("../README.md")]
 
 mod digest;
 pub mod document;
@@ -33,7 +33,9 @@ pub use report::{GateResult, Gates, LayerReport, RangeReport, Report, WastedPath
 /// Presentation helpers for programs that show squash's figures to people: sizes as text and
 /// back, and the report as an SVG chart.
 pub mod present {
-    pub use crate::report::{human, parse_size, report_svg};
+    #[cfg(feature = "svg")]
+    pub use crate::report::report_svg;
+    pub use crate::report::{human, parse_size};
 }
 pub use write::{
     ImageOutcome, IndexOptions, IndexOutcome, IndexPlan, NoProgress, Outcome, OutcomeLayer, Output, OutputFormat, Progress,

@@ -14,6 +14,7 @@ use crate::read::Image;
 
 /// Figures for one layer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct LayerReport {
     /// Position in the image.
     pub index: usize,
@@ -39,6 +40,7 @@ pub struct LayerReport {
 
 /// A path whose content is stored more than once or deleted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct WastedPath {
     /// The path.
     pub path: String,
@@ -52,6 +54,7 @@ pub struct WastedPath {
 
 /// What squashing a range would do, before and after.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RangeReport {
     /// The range and why it was chosen.
     pub range: LayerRange,
@@ -70,6 +73,7 @@ pub struct RangeReport {
 
 /// The whole report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Report {
     /// Every layer, base first.
     pub layers: Vec<LayerReport>,
@@ -89,6 +93,7 @@ pub struct Report {
 
 /// CI gates, with absolute and relative thresholds.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct Gates {
     /// Fail if more than this many bytes are wasted outside the base.
     pub max_wasted_bytes: Option<u64>,
@@ -98,9 +103,35 @@ pub struct Gates {
     pub min_efficiency: Option<f64>,
 }
 
+impl Gates {
+    /// No gate: every report passes.
+    pub fn new() -> Gates {
+        Gates::default()
+    }
+
+    /// Fail if more than `bytes` file bytes are wasted outside the base.
+    pub fn with_max_wasted_bytes(mut self, bytes: u64) -> Gates {
+        self.max_wasted_bytes = Some(bytes);
+        self
+    }
+
+    /// Fail if more than `percent` (0–100) of the non-base file bytes is wasted.
+    pub fn with_max_wasted_percent(mut self, percent: f64) -> Gates {
+        self.max_wasted_percent = Some(percent);
+        self
+    }
+
+    /// Fail if the efficiency (0–1) is below `ratio`.
+    pub fn with_min_efficiency(mut self, ratio: f64) -> Gates {
+        self.min_efficiency = Some(ratio);
+        self
+    }
+}
+
 /// The verdict of one gate: the rule (named as the CLI flag that sets it), its limit, the
 /// report's value, and whether the value is within the limit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct GateResult {
     /// The rule, as its CLI flag: `--fail-if-wasted-over`, `--fail-if-wasted-percent-over`,
     /// `--min-efficiency`.
@@ -180,7 +211,7 @@ impl Image {
     ///
     /// let image = Image::open("app.tar")?;
     /// let report = image.report(&SquashOptions::default(), 10)?;
-    /// let gates = Gates { max_wasted_bytes: Some(50_000_000), ..Default::default() };
+    /// let gates = Gates::new().with_max_wasted_bytes(50_000_000);
     /// for result in report.gate_results(&gates) {
     ///     println!("{result}");
     /// }
@@ -307,6 +338,7 @@ impl Image {
 }
 
 /// A bar chart, one bar per layer, of kept and wasted bytes, as SVG.
+#[cfg(feature = "svg")]
 pub fn report_svg(report: &Report) -> String {
     let width = 900.0;
     let bar_height = 22.0;

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
 use squash::document::{
-    IndexInfo, IndexInspectDocument, IndexOutcomeDocument, IndexPlanDocument, IndexReportDocument, InspectDocument, OutcomeDocument,
-    PlanDocument, ReportDocument,
+    IndexInspectDocument, IndexOutcomeDocument, IndexPlanDocument, IndexReportDocument, InspectDocument, OutcomeDocument, PlanDocument,
+    ReportDocument,
 };
-use squash::present::{human, parse_size, report_svg};
+use squash::present::{human, parse_size};
 use squash::{
     parse_layer_range, Compression, Gates, HistoryMode, Image, ImageIndex, IndexOptions, InputFormat, LayerSelector, OpenOptions, Opened,
     Output, OutputFormat, Platform, SquashOptions,
@@ -294,11 +294,8 @@ impl OutputSpec {
     }
 
     fn resolve(self, default: OutputFormat) -> Output {
-        let mut output = Output::parse(&self.raw, self.format.unwrap_or(default)).unwrap_or_else(|_| Output {
-            path: self.raw.clone().into(),
-            format: default,
-            tag: None,
-        });
+        let mut output =
+            Output::parse(&self.raw, self.format.unwrap_or(default)).unwrap_or_else(|_| Output::new(self.raw.clone(), default));
         if self.tag.is_some() {
             output.tag = self.tag;
         }
@@ -386,7 +383,7 @@ fn squash_index(
     let selector = selector_only(&args.select)?;
     let options = squash_options(args, selector, scratch.as_deref())?;
     let bases = open_bases(&args.select)?;
-    let index_options = IndexOptions { platforms, keep_attestations: args.keep_attestations, bases };
+    let index_options = IndexOptions::default().with_platforms(platforms).with_keep_attestations(args.keep_attestations).with_bases(bases);
     let plan = index.plan(&options, &index_options)?;
     if !args.quiet && !args.json {
         if args.dry_run {
@@ -472,11 +469,7 @@ fn inspect(args: &ImageArgs, as_json: bool, verify: bool) -> Result<ExitCode> {
         }
     }
     if as_json {
-        out(&json_line(&IndexInspectDocument {
-            schema_version: squash::document::SCHEMA_VERSION,
-            index: IndexInfo::of(&index),
-            images: documents,
-        })?)?;
+        out(&json_line(&IndexInspectDocument::new(&index, documents))?)?;
     } else {
         out(&text)?;
     }
@@ -539,20 +532,19 @@ fn empty_step_row(step: &squash::HistoryStep) -> Vec<String> {
 }
 
 fn report(args: crate::args::ReportArgs) -> Result<ExitCode> {
+    #[cfg(not(feature = "svg"))]
+    if args.svg.is_some() {
+        bail!("--svg needs squash built with its `svg` cargo feature");
+    }
     let scratch = scratch_for(&args.image, false)?;
     let (index, images) = images_to_read(&args.image, scratch.as_ref().map(|d| d.path()))?;
     let selector = selector_only(&args.select)?;
     let bases = open_bases(&args.select)?;
-    let gates = Gates {
-        max_wasted_bytes: args
-            .fail_if_wasted_over
-            .as_deref()
-            .map(parse_size)
-            .transpose()
-            .map_err(|e| anyhow!("--fail-if-wasted-over {e}"))?,
-        max_wasted_percent: args.fail_if_wasted_percent_over,
-        min_efficiency: args.min_efficiency,
-    };
+    let mut gates = Gates::new();
+    gates.max_wasted_bytes =
+        args.fail_if_wasted_over.as_deref().map(parse_size).transpose().map_err(|e| anyhow!("--fail-if-wasted-over {e}"))?;
+    gates.max_wasted_percent = args.fail_if_wasted_percent_over;
+    gates.min_efficiency = args.min_efficiency;
     // One report per image (every image of an index, without --platform); gates apply to each.
     let mut documents = Vec::new();
     let mut text = String::new();
@@ -562,12 +554,13 @@ fn report(args: crate::args::ReportArgs) -> Result<ExitCode> {
         options.bases = bases.iter().filter_map(|b| b.for_platform_of(image)).collect();
         let report = image.report(&options, args.top)?;
         let platform = image.platform().map(ToString::to_string).unwrap_or_else(|| "(no platform)".into());
+        #[cfg(feature = "svg")]
         if let Some(path) = &args.svg {
             let path = match &index {
                 Some(_) => svg_path_for(path, &platform),
                 None => path.clone(),
             };
-            std::fs::write(&path, report_svg(&report)).with_context(|| format!("writing `{}`", path.display()))?;
+            std::fs::write(&path, squash::present::report_svg(&report)).with_context(|| format!("writing `{}`", path.display()))?;
         }
         let results = report.gate_results(&gates);
         let prefix = if index.is_some() { format!("{platform}: ") } else { String::new() };
@@ -579,11 +572,7 @@ fn report(args: crate::args::ReportArgs) -> Result<ExitCode> {
         documents.push(ReportDocument::new(image, report, results));
     }
     match (&index, args.json) {
-        (Some(index), true) => out(&json_line(&IndexReportDocument {
-            schema_version: squash::document::SCHEMA_VERSION,
-            index: IndexInfo::of(index),
-            images: documents,
-        })?)?,
+        (Some(index), true) => out(&json_line(&IndexReportDocument::new(index, documents))?)?,
         (None, true) => out(&json_line(&documents[0])?)?,
         (_, false) => out(&text)?,
     }
@@ -593,6 +582,7 @@ fn report(args: crate::args::ReportArgs) -> Result<ExitCode> {
     Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
+#[cfg(feature = "svg")]
 /// `chart.svg` for platform `linux/arm64`: `chart-linux-arm64.svg`.
 fn svg_path_for(path: &std::path::Path, platform: &str) -> std::path::PathBuf {
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "report".into());

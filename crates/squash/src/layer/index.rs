@@ -24,6 +24,7 @@ pub enum EntryClass {
 
 /// One entry of a layer, as indexed.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct IndexedEntry {
     /// The normalized path.
     pub path: EntryPath,
@@ -84,6 +85,7 @@ impl IndexedEntry {
 
 /// Every entry of one layer, in stream order, with what reading it proved.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct LayerIndex {
     /// Position of the layer in the image.
     pub layer: usize,

@@ -6,12 +6,14 @@ use std::io::{self, Write};
 use crate::layer::compression::Compression;
 
 /// Bytes of input per zstd job.
+#[cfg(feature = "zstd")]
 const ZSTD_JOB_SIZE: u32 = 4 << 20;
 
 /// A streaming compressor writing into `W`.
 pub(crate) enum Encoder<W: Write> {
     None(W),
     Gzip(Box<super::pgzip::ParallelGzip<W>>),
+    #[cfg(feature = "zstd")]
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
@@ -23,6 +25,9 @@ impl<W: Write> Encoder<W> {
                 let level = level.unwrap_or(6).clamp(0, 9) as u32;
                 Encoder::Gzip(Box::new(super::pgzip::ParallelGzip::new(out, level, threads)?))
             }
+            #[cfg(not(feature = "zstd"))]
+            Compression::Zstd => return Err(crate::layer::compression::zstd_not_built()),
+            #[cfg(feature = "zstd")]
             Compression::Zstd => {
                 let mut encoder = zstd::stream::write::Encoder::new(out, level.unwrap_or(3))?;
                 // zstd's multi-threaded mode gives the same bytes for any worker count >= 1.
@@ -43,6 +48,7 @@ impl<W: Write> Encoder<W> {
         match self {
             Encoder::None(w) => Ok(w),
             Encoder::Gzip(e) => e.finish(),
+            #[cfg(feature = "zstd")]
             Encoder::Zstd(e) => e.finish(),
         }
     }
@@ -53,6 +59,7 @@ impl<W: Write> Write for Encoder<W> {
         match self {
             Encoder::None(w) => w.write(buf),
             Encoder::Gzip(e) => e.write(buf),
+            #[cfg(feature = "zstd")]
             Encoder::Zstd(e) => e.write(buf),
         }
     }
@@ -60,6 +67,7 @@ impl<W: Write> Write for Encoder<W> {
         match self {
             Encoder::None(w) => w.flush(),
             Encoder::Gzip(e) => e.flush(),
+            #[cfg(feature = "zstd")]
             Encoder::Zstd(e) => e.flush(),
         }
     }

@@ -27,6 +27,7 @@ pub enum HistoryMode {
 
 /// What to squash and how to write it. Builder-style: `SquashOptions::default().with_selector(..)`.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct SquashOptions {
     /// Which layers to squash.
     pub selector: LayerSelector,
@@ -184,6 +185,7 @@ pub(crate) struct RangePlan {
 
 /// One planned range with what is known about it before the merge.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct PlannedRange {
     /// Which layers, and why.
     pub range: LayerRange,
@@ -219,6 +221,7 @@ impl PlannedRange {
 
 /// Everything a squash will do, decided before any byte is written.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SquashPlan {
     /// The ranges, in image order; empty for a plain copy.
     pub ranges: Vec<PlannedRange>,

@@ -63,6 +63,7 @@ fn parse_range_text(s: &str) -> std::result::Result<(usize, usize), String> {
 
 /// A range of layers (inclusive indexes) that becomes one layer, and the rule that chose it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct LayerRange {
     /// First layer of the range.
     pub start: usize,

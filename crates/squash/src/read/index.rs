@@ -20,6 +20,7 @@ type Spool = Option<(Arc<tempfile::TempPath>, PathBuf)>;
 
 /// An image index and everything it lists.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ImageIndex {
     pub(crate) store: Store,
     pub(crate) format: InputFormat,
@@ -31,6 +32,7 @@ pub struct ImageIndex {
 
 /// One entry of an index: its descriptor as the index states it, and what it points at.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct IndexChild {
     pub(crate) descriptor: Value,
     pub(crate) blob: BlobRef,

@@ -56,6 +56,7 @@ impl fmt::Display for InputFormat {
 
 /// A platform as `os/arch[/variant]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Platform {
     /// Operating system (`linux`).
     pub os: String,
@@ -117,6 +118,7 @@ fn parse_platform(s: &str) -> std::result::Result<Platform, String> {
 /// How to choose one image when an input holds several, and where to spool one that cannot be
 /// read in place.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct OpenOptions {
     /// The platform to pick from a multi-platform index. Default: the only one, else the host's.
     pub platform: Option<Platform>,
@@ -158,6 +160,7 @@ pub(crate) struct Document {
 
 /// One layer of an image.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Layer {
     pub(crate) index: usize,
     pub(crate) blob: BlobRef,
@@ -207,6 +210,7 @@ impl Layer {
 
 /// One entry of the config's `history`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct HistoryStep {
     /// `created_by`: the command that made the step.
     pub created_by: Option<String>,
@@ -228,6 +232,7 @@ pub(crate) enum Sibling {
 /// An image opened for reading: manifest, config and layer descriptors, with its blobs left in
 /// place until a stage reads them.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Image {
     pub(crate) store: Store,
     pub(crate) format: InputFormat,

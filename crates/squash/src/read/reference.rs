@@ -19,6 +19,7 @@ pub enum Transport {
 /// A parsed image reference: transport (or `None` to detect it), path, and the tag or name
 /// that selects one image inside.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ImageReference {
     /// The transport, when given.
     pub transport: Option<Transport>,

@@ -21,6 +21,7 @@ use crate::read::{Image, ImageIndex, IndexChildKind, Opened, Platform};
 
 /// What to do with an index beyond the squash options of each image.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct IndexOptions {
     /// Squash only the images of these platforms (each must be in the index); copy the others
     /// unchanged. Empty: every image.
@@ -31,6 +32,26 @@ pub struct IndexOptions {
     /// The base images for `--from-layer base`, each an image or an index: every image of the
     /// index gets those of its platform.
     pub bases: Vec<Opened>,
+}
+
+impl IndexOptions {
+    /// Squash only the images of `platforms`; copy the others unchanged.
+    pub fn with_platforms(mut self, platforms: Vec<Platform>) -> IndexOptions {
+        self.platforms = platforms;
+        self
+    }
+
+    /// Keep (`true`) or drop the attestation manifests of squashed images.
+    pub fn with_keep_attestations(mut self, keep: bool) -> IndexOptions {
+        self.keep_attestations = keep;
+        self
+    }
+
+    /// The base images (each an image or an index) for [`LayerSelector::Base`](crate::LayerSelector::Base).
+    pub fn with_bases(mut self, bases: Vec<Opened>) -> IndexOptions {
+        self.bases = bases;
+        self
+    }
 }
 
 /// What happens to one entry of an index.
@@ -48,6 +69,7 @@ pub(crate) enum ChildPlan {
 
 /// The plan for every entry of an index.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct IndexPlan {
     pub(crate) children: Vec<ChildPlan>,
     pub(crate) options: SquashOptions,
@@ -55,6 +77,7 @@ pub struct IndexPlan {
 
 /// One image of a written index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ImageOutcome {
     /// Its platform, `os/arch[/variant]`.
     pub platform: Option<String>,
@@ -69,6 +92,7 @@ pub struct ImageOutcome {
 
 /// What squashing an index wrote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct IndexOutcome {
     /// Where it was written.
     pub output: String,
@@ -93,9 +117,9 @@ impl ImageIndex {
     /// use squash::{IndexOptions, LayerSelector, Opened, Output, OutputFormat, SquashOptions};
     ///
     /// if let Opened::Index(index) = Opened::open(&"oci:layout:app".parse()?, &Default::default())? {
-    ///     let only_arm = IndexOptions { platforms: vec!["linux/arm64".parse()?], ..Default::default() };
+    ///     let only_arm = IndexOptions::default().with_platforms(vec!["linux/arm64".parse()?]);
     ///     let plan = index.plan(&SquashOptions::default().with_selector(LayerSelector::Top(2)), &only_arm)?;
-    ///     let outcome = plan.execute(&index, &Output { path: "out".into(), format: OutputFormat::OciLayout, tag: None })?;
+    ///     let outcome = plan.execute(&index, &Output::new("out", OutputFormat::OciLayout))?;
     ///     println!("new index {}", outcome.index_digest);
     /// }
     /// # Ok::<(), Box<dyn std::error::Error>>(())

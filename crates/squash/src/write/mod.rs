@@ -24,6 +24,7 @@ pub use target::{Output, OutputFormat};
 
 /// One layer of the written image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct OutcomeLayer {
     /// Position in the new image.
     pub index: usize,
@@ -43,6 +44,7 @@ pub struct OutcomeLayer {
 
 /// What a squash (or copy) wrote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Outcome {
     /// Where the image was written.
     pub output: String,
@@ -201,7 +203,7 @@ impl SquashPlan {
     ///
     /// let image = Image::open("oci:layout:app")?;
     /// let plan = image.plan(&SquashOptions::default().with_selector(LayerSelector::Top(3)))?;
-    /// let outcome = plan.execute(&image, &Output { path: "out".into(), format: OutputFormat::OciLayout, tag: Some("app".into()) })?;
+    /// let outcome = plan.execute(&image, &Output::new("out", OutputFormat::OciLayout).with_tag("app"))?;
     /// println!("new manifest {}", outcome.manifest_digest);
     /// # Ok::<(), squash::Error>(())
     /// ```

@@ -56,6 +56,7 @@ fn parse_format(s: &str) -> std::result::Result<OutputFormat, String> {
 
 /// Where and how to write the new image.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Output {
     /// Destination file or directory.
     pub path: PathBuf,
@@ -66,6 +67,25 @@ pub struct Output {
 }
 
 impl Output {
+    /// An output at `path` in `format`, untagged.
+    ///
+    /// ```
+    /// use squash::{Output, OutputFormat};
+    ///
+    /// let output = Output::new("out", OutputFormat::OciLayout).with_tag("app");
+    /// assert_eq!(output.tag.as_deref(), Some("app"));
+    /// ```
+    pub fn new(path: impl Into<PathBuf>, format: OutputFormat) -> Output {
+        Output { path: path.into(), format, tag: None }
+    }
+
+    /// This output with `tag`: an OCI `org.opencontainers.image.ref.name`, or `NAME:TAG` for a
+    /// docker archive's `RepoTags`.
+    pub fn with_tag(mut self, tag: impl Into<String>) -> Output {
+        self.tag = Some(tag.into());
+        self
+    }
+
     /// Parses `oci:PATH[:TAG]`, `oci-archive:PATH[:TAG]`, `docker-archive:PATH[:NAME:TAG]`, or a
     /// bare path written in `default` format.
     pub fn parse(s: &str, default: OutputFormat) -> std::result::Result<Output, crate::error::ParseError> {
