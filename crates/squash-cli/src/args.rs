@@ -23,12 +23,62 @@ Exit codes:
 
 /// Squash container image layers offline, with a filesystem provably identical to the original's.
 #[derive(Debug, Parser)]
-#[command(name = "squash", version, args_conflicts_with_subcommands = true, arg_required_else_help = true, after_help = EXIT_CODES)]
+#[command(
+    name = "squash",
+    version,
+    override_usage = "squash [OPTIONS] <IMAGE>\n       squash <COMMAND> [OPTIONS]",
+    subcommand_negates_reqs = true,     arg_required_else_help = true,
+    after_help = EXIT_CODES
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]
     pub squash: SquashArgs,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+}
+
+impl Cli {
+    /// Parses the command line: clap's parse, and the one rule it cannot state (a squash run's
+    /// options are not options of a subcommand: `squash --from-layer 2 inspect IMG` is refused).
+    pub fn parse_checked() -> Cli {
+        use clap::{CommandFactory, FromArgMatches};
+        let mut command = Cli::command();
+        let matches = command.get_matches_mut();
+        if let Some((name, _)) = matches.subcommand() {
+            let global = ["quiet", "verbose"];
+            let stray = matches.ids().map(|id| id.as_str()).find(|id| {
+                !global.contains(id)
+                    && command.get_arguments().any(|a| a.get_id() == *id)
+                    && matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+            });
+            if let Some(id) = stray {
+                let flag = command.get_arguments().find(|a| a.get_id() == id).map_or(id.to_string(), |a| match a.get_long() {
+                    Some(long) => format!("--{long}"),
+                    None => format!("<{}>", id.to_uppercase()),
+                });
+                command
+                    .error(
+                        clap::error::ErrorKind::ArgumentConflict,
+                        format!("{flag} belongs to a squash run; it cannot come before `{name}`"),
+                    )
+                    .exit();
+            }
+        }
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+}
+
+/// How much a command says on stderr, for every command.
+#[derive(Debug, Args, Clone, Copy, Default)]
+pub struct Verbosity {
+    /// Print only what was asked for and errors: no plan, notes, summary or progress line.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Also log each step on stderr as it begins, with the seconds since the start.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +110,7 @@ pub struct ImageArgs {
     /// The image: `oci:PATH[:TAG]`, `oci-archive:PATH[:TAG]`, `docker-archive:PATH[:NAME:TAG]`,
     /// `dir:PATH`, a path whose format is detected, or `-` for an archive on standard input
     /// (`docker save app | squash - …`).
+    #[arg(required = true)]
     pub image: Option<String>,
     /// Platform of a multi-platform index, as os/arch[/variant]. A squash writes every
     /// platform of an index and squashes these only (repeatable; default: all); inspect,
@@ -142,9 +193,6 @@ pub struct SquashArgs {
     /// Print the outcome as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Print nothing but errors (a progress line is shown only when stderr is a terminal).
-    #[arg(short, long)]
-    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -175,15 +223,23 @@ pub struct ReportArgs {
     /// Write a bar chart of kept and wasted bytes per layer as SVG.
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
-    /// Exit 1 if more than this is wasted outside the base (e.g. 50MB).
+    /// Exit 1 if more file bytes than SIZE are wasted outside the base. SIZE is bytes or a
+    /// number with a unit: kB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (of 1024), e.g. 50MB.
     #[arg(long, value_name = "SIZE")]
     pub fail_if_wasted_over: Option<String>,
-    /// Exit 1 if more than this percentage of the non-base bytes is wasted.
+    /// Exit 1 if more than PERCENT (0 to 100, e.g. 20 for a fifth) of the file bytes outside the
+    /// base is wasted.
     #[arg(long, value_name = "PERCENT")]
     pub fail_if_wasted_percent_over: Option<f64>,
-    /// Exit 1 if the efficiency (share of stored file bytes that stay visible) is below this.
+    /// Exit 1 if the efficiency, the share of stored file bytes that stay visible, a RATIO from
+    /// 0 to 1 (e.g. 0.95), is below this.
     #[arg(long, value_name = "RATIO")]
     pub min_efficiency: Option<f64>,
+    /// Gates from a dive `.dive-ci` file: `rules:` `lowestEfficiency` (ratio 0 to 1),
+    /// `highestWastedBytes` (a SIZE), `highestUserWastedPercent` (a ratio 0 to 1, as in dive:
+    /// 0.2 is 20%); `disabled` turns a rule off. The gate flags above win over the file.
+    #[arg(long, value_name = "FILE")]
+    pub ci_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -4,15 +4,14 @@
 
 mod args;
 mod commands;
+mod dive_ci;
 mod exit;
 mod render;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = args::Cli::parse();
+    let cli = args::Cli::parse_checked();
     let as_json = commands::wants_json(&cli);
     if let Err(error) = exit::install_signal_handlers() {
         return exit::fail(&error, as_json);

@@ -18,7 +18,7 @@ pub fn truncated(text: &str, width: usize) -> String {
 }
 
 /// `1 layer`, `3 layers`.
-fn count(n: usize, one: &str, many: &str) -> String {
+pub fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
@@ -215,17 +215,28 @@ pub fn report(report: &Report) -> String {
 }
 
 /// What a person sees while a squash writes: a one-line progress display on stderr when it is a
-/// terminal (redrawn at most five times a second), notices such as a lock wait unless `--quiet`,
-/// and the cancellation that a signal asks for.
+/// terminal (redrawn at most five times a second) unless `--quiet`, notices such as a lock wait
+/// unless `--quiet`, each step as a line of its own with `--verbose`, and the cancellation that
+/// a signal asks for.
 pub struct ProgressLine {
     line: bool,
     notices: bool,
+    log_steps: bool,
+    started: std::time::Instant,
     state: std::sync::Mutex<(String, u64, std::time::Instant)>,
 }
 
 impl ProgressLine {
-    pub fn new(line: bool, notices: bool) -> ProgressLine {
-        ProgressLine { line, notices, state: std::sync::Mutex::new((String::new(), 0, std::time::Instant::now())) }
+    /// `terminal`: whether stderr can show a redrawn line.
+    pub fn new(terminal: bool, verbosity: crate::args::Verbosity) -> ProgressLine {
+        let now = std::time::Instant::now();
+        ProgressLine {
+            line: terminal && !verbosity.quiet,
+            notices: !verbosity.quiet,
+            log_steps: verbosity.verbose > 0,
+            started: now,
+            state: std::sync::Mutex::new((String::new(), 0, now)),
+        }
     }
 
     fn draw(&self, step: &str, written: u64) {
@@ -241,12 +252,26 @@ impl ProgressLine {
             use std::io::Write;
             let _ = write!(std::io::stderr(), "\r\x1b[2K");
         }
+        if self.log_steps {
+            crate::exit::note(&format!("squash: [{:6.2} s] done", self.started.elapsed().as_secs_f64()));
+        }
     }
 }
 
 impl squash::Progress for ProgressLine {
     fn step(&self, description: &str) {
         if let Ok(mut state) = self.state.lock() {
+            if self.log_steps {
+                if self.line {
+                    use std::io::Write;
+                    let _ = write!(std::io::stderr(), "\r\x1b[2K");
+                }
+                crate::exit::note(&format!(
+                    "squash: [{:6.2} s] {description} ({} written so far)",
+                    self.started.elapsed().as_secs_f64(),
+                    human(state.1)
+                ));
+            }
             state.0 = description.to_string();
             self.draw(&state.0, state.1);
         }

@@ -117,3 +117,88 @@ fn completions_man_page_and_help() {
     assert_eq!(code, 2);
     assert!(stderr.contains("gzip") && stderr.contains("zstd"), "{stderr}");
 }
+
+/// `--ci-config` reads dive's `.dive-ci` rules with dive's units and gives the same verdicts as
+/// squash's own flags; flags on the command line win over the file.
+#[test]
+fn dive_ci_config_gates() {
+    let image = fixture("wagoodman__dive/.data/test-docker-image.tar");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, stdout, _) = squash(&["report", "--json", &image]);
+    let report: squash::document::ReportDocument = serde_json::from_str(&stdout).expect("report document");
+    let (wasted, percent, efficiency) = (report.report.wasted_bytes_non_base, report.report.wasted_percent, report.report.efficiency);
+    assert!(wasted > 0 && percent > 0.0 && efficiency < 1.0);
+    let config = dir.path().join(".dive-ci");
+    let run = |rules: &str, extra: &[&str]| {
+        std::fs::write(&config, format!("rules:\n{rules}")).expect("write");
+        let mut args = vec!["report", "--json", &image, "--ci-config", config.to_str().expect("utf8")];
+        args.extend_from_slice(extra);
+        let (code, stdout, stderr) = squash(&args);
+        let document: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_default();
+        let verdicts: Vec<(String, bool)> = document["gates"]
+            .as_array()
+            .map(|g| g.iter().map(|g| (g["rule"].as_str().unwrap_or("").to_string(), g["passed"].as_bool().unwrap_or(true))).collect())
+            .unwrap_or_default();
+        (code, verdicts, stderr)
+    };
+    // Just above each figure: every rule passes; just below: every rule fails.
+    let above = format!(
+        "  lowestEfficiency: {}\n  highestWastedBytes: {}B\n  highestUserWastedPercent: {}\n",
+        efficiency - 0.001,
+        wasted,
+        (percent + 0.01) / 100.0
+    );
+    let (code, verdicts, stderr) = run(&above, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(verdicts.len(), 3);
+    assert!(verdicts.iter().all(|(_, passed)| *passed), "{verdicts:?}");
+    let below = format!(
+        "  lowestEfficiency: {}\n  highestWastedBytes: {}\n  highestUserWastedPercent: {}\n",
+        efficiency + 0.001,
+        wasted - 1,
+        (percent - 0.01) / 100.0
+    );
+    let (code, verdicts, _) = run(&below, &[]);
+    assert_eq!(code, 1);
+    assert!(verdicts.iter().all(|(_, passed)| !*passed), "{verdicts:?}");
+    // A flag wins over the file; `disabled` turns a rule off.
+    let (code, verdicts, _) = run("  lowestEfficiency: disabled\n  highestWastedBytes: 1\n", &["--fail-if-wasted-over", "1GB"]);
+    assert_eq!((code, verdicts), (0, vec![("--fail-if-wasted-over".to_string(), true)]));
+    // dive's unit for the percent is a ratio: 20 is refused, naming the file and the rule.
+    let (code, _, stderr) = run("  highestUserWastedPercent: 20\n", &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains(".dive-ci") && stderr.contains("rules.highestUserWastedPercent"), "{stderr}");
+}
+
+/// `-q` and `-v` work for every command, before or after its name; a squash run's options
+/// before a command name are refused; the image is a required argument.
+#[test]
+fn global_verbosity_and_argument_rules() {
+    let image = fixture("wagoodman__dive/.data/test-docker-image.tar");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.tar");
+    let out = out.to_str().expect("utf8");
+    let (code, stdout, stderr) = squash(&["-q", &image, "--from-layer", "3", "-o", out]);
+    assert_eq!((code, stdout.as_str(), stderr.as_str()), (0, "", ""));
+    let (code, _, stderr) = squash(&[&image, "--from-layer", "3", "-o", out, "-v"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("] merging layers 11..13") && stderr.contains("] done"), "{stderr}");
+    for args in [vec!["-v", "report", &image], vec!["report", &image, "--verbose"], vec!["inspect", "-v", &image]] {
+        let (code, _, stderr) = squash(&args);
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        assert!(stderr.contains("read 14 layers (linux/amd64)"), "{args:?}: {stderr}");
+    }
+    let (code, stdout, _) = squash(&["-q", "inspect", &image]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("dive-test:latest"));
+    let (code, _, stderr) = squash(&["-q", "-v", "inspect", &image]);
+    assert_eq!(code, 2, "{stderr}");
+    let (code, _, stderr) = squash(&["--from-layer", "2", "inspect", &image]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--from-layer belongs to a squash run"), "{stderr}");
+    let (code, _, stderr) = squash(&["inspect"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("<IMAGE>"), "{stderr}");
+    let (_, help, _) = squash(&["--help"]);
+    assert!(help.contains("squash [OPTIONS] <IMAGE>"), "{help}");
+}

@@ -481,7 +481,7 @@ fn every_json_document_parses_into_its_type() {
     let (code, stdout, _) = squash(&["report", "--json", &image, "--fail-if-wasted-over", "1B", "--min-efficiency", "0.0"]);
     assert_eq!(code, 1);
     let report: ReportDocument = serde_json::from_str(&stdout).expect("report");
-    let verdicts: Vec<(&str, bool)> = report.gates.iter().map(|g| (g.rule.as_str(), g.passed)).collect();
+    let verdicts: Vec<(&str, bool)> = report.gates.iter().map(|g| (g.rule.flag(), g.passed)).collect();
     assert_eq!(verdicts, [("--fail-if-wasted-over", false), ("--min-efficiency", true)]);
     for args in [vec!["inspect", "--json", "/nonexistent"], vec!["report", "--json", "/nonexistent"], vec![&image, "--json", "-o", s(&out)]]
     {

@@ -128,14 +128,45 @@ impl Gates {
     }
 }
 
-/// The verdict of one gate: the rule (named as the CLI flag that sets it), its limit, the
-/// report's value, and whether the value is within the limit.
+/// A CI gate's rule, named as the CLI flag that sets it (which is also its JSON spelling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum GateRule {
+    /// [`Gates::max_wasted_bytes`]: bytes wasted outside the base.
+    #[serde(rename = "--fail-if-wasted-over")]
+    MaxWastedBytes,
+    /// [`Gates::max_wasted_percent`]: wasted share (0–100) of the non-base file bytes.
+    #[serde(rename = "--fail-if-wasted-percent-over")]
+    MaxWastedPercent,
+    /// [`Gates::min_efficiency`]: share (0–1) of stored file bytes that stay visible.
+    #[serde(rename = "--min-efficiency")]
+    MinEfficiency,
+}
+
+impl GateRule {
+    /// The CLI flag that sets this rule.
+    pub fn flag(self) -> &'static str {
+        match self {
+            GateRule::MaxWastedBytes => "--fail-if-wasted-over",
+            GateRule::MaxWastedPercent => "--fail-if-wasted-percent-over",
+            GateRule::MinEfficiency => "--min-efficiency",
+        }
+    }
+}
+
+impl std::fmt::Display for GateRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.flag())
+    }
+}
+
+/// The verdict of one gate: the rule, its limit, the report's value, and whether the value is
+/// within the limit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct GateResult {
-    /// The rule, as its CLI flag: `--fail-if-wasted-over`, `--fail-if-wasted-percent-over`,
-    /// `--min-efficiency`.
-    pub rule: String,
+    /// The rule.
+    pub rule: GateRule,
     /// The limit given.
     pub limit: f64,
     /// The report's figure the rule reads.
@@ -146,16 +177,16 @@ pub struct GateResult {
 
 impl std::fmt::Display for GateResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let relation = match (self.rule.as_str(), self.passed) {
-            ("--min-efficiency", true) => ">=",
-            ("--min-efficiency", false) => "<",
+        let relation = match (self.rule, self.passed) {
+            (GateRule::MinEfficiency, true) => ">=",
+            (GateRule::MinEfficiency, false) => "<",
             (_, true) => "<=",
             (_, false) => ">",
         };
-        match self.rule.as_str() {
-            "--fail-if-wasted-over" => write!(f, "{}: {} bytes wasted {relation} {}", self.rule, self.value, self.limit),
-            "--fail-if-wasted-percent-over" => write!(f, "{}: {:.2}% wasted {relation} {}%", self.rule, self.value, self.limit),
-            _ => write!(f, "{}: efficiency {:.4} {relation} {}", self.rule, self.value, self.limit),
+        match self.rule {
+            GateRule::MaxWastedBytes => write!(f, "{}: {} bytes wasted {relation} {}", self.rule, self.value, self.limit),
+            GateRule::MaxWastedPercent => write!(f, "{}: {:.2}% wasted {relation} {}%", self.rule, self.value, self.limit),
+            GateRule::MinEfficiency => write!(f, "{}: efficiency {:.4} {relation} {}", self.rule, self.value, self.limit),
         }
     }
 }
@@ -166,30 +197,25 @@ impl Report {
         let mut results = Vec::new();
         if let Some(max) = gates.max_wasted_bytes {
             let value = self.wasted_bytes_non_base;
-            results.push(GateResult { rule: "--fail-if-wasted-over".into(), limit: max as f64, value: value as f64, passed: value <= max });
+            results.push(GateResult { rule: GateRule::MaxWastedBytes, limit: max as f64, value: value as f64, passed: value <= max });
         }
         if let Some(max) = gates.max_wasted_percent {
             results.push(GateResult {
-                rule: "--fail-if-wasted-percent-over".into(),
+                rule: GateRule::MaxWastedPercent,
                 limit: max,
                 value: self.wasted_percent,
                 passed: self.wasted_percent <= max,
             });
         }
         if let Some(min) = gates.min_efficiency {
-            results.push(GateResult {
-                rule: "--min-efficiency".into(),
-                limit: min,
-                value: self.efficiency,
-                passed: self.efficiency >= min,
-            });
+            results.push(GateResult { rule: GateRule::MinEfficiency, limit: min, value: self.efficiency, passed: self.efficiency >= min });
         }
         results
     }
 
-    /// The gates that fail, each named with its figures.
-    pub fn failed_gates(&self, gates: &Gates) -> Vec<String> {
-        self.gate_results(gates).iter().filter(|g| !g.passed).map(ToString::to_string).collect()
+    /// The gates that fail; each displays as its rule with the figures.
+    pub fn failed_gates(&self, gates: &Gates) -> Vec<GateResult> {
+        self.gate_results(gates).into_iter().filter(|g| !g.passed).collect()
     }
 }
 
@@ -415,10 +441,10 @@ fn parse_size_text(s: &str) -> std::result::Result<u64, String> {
         "m" | "mb" => 1e6,
         "g" | "gb" => 1e9,
         "t" | "tb" => 1e12,
-        "kib" => 1024.0,
-        "mib" => 1024.0 * 1024.0,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        "ki" | "kib" => 1024.0,
+        "mi" | "mib" => 1024.0 * 1024.0,
+        "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "ti" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
         other => return Err(format!("`{s}`: unknown unit `{other}`")),
     };
     Ok((number * factor).round() as u64)

@@ -16,14 +16,14 @@ use squash::{
     Output, OutputFormat, Platform, SquashOptions,
 };
 
-use crate::args::{Cli, Command, ImageArgs, SelectArgs, SquashArgs};
+use crate::args::{Cli, Command, ImageArgs, SelectArgs, SquashArgs, Verbosity};
 use crate::exit::{self, note, out};
 use crate::render;
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Some(Command::Inspect(args)) => inspect(&args.image, args.json, args.verify),
-        Some(Command::Report(args)) => report(args),
+        Some(Command::Inspect(args)) => inspect(&args.image, args.json, args.verify, cli.verbosity),
+        Some(Command::Report(args)) => report(args, cli.verbosity),
         Some(Command::Demo(args)) => demo::run(args.keep),
         Some(Command::Completions(args)) => {
             let mut command = <Cli as clap::CommandFactory>::command();
@@ -38,7 +38,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             out(&String::from_utf8_lossy(&page))?;
             Ok(ExitCode::SUCCESS)
         }
-        None => squash(cli.squash),
+        None => squash(cli.squash, cli.verbosity),
     }
 }
 
@@ -134,7 +134,7 @@ fn selector_only(args: &SelectArgs) -> Result<LayerSelector> {
     Ok(selector)
 }
 
-fn squash(args: SquashArgs) -> Result<ExitCode> {
+fn squash(args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
     // The output reference is checked before the image is read: a usage error costs nothing.
     let format = args.format.as_deref().map(|f| f.parse::<OutputFormat>().map_err(|e| anyhow!(e))).transpose()?;
     let stream = args.output.as_deref().map(|o| stream_spec(o, format, args.tag.as_deref())).transpose()?.flatten();
@@ -169,7 +169,7 @@ fn squash(args: SquashArgs) -> Result<ExitCode> {
                 (None, None) => false,
             };
             if !docker {
-                return squash_index(&args, &index, platforms, output_spec, stream, scratch_path);
+                return squash_index(&args, verbosity, &index, platforms, output_spec, stream, scratch_path);
             }
             if platforms.len() > 1 || platforms.is_empty() && index.images().len() > 1 {
                 let listed: Vec<String> = index.platforms().iter().map(ToString::to_string).collect();
@@ -188,14 +188,14 @@ fn squash(args: SquashArgs) -> Result<ExitCode> {
     let output = output_spec.map(|spec| spec.resolve(default_format(image.format())));
     let plan = image.plan(&options)?;
     // The plan is a dry run's result (stdout), and a note on the way otherwise (stderr).
-    if !args.quiet && !args.json {
+    if !verbosity.quiet && !args.json {
         if args.dry_run {
             out(&render::plan(&image, &plan))?;
         } else {
             note(render::plan(&image, &plan).trim_end());
         }
     }
-    if !args.quiet && !image.other_platforms().is_empty() {
+    if !verbosity.quiet && !image.other_platforms().is_empty() {
         note(&render::platforms_left_out(&image));
     }
     if args.dry_run || (output.is_none() && stream.is_none()) {
@@ -204,8 +204,7 @@ fn squash(args: SquashArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let terminal = !args.quiet && !args.json && std::io::stderr().is_terminal();
-    let progress = render::ProgressLine::new(terminal, !args.quiet);
+    let progress = render::ProgressLine::new(!args.json && std::io::stderr().is_terminal(), verbosity);
     let outcome = match (&output, &stream) {
         (Some(output), _) => exit::writing(|| plan.execute_with_progress(&image, output, &progress)),
         (None, Some(stream)) => {
@@ -222,7 +221,7 @@ fn squash(args: SquashArgs) -> Result<ExitCode> {
     let summary = |text: &str| if stream.is_some() { note(text.trim_end()) } else { out(text).unwrap_or(()) };
     if args.json {
         summary(&json_line(&OutcomeDocument::new(&image, outcome))?);
-    } else if !args.quiet {
+    } else if !verbosity.quiet {
         summary(&render::outcome(&image, &plan, &outcome));
     }
     Ok(ExitCode::SUCCESS)
@@ -374,6 +373,7 @@ fn squash_options(args: &SquashArgs, selector: LayerSelector, scratch: Option<&s
 /// or archive.
 fn squash_index(
     args: &SquashArgs,
+    verbosity: Verbosity,
     index: &ImageIndex,
     platforms: Vec<Platform>,
     output_spec: Option<OutputSpec>,
@@ -385,7 +385,7 @@ fn squash_index(
     let bases = open_bases(&args.select)?;
     let index_options = IndexOptions::default().with_platforms(platforms).with_keep_attestations(args.keep_attestations).with_bases(bases);
     let plan = index.plan(&options, &index_options)?;
-    if !args.quiet && !args.json {
+    if !verbosity.quiet && !args.json {
         if args.dry_run {
             out(&render::index_plan(index, &plan))?;
         } else {
@@ -399,8 +399,7 @@ fn squash_index(
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let terminal = !args.quiet && !args.json && std::io::stderr().is_terminal();
-    let progress = render::ProgressLine::new(terminal, !args.quiet);
+    let progress = render::ProgressLine::new(!args.json && std::io::stderr().is_terminal(), verbosity);
     let outcome = match (&output, &stream) {
         (Some(output), _) => exit::writing(|| plan.execute_with_progress(index, output, &progress)),
         (None, Some(stream)) => {
@@ -415,7 +414,7 @@ fn squash_index(
     let summary = |text: &str| if stream.is_some() { note(text.trim_end()) } else { out(text).unwrap_or(()) };
     if args.json {
         summary(&json_line(&IndexOutcomeDocument::new(index, outcome))?);
-    } else if !args.quiet {
+    } else if !verbosity.quiet {
         summary(&render::index_outcome(&outcome));
     }
     Ok(ExitCode::SUCCESS)
@@ -436,13 +435,15 @@ fn images_to_read(args: &ImageArgs, scratch: Option<&std::path::Path>) -> Result
     }
 }
 
-fn inspect(args: &ImageArgs, as_json: bool, verify: bool) -> Result<ExitCode> {
+fn inspect(args: &ImageArgs, as_json: bool, verify: bool, verbosity: Verbosity) -> Result<ExitCode> {
+    let started = std::time::Instant::now();
     let scratch = scratch_for(args, false)?;
     let (index, images) = images_to_read(args, scratch.as_ref().map(|d| d.path()))?;
     let Some(index) = index else {
         let image = &images[0];
         // Indexing decodes every layer: each blob's size and sha256 and each diff_id are checked.
         let indexes = image.index_layers(0..image.layers().len())?;
+        log_read(verbosity, image, started);
         if as_json {
             out(&json_line(&InspectDocument::new(image, &indexes, verify))?)?;
         } else {
@@ -461,6 +462,7 @@ fn inspect(args: &ImageArgs, as_json: bool, verify: bool) -> Result<ExitCode> {
     );
     for image in &images {
         let indexes = image.index_layers(0..image.layers().len())?;
+        log_read(verbosity, image, started);
         if as_json {
             documents.push(InspectDocument::new(image, &indexes, verify));
         } else {
@@ -531,7 +533,8 @@ fn empty_step_row(step: &squash::HistoryStep) -> Vec<String> {
     row
 }
 
-fn report(args: crate::args::ReportArgs) -> Result<ExitCode> {
+fn report(args: crate::args::ReportArgs, verbosity: Verbosity) -> Result<ExitCode> {
+    let started = std::time::Instant::now();
     #[cfg(not(feature = "svg"))]
     if args.svg.is_some() {
         bail!("--svg needs squash built with its `svg` cargo feature");
@@ -541,10 +544,29 @@ fn report(args: crate::args::ReportArgs) -> Result<ExitCode> {
     let selector = selector_only(&args.select)?;
     let bases = open_bases(&args.select)?;
     let mut gates = Gates::new();
-    gates.max_wasted_bytes =
-        args.fail_if_wasted_over.as_deref().map(parse_size).transpose().map_err(|e| anyhow!("--fail-if-wasted-over {e}"))?;
-    gates.max_wasted_percent = args.fail_if_wasted_percent_over;
-    gates.min_efficiency = args.min_efficiency;
+    if let Some(path) = &args.ci_config {
+        let rules = crate::dive_ci::read(path)?;
+        for name in &rules.unknown {
+            if !verbosity.quiet {
+                note(&format!("squash: `{}`: rules.{name} is not one of dive's rules; ignored", path.display()));
+            }
+        }
+        if verbosity.verbose > 0 {
+            for (rule, flag) in &rules.mapped {
+                note(&format!("squash: `{}`: rules.{rule} read as {flag}", path.display()));
+            }
+        }
+        gates = rules.gates;
+    }
+    if let Some(size) = args.fail_if_wasted_over.as_deref() {
+        gates.max_wasted_bytes = Some(parse_size(size).map_err(|e| anyhow!("--fail-if-wasted-over {e}"))?);
+    }
+    if let Some(percent) = args.fail_if_wasted_percent_over {
+        gates.max_wasted_percent = Some(percent);
+    }
+    if let Some(ratio) = args.min_efficiency {
+        gates.min_efficiency = Some(ratio);
+    }
     // One report per image (every image of an index, without --platform); gates apply to each.
     let mut documents = Vec::new();
     let mut text = String::new();
@@ -553,6 +575,7 @@ fn report(args: crate::args::ReportArgs) -> Result<ExitCode> {
         let mut options = SquashOptions::default().with_selector(selector.clone());
         options.bases = bases.iter().filter_map(|b| b.for_platform_of(image)).collect();
         let report = image.report(&options, args.top)?;
+        log_read(verbosity, image, started);
         let platform = image.platform().map(ToString::to_string).unwrap_or_else(|| "(no platform)".into());
         #[cfg(feature = "svg")]
         if let Some(path) = &args.svg {
@@ -580,6 +603,18 @@ fn report(args: crate::args::ReportArgs) -> Result<ExitCode> {
         note(&format!("squash: gate failed: {f}"));
     }
     Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// With `--verbose`: that `image` was read, and when.
+fn log_read(verbosity: Verbosity, image: &Image, started: std::time::Instant) {
+    if verbosity.verbose > 0 {
+        let platform = image.platform().map(|p| format!(" ({p})")).unwrap_or_default();
+        note(&format!(
+            "squash: [{:6.2} s] read {}{platform}: every blob's size and sha256 and every layer's diff_id checked",
+            started.elapsed().as_secs_f64(),
+            render::count(image.layers().len(), "layer", "layers")
+        ));
+    }
 }
 
 #[cfg(feature = "svg")]
