@@ -67,18 +67,21 @@ fn corrupted_layer_blob_is_named_and_leaves_no_output() {
         bytes[last] ^= 0xff;
         std::fs::write(&blob, &bytes).expect("write");
         let output = Output::new(dir.path().join("out"), format);
-        // Squashing decodes the layer: the damage is found.
-        let err = image
-            .plan(&SquashOptions::default().with_selector(LayerSelector::Top(2)))
-            .and_then(|p| p.execute(&image, &output))
-            .expect_err("corrupt blob must fail");
-        let message = err.to_string();
-        assert!(message.contains("layer 1"), "{message}");
-        assert!(
-            message.contains(&layer.short()) || message.contains("digest") || message.contains("gzip") || message.contains("corrupt"),
-            "{message}"
-        );
-        assert_nothing_left(dir.path());
+        // Squashing decodes the layer: the damage is found, whether the layer is read on
+        // threads of its own (0: all cores) or on the thread that uses it (1).
+        for threads in [0, 1] {
+            let err = image
+                .plan(&SquashOptions::default().with_selector(LayerSelector::Top(2)).with_threads(threads))
+                .and_then(|p| p.execute(&image, &output))
+                .expect_err("corrupt blob must fail");
+            let message = err.to_string();
+            assert!(message.contains("layer 1"), "{threads} threads: {message}");
+            assert!(
+                message.contains(&layer.short()) || message.contains("digest") || message.contains("gzip") || message.contains("corrupt"),
+                "{threads} threads: {message}"
+            );
+            assert_nothing_left(dir.path());
+        }
         // Copying verifies the digest of every blob it copies.
         let err = image.plan(&SquashOptions::default()).and_then(|p| p.execute(&image, &output)).expect_err("corrupt blob must fail");
         assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
@@ -149,15 +152,18 @@ fn a_config_whose_diff_id_lies_is_refused() {
         b.state_diff_id(1, &wrong);
         let input = dir.path().join("in");
         b.write_oci_layout(&input, "t");
-        let result = Image::open(&format!("oci:{}:t", input.display())).and_then(|image| {
-            let output = Output::new(dir.path().join("out"), OutputFormat::OciLayout);
-            image.plan(&SquashOptions::default().with_selector(LayerSelector::Top(2))).and_then(|p| p.execute(&image, &output))
-        });
-        let err = result.expect_err("a lying diff_id must be found");
-        let message = err.to_string();
-        assert!(matches!(err, Error::DigestMismatch { .. }), "{compression:?}: {message}");
-        assert!(message.contains("layer 1") && message.contains("diff_id"), "{compression:?}: {message}");
-        assert!(message.contains(&"ab".repeat(6)), "{compression:?}: {message}");
-        assert_nothing_left(dir.path());
+        for threads in [0, 1] {
+            let result = Image::open(&format!("oci:{}:t", input.display())).and_then(|image| {
+                let output = Output::new(dir.path().join("out"), OutputFormat::OciLayout);
+                let options = SquashOptions::default().with_selector(LayerSelector::Top(2)).with_threads(threads);
+                image.plan(&options).and_then(|p| p.execute(&image, &output))
+            });
+            let err = result.expect_err("a lying diff_id must be found");
+            let message = err.to_string();
+            assert!(matches!(err, Error::DigestMismatch { .. }), "{compression:?}, {threads} threads: {message}");
+            assert!(message.contains("layer 1") && message.contains("diff_id"), "{compression:?}, {threads} threads: {message}");
+            assert!(message.contains(&"ab".repeat(6)), "{compression:?}, {threads} threads: {message}");
+            assert_nothing_left(dir.path());
+        }
     }
 }

@@ -129,7 +129,7 @@ fn chosen_platforms_are_squashed_and_the_rest_copied() {
     assert!(outcome.dropped_attestations.is_empty() && outcome.stale_attestations.is_empty());
     // Its blobs are there and verify.
     let copied = open_index(&format!("oci:{}:t", out.display()));
-    copied.images()[0].verify_layers(0..4).expect("copied image verifies");
+    copied.images()[0].verify_layers(0..4, 0).expect("copied image verifies");
     // Keeping the attestation of a squashed image: it is listed as stale.
     let kept = dir.path().join("kept");
     let outcome = squash_index(&reference, &kept, 2, &IndexOptions::default().with_keep_attestations(true));

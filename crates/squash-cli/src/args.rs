@@ -163,7 +163,8 @@ pub struct SquashArgs {
     /// Compression level (gzip 1-9, default 6; zstd 1-22, default 3).
     #[arg(long)]
     pub level: Option<i32>,
-    /// Worker threads (default: all cores); output bytes do not depend on it.
+    /// Threads in all (default: all cores): indexing, reading, decoding and compressing share
+    /// them; output bytes do not depend on it.
     #[arg(long)]
     pub threads: Option<usize>,
     /// Comment of the history entry that describes the merged layer.
@@ -220,6 +221,9 @@ pub struct ReportArgs {
     /// How many wasteful paths to list.
     #[arg(long, default_value_t = 20)]
     pub top: usize,
+    /// Threads in all, for reading and decoding the layers (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Write a bar chart of kept and wasted bytes per layer as SVG.
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,

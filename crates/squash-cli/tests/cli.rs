@@ -202,3 +202,53 @@ fn global_verbosity_and_argument_rules() {
     let (_, help, _) = squash(&["--help"]);
     assert!(help.contains("squash [OPTIONS] <IMAGE>"), "{help}");
 }
+
+/// The most threads the process `child` had at once, sampled until it ends.
+fn peak_threads(mut child: std::process::Child) -> (std::process::ExitStatus, usize) {
+    let tasks = format!("/proc/{}/task", child.id());
+    let mut peak = 0;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return (status, peak);
+        }
+        if let Ok(entries) = std::fs::read_dir(&tasks) {
+            peak = peak.max(entries.count());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// `--threads 1` caps every thread squash starts: one layer at a time is indexed, each read and
+/// decoded on the thread that uses it, and one compression worker. Besides those, the process
+/// has its main thread and the signal-handling thread.
+#[test]
+fn threads_cap_every_thread() {
+    use squash_testkit::{noise, ImageBuilder, LayerBuilder, LayerCompression};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut image = ImageBuilder::new(LayerCompression::Gzip);
+    for i in 0..8u64 {
+        image.layer(LayerBuilder::new().file(format!("f{}", i % 3), &noise(1_500_000, i + 1)).finish(), "RUN step");
+    }
+    let layout = dir.path().join("in");
+    image.write_oci_layout(&layout, "t");
+    let input = format!("oci:{}:t", layout.display());
+    for (threads, limit) in [("1", 4), ("2", 6)] {
+        let out = dir.path().join(format!("out-{threads}"));
+        let child = Command::new(env!("CARGO_BIN_EXE_squash"))
+            .args([&input, "--from-layer", "7", "--threads", threads, "-q", "-o"])
+            .arg(format!("oci:{}:t", out.display()))
+            .spawn()
+            .expect("run squash");
+        let (status, peak) = peak_threads(child);
+        assert!(status.success());
+        assert!(peak <= limit, "--threads {threads}: {peak} threads at once (at most {limit} expected)");
+        let child = Command::new(env!("CARGO_BIN_EXE_squash"))
+            .args(["report", &input, "--threads", threads])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("run report");
+        let (status, peak) = peak_threads(child);
+        assert!(status.success());
+        assert!(peak <= limit, "report --threads {threads}: {peak} threads at once (at most {limit} expected)");
+    }
+}

@@ -245,7 +245,7 @@ impl Image {
     /// ```
     pub fn report(&self, options: &SquashOptions, top_paths: usize) -> Result<Report> {
         let count = self.layers().len();
-        let indexes = self.index_layers(0..count)?;
+        let indexes = self.index_layers_with_threads(0..count, options.threads)?;
         let ranges = match &options.selector {
             LayerSelector::Nothing => match range::resolve(self, &LayerSelector::Base, &options.bases) {
                 Ok(r) => r,
@@ -320,7 +320,7 @@ impl Image {
         let mut squash = Vec::new();
         for range in ranges {
             let slice = &indexes[range.start..=range.end];
-            let plan = self.plan_indexes(slice)?;
+            let plan = self.plan_indexes(slice, options.threads)?;
             let compressed_before: u64 = slice.iter().map(|i| i.compressed_size).sum();
             let uncompressed_before: u64 = slice.iter().map(|i| i.uncompressed_size).sum();
             // Each surviving entry is assumed to compress as well as the layer it comes from.

@@ -572,7 +572,7 @@ fn report(args: crate::args::ReportArgs, verbosity: Verbosity) -> Result<ExitCod
     let mut text = String::new();
     let mut failed = Vec::new();
     for image in &images {
-        let mut options = SquashOptions::default().with_selector(selector.clone());
+        let mut options = SquashOptions::default().with_selector(selector.clone()).with_threads(args.threads.unwrap_or(0));
         options.bases = bases.iter().filter_map(|b| b.for_platform_of(image)).collect();
         let report = image.report(&options, args.top)?;
         log_read(verbosity, image, started);

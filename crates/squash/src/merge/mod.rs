@@ -13,7 +13,7 @@ use crate::error::{Error, IoContext, Location, Result};
 use crate::layer::compression::Compression;
 use crate::layer::header::END_OF_ARCHIVE;
 use crate::plan::{Item, PlannedRange};
-use crate::read::stream::{Check, LayerStream};
+use crate::read::stream::{Budget, Check, LayerStream};
 use crate::read::Image;
 use compress::Encoder;
 
@@ -55,7 +55,8 @@ pub(crate) fn merge_range(
     out: &mut dyn Write,
 ) -> Result<Merged> {
     let location = || Location::file(image.path()).part(format!("new layer for layers {}..{}", planned.range.start, planned.range.end));
-    let encoder = Encoder::new(planned.compression, level, threads, out).at(location)?;
+    let budget = Budget::new(threads);
+    let encoder = Encoder::new(planned.compression, level, budget.compressors(), out).at(location)?;
     // An uncompressed layer's diff_id is its blob digest, which the output computes anyway.
     let hasher = (planned.compression != Compression::None).then(Sha256::new);
     let mut tar = TarSink { inner: encoder, hasher, count: 0 };
@@ -69,14 +70,15 @@ pub(crate) fn merge_range(
             for item in steps.iter().flat_map(|s| &s.items) {
                 match item {
                     Item::Header(bytes) => tar.write_all(bytes).at(location)?,
-                    Item::CopyLower { layer, entry, header, .. } => copy_lower(image, *layer, *entry, header, &mut tar)?,
+                    Item::CopyLower { layer, entry, header, .. } => copy_lower(image, *layer, *entry, header, &mut tar, budget)?,
                     Item::Copy | Item::CopyWithHeader(_) => {}
                 }
             }
             continue;
         }
         let layer = &image.layers()[planned.range.start + offset];
-        let mut stream = LayerStream::open(image, layer, Check::BlobOnly(planned.indexes[offset].blob_digest.clone()))?;
+        let check = Check::BlobOnly(planned.indexes[offset].blob_digest.clone());
+        let mut stream = LayerStream::open_within(image, layer, check, budget)?;
         let mut steps = steps.iter().peekable();
         let mut entry_index = 0usize;
         while steps.peek().is_some() {
@@ -101,7 +103,7 @@ pub(crate) fn merge_range(
                                 .copy_data_padded(&mut tar)
                                 .map_err(|e| crate::read::archive::tar_error(stream.location.clone(), e))?;
                         }
-                        Item::CopyLower { layer, entry, header, .. } => copy_lower(image, *layer, *entry, header, &mut tar)?,
+                        Item::CopyLower { layer, entry, header, .. } => copy_lower(image, *layer, *entry, header, &mut tar, budget)?,
                         Item::CopyWithHeader(header) => {
                             tar.write_all(header).at(location)?;
                             stream
@@ -131,9 +133,9 @@ pub(crate) fn merge_range(
 
 /// Copies entry `entry` of image layer `layer` (below the range) under `header`: the content of
 /// a hard link whose target the range deletes. That layer is read in full and verified.
-fn copy_lower(image: &Image, layer: usize, entry: usize, header: &[u8], out: &mut impl Write) -> Result<()> {
+fn copy_lower(image: &Image, layer: usize, entry: usize, header: &[u8], out: &mut impl Write, budget: Budget) -> Result<()> {
     let source = image.layers().get(layer).ok_or_else(|| Error::InvalidRange { reason: format!("no layer {layer}") })?;
-    let mut stream = LayerStream::open(image, source, Check::Full)?;
+    let mut stream = LayerStream::open_within(image, source, Check::Full, budget)?;
     for index in 0..=entry {
         match stream.tar.next_group() {
             Ok(Some(_)) => {}

@@ -37,7 +37,9 @@ pub struct SquashOptions {
     pub compression: Option<Compression>,
     /// Compression level; default: gzip 6, zstd 3.
     pub level: Option<i32>,
-    /// Worker threads for compression; 0 means all cores. Output bytes never depend on it.
+    /// Threads in all, 0 for all cores: indexing, reading, decoding and compressing share
+    /// them (with one or two, layers are read and decoded on the thread that uses them).
+    /// Output bytes never depend on it.
     pub threads: usize,
     /// Comment of the history entry that describes a merged layer.
     pub message: Option<String>,
@@ -278,8 +280,8 @@ impl Image {
         let ranges = range::resolve(self, &options.selector, &options.bases)?;
         let mut planned = Vec::with_capacity(ranges.len());
         for range in ranges {
-            let indexes = self.index_layers(range.start..=range.end)?;
-            let plan = self.plan_indexes(&indexes)?;
+            let indexes = self.index_layers_with_threads(range.start..=range.end, options.threads)?;
+            let plan = self.plan_indexes(&indexes, options.threads)?;
             let compression = options.compression.unwrap_or_else(|| default_compression(self, &range));
             check_level(compression, options.level)?;
             planned.push(PlannedRange { range, indexes, compression, plan });
@@ -292,13 +294,13 @@ impl Image {
     /// Plans a range from its indexes; when hard links in it need files of the layers below
     /// (their names deleted by the range), or when it implies directories that nothing it writes
     /// creates, indexes the layers below too and plans again.
-    pub(crate) fn plan_indexes(&self, indexes: &[LayerIndex]) -> Result<RangePlan> {
+    pub(crate) fn plan_indexes(&self, indexes: &[LayerIndex], threads: usize) -> Result<RangePlan> {
         let plan = changeset::plan_range(indexes, &Default::default())?;
         if plan.missing_lower.is_empty() && plan.missing_lower_dirs.is_empty() {
             return Ok(plan);
         }
         let start = indexes.first().map(|i| i.layer).unwrap_or(0);
-        let lower_indexes = self.index_layers(0..start)?;
+        let lower_indexes = self.index_layers_with_threads(0..start, threads)?;
         let lower = changeset::resolve_lower(&lower_indexes, &plan.missing_lower, &plan.missing_lower_dirs)?;
         let plan = changeset::plan_range(indexes, &lower)?;
         match plan.missing_lower.first() {

@@ -46,11 +46,22 @@ enum Message {
     Done(Verified),
 }
 
-/// The receiving end of a pipeline stage: yields the chunks in order, returns spent ones for
-/// reuse, and keeps the verdict that ends the stream.
+/// Fills a chunk on the consumer's own thread: `Ok(None)` when the chunk holds more data,
+/// the stream's verdict once it has ended.
+type FillInline = Box<dyn FnMut(&mut Vec<u8>) -> Result<Option<Verified>> + Send>;
+
+/// Where a stream's chunks come from.
+enum Feed {
+    /// A pipeline stage on a thread of its own, which takes spent chunks back for reuse.
+    Thread { rx: Receiver<Message>, back: Sender<Vec<u8>> },
+    /// The consumer's thread, reading and decoding as it goes (a thread budget below three).
+    Inline(FillInline),
+}
+
+/// The receiving end of a stream: yields the chunks in order and keeps the verdict that ends
+/// the stream.
 struct Chunks {
-    rx: Receiver<Message>,
-    back: Sender<Vec<u8>>,
+    feed: Feed,
     chunk: Vec<u8>,
     pos: usize,
     done: Option<Verified>,
@@ -58,7 +69,11 @@ struct Chunks {
 
 impl Chunks {
     fn new(rx: Receiver<Message>, back: Sender<Vec<u8>>) -> Chunks {
-        Chunks { rx, back, chunk: Vec::new(), pos: 0, done: None }
+        Chunks { feed: Feed::Thread { rx, back }, chunk: Vec::new(), pos: 0, done: None }
+    }
+
+    fn inline(fill: FillInline) -> Chunks {
+        Chunks { feed: Feed::Inline(fill), chunk: Vec::new(), pos: 0, done: None }
     }
 
     /// Waits for the next chunk; `Ok(false)` at the end of the stream.
@@ -66,10 +81,24 @@ impl Chunks {
         if self.done.is_some() {
             return Ok(false);
         }
-        match self.rx.recv() {
+        let (rx, back) = match &mut self.feed {
+            Feed::Thread { rx, back } => (rx, back),
+            Feed::Inline(fill) => {
+                self.pos = 0;
+                return match fill(&mut self.chunk) {
+                    Ok(None) => Ok(true),
+                    Ok(Some(verified)) => {
+                        self.done = Some(verified);
+                        Ok(false)
+                    }
+                    Err(error) => Err(error.into_io()),
+                };
+            }
+        };
+        match rx.recv() {
             Ok(Message::Data(chunk)) => {
                 let spent = std::mem::replace(&mut self.chunk, chunk);
-                let _ = self.back.send(spent);
+                let _ = back.send(spent);
                 self.pos = 0;
                 Ok(true)
             }
@@ -88,26 +117,11 @@ impl Chunks {
 fn pump(source: &mut impl Read, size: usize, tx: &SyncSender<Message>, recycled: &Receiver<Vec<u8>>) -> io::Result<Option<u64>> {
     let mut total = 0u64;
     loop {
-        let mut chunk = match recycled.try_recv() {
-            Ok(mut spent) => {
-                spent.resize(size, 0);
-                spent
-            }
-            Err(_) => vec![0u8; size],
-        };
-        let mut filled = 0;
-        while filled < size {
-            match source.read(&mut chunk[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let mut chunk = recycled.try_recv().unwrap_or_default();
+        let filled = fill(source, &mut chunk, size)?;
         if filled == 0 {
             return Ok(Some(total));
         }
-        chunk.truncate(filled);
         total += filled as u64;
         if tx.send(Message::Data(chunk)).is_err() {
             return Ok(None);
@@ -163,6 +177,59 @@ fn spawn_decoder(compression: Compression, raw: Chunks, name: String, location: 
             None => Err(Error::io(thread_location, io::Error::other("blob ended without a verdict"))),
         }
     })
+}
+
+/// Fills `chunk` with up to `size` bytes of `source`; the number read (0 at its end).
+fn fill(source: &mut impl Read, chunk: &mut Vec<u8>, size: usize) -> io::Result<usize> {
+    chunk.resize(size, 0);
+    let mut filled = 0;
+    while filled < size {
+        match source.read(&mut chunk[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    chunk.truncate(filled);
+    Ok(filled)
+}
+
+/// The whole pipeline on the consumer's thread: the blob is read and verified (size and
+/// digest), decompressed, and handed out in chunks, with the same checks and errors as the
+/// threaded stages.
+fn inline_stream(blob: VerifyingReader<Box<dyn Read + Send>>, compression: Compression, location: &Location) -> Result<Chunks> {
+    let location = location.clone();
+    let mut count = 0u64;
+    if compression == Compression::None {
+        let mut blob = Some(blob);
+        return Ok(Chunks::inline(Box::new(move |chunk| {
+            let Some(reader) = blob.as_mut() else { return Err(Error::io(location.clone(), io::Error::other("read past the end"))) };
+            let n = fill(reader, chunk, CHUNK).at(|| location.clone())?;
+            if n > 0 {
+                count += n as u64;
+                return Ok(None);
+            }
+            let blob_digest = blob.take().map(VerifyingReader::finish).transpose()?;
+            Ok(blob_digest.map(|blob_digest| Verified { blob_digest, uncompressed_size: count }))
+        })));
+    }
+    let decoder = Decoder::new(compression, io::BufReader::with_capacity(RAW_CHUNK, blob)).at(|| location.clone())?;
+    let mut decoder = Some(decoder);
+    Ok(Chunks::inline(Box::new(move |chunk| {
+        let Some(reader) = decoder.as_mut() else { return Err(Error::io(location.clone(), io::Error::other("read past the end"))) };
+        let n = fill(reader, chunk, CHUNK).at(|| location.clone())?;
+        if n > 0 {
+            count += n as u64;
+            return Ok(None);
+        }
+        // Drain what follows the compressed stream, then the blob's verdict.
+        let Some(reader) = decoder.take() else { return Ok(None) };
+        let mut raw = reader.into_inner();
+        drain(&mut raw).at(|| location.clone())?;
+        let blob_digest = raw.into_inner().finish()?;
+        Ok(Some(Verified { blob_digest, uncompressed_size: count }))
+    })))
 }
 
 /// `Read::read` for a reader whose `BufRead` side does the work.
@@ -266,8 +333,64 @@ pub(crate) enum Check {
     BlobOnly(Digest),
 }
 
+/// How reading and compressing may use threads, from a budget of `threads` (`--threads`; 0:
+/// all cores, with no cap). Output bytes never depend on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Budget {
+    threads: usize,
+}
+
+impl Budget {
+    /// A budget of `threads` threads in all; 0 for all cores.
+    pub(crate) fn new(threads: usize) -> Budget {
+        Budget { threads }
+    }
+
+    fn cores() -> usize {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    }
+
+    /// Whether a layer stream reads and decodes on threads of its own (two, besides its
+    /// consumer), or on the consumer's thread (with a budget of one or two threads).
+    pub(crate) fn pipelined(self) -> bool {
+        self.threads == 0 || self.threads >= 3
+    }
+
+    /// How many layers are indexed at once.
+    pub(crate) fn parallel_layers(self) -> usize {
+        match self.threads {
+            0 => Self::cores(),
+            n if n >= 3 => n / 3,
+            n => n,
+        }
+    }
+
+    /// Compression workers beside one layer stream (0: all cores).
+    pub(crate) fn compressors(self) -> usize {
+        match self.threads {
+            0 => 0,
+            n if n >= 3 => n - 2,
+            n => n,
+        }
+    }
+
+    /// Runs `work` on at most [`Budget::parallel_layers`] threads.
+    fn run<T: Send>(self, work: impl FnOnce() -> T + Send) -> Result<T> {
+        if self.threads == 0 {
+            return Ok(work());
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.parallel_layers())
+            .thread_name(|i| format!("index {i}"))
+            .build()
+            .map_err(|e| Error::io(Location::default(), io::Error::other(e)))?;
+        Ok(pool.install(work))
+    }
+}
+
 impl LayerStream {
-    pub(crate) fn open(image: &Image, layer: &Layer, check: Check) -> Result<LayerStream> {
+    /// Opens a layer, its stages on threads of their own or not as `budget` says.
+    pub(crate) fn open_within(image: &Image, layer: &Layer, check: Check, budget: Budget) -> Result<LayerStream> {
         let location = image.layer_location(layer);
         let blob = match &check {
             Check::Full => image.open_layer_blob(layer)?,
@@ -282,7 +405,9 @@ impl LayerStream {
             (Check::Full, Compression::None) => DiffCheck::BlobDigest(layer.diff_id.clone()),
             (Check::Full, _) => DiffCheck::Hash(Box::new(Sha256::new()), layer.diff_id.clone()),
         };
-        let chunks = if layer.compression == Compression::None {
+        let chunks = if !budget.pipelined() {
+            inline_stream(blob, layer.compression, &location)?
+        } else if layer.compression == Compression::None {
             spawn_reader(blob, CHUNK, format!("read layer {}", layer.index), &location)?
         } else {
             let raw = spawn_reader(blob, RAW_CHUNK, format!("read layer {}", layer.index), &location)?;
@@ -308,9 +433,13 @@ impl LayerStream {
 impl Image {
     /// Reads one layer's headers (skipping file contents) and verifies its digests.
     pub fn index_layer(&self, layer_index: usize) -> Result<crate::layer::index::LayerIndex> {
+        self.index_layer_within(layer_index, Budget::new(0))
+    }
+
+    fn index_layer_within(&self, layer_index: usize, budget: Budget) -> Result<crate::layer::index::LayerIndex> {
         use crate::layer::index::{IndexedEntry, LayerIndex};
         let layer = self.layers.get(layer_index).ok_or_else(|| Error::InvalidRange { reason: format!("no layer {layer_index}") })?;
-        let mut stream = LayerStream::open(self, layer, Check::Full)?;
+        let mut stream = LayerStream::open_within(self, layer, Check::Full, budget)?;
         let mut entries = Vec::new();
         loop {
             let group = match stream.tar.next_group() {
@@ -332,28 +461,45 @@ impl Image {
         })
     }
 
-    /// Indexes several layers in parallel; the result keeps the order of `layers`.
+    /// Indexes several layers in parallel, on all cores; the result keeps the order of `layers`.
     pub fn index_layers(&self, layers: impl IntoIterator<Item = usize>) -> Result<Vec<crate::layer::index::LayerIndex>> {
+        self.index_layers_with_threads(layers, 0)
+    }
+
+    /// [`Image::index_layers`] on at most `threads` threads in all (0: all cores): with one or
+    /// two, each layer is read and decoded on the thread that indexes it; from three on, a
+    /// third of them index layers at once, each with a reading and a decoding thread.
+    pub fn index_layers_with_threads(
+        &self,
+        layers: impl IntoIterator<Item = usize>,
+        threads: usize,
+    ) -> Result<Vec<crate::layer::index::LayerIndex>> {
         use rayon::prelude::*;
+        let budget = Budget::new(threads);
         let wanted: Vec<usize> = layers.into_iter().collect();
-        wanted.par_iter().map(|&i| self.index_layer(i)).collect()
+        budget.run(|| wanted.par_iter().map(|&i| self.index_layer_within(i, budget)).collect())?
     }
 }
 
 impl Image {
-    /// Decodes the given layers (in parallel) and checks each blob's size and sha256 and each
-    /// layer's diff_id, writing nothing.
-    pub fn verify_layers(&self, layers: impl IntoIterator<Item = usize>) -> Result<()> {
+    /// Decodes the given layers (in parallel, on at most `threads` threads; 0: all cores) and
+    /// checks each blob's size and sha256 and each layer's diff_id, writing nothing.
+    pub fn verify_layers(&self, layers: impl IntoIterator<Item = usize>, threads: usize) -> Result<()> {
         use rayon::prelude::*;
+        let budget = Budget::new(threads);
         let wanted: Vec<usize> = layers.into_iter().collect();
-        wanted.par_iter().try_for_each(|&i| self.write_layer_tar(i, &mut io::sink()))
+        budget.run(|| wanted.par_iter().try_for_each(|&i| self.export_layer_within(i, &mut io::sink(), budget)))?
     }
 
     /// Streams layer `layer_index` as an uncompressed tar into `out`, verifying its digest, size
     /// and diff_id as it goes (an export of one layer).
     pub fn write_layer_tar(&self, layer_index: usize, out: &mut dyn std::io::Write) -> Result<()> {
+        self.export_layer_within(layer_index, out, Budget::new(0))
+    }
+
+    fn export_layer_within(&self, layer_index: usize, out: &mut dyn std::io::Write, budget: Budget) -> Result<()> {
         let layer = self.layers.get(layer_index).ok_or_else(|| Error::InvalidRange { reason: format!("no layer {layer_index}") })?;
-        let mut stream = LayerStream::open(self, layer, Check::Full)?;
+        let mut stream = LayerStream::open_within(self, layer, Check::Full, budget)?;
         let location = stream.location.clone();
         io::copy(stream.tar.get_mut(), out).at(|| location.clone())?;
         stream.finish()?;

@@ -237,7 +237,7 @@ impl IndexPlan {
         }
         if self.options.verify_all {
             for (image, plan) in self.images(index) {
-                image.verify_layers(plan.kept_layers(image))?;
+                image.verify_layers(plan.kept_layers(image), self.options.threads)?;
             }
         }
         Ok(())

@@ -253,7 +253,7 @@ impl SquashPlan {
         }
         if self.options.verify_all {
             // Ranges were decoded and fully checked when planned; kept layers are checked here.
-            image.verify_layers(self.kept_layers(image))?;
+            image.verify_layers(self.kept_layers(image), self.options.threads)?;
         }
         Ok(())
     }
