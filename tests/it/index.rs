@@ -343,3 +343,67 @@ fn referrers_follow_their_subject() {
     assert_eq!(kept["digest"], json!(sha256(&referrer)));
     assert_eq!(blob(&amd_only, &sha256(&signature)), signature, "its blobs are copied");
 }
+
+/// Records progress events and checks that each phase's work adds up to its announced total.
+#[derive(Default)]
+struct Tally {
+    events: std::sync::Mutex<Vec<squash::Event>>,
+}
+
+impl squash::Progress for Tally {
+    fn event(&self, event: &squash::Event) {
+        self.events.lock().expect("lock").push(event.clone());
+    }
+}
+
+impl Tally {
+    /// `(announced, done)` per indexing and writing phase, in order.
+    fn phases(&self) -> Vec<(&'static str, u64, u64)> {
+        let mut phases: Vec<(&'static str, u64, u64)> = Vec::new();
+        for event in self.events.lock().expect("lock").iter() {
+            match event {
+                squash::Event::Indexing { bytes, .. } => phases.push(("indexing", *bytes, 0)),
+                squash::Event::Writing { total } => phases.push(("writing", *total, 0)),
+                squash::Event::Indexed { bytes, .. } | squash::Event::Advanced { bytes } => {
+                    phases.last_mut().expect("a phase began first").2 += bytes;
+                }
+                _ => {}
+            }
+        }
+        phases
+    }
+}
+
+/// Structured progress: planning announces the layers it indexes and their bytes, writing the
+/// bytes of work it will do, and the work done adds up to exactly that, for an image, every
+/// image of an index (merged ahead or not), and a stream.
+#[test]
+fn progress_events_add_up_to_their_totals() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = two_platforms(dir.path());
+    let reference = format!("oci:{}:t", input.display());
+    for threads in [1, 4] {
+        let index = open_index(&reference);
+        let options = SquashOptions::default().with_selector(LayerSelector::Top(2)).with_threads(threads);
+        let tally = Tally::default();
+        let plan = index.plan_with_progress(&options, &IndexOptions::default(), &tally).expect("plan");
+        let out = dir.path().join(format!("out-{threads}"));
+        plan.execute_with_progress(&index, &Output::new(out, OutputFormat::OciLayout).with_tag("t"), &tally).expect("write");
+        let phases = tally.phases();
+        assert!(phases.iter().filter(|p| p.0 == "indexing").count() >= 2, "{phases:?}");
+        assert!(phases.iter().filter(|p| p.0 == "writing").count() >= 2, "{phases:?}");
+        for (phase, announced, done) in &phases {
+            assert_eq!(announced, done, "{threads} threads, {phase}: {phases:?}");
+        }
+        let image = index.images()[0].clone();
+        let image_plan = image.plan(&options).expect("plan");
+        let tally = Tally::default();
+        let mut stream = Vec::new();
+        image_plan.execute_to_writer(&image, OutputFormat::OciArchive, None, &mut stream, &tally).expect("stream");
+        let phases = tally.phases();
+        assert_eq!(phases.len(), 1, "{phases:?}");
+        let kept: u64 = image.layers()[..2].iter().map(|l| l.size()).sum();
+        assert_eq!(phases[0].1, kept + image_plan.ranges[0].uncompressed_size(), "{phases:?}");
+        assert_eq!(phases[0].1, phases[0].2);
+    }
+}

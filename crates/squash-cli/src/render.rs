@@ -214,83 +214,116 @@ pub fn report(report: &Report) -> String {
     out
 }
 
-/// What a person sees while a squash writes: a one-line progress display on stderr when it is a
-/// terminal (redrawn at most five times a second) unless `--quiet`, notices such as a lock wait
-/// unless `--quiet`, each step as a line of its own with `--verbose`, and the cancellation that
-/// a signal asks for.
+/// What a person sees while squash works: a progress bar on stderr when it is a terminal
+/// (indexing: layers and bytes read; writing: the share of the work done, its rate and the time
+/// left), unless `--quiet`; notices such as a lock wait unless `--quiet`; each step as a line of
+/// its own with `--verbose`; and the cancellation that a signal asks for.
 pub struct ProgressLine {
-    line: bool,
+    /// Whether bars are drawn at all.
+    bars: bool,
+    /// The bar of the current phase (indexing, writing), if one is shown.
+    bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
     notices: bool,
     log_steps: bool,
     started: std::time::Instant,
-    state: std::sync::Mutex<(String, u64, std::time::Instant)>,
 }
 
 impl ProgressLine {
-    /// `terminal`: whether stderr can show a redrawn line.
+    /// `terminal`: whether stderr can show a redrawn bar.
     pub fn new(terminal: bool, verbosity: crate::args::Verbosity) -> ProgressLine {
-        let now = std::time::Instant::now();
         ProgressLine {
-            line: terminal && !verbosity.quiet,
+            bars: terminal && !verbosity.quiet,
+            bar: std::sync::Mutex::new(None),
             notices: !verbosity.quiet,
             log_steps: verbosity.verbose > 0,
-            started: now,
-            state: std::sync::Mutex::new((String::new(), 0, now)),
+            started: std::time::Instant::now(),
         }
     }
 
-    fn draw(&self, step: &str, written: u64) {
-        if self.line {
-            use std::io::Write;
-            let _ = write!(std::io::stderr(), "\r\x1b[2K{step}: {} written", human(written));
+    fn with_bar(&self, f: impl FnOnce(&indicatif::ProgressBar)) {
+        if let Ok(bar) = self.bar.lock() {
+            if let Some(bar) = bar.as_ref() {
+                f(bar);
+            }
         }
     }
 
-    /// Clears the line.
-    pub fn finish(&self) {
-        if self.line {
-            use std::io::Write;
-            let _ = write!(std::io::stderr(), "\r\x1b[2K");
+    /// Prints `text` on stderr, above the bar if one is shown.
+    pub fn note(&self, text: &str) {
+        let mut printed = false;
+        self.with_bar(|bar| {
+            bar.suspend(|| crate::exit::note(text));
+            printed = true;
+        });
+        if !printed {
+            crate::exit::note(text);
         }
+    }
+
+    fn log(&self, text: &str) {
         if self.log_steps {
-            crate::exit::note(&format!("squash: [{:6.2} s] done", self.started.elapsed().as_secs_f64()));
+            self.note(&format!("squash: [{:6.2} s] {text}", self.started.elapsed().as_secs_f64()));
         }
+    }
+
+    /// A new bar of `total` bytes, in place of the last one.
+    fn restart(&self, total: u64, template: &str, message: String) {
+        if !self.bars {
+            return;
+        }
+        let style = indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> ");
+        let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr_with_hz(5))
+            .with_style(style)
+            .with_message(message);
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        if let Ok(mut current) = self.bar.lock() {
+            if let Some(old) = current.replace(bar) {
+                old.finish_and_clear();
+            }
+        }
+    }
+
+    /// Clears the bar of the phase that ended (planning, before the plan is printed).
+    pub fn clear(&self) {
+        if let Ok(mut current) = self.bar.lock() {
+            if let Some(old) = current.take() {
+                old.finish_and_clear();
+            }
+        }
+    }
+
+    /// Clears the bar; with `--verbose`, says the run is done.
+    pub fn finish(&self) {
+        self.clear();
+        self.log("done");
     }
 }
 
+const INDEXING: &str = "{msg} [{bar:30}] {decimal_bytes}/{decimal_total_bytes} {decimal_bytes_per_sec}";
+const WRITING: &str = "{msg:24!} [{bar:30}] {percent:>3}% {decimal_bytes}/{decimal_total_bytes} {decimal_bytes_per_sec} ETA {eta}";
+
 impl squash::Progress for ProgressLine {
-    fn step(&self, description: &str) {
-        if let Ok(mut state) = self.state.lock() {
-            if self.log_steps {
-                if self.line {
-                    use std::io::Write;
-                    let _ = write!(std::io::stderr(), "\r\x1b[2K");
-                }
-                crate::exit::note(&format!(
-                    "squash: [{:6.2} s] {description} ({} written so far)",
-                    self.started.elapsed().as_secs_f64(),
-                    human(state.1)
-                ));
+    fn event(&self, event: &squash::Event) {
+        use squash::Event;
+        match event {
+            Event::Indexing { layers, bytes } => {
+                let what = format!("indexing {}", count(*layers, "layer", "layers"));
+                self.log(&format!("{what} ({})", human(*bytes)));
+                self.restart(*bytes, INDEXING, what);
             }
-            state.0 = description.to_string();
-            self.draw(&state.0, state.1);
-        }
-    }
-
-    fn written(&self, bytes: u64) {
-        if let Ok(mut state) = self.state.lock() {
-            state.1 += bytes;
-            if state.2.elapsed() >= std::time::Duration::from_millis(200) {
-                state.2 = std::time::Instant::now();
-                self.draw(&state.0, state.1);
+            Event::Indexed { bytes, .. } | Event::Advanced { bytes } => self.with_bar(|bar| bar.inc(*bytes)),
+            Event::Writing { total } => {
+                self.log(&format!("writing: {} of work", human(*total)));
+                self.restart(*total, WRITING, "writing".into());
             }
-        }
-    }
-
-    fn notice(&self, message: &str) {
-        if self.notices {
-            self.finish();
-            crate::exit::note(&format!("squash: {message}"));
+            Event::Step { description } => {
+                self.log(description);
+                self.with_bar(|bar| bar.set_message(description.clone()));
+            }
+            Event::Notice { message } if self.notices => self.note(&format!("squash: {message}")),
+            _ => {}
         }
     }
 

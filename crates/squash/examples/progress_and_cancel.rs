@@ -6,30 +6,44 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use squash::{Error, Image, LayerSelector, Output, OutputFormat, Progress, SquashOptions};
+use squash::{Error, Event, Image, LayerSelector, Output, OutputFormat, Progress, SquashOptions};
 
 #[path = "common/mod.rs"]
 mod common;
 
-/// Prints each step, counts bytes, and asks to stop once `stop_after` bytes were written.
+/// Prints each step with the share of the work done, and asks to stop once `stop_after` bytes
+/// of work are done.
 struct Watch {
-    written: AtomicU64,
+    total: AtomicU64,
+    done: AtomicU64,
     stop_after: Option<u64>,
     stopped: AtomicBool,
 }
 
+impl Watch {
+    fn new(stop_after: Option<u64>) -> Watch {
+        Watch { total: AtomicU64::new(0), done: AtomicU64::new(0), stop_after, stopped: AtomicBool::new(false) }
+    }
+}
+
 impl Progress for Watch {
-    fn step(&self, description: &str) {
-        println!("step: {description}");
-    }
-    fn written(&self, bytes: u64) {
-        self.written.fetch_add(bytes, Ordering::Relaxed);
-    }
-    fn notice(&self, message: &str) {
-        println!("notice: {message}");
+    fn event(&self, event: &Event) {
+        match event {
+            Event::Indexing { layers, bytes } => println!("indexing {layers} layer{} ({bytes} bytes)", if *layers == 1 { "" } else { "s" }),
+            Event::Writing { total } => self.total.store(*total, Ordering::Relaxed),
+            Event::Step { description } => {
+                let (done, total) = (self.done.load(Ordering::Relaxed), self.total.load(Ordering::Relaxed).max(1));
+                println!("{:3}% {description}", 100 * done / total);
+            }
+            Event::Advanced { bytes } => {
+                self.done.fetch_add(*bytes, Ordering::Relaxed);
+            }
+            Event::Notice { message } => println!("notice: {message}"),
+            _ => {}
+        }
     }
     fn cancelled(&self) -> bool {
-        let stop = self.stop_after.is_some_and(|limit| self.written.load(Ordering::Relaxed) >= limit);
+        let stop = self.stop_after.is_some_and(|limit| self.done.load(Ordering::Relaxed) >= limit);
         if stop {
             self.stopped.store(true, Ordering::Relaxed);
         }
@@ -41,17 +55,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let scratch = tempfile::tempdir()?;
     let image = common::image_argument(scratch.path());
     let image = Image::open(&image)?;
-    let plan = image.plan(&SquashOptions::default().with_selector(LayerSelector::Top(3)))?;
+    let plan = image.plan_with_progress(&SquashOptions::default().with_selector(LayerSelector::Top(3)), &Watch::new(None))?;
 
     // A run to the end.
     let done = scratch.path().join("done");
-    let watch = Watch { written: AtomicU64::new(0), stop_after: None, stopped: AtomicBool::new(false) };
+    let watch = Watch::new(None);
     plan.execute_with_progress(&image, &Output::new(done.clone(), OutputFormat::OciLayout), &watch)?;
-    println!("wrote {} bytes to {}", watch.written.load(Ordering::Relaxed), done.display());
+    let (work, total) = (watch.done.load(Ordering::Relaxed), watch.total.load(Ordering::Relaxed));
+    println!("did {work} of {total} bytes of work; wrote {}", done.display());
+    assert_eq!(work, total, "the work done adds up to the total announced");
 
     // A run cancelled after its first bytes: the error says so and nothing is left behind.
     let cancelled = scratch.path().join("cancelled");
-    let watch = Watch { written: AtomicU64::new(0), stop_after: Some(1), stopped: AtomicBool::new(false) };
+    let watch = Watch::new(Some(1));
     match plan.execute_with_progress(&image, &Output::new(cancelled.clone(), OutputFormat::OciLayout), &watch) {
         Err(Error::Cancelled) => println!("cancelled; {} exists: {}", cancelled.display(), cancelled.exists()),
         Err(other) => return Err(other.into()),

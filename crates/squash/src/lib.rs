@@ -38,6 +38,6 @@ pub mod present {
     pub use crate::report::{human, parse_size};
 }
 pub use write::{
-    ImageOutcome, IndexOptions, IndexOutcome, IndexPlan, NoProgress, Outcome, OutcomeLayer, Output, OutputFormat, Progress,
+    Event, ImageOutcome, IndexOptions, IndexOutcome, IndexPlan, NoProgress, Outcome, OutcomeLayer, Output, OutputFormat, Progress,
     DEFAULT_LOCK_TIMEOUT,
 };

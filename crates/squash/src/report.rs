@@ -244,8 +244,14 @@ impl Image {
     /// # Ok::<(), squash::Error>(())
     /// ```
     pub fn report(&self, options: &SquashOptions, top_paths: usize) -> Result<Report> {
+        self.report_with_progress(options, top_paths, &crate::write::NoProgress)
+    }
+
+    /// [`Image::report`], telling `progress` about the layers it indexes
+    /// ([`Event::Indexing`](crate::Event::Indexing), [`Event::Indexed`](crate::Event::Indexed)).
+    pub fn report_with_progress(&self, options: &SquashOptions, top_paths: usize, progress: &dyn crate::write::Progress) -> Result<Report> {
         let count = self.layers().len();
-        let indexes = self.index_layers_with_threads(0..count, options.threads)?;
+        let indexes = self.index_layers_reporting(0..count, options.threads, progress)?;
         let ranges = match &options.selector {
             LayerSelector::Nothing => match range::resolve(self, &LayerSelector::Base, &options.bases) {
                 Ok(r) => r,
@@ -320,7 +326,7 @@ impl Image {
         let mut squash = Vec::new();
         for range in ranges {
             let slice = &indexes[range.start..=range.end];
-            let plan = self.plan_indexes(slice, options.threads)?;
+            let plan = self.plan_indexes(slice, options.threads, progress)?;
             let compressed_before: u64 = slice.iter().map(|i| i.compressed_size).sum();
             let uncompressed_before: u64 = slice.iter().map(|i| i.uncompressed_size).sum();
             // Each surviving entry is assumed to compress as well as the layer it comes from.

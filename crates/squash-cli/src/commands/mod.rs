@@ -186,7 +186,9 @@ fn squash(args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
     let mut options = squash_options(&args, selector, scratch_path.as_deref())?;
     options.bases = bases;
     let output = output_spec.map(|spec| spec.resolve(default_format(image.format())));
-    let plan = image.plan(&options)?;
+    let progress = render::ProgressLine::new(!args.json && std::io::stderr().is_terminal(), verbosity);
+    let plan = image.plan_with_progress(&options, &progress)?;
+    progress.clear();
     // The plan is a dry run's result (stdout), and a note on the way otherwise (stderr).
     if !verbosity.quiet && !args.json {
         if args.dry_run {
@@ -204,7 +206,6 @@ fn squash(args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let progress = render::ProgressLine::new(!args.json && std::io::stderr().is_terminal(), verbosity);
     let outcome = match (&output, &stream) {
         (Some(output), _) => exit::writing(|| plan.execute_with_progress(&image, output, &progress)),
         (None, Some(stream)) => {
@@ -384,7 +385,9 @@ fn squash_index(
     let options = squash_options(args, selector, scratch.as_deref())?;
     let bases = open_bases(&args.select)?;
     let index_options = IndexOptions::default().with_platforms(platforms).with_keep_attestations(args.keep_attestations).with_bases(bases);
-    let plan = index.plan(&options, &index_options)?;
+    let progress = render::ProgressLine::new(!args.json && std::io::stderr().is_terminal(), verbosity);
+    let plan = index.plan_with_progress(&options, &index_options, &progress)?;
+    progress.clear();
     if !verbosity.quiet && !args.json {
         if args.dry_run {
             out(&render::index_plan(index, &plan))?;
@@ -399,7 +402,6 @@ fn squash_index(
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let progress = render::ProgressLine::new(!args.json && std::io::stderr().is_terminal(), verbosity);
     let outcome = match (&output, &stream) {
         (Some(output), _) => exit::writing(|| plan.execute_with_progress(index, output, &progress)),
         (None, Some(stream)) => {
@@ -574,7 +576,9 @@ fn report(args: crate::args::ReportArgs, verbosity: Verbosity) -> Result<ExitCod
     for image in &images {
         let mut options = SquashOptions::default().with_selector(selector.clone()).with_threads(args.threads.unwrap_or(0));
         options.bases = bases.iter().filter_map(|b| b.for_platform_of(image)).collect();
-        let report = image.report(&options, args.top)?;
+        let progress = render::ProgressLine::new(!args.json && std::io::stderr().is_terminal(), verbosity);
+        let report = image.report_with_progress(&options, args.top, &progress)?;
+        progress.clear();
         log_read(verbosity, image, started);
         let platform = image.platform().map(ToString::to_string).unwrap_or_else(|| "(no platform)".into());
         #[cfg(feature = "svg")]

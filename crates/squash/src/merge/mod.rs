@@ -15,6 +15,7 @@ use crate::layer::header::END_OF_ARCHIVE;
 use crate::plan::{Item, PlannedRange};
 use crate::read::stream::{Budget, Check, LayerStream};
 use crate::read::Image;
+use crate::write::{Event, Progress};
 use compress::Encoder;
 
 /// What merging a range produced.
@@ -25,20 +26,27 @@ pub(crate) struct Merged {
     pub uncompressed_size: u64,
 }
 
-/// The uncompressed tar going into the encoder: counted, and hashed for the diff_id.
-struct TarSink<W> {
+/// The uncompressed tar going into the encoder: counted (and reported as work done, every
+/// MiB), and hashed for the diff_id.
+struct TarSink<'a, W> {
     inner: W,
     hasher: Option<Sha256>,
     count: u64,
+    progress: &'a dyn Progress,
+    reported: u64,
 }
 
-impl<W: Write> Write for TarSink<W> {
+impl<W: Write> Write for TarSink<'_, W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
         if let Some(hasher) = &mut self.hasher {
             hasher.update(&buf[..n]);
         }
         self.count += n as u64;
+        if self.count - self.reported >= 1 << 20 {
+            self.progress.event(&Event::Advanced { bytes: self.count - self.reported });
+            self.reported = self.count;
+        }
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -53,13 +61,14 @@ pub(crate) fn merge_range(
     level: Option<i32>,
     threads: usize,
     out: &mut dyn Write,
+    progress: &dyn Progress,
 ) -> Result<Merged> {
     let location = || Location::file(image.path()).part(format!("new layer for layers {}..{}", planned.range.start, planned.range.end));
     let budget = Budget::new(threads);
     let encoder = Encoder::new(planned.compression, level, budget.compressors(), out).at(location)?;
     // An uncompressed layer's diff_id is its blob digest, which the output computes anyway.
     let hasher = (planned.compression != Compression::None).then(Sha256::new);
-    let mut tar = TarSink { inner: encoder, hasher, count: 0 };
+    let mut tar = TarSink { inner: encoder, hasher, count: 0, progress, reported: 0 };
     for header in &planned.plan.prelude {
         tar.write_all(header).at(location)?;
     }
@@ -119,7 +128,10 @@ pub(crate) fn merge_range(
         stream.finish()?;
     }
     tar.write_all(&END_OF_ARCHIVE).at(location)?;
-    let TarSink { inner: encoder, hasher, count: uncompressed_size } = tar;
+    if tar.count > tar.reported {
+        progress.event(&Event::Advanced { bytes: tar.count - tar.reported });
+    }
+    let TarSink { inner: encoder, hasher, count: uncompressed_size, .. } = tar;
     let diff_id = hasher.map(|h| Digest::from_raw(h.finalize().into()));
     encoder.finish().at(location)?;
     if uncompressed_size != planned.plan.uncompressed_size {

@@ -277,11 +277,17 @@ impl Image {
     /// # Ok::<(), squash::Error>(())
     /// ```
     pub fn plan(&self, options: &SquashOptions) -> Result<SquashPlan> {
+        self.plan_with_progress(options, &crate::write::NoProgress)
+    }
+
+    /// [`Image::plan`], telling `progress` about the layers it indexes
+    /// ([`Event::Indexing`](crate::Event::Indexing), [`Event::Indexed`](crate::Event::Indexed)).
+    pub fn plan_with_progress(&self, options: &SquashOptions, progress: &dyn crate::write::Progress) -> Result<SquashPlan> {
         let ranges = range::resolve(self, &options.selector, &options.bases)?;
         let mut planned = Vec::with_capacity(ranges.len());
         for range in ranges {
-            let indexes = self.index_layers_with_threads(range.start..=range.end, options.threads)?;
-            let plan = self.plan_indexes(&indexes, options.threads)?;
+            let indexes = self.index_layers_reporting(range.start..=range.end, options.threads, progress)?;
+            let plan = self.plan_indexes(&indexes, options.threads, progress)?;
             let compression = options.compression.unwrap_or_else(|| default_compression(self, &range));
             check_level(compression, options.level)?;
             planned.push(PlannedRange { range, indexes, compression, plan });
@@ -294,13 +300,13 @@ impl Image {
     /// Plans a range from its indexes; when hard links in it need files of the layers below
     /// (their names deleted by the range), or when it implies directories that nothing it writes
     /// creates, indexes the layers below too and plans again.
-    pub(crate) fn plan_indexes(&self, indexes: &[LayerIndex], threads: usize) -> Result<RangePlan> {
+    pub(crate) fn plan_indexes(&self, indexes: &[LayerIndex], threads: usize, progress: &dyn crate::write::Progress) -> Result<RangePlan> {
         let plan = changeset::plan_range(indexes, &Default::default())?;
         if plan.missing_lower.is_empty() && plan.missing_lower_dirs.is_empty() {
             return Ok(plan);
         }
         let start = indexes.first().map(|i| i.layer).unwrap_or(0);
-        let lower_indexes = self.index_layers_with_threads(0..start, threads)?;
+        let lower_indexes = self.index_layers_reporting(0..start, threads, progress)?;
         let lower = changeset::resolve_lower(&lower_indexes, &plan.missing_lower, &plan.missing_lower_dirs)?;
         let plan = changeset::plan_range(indexes, &lower)?;
         match plan.missing_lower.first() {

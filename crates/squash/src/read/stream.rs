@@ -474,10 +474,36 @@ impl Image {
         layers: impl IntoIterator<Item = usize>,
         threads: usize,
     ) -> Result<Vec<crate::layer::index::LayerIndex>> {
+        self.index_layers_reporting(layers, threads, &crate::write::NoProgress)
+    }
+
+    /// [`Image::index_layers_with_threads`], telling `progress` what it does
+    /// ([`Event::Indexing`](crate::Event::Indexing), then [`Event::Indexed`](crate::Event::Indexed)
+    /// for each layer as it is done).
+    pub(crate) fn index_layers_reporting(
+        &self,
+        layers: impl IntoIterator<Item = usize>,
+        threads: usize,
+        progress: &dyn crate::write::Progress,
+    ) -> Result<Vec<crate::layer::index::LayerIndex>> {
+        use crate::write::Event;
         use rayon::prelude::*;
         let budget = Budget::new(threads);
         let wanted: Vec<usize> = layers.into_iter().collect();
-        budget.run(|| wanted.par_iter().map(|&i| self.index_layer_within(i, budget)).collect())?
+        let size = |i: usize| self.layers.get(i).map_or(0, |l| l.blob.size);
+        if !wanted.is_empty() {
+            progress.event(&Event::Indexing { layers: wanted.len(), bytes: wanted.iter().map(|&i| size(i)).sum() });
+        }
+        budget.run(|| {
+            wanted
+                .par_iter()
+                .map(|&i| {
+                    let index = self.index_layer_within(i, budget)?;
+                    progress.event(&Event::Indexed { layer: i, bytes: size(i) });
+                    Ok(index)
+                })
+                .collect()
+        })?
     }
 }
 

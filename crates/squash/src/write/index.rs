@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::lock::LockWait;
 use super::target::{BlobKind, Finish, Input, Target};
-use super::{Counting, NoProgress, Outcome, Output, OutputFormat, PreMerged, PreMergedLayers, Progress, DEFAULT_LOCK_TIMEOUT};
+use super::{Counting, Event, NoProgress, Outcome, Output, OutputFormat, PreMerged, PreMergedLayers, Progress, DEFAULT_LOCK_TIMEOUT};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Location, Result};
 use crate::plan::{PlannedRange, SquashOptions, SquashPlan};
@@ -125,6 +125,11 @@ impl ImageIndex {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn plan(&self, options: &SquashOptions, index_options: &IndexOptions) -> Result<IndexPlan> {
+        self.plan_with_progress(options, index_options, &NoProgress)
+    }
+
+    /// [`ImageIndex::plan`], telling `progress` about the layers it indexes, image by image.
+    pub fn plan_with_progress(&self, options: &SquashOptions, index_options: &IndexOptions, progress: &dyn Progress) -> Result<IndexPlan> {
         for wanted in &index_options.platforms {
             if !self.images().iter().any(|i| i.platform().is_some_and(|p| wanted.matches(p))) {
                 let listed: Vec<String> = self.platforms().iter().map(ToString::to_string).collect();
@@ -134,13 +139,13 @@ impl ImageIndex {
                 });
             }
         }
-        let mut plan = self.plan_children(options, index_options)?;
+        let mut plan = self.plan_children(options, index_options, progress)?;
         let replaced = plan.replaced(self);
         plan.drop_attestations(self, &replaced, index_options.keep_attestations);
         Ok(plan)
     }
 
-    fn plan_children(&self, options: &SquashOptions, index_options: &IndexOptions) -> Result<IndexPlan> {
+    fn plan_children(&self, options: &SquashOptions, index_options: &IndexOptions, progress: &dyn Progress) -> Result<IndexPlan> {
         let mut children = Vec::with_capacity(self.children.len());
         for child in &self.children {
             children.push(match &child.kind {
@@ -150,12 +155,12 @@ impl ImageIndex {
                     if chosen {
                         let mut child_options = options.clone();
                         child_options.bases = index_options.bases.iter().filter_map(|b| b.for_platform_of(image)).collect();
-                        ChildPlan::Image(image.plan(&child_options)?)
+                        ChildPlan::Image(image.plan_with_progress(&child_options, progress)?)
                     } else {
                         ChildPlan::Image(SquashPlan::copy_of(image, options))
                     }
                 }
-                IndexChildKind::Index(nested) => ChildPlan::Index(nested.plan_children(options, index_options)?),
+                IndexChildKind::Index(nested) => ChildPlan::Index(nested.plan_children(options, index_options, progress)?),
                 _ => ChildPlan::Copy,
             });
         }
@@ -262,6 +267,8 @@ impl IndexPlan {
             return Ok(BTreeMap::new());
         }
         let per_job = (total / workers).max(1);
+        progress.event(&Event::Writing { total: jobs.iter().map(|(_, r)| r.plan.uncompressed_size).sum() });
+        progress.step(format!("merging {} ranges, {workers} at once", jobs.len()));
         let dir = self.options.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);
         let next = std::sync::atomic::AtomicUsize::new(0);
         let results: Vec<Result<Vec<(usize, PreMerged)>>> = std::thread::scope(|scope| {
@@ -333,7 +340,7 @@ impl IndexPlan {
                 }
                 (IndexChildKind::Image(image), ChildPlan::Image(p)) => {
                     if let Some(platform) = image.platform() {
-                        progress.step(&format!("platform {platform}"));
+                        progress.step(format!("platform {platform}"));
                     }
                     let mut premerged: PreMergedLayers = match image.manifest_digest() {
                         Some(digest) => p
@@ -437,6 +444,8 @@ fn copy_manifest(
     for list in ["layers", "blobs"] {
         named.extend(value.get(list).and_then(Value::as_array).into_iter().flatten());
     }
+    let total = named.iter().filter_map(|d| d.get("size").and_then(Value::as_u64)).sum();
+    progress.event(&Event::Writing { total });
     for descriptor in named {
         let child = crate::read::oci_descriptor_ref(descriptor, &location, store)?;
         let Some(child_digest) = child.digest.clone() else { continue };
@@ -444,7 +453,7 @@ fn copy_manifest(
             let blob_location = location.clone().within(format!("blob {}", child_digest.short()));
             let mut reader = store.open_blob(&child, blob_location.clone())?;
             target.write_blob(Some((&child_digest, child.size)), BlobKind::Layer, &mut |w| {
-                let mut counting = Counting { inner: w, progress, unreported: 0 };
+                let mut counting = Counting { inner: w, progress, unreported: 0, report: true };
                 io::copy(&mut reader, &mut counting).and_then(|_| io::Write::flush(&mut counting)).at(|| blob_location.clone())
             })?;
         }

@@ -54,7 +54,8 @@ impl DirLock {
                 });
             }
             if !told && waited >= Duration::from_secs(1) {
-                wait.progress.notice(&format!("waiting for the lock on `{}`: another run is writing there", dir.display()));
+                let message = format!("waiting for the lock on `{}`: another run is writing there", dir.display());
+                wait.progress.event(&crate::write::Event::Notice { message });
                 told = true;
             }
             std::thread::sleep(Duration::from_millis(20));

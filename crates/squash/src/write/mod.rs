@@ -97,25 +97,68 @@ pub(crate) fn rfc3339(epoch: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
-/// Receives progress while a plan executes. The library never prints; a front end decides what
-/// a person sees.
-pub trait Progress: Sync {
-    /// A step begins (`copying layer 3`, `merging layers 1..4`).
-    fn step(&self, description: &str) {
-        let _ = description;
-    }
-    /// `bytes` more bytes were written to the output.
-    fn written(&self, bytes: u64) {
-        let _ = bytes;
-    }
+/// What a run is doing, for a [`Progress`] to show. Bytes are units of work, known ahead: a
+/// layer indexed or copied as it is counts its stored bytes, a new layer its uncompressed bytes
+/// (exactly as planned).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Layers are about to be indexed (read in full, their headers recorded and every digest
+    /// checked): `layers` of them, `bytes` stored bytes in all.
+    Indexing {
+        /// How many layers.
+        layers: usize,
+        /// Their stored bytes.
+        bytes: u64,
+    },
+    /// One of them is done.
+    Indexed {
+        /// The image layer.
+        layer: usize,
+        /// Its stored bytes.
+        bytes: u64,
+    },
+    /// Writing begins: of an image, or for an index of each image in turn and once for the
+    /// ranges merged ahead of writing. `total` bytes of work follow in [`Event::Advanced`].
+    Writing {
+        /// The bytes of work.
+        total: u64,
+    },
+    /// A step of the writing begins (`copying layer 3`, `merging layers 1..4`).
+    Step {
+        /// What it does.
+        description: String,
+    },
+    /// `bytes` more bytes of work are done.
+    Advanced {
+        /// How many.
+        bytes: u64,
+    },
     /// Something a person waiting should know (`waiting for the lock on …`).
-    fn notice(&self, message: &str) {
-        let _ = message;
+    Notice {
+        /// The message.
+        message: String,
+    },
+}
+
+/// Receives progress while an image is planned, reported on or written, and can cancel a
+/// write. The library never prints; a front end decides what a person sees. Events may come
+/// from several threads at once (layers are indexed in parallel).
+pub trait Progress: Sync {
+    /// Something happened.
+    fn event(&self, event: &Event) {
+        let _ = event;
     }
     /// Whether the run should stop. Polled while writing; when it returns true the run fails
     /// with [`Error::Cancelled`] and removes everything it wrote.
     fn cancelled(&self) -> bool {
         false
+    }
+}
+
+impl dyn Progress + '_ {
+    pub(crate) fn step(&self, description: String) {
+        self.event(&Event::Step { description });
     }
 }
 
@@ -128,11 +171,14 @@ pub struct NoProgress;
 
 impl Progress for NoProgress {}
 
-/// Reports bytes to a [`Progress`] as they pass, in steps of at least 1 MiB.
-struct Counting<'a, W> {
-    inner: W,
-    progress: &'a dyn Progress,
-    unreported: u64,
+/// Reports bytes to a [`Progress`] as they pass, in steps of at least 1 MiB (unless `report`
+/// is off: a new layer reports its uncompressed bytes instead), and stops the write when the
+/// run is cancelled.
+pub(crate) struct Counting<'a, W> {
+    pub inner: W,
+    pub progress: &'a dyn Progress,
+    pub unreported: u64,
+    pub report: bool,
 }
 
 impl<W: io::Write> io::Write for Counting<'_, W> {
@@ -143,14 +189,22 @@ impl<W: io::Write> io::Write for Counting<'_, W> {
         let n = self.inner.write(buf)?;
         self.unreported += n as u64;
         if self.unreported >= 1 << 20 {
-            self.progress.written(self.unreported);
-            self.unreported = 0;
+            self.report();
         }
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.progress.written(std::mem::take(&mut self.unreported));
+        self.report();
         self.inner.flush()
+    }
+}
+
+impl<W> Counting<'_, W> {
+    fn report(&mut self) {
+        let bytes = std::mem::take(&mut self.unreported);
+        if self.report && bytes > 0 {
+            self.progress.event(&Event::Advanced { bytes });
+        }
     }
 }
 
@@ -183,8 +237,8 @@ impl PreMerged {
         let handle = file.reopen().at(|| location.clone())?;
         let mut writer = crate::digest::HashingWriter::new(io::BufWriter::with_capacity(1 << 20, handle));
         let merged = {
-            let mut counting = Counting { inner: &mut writer, progress, unreported: 0 };
-            let merged = merge_range(image, planned, level, threads, &mut counting)?;
+            let mut counting = Counting { inner: &mut writer, progress, unreported: 0, report: false };
+            let merged = merge_range(image, planned, level, threads, &mut counting, progress)?;
             io::Write::flush(&mut counting).at(|| location.clone())?;
             merged
         };
@@ -271,6 +325,14 @@ impl SquashPlan {
         Ok(outcome)
     }
 
+    /// The bytes of work writing `image` takes: the stored bytes of the layers it copies, and
+    /// the uncompressed bytes of the new layers not merged ahead.
+    fn work(&self, image: &Image, premerged: &PreMergedLayers) -> u64 {
+        let kept: u64 = self.kept_layers(image).map(|i| image.layers()[i].size()).sum();
+        let new: u64 = self.ranges.iter().filter(|r| !premerged.contains_key(&r.range.start)).map(|r| r.plan.uncompressed_size).sum();
+        kept + new
+    }
+
     /// Writes the image's blobs (layers, config and, but for a docker archive, the manifest)
     /// into `target`: what it wrote, and the manifest's descriptor.
     pub(crate) fn write_image_blobs(
@@ -282,13 +344,14 @@ impl SquashPlan {
         premerged: &mut PreMergedLayers,
     ) -> Result<(Outcome, Value)> {
         let docker = docker_family(image, output);
+        progress.event(&Event::Writing { total: self.work(image, premerged) });
         let mut layers: Vec<OutcomeLayer> = Vec::new();
         let mut descriptors: Vec<Value> = Vec::new();
         let mut index = 0;
         while index < image.layers().len() {
             let new_index = layers.len();
             if let Some(planned) = self.ranges.iter().find(|r| r.range.start == index) {
-                progress.step(&format!("merging layers {}..{}", planned.range.start, planned.range.end));
+                progress.step(format!("merging layers {}..{}", planned.range.start, planned.range.end));
                 let (layer, descriptor) =
                     self.write_range(image, planned, docker, new_index, target, progress, premerged.remove(&planned.range.start))?;
                 layers.push(layer);
@@ -298,13 +361,16 @@ impl SquashPlan {
             }
             let layer = &image.layers()[index];
             let (digest, size) = match layer.digest() {
-                Some(known) if target.has_blob(known) => (known.clone(), layer.size()),
+                Some(known) if target.has_blob(known) => {
+                    progress.event(&Event::Advanced { bytes: layer.size() });
+                    (known.clone(), layer.size())
+                }
                 known => {
-                    progress.step(&format!("copying layer {index}"));
+                    progress.step(format!("copying layer {index}"));
                     let mut reader = image.open_layer_blob(layer)?;
                     let location = image.layer_location(layer);
                     target.write_blob(known.map(|d| (d, layer.size())), BlobKind::Layer, &mut |w| {
-                        let mut counting = Counting { inner: w, progress, unreported: 0 };
+                        let mut counting = Counting { inner: w, progress, unreported: 0, report: true };
                         io::copy(&mut reader, &mut counting).and_then(|_| io::Write::flush(&mut counting)).at(|| location.clone())
                     })?
                 }
@@ -384,13 +450,13 @@ impl SquashPlan {
                 let mut file = p.file.reopen().at(|| location.clone())?;
                 merged = Some(p.merged);
                 target.write_blob(Some((&p.digest, p.size)), BlobKind::Layer, &mut |w| {
-                    let mut counting = Counting { inner: w, progress, unreported: 0 };
+                    let mut counting = Counting { inner: w, progress, unreported: 0, report: false };
                     io::copy(&mut file, &mut counting).and_then(|_| io::Write::flush(&mut counting)).map(drop).at(|| location.clone())
                 })?
             }
             None => target.write_blob(None, BlobKind::Layer, &mut |w| {
-                let mut counting = Counting { inner: w, progress, unreported: 0 };
-                merged = Some(merge_range(image, planned, self.options.level, self.options.threads, &mut counting)?);
+                let mut counting = Counting { inner: w, progress, unreported: 0, report: false };
+                merged = Some(merge_range(image, planned, self.options.level, self.options.threads, &mut counting, progress)?);
                 io::Write::flush(&mut counting).at(|| Location::file(image.path()))?;
                 Ok(())
             })?,
