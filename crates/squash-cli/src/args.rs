@@ -73,7 +73,7 @@ impl Cli {
 /// How much a command says on stderr, for every command.
 #[derive(Debug, Args, Clone, Copy, Default)]
 pub struct Verbosity {
-    /// Print only what was asked for and errors: no plan, notes, summary or progress line.
+    /// Print only what was asked for and errors: no plan, notes, summary or progress bar.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
     /// Also log each step on stderr as it begins, with the seconds since the start.
