@@ -24,7 +24,7 @@ fn main() -> Result<()> {
         Some("man") => man(),
         _ => {
             eprintln!(
-                "usage: cargo xtask bench [--scale S] [--runs N] [--dir DIR] [--peers-only] | cargo xtask fuzz [--seconds N] [--seed S] \
+                "usage: cargo xtask bench [--scale S] [--runs N] [--dir DIR] [--peers-only] [--entries N,N,…] | cargo xtask fuzz [--seconds N] [--seed S] \
                  | cargo xtask man | cargo xtask ci"
             );
             Ok(())
@@ -265,6 +265,92 @@ impl Read for Generated {
 
 const MIB: u64 = 1 << 20;
 
+/// An image of many small files, as `node_modules` or conda trees make: a base layer of `n`
+/// files, then a layer adding `n / 2` more and one that rewrites half of those and adds
+/// `n / 4` new ones, and deletes a directory of the base. The range above the base holds
+/// `n` entries (and a few directories); the image `2n`.
+fn write_entry_layers(dir: &Path, n: u64) -> Result<Vec<PathBuf>> {
+    let paths: Vec<PathBuf> = (0..3).map(|i| dir.join(format!("layer{i}.tar"))).collect();
+    let tree = |l: &mut LayerWriter, root: &str, files: std::ops::Range<u64>, seed: u64| -> Result<()> {
+        for f in files {
+            if f % 100 == 0 {
+                l.dir(&format!("{root}/package-{}", f / 100))?;
+                l.dir(&format!("{root}/package-{}/lib", f / 100))?;
+            }
+            l.file(&format!("{root}/package-{}/lib/module-{f}.js", f / 100), 0o644, &text(96, seed + f))?;
+        }
+        Ok(())
+    };
+    let mut l = LayerWriter::create(&paths[0])?;
+    for d in ["usr", "usr/lib", "usr/lib/node_modules"] {
+        l.dir(d)?;
+    }
+    tree(&mut l, "usr/lib/node_modules", 0..n, 0)?;
+    l.finish()?;
+    let mut l = LayerWriter::create(&paths[1])?;
+    for d in ["app", "app/node_modules"] {
+        l.dir(d)?;
+    }
+    tree(&mut l, "app/node_modules", 0..n / 2, 1 << 40)?;
+    l.finish()?;
+    let mut l = LayerWriter::create(&paths[2])?;
+    for d in ["app", "app/node_modules"] {
+        l.dir(d)?;
+    }
+    tree(&mut l, "app/node_modules", n / 4..n / 2 + n / 4, 2 << 40)?;
+    l.dir("usr/lib/node_modules")?;
+    l.whiteout("usr/lib/node_modules", "package-0")?;
+    l.finish()?;
+    Ok(paths)
+}
+
+/// `--entries N,…`: time and peak RSS of a squash above the base (a range of N entries) and of
+/// a report (2N entries), gzip layers, medians of `runs` rounds.
+fn bench_entries(dir: &Path, counts: &[u64], runs: usize) -> Result<()> {
+    run(Command::new("cargo").current_dir(root()).args(["build", "--release", "--quiet", "-p", "squash-cli"]))?;
+    let squash = root().join("target/release/squash");
+    println!("entry-count series: gzip layers, a squash of every layer above the base, medians of {runs} runs");
+    println!(
+        "{:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "range", "squash s", "RSS MB", "B/entry", "report of", "report s", "RSS MB"
+    );
+    for &n in counts {
+        let work = dir.join(format!("entries-{n}"));
+        let _ = fs::remove_dir_all(&work);
+        fs::create_dir_all(&work)?;
+        let tars = write_entry_layers(&work, n)?;
+        let layout = work.join("oci-gzip");
+        write_layout(&layout, &tars, "gzip")?;
+        let out = work.join("out");
+        let squash_run = timed_median(runs, || {
+            let _ = fs::remove_dir_all(&out);
+            timed(
+                Command::new(&squash)
+                    .arg(format!("oci:{}:bench", layout.display()))
+                    .args(["--from-layer", "2", "--quiet", "-o"])
+                    .arg(format!("oci:{}:bench", out.display())),
+            )
+        })?;
+        let report_run = timed_median(runs, || {
+            timed(Command::new(&squash).arg("report").arg(format!("oci:{}:bench", layout.display())).args(["--from-layer", "2"]))
+        })?;
+        println!(
+            "{:>10} {:>10.2} {:>10.1} {:>10.0} {:>10} {:>10.2} {:>10.1}",
+            n,
+            squash_run.0,
+            squash_run.1,
+            squash_run.1 * 1e6 / n as f64,
+            2 * n,
+            report_run.0,
+            report_run.1
+        );
+        if std::env::var_os("SQUASH_BENCH_KEEP").is_none() {
+            fs::remove_dir_all(&work)?;
+        }
+    }
+    Ok(())
+}
+
 /// The bench image: a base of small files, then incompressible and text data, a metadata-only
 /// duplicate of a large directory, deletes and re-adds. File sizes scale with `scale`; the
 /// number of entries does not, so that peak memory can be compared across sizes.
@@ -489,6 +575,7 @@ fn bench(args: &[String]) -> Result<()> {
     let mut dir = root().join("target/bench");
     let mut runs = 3usize;
     let mut peers_only = false;
+    let mut entries: Vec<u64> = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -496,8 +583,15 @@ fn bench(args: &[String]) -> Result<()> {
             "--dir" => dir = PathBuf::from(it.next().context("--dir needs a path")?),
             "--runs" => runs = it.next().context("--runs needs a number")?.parse::<usize>()?.max(1),
             "--peers-only" => peers_only = true,
+            "--entries" => {
+                let list = it.next().context("--entries needs counts, such as 100000,400000,1000000")?;
+                entries = list.split(',').map(|n| n.trim().replace('_', "").parse::<u64>()).collect::<Result<_, _>>()?;
+            }
             other => bail!("unknown argument {other}"),
         }
+    }
+    if !entries.is_empty() {
+        return bench_entries(&dir, &entries, runs);
     }
     for tool in ["pigz", "zstd", "/usr/bin/time"] {
         if !have(tool) {

@@ -251,7 +251,7 @@ impl Image {
     /// ([`Event::Indexing`](crate::Event::Indexing), [`Event::Indexed`](crate::Event::Indexed)).
     pub fn report_with_progress(&self, options: &SquashOptions, top_paths: usize, progress: &dyn crate::write::Progress) -> Result<Report> {
         let count = self.layers().len();
-        let indexes = self.index_layers_reporting(0..count, options.threads, progress)?;
+        let mut indexes = self.index_layers_reporting(0..count, options.threads, progress)?;
         let ranges = match &options.selector {
             LayerSelector::Nothing => match range::resolve(self, &LayerSelector::Base, &options.bases) {
                 Ok(r) => r,
@@ -325,8 +325,8 @@ impl Image {
         let non_base_uncompressed: u64 = indexes[base_end.min(count)..].iter().map(|i| i.uncompressed_size).sum();
         let mut squash = Vec::new();
         for range in ranges {
+            let plan = self.plan_indexes(&mut indexes[range.start..=range.end], options.threads, progress)?;
             let slice = &indexes[range.start..=range.end];
-            let plan = self.plan_indexes(slice, options.threads, progress)?;
             let compressed_before: u64 = slice.iter().map(|i| i.compressed_size).sum();
             let uncompressed_before: u64 = slice.iter().map(|i| i.uncompressed_size).sum();
             // Each surviving entry is assumed to compress as well as the layer it comes from.

@@ -227,12 +227,19 @@ pub(crate) fn marker(path: &[u8]) -> Vec<u8> {
 }
 
 /// A directory entry called `path` (a trailing `/` is added), mode 0755, owner 0:0, as appliers
-/// create a missing parent; its mtime field is copied from the main header of `implied_by`, the
-/// entry that implied the directory.
-pub(crate) fn implied_directory(path: &[u8], implied_by: &[u8]) -> Vec<u8> {
+/// create a missing parent; its mtime field is `mtime`, that of the entry that implied the
+/// directory (see [`mtime_field`]).
+pub(crate) fn implied_directory(path: &[u8], mtime: &[u8; 12]) -> Vec<u8> {
     let mut name = path.to_vec();
     name.push(b'/');
-    synthetic(&name, 0o755, b'5', Some(&split(implied_by).main[136..148]))
+    synthetic(&name, 0o755, b'5', Some(mtime))
+}
+
+/// The mtime field (12 bytes, as stored) of the main header of a header group.
+pub(crate) fn mtime_field(raw: &[u8]) -> [u8; 12] {
+    let mut field = [0u8; 12];
+    field.copy_from_slice(&split(raw).main[136..148]);
+    field
 }
 
 /// The two zero blocks that end a tar archive.

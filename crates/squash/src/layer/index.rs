@@ -36,8 +36,14 @@ pub struct IndexedEntry {
     pub stored_size: u64,
     /// The file's logical size (differs for sparse files).
     pub size: u64,
-    /// The raw header group (extension headers and main header), copied as is when kept.
-    pub(crate) raw: Box<[u8]>,
+    /// The raw header group (extension headers and main header), kept only where the plan may
+    /// need it (directories, hard links and the files they link to): the data of every other
+    /// entry is copied with its header as the layer is read again.
+    pub(crate) raw: Option<Box<[u8]>>,
+    /// The length of the raw header group.
+    pub(crate) header_len: u32,
+    /// The main header's mtime field, for a directory this entry implies.
+    pub(crate) mtime: [u8; 12],
 }
 
 impl IndexedEntry {
@@ -66,7 +72,28 @@ impl IndexedEntry {
         } else {
             None
         };
-        Ok(IndexedEntry { path, class, link_target, stored_size: meta.size, size: meta.real_size, raw: group.raw.into_boxed_slice() })
+        let header_len = u32::try_from(group.raw.len()).map_err(|_| bad("header longer than 4 GiB".into()))?;
+        let mtime = super::header::mtime_field(&group.raw);
+        let mut entry = IndexedEntry { path, class, link_target, stored_size: meta.size, size: meta.real_size, raw: None, header_len, mtime };
+        if entry.header_needed() {
+            entry.raw = Some(group.raw.into_boxed_slice());
+        }
+        Ok(entry)
+    }
+
+    /// Whether the index keeps this entry's header bytes: a directory (its newest header is
+    /// written), a hard link (renamed when its target goes), a marker. A plain file's header is
+    /// needed only when a link outlives its name; the plan then asks for it to be read again.
+    pub(crate) fn header_needed(&self) -> bool {
+        !matches!(self.class, EntryClass::Node(kind) if kind != EntryKind::Dir && kind != EntryKind::Hardlink)
+    }
+
+    /// The raw header group, which the index kept for this entry.
+    pub(crate) fn raw(&self) -> Result<&[u8]> {
+        self.raw.as_deref().ok_or_else(|| Error::Output {
+            location: Location::default(),
+            reason: format!("internal error: the header of `{}` was not kept", self.path.display()),
+        })
     }
 
     /// The entry's kind, for entries that create a path.
@@ -79,7 +106,7 @@ impl IndexedEntry {
 
     /// Bytes this entry takes in an uncompressed tar: header group, data and padding.
     pub fn tar_size(&self) -> u64 {
-        self.raw.len() as u64 + self.stored_size + super::tarstream::padding(self.stored_size)
+        u64::from(self.header_len) + self.stored_size + super::tarstream::padding(self.stored_size)
     }
 }
 

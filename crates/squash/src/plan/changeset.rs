@@ -344,6 +344,8 @@ pub(crate) struct Lower {
     /// Of the directories the range implies, those that the lower layers hold; `None` until
     /// asked for.
     pub dirs: Option<BTreeSet<EntryPath>>,
+    /// Entries (layer below, entry) of `files` whose header the index did not keep.
+    pub missing_headers: BTreeSet<(usize, usize)>,
 }
 
 /// Resolves `files` to the entries that provide them after applying `layers` (the layers
@@ -361,6 +363,7 @@ pub(crate) fn resolve_lower(layers: &[LayerIndex], files: &BTreeSet<EntryPath>, 
         .cloned()
         .collect();
     let mut out = BTreeMap::new();
+    let mut missing_headers = BTreeSet::new();
     for target in files {
         if let Some(Node::Other { inode, .. }) = delta.map.get(target) {
             if let InodeSource::Entry(pos) = &delta.inodes[*inode] {
@@ -376,7 +379,13 @@ pub(crate) fn resolve_lower(layers: &[LayerIndex], files: &BTreeSet<EntryPath>, 
                     LowerSource {
                         layer: layers[pos.layer].layer,
                         entry: pos.entry,
-                        raw: entry.raw.clone(),
+                        raw: match entry.raw.as_deref() {
+                            Some(raw) => raw.into(),
+                            None => {
+                                missing_headers.insert((pos.layer, pos.entry));
+                                Box::default()
+                            }
+                        },
                         stored_size: entry.stored_size,
                         names,
                     },
@@ -384,7 +393,7 @@ pub(crate) fn resolve_lower(layers: &[LayerIndex], files: &BTreeSet<EntryPath>, 
             }
         }
     }
-    Ok(Lower { files: out, dirs: Some(held) })
+    Ok(Lower { files: out, dirs: Some(held), missing_headers })
 }
 
 /// Plans the merge of `layers` (oldest first) into one layer. `lower` gives what the plan needs
@@ -396,13 +405,14 @@ pub(crate) fn plan_range(layers: &[LayerIndex], lower: &Lower) -> Result<RangePl
         delta.apply_layer(layer)?;
     }
     let mut missing_lower: BTreeSet<EntryPath> = BTreeSet::new();
+    let mut missing_headers: BTreeSet<(usize, usize)> = BTreeSet::new();
     let entry = |pos: Pos| &layers[pos.layer].entries[pos.entry];
 
     // Group the surviving non-directories by inode.
     let mut members: BTreeMap<usize, Vec<(Pos, EntryPath)>> = BTreeMap::new();
     for (path, node) in &delta.map {
         if let Node::Other { pos, inode } = node {
-            members.entry(*inode).or_default().push((*pos, path.clone()));
+            members.entry(*inode).or_insert_with(|| Vec::with_capacity(1)).push((*pos, path.clone()));
         }
     }
     // Non-directory emissions: position -> (name emitted, item).
@@ -420,7 +430,15 @@ pub(crate) fn plan_range(layers: &[LayerIndex], lower: &Lower) -> Result<RangePl
                     // SPEC-NOTES rule 7: the link outlives its target's name, so the first
                     // surviving name becomes the file, with the old content and metadata.
                     let (first_pos, first_path) = group.remove(0);
-                    let header = rename_group(&entry(*source).raw, first_path.as_bytes(), None);
+                    // The index keeps no header of a plain file: this one is read again, and the
+                    // range planned anew, when it is missing.
+                    let header = match entry(*source).raw.as_deref() {
+                        Some(raw) => rename_group(raw, first_path.as_bytes(), None),
+                        None => {
+                            missing_headers.insert((source.layer, source.entry));
+                            Vec::new()
+                        }
+                    };
                     emissions.insert(*source, (first_path.clone(), Item::CopyWithHeader(header)));
                     delta.fates[source.layer][source.entry] = Fate::Kept;
                     delta.fates[first_pos.layer][first_pos.entry] = Fate::Converted;
@@ -472,7 +490,7 @@ pub(crate) fn plan_range(layers: &[LayerIndex], lower: &Lower) -> Result<RangePl
             // Members are visited in stream order, so every name recorded so far is written
             // before this link.
             let valid = emitted_before.contains(&target);
-            let item = if valid { Item::Copy } else { Item::Header(rename_group(&link.raw, path.as_bytes(), Some(primary.as_bytes()))) };
+            let item = if valid { Item::Copy } else { Item::Header(rename_group(link.raw()?, path.as_bytes(), Some(primary.as_bytes()))) };
             emitted_before.insert(path.clone());
             emissions.insert(pos, (path, item));
         }
@@ -557,7 +575,7 @@ pub(crate) fn plan_range(layers: &[LayerIndex], lower: &Lower) -> Result<RangePl
                 Some(_) => {}
             }
         }
-        implied.push((by, path.clone(), implied_directory(path.as_bytes(), &entry(by).raw)));
+        implied.push((by, path.clone(), implied_directory(path.as_bytes(), &entry(by).mtime)));
         created.insert(path.clone());
     }
     implied.sort();
@@ -568,24 +586,24 @@ pub(crate) fn plan_range(layers: &[LayerIndex], lower: &Lower) -> Result<RangePl
     // them.
     let mut events: BTreeMap<Pos, Vec<(EntryPath, Option<Item>)>> = BTreeMap::new();
     for (pos, path, header) in implied {
-        events.entry(pos).or_default().push((path, Some(Item::Header(header))));
+        events.entry(pos).or_insert_with(|| Vec::with_capacity(1)).push((path, Some(Item::Header(header))));
     }
     for (pos, (path, item)) in emissions {
-        events.entry(pos).or_default().push((path, Some(item)));
+        events.entry(pos).or_insert_with(|| Vec::with_capacity(1)).push((path, Some(item)));
     }
     for (path, node) in &delta.map {
         if let Node::Dir { first, .. } = node {
-            events.entry(*first).or_default().push((path.clone(), None));
+            events.entry(*first).or_insert_with(|| Vec::with_capacity(1)).push((path.clone(), None));
         }
     }
     for (pos, list) in events {
         for (path, item) in list {
             for ancestor in path.ancestors() {
-                emit_dir(&delta, &mut schedule, pos, &ancestor);
+                emit_dir(&delta, &mut schedule, pos, &ancestor)?;
             }
             match item {
-                None => emit_dir(&delta, &mut schedule, pos, &path),
-                Some(item) => schedule.at.entry(pos).or_default().push(item),
+                None => emit_dir(&delta, &mut schedule, pos, &path)?,
+                Some(item) => schedule.at.entry(pos).or_insert_with(|| Vec::with_capacity(1)).push(item),
             }
         }
     }
@@ -598,13 +616,13 @@ pub(crate) fn plan_range(layers: &[LayerIndex], lower: &Lower) -> Result<RangePl
             size += match item {
                 Item::Header(h) => h.len() as u64,
                 Item::Copy => e.tar_size(),
-                Item::CopyWithHeader(h) => h.len() as u64 + e.tar_size() - e.raw.len() as u64,
+                Item::CopyWithHeader(h) => h.len() as u64 + e.tar_size() - u64::from(e.header_len),
                 Item::CopyLower { stored_size, header, .. } => header.len() as u64 + stored_size + padding(*stored_size),
             };
         }
         steps[pos.layer].push(Step { entry: pos.entry, items });
     }
-    Ok(RangePlan { prelude, steps, fates: delta.fates, uncompressed_size: size, missing_lower, missing_lower_dirs })
+    Ok(RangePlan { prelude, steps, fates: delta.fates, uncompressed_size: size, missing_lower, missing_lower_dirs, missing_headers })
 }
 
 /// The nearest ancestor of `path` that is a directory with a header of its own.
@@ -618,13 +636,13 @@ fn nearest_dir(delta: &Delta<'_>, path: &EntryPath) -> Option<EntryPath> {
     found
 }
 
-fn emit_dir(delta: &Delta<'_>, schedule: &mut Schedule, pos: Pos, path: &EntryPath) {
-    let Some(Node::Dir { newest, opaque, .. }) = delta.map.get(path) else { return };
+fn emit_dir(delta: &Delta<'_>, schedule: &mut Schedule, pos: Pos, path: &EntryPath) -> Result<()> {
+    let Some(Node::Dir { newest, opaque, .. }) = delta.map.get(path) else { return Ok(()) };
     if !schedule.emitted_dirs.insert(path.clone()) {
-        return;
+        return Ok(());
     }
-    let raw = delta.layers[newest.layer].entries[newest.entry].raw.to_vec();
-    let items = schedule.at.entry(pos).or_default();
+    let raw = delta.layers[newest.layer].entries[newest.entry].raw()?.to_vec();
+    let items = schedule.at.entry(pos).or_insert_with(|| Vec::with_capacity(1));
     items.push(Item::Header(raw));
     if *opaque {
         items.push(Item::Header(marker(&opaque_name(path))));
@@ -632,4 +650,5 @@ fn emit_dir(delta: &Delta<'_>, schedule: &mut Schedule, pos: Pos, path: &EntryPa
     if let Some(markers) = schedule.markers_after.remove(path) {
         items.extend(markers.into_iter().map(Item::Header));
     }
+    Ok(())
 }

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::layer::compression::Compression;
 use crate::layer::index::LayerIndex;
+use crate::read::stream::Budget;
 use crate::read::Image;
 pub use range::{parse_layer_range, LayerRange, LayerSelector};
 
@@ -183,6 +184,9 @@ pub(crate) struct RangePlan {
     /// Directories the range implies, of which the plan must know whether the layers below hold
     /// them (a header is written for those they do not).
     pub missing_lower_dirs: std::collections::BTreeSet<crate::layer::entry::EntryPath>,
+    /// Entries (layer of the range, entry) whose header the plan needs and the index did not
+    /// keep: the plan is incomplete until they are read again and it is made anew.
+    pub missing_headers: std::collections::BTreeSet<(usize, usize)>,
 }
 
 /// One planned range with what is known about it before the merge.
@@ -286,8 +290,8 @@ impl Image {
         let ranges = range::resolve(self, &options.selector, &options.bases)?;
         let mut planned = Vec::with_capacity(ranges.len());
         for range in ranges {
-            let indexes = self.index_layers_reporting(range.start..=range.end, options.threads, progress)?;
-            let plan = self.plan_indexes(&indexes, options.threads, progress)?;
+            let mut indexes = self.index_layers_reporting(range.start..=range.end, options.threads, progress)?;
+            let plan = self.plan_indexes(&mut indexes, options.threads, progress)?;
             let compression = options.compression.unwrap_or_else(|| default_compression(self, &range));
             check_level(compression, options.level)?;
             planned.push(PlannedRange { range, indexes, compression, plan });
@@ -299,22 +303,51 @@ impl Image {
 impl Image {
     /// Plans a range from its indexes; when hard links in it need files of the layers below
     /// (their names deleted by the range), or when it implies directories that nothing it writes
-    /// creates, indexes the layers below too and plans again.
-    pub(crate) fn plan_indexes(&self, indexes: &[LayerIndex], threads: usize, progress: &dyn crate::write::Progress) -> Result<RangePlan> {
-        let plan = changeset::plan_range(indexes, &Default::default())?;
+    /// creates, indexes the layers below too and plans again. Headers the indexes did not keep
+    /// and the plan needs (a file whose name a link outlives) are read again first.
+    pub(crate) fn plan_indexes(
+        &self,
+        indexes: &mut [LayerIndex],
+        threads: usize,
+        progress: &dyn crate::write::Progress,
+    ) -> Result<RangePlan> {
+        let budget = Budget::new(threads);
+        let plan = self.plan_with_headers(indexes, &Default::default(), budget)?;
         if plan.missing_lower.is_empty() && plan.missing_lower_dirs.is_empty() {
             return Ok(plan);
         }
         let start = indexes.first().map(|i| i.layer).unwrap_or(0);
-        let lower_indexes = self.index_layers_reporting(0..start, threads, progress)?;
-        let lower = changeset::resolve_lower(&lower_indexes, &plan.missing_lower, &plan.missing_lower_dirs)?;
-        let plan = changeset::plan_range(indexes, &lower)?;
+        let mut lower_indexes = self.index_layers_reporting(0..start, threads, progress)?;
+        let mut lower = changeset::resolve_lower(&lower_indexes, &plan.missing_lower, &plan.missing_lower_dirs)?;
+        if !lower.missing_headers.is_empty() {
+            self.restore_headers(&mut lower_indexes, &lower.missing_headers, budget)?;
+            lower = changeset::resolve_lower(&lower_indexes, &plan.missing_lower, &plan.missing_lower_dirs)?;
+        }
+        let plan = self.plan_with_headers(indexes, &lower, budget)?;
         match plan.missing_lower.first() {
             None => Ok(plan),
             Some(target) => {
                 let location = indexes.first().map(|i| i.location.clone()).unwrap_or_default();
                 Err(Error::MalformedTar { location, reason: format!("hard link target `{}` exists in no layer", target.display()) })
             }
+        }
+    }
+
+    /// Plans `indexes` over `lower`; if the plan needs headers the indexes did not keep, reads
+    /// them again and plans anew.
+    fn plan_with_headers(&self, indexes: &mut [LayerIndex], lower: &changeset::Lower, budget: Budget) -> Result<RangePlan> {
+        let plan = changeset::plan_range(indexes, lower)?;
+        if plan.missing_headers.is_empty() {
+            return Ok(plan);
+        }
+        self.restore_headers(indexes, &plan.missing_headers, budget)?;
+        let plan = changeset::plan_range(indexes, lower)?;
+        match plan.missing_headers.first() {
+            None => Ok(plan),
+            Some((layer, entry)) => Err(Error::Output {
+                location: indexes.get(*layer).map(|i| i.location.clone()).unwrap_or_default(),
+                reason: format!("internal error: the header of entry {entry} is still missing after reading the layer again"),
+            }),
         }
     }
 }

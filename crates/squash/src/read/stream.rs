@@ -449,6 +449,7 @@ impl Image {
             };
             entries.push(IndexedEntry::from_group(group, &stream.location)?);
         }
+        entries.shrink_to_fit();
         let location = stream.location.clone();
         let verified = stream.finish()?;
         Ok(LayerIndex {
@@ -459,6 +460,37 @@ impl Image {
             compressed_size: layer.blob.size,
             location,
         })
+    }
+
+    /// Reads again the header bytes of `wanted` (position in `indexes`, entry), which their
+    /// indexes did not keep, checking each layer's blob digest again; returns how many layers
+    /// were read.
+    pub(crate) fn restore_headers(
+        &self,
+        indexes: &mut [crate::layer::index::LayerIndex],
+        wanted: &std::collections::BTreeSet<(usize, usize)>,
+        budget: Budget,
+    ) -> Result<usize> {
+        let mut rereads = 0;
+        for (position, index) in indexes.iter_mut().enumerate() {
+            let entries: std::collections::BTreeSet<usize> = wanted.range((position, 0)..=(position, usize::MAX)).map(|&(_, e)| e).collect();
+            let Some(&last) = entries.last() else { continue };
+            let layer = self.layers.get(index.layer).ok_or_else(|| Error::InvalidRange { reason: format!("no layer {}", index.layer) })?;
+            let mut stream = LayerStream::open_within(self, layer, Check::BlobOnly(index.blob_digest.clone()), budget)?;
+            for i in 0..=last {
+                let group = match stream.tar.next_group() {
+                    Ok(Some(group)) => group,
+                    Ok(None) => return Err(Error::malformed_tar(stream.location.clone(), "layer changed while it was being read")),
+                    Err(e) => return Err(stream.error(e)),
+                };
+                if entries.contains(&i) {
+                    index.entries[i].raw = Some(group.raw.into_boxed_slice());
+                }
+            }
+            stream.finish()?;
+            rereads += 1;
+        }
+        Ok(rereads)
     }
 
     /// Indexes several layers in parallel, on all cores; the result keeps the order of `layers`.
