@@ -409,14 +409,16 @@ pub(crate) fn plan_range(layers: &[LayerIndex], lower: &Lower) -> Result<RangePl
     let entry = |pos: Pos| &layers[pos.layer].entries[pos.entry];
 
     // Group the surviving non-directories by inode.
-    let mut members: BTreeMap<usize, Vec<(Pos, EntryPath)>> = BTreeMap::new();
+    // Paths are borrowed from the delta and the indexes, not copied: a plan's memory is a few
+    // small records per entry.
+    let mut members: BTreeMap<usize, Vec<(Pos, &EntryPath)>> = BTreeMap::new();
     for (path, node) in &delta.map {
         if let Node::Other { pos, inode } = node {
-            members.entry(*inode).or_insert_with(|| Vec::with_capacity(1)).push((*pos, path.clone()));
+            members.entry(*inode).or_insert_with(|| Vec::with_capacity(1)).push((*pos, path));
         }
     }
     // Non-directory emissions: position -> (name emitted, item).
-    let mut emissions: BTreeMap<Pos, (EntryPath, Item)> = BTreeMap::new();
+    let mut emissions: BTreeMap<Pos, (&EntryPath, Item)> = BTreeMap::new();
     for (inode, mut group) in members {
         group.sort();
         let primary = match &delta.inodes[inode] {
@@ -424,8 +426,8 @@ pub(crate) fn plan_range(layers: &[LayerIndex], lower: &Lower) -> Result<RangePl
                 let source_path = &entry(*source).path;
                 let survives = matches!(delta.map.get(source_path), Some(Node::Other { pos, .. }) if pos == source);
                 if survives {
-                    emissions.insert(*source, (source_path.clone(), Item::Copy));
-                    source_path.clone()
+                    emissions.insert(*source, (source_path, Item::Copy));
+                    source_path
                 } else {
                     // SPEC-NOTES rule 7: the link outlives its target's name, so the first
                     // surviving name becomes the file, with the old content and metadata.
@@ -439,7 +441,7 @@ pub(crate) fn plan_range(layers: &[LayerIndex], lower: &Lower) -> Result<RangePl
                             Vec::new()
                         }
                     };
-                    emissions.insert(*source, (first_path.clone(), Item::CopyWithHeader(header)));
+                    emissions.insert(*source, (first_path, Item::CopyWithHeader(header)));
                     delta.fates[source.layer][source.entry] = Fate::Kept;
                     delta.fates[first_pos.layer][first_pos.entry] = Fate::Converted;
                     first_path
@@ -457,7 +459,7 @@ pub(crate) fn plan_range(layers: &[LayerIndex], lower: &Lower) -> Result<RangePl
                     // Another name of the same lower file that the range leaves alone keeps
                     // the links together with it.
                     if let Some(name) = source.names.iter().find(|n| untouched(n)) {
-                        name.clone()
+                        name
                     } else {
                         // SPEC-NOTES rule 7 with the target below the range: the range hides every
                         // name of it, so the first link becomes the file, its content read from the
@@ -467,7 +469,7 @@ pub(crate) fn plan_range(layers: &[LayerIndex], lower: &Lower) -> Result<RangePl
                         emissions.insert(
                             first_pos,
                             (
-                                first_path.clone(),
+                                first_path,
                                 Item::CopyLower { layer: source.layer, entry: source.entry, stored_size: source.stored_size, header },
                             ),
                         );
@@ -475,23 +477,22 @@ pub(crate) fn plan_range(layers: &[LayerIndex], lower: &Lower) -> Result<RangePl
                         first_path
                     }
                 } else {
-                    target.clone()
+                    target
                 }
             }
         };
-        let mut emitted_before: BTreeSet<EntryPath> = BTreeSet::new();
-        emitted_before.insert(primary.clone());
+        let mut emitted_before: BTreeSet<&EntryPath> = BTreeSet::new();
+        emitted_before.insert(primary);
         for (pos, path) in group {
             if path == primary && emissions.contains_key(&pos) {
                 continue;
             }
             let link = entry(pos);
-            let target = link.link_target.clone().unwrap_or_default();
             // Members are visited in stream order, so every name recorded so far is written
             // before this link.
-            let valid = emitted_before.contains(&target);
+            let valid = link.link_target.as_ref().is_some_and(|target| emitted_before.contains(target));
             let item = if valid { Item::Copy } else { Item::Header(rename_group(link.raw()?, path.as_bytes(), Some(primary.as_bytes()))) };
-            emitted_before.insert(path.clone());
+            emitted_before.insert(path);
             emissions.insert(pos, (path, item));
         }
     }
@@ -553,16 +554,16 @@ pub(crate) fn plan_range(layers: &[LayerIndex], lower: &Lower) -> Result<RangePl
     // directory creates its parents. So do those below a directory written with a header:
     // an applier that makes missing parents while restoring only the immediate parent's times
     // (umoci) would otherwise change that directory's mtime after setting it.
-    let mut created: BTreeSet<EntryPath> = emissions.values().map(|(path, _)| path.clone()).collect();
-    created.extend(delta.map.iter().filter(|(_, n)| matches!(n, Node::Dir { .. })).map(|(p, _)| p.clone()));
-    let mut implied: Vec<(Pos, EntryPath, Vec<u8>)> = Vec::new();
+    let mut created: BTreeSet<&EntryPath> = emissions.values().map(|(path, _)| *path).collect();
+    created.extend(delta.map.iter().filter(|(_, n)| matches!(n, Node::Dir { .. })).map(|(p, _)| p));
+    let mut implied: Vec<(Pos, &EntryPath, Vec<u8>)> = Vec::new();
     for (path, node) in delta.map.iter().rev() {
         let (by, lower_may_hold) = match node {
             Node::Implied { by, .. } => (*by, !delta.base),
             Node::Implicit { by, .. } => (*by, false),
             _ => continue,
         };
-        if created.range(descendants(path)).next().is_some() && nearest_dir(&delta, path).is_none() {
+        if created.range::<EntryPath, _>(descendants(path)).next().is_some() && nearest_dir(&delta, path).is_none() {
             continue;
         }
         if lower_may_hold {
@@ -575,8 +576,8 @@ pub(crate) fn plan_range(layers: &[LayerIndex], lower: &Lower) -> Result<RangePl
                 Some(_) => {}
             }
         }
-        implied.push((by, path.clone(), implied_directory(path.as_bytes(), &entry(by).mtime)));
-        created.insert(path.clone());
+        implied.push((by, path, implied_directory(path.as_bytes(), &entry(by).mtime)));
+        created.insert(path);
     }
     implied.sort();
 
@@ -584,7 +585,7 @@ pub(crate) fn plan_range(layers: &[LayerIndex], lower: &Lower) -> Result<RangePl
     let mut schedule = Schedule { at: BTreeMap::new(), emitted_dirs: BTreeSet::new(), markers_after };
     // At one position, implied directories (parents first) come before the entry that implied
     // them.
-    let mut events: BTreeMap<Pos, Vec<(EntryPath, Option<Item>)>> = BTreeMap::new();
+    let mut events: BTreeMap<Pos, Vec<(&EntryPath, Option<Item>)>> = BTreeMap::new();
     for (pos, path, header) in implied {
         events.entry(pos).or_insert_with(|| Vec::with_capacity(1)).push((path, Some(Item::Header(header))));
     }
@@ -593,7 +594,7 @@ pub(crate) fn plan_range(layers: &[LayerIndex], lower: &Lower) -> Result<RangePl
     }
     for (path, node) in &delta.map {
         if let Node::Dir { first, .. } = node {
-            events.entry(*first).or_insert_with(|| Vec::with_capacity(1)).push((path.clone(), None));
+            events.entry(*first).or_insert_with(|| Vec::with_capacity(1)).push((path, None));
         }
     }
     for (pos, list) in events {
@@ -602,7 +603,7 @@ pub(crate) fn plan_range(layers: &[LayerIndex], lower: &Lower) -> Result<RangePl
                 emit_dir(&delta, &mut schedule, pos, &ancestor)?;
             }
             match item {
-                None => emit_dir(&delta, &mut schedule, pos, &path)?,
+                None => emit_dir(&delta, &mut schedule, pos, path)?,
                 Some(item) => schedule.at.entry(pos).or_insert_with(|| Vec::with_capacity(1)).push(item),
             }
         }
