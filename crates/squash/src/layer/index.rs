@@ -74,7 +74,8 @@ impl IndexedEntry {
         };
         let header_len = u32::try_from(group.raw.len()).map_err(|_| bad("header longer than 4 GiB".into()))?;
         let mtime = super::header::mtime_field(&group.raw);
-        let mut entry = IndexedEntry { path, class, link_target, stored_size: meta.size, size: meta.real_size, raw: None, header_len, mtime };
+        let mut entry =
+            IndexedEntry { path, class, link_target, stored_size: meta.size, size: meta.real_size, raw: None, header_len, mtime };
         if entry.header_needed() {
             entry.raw = Some(group.raw.into_boxed_slice());
         }

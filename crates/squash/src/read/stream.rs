@@ -473,7 +473,8 @@ impl Image {
     ) -> Result<usize> {
         let mut rereads = 0;
         for (position, index) in indexes.iter_mut().enumerate() {
-            let entries: std::collections::BTreeSet<usize> = wanted.range((position, 0)..=(position, usize::MAX)).map(|&(_, e)| e).collect();
+            let entries: std::collections::BTreeSet<usize> =
+                wanted.range((position, 0)..=(position, usize::MAX)).map(|&(_, e)| e).collect();
             let Some(&last) = entries.last() else { continue };
             let layer = self.layers.get(index.layer).ok_or_else(|| Error::InvalidRange { reason: format!("no layer {}", index.layer) })?;
             let mut stream = LayerStream::open_within(self, layer, Check::BlobOnly(index.blob_digest.clone()), budget)?;
