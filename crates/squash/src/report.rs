@@ -272,6 +272,15 @@ impl Image {
                 changed[*by] += 1;
             }
         }
+        // Paths of which some copy is dropped: only those get a record (not every file's path).
+        let mut wasteful: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        for (l, index) in indexes.iter().enumerate() {
+            for (e, fate) in whole.fates[l].iter().enumerate() {
+                if fate.is_dropped() && file_bytes(index, e) > 0 {
+                    wasteful.insert(index.entries[e].path.display());
+                }
+            }
+        }
         let (mut wasted_total, mut wasted_non_base, mut kept_total, mut non_base_total) = (0u64, 0u64, 0u64, 0u64);
         for (l, index) in indexes.iter().enumerate() {
             let (mut wasted, mut kept, mut nodes, mut markers) = (0u64, 0u64, 0usize, 0usize);
@@ -289,6 +298,9 @@ impl Image {
                 }
                 if bytes > 0 {
                     let path = index.entries[e].path.display();
+                    if !wasteful.contains(&path) {
+                        continue;
+                    }
                     let record =
                         per_path.entry(path.clone()).or_insert(WastedPath { path, copies: 0, reclaimable_bytes: 0, layers: Vec::new() });
                     record.copies += 1;

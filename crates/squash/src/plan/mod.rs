@@ -316,13 +316,16 @@ impl Image {
         if plan.missing_lower.is_empty() && plan.missing_lower_dirs.is_empty() {
             return Ok(plan);
         }
+        // Only what the first plan asked for is kept while the layers below are read.
+        let (files, dirs) = (plan.missing_lower, plan.missing_lower_dirs);
         let start = indexes.first().map(|i| i.layer).unwrap_or(0);
         let mut lower_indexes = self.index_layers_reporting(0..start, threads, progress)?;
-        let mut lower = changeset::resolve_lower(&lower_indexes, &plan.missing_lower, &plan.missing_lower_dirs)?;
+        let mut lower = changeset::resolve_lower(&lower_indexes, &files, &dirs)?;
         if !lower.missing_headers.is_empty() {
             self.restore_headers(&mut lower_indexes, &lower.missing_headers, budget)?;
-            lower = changeset::resolve_lower(&lower_indexes, &plan.missing_lower, &plan.missing_lower_dirs)?;
+            lower = changeset::resolve_lower(&lower_indexes, &files, &dirs)?;
         }
+        drop(lower_indexes);
         let plan = self.plan_with_headers(indexes, &lower, budget)?;
         match plan.missing_lower.first() {
             None => Ok(plan),
