@@ -36,9 +36,10 @@ pub struct IndexedEntry {
     pub stored_size: u64,
     /// The file's logical size (differs for sparse files).
     pub size: u64,
-    /// The raw header group (extension headers and main header), kept only where the plan may
-    /// need it (directories, hard links and the files they link to): the data of every other
-    /// entry is copied with its header as the layer is read again.
+    /// The raw header group (extension headers and main header), kept only for directories,
+    /// hard links and markers (see [`IndexedEntry::header_needed`]): every other entry is copied
+    /// with its header as the layer is read again, and the few a plan renames are read again
+    /// while planning.
     pub(crate) raw: Option<Box<[u8]>>,
     /// The length of the raw header group.
     pub(crate) header_len: u32,

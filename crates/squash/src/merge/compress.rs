@@ -31,7 +31,7 @@ impl<W: Write> Encoder<W> {
             Compression::Zstd => {
                 let mut encoder = zstd::stream::write::Encoder::new(out, level.unwrap_or(3))?;
                 // zstd's multi-threaded mode gives the same bytes for any worker count >= 1.
-                let workers = if threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { threads };
+                let workers = if threads == 0 { crate::read::stream::Budget::cores() } else { threads };
                 encoder.multithread(workers.max(1) as u32)?;
                 // Jobs of 4 MiB instead of the default 8 MiB (at level 3): zstd keeps a few jobs'
                 // input and output buffers per worker, so this halves the encoder's memory

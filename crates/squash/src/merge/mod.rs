@@ -15,7 +15,7 @@ use crate::layer::header::END_OF_ARCHIVE;
 use crate::plan::{Item, PlannedRange};
 use crate::read::stream::{Budget, Check, LayerStream};
 use crate::read::Image;
-use crate::write::{Event, Progress};
+use crate::write::{Counting, Progress};
 use compress::Encoder;
 
 /// What merging a range produced.
@@ -26,27 +26,21 @@ pub(crate) struct Merged {
     pub uncompressed_size: u64,
 }
 
-/// The uncompressed tar going into the encoder: counted (and reported as work done, every
-/// MiB), and hashed for the diff_id.
-struct TarSink<'a, W> {
+/// The uncompressed tar going into the encoder (through a [`Counting`] writer, which reports it
+/// as work done and stops a cancelled run): counted, and hashed for the diff_id.
+struct TarSink<W> {
     inner: W,
     hasher: Option<Sha256>,
     count: u64,
-    progress: &'a dyn Progress,
-    reported: u64,
 }
 
-impl<W: Write> Write for TarSink<'_, W> {
+impl<W: Write> Write for TarSink<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
         if let Some(hasher) = &mut self.hasher {
             hasher.update(&buf[..n]);
         }
         self.count += n as u64;
-        if self.count - self.reported >= 1 << 20 {
-            self.progress.event(&Event::Advanced { bytes: self.count - self.reported });
-            self.reported = self.count;
-        }
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -68,7 +62,7 @@ pub(crate) fn merge_range(
     let encoder = Encoder::new(planned.compression, level, budget.compressors(), out).at(location)?;
     // An uncompressed layer's diff_id is its blob digest, which the output computes anyway.
     let hasher = (planned.compression != Compression::None).then(Sha256::new);
-    let mut tar = TarSink { inner: encoder, hasher, count: 0, progress, reported: 0 };
+    let mut tar = TarSink { inner: Counting::new(encoder, progress, true), hasher, count: 0 };
     for header in &planned.plan.prelude {
         tar.write_all(header).at(location)?;
     }
@@ -128,10 +122,8 @@ pub(crate) fn merge_range(
         stream.finish()?;
     }
     tar.write_all(&END_OF_ARCHIVE).at(location)?;
-    if tar.count > tar.reported {
-        progress.event(&Event::Advanced { bytes: tar.count - tar.reported });
-    }
-    let TarSink { inner: encoder, hasher, count: uncompressed_size, .. } = tar;
+    let TarSink { inner: counting, hasher, count: uncompressed_size } = tar;
+    let encoder = counting.into_inner();
     let diff_id = hasher.map(|h| Digest::from_raw(h.finalize().into()));
     encoder.finish().at(location)?;
     if uncompressed_size != planned.plan.uncompressed_size {

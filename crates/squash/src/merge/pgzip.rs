@@ -65,7 +65,7 @@ fn tail(data: &[u8]) -> &[u8] {
 impl<W: Write> ParallelGzip<W> {
     /// A writer compressing at `level` (0-9) with `threads` workers (0 = all cores).
     pub(crate) fn new(out: W, level: u32, threads: usize) -> io::Result<ParallelGzip<W>> {
-        let threads = if threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { threads };
+        let threads = if threads == 0 { crate::read::stream::Budget::cores() } else { threads };
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(io::Error::other)?;
         Ok(ParallelGzip {
             out,

@@ -201,21 +201,9 @@ fn fill(source: &mut impl Read, chunk: &mut Vec<u8>, size: usize) -> io::Result<
 fn inline_stream(blob: VerifyingReader<Box<dyn Read + Send>>, compression: Compression, location: &Location) -> Result<Chunks> {
     let location = location.clone();
     let mut count = 0u64;
-    if compression == Compression::None {
-        let mut blob = Some(blob);
-        return Ok(Chunks::inline(Box::new(move |chunk| {
-            let Some(reader) = blob.as_mut() else { return Err(Error::io(location.clone(), io::Error::other("read past the end"))) };
-            let n = fill(reader, chunk, CHUNK).at(|| location.clone())?;
-            if n > 0 {
-                count += n as u64;
-                return Ok(None);
-            }
-            let blob_digest = blob.take().map(VerifyingReader::finish).transpose()?;
-            Ok(blob_digest.map(|blob_digest| Verified { blob_digest, uncompressed_size: count }))
-        })));
-    }
-    let decoder = Decoder::new(compression, io::BufReader::with_capacity(RAW_CHUNK, blob)).at(|| location.clone())?;
-    let mut decoder = Some(decoder);
+    // A plain tar goes through the same decoder, which passes it on; reads of a chunk's size
+    // mostly bypass the buffer.
+    let mut decoder = Some(Decoder::new(compression, io::BufReader::with_capacity(RAW_CHUNK, blob)).at(|| location.clone())?);
     Ok(Chunks::inline(Box::new(move |chunk| {
         let Some(reader) = decoder.as_mut() else { return Err(Error::io(location.clone(), io::Error::other("read past the end"))) };
         let n = fill(reader, chunk, CHUNK).at(|| location.clone())?;
@@ -346,7 +334,8 @@ impl Budget {
         Budget { threads }
     }
 
-    fn cores() -> usize {
+    /// This machine's cores.
+    pub(crate) fn cores() -> usize {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     }
 
@@ -463,15 +452,13 @@ impl Image {
     }
 
     /// Reads again the header bytes of `wanted` (position in `indexes`, entry), which their
-    /// indexes did not keep, checking each layer's blob digest again; returns how many layers
-    /// were read.
+    /// indexes did not keep, checking each layer's blob digest again.
     pub(crate) fn restore_headers(
         &self,
         indexes: &mut [crate::layer::index::LayerIndex],
         wanted: &std::collections::BTreeSet<(usize, usize)>,
         budget: Budget,
-    ) -> Result<usize> {
-        let mut rereads = 0;
+    ) -> Result<()> {
         for (position, index) in indexes.iter_mut().enumerate() {
             let entries: std::collections::BTreeSet<usize> =
                 wanted.range((position, 0)..=(position, usize::MAX)).map(|&(_, e)| e).collect();
@@ -489,9 +476,8 @@ impl Image {
                 }
             }
             stream.finish()?;
-            rereads += 1;
         }
-        Ok(rereads)
+        Ok(())
     }
 
     /// Indexes several layers in parallel, on all cores; the result keeps the order of `layers`.

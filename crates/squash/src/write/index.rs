@@ -17,6 +17,7 @@ use crate::digest::Digest;
 use crate::error::{Error, IoContext, Location, Result};
 use crate::plan::{PlannedRange, SquashOptions, SquashPlan};
 use crate::read::blob::BlobRef;
+use crate::read::stream::Budget;
 use crate::read::{Image, ImageIndex, IndexChildKind, Opened, Platform};
 
 /// What to do with an index beyond the squash options of each image.
@@ -259,7 +260,7 @@ impl IndexPlan {
             .flat_map(|(image, plan)| plan.ranges.iter().map(move |r| (image, r)))
             .collect();
         let total = match self.options.threads {
-            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            0 => Budget::cores(),
             n => n,
         };
         let workers = jobs.len().min(total);
@@ -453,7 +454,7 @@ fn copy_manifest(
             let blob_location = location.clone().within(format!("blob {}", child_digest.short()));
             let mut reader = store.open_blob(&child, blob_location.clone())?;
             target.write_blob(Some((&child_digest, child.size)), BlobKind::Layer, &mut |w| {
-                let mut counting = Counting { inner: w, progress, unreported: 0, report: true };
+                let mut counting = Counting::new(w, progress, true);
                 io::copy(&mut reader, &mut counting).and_then(|_| io::Write::flush(&mut counting)).at(|| blob_location.clone())
             })?;
         }

@@ -171,14 +171,27 @@ pub struct NoProgress;
 
 impl Progress for NoProgress {}
 
-/// Reports bytes to a [`Progress`] as they pass, in steps of at least 1 MiB (unless `report`
-/// is off: a new layer reports its uncompressed bytes instead), and stops the write when the
-/// run is cancelled.
+/// Reports bytes to a [`Progress`] as work done as they pass, in steps of at least 1 MiB
+/// (unless `report` is off), and stops the write when the run is cancelled. A kept layer is
+/// counted as it is copied, a new layer as its uncompressed tar enters the encoder.
 pub(crate) struct Counting<'a, W> {
-    pub inner: W,
-    pub progress: &'a dyn Progress,
-    pub unreported: u64,
-    pub report: bool,
+    inner: W,
+    progress: &'a dyn Progress,
+    unreported: u64,
+    report: bool,
+}
+
+impl<'a, W> Counting<'a, W> {
+    /// `inner`, its bytes reported to `progress` when `report`.
+    pub(crate) fn new(inner: W, progress: &'a dyn Progress, report: bool) -> Self {
+        Counting { inner, progress, unreported: 0, report }
+    }
+
+    /// Reports what is left and returns the writer, without flushing it.
+    pub(crate) fn into_inner(mut self) -> W {
+        self.report();
+        self.inner
+    }
 }
 
 impl<W: io::Write> io::Write for Counting<'_, W> {
@@ -236,12 +249,8 @@ impl PreMerged {
         let location = Location::file(file.path());
         let handle = file.reopen().at(|| location.clone())?;
         let mut writer = crate::digest::HashingWriter::new(io::BufWriter::with_capacity(1 << 20, handle));
-        let merged = {
-            let mut counting = Counting { inner: &mut writer, progress, unreported: 0, report: false };
-            let merged = merge_range(image, planned, level, threads, &mut counting, progress)?;
-            io::Write::flush(&mut counting).at(|| location.clone())?;
-            merged
-        };
+        let merged = merge_range(image, planned, level, threads, &mut writer, progress)?;
+        io::Write::flush(&mut writer).at(|| location.clone())?;
         let (buffered, digest, size) = writer.finish();
         buffered.into_inner().map_err(|e| Error::io(location.clone(), e.into_error()))?;
         Ok(PreMerged { file, digest, size, merged })
@@ -370,7 +379,7 @@ impl SquashPlan {
                     let mut reader = image.open_layer_blob(layer)?;
                     let location = image.layer_location(layer);
                     target.write_blob(known.map(|d| (d, layer.size())), BlobKind::Layer, &mut |w| {
-                        let mut counting = Counting { inner: w, progress, unreported: 0, report: true };
+                        let mut counting = Counting::new(w, progress, true);
                         io::copy(&mut reader, &mut counting).and_then(|_| io::Write::flush(&mut counting)).at(|| location.clone())
                     })?
                 }
@@ -450,15 +459,13 @@ impl SquashPlan {
                 let mut file = p.file.reopen().at(|| location.clone())?;
                 merged = Some(p.merged);
                 target.write_blob(Some((&p.digest, p.size)), BlobKind::Layer, &mut |w| {
-                    let mut counting = Counting { inner: w, progress, unreported: 0, report: false };
+                    let mut counting = Counting::new(w, progress, false);
                     io::copy(&mut file, &mut counting).and_then(|_| io::Write::flush(&mut counting)).map(drop).at(|| location.clone())
                 })?
             }
             None => target.write_blob(None, BlobKind::Layer, &mut |w| {
-                let mut counting = Counting { inner: w, progress, unreported: 0, report: false };
-                merged = Some(merge_range(image, planned, self.options.level, self.options.threads, &mut counting, progress)?);
-                io::Write::flush(&mut counting).at(|| Location::file(image.path()))?;
-                Ok(())
+                merged = Some(merge_range(image, planned, self.options.level, self.options.threads, w, progress)?);
+                w.flush().at(|| Location::file(image.path()))
             })?,
         };
         let merged =
