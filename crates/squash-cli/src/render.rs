@@ -229,10 +229,11 @@ pub struct ProgressLine {
 }
 
 impl ProgressLine {
-    /// `terminal`: whether stderr can show a redrawn bar.
-    pub fn new(terminal: bool, verbosity: crate::args::Verbosity) -> ProgressLine {
+    /// Progress on stderr: bars when it is a terminal and the output is not JSON.
+    pub fn on_stderr(json: bool, verbosity: crate::args::Verbosity) -> ProgressLine {
+        use std::io::IsTerminal;
         ProgressLine {
-            bars: terminal && !verbosity.quiet,
+            bars: !json && std::io::stderr().is_terminal() && !verbosity.quiet,
             bar: std::sync::Mutex::new(None),
             notices: !verbosity.quiet,
             log_steps: verbosity.verbose > 0,

@@ -186,7 +186,7 @@ fn squash(args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
     let mut options = squash_options(&args, selector, scratch_path.as_deref())?;
     options.bases = bases;
     let output = output_spec.map(|spec| spec.resolve(default_format(image.format())));
-    let progress = render::ProgressLine::new(!args.json && std::io::stderr().is_terminal(), verbosity);
+    let progress = render::ProgressLine::on_stderr(args.json, verbosity);
     let plan = image.plan_with_progress(&options, &progress)?;
     progress.clear();
     // The plan is a dry run's result (stdout), and a note on the way otherwise (stderr).
@@ -385,7 +385,7 @@ fn squash_index(
     let options = squash_options(args, selector, scratch.as_deref())?;
     let bases = open_bases(&args.select)?;
     let index_options = IndexOptions::default().with_platforms(platforms).with_keep_attestations(args.keep_attestations).with_bases(bases);
-    let progress = render::ProgressLine::new(!args.json && std::io::stderr().is_terminal(), verbosity);
+    let progress = render::ProgressLine::on_stderr(args.json, verbosity);
     let plan = index.plan_with_progress(&options, &index_options, &progress)?;
     progress.clear();
     if !verbosity.quiet && !args.json {
@@ -576,7 +576,7 @@ fn report(args: crate::args::ReportArgs, verbosity: Verbosity) -> Result<ExitCod
     for image in &images {
         let mut options = SquashOptions::default().with_selector(selector.clone()).with_threads(args.threads.unwrap_or(0));
         options.bases = bases.iter().filter_map(|b| b.for_platform_of(image)).collect();
-        let progress = render::ProgressLine::new(!args.json && std::io::stderr().is_terminal(), verbosity);
+        let progress = render::ProgressLine::on_stderr(args.json, verbosity);
         let report = image.report_with_progress(&options, args.top, &progress)?;
         progress.clear();
         log_read(verbosity, image, started);
