@@ -112,6 +112,15 @@ impl IndexedEntry {
     }
 }
 
+/// Chooses, layer by layer, which entries an index keeps, and may simplify those it keeps: for
+/// reading only what one question about some layers needs. Such an index's entries no longer
+/// match the layer's positions.
+pub(crate) trait EntryFilter: Sync {
+    /// A fresh chooser for one layer: called on each entry in stream order, it returns whether
+    /// the entry is kept.
+    fn for_layer(&self) -> Box<dyn FnMut(&mut IndexedEntry) -> bool + '_>;
+}
+
 /// Every entry of one layer, in stream order, with what reading it proved.
 #[derive(Debug, Clone)]
 #[non_exhaustive]

@@ -67,13 +67,13 @@ pub(crate) fn merge_range(
         tar.write_all(header).at(location)?;
     }
     for (offset, steps) in planned.plan.steps.iter().enumerate() {
-        if steps.iter().flat_map(|s| &s.items).all(|item| matches!(item, Item::Header(_) | Item::CopyLower { .. })) {
+        if steps.iter().flat_map(|s| s.items()).all(|item| matches!(item, Item::Header(_) | Item::CopyLower(_))) {
             // Nothing of this layer's data survives (its first read verified it): its headers
             // are in the plan, and the layer is not read again.
-            for item in steps.iter().flat_map(|s| &s.items) {
+            for item in steps.iter().flat_map(|s| s.items()) {
                 match item {
                     Item::Header(bytes) => tar.write_all(bytes).at(location)?,
-                    Item::CopyLower { layer, entry, header, .. } => copy_lower(image, *layer, *entry, header, &mut tar, budget)?,
+                    Item::CopyLower(lower) => copy_lower(image, lower.layer, lower.entry, &lower.header, &mut tar, budget)?,
                     Item::Copy | Item::CopyWithHeader(_) => {}
                 }
             }
@@ -96,7 +96,7 @@ pub(crate) fn merge_range(
                 Err(e) => return Err(stream.error(e)),
             };
             if let Some(step) = steps.next_if(|s| s.entry == entry_index) {
-                for item in &step.items {
+                for item in step.items() {
                     match item {
                         Item::Header(bytes) => tar.write_all(bytes).at(location)?,
                         Item::Copy => {
@@ -106,7 +106,7 @@ pub(crate) fn merge_range(
                                 .copy_data_padded(&mut tar)
                                 .map_err(|e| crate::read::archive::tar_error(stream.location.clone(), e))?;
                         }
-                        Item::CopyLower { layer, entry, header, .. } => copy_lower(image, *layer, *entry, header, &mut tar, budget)?,
+                        Item::CopyLower(lower) => copy_lower(image, lower.layer, lower.entry, &lower.header, &mut tar, budget)?,
                         Item::CopyWithHeader(header) => {
                             tar.write_all(header).at(location)?;
                             stream

@@ -5,10 +5,13 @@
 pub(crate) mod changeset;
 pub(crate) mod range;
 
+use std::collections::BTreeSet;
+
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::layer::compression::Compression;
+use crate::layer::entry::EntryPath;
 use crate::layer::index::LayerIndex;
 use crate::read::stream::Budget;
 use crate::read::Image;
@@ -158,14 +161,55 @@ pub(crate) enum Item {
     CopyWithHeader(Vec<u8>),
     /// The data of entry `entry` of image layer `layer`, below the range, under a new header (a
     /// hard link whose target the range deletes).
-    CopyLower { layer: usize, entry: usize, stored_size: u64, header: Vec<u8> },
+    CopyLower(Box<LowerCopy>),
+}
+
+/// Where the content of an [`Item::CopyLower`] is, and its new header (boxed: rare, and it would
+/// make every item twice as large).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LowerCopy {
+    pub layer: usize,
+    pub entry: usize,
+    pub stored_size: u64,
+    pub header: Vec<u8>,
 }
 
 /// The items to write when the merge reaches entry `entry` of a layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Step {
     pub entry: usize,
-    pub items: Vec<Item>,
+    /// Empty for the most common step, a copy of the entry alone (which then costs no allocation).
+    items: Vec<Item>,
+}
+
+/// The items of a step that copies its entry and does nothing else.
+static COPY_ONLY: [Item; 1] = [Item::Copy];
+
+impl Step {
+    /// A step that writes `first` (and what is pushed next).
+    pub(crate) fn with(entry: usize, first: Item) -> Step {
+        match first {
+            Item::Copy => Step { entry, items: Vec::new() },
+            other => Step { entry, items: vec![other] },
+        }
+    }
+
+    /// Appends `item` to what the step writes.
+    pub(crate) fn push(&mut self, item: Item) {
+        if self.items.is_empty() {
+            self.items.push(Item::Copy);
+        }
+        self.items.push(item);
+    }
+
+    /// What the step writes, in order.
+    pub(crate) fn items(&self) -> &[Item] {
+        if self.items.is_empty() {
+            &COPY_ONLY
+        } else {
+            &self.items
+        }
+    }
 }
 
 /// The merge of one range, decided.
@@ -187,6 +231,14 @@ pub(crate) struct RangePlan {
     /// Entries (layer of the range, entry) whose header the plan needs and the index did not
     /// keep: the plan is incomplete until they are read again and it is made anew.
     pub missing_headers: std::collections::BTreeSet<(usize, usize)>,
+}
+
+impl RangePlan {
+    /// What the plan asked of the layers below the range (files, then directories), the rest of
+    /// it dropped.
+    fn into_questions(self) -> (BTreeSet<EntryPath>, BTreeSet<EntryPath>) {
+        (self.missing_lower, self.missing_lower_dirs)
+    }
 }
 
 /// One planned range with what is known about it before the merge.
@@ -221,7 +273,7 @@ impl PlannedRange {
     }
     /// Number of entries written to the new layer.
     pub fn entries_after(&self) -> usize {
-        self.plan.prelude.len() + self.plan.steps.iter().flatten().map(|s| s.items.len()).sum::<usize>()
+        self.plan.prelude.len() + self.plan.steps.iter().flatten().map(|s| s.items().len()).sum::<usize>()
     }
 }
 
@@ -316,10 +368,14 @@ impl Image {
         if plan.missing_lower.is_empty() && plan.missing_lower_dirs.is_empty() {
             return Ok(plan);
         }
-        // Only what the first plan asked for is kept while the layers below are read.
-        let (files, dirs) = (plan.missing_lower, plan.missing_lower_dirs);
+        // Only what the first plan asked for is kept while the layers below are read (the rest
+        // of it is dropped here, not at the end of the function).
+        let (files, dirs) = plan.into_questions();
         let start = indexes.first().map(|i| i.layer).unwrap_or(0);
-        let mut lower_indexes = self.index_layers_reporting(0..start, threads, progress)?;
+        // Only directories asked about: the indexes keep only what their answer depends on.
+        let query = files.is_empty().then(|| changeset::DirQuery::new(&dirs));
+        let filter = query.as_ref().map(|q| q as &dyn crate::layer::index::EntryFilter);
+        let mut lower_indexes = self.index_layers_filtered(0..start, threads, progress, filter)?;
         let mut lower = changeset::resolve_lower(&lower_indexes, &files, &dirs)?;
         if !lower.missing_headers.is_empty() {
             self.restore_headers(&mut lower_indexes, &lower.missing_headers, budget)?;

@@ -10,6 +10,7 @@ use sha2::{Digest as _, Sha256};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Location, Result};
 use crate::layer::compression::{Compression, Decoder};
+use crate::layer::index::EntryFilter;
 use crate::layer::tarstream::{drain, TarReader};
 use crate::read::archive::tar_error;
 use crate::read::blob::VerifyingReader;
@@ -422,21 +423,30 @@ impl LayerStream {
 impl Image {
     /// Reads one layer's headers (skipping file contents) and verifies its digests.
     pub fn index_layer(&self, layer_index: usize) -> Result<crate::layer::index::LayerIndex> {
-        self.index_layer_within(layer_index, Budget::new(0))
+        self.index_layer_within(layer_index, Budget::new(0), None)
     }
 
-    fn index_layer_within(&self, layer_index: usize, budget: Budget) -> Result<crate::layer::index::LayerIndex> {
+    fn index_layer_within(
+        &self,
+        layer_index: usize,
+        budget: Budget,
+        filter: Option<&dyn EntryFilter>,
+    ) -> Result<crate::layer::index::LayerIndex> {
         use crate::layer::index::{IndexedEntry, LayerIndex};
         let layer = self.layers.get(layer_index).ok_or_else(|| Error::InvalidRange { reason: format!("no layer {layer_index}") })?;
         let mut stream = LayerStream::open_within(self, layer, Check::Full, budget)?;
         let mut entries = Vec::new();
+        let mut keep = filter.map(|f| f.for_layer());
         loop {
             let group = match stream.tar.next_group() {
                 Ok(Some(group)) => group,
                 Ok(None) => break,
                 Err(e) => return Err(stream.error(e)),
             };
-            entries.push(IndexedEntry::from_group(group, &stream.location)?);
+            let mut entry = IndexedEntry::from_group(group, &stream.location)?;
+            if keep.as_mut().is_none_or(|keep| keep(&mut entry)) {
+                entries.push(entry);
+            }
         }
         entries.shrink_to_fit();
         let location = stream.location.clone();
@@ -505,6 +515,18 @@ impl Image {
         threads: usize,
         progress: &dyn crate::write::Progress,
     ) -> Result<Vec<crate::layer::index::LayerIndex>> {
+        self.index_layers_filtered(layers, threads, progress, None)
+    }
+
+    /// [`Image::index_layers_reporting`], keeping in each index only what `filter` chooses (every
+    /// entry is still read and the layer verified in full).
+    pub(crate) fn index_layers_filtered(
+        &self,
+        layers: impl IntoIterator<Item = usize>,
+        threads: usize,
+        progress: &dyn crate::write::Progress,
+        filter: Option<&dyn EntryFilter>,
+    ) -> Result<Vec<crate::layer::index::LayerIndex>> {
         use crate::write::Event;
         use rayon::prelude::*;
         let budget = Budget::new(threads);
@@ -517,7 +539,7 @@ impl Image {
             wanted
                 .par_iter()
                 .map(|&i| {
-                    let index = self.index_layer_within(i, budget)?;
+                    let index = self.index_layer_within(i, budget, filter)?;
                     progress.event(&Event::Indexed { layer: i, bytes: size(i) });
                     Ok(index)
                 })
