@@ -162,3 +162,92 @@ fn a_plan_runs_only_on_its_own_image() {
     assert!(err.to_string().contains("this plan was made for the image"), "{err}");
     assert!(!out.exists());
 }
+
+/// `--rewrite-timestamp`: in the new layer, every time later than the epoch is lowered to it
+/// (main header, GNU atime and ctime, PAX records, in headers that keep their length), earlier
+/// ones stay, the kept base layer is copied as it was, and the filesystem is otherwise the
+/// original's.
+#[test]
+fn rewrite_timestamp_lowers_only_the_later_times_of_new_layers() {
+    let (epoch, older, later) = (1_700_000_000u64, 1_000_000_000u64, 2_000_000_000u64);
+    let base = LayerBuilder::new().mtime(later).dir("etc").file("etc/base", b"base").finish();
+    let first = LayerBuilder::new().mtime(older).file("old", b"old").mtime(later).dir("new").file("new/f", b"new").finish();
+    let second = {
+        let mut builder = tar::Builder::new(Vec::new());
+        builder.append_pax_extensions([("mtime", &b"2000000000.123456789"[..]), ("ctime", &b"1000000000.5"[..])]).expect("pax");
+        let mut h = tar::Header::new_gnu();
+        h.set_path("new/pax").expect("path");
+        h.set_size(3);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(later);
+        let gnu = h.as_gnu_mut().expect("a GNU header");
+        gnu.set_atime(later);
+        gnu.set_ctime(older);
+        h.set_cksum();
+        builder.append(&h, &b"pax"[..]).expect("entry");
+        builder.into_inner().expect("tar")
+    };
+    let stack = vec![base, first, second];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = build(dir.path(), &stack, LayerCompression::Gzip);
+    let image = Image::open(&format!("oci:{}:t", input.display())).expect("open");
+    let options = SquashOptions::default().with_selector(LayerSelector::Top(2)).with_rewrite_timestamp(true);
+    let missing = image.plan(&options).expect_err("no epoch");
+    assert!(missing.to_string().contains("--source-date-epoch"), "{missing}");
+    let out = dir.path().join("out");
+    let outcome = write(&image, options.with_source_date_epoch(epoch as i64), &Output::new(out.clone(), OutputFormat::OciLayout));
+    let squashed = Image::open(&format!("oci:{}", out.display())).expect("reopen");
+    assert_eq!(squashed.layers()[0].digest(), image.layers()[0].digest(), "the base layer is copied");
+    assert_eq!(outcome.layers.len(), 2);
+
+    let mut tar_bytes = Vec::new();
+    squashed.write_layer_tar(1, &mut tar_bytes).expect("new layer");
+    let mut archive = tar::Archive::new(&tar_bytes[..]);
+    let mut seen = Vec::new();
+    for entry in archive.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let path = entry.path().expect("path").display().to_string();
+        let mtime = entry.header().mtime().expect("mtime");
+        assert!(mtime <= epoch, "{path}: mtime {mtime}");
+        if let Some(gnu) = entry.header().as_gnu() {
+            assert!(gnu.atime().unwrap_or(0) <= epoch && gnu.ctime().unwrap_or(0) <= epoch, "{path}: GNU times");
+        }
+        if let Some(pax) = entry.pax_extensions().expect("pax") {
+            for ext in pax.flatten() {
+                let key = ext.key().expect("key").to_string();
+                let value = ext.value().expect("value").to_string();
+                if key.ends_with("time") {
+                    let secs: f64 = value.parse().expect("a time");
+                    assert!(secs <= epoch as f64, "{path}: {key}={value}");
+                    if key == "ctime" {
+                        assert_eq!(value, "1000000000.5", "an earlier time stays as it was");
+                    }
+                }
+            }
+        }
+        if path == "old" {
+            assert_eq!(mtime, older, "an earlier mtime stays");
+        }
+        seen.push(path);
+    }
+    assert!(seen.iter().any(|p| p == "new/pax") && seen.iter().any(|p| p == "old"), "{seen:?}");
+
+    // The filesystem is the original's once both are seen with times at most the epoch; the base
+    // layer's later times are still there.
+    let clamp = |fs: &squash_testkit::RootFs| {
+        fs.filter_map(|_, node| Some(squash_testkit::Node { mtime: node.mtime.map(|t| t.min(epoch)), ..node.clone() }))
+    };
+    let original = squash_testkit::RootFs::from_layers(stack.iter().map(|l| l.as_slice())).expect("original");
+    let layers: Vec<Vec<u8>> = (0..squashed.layers().len())
+        .map(|i| {
+            let mut bytes = Vec::new();
+            squashed.write_layer_tar(i, &mut bytes).expect("layer");
+            bytes
+        })
+        .collect();
+    let result = squash_testkit::RootFs::from_layers(layers.iter().map(|l| l.as_slice())).expect("squashed");
+    assert_eq!(clamp(&original).diff(&clamp(&result)), Vec::<String>::new());
+    assert_eq!(result.nodes()[&b"etc/base"[..]].mtime, Some(later), "kept layers are not touched");
+}

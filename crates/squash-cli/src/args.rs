@@ -86,7 +86,7 @@ pub enum Command {
     /// Show an image's layers: digests, sizes, compression and the history step of each.
     Inspect(InspectArgs),
     /// Measure how many bytes each layer wastes and what a squash would reclaim.
-    Report(ReportArgs),
+    Report(Box<ReportArgs>),
     /// Build a small example image, squash it, and show the report and the new digests.
     Demo(DemoArgs),
     /// Print a shell completion script: `squash completions bash > /etc/bash_completion.d/squash`.
@@ -129,7 +129,7 @@ pub struct SelectArgs {
     /// `N`: the top N filesystem layers (history steps that made no layer are NOT counted,
     /// unlike docker-squash); `DIGEST`: every layer above the layer with this diff_id or blob
     /// digest (prefix), which is kept; `base`: every layer above the base image (see --base).
-    #[arg(long, value_name = "N|DIGEST|base")]
+    #[arg(short = 'f', long, value_name = "N|DIGEST|base")]
     pub from_layer: Option<String>,
     /// Squash layers A to B (inclusive, numbered as `squash inspect` shows); repeatable.
     #[arg(long, value_name = "A..B")]
@@ -138,6 +138,10 @@ pub struct SelectArgs {
     /// the same input.
     #[arg(long, value_name = "IMAGE")]
     pub base: Vec<String>,
+    /// Squash every layer, the base included, into one (as `crane flatten` and `podman build
+    /// --squash-all`): the base image's layers are no longer shared.
+    #[arg(long, conflicts_with_all = ["from_layer", "layers", "base"])]
+    pub all: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -149,13 +153,13 @@ pub struct SquashArgs {
     /// Output: a path (same format as the input unless --format), `oci:PATH[:TAG]`,
     /// `oci-archive:PATH[:TAG]`, `docker-archive:PATH[:NAME:TAG]`, or `-` for an archive on
     /// standard output (`… -o - | docker load`; docker-archive unless --format oci-archive).
-    #[arg(short, long, value_name = "OUT")]
+    #[arg(short, long, value_name = "OUT", visible_alias = "output-path")]
     pub output: Option<String>,
     /// Output format.
     #[arg(long, value_parser = formats())]
     pub format: Option<String>,
     /// Tag of the written image.
-    #[arg(long)]
+    #[arg(short, long)]
     pub tag: Option<String>,
     /// Compression of new layers (default: that of the squashed layers).
     #[arg(long, value_parser = compressions())]
@@ -168,8 +172,17 @@ pub struct SquashArgs {
     #[arg(long)]
     pub threads: Option<usize>,
     /// Comment of the history entry that describes the merged layer.
-    #[arg(long)]
+    #[arg(short, long)]
     pub message: Option<String>,
+    /// The `created` time of the new history entries and config, in seconds since 1970 (the
+    /// `SOURCE_DATE_EPOCH` environment variable means the same; this flag wins).
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+    pub source_date_epoch: Option<i64>,
+    /// Lower every time later than the epoch (--source-date-epoch or SOURCE_DATE_EPOCH) of the
+    /// entries written into new layers to it: mtimes, and PAX atime and ctime (BuildKit's and
+    /// buildah's --rewrite-timestamp). Kept layers are not touched.
+    #[arg(long)]
+    pub rewrite_timestamp: bool,
     /// Keep the attestation manifests of squashed platforms of an index (they then describe
     /// a manifest no longer in it); by default they are dropped.
     #[arg(long)]
@@ -182,7 +195,7 @@ pub struct SquashArgs {
     pub dry_run: bool,
     /// Copy the image without squashing anything (a format conversion); without it a range must
     /// be chosen with --from-layer or --layers.
-    #[arg(long, conflicts_with_all = ["from_layer", "layers"])]
+    #[arg(long, conflicts_with_all = ["from_layer", "layers", "all"])]
     pub convert: bool,
     /// Also decode every kept layer and check its diff_id (by default kept layers are copied with
     /// their size and sha256 checked, and only squashed layers are decoded).

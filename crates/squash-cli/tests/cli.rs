@@ -252,3 +252,54 @@ fn threads_cap_every_thread() {
         assert!(peak <= limit, "report --threads {threads}: {peak} threads at once (at most {limit} expected)");
     }
 }
+
+/// docker-squash's and crane's spellings: `-f`, `-t`, `-m`, `--output-path`; `--all` flattens
+/// every layer into one (the model reads the same filesystem); `--source-date-epoch` dates the
+/// new history entry and config, over `SOURCE_DATE_EPOCH`.
+#[test]
+fn docker_squash_and_crane_habits() {
+    let image = fixture("wagoodman__dive/.data/test-docker-image.tar");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("aliases.tar");
+    let out_arg = out.to_str().expect("utf8");
+    let status = Command::new(env!("CARGO_BIN_EXE_squash"))
+        .args([&image, "-f", "5", "-t", "app:squashed", "-m", "squashed by the test", "--output-path", out_arg])
+        .args(["--source-date-epoch", "1234567890"])
+        .env("SOURCE_DATE_EPOCH", "1")
+        .output()
+        .expect("run squash");
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let (code, inspected, _) = squash(&["inspect", "--json", out_arg]);
+    assert_eq!(code, 0);
+    let inspected: serde_json::Value = serde_json::from_str(&inspected).expect("json");
+    assert_eq!(inspected["layers"].as_array().map(Vec::len), Some(10));
+    let text = inspected.to_string();
+    assert!(text.contains("squashed by the test"), "-m sets the history comment");
+    assert!(text.contains("2009-02-13T23:31:30Z"), "the flag's epoch wins over SOURCE_DATE_EPOCH: {text}");
+    assert!(text.contains("app:squashed"), "-t names the image");
+
+    let flat = dir.path().join("flat");
+    let flat_arg = format!("oci:{}:flat", flat.display());
+    let (code, stdout, stderr) = squash(&[&image, "--all", "-o", &flat_arg]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("layers: 14 -> 1"), "{stdout}");
+    assert!(stderr.contains("--all"), "the rule is named: {stderr}");
+    let opened = squash::Image::open(&image).expect("open");
+    let original: Vec<Vec<u8>> = (0..opened.layers().len())
+        .map(|i| {
+            let mut tar = Vec::new();
+            opened.write_layer_tar(i, &mut tar).expect("layer");
+            tar
+        })
+        .collect();
+    let (after, _) = squash_testkit::read_oci_layout(&flat, Some("flat"));
+    assert_eq!(after.len(), 1);
+    let a = squash_testkit::RootFs::from_layers(original.iter().map(|t| t.as_slice())).expect("original");
+    let b = squash_testkit::RootFs::from_layers(after.iter().map(|(_, t)| t.as_slice())).expect("flattened");
+    assert_eq!(a.diff(&b), Vec::<String>::new());
+    let (code, _, stderr) = squash(&[&image, "--all", "-f", "2", "--dry-run"]);
+    assert_eq!(code, 2, "--all and --from-layer conflict: {stderr}");
+    let (code, _, stderr) = squash(&[&image, "-f", "2", "--rewrite-timestamp", "--dry-run"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("--source-date-epoch"), "{stderr}");
+}

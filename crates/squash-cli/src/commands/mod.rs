@@ -23,7 +23,7 @@ use crate::render;
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Some(Command::Inspect(args)) => inspect(&args.image, args.json, args.verify, cli.verbosity),
-        Some(Command::Report(args)) => report(args, cli.verbosity),
+        Some(Command::Report(args)) => report(*args, cli.verbosity),
         Some(Command::Demo(args)) => demo::run(args.keep),
         Some(Command::Completions(args)) => {
             let mut command = <Cli as clap::CommandFactory>::command();
@@ -129,6 +129,7 @@ fn selector_only(args: &SelectArgs) -> Result<LayerSelector> {
         (None, false) => LayerSelector::Ranges(
             args.layers.iter().map(|r| parse_layer_range(r).map_err(|e| anyhow!("--layers {e}"))).collect::<Result<_>>()?,
         ),
+        (None, true) if args.all => LayerSelector::All,
         (None, true) => LayerSelector::Nothing,
     };
     Ok(selector)
@@ -339,7 +340,7 @@ fn squash_options(args: &SquashArgs, selector: LayerSelector, scratch: Option<&s
     if selector == LayerSelector::Nothing && !args.convert {
         bail!(
             "no layers chosen to squash: give --from-layer base (everything above the base image, see --base), \
-             --from-layer N (the top N layers), --from-layer DIGEST (everything above that layer) or --layers A..B; \
+             --from-layer N (the top N layers), --from-layer DIGEST (everything above that layer), --layers A..B or --all (every layer, the base included); \
              to copy the image without squashing (a format conversion), give --convert"
         );
     }
@@ -360,7 +361,10 @@ fn squash_options(args: &SquashArgs, selector: LayerSelector, scratch: Option<&s
     if args.drop_history {
         options = options.with_history(HistoryMode::Drop);
     }
-    if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
+    options = options.with_rewrite_timestamp(args.rewrite_timestamp);
+    if let Some(epoch) = args.source_date_epoch {
+        options = options.with_source_date_epoch(epoch);
+    } else if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
         let epoch: i64 = epoch.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH `{epoch}` is not a number of seconds"))?;
         options = options.with_source_date_epoch(epoch);
     }

@@ -242,6 +242,114 @@ pub(crate) fn mtime_field(raw: &[u8]) -> [u8; 12] {
     field
 }
 
+/// Lowers every time of a header group that is later than `epoch` to `epoch` (BuildKit's and
+/// buildah's `--rewrite-timestamp`): the main header's mtime (and a GNU header's atime and ctime),
+/// and the `mtime`, `atime` and `ctime` records of its PAX header. The group keeps its length: a
+/// PAX value is rewritten to as many characters, padded with a zero fraction (`.000`) or, when
+/// only one character is left over, a leading zero. `None` when nothing was later.
+pub(crate) fn clamp_times(raw: &[u8], epoch: u64) -> Option<Vec<u8>> {
+    let mut out = raw.to_vec();
+    let mut changed = false;
+    let mut pos = 0;
+    while pos + BLOCK <= out.len() {
+        let flag = out[pos + 156];
+        let size = if out[pos + 124] & 0x80 != 0 { 0 } else { octal_len(&out[pos..pos + BLOCK], 124..136) as usize };
+        // The mtime, and the atime and ctime of an old GNU header.
+        let gnu = &out[pos + 257..pos + 265] == b"ustar  \0";
+        let fields: &[usize] = if gnu { &[136, 345, 357] } else { &[136] };
+        let mut block_changed = false;
+        for &field in fields {
+            block_changed |= clamp_numeric(&mut out[pos + field..pos + field + 12], epoch);
+        }
+        if block_changed {
+            let mut block = [0u8; BLOCK];
+            block.copy_from_slice(&out[pos..pos + BLOCK]);
+            set_checksum(&mut block);
+            out[pos..pos + BLOCK].copy_from_slice(&block);
+            changed = true;
+        }
+        match flag {
+            b'x' | b'L' | b'K' | b'g' => {
+                let data = pos + BLOCK..(pos + BLOCK + size).min(out.len());
+                if flag == b'x' {
+                    changed |= clamp_pax_times(&mut out[data.clone()], epoch);
+                }
+                pos = data.end + padding(size as u64) as usize;
+            }
+            _ => break,
+        }
+    }
+    changed.then_some(out)
+}
+
+/// Lowers a numeric header field (octal, or GNU base-256) above `epoch` to `epoch`, in octal.
+fn clamp_numeric(field: &mut [u8], epoch: u64) -> bool {
+    let value = if field[0] & 0x80 != 0 {
+        if field[0] & 0x40 != 0 {
+            return false; // negative: earlier than any epoch
+        }
+        field[1..].iter().fold(u64::from(field[0] & 0x3f), |v, &b| v.saturating_mul(256) | u64::from(b))
+    } else {
+        octal_len(field, 0..field.len())
+    };
+    if value <= epoch {
+        return false;
+    }
+    write_octal(field, epoch);
+    true
+}
+
+/// Lowers the `mtime`, `atime` and `ctime` records of PAX data above `epoch`, in place.
+fn clamp_pax_times(data: &mut [u8], epoch: u64) -> bool {
+    let mut changed = false;
+    let mut at = 0;
+    while let Some(space) = data[at..].iter().position(|&b| b == b' ') {
+        let Some(len) = std::str::from_utf8(&data[at..at + space]).ok().and_then(|s| s.parse::<usize>().ok()) else { break };
+        if len <= space + 1 || at + len > data.len() {
+            break;
+        }
+        let record = at + space + 1..at + len - 1;
+        if let Some(eq) = data[record.clone()].iter().position(|&b| b == b'=') {
+            let key = &data[record.start..record.start + eq];
+            if key == b"mtime" || key == b"atime" || key == b"ctime" {
+                let value = record.start + eq + 1..record.end;
+                if let Some(new) = clamped_pax_time(&data[value.clone()], epoch) {
+                    data[value].copy_from_slice(&new);
+                    changed = true;
+                }
+            }
+        }
+        at += len;
+    }
+    changed
+}
+
+/// `epoch` written in as many characters as `value`, if `value` (a PAX time: seconds, maybe a
+/// fraction) is later than `epoch`.
+fn clamped_pax_time(value: &[u8], epoch: u64) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(value).ok()?;
+    if text.starts_with('-') {
+        return None;
+    }
+    let (secs, frac) = text.split_once('.').unwrap_or((text, ""));
+    let secs: u64 = secs.parse().ok()?;
+    let later = secs > epoch || (secs == epoch && frac.bytes().any(|b| b != b'0'));
+    if !later {
+        return None;
+    }
+    let mut new = epoch.to_string().into_bytes();
+    let spare = value.len().checked_sub(new.len())?;
+    match spare {
+        0 => {}
+        1 => new.insert(0, b'0'),
+        n => {
+            new.push(b'.');
+            new.resize(new.len() + n - 1, b'0');
+        }
+    }
+    Some(new)
+}
+
 /// The two zero blocks that end a tar archive.
 pub(crate) const END_OF_ARCHIVE: [u8; 2 * BLOCK] = [0u8; 2 * BLOCK];
 
@@ -255,6 +363,42 @@ mod tests {
         with_end.extend_from_slice(&END_OF_ARCHIVE);
         let mut reader = TarReader::new(&with_end[..]);
         reader.next_group().unwrap().unwrap().meta
+    }
+
+    #[test]
+    fn pax_times_are_lowered_in_as_many_characters() {
+        let e = 1_700_000_000;
+        let clamp = |v: &str| clamped_pax_time(v.as_bytes(), e).map(|n| String::from_utf8(n).unwrap());
+        assert_eq!(clamp("2000000000.123456789").as_deref(), Some("1700000000.000000000"));
+        assert_eq!(clamp("2000000000").as_deref(), Some("1700000000"));
+        assert_eq!(clamp("10000000000").as_deref(), Some("01700000000"));
+        assert_eq!(clamp("100000000000").as_deref(), Some("1700000000.0"));
+        assert_eq!(clamp("1700000000.5").as_deref(), Some("1700000000.0"));
+        assert_eq!(clamp("1700000000.000"), None);
+        assert_eq!(clamp("1600000000.9"), None);
+        assert_eq!(clamp("-5"), None);
+        assert_eq!(clamp("junk"), None);
+    }
+
+    #[test]
+    fn a_clamped_group_keeps_its_length_and_reads_back_lowered() {
+        let mut builder = tar::Builder::new(Vec::new());
+        builder.append_pax_extensions([("mtime", &b"2000000000.25"[..]), ("atime", &b"1500000000"[..])]).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_path("f").unwrap();
+        h.set_size(0);
+        h.set_mtime(2_000_000_000);
+        h.set_cksum();
+        builder.append(&h, &[][..]).unwrap();
+        let raw = builder.into_inner().unwrap();
+        let clamped = clamp_times(&raw, 1_700_000_000).expect("later times");
+        assert_eq!(clamped.len(), raw.len());
+        let meta = read_one(&clamped);
+        let record = |key: &[u8]| meta.pax.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        assert_eq!(record(b"mtime").as_deref(), Some(&b"1700000000.00"[..]));
+        assert_eq!(record(b"atime").as_deref(), Some(&b"1500000000"[..]), "an earlier time stays");
+        assert_eq!(&mtime_field(&clamped)[..11], format!("{:011o}", 1_700_000_000).as_bytes());
+        assert_eq!(clamp_times(&clamped, 1_700_000_000), None, "nothing is later any more");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Location, Result};
 use crate::layer::compression::Compression;
-use crate::layer::header::END_OF_ARCHIVE;
+use crate::layer::header::{clamp_times, END_OF_ARCHIVE};
 use crate::plan::{Item, PlannedRange};
 use crate::read::stream::{Budget, Check, LayerStream};
 use crate::read::Image;
@@ -63,8 +63,17 @@ pub(crate) fn merge_range(
     // An uncompressed layer's diff_id is its blob digest, which the output computes anyway.
     let hasher = (planned.compression != Compression::None).then(Sha256::new);
     let mut tar = TarSink { inner: Counting::new(encoder, progress, true), hasher, count: 0 };
-    for header in &planned.plan.prelude {
-        tar.write_all(header).at(location)?;
+    // Every header group written goes through here, its times lowered when asked for.
+    let clamp = planned.clamp_times;
+    let header = |tar: &mut TarSink<_>, raw: &[u8]| -> Result<()> {
+        match clamp.and_then(|epoch| clamp_times(raw, epoch)) {
+            Some(clamped) => tar.write_all(&clamped),
+            None => tar.write_all(raw),
+        }
+        .at(location)
+    };
+    for marker in &planned.plan.prelude {
+        header(&mut tar, marker)?;
     }
     for (offset, steps) in planned.plan.steps.iter().enumerate() {
         if steps.iter().flat_map(|s| s.items()).all(|item| matches!(item, Item::Header(_) | Item::CopyLower(_))) {
@@ -72,8 +81,11 @@ pub(crate) fn merge_range(
             // are in the plan, and the layer is not read again.
             for item in steps.iter().flat_map(|s| s.items()) {
                 match item {
-                    Item::Header(bytes) => tar.write_all(bytes).at(location)?,
-                    Item::CopyLower(lower) => copy_lower(image, lower.layer, lower.entry, &lower.header, &mut tar, budget)?,
+                    Item::Header(bytes) => header(&mut tar, bytes)?,
+                    Item::CopyLower(lower) => {
+                        header(&mut tar, &lower.header)?;
+                        copy_lower(image, lower.layer, lower.entry, &mut tar, budget)?
+                    }
                     Item::Copy | Item::CopyWithHeader(_) => {}
                 }
             }
@@ -98,17 +110,20 @@ pub(crate) fn merge_range(
             if let Some(step) = steps.next_if(|s| s.entry == entry_index) {
                 for item in step.items() {
                     match item {
-                        Item::Header(bytes) => tar.write_all(bytes).at(location)?,
+                        Item::Header(bytes) => header(&mut tar, bytes)?,
                         Item::Copy => {
-                            tar.write_all(&group.raw).at(location)?;
+                            header(&mut tar, &group.raw)?;
                             stream
                                 .tar
                                 .copy_data_padded(&mut tar)
                                 .map_err(|e| crate::read::archive::tar_error(stream.location.clone(), e))?;
                         }
-                        Item::CopyLower(lower) => copy_lower(image, lower.layer, lower.entry, &lower.header, &mut tar, budget)?,
-                        Item::CopyWithHeader(header) => {
-                            tar.write_all(header).at(location)?;
+                        Item::CopyLower(lower) => {
+                            header(&mut tar, &lower.header)?;
+                            copy_lower(image, lower.layer, lower.entry, &mut tar, budget)?
+                        }
+                        Item::CopyWithHeader(renamed) => {
+                            header(&mut tar, renamed)?;
                             stream
                                 .tar
                                 .copy_data_padded(&mut tar)
@@ -135,9 +150,10 @@ pub(crate) fn merge_range(
     Ok(Merged { diff_id, uncompressed_size })
 }
 
-/// Copies entry `entry` of image layer `layer` (below the range) under `header`: the content of
-/// a hard link whose target the range deletes. That layer is read in full and verified.
-fn copy_lower(image: &Image, layer: usize, entry: usize, header: &[u8], out: &mut impl Write, budget: Budget) -> Result<()> {
+/// Copies the data of entry `entry` of image layer `layer` (below the range), after its new
+/// header was written: the content of a hard link whose target the range deletes. That layer is
+/// read in full and verified.
+fn copy_lower(image: &Image, layer: usize, entry: usize, out: &mut impl Write, budget: Budget) -> Result<()> {
     let source = image.layers().get(layer).ok_or_else(|| Error::InvalidRange { reason: format!("no layer {layer}") })?;
     let mut stream = LayerStream::open_within(image, source, Check::Full, budget)?;
     for index in 0..=entry {
@@ -147,7 +163,6 @@ fn copy_lower(image: &Image, layer: usize, entry: usize, header: &[u8], out: &mu
             Err(e) => return Err(stream.error(e)),
         }
     }
-    out.write_all(header).at(|| stream.location.clone())?;
     stream.tar.copy_data_padded(out).map_err(|e| crate::read::archive::tar_error(stream.location.clone(), e))?;
     stream.finish()?;
     Ok(())

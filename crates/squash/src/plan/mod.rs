@@ -51,6 +51,10 @@ pub struct SquashOptions {
     pub history: HistoryMode,
     /// `SOURCE_DATE_EPOCH`: the `created` time of new history entries and of the config.
     pub source_date_epoch: Option<i64>,
+    /// Lower the times of the entries written into new layers (mtime, and PAX atime and ctime)
+    /// that are later than `source_date_epoch` to it, as BuildKit's and buildah's
+    /// `--rewrite-timestamp` do. Kept layers are never touched.
+    pub rewrite_timestamp: bool,
     /// How long to wait for another run's lock on an output layout (default
     /// [`crate::DEFAULT_LOCK_TIMEOUT`]).
     pub lock_timeout: Option<std::time::Duration>,
@@ -116,6 +120,26 @@ impl SquashOptions {
     pub fn with_source_date_epoch(mut self, epoch: i64) -> Self {
         self.source_date_epoch = Some(epoch);
         self
+    }
+    /// Lowers the new layers' times later than `SOURCE_DATE_EPOCH` to it.
+    pub fn with_rewrite_timestamp(mut self, rewrite: bool) -> Self {
+        self.rewrite_timestamp = rewrite;
+        self
+    }
+
+    /// The time above which new layers' times are lowered, if asked for.
+    fn clamp_times(&self) -> Result<Option<u64>> {
+        if !self.rewrite_timestamp {
+            return Ok(None);
+        }
+        match self.source_date_epoch {
+            None => Err(Error::InvalidOption {
+                reason: "--rewrite-timestamp needs a time: give --source-date-epoch or set SOURCE_DATE_EPOCH".into(),
+            }),
+            Some(epoch) => u64::try_from(epoch)
+                .map(Some)
+                .map_err(|_| Error::InvalidOption { reason: format!("--rewrite-timestamp: the epoch {epoch} is before 1970") }),
+        }
     }
 }
 
@@ -251,6 +275,9 @@ pub struct PlannedRange {
     pub indexes: Vec<LayerIndex>,
     /// Compression of the new layer.
     pub compression: Compression,
+    /// Times of the new layer's entries later than this are lowered to it
+    /// ([`SquashOptions::rewrite_timestamp`]).
+    pub clamp_times: Option<u64>,
     pub(crate) plan: RangePlan,
 }
 
@@ -340,13 +367,14 @@ impl Image {
     /// ([`Event::Indexing`](crate::Event::Indexing), [`Event::Indexed`](crate::Event::Indexed)).
     pub fn plan_with_progress(&self, options: &SquashOptions, progress: &dyn crate::write::Progress) -> Result<SquashPlan> {
         let ranges = range::resolve(self, &options.selector, &options.bases)?;
+        let clamp_times = options.clamp_times()?;
         let mut planned = Vec::with_capacity(ranges.len());
         for range in ranges {
             let mut indexes = self.index_layers_reporting(range.start..=range.end, options.threads, progress)?;
             let plan = self.plan_indexes(&mut indexes, options.threads, progress)?;
             let compression = options.compression.unwrap_or_else(|| default_compression(self, &range));
             check_level(compression, options.level)?;
-            planned.push(PlannedRange { range, indexes, compression, plan });
+            planned.push(PlannedRange { range, indexes, compression, clamp_times, plan });
         }
         Ok(SquashPlan { ranges: planned, options: options.clone(), made_for: Some(self.config_digest().clone()) })
     }

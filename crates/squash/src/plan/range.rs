@@ -24,6 +24,9 @@ pub enum LayerSelector {
     Base,
     /// Explicit inclusive ranges of layer indexes, as `squash inspect` numbers them.
     Ranges(Vec<(usize, usize)>),
+    /// Every layer, the base included: the image flattened into one layer (`crane flatten`,
+    /// `podman build --squash-all`, docker-squash without `-f`).
+    All,
 }
 
 impl std::str::FromStr for LayerSelector {
@@ -106,6 +109,12 @@ pub(crate) fn resolve(image: &Image, selector: &LayerSelector, bases: &[Image]) 
     let invalid = |reason: String| Error::InvalidRange { reason };
     match selector {
         LayerSelector::Nothing => Ok(Vec::new()),
+        LayerSelector::All => {
+            if count == 0 {
+                return Err(invalid("--all: the image has no filesystem layers".into()));
+            }
+            Ok(vec![LayerRange { start: 0, end: count - 1, reason: format!("every layer, the base included (--all, {})", layers(count)) }])
+        }
         LayerSelector::Top(n) => {
             if *n == 0 || *n > count {
                 return Err(invalid(format!(
