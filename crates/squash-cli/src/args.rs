@@ -178,6 +178,29 @@ pub struct SquashArgs {
     /// `SOURCE_DATE_EPOCH` environment variable means the same; this flag wins).
     #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
     pub source_date_epoch: Option<i64>,
+    /// Set a label in the config (`KEY=VALUE`), or remove it (`KEY-`); repeatable.
+    #[arg(long, value_name = "KEY=VALUE|KEY-")]
+    pub label: Vec<String>,
+    /// Set an environment variable in the config (`KEY=VALUE`, replacing it where it is), or
+    /// remove it (`KEY-`); repeatable.
+    #[arg(long, value_name = "KEY=VALUE|KEY-")]
+    pub env: Vec<String>,
+    /// The config's entrypoint, as a JSON array (`'["/app", "--serve"]'`), or `null` to remove it.
+    #[arg(long, value_name = "JSON")]
+    pub entrypoint: Option<String>,
+    /// The config's command, as a JSON array, or `null` to remove it.
+    #[arg(long, value_name = "JSON")]
+    pub cmd: Option<String>,
+    /// The config's working directory.
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// The config's user (`NAME`, `UID`, `UID:GID`).
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Set an annotation of the manifest (`KEY=VALUE`), or remove it (`KEY-`); repeatable. Not
+    /// with a docker-archive output, which stores no manifest.
+    #[arg(long, value_name = "KEY=VALUE|KEY-")]
+    pub annotation: Vec<String>,
     /// Lower every time later than the epoch (--source-date-epoch or SOURCE_DATE_EPOCH) of the
     /// entries written into new layers to it: mtimes, and PAX atime and ctime (BuildKit's and
     /// buildah's --rewrite-timestamp). Kept layers are not touched.

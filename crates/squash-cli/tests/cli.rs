@@ -303,3 +303,65 @@ fn docker_squash_and_crane_habits() {
     assert_ne!(code, 0);
     assert!(stderr.contains("--source-date-epoch"), "{stderr}");
 }
+
+/// `crane mutate`'s and `docker commit --change`'s edits: they change what they name in the
+/// config and manifest, keep everything else, and need no range (the layers are then copied).
+#[test]
+fn config_and_manifest_edits() {
+    let image = fixture("wagoodman__dive/.data/test-docker-image.tar");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let before = squash::Image::open(&image).expect("open");
+    let layout = dir.path().join("edited");
+    let (code, _, stderr) = squash(&[
+        &image,
+        "--label",
+        "org.example.team=platform",
+        "--env",
+        "PATH=/opt/bin",
+        "--env",
+        "EXTRA=1",
+        "--entrypoint",
+        r#"["/bin/app", "--serve"]"#,
+        "--cmd",
+        "null",
+        "--workdir",
+        "/srv",
+        "--user",
+        "1000:1000",
+        "--annotation",
+        "org.opencontainers.image.source=https://example.org/app",
+        "-o",
+        &format!("oci:{}:edited", layout.display()),
+    ]);
+    assert_eq!(code, 0, "edits need no range: {stderr}");
+    let after = squash::Image::open(&format!("oci:{}:edited", layout.display())).expect("reopen");
+    let digests = |i: &squash::Image| i.layers().iter().map(|l| l.diff_id().clone()).collect::<Vec<_>>();
+    assert_eq!(digests(&after), digests(&before), "the layers are copied");
+    let config = &after.config_json()["config"];
+    assert_eq!(config["Labels"]["org.example.team"], "platform");
+    assert_eq!(config["Entrypoint"], serde_json::json!(["/bin/app", "--serve"]));
+    assert!(config.get("Cmd").is_none(), "null removes the command");
+    assert_eq!(config["WorkingDir"], "/srv");
+    assert_eq!(config["User"], "1000:1000");
+    let env: Vec<&str> = config["Env"].as_array().expect("env").iter().filter_map(|v| v.as_str()).collect();
+    assert_eq!(env.iter().filter(|v| v.starts_with("PATH=")).collect::<Vec<_>>(), vec![&"PATH=/opt/bin"], "{env:?}");
+    assert!(env.contains(&"EXTRA=1"), "{env:?}");
+    let original = &before.config_json();
+    for field in ["architecture", "os", "history"] {
+        assert_eq!(after.config_json()[field], original[field], "{field} is kept");
+    }
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index")).expect("json");
+    let digest = index["manifests"][0]["digest"].as_str().expect("digest").replace("sha256:", "");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(digest)).expect("manifest")).expect("json");
+    assert_eq!(manifest["annotations"]["org.opencontainers.image.source"], "https://example.org/app");
+
+    let archive = dir.path().join("edited.tar");
+    let (code, _, stderr) = squash(&[&image, "--annotation", "a=b", "-o", archive.to_str().expect("utf8")]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("docker-archive"), "{stderr}");
+    assert!(!archive.exists(), "a failed run leaves nothing");
+    let (code, _, stderr) = squash(&[&image, "--env", "NOEQUALS", "--dry-run"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--env"), "{stderr}");
+}

@@ -12,8 +12,8 @@ use squash::document::{
 };
 use squash::present::{human, parse_size};
 use squash::{
-    parse_layer_range, Compression, Gates, HistoryMode, Image, ImageIndex, IndexOptions, InputFormat, LayerSelector, OpenOptions, Opened,
-    Output, OutputFormat, Platform, SquashOptions,
+    parse_command, parse_layer_range, Compression, ConfigEdits, Gates, HistoryMode, Image, ImageIndex, IndexOptions, InputFormat, KeyEdit,
+    LayerSelector, OpenOptions, Opened, Output, OutputFormat, Platform, SquashOptions,
 };
 
 use crate::args::{Cli, Command, ImageArgs, SelectArgs, SquashArgs, Verbosity};
@@ -337,7 +337,8 @@ fn default_format(input: InputFormat) -> OutputFormat {
 
 /// The squash options of the command line, bases aside.
 fn squash_options(args: &SquashArgs, selector: LayerSelector, scratch: Option<&std::path::Path>) -> Result<SquashOptions> {
-    if selector == LayerSelector::Nothing && !args.convert {
+    let edits = config_edits(args)?;
+    if selector == LayerSelector::Nothing && !args.convert && edits.is_empty() {
         bail!(
             "no layers chosen to squash: give --from-layer base (everything above the base image, see --base), \
              --from-layer N (the top N layers), --from-layer DIGEST (everything above that layer), --layers A..B or --all (every layer, the base included); \
@@ -361,7 +362,7 @@ fn squash_options(args: &SquashArgs, selector: LayerSelector, scratch: Option<&s
     if args.drop_history {
         options = options.with_history(HistoryMode::Drop);
     }
-    options = options.with_rewrite_timestamp(args.rewrite_timestamp);
+    options = options.with_rewrite_timestamp(args.rewrite_timestamp).with_edits(edits);
     if let Some(epoch) = args.source_date_epoch {
         options = options.with_source_date_epoch(epoch);
     } else if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
@@ -372,6 +373,25 @@ fn squash_options(args: &SquashArgs, selector: LayerSelector, scratch: Option<&s
         options = options.with_tmp_dir(dir);
     }
     Ok(options)
+}
+
+/// The config and manifest edits of the command line.
+fn config_edits(args: &SquashArgs) -> Result<ConfigEdits> {
+    let keyed = |flag: &str, values: &[String]| -> Result<Vec<KeyEdit>> {
+        values.iter().map(|v| v.parse::<KeyEdit>().map_err(|e| anyhow!("--{flag} {e}"))).collect()
+    };
+    let command = |flag: &str, value: &Option<String>| -> Result<Option<Option<Vec<String>>>> {
+        value.as_deref().map(|v| parse_command(v).map_err(|e| anyhow!("--{flag} {e}"))).transpose()
+    };
+    let mut edits = ConfigEdits::default();
+    edits.labels = keyed("label", &args.label)?;
+    edits.env = keyed("env", &args.env)?;
+    edits.annotations = keyed("annotation", &args.annotation)?;
+    edits.entrypoint = command("entrypoint", &args.entrypoint)?;
+    edits.cmd = command("cmd", &args.cmd)?;
+    edits.workdir = args.workdir.clone();
+    edits.user = args.user.clone();
+    Ok(edits)
 }
 
 /// Squashes every platform of an index (those of `platforms`, when given) into an OCI layout

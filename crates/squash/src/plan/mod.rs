@@ -3,6 +3,7 @@
 //! A [`SquashPlan`] is plain data: `report`, `--dry-run` and `execute` all read the same object.
 
 pub(crate) mod changeset;
+pub mod edits;
 pub(crate) mod range;
 
 use std::collections::BTreeSet;
@@ -55,6 +56,9 @@ pub struct SquashOptions {
     /// that are later than `source_date_epoch` to it, as BuildKit's and buildah's
     /// `--rewrite-timestamp` do. Kept layers are never touched.
     pub rewrite_timestamp: bool,
+    /// Changes to the config and manifest of every image written (labels, environment,
+    /// entrypoint, command, working directory, user, annotations).
+    pub edits: edits::ConfigEdits,
     /// How long to wait for another run's lock on an output layout (default
     /// [`crate::DEFAULT_LOCK_TIMEOUT`]).
     pub lock_timeout: Option<std::time::Duration>,
@@ -119,6 +123,11 @@ impl SquashOptions {
     /// Sets `SOURCE_DATE_EPOCH`.
     pub fn with_source_date_epoch(mut self, epoch: i64) -> Self {
         self.source_date_epoch = Some(epoch);
+        self
+    }
+    /// Sets the config and manifest edits.
+    pub fn with_edits(mut self, edits: edits::ConfigEdits) -> Self {
+        self.edits = edits;
         self
     }
     /// Lowers the new layers' times later than `SOURCE_DATE_EPOCH` to it.
@@ -318,9 +327,16 @@ pub struct SquashPlan {
 }
 
 impl SquashPlan {
-    /// A plan that copies `image` as it is (no range).
+    /// Whether the plan writes an image other than its input: a range to squash, or an edit of
+    /// the config or manifest.
+    pub fn changes_image(&self) -> bool {
+        !self.ranges.is_empty() || !self.options.edits.is_empty()
+    }
+
+    /// A plan that copies `image` as it is (no range, no edit).
     pub(crate) fn copy_of(image: &Image, options: &SquashOptions) -> SquashPlan {
-        SquashPlan { ranges: Vec::new(), options: options.clone(), made_for: Some(image.config_digest().clone()) }
+        let options = SquashOptions { edits: edits::ConfigEdits::default(), ..options.clone() };
+        SquashPlan { ranges: Vec::new(), options, made_for: Some(image.config_digest().clone()) }
     }
 
     /// Refuses `image` unless the plan was made for it.

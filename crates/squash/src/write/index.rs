@@ -190,7 +190,7 @@ impl IndexPlan {
 
     /// The manifest digests of the images whose layers get squashed.
     fn replaced(&self, index: &ImageIndex) -> Vec<Digest> {
-        self.images(index).into_iter().filter(|(_, p)| !p.ranges.is_empty()).filter_map(|(i, _)| i.manifest_digest().cloned()).collect()
+        self.images(index).into_iter().filter(|(_, p)| p.changes_image()).filter_map(|(i, _)| i.manifest_digest().cloned()).collect()
     }
 
     fn drop_attestations(&mut self, index: &ImageIndex, replaced: &[Digest], keep: bool) {

@@ -408,15 +408,22 @@ impl SquashPlan {
             index += 1;
         }
 
-        let copy = self.ranges.is_empty();
+        let edits = &self.options.edits;
+        if !edits.annotations.is_empty() && output.format == OutputFormat::DockerArchive {
+            return Err(Error::InvalidOption {
+                reason: "--annotation: a docker-archive stores no manifest, so it cannot carry annotations; write an OCI layout or archive"
+                    .into(),
+            });
+        }
+        let copy = self.ranges.is_empty() && !edits.changes_config();
         let config_bytes = if copy { image.config.raw.clone() } else { self.new_config(image, &layers)? };
         let (config_digest, config_size) =
             target.write_blob(None, BlobKind::Config, &mut |w| w.write_all(&config_bytes).at(|| Location::file(&output.path)))?;
         // A `dir:` manifest may call its config `application/octet-stream`; it is rewritten.
-        let verbatim = copy && image.format() != InputFormat::Dir;
+        let verbatim = copy && edits.annotations.is_empty() && image.format() != InputFormat::Dir;
         let manifest_bytes = match &image.manifest {
             Some(m) if verbatim => m.raw.clone(),
-            _ => new_manifest(image, docker, &config_digest, config_size, descriptors)?,
+            _ => new_manifest(image, docker, &config_digest, config_size, descriptors, edits)?,
         };
         let manifest_media_type = match &image.manifest {
             Some(m) => m.media_type.clone(),
@@ -502,6 +509,7 @@ impl SquashPlan {
         let Some(object) = config.as_object_mut() else {
             return Err(Error::invalid(Location::file(image.path()), "image config", "not an object"));
         };
+        self.options.edits.apply_to_config(object);
         let diff_ids: Vec<Value> = layers.iter().map(|l| json!(l.diff_id.to_string())).collect();
         let rootfs = object.entry("rootfs").or_insert_with(|| json!({"type": "layers"}));
         rootfs["diff_ids"] = Value::Array(diff_ids);
@@ -564,8 +572,15 @@ impl SquashPlan {
     }
 }
 
-fn new_manifest(image: &Image, docker: bool, config_digest: &Digest, config_size: u64, layers: Vec<Value>) -> Result<Vec<u8>> {
-    let manifest = match &image.manifest {
+fn new_manifest(
+    image: &Image,
+    docker: bool,
+    config_digest: &Digest,
+    config_size: u64,
+    layers: Vec<Value>,
+    edits: &crate::plan::edits::ConfigEdits,
+) -> Result<Vec<u8>> {
+    let mut manifest = match &image.manifest {
         Some(m) => {
             let mut value = m.value.clone();
             let mut config = value.get("config").cloned().unwrap_or_else(|| json!({}));
@@ -592,6 +607,9 @@ fn new_manifest(image: &Image, docker: bool, config_digest: &Digest, config_size
             "layers": layers,
         }),
     };
+    if let Some(object) = manifest.as_object_mut() {
+        edits.apply_to_manifest(object);
+    }
     serde_json::to_vec(&manifest).map_err(|e| Error::io(Location::file(image.path()), e.into()))
 }
 
