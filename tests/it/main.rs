@@ -3,6 +3,8 @@
 /// Shared helpers: build an image, squash it, read it back independently.
 mod support;
 
+/// `diff`: final filesystems against the model, and every single-attribute change found.
+mod diff;
 /// docs/json.md: its examples are the library's document types.
 mod docs;
 /// Property tests: rootfs(squash(image)) == rootfs(image), against the testkit model.

@@ -87,6 +87,9 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Measure how many bytes each layer wastes and what a squash would reclaim.
     Report(Box<ReportArgs>),
+    /// Compare the final root filesystems of two images, entry by entry, without unpacking them
+    /// (exit 0: equal, 1: different, 2: error).
+    Diff(DiffArgs),
     /// Build a small example image, squash it, and show the report and the new digests.
     Demo(DemoArgs),
     /// Print a shell completion script: `squash completions bash > /etc/bash_completion.d/squash`.
@@ -94,6 +97,31 @@ pub enum Command {
     /// Print the man page (roff), as `cargo xtask man` writes it.
     #[command(hide = true)]
     Manpage,
+}
+
+/// `squash diff A B`.
+#[derive(Debug, Args, Clone)]
+pub struct DiffArgs {
+    /// The first image, in any form `squash` reads (`-` for standard input).
+    pub a: String,
+    /// The second image.
+    pub b: String,
+    /// Platform of an input that is a multi-platform index, as os/arch[/variant].
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Attributes not to compare, comma-separated: type, mode, uid, gid, size, content, link,
+    /// device, xattrs, mtime, hardlinks.
+    #[arg(long, value_delimiter = ',', value_name = "ATTRS")]
+    pub ignore: Vec<String>,
+    /// Threads in all (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Where to spool an image read from standard input (default: TMPDIR).
+    #[arg(long, value_name = "DIR")]
+    pub tmp_dir: Option<PathBuf>,
+    /// Print the differences as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `squash completions SHELL`.
@@ -224,6 +252,12 @@ pub struct SquashArgs {
     /// their size and sha256 checked, and only squashed layers are decoded).
     #[arg(long)]
     pub verify_all: bool,
+    /// After writing, read the new image back and compare its root filesystem with the input's,
+    /// entry by entry (as `squash diff` does; mtimes left out with --rewrite-timestamp). On a
+    /// difference the run fails and the output is removed. Needs an output path that does not
+    /// exist yet (not a stream, not an existing layout) and one image (not a whole index).
+    #[arg(long)]
+    pub verify: bool,
     /// Seconds to wait for another run's lock on an output OCI layout before giving up.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub lock_timeout: u64,

@@ -1,7 +1,7 @@
 //! Human-readable tables; JSON goes through serde.
 
 use squash::present::human;
-use squash::{Image, ImageIndex, IndexOutcome, IndexPlan, Outcome, Report, SquashPlan};
+use squash::{Attribute, Image, ImageIndex, IndexOutcome, IndexPlan, Outcome, Report, SquashPlan, TreeDiff};
 
 fn short(s: &str) -> String {
     s.strip_prefix("sha256:").map(|h| format!("sha256:{}", &h[..12.min(h.len())])).unwrap_or_else(|| s.to_string())
@@ -331,4 +331,29 @@ impl squash::Progress for ProgressLine {
     fn cancelled(&self) -> bool {
         crate::exit::cancelled()
     }
+}
+
+/// `squash diff`: one line per path (`+` added, `-` removed, `~` changed, with what differs),
+/// then the totals.
+pub fn diff(diff: &TreeDiff, ignored: &[Attribute]) -> String {
+    let mut lines: Vec<(String, String)> = Vec::new();
+    lines.extend(diff.added.iter().map(|p| (p.clone(), format!("+ {p}"))));
+    lines.extend(diff.removed.iter().map(|p| (p.clone(), format!("- {p}"))));
+    lines.extend(diff.changed.iter().map(|c| {
+        let what: Vec<String> = c.differences.iter().map(|d| format!("{} {} -> {}", d.attribute, d.a, d.b)).collect();
+        (c.path.clone(), format!("~ {}: {}", c.path, what.join("; ")))
+    }));
+    lines.sort();
+    let mut text: String = lines.into_iter().map(|(_, line)| line + "\n").collect();
+    let ignored = if ignored.is_empty() {
+        String::new()
+    } else {
+        format!(" ({} not compared)", ignored.iter().map(|a| a.name()).collect::<Vec<_>>().join(", "))
+    };
+    if diff.is_empty() {
+        text.push_str(&format!("the filesystems are equal{ignored}\n"));
+    } else {
+        text.push_str(&format!("{} added, {} removed, {} changed{ignored}\n", diff.added.len(), diff.removed.len(), diff.changed.len()));
+    }
+    text
 }

@@ -365,3 +365,41 @@ fn config_and_manifest_edits() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--env"), "{stderr}");
 }
+
+/// `squash diff`: exit 0 for equal filesystems, 1 for different ones (with what differs, in
+/// text and JSON), 2 for an error; `squash --verify` reads its output back and refuses what it
+/// cannot read back or could not remove.
+#[test]
+fn diff_and_verify() {
+    let image = fixture("wagoodman__dive/.data/test-docker-image.tar");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let squashed = dir.path().join("squashed.tar");
+    let squashed_arg = squashed.to_str().expect("utf8");
+    let (code, _, stderr) = squash(&[&image, "-f", "5", "--verify", "-o", squashed_arg]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("verified"), "{stderr}");
+    let (code, stdout, _) = squash(&["diff", &image, squashed_arg]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("equal"), "{stdout}");
+    let (code, _, stderr) = squash(&[&image, "-f", "5", "--verify", "-o", squashed_arg]);
+    assert_eq!(code, 2, "an existing output is refused with --verify: {stderr}");
+    let (code, _, stderr) = squash(&[&image, "-f", "5", "--verify", "-o", "-"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("stream"), "{stderr}");
+
+    let testdata = fixture("google__go-containerregistry/pkg/v1/tarball/testdata");
+    let (one, two) = (format!("{testdata}/test_image_1.tar"), format!("{testdata}/test_image_2.tar"));
+    let (code, stdout, _) = squash(&["diff", &one, &two]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("+ bat") && stdout.contains("- foo") && stdout.contains("2 added, 2 removed"), "{stdout}");
+    let (code, stdout, _) = squash(&["diff", "--json", &one, &two]);
+    assert_eq!(code, 1);
+    let document: squash::document::DiffDocument = serde_json::from_str(&stdout).expect("a DiffDocument");
+    assert!(!document.equal);
+    assert_eq!(document.diff.added, vec!["bat".to_string(), "baz".to_string()]);
+    let (code, _, stderr) = squash(&["diff", &one, &one, "--ignore", "mtime,bogus"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("bogus"), "{stderr}");
+    let (code, _, stderr) = squash(&["diff", &one, "/no/such/image.tar"]);
+    assert_eq!(code, 2, "{stderr}");
+}

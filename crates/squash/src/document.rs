@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::diff::{Attribute, TreeDiff};
 use crate::digest::Digest;
 use crate::layer::compression::Compression;
 use crate::layer::index::LayerIndex;
@@ -411,5 +412,31 @@ impl ErrorDocument {
             },
             exit_code,
         }
+    }
+}
+
+/// `squash diff --json`: how the final filesystems of two images differ.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DiffDocument {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The first image.
+    pub a: InputInfo,
+    /// The second image.
+    pub b: InputInfo,
+    /// Whether the filesystems are equal in every attribute compared.
+    pub equal: bool,
+    /// The attributes left out of the comparison.
+    pub ignored: Vec<Attribute>,
+    /// The paths added, removed and changed.
+    #[serde(flatten)]
+    pub diff: TreeDiff,
+}
+
+impl DiffDocument {
+    /// The document of `diff` between `a` and `b`.
+    pub fn new(a: &Image, b: &Image, ignored: Vec<Attribute>, diff: TreeDiff) -> DiffDocument {
+        DiffDocument { schema_version: SCHEMA_VERSION, a: InputInfo::of(a), b: InputInfo::of(b), equal: diff.is_empty(), ignored, diff }
     }
 }

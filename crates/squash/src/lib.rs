@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 #![doc = include_str!("../README.md")]
 
+mod diff;
 mod digest;
 pub mod document;
 mod error;
@@ -18,6 +19,7 @@ mod read;
 mod report;
 mod write;
 
+pub use diff::{diff_images, diff_trees, Attribute, ChangedPath, Difference, Tree, TreeDiff, TreeEntry};
 pub use digest::{Digest, InvalidDigest};
 pub use error::{Error, Location, ParseError, Result};
 pub use layer::compression::Compression;

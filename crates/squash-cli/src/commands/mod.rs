@@ -7,16 +7,16 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
 use squash::document::{
-    IndexInspectDocument, IndexOutcomeDocument, IndexPlanDocument, IndexReportDocument, InspectDocument, OutcomeDocument, PlanDocument,
-    ReportDocument,
+    DiffDocument, IndexInspectDocument, IndexOutcomeDocument, IndexPlanDocument, IndexReportDocument, InspectDocument, OutcomeDocument,
+    PlanDocument, ReportDocument,
 };
 use squash::present::{human, parse_size};
 use squash::{
-    parse_command, parse_layer_range, Compression, ConfigEdits, Gates, HistoryMode, Image, ImageIndex, IndexOptions, InputFormat, KeyEdit,
-    LayerSelector, OpenOptions, Opened, Output, OutputFormat, Platform, SquashOptions,
+    diff_trees, parse_command, parse_layer_range, Attribute, Compression, ConfigEdits, Gates, HistoryMode, Image, ImageIndex, IndexOptions,
+    InputFormat, KeyEdit, LayerSelector, OpenOptions, Opened, Output, OutputFormat, Platform, SquashOptions,
 };
 
-use crate::args::{Cli, Command, ImageArgs, SelectArgs, SquashArgs, Verbosity};
+use crate::args::{Cli, Command, DiffArgs, ImageArgs, SelectArgs, SquashArgs, Verbosity};
 use crate::exit::{self, note, out};
 use crate::render;
 
@@ -24,6 +24,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Some(Command::Inspect(args)) => inspect(&args.image, args.json, args.verify, cli.verbosity),
         Some(Command::Report(args)) => report(*args, cli.verbosity),
+        Some(Command::Diff(args)) => diff(&args),
         Some(Command::Demo(args)) => demo::run(args.keep),
         Some(Command::Completions(args)) => {
             let mut command = <Cli as clap::CommandFactory>::command();
@@ -47,9 +48,36 @@ pub fn wants_json(cli: &Cli) -> bool {
     match &cli.command {
         Some(Command::Inspect(args)) => args.json,
         Some(Command::Report(args)) => args.json,
+        Some(Command::Diff(args)) => args.json,
         Some(Command::Demo(_)) | Some(Command::Completions(_)) | Some(Command::Manpage) => false,
         None => cli.squash.json,
     }
+}
+
+/// `squash diff A B`: exit 0 when the filesystems are equal, 1 when they differ.
+fn diff(args: &DiffArgs) -> Result<ExitCode> {
+    let ignore: Vec<Attribute> =
+        args.ignore.iter().map(|a| a.trim().parse::<Attribute>().map_err(|e| anyhow!("--ignore {e}"))).collect::<Result<_>>()?;
+    let open = |reference: &str| -> Result<Image> {
+        let mut options = OpenOptions::default().with_cancel(exit::cancelled);
+        if let Some(p) = &args.platform {
+            options = options.with_platform(p.parse::<Platform>().map_err(|e| anyhow!("--platform {e}"))?);
+        }
+        if let Some(dir) = &args.tmp_dir {
+            options = options.with_tmp_dir(dir);
+        }
+        Image::open_with(reference, &options).with_context(|| format!("opening `{reference}`"))
+    };
+    let (a, b) = (open(&args.a)?, open(&args.b)?);
+    let threads = args.threads.unwrap_or(0);
+    let diff = diff_trees(&a.tree(threads)?, &b.tree(threads)?, &ignore);
+    let equal = diff.is_empty();
+    if args.json {
+        out(&json_line(&DiffDocument::new(&a, &b, ignore, diff))?)?;
+    } else {
+        out(&render::diff(&diff, &ignore))?;
+    }
+    Ok(if equal { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// A JSON document as printed: pretty, one trailing newline.
@@ -146,6 +174,19 @@ fn squash(args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
     if output_spec.is_none() && stream.is_none() && !args.dry_run {
         bail!("no output given: use -o OUT (or --dry-run)");
     }
+    if args.verify && !args.dry_run {
+        if stream.is_some() {
+            bail!("--verify reads the written image back, and a stream cannot be read back: write to a file or an OCI layout");
+        }
+        if let Some(path) = output_spec.as_ref().and_then(|spec| Output::parse(&spec.raw, OutputFormat::OciLayout).ok()).map(|o| o.path) {
+            if path.exists() {
+                bail!(
+                    "--verify removes the output if it differs, so it needs an output that does not exist yet; `{}` exists",
+                    path.display()
+                );
+            }
+        }
+    }
     if stream.is_some() && !args.dry_run && std::io::stdout().is_terminal() {
         bail!("-o -: standard output is a terminal; redirect it (`> app.tar`) or pipe it (`| docker load`)");
     }
@@ -170,6 +211,9 @@ fn squash(args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
                 (None, None) => false,
             };
             if !docker {
+                if args.verify && !args.dry_run {
+                    bail!("--verify compares one image, and this input is an index: choose a platform and a docker-archive output, or run `squash diff` on each platform");
+                }
                 return squash_index(&args, verbosity, &index, platforms, output_spec, stream, scratch_path);
             }
             if platforms.len() > 1 || platforms.is_empty() && index.images().len() > 1 {
@@ -219,6 +263,14 @@ fn squash(args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
     };
     progress.finish();
     let outcome = outcome?;
+    if args.verify {
+        if let Some(output) = &output {
+            verify_output(&image, output, &options)?;
+            if !verbosity.quiet {
+                note("verified: the written image's root filesystem equals the input's");
+            }
+        }
+    }
     // With the image on stdout, the summary goes to stderr.
     let summary = |text: &str| if stream.is_some() { note(text.trim_end()) } else { out(text).unwrap_or(()) };
     if args.json {
@@ -373,6 +425,34 @@ fn squash_options(args: &SquashArgs, selector: LayerSelector, scratch: Option<&s
         options = options.with_tmp_dir(dir);
     }
     Ok(options)
+}
+
+/// `--verify`: reads the image just written and compares its filesystem with the input's; on a
+/// difference, removes what was written (a path that did not exist before the run) and fails.
+fn verify_output(image: &Image, output: &Output, options: &SquashOptions) -> Result<()> {
+    let ignore: Vec<Attribute> = if options.rewrite_timestamp { vec![Attribute::Mtime] } else { Vec::new() };
+    let reference = match output.format {
+        OutputFormat::OciLayout => format!("oci:{}", output.path.display()),
+        OutputFormat::OciArchive => format!("oci-archive:{}", output.path.display()),
+        OutputFormat::DockerArchive => format!("docker-archive:{}", output.path.display()),
+    };
+    let written = Image::open(&reference).with_context(|| format!("--verify: reading back `{reference}`"))?;
+    let threads = options.threads;
+    let diff = diff_trees(&image.tree(threads)?, &written.tree(threads)?, &ignore);
+    if diff.is_empty() {
+        return Ok(());
+    }
+    let removed = if output.path.is_dir() { std::fs::remove_dir_all(&output.path) } else { std::fs::remove_file(&output.path) };
+    let text = render::diff(&diff, &ignore);
+    let shown: Vec<&str> = text.lines().take(20).collect();
+    bail!(
+        "--verify: the written image's filesystem differs from the input's{}:\n{}",
+        match removed {
+            Ok(()) => format!("; `{}` was removed", output.path.display()),
+            Err(e) => format!("; `{}` could not be removed: {e}", output.path.display()),
+        },
+        shown.join("\n")
+    )
 }
 
 /// The config and manifest edits of the command line.

@@ -172,6 +172,18 @@ impl<R: BufRead> TarReader<R> {
         Ok(())
     }
 
+    /// Copies the current entry's data (without its padding, which is skipped) to `out`.
+    pub(crate) fn copy_data(&mut self, out: &mut impl Write) -> Result<(), TarError> {
+        let n = self.pending_data;
+        let copied = move_exact(&mut self.inner, Some(out), n)?;
+        self.offset += copied;
+        self.pending_data = 0;
+        if copied != n {
+            return Err(malformed(None, "stream ends inside an entry's data (truncated)"));
+        }
+        self.skip_data()
+    }
+
     /// Reads the current entry's data (without padding) into `out`; for small payloads only.
     fn read_data_to_vec(&mut self, limit: u64) -> Result<Vec<u8>, TarError> {
         if self.pending_data > limit {

@@ -365,7 +365,7 @@ impl Budget {
     }
 
     /// Runs `work` on at most [`Budget::parallel_layers`] threads.
-    fn run<T: Send>(self, work: impl FnOnce() -> T + Send) -> Result<T> {
+    pub(crate) fn run<T: Send>(self, work: impl FnOnce() -> T + Send) -> Result<T> {
         if self.threads == 0 {
             return Ok(work());
         }
