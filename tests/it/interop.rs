@@ -204,3 +204,48 @@ fn report_chart_renders_in_a_browser() {
     }
     assert!(blue > 3000 && red > 3000, "the browser drew {blue} kept and {red} wasted pixels");
 }
+
+/// `Image::tree` reads a filesystem as umoci unpacks it: types, modes, owners, link targets,
+/// file sizes and contents, path by path.
+#[test]
+fn umoci_unpacks_what_the_tree_says() {
+    if !available("umoci") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (input, image) = squashed(dir.path());
+    let bundle = dir.path().join("bundle");
+    run(Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:t", input.display())).arg(&bundle));
+    let rootfs = bundle.join("rootfs");
+    let listing = run(Command::new("find").arg(".").args(["-printf", "%y %m %U:%G %p -> %l\\n"]).current_dir(&rootfs));
+    let mut unpacked: Vec<String> = listing.lines().map(str::to_string).collect();
+    let sums = run(Command::new("sh").arg("-c").arg("find . -type f -printf '%s ' -exec sha256sum {} \\;").current_dir(&rootfs));
+    unpacked.extend(sums.lines().map(|l| {
+        let mut parts = l.split_whitespace();
+        let (size, sum, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        format!("{path} {size} {sum}")
+    }));
+    unpacked.sort();
+    let tree = image.tree(2).expect("tree");
+    let mut read: Vec<String> = Vec::new();
+    for (path, entry) in &tree.entries {
+        let name = if path.is_root() { ".".to_string() } else { format!("./{}", path.display()) };
+        let kind = match entry.kind {
+            squash::EntryKind::Dir => 'd',
+            squash::EntryKind::Symlink => 'l',
+            squash::EntryKind::CharDevice => 'c',
+            squash::EntryKind::BlockDevice => 'b',
+            squash::EntryKind::Fifo => 'p',
+            _ => 'f',
+        };
+        let link = entry.link.as_deref().map(|l| String::from_utf8_lossy(l).into_owned()).unwrap_or_default();
+        // umoci does not apply a symlink's mode; the kernel shows 777.
+        let mode = if kind == 'l' { 0o777 } else { entry.mode };
+        read.push(format!("{kind} {mode:o} {}:{} {name} -> {link}", entry.uid, entry.gid));
+        if let Some(content) = &entry.content {
+            read.push(format!("{name} {} {}", entry.size, content.hex()));
+        }
+    }
+    read.sort();
+    assert_eq!(read, unpacked);
+}
