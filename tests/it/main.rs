@@ -9,6 +9,8 @@ mod diff;
 mod docs;
 /// Property tests: rootfs(squash(image)) == rootfs(image), against the testkit model.
 mod equivalence;
+/// `--exclude` in a range, below it, above every range; against the model and umoci.
+mod exclude;
 /// Corrupt, truncated and unsupported inputs: the named error, no output left behind.
 mod failure;
 /// Every image in the shared fixtures: open, inspect, copy, squash.

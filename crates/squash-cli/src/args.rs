@@ -170,6 +170,16 @@ pub struct SelectArgs {
     /// --squash-all`): the base image's layers are no longer shared.
     #[arg(long, conflicts_with_all = ["from_layer", "layers", "base"])]
     pub all: bool,
+    /// Remove every path matching GLOB, with its subtree, from the image's filesystem
+    /// (repeatable): gitignore-style (`**`, `*`, `?`, `[…]`, a trailing `/` for directories
+    /// only), anchored at the image root. What a squashed range holds is dropped; what a kept
+    /// layer below it holds is hidden by whiteouts in the new layer; a path still in a kept
+    /// layer above every range is refused.
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Read --exclude patterns from FILE, one per line (blank lines and `#` comments skipped).
+    #[arg(long, value_name = "FILE")]
+    pub exclude_from: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args, Clone)]

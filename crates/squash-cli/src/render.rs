@@ -1,7 +1,7 @@
 //! Human-readable tables; JSON goes through serde.
 
 use squash::present::human;
-use squash::{Attribute, Image, ImageIndex, IndexOutcome, IndexPlan, Outcome, Report, SquashPlan, TreeDiff};
+use squash::{Attribute, ExcludeFigures, Image, ImageIndex, IndexOutcome, IndexPlan, Outcome, Report, SquashPlan, TreeDiff};
 
 fn short(s: &str) -> String {
     s.strip_prefix("sha256:").map(|h| format!("sha256:{}", &h[..12.min(h.len())])).unwrap_or_else(|| s.to_string())
@@ -62,12 +62,31 @@ pub fn plan(image: &Image, plan: &SquashPlan) -> String {
             count(r.entries_after(), "entry", "entries")
         ));
     }
+    out.push_str(&excluded(&plan.excluded()));
     let kept: Vec<usize> = plan.kept_layers(image).collect();
     if !kept.is_empty() {
         let (word, list) = (if kept.len() == 1 { "layer" } else { "layers" }, list(&kept));
         out.push_str(&format!("keeping {word} {list} byte for byte\n"));
     }
     out
+}
+
+/// One line per `--exclude` pattern: what it drops from squashed ranges (reclaimed) and what it
+/// hides that kept layers below still store.
+pub fn excluded(figures: &[ExcludeFigures]) -> String {
+    figures
+        .iter()
+        .map(|f| {
+            format!(
+                "  --exclude {}: {}, {} reclaimed; {}, {} hidden (still stored in kept layers below)\n",
+                f.pattern,
+                count(f.entries_reclaimed as usize, "entry", "entries"),
+                human(f.bytes_reclaimed),
+                count(f.entries_hidden as usize, "entry", "entries"),
+                human(f.bytes_hidden)
+            )
+        })
+        .collect()
 }
 
 /// The warning for an image chosen from a multi-platform index: what the output leaves out.
@@ -153,6 +172,7 @@ pub fn outcome(image: &Image, plan: &SquashPlan, outcome: &Outcome) -> String {
             ));
         }
     }
+    out.push_str(&excluded(&outcome.excluded));
     out.push_str(&format!("  image (stored): {} -> {}\n", human(before_c), human(after_c)));
     out.push_str(&format!("  manifest: {}\n  config:   {}\n", outcome.manifest_digest, outcome.config_digest));
     let mut rows = vec![vec!["#".into(), "DIGEST".into(), "SIZE".into(), "".into()]];
@@ -210,6 +230,7 @@ pub fn report(report: &Report) -> String {
             human(r.compressed_size_after_estimate),
             r.reclaimed_percent
         ));
+        out.push_str(&excluded(&r.excluded));
     }
     out
 }

@@ -403,3 +403,34 @@ fn diff_and_verify() {
     let (code, _, stderr) = squash(&["diff", &one, "/no/such/image.tar"]);
     assert_eq!(code, 2, "{stderr}");
 }
+
+/// `--exclude` and `--exclude-from` on the command line: the dry run and the report give each
+/// pattern's figures, and a verified squash leaves the excluded paths out.
+#[test]
+fn excludes_on_the_command_line() {
+    let image = fixture("wagoodman__dive/.data/test-docker-image.tar");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let list = dir.path().join("excludes");
+    std::fs::write(&list, "# caches\ntmp/\n\n").expect("write");
+    let list_arg = list.to_str().expect("utf8");
+    let (code, stdout, stderr) = squash(&[&image, "-f", "5", "--exclude", "root/.data/*.txt", "--exclude-from", list_arg, "--dry-run"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("--exclude root/.data/*.txt: 1 entry, 7.2 kB reclaimed"), "{stdout}");
+    assert!(stdout.contains("--exclude tmp/: 2 entries"), "{stdout}");
+    let (code, stdout, _) = squash(&["report", &image, "-f", "5", "--exclude", "root/.data/*.txt", "--json"]);
+    assert_eq!(code, 0);
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(report["squash"][0]["excluded"][0]["entries_reclaimed"], 1, "{report}");
+    let out = dir.path().join("out.tar");
+    let out_arg = out.to_str().expect("utf8");
+    let (code, _, stderr) =
+        squash(&[&image, "-f", "5", "--exclude", "root/.data/*.txt", "--exclude-from", list_arg, "--verify", "-o", out_arg]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, _) = squash(&["diff", &image, out_arg]);
+    assert_eq!(code, 1);
+    assert!(stdout.contains("- root/.data/saved.again2.txt") && stdout.contains("- tmp"), "{stdout}");
+    assert!(!stdout.contains('+'), "nothing added: {stdout}");
+    let (code, _, stderr) = squash(&[&image, "--layers", "9..10", "--exclude", "root/saved.txt", "--dry-run"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("above every squashed range"), "{stderr}");
+}

@@ -163,6 +163,10 @@ pub struct PlannedRangeSummary {
     pub entries_after: usize,
     /// Compression of the new layer.
     pub compression: Compression,
+    /// What each `--exclude` pattern removes from the range and hides below it (left out when
+    /// none was given).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<crate::plan::exclude::ExcludeFigures>,
 }
 
 impl From<&PlannedRange> for PlannedRangeSummary {
@@ -174,6 +178,7 @@ impl From<&PlannedRange> for PlannedRangeSummary {
             uncompressed_size_after: r.uncompressed_size(),
             entries_after: r.entries_after(),
             compression: r.compression,
+            excluded: r.excluded().to_vec(),
         }
     }
 }

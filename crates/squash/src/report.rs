@@ -69,6 +69,10 @@ pub struct RangeReport {
     pub compressed_size_after_estimate: u64,
     /// Uncompressed bytes reclaimed as a percentage of the non-base part of the image.
     pub reclaimed_percent: f64,
+    /// What each `--exclude` pattern would remove from the range and hide below it (left out
+    /// when none was given).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<crate::plan::exclude::ExcludeFigures>,
 }
 
 /// The whole report.
@@ -263,7 +267,7 @@ impl Image {
             selector => range::resolve(self, selector, &options.bases)?,
         };
         let base_end = ranges.first().map(|r| r.start).unwrap_or(count);
-        let whole = plan_range(&indexes, &Default::default())?;
+        let whole = plan_range(&indexes, &Default::default(), &Default::default())?;
         let mut layers = Vec::with_capacity(count);
         let mut per_path: BTreeMap<String, WastedPath> = BTreeMap::new();
         let mut changed = vec![0usize; count];
@@ -337,7 +341,12 @@ impl Image {
         let non_base_uncompressed: u64 = indexes[base_end.min(count)..].iter().map(|i| i.uncompressed_size).sum();
         let mut squash = Vec::new();
         for range in ranges {
-            let plan = self.plan_indexes(&mut indexes[range.start..=range.end], options.threads, progress)?;
+            let plan = self.plan_indexes(
+                &mut indexes[range.start..=range.end],
+                options.threads,
+                progress,
+                &crate::plan::exclude::Excludes::new(&options.excludes)?,
+            )?;
             let slice = &indexes[range.start..=range.end];
             let compressed_before: u64 = slice.iter().map(|i| i.compressed_size).sum();
             let uncompressed_before: u64 = slice.iter().map(|i| i.uncompressed_size).sum();
@@ -366,6 +375,7 @@ impl Image {
                 uncompressed_size_after: plan.uncompressed_size,
                 compressed_size_after_estimate: estimate.round() as u64,
                 reclaimed_percent: if non_base_uncompressed == 0 { 0.0 } else { 100.0 * reclaimed as f64 / non_base_uncompressed as f64 },
+                excluded: plan.excluded.clone(),
             });
         }
         let total = wasted_total + kept_total;

@@ -150,6 +150,16 @@ fn selector(args: &SelectArgs) -> Result<(LayerSelector, Vec<Image>)> {
     Ok((selector, bases))
 }
 
+/// The `--exclude` patterns, those of `--exclude-from` files after them.
+fn excludes(args: &SelectArgs) -> Result<Vec<String>> {
+    let mut patterns = args.exclude.clone();
+    for file in &args.exclude_from {
+        let text = std::fs::read_to_string(file).with_context(|| format!("--exclude-from `{}`", file.display()))?;
+        patterns.extend(text.lines().map(str::to_string));
+    }
+    Ok(patterns)
+}
+
 fn selector_only(args: &SelectArgs) -> Result<LayerSelector> {
     let selector = match (&args.from_layer, args.layers.is_empty()) {
         (Some(_), false) => bail!("use either --from-layer or --layers, not both"),
@@ -398,6 +408,7 @@ fn squash_options(args: &SquashArgs, selector: LayerSelector, scratch: Option<&s
         );
     }
     let mut options = SquashOptions::default().with_selector(selector);
+    options.excludes = excludes(&args.select)?;
     if let Some(c) = &args.compression {
         options = options.with_compression(c.parse::<Compression>().map_err(|e| anyhow!(e))?);
     }
@@ -438,7 +449,11 @@ fn verify_output(image: &Image, output: &Output, options: &SquashOptions) -> Res
     };
     let written = Image::open(&reference).with_context(|| format!("--verify: reading back `{reference}`"))?;
     let threads = options.threads;
-    let diff = diff_trees(&image.tree(threads)?, &written.tree(threads)?, &ignore);
+    // What --exclude removed is not expected back.
+    let excludes = squash::Excludes::new(&options.excludes)?;
+    let mut expected = image.tree(threads)?;
+    expected.entries.retain(|path, entry| excludes.covering(path, entry.kind == squash::EntryKind::Dir).is_none());
+    let diff = diff_trees(&expected, &written.tree(threads)?, &ignore);
     if diff.is_empty() {
         return Ok(());
     }
@@ -679,6 +694,7 @@ fn report(args: crate::args::ReportArgs, verbosity: Verbosity) -> Result<ExitCod
     let mut failed = Vec::new();
     for image in &images {
         let mut options = SquashOptions::default().with_selector(selector.clone()).with_threads(args.threads.unwrap_or(0));
+        options.excludes = excludes(&args.select)?;
         options.bases = bases.iter().filter_map(|b| b.for_platform_of(image)).collect();
         let progress = render::ProgressLine::on_stderr(args.json, verbosity);
         let report = image.report_with_progress(&options, args.top, &progress)?;

@@ -4,6 +4,7 @@
 
 pub(crate) mod changeset;
 pub mod edits;
+pub mod exclude;
 pub(crate) mod range;
 
 use std::collections::BTreeSet;
@@ -16,6 +17,7 @@ use crate::layer::entry::EntryPath;
 use crate::layer::index::LayerIndex;
 use crate::read::stream::Budget;
 use crate::read::Image;
+use exclude::Excludes;
 pub use range::{parse_layer_range, LayerRange, LayerSelector};
 
 /// How the squashed steps appear in the new config's history.
@@ -52,6 +54,9 @@ pub struct SquashOptions {
     pub history: HistoryMode,
     /// `SOURCE_DATE_EPOCH`: the `created` time of new history entries and of the config.
     pub source_date_epoch: Option<i64>,
+    /// `--exclude` patterns (gitignore-style, anchored at the root): every path they match
+    /// vanishes from the image's filesystem, with its subtree.
+    pub excludes: Vec<String>,
     /// Lower the times of the entries written into new layers (mtime, and PAX atime and ctime)
     /// that are later than `source_date_epoch` to it, as BuildKit's and buildah's
     /// `--rewrite-timestamp` do. Kept layers are never touched.
@@ -125,6 +130,11 @@ impl SquashOptions {
         self.source_date_epoch = Some(epoch);
         self
     }
+    /// Adds an `--exclude` pattern.
+    pub fn with_exclude(mut self, pattern: impl Into<String>) -> Self {
+        self.excludes.push(pattern.into());
+        self
+    }
     /// Sets the config and manifest edits.
     pub fn with_edits(mut self, edits: edits::ConfigEdits) -> Self {
         self.edits = edits;
@@ -172,6 +182,11 @@ pub enum Fate {
     Converted,
     /// A whiteout or opaque marker: consumed by the merge (re-emitted only where needed).
     Marker,
+    /// `--exclude` pattern `pattern` (its position among the patterns) removes it.
+    Excluded {
+        /// Which pattern.
+        pattern: usize,
+    },
     /// Reserved `.wh..wh.` metadata, which has no effect.
     Ignored,
 }
@@ -179,7 +194,7 @@ pub enum Fate {
 impl Fate {
     /// Whether the entry's bytes are gone from the squashed image.
     pub fn is_dropped(&self) -> bool {
-        matches!(self, Fate::Replaced { .. } | Fate::Deleted { .. })
+        matches!(self, Fate::Replaced { .. } | Fate::Deleted { .. } | Fate::Excluded { .. })
     }
 }
 
@@ -264,13 +279,17 @@ pub(crate) struct RangePlan {
     /// Entries (layer of the range, entry) whose header the plan needs and the index did not
     /// keep: the plan is incomplete until they are read again and it is made anew.
     pub missing_headers: std::collections::BTreeSet<(usize, usize)>,
+    /// `--exclude`: the paths to ask the layers below about (`None` when nothing is asked).
+    pub missing_excluded: Option<BTreeSet<EntryPath>>,
+    /// `--exclude`: what each pattern removes from this range and hides below it.
+    pub excluded: Vec<exclude::ExcludeFigures>,
 }
 
 impl RangePlan {
-    /// What the plan asked of the layers below the range (files, then directories), the rest of
-    /// it dropped.
-    fn into_questions(self) -> (BTreeSet<EntryPath>, BTreeSet<EntryPath>) {
-        (self.missing_lower, self.missing_lower_dirs)
+    /// What the plan asked of the layers below the range (files, directories, and for
+    /// `--exclude` paths), the rest of it dropped.
+    fn into_questions(self) -> (BTreeSet<EntryPath>, BTreeSet<EntryPath>, Option<BTreeSet<EntryPath>>) {
+        (self.missing_lower, self.missing_lower_dirs, self.missing_excluded)
     }
 }
 
@@ -291,6 +310,11 @@ pub struct PlannedRange {
 }
 
 impl PlannedRange {
+    /// What each `--exclude` pattern removes from the range and hides below it, in the order
+    /// of the patterns (empty without patterns).
+    pub fn excluded(&self) -> &[exclude::ExcludeFigures] {
+        &self.plan.excluded
+    }
     /// Exact size of the new layer's uncompressed tar.
     pub fn uncompressed_size(&self) -> u64 {
         self.plan.uncompressed_size
@@ -327,6 +351,23 @@ pub struct SquashPlan {
 }
 
 impl SquashPlan {
+    /// What each `--exclude` pattern removes, summed over the ranges (empty without patterns).
+    pub fn excluded(&self) -> Vec<exclude::ExcludeFigures> {
+        let mut total: Vec<exclude::ExcludeFigures> = Vec::new();
+        for range in &self.ranges {
+            for (i, figures) in range.excluded().iter().enumerate() {
+                if total.len() <= i {
+                    total.push(exclude::ExcludeFigures { pattern: figures.pattern.clone(), ..Default::default() });
+                }
+                total[i].entries_reclaimed += figures.entries_reclaimed;
+                total[i].bytes_reclaimed += figures.bytes_reclaimed;
+                total[i].entries_hidden += figures.entries_hidden;
+                total[i].bytes_hidden += figures.bytes_hidden;
+            }
+        }
+        total
+    }
+
     /// Whether the plan writes an image other than its input: a range to squash, or an edit of
     /// the config or manifest.
     pub fn changes_image(&self) -> bool {
@@ -384,10 +425,14 @@ impl Image {
     pub fn plan_with_progress(&self, options: &SquashOptions, progress: &dyn crate::write::Progress) -> Result<SquashPlan> {
         let ranges = range::resolve(self, &options.selector, &options.bases)?;
         let clamp_times = options.clamp_times()?;
+        let exclude = Excludes::new(&options.excludes)?;
+        if !exclude.is_empty() {
+            self.check_excludes_above(&ranges, &exclude, options.threads, progress)?;
+        }
         let mut planned = Vec::with_capacity(ranges.len());
         for range in ranges {
             let mut indexes = self.index_layers_reporting(range.start..=range.end, options.threads, progress)?;
-            let plan = self.plan_indexes(&mut indexes, options.threads, progress)?;
+            let plan = self.plan_indexes(&mut indexes, options.threads, progress, &exclude)?;
             let compression = options.compression.unwrap_or_else(|| default_compression(self, &range));
             check_level(compression, options.level)?;
             planned.push(PlannedRange { range, indexes, compression, clamp_times, plan });
@@ -397,6 +442,42 @@ impl Image {
 }
 
 impl Image {
+    /// `--exclude` can remove what lies in squashed ranges and in kept layers below the top-most
+    /// one, not what a kept layer above every range still holds at the end: that is refused.
+    fn check_excludes_above(
+        &self,
+        ranges: &[LayerRange],
+        exclude: &Excludes,
+        threads: usize,
+        progress: &dyn crate::write::Progress,
+    ) -> Result<()> {
+        let Some(top) = ranges.last() else {
+            return Err(Error::InvalidOption {
+                reason: "--exclude removes paths while squashing: choose the layers to squash (--from-layer, --layers or --all)".into(),
+            });
+        };
+        let above = top.end + 1..self.layers().len();
+        if above.is_empty() {
+            return Ok(());
+        }
+        let indexes = self.index_layers_reporting(above.clone(), threads, progress)?;
+        if let Some((layer, entry, pattern)) = changeset::excluded_above(&indexes, exclude)? {
+            let index = &indexes[layer];
+            let pattern = exclude.patterns().nth(pattern).unwrap_or_default();
+            return Err(Error::InvalidOption {
+                reason: format!(
+                    "--exclude `{pattern}`: `{}` is in layer {}, which is kept above every squashed range; removing it would mean rewriting that layer: squash up to layer {} (for example --layers {}..{})",
+                    index.entries[entry].path.display(),
+                    index.layer,
+                    self.layers().len() - 1,
+                    top.start,
+                    self.layers().len() - 1
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Plans a range from its indexes; when hard links in it need files of the layers below
     /// (their names deleted by the range), or when it implies directories that nothing it writes
     /// creates, indexes the layers below too and plans again. Headers the indexes did not keep
@@ -406,27 +487,27 @@ impl Image {
         indexes: &mut [LayerIndex],
         threads: usize,
         progress: &dyn crate::write::Progress,
+        exclude: &Excludes,
     ) -> Result<RangePlan> {
         let budget = Budget::new(threads);
-        let plan = self.plan_with_headers(indexes, &Default::default(), budget)?;
-        if plan.missing_lower.is_empty() && plan.missing_lower_dirs.is_empty() {
+        let plan = self.plan_with_headers(indexes, &Default::default(), exclude, budget)?;
+        if plan.missing_lower.is_empty() && plan.missing_lower_dirs.is_empty() && plan.missing_excluded.is_none() {
             return Ok(plan);
         }
         // Only what the first plan asked for is kept while the layers below are read (the rest
         // of it is dropped here, not at the end of the function).
-        let (files, dirs) = plan.into_questions();
+        let (mut files, mut dirs, asked) = plan.into_questions();
         let start = indexes.first().map(|i| i.layer).unwrap_or(0);
+        if let Some(asked) = asked {
+            return self.plan_excluding(indexes, start, files, dirs, asked, threads, progress, exclude);
+        }
         // Only directories asked about: the indexes keep only what their answer depends on.
         let query = files.is_empty().then(|| changeset::DirQuery::new(&dirs));
         let filter = query.as_ref().map(|q| q as &dyn crate::layer::index::EntryFilter);
         let mut lower_indexes = self.index_layers_filtered(0..start, threads, progress, filter)?;
-        let mut lower = changeset::resolve_lower(&lower_indexes, &files, &dirs)?;
-        if !lower.missing_headers.is_empty() {
-            self.restore_headers(&mut lower_indexes, &lower.missing_headers, budget)?;
-            lower = changeset::resolve_lower(&lower_indexes, &files, &dirs)?;
-        }
+        let lower = self.resolve_lower(&mut lower_indexes, &mut files, &mut dirs, budget)?;
         drop(lower_indexes);
-        let plan = self.plan_with_headers(indexes, &lower, budget)?;
+        let plan = self.plan_with_headers(indexes, &lower, exclude, budget)?;
         match plan.missing_lower.first() {
             None => Ok(plan),
             Some(target) => {
@@ -436,15 +517,80 @@ impl Image {
         }
     }
 
+    /// What the layers below need to tell about `files` and `dirs`, headers read again if needed.
+    fn resolve_lower(
+        &self,
+        lower_indexes: &mut [LayerIndex],
+        files: &mut BTreeSet<EntryPath>,
+        dirs: &mut BTreeSet<EntryPath>,
+        budget: Budget,
+    ) -> Result<changeset::Lower> {
+        let mut lower = changeset::resolve_lower(lower_indexes, files, dirs)?;
+        if !lower.missing_headers.is_empty() {
+            self.restore_headers(lower_indexes, &lower.missing_headers, budget)?;
+            lower = changeset::resolve_lower(lower_indexes, files, dirs)?;
+        }
+        Ok(lower)
+    }
+
+    /// [`Image::plan_indexes`] with `--exclude` patterns: the layers below are indexed whole, and
+    /// asked again (with the parents of every whiteout the patterns add) until the plan needs
+    /// nothing more of them.
+    #[expect(clippy::too_many_arguments, reason = "one range's planning state, kept private")]
+    fn plan_excluding(
+        &self,
+        indexes: &mut [LayerIndex],
+        start: usize,
+        mut files: BTreeSet<EntryPath>,
+        mut dirs: BTreeSet<EntryPath>,
+        mut asked: BTreeSet<EntryPath>,
+        threads: usize,
+        progress: &dyn crate::write::Progress,
+        exclude: &Excludes,
+    ) -> Result<RangePlan> {
+        let budget = Budget::new(threads);
+        let mut lower_indexes = self.index_layers_reporting(0..start, threads, progress)?;
+        for _ in 0..4 {
+            let excluded = changeset::resolve_excluded(&lower_indexes, &asked, exclude)?;
+            // The parent of every whiteout the patterns may add, so that each is written where the
+            // layers below hold its directory.
+            dirs.extend(asked.iter().chain(excluded.tops.iter().map(|t| &t.0)).filter_map(|p| p.parent()).filter(|p| !p.is_root()));
+            let mut lower = self.resolve_lower(&mut lower_indexes, &mut files, &mut dirs, budget)?;
+            lower.excluded = Some(excluded);
+            let plan = self.plan_with_headers(indexes, &lower, exclude, budget)?;
+            let new_files: Vec<EntryPath> = plan.missing_lower.iter().filter(|f| !files.contains(*f)).cloned().collect();
+            if plan.missing_lower.is_empty() {
+                return Ok(plan);
+            }
+            if new_files.is_empty() {
+                let target = plan.missing_lower.first().map(EntryPath::display).unwrap_or_default();
+                let location = indexes.first().map(|i| i.location.clone()).unwrap_or_default();
+                return Err(Error::MalformedTar { location, reason: format!("hard link target `{target}` exists in no layer") });
+            }
+            files.extend(new_files);
+            asked.extend(plan.missing_excluded.into_iter().flatten());
+        }
+        Err(Error::Output {
+            location: indexes.first().map(|i| i.location.clone()).unwrap_or_default(),
+            reason: "internal error: --exclude planning did not settle".into(),
+        })
+    }
+
     /// Plans `indexes` over `lower`; if the plan needs headers the indexes did not keep, reads
     /// them again and plans anew.
-    fn plan_with_headers(&self, indexes: &mut [LayerIndex], lower: &changeset::Lower, budget: Budget) -> Result<RangePlan> {
-        let plan = changeset::plan_range(indexes, lower)?;
+    fn plan_with_headers(
+        &self,
+        indexes: &mut [LayerIndex],
+        lower: &changeset::Lower,
+        exclude: &Excludes,
+        budget: Budget,
+    ) -> Result<RangePlan> {
+        let plan = changeset::plan_range(indexes, lower, exclude)?;
         if plan.missing_headers.is_empty() {
             return Ok(plan);
         }
         self.restore_headers(indexes, &plan.missing_headers, budget)?;
-        let plan = changeset::plan_range(indexes, lower)?;
+        let plan = changeset::plan_range(indexes, lower, exclude)?;
         match plan.missing_headers.first() {
             None => Ok(plan),
             Some((layer, entry)) => Err(Error::Output {

@@ -54,6 +54,9 @@ pub struct Outcome {
     pub config_digest: Digest,
     /// The layers of the new image, base first.
     pub layers: Vec<OutcomeLayer>,
+    /// What each `--exclude` pattern removed (left out when none was given).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<crate::plan::exclude::ExcludeFigures>,
 }
 
 impl Outcome {
@@ -444,7 +447,8 @@ impl SquashPlan {
             }
             manifest_descriptor["platform"] = p;
         }
-        Ok((Outcome { output: output.path.display().to_string(), manifest_digest, config_digest, layers }, manifest_descriptor))
+        let excluded = self.excluded();
+        Ok((Outcome { output: output.path.display().to_string(), manifest_digest, config_digest, layers, excluded }, manifest_descriptor))
     }
 
     #[expect(clippy::too_many_arguments, reason = "one range's writing state, kept private")]
