@@ -412,19 +412,20 @@ pub(crate) fn resolve_excluded(layers: &[LayerIndex], asked: &BTreeSet<EntryPath
     let mut tops: Vec<(EntryPath, usize, u64, u64)> = Vec::new();
     for (path, node) in &delta.map {
         let size = |pos: &Pos| layers[pos.layer()].entries[pos.entry()].tar_size();
-        let (dir, bytes) = match node {
-            Node::Dir { newest, .. } => (true, size(newest)),
-            Node::Other { pos, .. } => (false, size(pos)),
-            Node::Implied { .. } => (true, 0),
+        // (directory, entries, bytes): a directory only entries below imply is no entry.
+        let (dir, entries, bytes) = match node {
+            Node::Dir { newest, .. } => (true, 1, size(newest)),
+            Node::Other { pos, .. } => (false, 1, size(pos)),
+            Node::Implied { .. } => (true, 0, 0),
             _ => continue,
         };
         if let Some(top) = tops.last_mut().filter(|t| path.starts_with(&t.0)) {
-            top.2 += 1;
+            top.2 += entries;
             top.3 += bytes;
             continue;
         }
         if let Some(pattern) = exclude.matching(path, dir) {
-            tops.push((EntryPath::clone(path), pattern, 1, bytes));
+            tops.push((EntryPath::clone(path), pattern, entries, bytes));
         }
     }
     Ok(LowerExcluded { held, tops })
@@ -435,7 +436,6 @@ pub(crate) fn resolve_excluded(layers: &[LayerIndex], asked: &BTreeSet<EntryPath
 /// with the pattern that covers it, as (position in `layers`, entry, pattern).
 pub(crate) fn excluded_above(layers: &[LayerIndex], exclude: &Excludes) -> Result<Option<(usize, usize, usize)>> {
     let mut delta = Delta::new(layers);
-    delta.base = false;
     for layer in 0..layers.len() {
         delta.apply_layer(layer)?;
     }
