@@ -238,11 +238,11 @@ fn umoci_unpacks_what_the_tree_says() {
             squash::EntryKind::Fifo => 'p',
             _ => 'f',
         };
-        let link = entry.link.as_deref().map(|l| String::from_utf8_lossy(l).into_owned()).unwrap_or_default();
+        let link = entry.link().map(|l| String::from_utf8_lossy(l).into_owned()).unwrap_or_default();
         // umoci does not apply a symlink's mode; the kernel shows 777.
         let mode = if kind == 'l' { 0o777 } else { entry.mode };
         read.push(format!("{kind} {mode:o} {}:{} {name} -> {link}", entry.uid, entry.gid));
-        if let Some(content) = &entry.content {
+        if let Some(content) = &entry.content() {
             read.push(format!("{name} {} {}", entry.size, content.hex()));
         }
     }

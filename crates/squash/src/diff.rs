@@ -97,7 +97,8 @@ impl std::fmt::Display for Attribute {
     }
 }
 
-/// One path of a final filesystem, with every attribute `diff` compares.
+/// One path of a final filesystem, with every attribute `diff` compares. A small record: the
+/// rare attributes (a link's target, device numbers, xattrs, other names) are boxed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TreeEntry {
@@ -111,19 +112,43 @@ pub struct TreeEntry {
     pub gid: u64,
     /// A regular file's logical size; 0 otherwise.
     pub size: u64,
-    /// The sha256 of a regular file's stored content.
-    pub content: Option<Digest>,
-    /// A symbolic link's target.
-    pub link: Option<Vec<u8>>,
-    /// A device's numbers.
-    pub device: Option<(u64, u64)>,
-    /// Extended attributes, sorted by name.
-    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
     /// Modification time (seconds, nanoseconds); `None` for a directory that appliers create as
     /// a missing parent, whose time is that of the unpacking.
     pub mtime: Option<(i64, u32)>,
+    content: Option<[u8; 32]>,
+    extra: Option<Box<TreeExtra>>,
+}
+
+/// The rare attributes of a [`TreeEntry`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct TreeExtra {
+    link: Option<Vec<u8>>,
+    device: Option<(u64, u64)>,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    hardlinks: Vec<EntryPath>,
+}
+
+impl TreeEntry {
+    /// The sha256 of a regular file's stored content.
+    pub fn content(&self) -> Option<Digest> {
+        self.content.map(Digest::from_raw)
+    }
+    /// A symbolic link's target.
+    pub fn link(&self) -> Option<&[u8]> {
+        self.extra.as_ref().and_then(|e| e.link.as_deref())
+    }
+    /// A device's major and minor numbers.
+    pub fn device(&self) -> Option<(u64, u64)> {
+        self.extra.as_ref().and_then(|e| e.device)
+    }
+    /// Extended attributes, sorted by name.
+    pub fn xattrs(&self) -> &[(Vec<u8>, Vec<u8>)] {
+        self.extra.as_ref().map_or(&[], |e| &e.xattrs)
+    }
     /// The other names of the same file, sorted; empty for a single name.
-    pub hardlinks: Vec<EntryPath>,
+    pub fn hardlinks(&self) -> &[EntryPath] {
+        self.extra.as_ref().map_or(&[], |e| &e.hardlinks)
+    }
 }
 
 /// A final root filesystem: every path, in byte order.
@@ -268,6 +293,9 @@ impl Image {
             budget.run(|| wanted.par_iter().map(|&i| self.read_attrs(i, budget)).collect::<Result<Vec<_>>>())??;
         let (indexes, attrs): (Vec<LayerIndex>, Vec<Vec<Attrs>>) = read.into_iter().unzip();
         let sources = final_tree(&indexes)?;
+        // The indexes served the changeset rules; the records of what survives are built from the
+        // attributes alone.
+        drop(indexes);
         // The names of each inode, for the hard-link groups.
         let mut names: BTreeMap<u32, Vec<EntryPath>> = BTreeMap::new();
         for (path, source) in &sources {
@@ -283,19 +311,9 @@ impl Image {
         }
         for (path, source) in sources {
             let entry = match source {
-                FinalSource::Implied => TreeEntry {
-                    kind: EntryKind::Dir,
-                    mode: 0o755,
-                    uid: 0,
-                    gid: 0,
-                    size: 0,
-                    content: None,
-                    link: None,
-                    device: None,
-                    xattrs: Vec::new(),
-                    mtime: None,
-                    hardlinks: Vec::new(),
-                },
+                FinalSource::Implied => {
+                    TreeEntry { kind: EntryKind::Dir, mode: 0o755, uid: 0, gid: 0, size: 0, mtime: None, content: None, extra: None }
+                }
                 FinalSource::Dir(layer, entry) => tree_entry(&attrs[layer][entry], Vec::new()),
                 FinalSource::Other { content: (layer, entry), inode, .. } => {
                     let others: Vec<EntryPath> = names.get(&inode).into_iter().flatten().filter(|n| **n != path).cloned().collect();
@@ -345,19 +363,24 @@ impl Image {
 }
 
 fn tree_entry(attrs: &Attrs, hardlinks: Vec<EntryPath>) -> TreeEntry {
-    let extra = attrs.extra.as_deref();
+    let extra = match (attrs.extra.as_deref(), hardlinks.is_empty()) {
+        (None, true) => None,
+        (read, _) => Some(Box::new(TreeExtra {
+            link: read.and_then(|e| e.link.clone()),
+            device: read.and_then(|e| e.device),
+            xattrs: read.map(|e| e.xattrs.clone()).unwrap_or_default(),
+            hardlinks,
+        })),
+    };
     TreeEntry {
         kind: attrs.kind.unwrap_or(EntryKind::File),
         mode: attrs.mode,
         uid: attrs.uid,
         gid: attrs.gid,
         size: attrs.size,
-        content: attrs.content.map(Digest::from_raw),
-        link: extra.and_then(|e| e.link.clone()),
-        device: extra.and_then(|e| e.device),
-        xattrs: extra.map(|e| e.xattrs.clone()).unwrap_or_default(),
         mtime: attrs.mtime,
-        hardlinks,
+        content: attrs.content,
+        extra,
     }
 }
 
@@ -370,11 +393,11 @@ fn value(entry: &TreeEntry, attribute: Attribute) -> String {
         Attribute::Uid => entry.uid.to_string(),
         Attribute::Gid => entry.gid.to_string(),
         Attribute::Size => entry.size.to_string(),
-        Attribute::Content => entry.content.as_ref().map(ToString::to_string).unwrap_or_else(|| "-".into()),
-        Attribute::Link => entry.link.as_deref().map(bytes).unwrap_or_else(|| "-".into()),
-        Attribute::Device => entry.device.map(|(a, b)| format!("{a},{b}")).unwrap_or_else(|| "-".into()),
+        Attribute::Content => entry.content().as_ref().map(ToString::to_string).unwrap_or_else(|| "-".into()),
+        Attribute::Link => entry.link().map(bytes).unwrap_or_else(|| "-".into()),
+        Attribute::Device => entry.device().map(|(a, b)| format!("{a},{b}")).unwrap_or_else(|| "-".into()),
         Attribute::Xattrs => {
-            let list: Vec<String> = entry.xattrs.iter().map(|(k, v)| format!("{}={}", bytes(k), Digest::of(v).short())).collect();
+            let list: Vec<String> = entry.xattrs().iter().map(|(k, v)| format!("{}={}", bytes(k), Digest::of(v).short())).collect();
             if list.is_empty() {
                 "-".into()
             } else {
@@ -387,7 +410,7 @@ fn value(entry: &TreeEntry, attribute: Attribute) -> String {
             Some((secs, nanos)) => format!("{secs}.{nanos:09}"),
         },
         Attribute::Hardlinks => {
-            let list: Vec<String> = entry.hardlinks.iter().map(EntryPath::display).collect();
+            let list: Vec<String> = entry.hardlinks().iter().map(EntryPath::display).collect();
             if list.is_empty() {
                 "-".into()
             } else {
