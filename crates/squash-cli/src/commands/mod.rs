@@ -273,6 +273,13 @@ fn squash(args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
     };
     progress.finish();
     let outcome = outcome?;
+    // The summary is made before a verification, which needs the memory the plan holds.
+    let text = if args.json {
+        Some(json_line(&OutcomeDocument::new(&image, outcome))?)
+    } else {
+        (!verbosity.quiet).then(|| render::outcome(&image, &plan, &outcome))
+    };
+    drop(plan);
     if args.verify {
         if let Some(output) = &output {
             verify_output(&image, output, &options)?;
@@ -282,11 +289,10 @@ fn squash(args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
         }
     }
     // With the image on stdout, the summary goes to stderr.
-    let summary = |text: &str| if stream.is_some() { note(text.trim_end()) } else { out(text).unwrap_or(()) };
-    if args.json {
-        summary(&json_line(&OutcomeDocument::new(&image, outcome))?);
-    } else if !verbosity.quiet {
-        summary(&render::outcome(&image, &plan, &outcome));
+    match text {
+        Some(text) if stream.is_some() => note(text.trim_end()),
+        Some(text) => out(&text).unwrap_or(()),
+        None => {}
     }
     Ok(ExitCode::SUCCESS)
 }
