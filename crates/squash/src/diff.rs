@@ -12,10 +12,10 @@ use sha2::{Digest as _, Sha256};
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::layer::entry::{EntryKind, EntryPath};
-use crate::layer::index::{IndexedEntry, LayerIndex};
+use crate::layer::index::LayerIndex;
 use crate::layer::tarstream::EntryMeta;
 use crate::plan::changeset::{final_tree, FinalSource};
-use crate::read::stream::{Budget, Check, LayerStream};
+use crate::read::stream::Budget;
 use crate::read::Image;
 
 /// What `diff` compares of each path.
@@ -296,13 +296,27 @@ impl Image {
         // The indexes served the changeset rules; the records of what survives are built from the
         // attributes alone.
         drop(indexes);
-        // The names of each inode, for the hard-link groups.
+        // The names of each inode that has several, for the hard-link groups (only those names
+        // are copied).
+        let mut counts: Vec<u32> = Vec::new();
+        for (_, source) in &sources {
+            if let FinalSource::Other { inode, .. } = source {
+                let inode = *inode as usize;
+                if counts.len() <= inode {
+                    counts.resize(inode + 1, 0);
+                }
+                counts[inode] += 1;
+            }
+        }
         let mut names: BTreeMap<u32, Vec<EntryPath>> = BTreeMap::new();
         for (path, source) in &sources {
             if let FinalSource::Other { inode, .. } = source {
-                names.entry(*inode).or_default().push(path.clone());
+                if counts[*inode as usize] > 1 {
+                    names.entry(*inode).or_default().push(path.clone());
+                }
             }
         }
+        drop(counts);
         let mut entries = BTreeMap::new();
         // The root is always there, whether a layer names it or not.
         let mut sources = sources;
@@ -328,36 +342,18 @@ impl Image {
     /// Reads layer `i`: its index (for the changeset rules) and each entry's attributes, with the
     /// sha256 of each regular file's data.
     fn read_attrs(&self, i: usize, budget: Budget) -> Result<(LayerIndex, Vec<Attrs>)> {
-        let layer = &self.layers()[i];
-        let mut stream = LayerStream::open_within(self, layer, Check::Full, budget)?;
-        let mut entries = Vec::new();
         let mut attrs = Vec::new();
-        loop {
-            let group = match stream.tar.next_group() {
-                Ok(Some(group)) => group,
-                Ok(None) => break,
-                Err(e) => return Err(stream.error(e)),
-            };
+        let index = self.index_layer_visiting(i, budget, &mut |group, stream| {
             let mut record = Attrs::of(&group.meta);
-            let entry = IndexedEntry::from_group(group, &stream.location)?;
-            if record.kind == Some(EntryKind::File) && entry.kind() == Some(EntryKind::File) {
+            // A regular file's data (a marker's too, which is empty and never read back).
+            if record.kind == Some(EntryKind::File) {
                 let mut sink = HashSink(Sha256::new());
                 stream.tar.copy_data(&mut sink).map_err(|e| stream.error(e))?;
                 record.content = Some(sink.0.finalize().into());
             }
-            entries.push(entry);
             attrs.push(record);
-        }
-        let location = stream.location.clone();
-        let verified = stream.finish()?;
-        let index = LayerIndex {
-            layer: i,
-            entries,
-            blob_digest: verified.blob_digest,
-            uncompressed_size: verified.uncompressed_size,
-            compressed_size: layer.blob.size,
-            location,
-        };
+            Ok(())
+        })?;
         Ok((index, attrs))
     }
 }

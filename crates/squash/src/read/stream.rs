@@ -420,10 +420,25 @@ impl LayerStream {
     }
 }
 
+/// What indexing shows each header group to, with the stream (whose data for that entry it may
+/// read) before the entry is indexed.
+pub(crate) type EntryVisitor<'a> = dyn FnMut(&crate::layer::tarstream::HeaderGroup, &mut LayerStream) -> Result<()> + 'a;
+
 impl Image {
     /// Reads one layer's headers (skipping file contents) and verifies its digests.
     pub fn index_layer(&self, layer_index: usize) -> Result<crate::layer::index::LayerIndex> {
-        self.index_layer_within(layer_index, Budget::new(0), None)
+        self.index_layer_within(layer_index, Budget::new(0), None, None)
+    }
+
+    /// Indexes layer `layer_index` as [`Image::index_layer`] does, showing `visit` each header
+    /// group (with the stream, whose data for that entry it may read) before it is indexed.
+    pub(crate) fn index_layer_visiting(
+        &self,
+        layer_index: usize,
+        budget: Budget,
+        visit: &mut EntryVisitor<'_>,
+    ) -> Result<crate::layer::index::LayerIndex> {
+        self.index_layer_within(layer_index, budget, None, Some(visit))
     }
 
     fn index_layer_within(
@@ -431,6 +446,7 @@ impl Image {
         layer_index: usize,
         budget: Budget,
         filter: Option<&dyn EntryFilter>,
+        mut visit: Option<&mut EntryVisitor<'_>>,
     ) -> Result<crate::layer::index::LayerIndex> {
         use crate::layer::index::{IndexedEntry, LayerIndex};
         let layer = self.layers.get(layer_index).ok_or_else(|| Error::InvalidRange { reason: format!("no layer {layer_index}") })?;
@@ -443,6 +459,9 @@ impl Image {
                 Ok(None) => break,
                 Err(e) => return Err(stream.error(e)),
             };
+            if let Some(visit) = visit.as_mut() {
+                visit(&group, &mut stream)?;
+            }
             let mut entry = IndexedEntry::from_group(group, &stream.location)?;
             if keep.as_mut().is_none_or(|keep| keep(&mut entry)) {
                 entries.push(entry);
@@ -539,7 +558,7 @@ impl Image {
             wanted
                 .par_iter()
                 .map(|&i| {
-                    let index = self.index_layer_within(i, budget, filter)?;
+                    let index = self.index_layer_within(i, budget, filter, None)?;
                     progress.event(&Event::Indexed { layer: i, bytes: size(i) });
                     Ok(index)
                 })
