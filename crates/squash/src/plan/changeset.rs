@@ -107,6 +107,15 @@ impl<'a> Delta<'a> {
         Delta { layers, base, map: BTreeMap::new(), inodes: Vec::new(), lower_inodes: BTreeMap::new(), fates }
     }
 
+    /// The delta of `layers` once every one of them is applied, oldest first.
+    fn applied(layers: &'a [LayerIndex]) -> Result<Self> {
+        let mut delta = Delta::new(layers);
+        for layer in 0..layers.len() {
+            delta.apply_layer(layer)?;
+        }
+        Ok(delta)
+    }
+
     fn image_layer(&self, layer: usize) -> usize {
         self.layers[layer].layer
     }
@@ -404,10 +413,7 @@ pub(crate) struct LowerExcluded {
 /// `--exclude` over the layers below a range (the image's first layers, applied in full):
 /// which of `asked` they hold, and the highest paths the patterns cover with what is under each.
 pub(crate) fn resolve_excluded(layers: &[LayerIndex], asked: &BTreeSet<EntryPath>, exclude: &Excludes) -> Result<LowerExcluded> {
-    let mut delta = Delta::new(layers);
-    for layer in 0..layers.len() {
-        delta.apply_layer(layer)?;
-    }
+    let delta = Delta::applied(layers)?;
     let held = asked.iter().filter(|p| delta.map.contains_key(*p)).cloned().collect();
     let mut tops: Vec<(EntryPath, usize, u64, u64)> = Vec::new();
     for (path, node) in &delta.map {
@@ -435,10 +441,7 @@ pub(crate) fn resolve_excluded(layers: &[LayerIndex], asked: &BTreeSet<EntryPath
 /// range, oldest first) that the patterns cover and that is still there after the last of them,
 /// with the pattern that covers it, as (position in `layers`, entry, pattern).
 pub(crate) fn excluded_above(layers: &[LayerIndex], exclude: &Excludes) -> Result<Option<(usize, usize, usize)>> {
-    let mut delta = Delta::new(layers);
-    for layer in 0..layers.len() {
-        delta.apply_layer(layer)?;
-    }
+    let delta = Delta::applied(layers)?;
     for (path, node) in &delta.map {
         let (pos, dir) = match node {
             Node::Dir { newest, .. } => (*newest, true),
@@ -456,10 +459,7 @@ pub(crate) fn excluded_above(layers: &[LayerIndex], exclude: &Excludes) -> Resul
 /// below a range, base first), leaving out paths that are not regular files there; and finds
 /// which of `dirs` are directories there.
 pub(crate) fn resolve_lower(layers: &[LayerIndex], files: &BTreeSet<EntryPath>, dirs: &BTreeSet<EntryPath>) -> Result<Lower> {
-    let mut delta = Delta::new(layers);
-    for layer in 0..layers.len() {
-        delta.apply_layer(layer)?;
-    }
+    let delta = Delta::applied(layers)?;
     // A directory only markers made is there for some appliers and not for others: not held.
     let held = dirs
         .iter()
@@ -517,10 +517,7 @@ pub(crate) enum FinalSource {
 /// it comes from, in byte order. A directory that only a marker's parent path implies is there,
 /// as Docker, containerd and podman make it (umoci does not).
 pub(crate) fn final_tree(layers: &[LayerIndex]) -> Result<Vec<(EntryPath, FinalSource)>> {
-    let mut delta = Delta::new(layers);
-    for layer in 0..layers.len() {
-        delta.apply_layer(layer)?;
-    }
+    let delta = Delta::applied(layers)?;
     let mut out = Vec::with_capacity(delta.map.len());
     for (path, node) in &delta.map {
         let source = match node {
@@ -604,10 +601,7 @@ impl EntryFilter for DirQuery {
 /// of the layers below the range; the plan lists in `missing_lower` and `missing_lower_dirs`
 /// what it needed and did not get (call [`resolve_lower`] and plan again).
 pub(crate) fn plan_range(layers: &[LayerIndex], lower: &Lower, exclude: &Excludes) -> Result<RangePlan> {
-    let mut delta = Delta::new(layers);
-    for layer in 0..layers.len() {
-        delta.apply_layer(layer)?;
-    }
+    let mut delta = Delta::applied(layers)?;
     let (missing_excluded, excluded) = if exclude.is_empty() { (None, Vec::new()) } else { apply_excludes(&mut delta, lower, exclude) };
     let mut missing_lower: BTreeSet<EntryPath> = BTreeSet::new();
     let mut missing_headers: BTreeSet<(usize, usize)> = BTreeSet::new();
