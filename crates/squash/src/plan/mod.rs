@@ -510,10 +510,7 @@ impl Image {
         let plan = self.plan_with_headers(indexes, &lower, exclude, budget)?;
         match plan.missing_lower.first() {
             None => Ok(plan),
-            Some(target) => {
-                let location = indexes.first().map(|i| i.location.clone()).unwrap_or_default();
-                Err(Error::MalformedTar { location, reason: format!("hard link target `{}` exists in no layer", target.display()) })
-            }
+            Some(target) => Err(no_link_target(indexes, target)),
         }
     }
 
@@ -563,9 +560,7 @@ impl Image {
                 return Ok(plan);
             }
             if new_files.is_empty() {
-                let target = plan.missing_lower.first().map(EntryPath::display).unwrap_or_default();
-                let location = indexes.first().map(|i| i.location.clone()).unwrap_or_default();
-                return Err(Error::MalformedTar { location, reason: format!("hard link target `{target}` exists in no layer") });
+                return Err(no_link_target(indexes, plan.missing_lower.first().unwrap_or(&EntryPath::root())));
             }
             files.extend(new_files);
             asked.extend(plan.missing_excluded.into_iter().flatten());
@@ -599,6 +594,12 @@ impl Image {
             }),
         }
     }
+}
+
+/// A hard link of the range whose target neither the range nor the layers below hold.
+fn no_link_target(indexes: &[LayerIndex], target: &EntryPath) -> Error {
+    let location = indexes.first().map(|i| i.location.clone()).unwrap_or_default();
+    Error::MalformedTar { location, reason: format!("hard link target `{}` exists in no layer", target.display()) }
 }
 
 /// Refuses a level the chosen compression does not have.
