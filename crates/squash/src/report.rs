@@ -340,13 +340,9 @@ impl Image {
         wasted_paths.truncate(top_paths);
         let non_base_uncompressed: u64 = indexes[base_end.min(count)..].iter().map(|i| i.uncompressed_size).sum();
         let mut squash = Vec::new();
+        let exclude = crate::plan::exclude::Excludes::new(&options.excludes)?;
         for range in ranges {
-            let plan = self.plan_indexes(
-                &mut indexes[range.start..=range.end],
-                options.threads,
-                progress,
-                &crate::plan::exclude::Excludes::new(&options.excludes)?,
-            )?;
+            let plan = self.plan_indexes(&mut indexes[range.start..=range.end], options.threads, progress, &exclude)?;
             let slice = &indexes[range.start..=range.end];
             let compressed_before: u64 = slice.iter().map(|i| i.compressed_size).sum();
             let uncompressed_before: u64 = slice.iter().map(|i| i.uncompressed_size).sum();
