@@ -32,7 +32,9 @@ pub use read::{
     HistoryStep, Image, ImageIndex, ImageReference, IndexChild, IndexChildKind, InputFormat, Layer, OpenOptions, Opened, Platform,
     Transport,
 };
-pub use report::{GateResult, GateRule, Gates, LayerReport, RangeReport, Report, WastedPath};
+pub use report::{
+    Clutter, ClutterPath, ClutterRule, GateResult, GateRule, Gates, LayerBytes, LayerReport, RangeReport, Report, ReportOptions, WastedPath,
+};
 
 /// Presentation helpers for programs that show squash's figures to people: sizes as text and
 /// back, and the report as an SVG chart.

@@ -36,6 +36,14 @@ pub struct LayerReport {
     pub kept_bytes: u64,
     /// Whether the layer is part of the base image (kept as is by a squash).
     pub base: bool,
+    /// Uncompressed tar bytes of this layer that the squash described by the options drops
+    /// (0 for a layer it keeps).
+    #[serde(default)]
+    pub reclaimed_bytes: u64,
+    /// Stored bytes the squash reclaims from this layer: its blob size less its share of the
+    /// new layer's compressed size (measured like [`RangeReport::compressed_size_after_estimate`]).
+    #[serde(default)]
+    pub reclaimed_compressed_bytes: u64,
 }
 
 /// A path whose content is stored more than once or deleted.
@@ -64,9 +72,24 @@ pub struct RangeReport {
     pub uncompressed_size_before: u64,
     /// Exact uncompressed size of the new layer.
     pub uncompressed_size_after: u64,
-    /// Estimated stored size of the new layer: each surviving entry at its own layer's
-    /// compression ratio.
+    /// Stored size of the new layer: estimated by compressing samples of it with the real
+    /// encoder (see [`RangeReport::sampled_bytes`]), or exact with [`ReportOptions::exact`].
     pub compressed_size_after_estimate: u64,
+    /// Compression of the new layer.
+    #[serde(default = "default_compression")]
+    pub compression: crate::layer::compression::Compression,
+    /// Uncompressed bytes of the new layer that were compressed to estimate its size (all of
+    /// them when it is small; 0 when exact or uncompressed).
+    #[serde(default)]
+    pub sampled_bytes: u64,
+    /// With [`ReportOptions::exact`]: the exact stored size of the new layer, as a squash with the
+    /// same options writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compressed_size_after_exact: Option<u64>,
+    /// With [`ReportOptions::exact`]: the new layer's blob digest, as a squash with the same
+    /// options writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest_after: Option<crate::digest::Digest>,
     /// Uncompressed bytes reclaimed as a percentage of the non-base part of the image.
     pub reclaimed_percent: f64,
     /// What each `--exclude` pattern would remove from the range and hide below it (left out
@@ -93,6 +116,161 @@ pub struct Report {
     pub efficiency: f64,
     /// The squash the options describe.
     pub squash: Vec<RangeReport>,
+    /// Visible file bytes under the clutter rules' paths ([`ClutterRule`]): still in the final
+    /// filesystem, so not wasted, and not reclaimed by a squash unless `--exclude` removes them.
+    #[serde(default)]
+    pub clutter_bytes: u64,
+    /// The part of [`Report::clutter_bytes`] that layers outside the base added.
+    #[serde(default)]
+    pub clutter_bytes_non_base: u64,
+    /// Each rule that matched something, largest first.
+    #[serde(default)]
+    pub clutter: Vec<Clutter>,
+    /// The matched paths holding the most clutter, largest first.
+    #[serde(default)]
+    pub clutter_paths: Vec<ClutterPath>,
+}
+
+fn default_compression() -> crate::layer::compression::Compression {
+    crate::layer::compression::Compression::Gzip
+}
+
+/// A kind of clutter: files that stay visible in an image and that guides on image size say to
+/// drop (package lists and caches, byte code, docs). `pattern` is an `--exclude` glob that
+/// removes them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ClutterRule {
+    /// A short name (`apt lists`).
+    pub name: String,
+    /// The `--exclude` pattern that matches it.
+    pub pattern: String,
+}
+
+impl ClutterRule {
+    /// A rule named `name` matching `pattern` (an `--exclude` glob).
+    pub fn new(name: impl Into<String>, pattern: impl Into<String>) -> ClutterRule {
+        ClutterRule { name: name.into(), pattern: pattern.into() }
+    }
+
+    /// The built-in list (README "Clutter" lists it): package manager lists and caches,
+    /// language caches, byte code, documentation and temporary directories.
+    pub fn defaults() -> Vec<ClutterRule> {
+        [
+            ("apt lists", "var/lib/apt/lists/*"),
+            ("apt cache", "var/cache/apt/*"),
+            ("apk cache", "var/cache/apk/*"),
+            ("dnf cache", "var/cache/dnf/*"),
+            ("yum cache", "var/cache/yum/*"),
+            ("pip cache", "**/.cache/pip"),
+            ("python byte code", "**/__pycache__"),
+            ("npm cache", "**/.npm"),
+            ("yarn cache", "**/.cache/yarn"),
+            ("go build cache", "**/.cache/go-build"),
+            ("cargo registry", "**/.cargo/registry"),
+            ("docs", "usr/share/doc/*"),
+            ("man pages", "usr/share/man/*"),
+            ("info pages", "usr/share/info/*"),
+            ("tmp", "tmp/*"),
+            ("var/tmp", "var/tmp/*"),
+        ]
+        .into_iter()
+        .map(|(name, pattern)| ClutterRule::new(name, pattern))
+        .collect()
+    }
+}
+
+/// The bytes of one layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct LayerBytes {
+    /// The layer.
+    pub layer: usize,
+    /// Its bytes.
+    pub bytes: u64,
+}
+
+/// What one clutter rule matched in the final filesystem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Clutter {
+    /// The rule's name.
+    pub rule: String,
+    /// The `--exclude` pattern that removes it.
+    pub pattern: String,
+    /// Visible files with content it covers.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// The bytes of those files that lie in squashed layers: a squash with `--exclude` drops
+    /// them; the rest stays stored in the base (or kept layers), hidden by a whiteout.
+    pub reclaimable_bytes: u64,
+    /// Which layers added them, and how many bytes each.
+    pub layers: Vec<LayerBytes>,
+}
+
+/// One path a clutter rule matched (a directory with what lies below it, or a file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ClutterPath {
+    /// The path.
+    pub path: String,
+    /// The rule's name.
+    pub rule: String,
+    /// Visible files with content at or below it.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Which layers added them.
+    pub layers: Vec<LayerBytes>,
+}
+
+/// What a report measures beyond the squash options: how many paths to list, whether the new
+/// layers' compressed sizes are measured exactly, and the clutter rules.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ReportOptions {
+    /// How many wasteful paths, and clutter paths, to list.
+    pub top_paths: usize,
+    /// Run the real encoder over each new layer (into a sink that counts and hashes, on every
+    /// thread) instead of compressing samples: exact sizes and digests, at the cost of a full
+    /// compression.
+    pub exact: bool,
+    /// The clutter rules ([`ClutterRule::defaults`] unless changed).
+    pub clutter: Vec<ClutterRule>,
+    /// Without `exact`: about this many uncompressed bytes of each new layer are compressed
+    /// to estimate its size, in pieces spread evenly over it (default 256 MiB); a smaller
+    /// layer is compressed whole. More is slower and closer.
+    pub sample_bytes: u64,
+}
+
+impl Default for ReportOptions {
+    fn default() -> ReportOptions {
+        ReportOptions { top_paths: 20, exact: false, clutter: ClutterRule::defaults(), sample_bytes: crate::merge::sample::SAMPLE_BYTES }
+    }
+}
+
+impl ReportOptions {
+    /// Lists `top` paths.
+    pub fn with_top_paths(mut self, top: usize) -> ReportOptions {
+        self.top_paths = top;
+        self
+    }
+    /// Measures compressed sizes exactly.
+    pub fn with_exact(mut self, exact: bool) -> ReportOptions {
+        self.exact = exact;
+        self
+    }
+    /// Compresses about `bytes` of each new layer to estimate its size.
+    pub fn with_sample_bytes(mut self, bytes: u64) -> ReportOptions {
+        self.sample_bytes = bytes.max(1);
+        self
+    }
+    /// Adds a clutter rule.
+    pub fn with_clutter(mut self, rule: ClutterRule) -> ReportOptions {
+        self.clutter.push(rule);
+        self
+    }
 }
 
 /// CI gates, with absolute and relative thresholds.
@@ -105,6 +283,8 @@ pub struct Gates {
     pub max_wasted_percent: Option<f64>,
     /// Fail if the efficiency is below this.
     pub min_efficiency: Option<f64>,
+    /// Fail if more than this many bytes of clutter lie outside the base.
+    pub max_clutter_bytes: Option<u64>,
 }
 
 impl Gates {
@@ -122,6 +302,13 @@ impl Gates {
     /// Fail if more than `percent` (0–100) of the non-base file bytes is wasted.
     pub fn with_max_wasted_percent(mut self, percent: f64) -> Gates {
         self.max_wasted_percent = Some(percent);
+        self
+    }
+
+    /// Fail if more than `bytes` bytes of clutter ([`Report::clutter_bytes_non_base`]) lie
+    /// outside the base.
+    pub fn with_max_clutter_bytes(mut self, bytes: u64) -> Gates {
+        self.max_clutter_bytes = Some(bytes);
         self
     }
 
@@ -145,6 +332,9 @@ pub enum GateRule {
     /// [`Gates::min_efficiency`]: share (0–1) of stored file bytes that stay visible.
     #[serde(rename = "--min-efficiency")]
     MinEfficiency,
+    /// [`Gates::max_clutter_bytes`]: clutter bytes outside the base.
+    #[serde(rename = "--fail-if-clutter-over")]
+    MaxClutterBytes,
 }
 
 impl GateRule {
@@ -154,6 +344,7 @@ impl GateRule {
             GateRule::MaxWastedBytes => "--fail-if-wasted-over",
             GateRule::MaxWastedPercent => "--fail-if-wasted-percent-over",
             GateRule::MinEfficiency => "--min-efficiency",
+            GateRule::MaxClutterBytes => "--fail-if-clutter-over",
         }
     }
 }
@@ -191,6 +382,7 @@ impl std::fmt::Display for GateResult {
             GateRule::MaxWastedBytes => write!(f, "{}: {} bytes wasted {relation} {}", self.rule, self.value, self.limit),
             GateRule::MaxWastedPercent => write!(f, "{}: {:.2}% wasted {relation} {}%", self.rule, self.value, self.limit),
             GateRule::MinEfficiency => write!(f, "{}: efficiency {:.4} {relation} {}", self.rule, self.value, self.limit),
+            GateRule::MaxClutterBytes => write!(f, "{}: {} bytes of clutter {relation} {}", self.rule, self.value, self.limit),
         }
     }
 }
@@ -213,6 +405,10 @@ impl Report {
         }
         if let Some(min) = gates.min_efficiency {
             results.push(GateResult { rule: GateRule::MinEfficiency, limit: min, value: self.efficiency, passed: self.efficiency >= min });
+        }
+        if let Some(max) = gates.max_clutter_bytes {
+            let value = self.clutter_bytes_non_base;
+            results.push(GateResult { rule: GateRule::MaxClutterBytes, limit: max as f64, value: value as f64, passed: value <= max });
         }
         results
     }
@@ -248,12 +444,23 @@ impl Image {
     /// # Ok::<(), squash::Error>(())
     /// ```
     pub fn report(&self, options: &SquashOptions, top_paths: usize) -> Result<Report> {
-        self.report_with_progress(options, top_paths, &crate::write::NoProgress)
+        self.report_with(options, &ReportOptions::default().with_top_paths(top_paths), &crate::write::NoProgress)
     }
 
     /// [`Image::report`], telling `progress` about the layers it indexes
     /// ([`Event::Indexing`](crate::Event::Indexing), [`Event::Indexed`](crate::Event::Indexed)).
     pub fn report_with_progress(&self, options: &SquashOptions, top_paths: usize, progress: &dyn crate::write::Progress) -> Result<Report> {
+        self.report_with(options, &ReportOptions::default().with_top_paths(top_paths), progress)
+    }
+
+    /// The report, measured as `how` says. Every layer is indexed; then each range's new layer
+    /// is streamed as a squash would write it (its layers read again) into a compressor that
+    /// only counts: samples of it ([`ReportOptions::exact`] off) or all of it. Nothing is
+    /// written. `progress` hears of the indexing, then of the merges as
+    /// [`Event::Writing`](crate::Event::Writing) and [`Event::Advanced`](crate::Event::Advanced),
+    /// and can cancel.
+    pub fn report_with(&self, options: &SquashOptions, how: &ReportOptions, progress: &dyn crate::write::Progress) -> Result<Report> {
+        let top_paths = how.top_paths;
         let count = self.layers().len();
         let mut indexes = self.index_layers_reporting(0..count, options.threads, progress)?;
         let ranges = match &options.selector {
@@ -267,6 +474,7 @@ impl Image {
             selector => range::resolve(self, selector, &options.bases)?,
         };
         let base_end = ranges.first().map(|r| r.start).unwrap_or(count);
+        let in_range = |l: usize| ranges.iter().any(|r| (r.start..=r.end).contains(&l));
         let whole = plan_range(&indexes, &Default::default(), &Default::default())?;
         let mut layers = Vec::with_capacity(count);
         let mut per_path: BTreeMap<String, WastedPath> = BTreeMap::new();
@@ -285,6 +493,8 @@ impl Image {
                 }
             }
         }
+        let clutter = Clutterer::new(&how.clutter)?;
+        let mut clutter_found = ClutterFound::default();
         let (mut wasted_total, mut wasted_non_base, mut kept_total, mut non_base_total) = (0u64, 0u64, 0u64, 0u64);
         for (l, index) in indexes.iter().enumerate() {
             let (mut wasted, mut kept, mut nodes, mut markers) = (0u64, 0u64, 0usize, 0usize);
@@ -299,6 +509,9 @@ impl Image {
                     wasted += bytes;
                 } else {
                     kept += bytes;
+                    if bytes > 0 {
+                        clutter.visit(&index.entries[e].path, l, bytes, in_range(l), &mut clutter_found);
+                    }
                 }
                 if bytes > 0 {
                     let path = index.entries[e].path.display();
@@ -333,48 +546,64 @@ impl Image {
                 wasted_bytes: wasted,
                 kept_bytes: kept,
                 base,
+                reclaimed_bytes: 0,
+                reclaimed_compressed_bytes: 0,
             });
         }
+        drop(whole);
         let mut wasted_paths: Vec<WastedPath> = per_path.into_values().filter(|p| p.reclaimable_bytes > 0).collect();
         wasted_paths.sort_by(|a, b| b.reclaimable_bytes.cmp(&a.reclaimable_bytes).then_with(|| a.path.cmp(&b.path)));
         wasted_paths.truncate(top_paths);
         let non_base_uncompressed: u64 = indexes[base_end.min(count)..].iter().map(|i| i.uncompressed_size).sum();
-        let mut squash = Vec::new();
         let exclude = crate::plan::exclude::Excludes::new(&options.excludes)?;
-        for range in ranges {
+        let clamp_times = options.clamp_times()?;
+        // Plan every range first (so that a bad range fails before any layer is read again).
+        // (Last range first, so that taking its indexes out leaves the others' positions.)
+        let mut planned = Vec::with_capacity(ranges.len());
+        for range in ranges.into_iter().rev() {
             let plan = self.plan_indexes(&mut indexes[range.start..=range.end], options.threads, progress, &exclude)?;
-            let slice = &indexes[range.start..=range.end];
-            let compressed_before: u64 = slice.iter().map(|i| i.compressed_size).sum();
-            let uncompressed_before: u64 = slice.iter().map(|i| i.uncompressed_size).sum();
-            // Each surviving entry is assumed to compress as well as the layer it comes from.
-            let estimate: f64 = slice
-                .iter()
-                .zip(&plan.fates)
-                .map(|(index, fates)| {
-                    let ratio =
-                        if index.uncompressed_size == 0 { 1.0 } else { index.compressed_size as f64 / index.uncompressed_size as f64 };
-                    let kept: u64 = index
-                        .entries
-                        .iter()
-                        .zip(fates)
-                        .filter(|(_, f)| matches!(f, Fate::Kept | Fate::Converted))
-                        .map(|(e, _)| e.tar_size())
-                        .sum();
-                    kept as f64 * ratio
-                })
-                .sum();
-            let reclaimed = uncompressed_before.saturating_sub(plan.uncompressed_size);
+            let compression = options.compression.unwrap_or_else(|| crate::plan::default_compression(self, &range));
+            crate::plan::check_level(compression, options.level)?;
+            let taken = indexes.drain(range.start..=range.end).collect();
+            planned.push(crate::plan::PlannedRange { range, indexes: taken, compression, clamp_times, plan });
+        }
+        planned.reverse();
+        drop(indexes);
+        progress.event(&crate::write::Event::Writing { total: planned.iter().map(|p| p.uncompressed_size()).sum() });
+        let mut squash = Vec::new();
+        for planned in &planned {
+            progress.step(format!("measuring the new layer for layers {}", planned.range));
+            let measured =
+                crate::merge::measure_range(self, planned, options.level, options.threads, how.sample_bytes, how.exact, progress)?;
+            for (offset, (index, (_, compressed))) in planned.indexes.iter().zip(&measured.per_layer).enumerate() {
+                let layer = &mut layers[planned.range.start + offset];
+                let kept: u64 = index
+                    .entries
+                    .iter()
+                    .zip(&planned.fates()[offset])
+                    .filter(|(_, f)| matches!(f, Fate::Kept | Fate::Converted))
+                    .map(|(e, _)| e.tar_size())
+                    .sum();
+                layer.reclaimed_bytes = index.uncompressed_size.saturating_sub(kept);
+                layer.reclaimed_compressed_bytes = index.compressed_size.saturating_sub(*compressed);
+            }
+            let reclaimed = planned.uncompressed_size_before().saturating_sub(planned.uncompressed_size());
             squash.push(RangeReport {
-                range,
-                compressed_size_before: compressed_before,
-                uncompressed_size_before: uncompressed_before,
-                uncompressed_size_after: plan.uncompressed_size,
-                compressed_size_after_estimate: estimate.round() as u64,
+                range: planned.range.clone(),
+                compressed_size_before: planned.compressed_size_before(),
+                uncompressed_size_before: planned.uncompressed_size_before(),
+                uncompressed_size_after: planned.uncompressed_size(),
+                compressed_size_after_estimate: measured.compressed_size,
+                compression: planned.compression,
+                sampled_bytes: measured.sampled,
+                compressed_size_after_exact: measured.digest.is_some().then_some(measured.compressed_size),
+                digest_after: measured.digest,
                 reclaimed_percent: if non_base_uncompressed == 0 { 0.0 } else { 100.0 * reclaimed as f64 / non_base_uncompressed as f64 },
-                excluded: plan.excluded.clone(),
+                excluded: planned.excluded().to_vec(),
             });
         }
         let total = wasted_total + kept_total;
+        let (clutter, clutter_paths) = clutter_found.finish(&how.clutter, top_paths);
         Ok(Report {
             layers,
             wasted_paths,
@@ -383,7 +612,100 @@ impl Image {
             wasted_percent: if non_base_total == 0 { 0.0 } else { 100.0 * wasted_non_base as f64 / non_base_total as f64 },
             efficiency: if total == 0 { 1.0 } else { kept_total as f64 / total as f64 },
             squash,
+            clutter_bytes: clutter.iter().map(|c| c.bytes).sum(),
+            clutter_bytes_non_base: clutter.iter().flat_map(|c| &c.layers).filter(|l| l.layer >= base_end).map(|l| l.bytes).sum(),
+            clutter,
+            clutter_paths,
         })
+    }
+}
+
+/// The clutter rules compiled, with a memo of what covers each directory seen.
+struct Clutterer {
+    rules: crate::plan::exclude::Excludes,
+    memo: std::cell::RefCell<std::collections::HashMap<crate::layer::entry::EntryPath, Option<(usize, crate::layer::entry::EntryPath)>>>,
+}
+
+/// Files, bytes by layer, and bytes in squashed layers.
+type ClutterFigures = (u64, BTreeMap<usize, u64>, u64);
+
+/// Clutter found so far: per rule and per matched path.
+#[derive(Default)]
+struct ClutterFound {
+    /// (rule, path) → its figures.
+    paths: BTreeMap<(usize, crate::layer::entry::EntryPath), ClutterFigures>,
+}
+
+impl Clutterer {
+    fn new(rules: &[ClutterRule]) -> Result<Clutterer> {
+        let patterns: Vec<String> = rules.iter().map(|r| r.pattern.clone()).collect();
+        if let Some(bad) = patterns.iter().find(|p| p.trim().is_empty() || p.trim().starts_with('#')) {
+            return Err(crate::error::Error::InvalidOption { reason: format!("clutter pattern `{bad}` is empty") });
+        }
+        let rules = crate::plan::exclude::Excludes::new(&patterns)?;
+        Ok(Clutterer { rules, memo: Default::default() })
+    }
+
+    /// A visible file of `bytes` at `path`, added by `layer`.
+    fn visit(&self, path: &crate::layer::entry::EntryPath, layer: usize, bytes: u64, squashed: bool, found: &mut ClutterFound) {
+        if self.rules.is_empty() {
+            return;
+        }
+        let hit = match path.parent() {
+            Some(parent) => {
+                let mut memo = self.memo.borrow_mut();
+                let above = memo.entry(parent.clone()).or_insert_with(|| self.rules.covering_at(&parent, true)).clone();
+                above.or_else(|| self.rules.matching(path, false).map(|r| (r, path.clone())))
+            }
+            None => self.rules.matching(path, false).map(|r| (r, path.clone())),
+        };
+        if let Some(key) = hit {
+            let record = found.paths.entry(key).or_default();
+            record.0 += 1;
+            *record.1.entry(layer).or_default() += bytes;
+            if squashed {
+                record.2 += bytes;
+            }
+        }
+    }
+}
+
+impl ClutterFound {
+    /// Per rule, and the `top` largest paths.
+    fn finish(self, rules: &[ClutterRule], top: usize) -> (Vec<Clutter>, Vec<ClutterPath>) {
+        let layer_list = |m: &BTreeMap<usize, u64>| m.iter().map(|(&layer, &bytes)| LayerBytes { layer, bytes }).collect::<Vec<_>>();
+        let mut per_rule: BTreeMap<usize, ClutterFigures> = BTreeMap::new();
+        let mut paths = Vec::new();
+        for ((rule, path), (files, by_layer, squashed)) in self.paths {
+            let total = per_rule.entry(rule).or_default();
+            total.0 += files;
+            for (&l, &b) in &by_layer {
+                *total.1.entry(l).or_default() += b;
+            }
+            total.2 += squashed;
+            paths.push(ClutterPath {
+                path: path.display(),
+                rule: rules[rule].name.clone(),
+                files,
+                bytes: by_layer.values().sum(),
+                layers: layer_list(&by_layer),
+            });
+        }
+        let mut clutter: Vec<Clutter> = per_rule
+            .into_iter()
+            .map(|(rule, (files, by_layer, squashed))| Clutter {
+                rule: rules[rule].name.clone(),
+                pattern: rules[rule].pattern.clone(),
+                files,
+                bytes: by_layer.values().sum(),
+                reclaimable_bytes: squashed,
+                layers: layer_list(&by_layer),
+            })
+            .collect();
+        clutter.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.rule.cmp(&b.rule)));
+        paths.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.path.cmp(&b.path)));
+        paths.truncate(top);
+        (clutter, paths)
     }
 }
 

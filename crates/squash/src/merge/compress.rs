@@ -7,7 +7,7 @@ use crate::layer::compression::Compression;
 
 /// Bytes of input per zstd job.
 #[cfg(feature = "zstd")]
-const ZSTD_JOB_SIZE: u32 = 4 << 20;
+pub(crate) const ZSTD_JOB_SIZE: u32 = 4 << 20;
 
 /// A streaming compressor writing into `W`.
 pub(crate) enum Encoder<W: Write> {

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 /// Uncompressed bytes per block.
 pub(crate) const BLOCK_SIZE: usize = 1 << 20;
-const DICTIONARY: usize = 32 * 1024;
+pub(crate) const DICTIONARY: usize = 32 * 1024;
 
 /// The gzip header: no name, mtime 0, OS "unknown", so it is reproducible.
 const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
@@ -32,7 +32,7 @@ pub(crate) struct ParallelGzip<W: Write> {
     header_written: bool,
 }
 
-fn deflate_block(level: Compression, dictionary: &[u8], data: &[u8], last: bool) -> io::Result<(Vec<u8>, crc32fast::Hasher)> {
+pub(crate) fn deflate_block(level: Compression, dictionary: &[u8], data: &[u8], last: bool) -> io::Result<(Vec<u8>, crc32fast::Hasher)> {
     let mut compress = Compress::new(level, false);
     if !dictionary.is_empty() {
         compress.set_dictionary(dictionary).map_err(io::Error::other)?;

@@ -77,6 +77,16 @@ impl Excludes {
         }
         path.ancestors().find_map(|a| self.matching(&a, true)).or_else(|| self.matching(path, dir))
     }
+
+    /// [`Excludes::covering`], with the path the pattern matched (`path` or an ancestor).
+    pub fn covering_at(&self, path: &EntryPath, dir: bool) -> Option<(usize, EntryPath)> {
+        if self.is_empty() {
+            return None;
+        }
+        path.ancestors()
+            .find_map(|a| self.matching(&a, true).map(|p| (p, a)))
+            .or_else(|| self.matching(path, dir).map(|p| (p, path.clone())))
+    }
 }
 
 /// What one pattern removes: entries and bytes dropped from squashed ranges (reclaimed), and

@@ -147,7 +147,7 @@ impl SquashOptions {
     }
 
     /// The time above which new layers' times are lowered, if asked for.
-    fn clamp_times(&self) -> Result<Option<u64>> {
+    pub(crate) fn clamp_times(&self) -> Result<Option<u64>> {
         if !self.rewrite_timestamp {
             return Ok(None);
         }
@@ -603,7 +603,7 @@ fn no_link_target(indexes: &[LayerIndex], target: &EntryPath) -> Error {
 }
 
 /// Refuses a level the chosen compression does not have.
-fn check_level(compression: Compression, level: Option<i32>) -> Result<()> {
+pub(crate) fn check_level(compression: Compression, level: Option<i32>) -> Result<()> {
     let Some(level) = level else { return Ok(()) };
     let (low, high) = match compression {
         Compression::None => {
@@ -621,7 +621,7 @@ fn check_level(compression: Compression, level: Option<i32>) -> Result<()> {
 
 /// The new layer keeps the squashed layers' compression (SPEC-NOTES rule 13): the most common
 /// one among them, the newest winning ties.
-fn default_compression(image: &Image, range: &LayerRange) -> Compression {
+pub(crate) fn default_compression(image: &Image, range: &LayerRange) -> Compression {
     let layers = &image.layers()[range.start..=range.end];
     let count = |c: Compression| layers.iter().filter(|l| l.compression() == c).count();
     let mut best = layers.last().map(|l| l.compression()).unwrap_or(Compression::Gzip);

@@ -190,6 +190,11 @@ impl<'a, W> Counting<'a, W> {
         Counting { inner, progress, unreported: 0, report }
     }
 
+    /// The writer.
+    pub(crate) fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
     /// Reports what is left and returns the writer, without flushing it.
     pub(crate) fn into_inner(mut self) -> W {
         self.report();

@@ -1,0 +1,361 @@
+//! Estimating a new layer's compressed size without writing it. [`Sampler`] cuts the
+//! uncompressed tar into pieces, compresses one piece of each stratum with the layer's encoder
+//! and the context that encoder has at that point (gzip: the 32 KiB before it; zstd: the window
+//! before it within its job, and the overlap a job gets from the one before), and scales the
+//! ratio to the whole. A tar no larger than the sample is compressed whole in the encoder's own
+//! units (gzip's 1 MiB blocks, zstd's 4 MiB jobs), which gives the exact size up to the
+//! framing. Which pieces are compressed depends on positions only, so the figure is the same
+//! for any thread count.
+
+use std::io::{self, Write};
+
+use rayon::prelude::*;
+
+use super::TarOut;
+use crate::layer::compression::Compression;
+
+/// By default at most this many uncompressed bytes of each new layer are compressed.
+pub(crate) const SAMPLE_BYTES: u64 = 256 << 20;
+
+/// gzip's container: the 10-byte header and the 8-byte trailer.
+const GZIP_FRAMING: u64 = 18;
+
+/// Size of a sampled piece when a layer is larger than the sample: deflate's context is its
+/// 32 KiB window, so a piece of 128 KiB with the 32 KiB before it compresses as it does in its
+/// block (its own Huffman tables cost about 0.2%); zstd's reaches back a window (2 MiB at
+/// level 3) within a job, so pieces are larger and get up to that much before them.
+const GZIP_PIECE: usize = 128 << 10;
+#[cfg(feature = "zstd")]
+const ZSTD_PIECE: usize = 1 << 20;
+
+/// What a sample measured.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Measured {
+    /// The estimated compressed size of the whole layer.
+    pub compressed: u64,
+    /// Uncompressed bytes that were compressed to measure it.
+    pub sampled: u64,
+    /// The uncompressed bytes that passed.
+    pub total: u64,
+    /// Per layer of the range: its bytes in the new tar and the estimated compressed size of
+    /// them.
+    pub per_layer: Vec<(u64, u64)>,
+}
+
+/// One piece: its bytes, the context before them (dictionary or prefix) when it is picked for
+/// the real encoder, and how many of them each layer of the range contributed.
+struct Unit {
+    prefix: Option<Vec<u8>>,
+    data: Vec<u8>,
+    shares: Vec<u64>,
+}
+
+/// Per-piece figures summed: the real encoder's size (picked pieces) and a fast proxy's.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sums {
+    /// Bytes of picked pieces, their real compressed size and their proxy size.
+    sampled: f64,
+    real: f64,
+    proxy_sampled: f64,
+    /// The proxy's size of every piece.
+    proxy: f64,
+}
+
+/// A [`TarOut`] that estimates the compressed size of what passes through it.
+pub(crate) struct Sampler {
+    compression: Compression,
+    level: i32,
+    /// The encoder's unit: a gzip block, a zstd job.
+    job: u64,
+    /// Sampled pieces' size.
+    piece: usize,
+    /// How far back a piece's context reaches, and how far into the job before it.
+    window: u64,
+    overlap: u64,
+    stride: u64,
+    pool: rayon::ThreadPool,
+    batch: usize,
+    /// The bytes before the current piece that a later piece's context may need.
+    history: Vec<u8>,
+    keep: usize,
+    current: Vec<u8>,
+    /// Bytes of the current piece from each layer of the range (the last slot: no layer).
+    current_shares: Vec<u64>,
+    source: usize,
+    /// Stream offset where the current piece starts, and its number.
+    offset: u64,
+    piece_index: u64,
+    pending: Vec<Unit>,
+    total: u64,
+    total_per_layer: Vec<u64>,
+    /// In all, and per layer (shares of pieces attributed by their bytes).
+    sums: Sums,
+    sums_per_layer: Vec<Sums>,
+    /// An error of a piece ended by [`TarOut::source`], returned by the next call.
+    failed: Option<io::Error>,
+}
+
+/// zstd's window log for a level, and the overlap log of its strategy (zstd's tables for
+/// inputs above 256 kB): 6 for fast to lazy, 7 for lazy2 and btlazy2, 8 for btopt and
+/// btultra, 9 for btultra2. A job of the multi-threaded mode starts with the last
+/// `window >> (9 - overlap log)` bytes of the job before it.
+#[cfg(feature = "zstd")]
+fn zstd_context(level: i32) -> (u64, u64) {
+    const WINDOW_LOG: [u32; 23] = [19, 19, 20, 21, 21, 21, 21, 21, 21, 22, 22, 22, 22, 22, 22, 22, 22, 23, 23, 23, 25, 26, 27];
+    const OVERLAP_LOG: [u32; 23] = [6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7, 8, 8, 8, 9, 9, 9, 9];
+    let level = level.clamp(0, 22) as usize;
+    (1 << WINDOW_LOG[level], 1 << (WINDOW_LOG[level] - (9 - OVERLAP_LOG[level])))
+}
+
+impl Sampler {
+    /// A sampler for a tar of `total` bytes, made of `layers` layers, compressed as `compression`
+    /// at `level` (its default when `None`), compressing about `sample_bytes` of it with
+    /// `threads` threads (0: all cores). A tar no larger than that is compressed whole, in the
+    /// encoder's own units.
+    pub(crate) fn new(
+        compression: Compression,
+        level: Option<i32>,
+        total: u64,
+        layers: usize,
+        sample_bytes: u64,
+        threads: usize,
+    ) -> io::Result<Sampler> {
+        let whole = total <= sample_bytes;
+        let block = super::pgzip::BLOCK_SIZE;
+        let dictionary = super::pgzip::DICTIONARY as u64;
+        let (job, piece, window, overlap, level) = match compression {
+            Compression::None => (block as u64, block, 0, 0, 0),
+            Compression::Gzip => {
+                (block as u64, if whole { block } else { GZIP_PIECE }, dictionary, dictionary, level.unwrap_or(6).clamp(0, 9))
+            }
+            #[cfg(feature = "zstd")]
+            Compression::Zstd => {
+                let level = level.unwrap_or(3);
+                let (window, overlap) = zstd_context(level);
+                let job = super::compress::ZSTD_JOB_SIZE as u64;
+                (job, if whole { job as usize } else { ZSTD_PIECE }, window, overlap, level)
+            }
+            #[cfg(not(feature = "zstd"))]
+            Compression::Zstd => return Err(crate::layer::compression::zstd_not_built()),
+        };
+        let pieces = total.div_ceil(piece as u64).max(1);
+        let samples = (sample_bytes / piece as u64).max(1);
+        let threads = if threads == 0 { crate::read::stream::Budget::cores() } else { threads };
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(io::Error::other)?;
+        Ok(Sampler {
+            compression,
+            level,
+            job,
+            piece,
+            window,
+            overlap,
+            stride: pieces.div_ceil(samples),
+            pool,
+            batch: threads.max(1),
+            history: Vec::new(),
+            keep: window.min(job + overlap) as usize,
+            current: Vec::with_capacity(piece),
+            current_shares: vec![0; layers + 1],
+            source: layers,
+            offset: 0,
+            piece_index: 0,
+            pending: Vec::new(),
+            total: 0,
+            total_per_layer: vec![0; layers + 1],
+            sums: Sums::default(),
+            sums_per_layer: vec![Sums::default(); layers + 1],
+            failed: None,
+        })
+    }
+
+    /// Whether piece `index` is compressed: one piece per stratum of `stride` pieces, at a
+    /// position within it that a hash of the stratum's number decides (not always the first,
+    /// which would follow any period in the data).
+    fn picked(&self, index: u64) -> bool {
+        let stratum = index / self.stride;
+        let mut x = stratum.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^= x >> 31;
+        index % self.stride == x % self.stride
+    }
+
+    /// The current piece is complete (or the stream ended): keep it if picked, with the
+    /// context the encoder has at its start (the window before it, not reaching further back
+    /// than the overlap of its job), and keep what later pieces' contexts need.
+    fn end_piece(&mut self) -> io::Result<()> {
+        if self.current.is_empty() {
+            return Ok(());
+        }
+        let shares = std::mem::replace(&mut self.current_shares, vec![0; self.total_per_layer.len()]);
+        let data = std::mem::replace(&mut self.current, Vec::with_capacity(self.piece));
+        let picked = self.picked(self.piece_index);
+        // With every piece picked the proxy is not needed; otherwise every piece gets it.
+        if self.compression != Compression::None && (picked || self.stride > 1) {
+            let prefix = picked.then(|| {
+                let job_start = self.offset - self.offset % self.job;
+                let context_start = job_start.saturating_sub(self.overlap).max(self.offset.saturating_sub(self.window));
+                let context = ((self.offset - context_start) as usize).min(self.history.len());
+                self.history[self.history.len() - context..].to_vec()
+            });
+            self.pending.push(Unit { prefix, data: data.clone(), shares });
+            if self.pending.len() >= self.batch {
+                self.compress_pending()?;
+            }
+        }
+        if self.keep > 0 {
+            self.history.extend_from_slice(&data);
+            let excess = self.history.len().saturating_sub(self.keep);
+            self.history.drain(..excess);
+        }
+        self.offset += data.len() as u64;
+        self.piece_index += 1;
+        Ok(())
+    }
+
+    fn compress_pending(&mut self) -> io::Result<()> {
+        let units = std::mem::take(&mut self.pending);
+        let (compression, level, proxy) = (self.compression, self.level, self.stride > 1);
+        let sizes: Vec<io::Result<(Option<u64>, u64)>> = self.pool.install(|| {
+            units
+                .par_iter()
+                .map(|u| {
+                    let real = u.prefix.as_ref().map(|prefix| compressed_len(compression, level, prefix, &u.data)).transpose()?;
+                    let fast = if proxy { proxy_len(&u.data)? } else { 0 };
+                    Ok((real, fast))
+                })
+                .collect()
+        });
+        for (unit, size) in units.iter().zip(sizes) {
+            let (real, fast) = size?;
+            let len = unit.data.len() as f64;
+            let add = |sums: &mut Sums, share: f64| {
+                sums.proxy += fast as f64 * share;
+                if let Some(real) = real {
+                    sums.sampled += len * share;
+                    sums.real += real as f64 * share;
+                    sums.proxy_sampled += fast as f64 * share;
+                }
+            };
+            add(&mut self.sums, 1.0);
+            for (sums, share) in self.sums_per_layer.iter_mut().zip(&unit.shares) {
+                add(sums, *share as f64 / len);
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the stream: the estimate.
+    pub(crate) fn finish(mut self) -> io::Result<Measured> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        self.end_piece()?;
+        self.compress_pending()?;
+        let layers = self.total_per_layer.len() - 1;
+        if self.compression == Compression::None {
+            return Ok(Measured {
+                compressed: self.total,
+                sampled: 0,
+                total: self.total,
+                per_layer: self.total_per_layer[..layers].iter().map(|&b| (b, b)).collect(),
+            });
+        }
+        let framing = if self.compression == Compression::Gzip { GZIP_FRAMING } else { 0 };
+        // Every piece compressed: the sum. Otherwise the real encoder's size of the picked
+        // pieces over the proxy's, times the proxy's size of everything (a ratio estimate with
+        // the proxy as auxiliary variable: the proxy follows what each piece holds, so the
+        // estimate does not depend on how well the picked pieces represent the rest).
+        let estimate = |sums: &Sums, fallback: f64| -> (u64, f64) {
+            if self.stride == 1 {
+                return (sums.real.round() as u64, if sums.sampled > 0.0 { sums.real / sums.sampled } else { fallback });
+            }
+            if sums.proxy_sampled > 0.0 {
+                let ratio = sums.real / sums.proxy_sampled;
+                ((sums.proxy * ratio).round() as u64, ratio)
+            } else {
+                // No piece of it was picked: the proxy's size at the overall ratio.
+                ((sums.proxy * fallback).round() as u64, fallback)
+            }
+        };
+        let (compressed, ratio) = estimate(&self.sums, 1.0);
+        let per_layer = (0..layers).map(|l| (self.total_per_layer[l], estimate(&self.sums_per_layer[l], ratio).0)).collect();
+        Ok(Measured { compressed: compressed + framing, sampled: self.sums.sampled.round() as u64, total: self.total, per_layer })
+    }
+}
+
+/// A fast compressor's size of `data` on its own, which tracks how well any LZ77 coder
+/// compresses it: zstd at level 1 (flate2's fastest without the `zstd` feature).
+fn proxy_len(data: &[u8]) -> io::Result<u64> {
+    #[cfg(feature = "zstd")]
+    {
+        zstd::bulk::compress(data, 1).map(|v| v.len() as u64)
+    }
+    #[cfg(not(feature = "zstd"))]
+    {
+        let mut encoder = flate2::write::DeflateEncoder::new(io::sink(), flate2::Compression::fast());
+        encoder.write_all(data)?;
+        Ok(encoder.total_out())
+    }
+}
+
+/// The size one unit compresses to, as the layer's encoder writes it.
+fn compressed_len(compression: Compression, level: i32, prefix: &[u8], data: &[u8]) -> io::Result<u64> {
+    match compression {
+        Compression::None => Ok(data.len() as u64),
+        Compression::Gzip => {
+            let level = flate2::Compression::new(level as u32);
+            super::pgzip::deflate_block(level, prefix, data, false).map(|(bytes, _)| bytes.len() as u64)
+        }
+        #[cfg(feature = "zstd")]
+        Compression::Zstd => {
+            use zstd::zstd_safe::{CCtx, CParameter};
+            let error = |code: usize| io::Error::other(zstd::zstd_safe::get_error_name(code));
+            let mut cctx = CCtx::create();
+            cctx.set_parameter(CParameter::CompressionLevel(level)).map_err(error)?;
+            cctx.set_parameter(CParameter::ChecksumFlag(true)).map_err(error)?;
+            cctx.ref_prefix(prefix).map_err(error)?;
+            let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(data.len()));
+            cctx.compress2(&mut out, data).map_err(error)?;
+            Ok(out.len() as u64)
+        }
+        #[cfg(not(feature = "zstd"))]
+        Compression::Zstd => Err(crate::layer::compression::zstd_not_built()),
+    }
+}
+
+impl Write for Sampler {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        let room = self.piece - self.current.len();
+        let n = buf.len().min(room);
+        self.current.extend_from_slice(&buf[..n]);
+        self.current_shares[self.source] += n as u64;
+        self.total_per_layer[self.source] += n as u64;
+        self.total += n as u64;
+        if self.current.len() == self.piece {
+            self.end_piece()?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl TarOut for Sampler {
+    /// A piece never holds bytes of two layers, so that each layer's share is measured, not
+    /// apportioned: a new layer ends the current piece early.
+    fn source(&mut self, layer: Option<usize>) {
+        let last = self.total_per_layer.len() - 1;
+        let source = layer.map_or(last, |l| l.min(last));
+        if source != self.source && self.failed.is_none() {
+            if let Err(e) = self.end_piece() {
+                self.failed = Some(e);
+            }
+        }
+        self.source = source;
+    }
+}
