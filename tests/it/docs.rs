@@ -5,7 +5,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use squash::document::{
     DiffDocument, ErrorDocument, IndexInspectDocument, IndexOutcomeDocument, IndexPlanDocument, IndexReportDocument, InspectDocument,
-    OutcomeDocument, PlanDocument, ReportDocument, SCHEMA_VERSION,
+    MultiReportDocument, OutcomeDocument, PlanDocument, ReportDocument, SCHEMA_VERSION,
 };
 
 /// The blocks of docs/json.md fenced as "```json KIND".
@@ -42,7 +42,19 @@ fn json_examples_parse_into_the_library_types() {
     let kinds: Vec<&str> = examples.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
         kinds,
-        ["inspect", "plan", "outcome", "index-plan", "index-outcome", "report", "index-inspect", "index-report", "diff", "error"],
+        [
+            "inspect",
+            "plan",
+            "outcome",
+            "index-plan",
+            "index-outcome",
+            "report",
+            "index-inspect",
+            "index-report",
+            "multi-report",
+            "diff",
+            "error"
+        ],
         "one example per document"
     );
     for (kind, body) in &examples {
@@ -55,6 +67,7 @@ fn json_examples_parse_into_the_library_types() {
             "report" => round_trip::<ReportDocument>(kind, body),
             "index-inspect" => round_trip::<IndexInspectDocument>(kind, body),
             "index-report" => round_trip::<IndexReportDocument>(kind, body),
+            "multi-report" => round_trip::<MultiReportDocument>(kind, body),
             "diff" => round_trip::<DiffDocument>(kind, body),
             "error" => round_trip::<ErrorDocument>(kind, body),
             other => panic!("unknown example kind `{other}`"),

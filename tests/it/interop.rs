@@ -249,3 +249,47 @@ fn umoci_unpacks_what_the_tree_says() {
     read.sort();
     assert_eq!(read, unpacked);
 }
+
+/// The HTML page of a report, drawn by Chromium: the chart's bars and the tables (header cells
+/// and their borders) are on screen.
+#[test]
+fn report_page_renders_in_a_browser() {
+    let Some(browser) = chromium() else {
+        assert!(std::env::var("SQUASH_REQUIRE_INTEROP").is_err(), "chromium is required (SQUASH_REQUIRE_INTEROP is set) but not found");
+        eprintln!("SKIPPED: chromium not found; the report page was not rendered");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = dir.path().join("in");
+    squash_testkit::realistic_image(LayerCompression::Gzip, 5, 20).write_oci_layout(&layout, "t");
+    let image = squash::Image::open(&format!("oci:{}:t", layout.display())).expect("open");
+    let options = SquashOptions::default().with_selector(LayerSelector::Top(6));
+    let report = image.report_with(&options, &squash::ReportOptions::default(), &squash::NoProgress).expect("report");
+    assert!(report.wasted_bytes > 0 && !report.clutter.is_empty(), "the page must show waste and clutter");
+    let document = squash::document::ReportDocument::new(&image, report, Vec::new());
+    let html = dir.path().join("report.html");
+    std::fs::write(&html, squash::present::report_html(std::slice::from_ref(&document), None, 10)).expect("write html");
+    let png = dir.path().join("page.png");
+    let profile = dir.path().join("profile");
+    run(Command::new(browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"])
+        .args(["--disable-component-update", "--disable-sync", "--hide-scrollbars", "--window-size=1200,1600"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", html.display())));
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).expect("screenshot")));
+    let mut reader = decoder.read_info().expect("png");
+    let mut pixels = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut pixels).expect("frame");
+    let channels = info.color_type.samples();
+    let pixels = &pixels[..info.buffer_size()];
+    let blue = count_color(pixels, channels, [0x4a, 0x7f, 0xd4]);
+    let red = count_color(pixels, channels, [0xd9, 0x53, 0x4f]);
+    let header = count_color(pixels, channels, [0xdf, 0xe7, 0xf5]);
+    let border = count_color(pixels, channels, [0x8a, 0x9b, 0xb8]);
+    if let Ok(keep) = std::env::var("SQUASH_KEEP_CHART") {
+        std::fs::copy(&png, keep).expect("copy screenshot");
+    }
+    assert!(blue > 3000 && red > 3000, "the browser drew {blue} kept and {red} wasted pixels");
+    assert!(header > 5000 && border > 2000, "the browser drew {header} table header and {border} border pixels");
+}

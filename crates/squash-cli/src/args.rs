@@ -291,14 +291,53 @@ pub struct InspectArgs {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    #[command(flatten)]
-    pub image: ImageArgs,
+    /// The images, in any form `squash` reads (`-` for standard input, once). With several
+    /// (or --from-file), each is reported, then what they store together and what squashing
+    /// each would save, each shared blob counted once.
+    #[arg(value_name = "IMAGE", required_unless_present = "from_file")]
+    pub images: Vec<String>,
+    /// Read images from FILE too, one per line (blank lines and `#` comments skipped).
+    #[arg(long, value_name = "FILE")]
+    pub from_file: Option<PathBuf>,
+    /// Platform of a multi-platform index, as os/arch[/variant] (default: every image of it).
+    #[arg(long)]
+    pub platform: Vec<String>,
+    /// Where to spool an image read from standard input or a pipe (default: TMPDIR).
+    #[arg(long, value_name = "DIR")]
+    pub tmp_dir: Option<PathBuf>,
     #[command(flatten)]
     pub select: SelectArgs,
-    /// JSON output (field names are stable; see README).
+    /// JSON output (field names are stable; see README); the same as --format json.
     #[arg(long)]
     pub json: bool,
-    /// How many wasteful paths to list.
+    /// Output format.
+    #[arg(long, value_parser = ["text", "markdown", "json"], value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Write one self-contained HTML page (chart, tables, clutter) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Measure the new layers' compressed sizes exactly, and their digests, by running the real
+    /// encoder on every core into a sink that only counts (nothing is written). Without it they
+    /// are estimated from samples compressed with the real encoder.
+    #[arg(long)]
+    pub exact: bool,
+    /// Compression the squash would use for new layers (default: that of the squashed layers).
+    #[arg(long, value_parser = compressions())]
+    pub compression: Option<String>,
+    /// Compression level the squash would use (gzip 1-9, default 6; zstd 1-22, default 3).
+    #[arg(long)]
+    pub level: Option<i32>,
+    /// Count visible files matching GLOB (an --exclude pattern) as clutter too (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub clutter: Vec<String>,
+    /// Use only the --clutter patterns, not the built-in list (README "Clutter").
+    #[arg(long)]
+    pub no_default_clutter: bool,
+    /// Exit 1 if more than SIZE bytes of clutter lie outside the base (SIZE as for
+    /// --fail-if-wasted-over).
+    #[arg(long, value_name = "SIZE")]
+    pub fail_if_clutter_over: Option<String>,
+    /// How many wasteful paths, and clutter paths, to list.
     #[arg(long, default_value_t = 20)]
     pub top: usize,
     /// Threads in all, for reading and decoding the layers (default: all cores).

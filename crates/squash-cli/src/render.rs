@@ -189,10 +189,16 @@ pub fn outcome(image: &Image, plan: &SquashPlan, outcome: &Outcome) -> String {
 
 pub fn report(report: &Report) -> String {
     let mut out = String::new();
-    let mut rows =
-        vec![["#", "COMPRESSED", "UNCOMPRESSED", "ADDED", "CHANGED", "DELETED", "WASTED", "CREATED BY"].map(String::from).to_vec()];
+    let mut rows = vec![["#", "COMPRESSED", "UNCOMPRESSED", "ADDED", "CHANGED", "DELETED", "WASTED", "RECLAIMS (STORED)", "CREATED BY"]
+        .map(String::from)
+        .to_vec()];
     for l in &report.layers {
         let created = truncated(&l.created_by.clone().unwrap_or_default(), 60);
+        let reclaims = if l.base || (l.reclaimed_bytes == 0 && l.reclaimed_compressed_bytes == 0) {
+            "-".to_string()
+        } else {
+            format!("{} ({})", human(l.reclaimed_bytes), human(l.reclaimed_compressed_bytes))
+        };
         rows.push(vec![
             format!("{}{}", l.index, if l.base { " (base)" } else { "" }),
             human(l.compressed_size),
@@ -201,6 +207,7 @@ pub fn report(report: &Report) -> String {
             l.changed.to_string(),
             l.deleted.to_string(),
             human(l.wasted_bytes),
+            reclaims,
             created,
         ]);
     }
@@ -221,18 +228,81 @@ pub fn report(report: &Report) -> String {
         out.push_str(&table(&rows));
     }
     for r in &report.squash {
+        let after = match (&r.compressed_size_after_exact, &r.digest_after) {
+            (Some(exact), Some(digest)) => format!("{} (exact, {})", human(*exact), short(&digest.to_string())),
+            _ if r.compression == squash::Compression::None => format!("{} (uncompressed)", human(r.compressed_size_after_estimate)),
+            _ if r.sampled_bytes >= r.uncompressed_size_after => {
+                format!("~{} (estimate: all of it compressed with {})", human(r.compressed_size_after_estimate), r.compression)
+            }
+            _ => format!(
+                "~{} (estimate: {} of it compressed with {}; --exact to measure all)",
+                human(r.compressed_size_after_estimate),
+                human(r.sampled_bytes),
+                r.compression
+            ),
+        };
         out.push_str(&format!(
-            "\nsquash {}\n  uncompressed {} -> {} (exact), compressed {} -> ~{} (estimate), reclaims {:.1}% of the non-base part\n",
+            "\nsquash {}\n  uncompressed {} -> {} (exact), reclaims {:.1}% of the non-base part\n  compressed {} -> {}\n",
             r.range,
             human(r.uncompressed_size_before),
             human(r.uncompressed_size_after),
+            r.reclaimed_percent,
             human(r.compressed_size_before),
-            human(r.compressed_size_after_estimate),
-            r.reclaimed_percent
+            after,
         ));
         out.push_str(&excluded(&r.excluded));
     }
+    out.push_str(&clutter(report));
     out
+}
+
+/// The clutter section: each rule that matched, its layers, the `--exclude` that removes it.
+fn clutter(report: &Report) -> String {
+    if report.clutter.is_empty() {
+        return "\nclutter: none found under the cache and doc paths\n".into();
+    }
+    let mut out = format!(
+        "\nclutter: {} visible under cache and doc paths, {} outside the base (not waste: a squash keeps it, --exclude removes it)\n",
+        human(report.clutter_bytes),
+        human(report.clutter_bytes_non_base)
+    );
+    let mut rows = vec![["BYTES", "FILES", "IN SQUASHED LAYERS", "ADDED BY LAYERS", "WHAT", "REMOVE WITH"].map(String::from).to_vec()];
+    for c in &report.clutter {
+        let layers = c.layers.iter().map(|l| format!("{} ({})", l.layer, human(l.bytes))).collect::<Vec<_>>().join(", ");
+        rows.push(vec![
+            human(c.bytes),
+            c.files.to_string(),
+            human(c.reclaimable_bytes),
+            layers,
+            c.rule.clone(),
+            format!("--exclude '{}'", c.pattern),
+        ]);
+    }
+    out.push_str(&table(&rows));
+    if !report.clutter_paths.is_empty() {
+        out.push_str("\ntop cluttered paths:\n");
+        let mut rows = vec![["BYTES", "FILES", "LAYERS", "PATH"].map(String::from).to_vec()];
+        for p in &report.clutter_paths {
+            let layers: Vec<usize> = p.layers.iter().map(|l| l.layer).collect();
+            rows.push(vec![human(p.bytes), p.files.to_string(), list(&layers), p.path.clone()]);
+        }
+        out.push_str(&table(&rows));
+    }
+    out
+}
+
+/// The summary of several images.
+pub fn audit(summary: &squash::AuditSummary) -> String {
+    format!(
+        "== all {} images\n{} distinct layer blobs, {} stored (each shared blob once); after squashing each: {}{}, saving {} ({:.1}%)\n",
+        summary.images,
+        summary.blobs,
+        human(summary.stored_bytes),
+        if summary.exact { "" } else { "~" },
+        human(summary.stored_bytes_after),
+        human(summary.saved_bytes),
+        summary.saved_percent
+    )
 }
 
 /// What a person sees while squash works: a progress bar on stderr when it is a terminal

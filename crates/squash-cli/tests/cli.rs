@@ -434,3 +434,65 @@ fn excludes_on_the_command_line() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("above every squashed range"), "{stderr}");
 }
+
+#[test]
+fn report_of_many_images_markdown_html_exact_and_clutter() {
+    let docker = fixture("wagoodman__dive/.data/test-docker-image.tar");
+    let kaniko = fixture("wagoodman__dive/.data/test-kaniko-image.tar");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Several images: each, then their sum with each shared blob once (the same image twice
+    // stores nothing more).
+    let (code, stdout, stderr) = squash(&["report", "--json", &docker, &docker]);
+    assert_eq!(code, 0, "{stderr}");
+    let both: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let (_, one, _) = squash(&["report", "--json", &docker]);
+    let one: serde_json::Value = serde_json::from_str(&one).expect("json");
+    let stored: u64 = one["layers"].as_array().expect("layers").iter().map(|l| l["compressed_size"].as_u64().expect("size")).sum();
+    assert_eq!(both["images"].as_array().map(Vec::len), Some(2));
+    assert_eq!(both["summary"]["stored_bytes"].as_u64(), Some(stored));
+    assert_eq!(both["summary"]["images"].as_u64(), Some(2));
+    // --from-file, with comments; text ends with the summary.
+    let list = dir.path().join("images.txt");
+    std::fs::write(&list, format!("# audit\n{docker}\n\n{kaniko}\n")).expect("list");
+    let (code, stdout, stderr) = squash(&["report", "--from-file", list.to_str().expect("utf8")]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(&format!("== {docker}")) && stdout.contains(&format!("== {kaniko}")), "{stdout}");
+    assert!(stdout.contains("== all 2 images"), "{stdout}");
+    // --exact: the size and digest a squash with the same options writes.
+    let (code, stdout, stderr) = squash(&["report", "--json", "--exact", "--compression", "zstd", &docker, "--from-layer", "5"]);
+    assert_eq!(code, 0, "{stderr}");
+    let exact: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let out = dir.path().join("out");
+    let (code, stdout, stderr) =
+        squash(&[&docker, "--from-layer", "5", "--compression", "zstd", "-o", &format!("oci:{}:t", out.display()), "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let written: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let new_layer = &written["layers"][9];
+    assert_eq!(exact["squash"][0]["digest_after"], new_layer["digest"], "{exact}");
+    assert_eq!(exact["squash"][0]["compressed_size_after_exact"], new_layer["compressed_size"]);
+    // Clutter: the fixture copies a file into /tmp; the gate reads it, --no-default-clutter and
+    // --clutter change the list.
+    let (code, _, stderr) = squash(&["report", &docker, "--fail-if-clutter-over", "1B"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("--fail-if-clutter-over"), "{stderr}");
+    let (code, stdout, _) = squash(&["report", "--json", &docker, "--no-default-clutter", "--clutter", "root/**/*.txt"]);
+    assert_eq!(code, 0);
+    let custom: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let rules: Vec<&str> = custom["clutter"].as_array().expect("clutter").iter().map(|c| c["rule"].as_str().expect("rule")).collect();
+    assert_eq!(rules, ["root/**/*.txt"]);
+    // Markdown for a pull request: the layer table and the clutter, with the --exclude to use.
+    let (code, stdout, _) = squash(&["report", "--format", "markdown", &docker]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("| # | stored | uncompressed |"), "{stdout}");
+    assert!(stdout.contains("`--exclude 'tmp/*'`"), "{stdout}");
+    let (code, _, stderr) = squash(&["report", "--json", "--format", "markdown", &docker]);
+    assert_eq!(code, 2, "{stderr}");
+    // HTML: one page with the chart inline and nothing fetched.
+    let page = dir.path().join("report.html");
+    let (code, _, stderr) = squash(&["report", &docker, &kaniko, "--html", page.to_str().expect("utf8")]);
+    assert_eq!(code, 0, "{stderr}");
+    let html = std::fs::read_to_string(&page).expect("html");
+    assert!(html.starts_with("<!DOCTYPE html>") && html.matches("<svg").count() == 2 && html.contains("All 2 images"));
+    assert!(!html.contains("http://") || html.matches("http://").count() == html.matches("xmlns=\"http://www.w3.org/2000/svg\"").count());
+    assert!(!html.contains("<script") && !html.contains("https://"));
+}

@@ -374,6 +374,25 @@ impl ReportDocument {
     }
 }
 
+/// `squash report --json A B …`: each image's report, then what they store together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct MultiReportDocument {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// One report per image, inputs in the order given, an index's images in its order.
+    pub images: Vec<ReportDocument>,
+    /// Their sum, each shared blob counted once.
+    pub summary: crate::report::AuditSummary,
+}
+
+impl MultiReportDocument {
+    /// The document for the reports `images` and their `summary`.
+    pub fn new(images: Vec<ReportDocument>, summary: crate::report::AuditSummary) -> MultiReportDocument {
+        MultiReportDocument { schema_version: SCHEMA_VERSION, images, summary }
+    }
+}
+
 /// What went wrong, in an [`ErrorDocument`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]

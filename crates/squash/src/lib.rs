@@ -34,15 +34,16 @@ pub use read::{
     Transport,
 };
 pub use report::{
-    Audit, AuditSummary, Clutter, ClutterPath, ClutterRule, GateResult, GateRule, Gates, LayerBytes, LayerReport, RangeReport, Report, ReportOptions, WastedPath,
+    Audit, AuditSummary, Clutter, ClutterPath, ClutterRule, GateResult, GateRule, Gates, LayerBytes, LayerReport, RangeReport, Report,
+    ReportOptions, WastedPath,
 };
 
 /// Presentation helpers for programs that show squash's figures to people: sizes as text and
 /// back, and the report as an SVG chart, Markdown for a pull request, or an HTML page.
 pub mod present {
-    pub use crate::pages::report_markdown;
     #[cfg(feature = "svg")]
     pub use crate::pages::report_html;
+    pub use crate::pages::report_markdown;
     #[cfg(feature = "svg")]
     pub use crate::report::report_svg;
     pub use crate::report::{human, parse_size};

@@ -50,8 +50,9 @@ fn markdown_one(document: &ReportDocument, top: usize, out: &mut String) {
     ));
     for r in &report.squash {
         out.push_str(&format!(
-            "**Squash {}:** stored {} → {}, uncompressed {} → {} (exact).  \n",
-            format!("layers {}..{}", r.range.start, r.range.end),
+            "**Squash layers {}..{}:** stored {} → {}, uncompressed {} → {} (exact).  \n",
+            r.range.start,
+            r.range.end,
             human(r.compressed_size_before),
             after(r),
             human(r.uncompressed_size_before),
@@ -214,10 +215,7 @@ pub fn report_html(documents: &[ReportDocument], summary: Option<&AuditSummary>,
                 ]
             })
             .collect();
-        out.push_str(&html_table(
-            &["#", "stored", "uncompressed", "wasted", "a squash reclaims", "of it stored", "created by"],
-            &rows,
-        ));
+        out.push_str(&html_table(&["#", "stored", "uncompressed", "wasted", "a squash reclaims", "of it stored", "created by"], &rows));
         if !report.squash.is_empty() {
             out.push_str("<h3>Squash</h3>\n");
             let rows: Vec<Vec<String>> = report
@@ -276,7 +274,11 @@ pub fn report_html(documents: &[ReportDocument], summary: Option<&AuditSummary>,
         }
         for g in &document.gates {
             let class = if g.passed { "pass" } else { "fail" };
-            out.push_str(&format!("<p class=\"{class}\">{} {}</p>\n", if g.passed { "passed:" } else { "failed:" }, escape(&g.to_string())));
+            out.push_str(&format!(
+                "<p class=\"{class}\">{} {}</p>\n",
+                if g.passed { "passed:" } else { "failed:" },
+                escape(&g.to_string())
+            ));
         }
     }
     if let Some(s) = summary {

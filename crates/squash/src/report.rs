@@ -36,8 +36,8 @@ pub struct LayerReport {
     pub kept_bytes: u64,
     /// Whether the layer is part of the base image (kept as is by a squash).
     pub base: bool,
-    /// Uncompressed tar bytes of this layer that the squash described by the options drops
-    /// (0 for a layer it keeps).
+    /// Uncompressed tar bytes of this layer that the squash described by the options drops:
+    /// its size less what the new layer writes while copying from it (0 for a layer it keeps).
     #[serde(default)]
     pub reclaimed_bytes: u64,
     /// Stored bytes the squash reclaims from this layer: its blob size less its share of the
@@ -575,16 +575,9 @@ impl Image {
             progress.step(format!("measuring the new layer for layers {}", planned.range));
             let measured =
                 crate::merge::measure_range(self, planned, options.level, options.threads, how.sample_bytes, how.exact, progress)?;
-            for (offset, (index, (_, compressed))) in planned.indexes.iter().zip(&measured.per_layer).enumerate() {
+            for (offset, (index, (written, compressed))) in planned.indexes.iter().zip(&measured.per_layer).enumerate() {
                 let layer = &mut layers[planned.range.start + offset];
-                let kept: u64 = index
-                    .entries
-                    .iter()
-                    .zip(&planned.fates()[offset])
-                    .filter(|(_, f)| matches!(f, Fate::Kept | Fate::Converted))
-                    .map(|(e, _)| e.tar_size())
-                    .sum();
-                layer.reclaimed_bytes = index.uncompressed_size.saturating_sub(kept);
+                layer.reclaimed_bytes = index.uncompressed_size.saturating_sub(*written);
                 layer.reclaimed_compressed_bytes = index.compressed_size.saturating_sub(*compressed);
             }
             let reclaimed = planned.uncompressed_size_before().saturating_sub(planned.uncompressed_size());

@@ -7,13 +7,14 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
 use squash::document::{
-    DiffDocument, IndexInspectDocument, IndexOutcomeDocument, IndexPlanDocument, IndexReportDocument, InspectDocument, OutcomeDocument,
-    PlanDocument, ReportDocument,
+    DiffDocument, IndexInspectDocument, IndexOutcomeDocument, IndexPlanDocument, IndexReportDocument, InspectDocument, MultiReportDocument,
+    OutcomeDocument, PlanDocument, ReportDocument,
 };
 use squash::present::{human, parse_size};
 use squash::{
-    diff_trees, parse_command, parse_layer_range, Attribute, Compression, ConfigEdits, Gates, HistoryMode, Image, ImageIndex, IndexOptions,
-    InputFormat, KeyEdit, LayerSelector, OpenOptions, Opened, Output, OutputFormat, Platform, SquashOptions,
+    diff_trees, parse_command, parse_layer_range, Attribute, Audit, ClutterRule, Compression, ConfigEdits, Gates, HistoryMode, Image,
+    ImageIndex, IndexOptions, InputFormat, KeyEdit, LayerSelector, OpenOptions, Opened, Output, OutputFormat, Platform, ReportOptions,
+    SquashOptions,
 };
 
 use crate::args::{Cli, Command, DiffArgs, ImageArgs, SelectArgs, SquashArgs, Verbosity};
@@ -47,7 +48,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 pub fn wants_json(cli: &Cli) -> bool {
     match &cli.command {
         Some(Command::Inspect(args)) => args.json,
-        Some(Command::Report(args)) => args.json,
+        Some(Command::Report(args)) => args.json || args.format.as_deref() == Some("json"),
         Some(Command::Diff(args)) => args.json,
         Some(Command::Demo(_)) | Some(Command::Completions(_)) | Some(Command::Manpage) => false,
         None => cli.squash.json,
@@ -663,11 +664,26 @@ fn empty_step_row(step: &squash::HistoryStep) -> Vec<String> {
 fn report(args: crate::args::ReportArgs, verbosity: Verbosity) -> Result<ExitCode> {
     let started = std::time::Instant::now();
     #[cfg(not(feature = "svg"))]
-    if args.svg.is_some() {
-        bail!("--svg needs squash built with its `svg` cargo feature");
+    if args.svg.is_some() || args.html.is_some() {
+        bail!("--svg and --html need squash built with its `svg` cargo feature");
     }
-    let scratch = scratch_for(&args.image, false)?;
-    let (index, images) = images_to_read(&args.image, scratch.as_ref().map(|d| d.path()))?;
+    let format = match (args.json, args.format.as_deref()) {
+        (true, Some(f)) if f != "json" => bail!("--json and --format {f} ask for different outputs"),
+        (true, _) => "json",
+        (false, Some(f)) => f,
+        (false, None) => "text",
+    };
+    let mut inputs = args.images.clone();
+    if let Some(file) = &args.from_file {
+        let text = std::fs::read_to_string(file).with_context(|| format!("--from-file `{}`", file.display()))?;
+        inputs.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string));
+    }
+    if inputs.is_empty() {
+        bail!("no image given (the --from-file list is empty)");
+    }
+    if inputs.iter().filter(|i| is_stream(Some(i))).count() > 1 {
+        bail!("standard input can be read only once: give `-` at most once");
+    }
     let selector = selector_only(&args.select)?;
     let bases = open_bases(&args.select)?;
     let mut gates = Gates::new();
@@ -694,40 +710,107 @@ fn report(args: crate::args::ReportArgs, verbosity: Verbosity) -> Result<ExitCod
     if let Some(ratio) = args.min_efficiency {
         gates.min_efficiency = Some(ratio);
     }
-    // One report per image (every image of an index, without --platform); gates apply to each.
-    let mut documents = Vec::new();
+    if let Some(size) = args.fail_if_clutter_over.as_deref() {
+        gates.max_clutter_bytes = Some(parse_size(size).map_err(|e| anyhow!("--fail-if-clutter-over {e}"))?);
+    }
+    let mut how = ReportOptions::default().with_top_paths(args.top).with_exact(args.exact);
+    if args.no_default_clutter {
+        how.clutter.clear();
+    }
+    for glob in &args.clutter {
+        how = how.with_clutter(ClutterRule::new(glob.clone(), glob.clone()));
+    }
+    let mut template = SquashOptions::default().with_selector(selector).with_threads(args.threads.unwrap_or(0));
+    template.excludes = excludes(&args.select)?;
+    if let Some(c) = &args.compression {
+        template = template.with_compression(c.parse::<Compression>().map_err(|e| anyhow!(e))?);
+    }
+    if let Some(level) = args.level {
+        template = template.with_level(level);
+    }
+    // One report per image (every image of an index, without --platform), one input after
+    // the other; gates apply to each.
+    let many = inputs.len() > 1;
+    let mut audit = Audit::new();
+    let mut all = Vec::new();
+    let mut single_json = None;
     let mut text = String::new();
     let mut failed = Vec::new();
-    for image in &images {
-        let mut options = SquashOptions::default().with_selector(selector.clone()).with_threads(args.threads.unwrap_or(0));
-        options.excludes = excludes(&args.select)?;
-        options.bases = bases.iter().filter_map(|b| b.for_platform_of(image)).collect();
-        let progress = render::ProgressLine::on_stderr(args.json, verbosity);
-        let report = image.report_with_progress(&options, args.top, &progress)?;
-        progress.clear();
-        log_read(verbosity, image, started);
-        let platform = image.platform().map(ToString::to_string).unwrap_or_else(|| "(no platform)".into());
-        #[cfg(feature = "svg")]
-        if let Some(path) = &args.svg {
-            let path = match &index {
-                Some(_) => svg_path_for(path, &platform),
-                None => path.clone(),
-            };
-            std::fs::write(&path, squash::present::report_svg(&report)).with_context(|| format!("writing `{}`", path.display()))?;
+    for (n, reference) in inputs.iter().enumerate() {
+        // (The input's number names its chart when there are several.)
+        #[cfg(not(feature = "svg"))]
+        let _ = n;
+        let image_args = ImageArgs { image: Some(reference.clone()), platform: args.platform.clone(), tmp_dir: args.tmp_dir.clone() };
+        let scratch = scratch_for(&image_args, false)?;
+        let (index, images) =
+            images_to_read(&image_args, scratch.as_ref().map(|d| d.path())).with_context(|| format!("reading `{reference}`"))?;
+        let mut documents = Vec::new();
+        for image in &images {
+            let mut options = template.clone();
+            options.bases = bases.iter().filter_map(|b| b.for_platform_of(image)).collect();
+            let progress = render::ProgressLine::on_stderr(format == "json", verbosity);
+            let report = image.report_with(&options, &how, &progress)?;
+            progress.clear();
+            log_read(verbosity, image, started);
+            audit.add(image, &report);
+            let platform = image.platform().map(ToString::to_string).unwrap_or_else(|| "(no platform)".into());
+            let mut label = Vec::new();
+            if many {
+                label.push(reference.clone());
+            }
+            if index.is_some() {
+                label.push(platform.clone());
+            }
+            #[cfg(feature = "svg")]
+            if let Some(path) = &args.svg {
+                let mut suffix = Vec::new();
+                if many {
+                    suffix.push((n + 1).to_string());
+                }
+                if index.is_some() {
+                    suffix.push(platform.clone());
+                }
+                let path = if suffix.is_empty() { path.clone() } else { svg_path_for(path, &suffix.join("-")) };
+                std::fs::write(&path, squash::present::report_svg(&report)).with_context(|| format!("writing `{}`", path.display()))?;
+            }
+            let results = report.gate_results(&gates);
+            let prefix = if label.is_empty() { String::new() } else { format!("{}: ", label.join(" ")) };
+            failed.extend(results.iter().filter(|g| !g.passed).map(|g| format!("{prefix}{g}")));
+            if !label.is_empty() {
+                text.push_str(&format!("== {}\n", label.join(" ")));
+            }
+            text.push_str(&render::report(&report));
+            if !label.is_empty() {
+                text.push('\n');
+            }
+            documents.push(ReportDocument::new(image, report, results));
         }
-        let results = report.gate_results(&gates);
-        let prefix = if index.is_some() { format!("{platform}: ") } else { String::new() };
-        failed.extend(results.iter().filter(|g| !g.passed).map(|g| format!("{prefix}{g}")));
-        if index.is_some() && !args.json {
-            text.push_str(&format!("== {platform}\n"));
+        if !many && format == "json" {
+            single_json = Some(match &index {
+                Some(index) => json_line(&IndexReportDocument::new(index, documents.clone()))?,
+                None => json_line(&documents[0])?,
+            });
         }
-        text.push_str(&render::report(&report));
-        documents.push(ReportDocument::new(image, report, results));
+        all.extend(documents);
     }
-    match (&index, args.json) {
-        (Some(index), true) => out(&json_line(&IndexReportDocument::new(index, documents))?)?,
-        (None, true) => out(&json_line(&documents[0])?)?,
-        (_, false) => out(&text)?,
+    let summary = many.then(|| audit.summary());
+    #[cfg(feature = "svg")]
+    if let Some(path) = &args.html {
+        std::fs::write(path, squash::present::report_html(&all, summary.as_ref(), args.top))
+            .with_context(|| format!("writing `{}`", path.display()))?;
+    }
+    match format {
+        "json" => match single_json {
+            Some(json) => out(&json)?,
+            None => out(&json_line(&MultiReportDocument::new(all, summary.unwrap_or_else(|| audit.summary())))?)?,
+        },
+        "markdown" => out(&squash::present::report_markdown(&all, summary.as_ref(), args.top))?,
+        _ => {
+            if let Some(summary) = &summary {
+                text.push_str(&render::audit(summary));
+            }
+            out(&text)?
+        }
     }
     for f in &failed {
         note(&format!("squash: gate failed: {f}"));
