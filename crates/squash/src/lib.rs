@@ -28,7 +28,7 @@ pub use layer::entry::{EntryKind, EntryPath, Whiteout};
 pub use layer::index::{EntryClass, IndexedEntry, LayerIndex};
 pub use plan::edits::{parse_command, ConfigEdits, KeyEdit};
 pub use plan::exclude::{ExcludeFigures, Excludes};
-pub use plan::{parse_layer_range, Fate, HistoryMode, LayerRange, LayerSelector, PlannedRange, SquashOptions, SquashPlan};
+pub use plan::{parse_layer_range, Fate, HistoryMode, LayerRange, LayerSelector, PlannedRange, Reread, SquashOptions, SquashPlan};
 pub use read::{
     HistoryStep, Image, ImageIndex, ImageReference, IndexChild, IndexChildKind, InputFormat, Layer, OpenOptions, Opened, Platform,
     Transport,

@@ -561,11 +561,11 @@ impl Image {
         // (Last range first, so that taking its indexes out leaves the others' positions.)
         let mut planned = Vec::with_capacity(ranges.len());
         for range in ranges.into_iter().rev() {
-            let plan = self.plan_indexes(&mut indexes[range.start..=range.end], options.threads, progress, &exclude)?;
+            let plan = self.plan_indexes(&mut indexes[range.start..=range.end], options.threads, progress, &exclude, None)?;
             let compression = options.compression.unwrap_or_else(|| crate::plan::default_compression(self, &range));
             crate::plan::check_level(compression, options.level)?;
             let taken = indexes.drain(range.start..=range.end).collect();
-            planned.push(crate::plan::PlannedRange { range, indexes: taken, compression, clamp_times, plan });
+            planned.push(crate::plan::PlannedRange { range, indexes: taken, compression, clamp_times, plan, kept: None });
         }
         planned.reverse();
         drop(indexes);

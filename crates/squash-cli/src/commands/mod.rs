@@ -425,6 +425,8 @@ fn squash_options(args: &SquashArgs, selector: LayerSelector, scratch: Option<&s
     options = options
         .with_threads(args.threads.unwrap_or(0))
         .with_verify_all(args.verify_all)
+        // A dry run writes nothing, not even the copies a single read of each layer keeps.
+        .with_read_once(!args.dry_run)
         .with_lock_timeout(std::time::Duration::from_secs(args.lock_timeout));
     if let Some(message) = &args.message {
         options = options.with_message(message.clone());

@@ -13,7 +13,7 @@ use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Location, Result};
 use crate::layer::compression::Compression;
 use crate::layer::header::{clamp_times, END_OF_ARCHIVE};
-use crate::plan::{Item, PlannedRange};
+use crate::plan::{Item, PlannedRange, Reread};
 use crate::read::stream::{Budget, Check, LayerStream};
 use crate::read::Image;
 use crate::write::{Counting, Progress};
@@ -25,6 +25,8 @@ pub(crate) struct Merged {
     /// The new layer's diff_id; `None` for an uncompressed layer, whose blob digest it is.
     pub diff_id: Option<Digest>,
     pub uncompressed_size: u64,
+    /// Layers read again to write it, beyond the one read of each layer of the range.
+    pub rereads: Vec<Reread>,
 }
 
 /// The uncompressed tar going into the encoder (through a [`Counting`] writer, which reports it
@@ -76,13 +78,14 @@ pub(crate) fn merge_range(
     // An uncompressed layer's diff_id is its blob digest, which the output computes anyway.
     let hasher = (planned.compression != Compression::None).then(Sha256::new);
     let mut tar = TarSink { inner: Counting::new(encoder, progress, true), hasher, count: 0 };
-    write_tar(image, planned, budget, &mut tar)?;
+    let mut rereads = planned.rereads().to_vec();
+    rereads.extend(write_tar(image, planned, budget, &mut tar)?);
     let TarSink { inner: counting, hasher, count: uncompressed_size } = tar;
     let encoder = counting.into_inner();
     let diff_id = hasher.map(|h| Digest::from_raw(h.finalize().into()));
     encoder.finish().at(|| location.clone())?;
     check_size(&location, uncompressed_size, planned)?;
-    Ok(Merged { diff_id, uncompressed_size })
+    Ok(Merged { diff_id, uncompressed_size, rereads })
 }
 
 /// The compressed size of the new layer of `planned`, without writing it.
@@ -190,9 +193,11 @@ pub(crate) fn check_size(location: &Location, written: u64, planned: &PlannedRan
 }
 
 /// Writes the uncompressed tar of `planned`'s new layer to `tar`: the prelude of markers, then
-/// each layer's surviving entries, read again (blob digest checked) only from the layers whose
-/// data survives, then the end of the archive.
-pub(crate) fn write_tar(image: &Image, planned: &PlannedRange, budget: Budget, tar: &mut dyn TarOut) -> Result<()> {
+/// each layer's surviving entries, then the end of the archive. Entries come from what the
+/// planning read kept ([`crate::read::once`]), or else from the layer read again (blob digest
+/// checked), only for the layers whose data survives. Returns the layers read again.
+pub(crate) fn write_tar(image: &Image, planned: &PlannedRange, budget: Budget, tar: &mut dyn TarOut) -> Result<Vec<Reread>> {
+    let mut rereads = Vec::new();
     let location = || new_layer_location(image, planned);
     // Every header group written goes through here, its times lowered when asked for.
     let clamp = planned.clamp_times;
@@ -217,12 +222,51 @@ pub(crate) fn write_tar(image: &Image, planned: &PlannedRange, budget: Budget, t
                     Item::Header(bytes) => header(tar, bytes)?,
                     Item::CopyLower(lower) => {
                         header(tar, &lower.header)?;
+                        rereads.push(Reread::new(lower.layer, LOWER));
                         copy_lower(image, lower.layer, lower.entry, tar, budget)?
                     }
                     Item::Copy | Item::CopyWithHeader(_) => {}
                 }
             }
             continue;
+        }
+        let index = &planned.indexes[offset];
+        let copies = |s: &&crate::plan::Step| s.items().iter().any(|i| matches!(i, Item::Copy | Item::CopyWithHeader(_)));
+        if let Some(kept) = planned.kept.as_ref().map(|k| &k[offset]).filter(|k| steps.iter().filter(copies).all(|s| k.has(s.entry))) {
+            let at = || Location::file(image.path()).part(format!("temporary copy of layer {}'s surviving entries", index.layer));
+            let mut reader = kept.reader(index);
+            for step in steps {
+                for item in step.items() {
+                    let renamed = match item {
+                        Item::Header(bytes) => {
+                            header(tar, bytes)?;
+                            continue;
+                        }
+                        Item::CopyLower(lower) => {
+                            header(tar, &lower.header)?;
+                            rereads.push(Reread::new(lower.layer, LOWER));
+                            copy_lower(image, lower.layer, lower.entry, tar, budget)?;
+                            continue;
+                        }
+                        Item::Copy => None,
+                        Item::CopyWithHeader(renamed) => Some(renamed),
+                    };
+                    let (raw, mut data) = reader.entry(step.entry).at(at)?;
+                    header(tar, renamed.map_or(&raw[..], |r| &r[..]))?;
+                    let expected = data.limit();
+                    let copied = std::io::copy(&mut data, tar).at(at)?;
+                    if copied != expected {
+                        return Err(Error::Output {
+                            location: at(),
+                            reason: format!("temporary copy is short: {copied} of {expected} bytes"),
+                        });
+                    }
+                }
+            }
+            continue;
+        }
+        if planned.kept.is_some() {
+            rereads.push(Reread::new(index.layer, "entries its one read did not keep (a hard link's target that a layer above shadows)"));
         }
         let layer = &image.layers()[planned.range.start + offset];
         let check = Check::BlobOnly(planned.indexes[offset].blob_digest.clone());
@@ -253,6 +297,7 @@ pub(crate) fn write_tar(image: &Image, planned: &PlannedRange, budget: Budget, t
                         }
                         Item::CopyLower(lower) => {
                             header(tar, &lower.header)?;
+                            rereads.push(Reread::new(lower.layer, LOWER));
                             copy_lower(image, lower.layer, lower.entry, tar, budget)?
                         }
                         Item::CopyWithHeader(renamed) => {
@@ -271,8 +316,11 @@ pub(crate) fn write_tar(image: &Image, planned: &PlannedRange, budget: Budget, t
     }
     tar.source(None);
     tar.write_all(&END_OF_ARCHIVE).at(location)?;
-    Ok(())
+    Ok(rereads)
 }
+
+/// Why a layer below a range is read: a hard link's content.
+const LOWER: &str = "content of a hard link's target below the range";
 
 /// Copies the data of entry `entry` of image layer `layer` (below the range), after its new
 /// header was written: the content of a hard link whose target the range deletes. That layer is

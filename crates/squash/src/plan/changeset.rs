@@ -860,6 +860,7 @@ pub(crate) fn plan_range(layers: &[LayerIndex], lower: &Lower, exclude: &Exclude
         missing_headers,
         missing_excluded,
         excluded,
+        rereads: Vec::new(),
     })
 }
 

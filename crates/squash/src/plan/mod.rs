@@ -33,7 +33,7 @@ pub enum HistoryMode {
 }
 
 /// What to squash and how to write it. Builder-style: `SquashOptions::default().with_selector(..)`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct SquashOptions {
     /// Which layers to squash.
@@ -57,6 +57,11 @@ pub struct SquashOptions {
     /// `--exclude` patterns (gitignore-style, anchored at the root): every path they match
     /// vanishes from the image's filesystem, with its subtree.
     pub excludes: Vec<String>,
+    /// Read each layer of a range once (default): while it is indexed, newest first, what no
+    /// layer above it shadows is kept in a temporary file, and the merge copies from there
+    /// instead of decoding the layer again. Turn it off for a plan that will not be executed (a
+    /// dry run): it then writes nothing to disk, and an execution reads the layers again.
+    pub read_once: bool,
     /// Lower the times of the entries written into new layers (mtime, and PAX atime and ctime)
     /// that are later than `source_date_epoch` to it, as BuildKit's and buildah's
     /// `--rewrite-timestamp` do. Kept layers are never touched.
@@ -74,7 +79,35 @@ pub struct SquashOptions {
     pub tmp_dir: Option<std::path::PathBuf>,
 }
 
+impl Default for SquashOptions {
+    fn default() -> SquashOptions {
+        SquashOptions {
+            selector: LayerSelector::default(),
+            bases: Vec::new(),
+            compression: None,
+            level: None,
+            threads: 0,
+            message: None,
+            history: HistoryMode::default(),
+            source_date_epoch: None,
+            excludes: Vec::new(),
+            read_once: true,
+            rewrite_timestamp: false,
+            edits: edits::ConfigEdits::default(),
+            lock_timeout: None,
+            verify_all: false,
+            tmp_dir: None,
+        }
+    }
+}
+
 impl SquashOptions {
+    /// Whether each layer of a range is read once ([`SquashOptions::read_once`]).
+    pub fn with_read_once(mut self, once: bool) -> SquashOptions {
+        self.read_once = once;
+        self
+    }
+
     /// Sets the layer selector.
     pub fn with_selector(mut self, selector: LayerSelector) -> Self {
         self.selector = selector;
@@ -283,6 +316,24 @@ pub(crate) struct RangePlan {
     pub missing_excluded: Option<BTreeSet<EntryPath>>,
     /// `--exclude`: what each pattern removes from this range and hides below it.
     pub excluded: Vec<exclude::ExcludeFigures>,
+    /// Layers read again while planning (headers the indexes did not keep).
+    pub rereads: Vec<Reread>,
+}
+
+/// A layer read again, beyond the one read of each layer a squash needs, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct Reread {
+    /// The image layer.
+    pub layer: usize,
+    /// Why.
+    pub reason: String,
+}
+
+impl Reread {
+    pub(crate) fn new(layer: usize, reason: &str) -> Reread {
+        Reread { layer, reason: reason.to_string() }
+    }
 }
 
 impl RangePlan {
@@ -307,6 +358,8 @@ pub struct PlannedRange {
     /// ([`SquashOptions::rewrite_timestamp`]).
     pub clamp_times: Option<u64>,
     pub(crate) plan: RangePlan,
+    /// With [`SquashOptions::read_once`]: what each layer's one read kept for the merge.
+    pub(crate) kept: Option<std::sync::Arc<Vec<crate::read::once::Kept>>>,
 }
 
 impl PlannedRange {
@@ -330,6 +383,10 @@ impl PlannedRange {
     /// The fate of entry `entry` of the range's `layer`-th layer (0 = oldest of the range).
     pub fn fates(&self) -> &[Vec<Fate>] {
         &self.plan.fates
+    }
+    /// Layers read again while planning, beyond one read of each layer of the range.
+    pub fn rereads(&self) -> &[Reread] {
+        &self.plan.rereads
     }
     /// Number of entries written to the new layer.
     pub fn entries_after(&self) -> usize {
@@ -431,11 +488,17 @@ impl Image {
         }
         let mut planned = Vec::with_capacity(ranges.len());
         for range in ranges {
-            let mut indexes = self.index_layers_reporting(range.start..=range.end, options.threads, progress)?;
-            let plan = self.plan_indexes(&mut indexes, options.threads, progress, &exclude)?;
+            let (mut indexes, kept) = if options.read_once {
+                let (indexes, kept) =
+                    self.index_range_once(range.start..=range.end, options.threads, progress, options.tmp_dir.as_deref())?;
+                (indexes, Some(std::sync::Arc::new(kept)))
+            } else {
+                (self.index_layers_reporting(range.start..=range.end, options.threads, progress)?, None)
+            };
+            let plan = self.plan_indexes(&mut indexes, options.threads, progress, &exclude, kept.as_deref().map(Vec::as_slice))?;
             let compression = options.compression.unwrap_or_else(|| default_compression(self, &range));
             check_level(compression, options.level)?;
-            planned.push(PlannedRange { range, indexes, compression, clamp_times, plan });
+            planned.push(PlannedRange { range, indexes, compression, clamp_times, plan, kept });
         }
         Ok(SquashPlan { ranges: planned, options: options.clone(), made_for: Some(self.config_digest().clone()) })
     }
@@ -488,9 +551,25 @@ impl Image {
         threads: usize,
         progress: &dyn crate::write::Progress,
         exclude: &Excludes,
+        kept: Option<&[crate::read::once::Kept]>,
+    ) -> Result<RangePlan> {
+        let mut rereads = Vec::new();
+        let mut plan = self.plan_indexes_counting(indexes, threads, progress, exclude, kept, &mut rereads)?;
+        plan.rereads = rereads;
+        Ok(plan)
+    }
+
+    fn plan_indexes_counting(
+        &self,
+        indexes: &mut [LayerIndex],
+        threads: usize,
+        progress: &dyn crate::write::Progress,
+        exclude: &Excludes,
+        kept: Option<&[crate::read::once::Kept]>,
+        rereads: &mut Vec<Reread>,
     ) -> Result<RangePlan> {
         let budget = Budget::new(threads);
-        let plan = self.plan_with_headers(indexes, &Default::default(), exclude, budget)?;
+        let plan = self.plan_with_headers(indexes, &Default::default(), exclude, budget, kept, rereads)?;
         if plan.missing_lower.is_empty() && plan.missing_lower_dirs.is_empty() && plan.missing_excluded.is_none() {
             return Ok(plan);
         }
@@ -499,15 +578,16 @@ impl Image {
         let (mut files, mut dirs, asked) = plan.into_questions();
         let start = indexes.first().map(|i| i.layer).unwrap_or(0);
         if let Some(asked) = asked {
-            return self.plan_excluding(indexes, start, files, dirs, asked, threads, progress, exclude);
+            let questions = Questions { files, dirs, asked };
+            return self.plan_excluding(indexes, start, questions, threads, progress, exclude, kept, rereads);
         }
         // Only directories asked about: the indexes keep only what their answer depends on.
         let query = files.is_empty().then(|| changeset::DirQuery::new(&dirs));
         let filter = query.as_ref().map(|q| q as &dyn crate::layer::index::EntryFilter);
         let mut lower_indexes = self.index_layers_filtered(0..start, threads, progress, filter)?;
-        let lower = self.resolve_lower(&mut lower_indexes, &mut files, &mut dirs, budget)?;
+        let lower = self.resolve_lower(&mut lower_indexes, &mut files, &mut dirs, budget, rereads)?;
         drop(lower_indexes);
-        let plan = self.plan_with_headers(indexes, &lower, exclude, budget)?;
+        let plan = self.plan_with_headers(indexes, &lower, exclude, budget, kept, rereads)?;
         match plan.missing_lower.first() {
             None => Ok(plan),
             Some(target) => Err(no_link_target(indexes, target)),
@@ -521,10 +601,11 @@ impl Image {
         files: &mut BTreeSet<EntryPath>,
         dirs: &mut BTreeSet<EntryPath>,
         budget: Budget,
+        rereads: &mut Vec<Reread>,
     ) -> Result<changeset::Lower> {
         let mut lower = changeset::resolve_lower(lower_indexes, files, dirs)?;
         if !lower.missing_headers.is_empty() {
-            self.restore_headers(lower_indexes, &lower.missing_headers, budget)?;
+            self.restore_headers(lower_indexes, &lower.missing_headers, budget, None, rereads)?;
             lower = changeset::resolve_lower(lower_indexes, files, dirs)?;
         }
         Ok(lower)
@@ -538,13 +619,14 @@ impl Image {
         &self,
         indexes: &mut [LayerIndex],
         start: usize,
-        mut files: BTreeSet<EntryPath>,
-        mut dirs: BTreeSet<EntryPath>,
-        mut asked: BTreeSet<EntryPath>,
+        questions: Questions,
         threads: usize,
         progress: &dyn crate::write::Progress,
         exclude: &Excludes,
+        kept: Option<&[crate::read::once::Kept]>,
+        rereads: &mut Vec<Reread>,
     ) -> Result<RangePlan> {
+        let Questions { mut files, mut dirs, mut asked } = questions;
         let budget = Budget::new(threads);
         let mut lower_indexes = self.index_layers_reporting(0..start, threads, progress)?;
         for _ in 0..4 {
@@ -552,9 +634,9 @@ impl Image {
             // The parent of every whiteout the patterns may add, so that each is written where the
             // layers below hold its directory.
             dirs.extend(asked.iter().chain(excluded.tops.iter().map(|t| &t.0)).filter_map(|p| p.parent()).filter(|p| !p.is_root()));
-            let mut lower = self.resolve_lower(&mut lower_indexes, &mut files, &mut dirs, budget)?;
+            let mut lower = self.resolve_lower(&mut lower_indexes, &mut files, &mut dirs, budget, rereads)?;
             lower.excluded = Some(excluded);
-            let plan = self.plan_with_headers(indexes, &lower, exclude, budget)?;
+            let plan = self.plan_with_headers(indexes, &lower, exclude, budget, kept, rereads)?;
             let new_files: Vec<EntryPath> = plan.missing_lower.iter().filter(|f| !files.contains(*f)).cloned().collect();
             if plan.missing_lower.is_empty() {
                 return Ok(plan);
@@ -579,12 +661,14 @@ impl Image {
         lower: &changeset::Lower,
         exclude: &Excludes,
         budget: Budget,
+        kept: Option<&[crate::read::once::Kept]>,
+        rereads: &mut Vec<Reread>,
     ) -> Result<RangePlan> {
         let plan = changeset::plan_range(indexes, lower, exclude)?;
         if plan.missing_headers.is_empty() {
             return Ok(plan);
         }
-        self.restore_headers(indexes, &plan.missing_headers, budget)?;
+        self.restore_headers(indexes, &plan.missing_headers, budget, kept, rereads)?;
         let plan = changeset::plan_range(indexes, lower, exclude)?;
         match plan.missing_headers.first() {
             None => Ok(plan),
@@ -594,6 +678,13 @@ impl Image {
             }),
         }
     }
+}
+
+/// What a first plan asked of the layers below: files, directories, and `--exclude` paths.
+struct Questions {
+    files: BTreeSet<EntryPath>,
+    dirs: BTreeSet<EntryPath>,
+    asked: BTreeSet<EntryPath>,
 }
 
 /// A hard link of the range whose target neither the range nor the layers below hold.

@@ -6,6 +6,7 @@ pub(crate) mod blob;
 mod docker;
 mod index;
 mod oci;
+pub(crate) mod once;
 mod reference;
 mod spool;
 pub(crate) mod stream;

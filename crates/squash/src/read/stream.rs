@@ -481,17 +481,36 @@ impl Image {
     }
 
     /// Reads again the header bytes of `wanted` (position in `indexes`, entry), which their
-    /// indexes did not keep, checking each layer's blob digest again.
+    /// indexes did not keep: from what a one-time read `kept`, when it kept them all for that
+    /// layer, otherwise from the layer (its blob digest checked again), which is counted in
+    /// `rereads`.
     pub(crate) fn restore_headers(
         &self,
         indexes: &mut [crate::layer::index::LayerIndex],
         wanted: &std::collections::BTreeSet<(usize, usize)>,
         budget: Budget,
+        kept: Option<&[crate::read::once::Kept]>,
+        rereads: &mut Vec<crate::plan::Reread>,
     ) -> Result<()> {
         for (position, index) in indexes.iter_mut().enumerate() {
             let entries: std::collections::BTreeSet<usize> =
                 wanted.range((position, 0)..=(position, usize::MAX)).map(|&(_, e)| e).collect();
             let Some(&last) = entries.last() else { continue };
+            if let Some(kept) = kept.and_then(|k| k.get(position)).filter(|k| entries.iter().all(|&e| k.has(e))) {
+                let mut headers = Vec::with_capacity(entries.len());
+                {
+                    let mut reader = kept.reader(index);
+                    for &e in &entries {
+                        let (header, _) = reader.entry(e).map_err(|err| Error::io(index.location.clone(), err))?;
+                        headers.push((e, header));
+                    }
+                }
+                for (e, header) in headers {
+                    index.entries[e].raw = Some(header.into_boxed_slice());
+                }
+                continue;
+            }
+            rereads.push(crate::plan::Reread::new(index.layer, "headers of files whose names a hard link outlives"));
             let layer = self.layers.get(index.layer).ok_or_else(|| Error::InvalidRange { reason: format!("no layer {}", index.layer) })?;
             let mut stream = LayerStream::open_within(self, layer, Check::BlobOnly(index.blob_digest.clone()), budget)?;
             for i in 0..=last {

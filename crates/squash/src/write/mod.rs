@@ -40,6 +40,10 @@ pub struct OutcomeLayer {
     pub squashed_from: Option<LayerRange>,
     /// Uncompressed size, known for merged layers.
     pub uncompressed_size: Option<u64>,
+    /// For a merged layer: the layers read again to plan and write it, beyond one read of each
+    /// layer of its range, each with the reason (left out when there is none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rereads: Vec<crate::plan::Reread>,
 }
 
 /// What a squash (or copy) wrote.
@@ -411,6 +415,7 @@ impl SquashPlan {
                 media_type,
                 squashed_from: None,
                 uncompressed_size: None,
+                rereads: Vec::new(),
             });
             descriptors.push(descriptor);
             index += 1;
@@ -508,6 +513,7 @@ impl SquashPlan {
             media_type,
             squashed_from: Some(planned.range.clone()),
             uncompressed_size: Some(merged.uncompressed_size),
+            rereads: merged.rereads.clone(),
         };
         Ok((layer, descriptor))
     }
