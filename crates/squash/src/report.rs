@@ -239,14 +239,15 @@ pub struct ReportOptions {
     /// The clutter rules ([`ClutterRule::defaults`] unless changed).
     pub clutter: Vec<ClutterRule>,
     /// Without `exact`: about this many uncompressed bytes of each new layer are compressed
-    /// to estimate its size, in pieces spread evenly over it (default 256 MiB); a smaller
-    /// layer is compressed whole. More is slower and closer.
-    pub sample_bytes: u64,
+    /// to estimate its size, in pieces spread evenly over it; a smaller layer is compressed
+    /// whole. More is slower and closer. `None` (the default): 256 MiB for zstd up to level 9,
+    /// 64 MiB for gzip and higher zstd levels.
+    pub sample_bytes: Option<u64>,
 }
 
 impl Default for ReportOptions {
     fn default() -> ReportOptions {
-        ReportOptions { top_paths: 20, exact: false, clutter: ClutterRule::defaults(), sample_bytes: crate::merge::sample::SAMPLE_BYTES }
+        ReportOptions { top_paths: 20, exact: false, clutter: ClutterRule::defaults(), sample_bytes: None }
     }
 }
 
@@ -263,7 +264,7 @@ impl ReportOptions {
     }
     /// Compresses about `bytes` of each new layer to estimate its size.
     pub fn with_sample_bytes(mut self, bytes: u64) -> ReportOptions {
-        self.sample_bytes = bytes.max(1);
+        self.sample_bytes = Some(bytes.max(1));
         self
     }
     /// Adds a clutter rule.
@@ -430,7 +431,7 @@ fn file_bytes(index: &LayerIndex, entry: usize) -> u64 {
 impl Image {
     /// Measures waste per layer and per path, and what the squash described by `options` would
     /// reclaim (default selector: everything above the base if it can be found, else above
-    /// layer 0). Reads layer headers only.
+    /// layer 0), with its compressed size estimated from samples ([`Image::report_with`]).
     ///
     /// ```no_run
     /// use squash::{Gates, Image, SquashOptions};
@@ -453,16 +454,16 @@ impl Image {
         self.report_with(options, &ReportOptions::default().with_top_paths(top_paths), progress)
     }
 
-    /// The report, measured as `how` says. Every layer is indexed; then each range's new layer
-    /// is streamed as a squash would write it (its layers read again) into a compressor that
-    /// only counts: samples of it ([`ReportOptions::exact`] off) or all of it. Nothing is
-    /// written. `progress` hears of the indexing, then of the merges as
+    /// The report, measured as `how` says. Every layer is indexed (a range's layers newest first,
+    /// what can survive kept in unnamed temporary files, as a squash reads them); then each
+    /// range's new layer is streamed as a squash would write it into a compressor that only
+    /// counts: samples of it ([`ReportOptions::exact`] off) or all of it. Nothing is written
+    /// beside those temporaries, which the system removes. `progress` hears of the indexing, then of the merges as
     /// [`Event::Writing`](crate::Event::Writing) and [`Event::Advanced`](crate::Event::Advanced),
     /// and can cancel.
     pub fn report_with(&self, options: &SquashOptions, how: &ReportOptions, progress: &dyn crate::write::Progress) -> Result<Report> {
         let top_paths = how.top_paths;
         let count = self.layers().len();
-        let mut indexes = self.index_layers_reporting(0..count, options.threads, progress)?;
         let ranges = match &options.selector {
             LayerSelector::Nothing => match range::resolve(self, &LayerSelector::Base, &options.bases) {
                 Ok(r) => r,
@@ -475,6 +476,29 @@ impl Image {
         };
         let base_end = ranges.first().map(|r| r.start).unwrap_or(count);
         let in_range = |l: usize| ranges.iter().any(|r| (r.start..=r.end).contains(&l));
+        // The layers outside the ranges are indexed in parallel; each range is read once, its
+        // surviving entries kept for measuring the new layer without decoding them again.
+        let outside: Vec<usize> = (0..count).filter(|&l| !in_range(l)).collect();
+        let mut slots: Vec<Option<LayerIndex>> = (0..count).map(|_| None).collect();
+        for (l, index) in outside.iter().zip(self.index_layers_reporting(outside.iter().copied(), options.threads, progress)?) {
+            slots[*l] = Some(index);
+        }
+        let mut kept = Vec::with_capacity(ranges.len());
+        for r in &ranges {
+            let (range_indexes, range_kept) =
+                self.index_range_once(r.start..=r.end, options.threads, progress, options.tmp_dir.as_deref())?;
+            for (offset, index) in range_indexes.into_iter().enumerate() {
+                slots[r.start + offset] = Some(index);
+            }
+            kept.push(std::sync::Arc::new(range_kept));
+        }
+        let mut indexes: Vec<LayerIndex> = slots
+            .into_iter()
+            .enumerate()
+            .map(|(l, index)| {
+                index.ok_or_else(|| crate::error::Error::InvalidRange { reason: format!("internal error: layer {l} was not indexed") })
+            })
+            .collect::<Result<_>>()?;
         let whole = plan_range(&indexes, &Default::default(), &Default::default())?;
         let mut layers = Vec::with_capacity(count);
         let mut per_path: BTreeMap<String, WastedPath> = BTreeMap::new();
@@ -560,12 +584,12 @@ impl Image {
         // Plan every range first (so that a bad range fails before any layer is read again).
         // (Last range first, so that taking its indexes out leaves the others' positions.)
         let mut planned = Vec::with_capacity(ranges.len());
-        for range in ranges.into_iter().rev() {
-            let plan = self.plan_indexes(&mut indexes[range.start..=range.end], options.threads, progress, &exclude, None)?;
+        for (range, kept) in ranges.into_iter().zip(kept).rev() {
+            let plan = self.plan_indexes(&mut indexes[range.start..=range.end], options.threads, progress, &exclude, Some(&kept))?;
             let compression = options.compression.unwrap_or_else(|| crate::plan::default_compression(self, &range));
             crate::plan::check_level(compression, options.level)?;
             let taken = indexes.drain(range.start..=range.end).collect();
-            planned.push(crate::plan::PlannedRange { range, indexes: taken, compression, clamp_times, plan, kept: None });
+            planned.push(crate::plan::PlannedRange { range, indexes: taken, compression, clamp_times, plan, kept: Some(kept) });
         }
         planned.reverse();
         drop(indexes);
@@ -573,8 +597,11 @@ impl Image {
         let mut squash = Vec::new();
         for planned in &planned {
             progress.step(format!("measuring the new layer for layers {}", planned.range));
-            let measured =
-                crate::merge::measure_range(self, planned, options.level, options.threads, how.sample_bytes, how.exact, progress)?;
+            let measured = {
+                let sample =
+                    how.sample_bytes.unwrap_or_else(|| crate::merge::sample::default_sample_bytes(planned.compression, options.level));
+                crate::merge::measure_range(self, planned, options.level, options.threads, sample, how.exact, progress)?
+            };
             for (offset, (index, (written, compressed))) in planned.indexes.iter().zip(&measured.per_layer).enumerate() {
                 let layer = &mut layers[planned.range.start + offset];
                 layer.reclaimed_bytes = index.uncompressed_size.saturating_sub(*written);

@@ -14,8 +14,15 @@ use rayon::prelude::*;
 use super::TarOut;
 use crate::layer::compression::Compression;
 
-/// By default at most this many uncompressed bytes of each new layer are compressed.
-pub(crate) const SAMPLE_BYTES: u64 = 256 << 20;
+/// How many uncompressed bytes of a new layer are compressed by default: zstd up to level 9 is
+/// fast and its 1 MiB pieces need more of them (on the bench image, 64 MiB was 3.3% off and
+/// 256 MiB 0.7%); gzip and the slow zstd levels are within 1% from 64 MiB, thanks to the proxy.
+pub(crate) fn default_sample_bytes(compression: Compression, level: Option<i32>) -> u64 {
+    match compression {
+        Compression::Zstd if level.unwrap_or(3) <= 9 => 256 << 20,
+        _ => 64 << 20,
+    }
+}
 
 /// gzip's container: the 10-byte header and the 8-byte trailer.
 const GZIP_FRAMING: u64 = 18;
