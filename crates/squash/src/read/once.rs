@@ -33,6 +33,9 @@ pub(crate) struct Kept {
 #[derive(Debug, Default)]
 struct Shadow {
     keys: Vec<u64>,
+    /// Where the keys of each value of the top 16 bits start (65,537 bounds): a lookup searches
+    /// a few keys, not the whole list.
+    starts: Vec<u32>,
 }
 
 /// A path whose descendants below are hidden: a whiteout, a non-directory, an opaque directory.
@@ -51,11 +54,23 @@ impl Shadow {
     /// The flags of `path`, if a layer above names it.
     fn find(&self, path: &[u8]) -> Option<u64> {
         let k = key(path);
-        self.keys.binary_search_by_key(&k, |v| v & !FLAGS).ok().map(|i| self.keys[i] & FLAGS)
+        let top = (k >> 48) as usize;
+        let (from, to) = (*self.starts.get(top)? as usize, *self.starts.get(top + 1)? as usize);
+        let slice = &self.keys[from..to];
+        slice.binary_search_by_key(&k, |v| v & !FLAGS).ok().map(|i| slice[i] & FLAGS)
     }
 
-    /// Whether a layer above hides the entry at `path` of a layer below.
-    fn hides(&self, path: &EntryPath, dir: bool) -> bool {
+    /// Whether a layer above hides what lies below `dir` (a whiteout, a non-directory or an
+    /// opaque directory at it or at one of its ancestors).
+    fn covers_below(&self, dir: &[u8]) -> bool {
+        !dir.is_empty()
+            && (self.find(dir).is_some_and(|f| f & COVERS != 0)
+                || dir.iter().enumerate().any(|(i, &b)| b == b'/' && self.find(&dir[..i]).is_some_and(|f| f & COVERS != 0)))
+    }
+
+    /// Whether a layer above hides the entry at `path` of a layer below; `parent` remembers the
+    /// verdict for the last parent directory asked about (entries come grouped by directory).
+    fn hides(&self, path: &EntryPath, dir: bool, parent: &mut (Vec<u8>, bool)) -> bool {
         let bytes = path.as_bytes();
         if path.is_root() || self.keys.is_empty() {
             return false;
@@ -65,7 +80,13 @@ impl Shadow {
             Some(_) if !dir => return true,
             _ => {}
         }
-        bytes.iter().enumerate().any(|(i, &b)| b == b'/' && self.find(&bytes[..i]).is_some_and(|f| f & COVERS != 0))
+        let up = &bytes[..bytes.iter().rposition(|&b| b == b'/').unwrap_or(0)];
+        if parent.0 != up {
+            parent.0.clear();
+            parent.0.extend_from_slice(up);
+            parent.1 = self.covers_below(up);
+        }
+        parent.1
     }
 
     /// Adds the entries of a layer, which lies below those added before.
@@ -95,7 +116,16 @@ impl Shadow {
             same
         });
         keys.shrink_to_fit();
+        let mut starts = Vec::with_capacity((1 << 16) + 1);
+        let mut at = 0usize;
+        for top in 0..=(1u64 << 16) {
+            while at < keys.len() && keys[at] >> 48 < top {
+                at += 1;
+            }
+            starts.push(u32::try_from(at).unwrap_or(u32::MAX));
+        }
         self.keys = keys;
+        self.starts = starts;
     }
 }
 
@@ -227,13 +257,14 @@ impl Image {
         let file = tempfile::tempfile_in(dir).at(location)?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
         let (mut entries, mut number): (Vec<u64>, u32) = (Vec::new(), 0);
+        let mut parent = (Vec::new(), false);
         let index = self.index_layer_visiting(layer, budget, &mut |group, stream| {
             let entry = number;
             number = number.saturating_add(1);
             // A path that does not parse is the index's error to report, with its name.
             let Ok(path) = EntryPath::parse(&group.meta.path) else { return Ok(()) };
             let dir = group.meta.kind() == Some(EntryKind::Dir);
-            if shadow.hides(&path, dir) {
+            if shadow.hides(&path, dir, &mut parent) {
                 return Ok(());
             }
             let mut counted = Counted { inner: &mut out, failed: false };
