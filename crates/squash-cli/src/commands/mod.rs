@@ -724,6 +724,7 @@ fn report(args: crate::args::ReportArgs, verbosity: Verbosity) -> Result<ExitCod
     }
     let mut template = SquashOptions::default().with_selector(selector).with_threads(args.threads.unwrap_or(0));
     template.excludes = excludes(&args.select)?;
+    template.tmp_dir = args.tmp_dir.clone();
     if let Some(c) = &args.compression {
         template = template.with_compression(c.parse::<Compression>().map_err(|e| anyhow!(e))?);
     }

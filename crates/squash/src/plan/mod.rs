@@ -75,7 +75,8 @@ pub struct SquashOptions {
     /// Also decode every kept layer and check its diff_id (kept layers are otherwise copied with
     /// their size and sha256 checked only).
     pub verify_all: bool,
-    /// Where new layers are spooled when the output is a stream (default: `TMPDIR`).
+    /// Where new layers are spooled when the output is a stream, and where a range read once
+    /// keeps its surviving entries ([`SquashOptions::read_once`]) (default: `TMPDIR`).
     pub tmp_dir: Option<std::path::PathBuf>,
 }
 
