@@ -161,6 +161,29 @@ fn count_color(pixels: &[u8], channels: usize, rgb: [u8; 3]) -> usize {
     pixels.chunks(channels).filter(|p| p.iter().zip(rgb).all(|(a, b)| a.abs_diff(b) < 12)).count()
 }
 
+/// Renders `file` in headless `browser` at `size` (`W,H`) and returns the screenshot's pixels
+/// and channels per pixel; the PNG stays in `dir` (copied to `SQUASH_KEEP_CHART` if set).
+fn screenshot(browser: &str, dir: &std::path::Path, file: &std::path::Path, size: &str) -> (Vec<u8>, usize) {
+    let png = dir.join(format!("{}.png", file.file_stem().and_then(|s| s.to_str()).unwrap_or("page")));
+    let profile = dir.join("profile");
+    run(Command::new(browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"])
+        .args(["--disable-component-update", "--disable-sync", "--hide-scrollbars"])
+        .arg(format!("--window-size={size}"))
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", file.display())));
+    if let Ok(keep) = std::env::var("SQUASH_KEEP_CHART") {
+        std::fs::copy(&png, keep).expect("copy screenshot");
+    }
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).expect("screenshot")));
+    let mut reader = decoder.read_info().expect("png");
+    let mut pixels = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut pixels).expect("frame");
+    pixels.truncate(info.buffer_size());
+    (pixels, info.color_type.samples())
+}
+
 #[test]
 fn report_chart_renders_in_a_browser() {
     let Some(browser) = chromium() else {
@@ -181,27 +204,12 @@ fn report_chart_renders_in_a_browser() {
     assert!(report.wasted_bytes > 0, "the chart must show waste");
     let svg = dir.path().join("chart.svg");
     std::fs::write(&svg, squash::present::report_svg(&report)).expect("write svg");
-    let png = dir.path().join("chart.png");
-    let profile = dir.path().join("profile");
-    run(Command::new(browser)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"])
-        .args(["--disable-component-update", "--disable-sync", "--hide-scrollbars", "--window-size=900,200"])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("--screenshot={}", png.display()))
-        .arg(format!("file://{}", svg.display())));
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).expect("screenshot")));
-    let mut reader = decoder.read_info().expect("png");
-    let mut pixels = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut pixels).expect("frame");
-    let channels = info.color_type.samples();
-    let pixels = &pixels[..info.buffer_size()];
+    let (pixels, channels) = screenshot(browser, dir.path(), &svg, "900,200");
+    let pixels = &pixels[..];
     // Kept bytes are drawn in blue, wasted bytes in red: beyond the legend's two 12x12
     // swatches, the bars must be on screen (a 60 kB bar is hundreds of pixels wide).
     let blue = count_color(pixels, channels, [0x4a, 0x7f, 0xd4]);
     let red = count_color(pixels, channels, [0xd9, 0x53, 0x4f]);
-    if let Ok(keep) = std::env::var("SQUASH_KEEP_CHART") {
-        std::fs::copy(&png, keep).expect("copy screenshot");
-    }
     assert!(blue > 3000 && red > 3000, "the browser drew {blue} kept and {red} wasted pixels");
 }
 
@@ -269,27 +277,12 @@ fn report_page_renders_in_a_browser() {
     let document = squash::document::ReportDocument::new(&image, report, Vec::new());
     let html = dir.path().join("report.html");
     std::fs::write(&html, squash::present::report_html(std::slice::from_ref(&document), None, 10)).expect("write html");
-    let png = dir.path().join("page.png");
-    let profile = dir.path().join("profile");
-    run(Command::new(browser)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"])
-        .args(["--disable-component-update", "--disable-sync", "--hide-scrollbars", "--window-size=1200,1600"])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("--screenshot={}", png.display()))
-        .arg(format!("file://{}", html.display())));
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).expect("screenshot")));
-    let mut reader = decoder.read_info().expect("png");
-    let mut pixels = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut pixels).expect("frame");
-    let channels = info.color_type.samples();
-    let pixels = &pixels[..info.buffer_size()];
+    let (pixels, channels) = screenshot(browser, dir.path(), &html, "1200,1600");
+    let pixels = &pixels[..];
     let blue = count_color(pixels, channels, [0x4a, 0x7f, 0xd4]);
     let red = count_color(pixels, channels, [0xd9, 0x53, 0x4f]);
     let header = count_color(pixels, channels, [0xdf, 0xe7, 0xf5]);
     let border = count_color(pixels, channels, [0x8a, 0x9b, 0xb8]);
-    if let Ok(keep) = std::env::var("SQUASH_KEEP_CHART") {
-        std::fs::copy(&png, keep).expect("copy screenshot");
-    }
     assert!(blue > 3000 && red > 3000, "the browser drew {blue} kept and {red} wasted pixels");
     assert!(header > 5000 && border > 2000, "the browser drew {header} table header and {border} border pixels");
 }
