@@ -364,6 +364,7 @@ impl Tally {
             match event {
                 squash::Event::Indexing { bytes, .. } => phases.push(("indexing", *bytes, 0)),
                 squash::Event::Writing { total } => phases.push(("writing", *total, 0)),
+                squash::Event::Measuring { total } => phases.push(("measuring", *total, 0)),
                 squash::Event::Indexed { bytes, .. } | squash::Event::Advanced { bytes } => {
                     phases.last_mut().expect("a phase began first").2 += bytes;
                 }
@@ -405,5 +406,29 @@ fn progress_events_add_up_to_their_totals() {
         let kept: u64 = image.layers()[..2].iter().map(|l| l.size()).sum();
         assert_eq!(phases[0].1, kept + image_plan.ranges[0].uncompressed_size(), "{phases:?}");
         assert_eq!(phases[0].1, phases[0].2);
+    }
+}
+
+/// A report announces its indexing and then its measuring (not a writing: it writes nothing),
+/// and each phase's work adds up to its total: the new layer's uncompressed bytes.
+#[test]
+fn report_progress_measures_and_does_not_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = two_platforms(dir.path());
+    let index = open_index(&format!("oci:{}:t", input.display()));
+    let image = index.images()[0].clone();
+    let options = SquashOptions::default().with_selector(LayerSelector::Top(2));
+    for exact in [false, true] {
+        let tally = Tally::default();
+        let report = image.report_with(&options, &squash::ReportOptions::default().with_exact(exact), &tally).expect("report");
+        let phases = tally.phases();
+        let names: Vec<_> = phases.iter().map(|p| p.0).collect();
+        assert_eq!(names.last(), Some(&"measuring"), "{phases:?}");
+        assert!(names[..names.len() - 1].iter().all(|&n| n == "indexing"), "{phases:?}");
+        for (phase, announced, done) in &phases {
+            assert_eq!(announced, done, "exact {exact}, {phase}: {phases:?}");
+        }
+        let measured = phases.last().expect("a phase").1;
+        assert_eq!(measured, report.squash.iter().map(|r| r.uncompressed_size_after).sum::<u64>(), "{phases:?}");
     }
 }

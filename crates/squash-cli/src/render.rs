@@ -410,6 +410,10 @@ impl squash::Progress for ProgressLine {
                 self.log(&format!("writing: {} of work", human(*total)));
                 self.restart(*total, WRITING, "writing".into());
             }
+            Event::Measuring { total } => {
+                self.log(&format!("measuring: {} of new layers", human(*total)));
+                self.restart(*total, WRITING, "measuring".into());
+            }
             Event::Step { description } => {
                 self.log(description);
                 self.with_bar(|bar| bar.set_message(description.clone()));

@@ -459,7 +459,7 @@ impl Image {
     /// range's new layer is streamed as a squash would write it into a compressor that only
     /// counts: samples of it ([`ReportOptions::exact`] off) or all of it. Nothing is written
     /// beside those temporaries, which the system removes. `progress` hears of the indexing, then of the merges as
-    /// [`Event::Writing`](crate::Event::Writing) and [`Event::Advanced`](crate::Event::Advanced),
+    /// [`Event::Measuring`](crate::Event::Measuring) and [`Event::Advanced`](crate::Event::Advanced),
     /// and can cancel.
     pub fn report_with(&self, options: &SquashOptions, how: &ReportOptions, progress: &dyn crate::write::Progress) -> Result<Report> {
         let top_paths = how.top_paths;
@@ -593,7 +593,7 @@ impl Image {
         }
         planned.reverse();
         drop(indexes);
-        progress.event(&crate::write::Event::Writing { total: planned.iter().map(|p| p.uncompressed_size()).sum() });
+        progress.event(&crate::write::Event::Measuring { total: planned.iter().map(|p| p.uncompressed_size()).sum() });
         let mut squash = Vec::new();
         for planned in &planned {
             progress.step(format!("measuring the new layer for layers {}", planned.range));

@@ -131,7 +131,13 @@ pub enum Event {
         /// The bytes of work.
         total: u64,
     },
-    /// A step of the writing begins (`copying layer 3`, `merging layers 1..4`).
+    /// `squash report` begins to measure its ranges' new layers, which it streams as a squash
+    /// writes them but writes nowhere. `total` bytes of work follow in [`Event::Advanced`].
+    Measuring {
+        /// The bytes of work: the new layers' uncompressed bytes.
+        total: u64,
+    },
+    /// A step of the writing or measuring begins (`copying layer 3`, `merging layers 1..4`).
     Step {
         /// What it does.
         description: String,
