@@ -512,13 +512,43 @@ fn write_docker_archive(path: &Path, tars: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
+/// Copies the new layer (the manifest's second) of the `docker save` tarball `archive` to `to`.
+fn extract_new_layer(archive: &Path, to: &Path) -> Result<()> {
+    let mut tarball = tar::Archive::new(File::open(archive)?);
+    // Each member's data: where it starts in the tarball, and its size.
+    let mut members = std::collections::BTreeMap::new();
+    let mut manifest = None;
+    for member in tarball.entries()? {
+        let member = member?;
+        let name = member.path()?.to_string_lossy().into_owned();
+        if name == "manifest.json" {
+            manifest = Some(serde_json::from_reader::<_, serde_json::Value>(member)?);
+        } else {
+            members.insert(name, (member.raw_file_position(), member.size()));
+        }
+    }
+    let manifest = manifest.context("no manifest.json in the squashed archive")?;
+    let layer = manifest[0]["Layers"][1].as_str().context("the squashed archive has no second layer")?;
+    let &(position, size) = members.get(layer).with_context(|| format!("no member {layer}"))?;
+    let mut file = File::open(archive)?;
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(position))?;
+    std::io::copy(&mut std::io::Read::take(file, size), &mut File::create(to)?)?;
+    Ok(())
+}
+
 /// Runs a command under GNU time: (seconds, peak RSS in MB).
 fn timed(cmd: &mut Command) -> Result<(f64, f64)> {
+    timed_cpu(cmd).map(|(wall, rss, _)| (wall, rss))
+}
+
+/// Runs a command under GNU time: (seconds, peak RSS in MB, CPU seconds: user and system, its
+/// children included).
+fn timed_cpu(cmd: &mut Command) -> Result<(f64, f64, f64)> {
     let report = std::env::temp_dir().join("squash-bench-time.txt");
     let program = cmd.get_program().to_owned();
     let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
     let mut timed = Command::new("/usr/bin/time");
-    timed.arg("-f").arg("%e %M").arg("-o").arg(&report).arg(program).args(args);
+    timed.arg("-f").arg("%U %S %M").arg("-o").arg(&report).arg(program).args(args);
     if let Some(dir) = cmd.get_current_dir() {
         timed.current_dir(dir);
     }
@@ -530,8 +560,10 @@ fn timed(cmd: &mut Command) -> Result<(f64, f64)> {
         bail!("{cmd:?} failed:\n{}", String::from_utf8_lossy(&status.stderr));
     }
     let text = fs::read_to_string(&report)?;
-    let rss_kb: f64 = text.split_whitespace().last().and_then(|s| s.parse().ok()).unwrap_or(0.0);
-    Ok((wall, rss_kb / 1024.0))
+    // The last line: what GNU time printed after anything the command's own failure added.
+    let fields: Vec<f64> = text.lines().last().unwrap_or_default().split_whitespace().filter_map(|s| s.parse().ok()).collect();
+    let &[user, system, rss_kb] = fields.as_slice() else { bail!("unexpected output of GNU time: {text}") };
+    Ok((wall, rss_kb / 1024.0, user + system))
 }
 
 /// Writes dirty pages back before a measurement, so that no run pays for the writes of the
@@ -558,12 +590,9 @@ fn timed_median(runs: usize, mut measure: impl FnMut() -> Result<(f64, f64)>) ->
     Ok((median(times), rss))
 }
 
-/// Time of a shell pipeline (for the limits).
-fn timed_sh(script: &str) -> Result<f64> {
-    settle();
-    let start = Instant::now();
-    run(Command::new("sh").arg("-c").arg(script))?;
-    Ok(start.elapsed().as_secs_f64())
+/// Time of a shell pipeline (for the limits): (seconds, CPU seconds of the whole pipeline).
+fn timed_sh(script: &str) -> Result<(f64, f64)> {
+    timed_cpu(Command::new("sh").arg("-c").arg(script)).map(|(wall, _, cpu)| (wall, cpu))
 }
 
 fn have(tool: &str) -> bool {
@@ -602,7 +631,11 @@ fn bench(args: &[String]) -> Result<()> {
     let squash = root().join("target/release/squash");
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!("machine: {cores} cores; squashing every layer above layer 0 (4 layers); medians of {runs} runs");
-    println!("{:<28} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9}", "case", "squash s", "limit s", "ratio", "overlap s", "ratio", "RSS MB");
+    println!("\"CPU\": user and system seconds; \"floor\": the limit's own CPU spread over every core, as a ratio to the limit");
+    println!(
+        "{:<28} {:>9} {:>7} {:>9} {:>7} {:>7} {:>9} {:>7} {:>7} {:>7}",
+        "case", "squash s", "CPU s", "limit s", "CPU s", "ratio", "overlap s", "ratio", "floor", "RSS MB"
+    );
     for s in [scale, scale * 2.0] {
         let work = dir.join(format!("scale-{s}"));
         let _ = fs::remove_dir_all(&work);
@@ -626,16 +659,17 @@ fn bench(args: &[String]) -> Result<()> {
             } else {
                 ("zstd -dc -q", "zstd -T0 -3 -q -c".to_string())
             };
-            let (mut ours, mut rss, mut decompress, mut compress) = (Vec::new(), 0f64, Vec::new(), Vec::new());
+            let (mut ours, mut ours_cpu, mut rss, mut decompress, mut compress) = (Vec::new(), Vec::new(), 0f64, Vec::new(), Vec::new());
             for round in 0..runs {
                 let _ = fs::remove_dir_all(&out);
-                let (t, r) = timed(
+                let (t, r, cpu) = timed_cpu(
                     Command::new(&squash)
                         .arg(format!("oci:{}:bench", layout.display()))
                         .args(["--from-layer", "4", "--quiet", "-o"])
                         .arg(format!("oci:{}:bench", out.display())),
                 )?;
                 ours.push(t);
+                ours_cpu.push(cpu);
                 rss = rss.max(r);
                 if round == 0 {
                     let new_blob = newest_layer_blob(&out)?;
@@ -644,33 +678,31 @@ fn bench(args: &[String]) -> Result<()> {
                 decompress.push(timed_sh(&format!("{dc} {} > /dev/null", range.join(" ")))?);
                 compress.push(timed_sh(&format!("{c} < {} > /dev/null", new_tar.display()))?);
             }
-            let (ours, decompress, compress) = (median(ours), median(decompress), median(compress));
+            let (ours, ours_cpu) = (median(ours), median(ours_cpu));
+            let (decompress_cpu, compress_cpu) =
+                (median(decompress.iter().map(|t| t.1).collect()), median(compress.iter().map(|t| t.1).collect()));
+            let (decompress, compress) = (median(decompress.iter().map(|t| t.0).collect()), median(compress.iter().map(|t| t.0).collect()));
             let limit = decompress + compress;
             let overlapped = decompress.max(compress);
+            let floor = (decompress_cpu + compress_cpu) / cores as f64;
             println!(
-                "{:<28} {:>9.2} {:>9.2} {:>6.2}x {:>9.2} {:>8.2}x {:>9.1}",
+                "{:<28} {:>9.2} {:>7.2} {:>9.2} {:>7.2} {:>6.2}x {:>9.2} {:>6.2}x {:>6.2}x {:>7.1}",
                 format!("{kind} in, {kind} out"),
                 ours,
+                ours_cpu,
                 limit,
+                decompress_cpu + compress_cpu,
                 ours / limit,
                 overlapped,
                 ours / overlapped,
+                floor / limit,
                 rss
             );
             fs::remove_file(&new_tar)?;
             let report_time = timed_median(runs, || {
                 timed(Command::new(&squash).arg("report").arg(format!("oci:{}:bench", layout.display())).args(["--from-layer", "4"]))
             })?;
-            println!(
-                "{:<28} {:>9.2} {:>9} {:>7} {:>9} {:>9} {:>9.1}",
-                format!("  report ({kind})"),
-                report_time.0,
-                "",
-                "",
-                "",
-                "",
-                report_time.1
-            );
+            println!("{:<28} {:>9.2} {:>73.1}", format!("  report ({kind})"), report_time.0, report_time.1);
         }
         // Peers work on `docker save` tarballs.
         let archive = work.join("docker.tar");
@@ -680,11 +712,23 @@ fn bench(args: &[String]) -> Result<()> {
         let tmp = work.join("oci-squash-tmp");
         let peer_installed = have("oci-squash");
         // Rounds alternate squash and the peer, so that the machine's drift affects both alike.
-        let (mut ours, mut rss, mut peer, mut peer_rss, mut peer_error) = (Vec::new(), 0f64, Vec::new(), 0f64, None);
-        for _ in 0..runs {
-            let (t, r) = timed(Command::new(&squash).arg(&archive).args(["--from-layer", "4", "--quiet", "-o"]).arg(&out))?;
+        let (mut ours, mut ours_cpu, mut rss, mut peer, mut peer_rss, mut peer_error) =
+            (Vec::new(), Vec::new(), 0f64, Vec::new(), 0f64, None);
+        // The limit of a plain tar: hashing the range's layers as they are read, and the new
+        // layer as it is written (`sha256sum`, the definition).
+        let new_plain = work.join("new-plain.tar");
+        let range: Vec<String> = tars[1..].iter().map(|t| t.display().to_string()).collect();
+        let (mut read_hash, mut write_hash) = (Vec::new(), Vec::new());
+        for round in 0..runs {
+            let (t, r, cpu) = timed_cpu(Command::new(&squash).arg(&archive).args(["--from-layer", "4", "--quiet", "-o"]).arg(&out))?;
             ours.push(t);
+            ours_cpu.push(cpu);
             rss = rss.max(r);
+            if round == 0 {
+                extract_new_layer(&out, &new_plain)?;
+            }
+            read_hash.push(timed_sh(&format!("cat {} | sha256sum > /dev/null", range.join(" ")))?);
+            write_hash.push(timed_sh(&format!("sha256sum {} > /dev/null", new_plain.display()))?);
             if peer_installed && peer_error.is_none() {
                 let _ = fs::remove_dir_all(&tmp);
                 let _ = fs::remove_file(&peer_out);
@@ -698,23 +742,30 @@ fn bench(args: &[String]) -> Result<()> {
                 let _ = fs::remove_dir_all(&tmp);
             }
         }
-        let ours = median(ours);
-        println!("{:<28} {:>9.2} {:>9} {:>7} {:>9} {:>9} {:>9.1}", "docker-archive (plain tar)", ours, "", "", "", "", rss);
+        let (ours, ours_cpu) = (median(ours), median(ours_cpu));
+        let (read_cpu, write_cpu) = (median(read_hash.iter().map(|t| t.1).collect()), median(write_hash.iter().map(|t| t.1).collect()));
+        let (read_hash, write_hash) = (median(read_hash.iter().map(|t| t.0).collect()), median(write_hash.iter().map(|t| t.0).collect()));
+        let limit = read_hash + write_hash;
+        println!(
+            "{:<28} {:>9.2} {:>7.2} {:>9.2} {:>7.2} {:>6.2}x {:>9.2} {:>6.2}x {:>6.2}x {:>7.1}",
+            "docker-archive (plain tar)",
+            ours,
+            ours_cpu,
+            limit,
+            read_cpu + write_cpu,
+            ours / limit,
+            read_hash.max(write_hash),
+            ours / read_hash.max(write_hash),
+            (read_cpu + write_cpu) / cores as f64 / limit,
+            rss
+        );
+        let _ = fs::remove_file(&new_plain);
         match (peer_installed, peer_error) {
             (false, _) => println!("  oci-squash: not installed (pip install oci-squash)"),
             (true, Some(e)) => println!("  oci-squash failed: {e}"),
             (true, None) => {
                 let t = median(peer);
-                println!(
-                    "{:<28} {:>9.2} {:>9} {:>6.2}x {:>9} {:>9} {:>9.1}",
-                    "  oci-squash (same input)",
-                    t,
-                    "",
-                    t / ours,
-                    "",
-                    "",
-                    peer_rss
-                )
+                println!("{:<28} {:>9.2} {:>34.2}x slower {:>29.1}", "  oci-squash (same input)", t, t / ours, peer_rss)
             }
         }
         docker_peer(&squash, &archive, runs, ours)?;
@@ -788,9 +839,9 @@ fn docker_peer(squash: &Path, archive: &Path, runs: usize, ours_alone: f64) -> R
             peer_steps.push(t);
         }
         rmi("bench:docker-squash");
-        ours.push(timed_sh(&pipe)?);
+        ours.push(timed_sh(&pipe)?.0);
         rmi("bench:ours");
-        save.push(timed_sh("docker save bench:latest > /dev/null")?);
+        save.push(timed_sh("docker save bench:latest > /dev/null")?.0);
     }
     rmi("bench:latest");
     let (peer, ours, save) = (median(peer), median(ours), median(save));
