@@ -116,7 +116,8 @@ pub struct DiffArgs {
     /// Threads in all (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Where to spool an image read from standard input (default: TMPDIR).
+    /// Where to spool an image read from standard input, or decompress a compressed archive
+    /// (default: TMPDIR).
     #[arg(long, value_name = "DIR")]
     pub tmp_dir: Option<PathBuf>,
     /// Print the differences as JSON.
@@ -145,9 +146,9 @@ pub struct ImageArgs {
     /// report and a docker-archive output take one (default: the only one, else this host's).
     #[arg(long)]
     pub platform: Vec<String>,
-    /// Where to spool an image read from standard input or a pipe, the new layers of an image
-    /// written to standard output, and the copies of each squashed range's surviving entries
-    /// kept while it is read (default: TMPDIR).
+    /// Where to spool an image read from standard input or a pipe (or decompress a compressed
+    /// archive), the new layers of an image written to standard output, and the copies of each
+    /// squashed range's surviving entries kept while it is read (default: TMPDIR).
     #[arg(long, value_name = "DIR")]
     pub tmp_dir: Option<PathBuf>,
 }
@@ -303,8 +304,9 @@ pub struct ReportArgs {
     /// Platform of a multi-platform index, as os/arch[/variant] (default: every image of it).
     #[arg(long)]
     pub platform: Vec<String>,
-    /// Where to spool an image read from standard input or a pipe, and the copies of each
-    /// range's surviving entries kept while it is read (default: TMPDIR).
+    /// Where to spool an image read from standard input or a pipe (or decompress a compressed
+    /// archive), and the copies of each range's surviving entries kept while it is read
+    /// (default: TMPDIR).
     #[arg(long, value_name = "DIR")]
     pub tmp_dir: Option<PathBuf>,
     #[command(flatten)]

@@ -1,5 +1,6 @@
 //! Images through pipes: `-` (and any non-seekable path) as input, spooled and removed again;
-//! `-o -` as an archive on standard output, byte for byte what the same run writes to a file.
+//! archives that are themselves compressed, read through a decompressed copy; `-o -` as an
+//! archive on standard output, byte for byte what the same run writes to a file.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -261,5 +262,66 @@ fn every_option_streams_the_bytes_a_file_gets() {
             assert!(streamed.stdout == expected, "{options:?} {epoch:?}: stdin to stdout differs from file to file");
             assert!(empty(tmp.path()));
         }
+    }
+}
+
+/// `docker save app | gzip` (or zstd), from a file or a pipe: read through a decompressed copy
+/// that goes away, with the same result as the plain archive. bzip2 and xz are refused with
+/// what to do; a damaged stream names the file and leaves nothing; the compressed input itself
+/// cannot be the output.
+#[test]
+fn compressed_archives_are_read_through_a_decompressed_copy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (app, base) = archive(dir.path());
+    let plain = std::fs::read(&app).expect("read");
+    let squash_to = |input: &str, out: &Path, stdin: Option<&[u8]>| {
+        let args = [input, "--from-layer", "base", "--base", base.to_str().expect("utf8"), "-o", out.to_str().expect("utf8"), "-q"];
+        run(&args, stdin, tmp.path())
+    };
+    let expected_path = dir.path().join("from-plain.tar");
+    let (code, _, stderr) = squash_to(app.to_str().expect("utf8"), &expected_path, None);
+    assert_eq!(code, 0, "{stderr}");
+    let expected = std::fs::read(&expected_path).expect("out");
+    for (name, compression) in [("gz", LayerCompression::Gzip), ("zst", LayerCompression::Zstd)] {
+        let compressed = compression.compress(&plain);
+        let path = dir.path().join(format!("app.tar.{name}"));
+        std::fs::write(&path, &compressed).expect("write");
+        for (input, stdin) in [(path.to_str().expect("utf8").to_string(), None), ("-".to_string(), Some(&compressed[..]))] {
+            let out = dir.path().join(format!("out-{name}.tar"));
+            let (code, _, stderr) = squash_to(&input, &out, stdin);
+            assert_eq!(code, 0, "{name} {input}: {stderr}");
+            assert_eq!(std::fs::read(&out).expect("out"), expected, "{name} {input}: the same bytes as from the plain archive");
+            assert!(empty(tmp.path()), "{name} {input}: the copy is removed");
+        }
+        // inspect reads it too, under its own name.
+        let (code, stdout, stderr) = run(&["inspect", "--json", path.to_str().expect("utf8")], None, tmp.path());
+        assert_eq!(code, 0, "{stderr}");
+        let doc: squash::document::InspectDocument = serde_json::from_slice(&stdout).expect("json");
+        assert_eq!((doc.input.path.as_str(), doc.layers.len()), (path.to_str().expect("utf8"), 3));
+        // The input itself is not an output.
+        let before = std::fs::read(&path).expect("read");
+        let (code, _, stderr) = squash_to(path.to_str().expect("utf8"), &path, None);
+        assert_eq!(code, 2, "{name}: {stderr}");
+        assert!(stderr.contains("would overwrite the input"), "{name}: {stderr}");
+        assert_eq!(std::fs::read(&path).expect("read"), before, "{name}: the input is unchanged");
+        // Damaged: cut in the middle.
+        let cut = dir.path().join(format!("cut.tar.{name}"));
+        std::fs::write(&cut, &compressed[..compressed.len() / 2]).expect("write");
+        let out = dir.path().join(format!("cut-{name}.tar"));
+        let (code, _, stderr) = squash_to(cut.to_str().expect("utf8"), &out, None);
+        assert_eq!(code, 2, "{name}: {stderr}");
+        assert!(stderr.contains(&format!("cut.tar.{name}")), "{name}: names the file: {stderr}");
+        assert!(!out.exists() && empty(tmp.path()), "{name}: nothing left behind");
+    }
+    for (name, magic) in [("bzip2", &b"BZh91AY&SY"[..]), ("xz", &[0xfd, b'7', b'z', b'X', b'Z', 0, 0, 4][..])] {
+        let path = dir.path().join(format!("app.tar.{name}"));
+        std::fs::write(&path, [magic, &[0u8; 64][..]].concat()).expect("write");
+        let (code, _, stderr) = run(&["inspect", path.to_str().expect("utf8")], None, tmp.path());
+        assert_eq!(code, 2, "{name}: {stderr}");
+        assert!(stderr.contains(name) && stderr.contains("decompress it first"), "{name}: {stderr}");
+        let (code, _, stderr) = run(&["inspect", "-"], Some(&[magic, &[0u8; 64][..]].concat()), tmp.path());
+        assert_eq!(code, 2, "{name} on standard input: {stderr}");
+        assert!(empty(tmp.path()), "{name}: nothing left behind");
     }
 }

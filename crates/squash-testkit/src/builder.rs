@@ -199,7 +199,8 @@ pub enum LayerCompression {
 }
 
 impl LayerCompression {
-    fn compress(self, tar: &[u8]) -> Vec<u8> {
+    /// `tar` compressed this way (gzip at its fastest level, zstd at level 1).
+    pub fn compress(self, tar: &[u8]) -> Vec<u8> {
         match self {
             LayerCompression::None => tar.to_vec(),
             LayerCompression::Gzip => {

@@ -123,8 +123,9 @@ fn parse_platform(s: &str) -> std::result::Result<Platform, String> {
 pub struct OpenOptions {
     /// The platform to pick from a multi-platform index. Default: the only one, else the host's.
     pub platform: Option<Platform>,
-    /// Where to spool standard input or a pipe (`-`, `/dev/stdin`, `<(docker save app)`);
-    /// default: the system's temporary directory (`TMPDIR`).
+    /// Where to spool standard input or a pipe (`-`, `/dev/stdin`, `<(docker save app)`), and
+    /// the decompressed copy of a gzip- or zstd-compressed archive; default: the system's
+    /// temporary directory (`TMPDIR`).
     pub tmp_dir: Option<std::path::PathBuf>,
     /// Polled while spooling: when it returns true, the spool is removed and opening fails with
     /// [`Error::Cancelled`].
@@ -362,17 +363,21 @@ fn parse_reference(reference: &str) -> Result<ImageReference> {
 /// one image, or with `indexes` an image index when the reference names one.
 fn open_store(reference: &ImageReference, options: &OpenOptions, indexes: bool) -> Result<Opened> {
     let path = &reference.path;
-    if spool::wanted(path) {
-        let spooled = Arc::new(spool::spool(path, options)?);
+    // Read through a temporary copy: a pipe, and an archive that is itself compressed (the copy
+    // is decompressed).
+    let spooled = |spool: TempPathShared| -> Result<Opened> {
         let mut inner = reference.clone();
-        inner.path = spooled.to_path_buf();
+        inner.path = spool.to_path_buf();
         let mut opened = open_store(&inner, options, indexes)?;
-        let spool = Some((spooled, path.clone()));
+        let spool = Some((spool, path.clone()));
         match &mut opened {
             Opened::Image(image) => image.spool = spool,
             Opened::Index(index) => index.set_spool(spool),
         }
-        return Ok(opened);
+        Ok(opened)
+    };
+    if spool::wanted(path) {
+        return spooled(Arc::new(spool::spool(path, options)?));
     }
     let metadata = std::fs::metadata(path).at(|| Location::file(path))?;
     let transport = match reference.transport {
@@ -394,7 +399,9 @@ fn open_store(reference: &ImageReference, options: &OpenOptions, indexes: bool) 
                     reason: "an archive transport needs a file, not a directory".into(),
                 });
             }
-            check_plain_tar(path)?;
+            if !plain_tar(path)? {
+                return spooled(Arc::new(spool::spool(path, options)?));
+            }
             let index = Arc::new(ArchiveIndex::open(path)?);
             let store = Store::Archive(index.clone());
             let has_layout = index.contains("oci-layout") && index.contains("index.json");
@@ -547,21 +554,23 @@ fn detect(path: &Path, is_dir: bool) -> Result<Transport> {
     Ok(Transport::DockerArchive)
 }
 
-/// Refuses compressed outer archives with a useful message: members are read in place by offset.
-fn check_plain_tar(path: &Path) -> Result<()> {
+/// Whether the archive at `path` is a plain tar (members are read in place by offset); a
+/// gzip- or zstd-compressed one is read through a decompressed copy, other compressions are
+/// refused with a useful message.
+fn plain_tar(path: &Path) -> Result<bool> {
     let file = std::fs::File::open(path).at(|| Location::file(path))?;
     let (sniffed, _) = sniff_buffered(file).at(|| Location::file(path))?;
     match sniffed {
-        Sniffed::Known(Compression::None) => Ok(()),
-        Sniffed::Known(c) => Err(Error::unsupported(
-            Location::file(path),
-            format!("the archive itself is {c}-compressed; decompress it first (members are read in place)"),
-        )),
+        Sniffed::Known(Compression::None) => Ok(true),
+        Sniffed::Known(_) => Ok(false),
         Sniffed::Unsupported(c) => {
             Err(Error::unsupported(Location::file(path), format!("the archive itself is {c}-compressed; decompress it first")))
         }
     }
 }
+
+/// A temporary copy of an input, shared by the image and its clones.
+type TempPathShared = Arc<tempfile::TempPath>;
 
 fn not_an_image(index: &ArchiveIndex) -> Error {
     let names: Vec<&str> = index.names().take(5).collect();

@@ -1,7 +1,8 @@
 //! Inputs that cannot be read in place: standard input (`-`) and pipes (`/dev/stdin`,
-//! `<(docker save app)`). Archives are read by offset and `docker save` puts `manifest.json`
-//! last, so such an input is first copied whole to a temporary file, which goes away with the
-//! image (or at once, on an error or a cancellation).
+//! `<(docker save app)`), and archives that are themselves gzip- or zstd-compressed
+//! (`docker save app | gzip`). Archives are read by offset and `docker save` puts
+//! `manifest.json` last, so such an input is first copied whole (decompressed) to a temporary
+//! file, which goes away with the image (or at once, on an error or a cancellation).
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -10,6 +11,7 @@ use std::path::Path;
 use tempfile::TempPath;
 
 use crate::error::{Error, IoContext, Location, Result};
+use crate::layer::compression::{sniff_buffered, Compression, Decoder, Sniffed};
 use crate::read::OpenOptions;
 
 /// Whether `path` names standard input or something that is neither a file nor a directory.
@@ -20,7 +22,8 @@ pub(crate) fn wanted(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
 }
 
-/// Copies the input at `path` (`-`: standard input) to a temporary file.
+/// Copies the input at `path` (`-`: standard input) to a temporary file, decompressing it on
+/// the way when its first bytes say it is gzip or zstd. bzip2 and xz are refused.
 pub(crate) fn spool(path: &Path, options: &OpenOptions) -> Result<TempPath> {
     let dir = options.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);
     let shown = if path.as_os_str() == "-" { "standard input".to_string() } else { format!("`{}`", path.display()) };
@@ -29,8 +32,19 @@ pub(crate) fn spool(path: &Path, options: &OpenOptions) -> Result<TempPath> {
         reason: format!("cannot create the spool for {shown} here (see --tmp-dir): {e}"),
     })?;
     let spool_path = temp.path().to_path_buf();
-    let mut source: Box<dyn Read> =
+    let raw: Box<dyn Read> =
         if path.as_os_str() == "-" { Box::new(io::stdin().lock()) } else { Box::new(File::open(path).at(|| Location::file(path))?) };
+    let (sniffed, buffered) = sniff_buffered(raw).at(|| Location::file(path))?;
+    let (mut source, read_location): (Box<dyn Read>, Location) = match sniffed {
+        Sniffed::Known(Compression::None) => (Box::new(buffered), Location::file(path)),
+        Sniffed::Known(c) => (
+            Box::new(Decoder::new(c, buffered).at(|| Location::file(path))?),
+            Location::file(path).part(format!("the archive, {c}-compressed")),
+        ),
+        Sniffed::Unsupported(c) => {
+            return Err(Error::unsupported(Location::file(path), format!("the archive itself is {c}-compressed; decompress it first")))
+        }
+    };
     let mut out = io::BufWriter::with_capacity(1 << 20, temp.as_file());
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -41,7 +55,7 @@ pub(crate) fn spool(path: &Path, options: &OpenOptions) -> Result<TempPath> {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io(Location::file(path), e)),
+            Err(e) => return Err(Error::io(read_location, e)),
         };
         out.write_all(&buf[..n])
             .map_err(|e| Error::Output { location: Location::file(&spool_path), reason: format!("spooling {shown} failed: {e}") })?;
