@@ -267,7 +267,7 @@ pub struct SquashArgs {
     /// After writing, read the new image back and compare its root filesystem with the input's,
     /// entry by entry (as `squash diff` does; mtimes left out with --rewrite-timestamp). On a
     /// difference the run fails and the output is removed. Needs an output path that does not
-    /// exist yet (not a stream, not an existing layout) and one image (not a whole index).
+    /// exist yet (not a stream, not an existing layout); for an index, every image written.
     #[arg(long)]
     pub verify: bool,
     /// Seconds to wait for another run's lock on an output OCI layout before giving up.

@@ -548,6 +548,38 @@ fn multi_platform_indexes() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("copied") && stdout.contains("squashed"), "{stdout}");
 
+    // --verify reads every image of the written index back: squashed (less what --exclude
+    // removed) or copied.
+    let verified = format!("oci:{}:t", s(&out("verified")));
+    let (code, _, stderr) = squash(&[&image, "--from-layer", "2", "--verify", "-o", &verified]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("verified: the root filesystem of each of the 2 written images equals the input's"), "{stderr}");
+    let (code, _, stderr) = squash(&[&image, "--from-layer", "2", "--verify", "-o", &verified]);
+    assert_eq!(code, 2, "an existing output is refused with --verify: {stderr}");
+    let (code, _, stderr) = squash(&[
+        &image,
+        "--platform",
+        "linux/arm64",
+        "--from-layer",
+        "1",
+        "--exclude",
+        "b",
+        "--verify",
+        "-o",
+        &format!("oci-archive:{}", s(&out("verified.tar"))),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("each of the 2 written images"), "{stderr}");
+    let (code, stdout, _) = squash(&[
+        "diff",
+        &format!("oci:{}:t", s(&input)),
+        &format!("oci-archive:{}", s(&out("verified.tar"))),
+        "--platform",
+        "linux/arm64",
+    ]);
+    assert_eq!(code, 1, "the excluded file is gone: {stdout}");
+    assert!(stdout.contains("- b"), "{stdout}");
+
     // A docker-archive holds one platform.
     let (code, _, stderr) = squash(&[&image, "--from-layer", "2", "-o", &format!("docker-archive:{}", s(&out("d.tar")))]);
     assert_eq!(code, 2, "{stderr}");

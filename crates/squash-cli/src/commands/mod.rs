@@ -222,9 +222,6 @@ fn squash(args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
                 (None, None) => false,
             };
             if !docker {
-                if args.verify && !args.dry_run {
-                    bail!("--verify compares one image, and this input is an index: choose a platform and a docker-archive output, or run `squash diff` on each platform");
-                }
                 return squash_index(&args, verbosity, &index, platforms, output_spec, stream, scratch_path);
             }
             if platforms.len() > 1 || platforms.is_empty() && index.images().len() > 1 {
@@ -447,35 +444,89 @@ fn squash_options(args: &SquashArgs, selector: LayerSelector, scratch: Option<&s
     Ok(options)
 }
 
-/// `--verify`: reads the image just written and compares its filesystem with the input's; on a
-/// difference, removes what was written (a path that did not exist before the run) and fails.
-fn verify_output(image: &Image, output: &Output, options: &SquashOptions) -> Result<()> {
-    let ignore: Vec<Attribute> = if options.rewrite_timestamp { vec![Attribute::Mtime] } else { Vec::new() };
-    let reference = match output.format {
+/// The reference that reads `output` back.
+fn written_reference(output: &Output) -> String {
+    match output.format {
         OutputFormat::OciLayout => format!("oci:{}", output.path.display()),
         OutputFormat::OciArchive => format!("oci-archive:{}", output.path.display()),
         OutputFormat::DockerArchive => format!("docker-archive:{}", output.path.display()),
-    };
+    }
+}
+
+/// `--verify`: reads the image just written and compares its filesystem with the input's; on a
+/// difference, removes what was written (a path that did not exist before the run) and fails.
+fn verify_output(image: &Image, output: &Output, options: &SquashOptions) -> Result<()> {
+    let reference = written_reference(output);
     let written = Image::open(&reference).with_context(|| format!("--verify: reading back `{reference}`"))?;
+    match compare_written(image, &written, options, true)? {
+        None => Ok(()),
+        Some(shown) => fail_verification(output, "the written image's filesystem differs from the input's", &shown),
+    }
+}
+
+/// `--verify` of an index: every image written is read back and compared with the input's
+/// image at the same place in the index (squashed or copied, the same platform); on a
+/// difference, what was written is removed and the run fails, naming the platform.
+fn verify_index_output(index: &ImageIndex, output: &Output, options: &SquashOptions) -> Result<usize> {
+    let reference = written_reference(output);
+    let written = match Opened::open_with(&reference, &squash::OpenOptions::default())
+        .with_context(|| format!("--verify: reading back `{reference}`"))?
+    {
+        Opened::Index(written) => written,
+        Opened::Image(_) => return fail_verification(output, "the output holds one image where the input is an index", ""),
+    };
+    let (inputs, outputs) = (index.images(), written.images());
+    if inputs.len() != outputs.len() {
+        let what = format!("the output holds {} images where the input's index holds {}", outputs.len(), inputs.len());
+        return fail_verification(output, &what, "");
+    }
+    for (input, out) in inputs.into_iter().zip(outputs) {
+        let platform = |i: &Image| i.platform().map(ToString::to_string).unwrap_or_else(|| "an image without a platform".into());
+        if input.platform() != out.platform() {
+            let what = format!("the output lists {} where the input lists {}", platform(out), platform(input));
+            return fail_verification(output, &what, "");
+        }
+        // An image copied as it was (the same manifest) kept what --exclude names.
+        let squashed = input.manifest_digest() != out.manifest_digest();
+        if let Some(shown) = compare_written(input, out, options, squashed)? {
+            let what = format!("{}: the written image's filesystem differs from the input's", platform(input));
+            return fail_verification(output, &what, &shown);
+        }
+    }
+    Ok(index.images().len())
+}
+
+/// The first lines of what differs between `image`'s filesystem and `written`'s (less what
+/// `--exclude` removed when it was `squashed`; mtimes left out with `--rewrite-timestamp`), or
+/// `None` when equal.
+fn compare_written(image: &Image, written: &Image, options: &SquashOptions, squashed: bool) -> Result<Option<String>> {
+    let ignore: Vec<Attribute> = if options.rewrite_timestamp { vec![Attribute::Mtime] } else { Vec::new() };
     let threads = options.threads;
-    // What --exclude removed is not expected back.
-    let excludes = squash::Excludes::new(&options.excludes)?;
     let mut expected = image.tree(threads)?;
-    expected.entries.retain(|path, entry| excludes.covering(path, entry.kind == squash::EntryKind::Dir).is_none());
+    if squashed {
+        // What --exclude removed is not expected back.
+        let excludes = squash::Excludes::new(&options.excludes)?;
+        expected.entries.retain(|path, entry| excludes.covering(path, entry.kind == squash::EntryKind::Dir).is_none());
+    }
     let diff = diff_trees(&expected, &written.tree(threads)?, &ignore);
     if diff.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
-    let removed = if output.path.is_dir() { std::fs::remove_dir_all(&output.path) } else { std::fs::remove_file(&output.path) };
     let text = render::diff(&diff, &ignore);
-    let shown: Vec<&str> = text.lines().take(20).collect();
+    Ok(Some(text.lines().take(20).collect::<Vec<_>>().join("\n")))
+}
+
+/// Removes what a run wrote at `output` (a path that did not exist before it) and fails with
+/// `what` and the lines `shown`.
+fn fail_verification<T>(output: &Output, what: &str, shown: &str) -> Result<T> {
+    let removed = if output.path.is_dir() { std::fs::remove_dir_all(&output.path) } else { std::fs::remove_file(&output.path) };
     bail!(
-        "--verify: the written image's filesystem differs from the input's{}:\n{}",
+        "--verify: {what}{}{}{shown}",
         match removed {
             Ok(()) => format!("; `{}` was removed", output.path.display()),
             Err(e) => format!("; `{}` could not be removed: {e}", output.path.display()),
         },
-        shown.join("\n")
+        if shown.is_empty() { "" } else { ":\n" },
     )
 }
 
@@ -541,11 +592,23 @@ fn squash_index(
     };
     progress.finish();
     let outcome = outcome?;
-    let summary = |text: &str| if stream.is_some() { note(text.trim_end()) } else { out(text).unwrap_or(()) };
-    if args.json {
-        summary(&json_line(&IndexOutcomeDocument::new(index, outcome))?);
-    } else if !verbosity.quiet {
-        summary(&render::index_outcome(&outcome));
+    // The summary is made before a verification, which needs the memory the plan holds.
+    let text = if args.json { json_line(&IndexOutcomeDocument::new(index, outcome))? } else { render::index_outcome(&outcome) };
+    drop(plan);
+    if args.verify {
+        if let Some(output) = &output {
+            let images = verify_index_output(index, output, &options)?;
+            if !verbosity.quiet {
+                note(&format!("verified: the root filesystem of each of the {images} written images equals the input's"));
+            }
+        }
+    }
+    if args.json || !verbosity.quiet {
+        if stream.is_some() {
+            note(text.trim_end());
+        } else {
+            out(&text).unwrap_or(());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
