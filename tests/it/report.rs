@@ -137,3 +137,56 @@ fn clutter_is_found_with_its_layers_and_gated() {
     assert_eq!(report.failed_gates(&gates).len(), 1);
     assert!(report.failed_gates(&squash::Gates::new().with_max_clutter_bytes(report.clutter_bytes_non_base)).is_empty());
 }
+
+/// Records the bytes each indexing phase announces.
+#[derive(Default)]
+struct Indexed(std::sync::Mutex<u64>);
+
+impl squash::Progress for Indexed {
+    fn event(&self, event: &squash::Event) {
+        if let squash::Event::Indexing { bytes, .. } = event {
+            *self.0.lock().expect("lock") += bytes;
+        }
+    }
+}
+
+/// A report indexes every layer once: a range that asks the layers below (about the
+/// directories of its whiteouts, the targets of its hard links, what `--exclude` hides) is
+/// planned from the indexes the report holds, and `exact` still gives the digest a squash
+/// (which reads the layers below itself) writes.
+#[test]
+fn report_reads_each_layer_once_and_plans_as_a_squash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut asked_below = 0;
+    for seed in 0..24u64 {
+        let stack = squash_testkit::random_stack(seed, 6);
+        let case = dir.path().join(format!("case-{seed}"));
+        std::fs::create_dir_all(&case).expect("mkdir");
+        let input = crate::support::build(&case, &stack, LayerCompression::Gzip);
+        let image = Image::open(&format!("oci:{}:t", input.display())).expect("open");
+        let stored: u64 = image.layers().iter().map(|l| l.size()).sum();
+        let excludes: &[&str] = if seed % 3 == 0 { &["d1", "f2"] } else { &[] };
+        for ranges in [vec![(3, 5)], vec![(1, 2), (4, 5)]] {
+            let mut options = SquashOptions::default().with_selector(LayerSelector::Ranges(ranges.clone()));
+            options.excludes = excludes.iter().map(|p| p.to_string()).collect();
+            let progress = Indexed::default();
+            let report = match image.report_with(&options, &ReportOptions::default().with_exact(true), &progress) {
+                Ok(report) => report,
+                // What a squash refuses (an --exclude over a layer kept above), a report refuses too.
+                Err(e) => {
+                    assert!(image.plan(&options).is_err(), "seed {seed} {ranges:?}: only the report refused: {e}");
+                    continue;
+                }
+            };
+            assert_eq!(*progress.0.lock().expect("lock"), stored, "seed {seed} {ranges:?}: every layer read once");
+            let plan = image.plan(&options).expect("plan");
+            asked_below += plan.ranges.iter().filter(|r| r.range.start > 0).count();
+            let out = case.join(format!("out-{}", ranges.len()));
+            let outcome = plan.execute(&image, &Output::new(out, OutputFormat::OciLayout).with_tag("t")).expect("squash");
+            let written: Vec<_> = outcome.layers.iter().filter(|l| l.squashed_from.is_some()).map(|l| l.digest.clone()).collect();
+            let measured: Vec<_> = report.squash.iter().map(|r| r.digest_after.clone().expect("exact")).collect();
+            assert_eq!(measured, written, "seed {seed} {ranges:?}: the report plans the new layers a squash writes");
+        }
+    }
+    assert!(asked_below > 0);
+}

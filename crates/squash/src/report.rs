@@ -585,7 +585,10 @@ impl Image {
         // (Last range first, so that taking its indexes out leaves the others' positions.)
         let mut planned = Vec::with_capacity(ranges.len());
         for (range, kept) in ranges.into_iter().zip(kept).rev() {
-            let plan = self.plan_indexes(&mut indexes[range.start..=range.end], options.threads, progress, &exclude, Some(&kept))?;
+            // The layers below are indexed whole already: the plan asks them, not a new read.
+            let (below, from) = indexes.split_at_mut(range.start);
+            let plan =
+                self.plan_indexes(&mut from[..=range.end - range.start], options.threads, progress, &exclude, Some(&kept), Some(below))?;
             let compression = options.compression.unwrap_or_else(|| crate::plan::default_compression(self, &range));
             crate::plan::check_level(compression, options.level)?;
             let taken = indexes.drain(range.start..=range.end).collect();

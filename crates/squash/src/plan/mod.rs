@@ -496,7 +496,7 @@ impl Image {
             } else {
                 (self.index_layers_reporting(range.start..=range.end, options.threads, progress)?, None)
             };
-            let plan = self.plan_indexes(&mut indexes, options.threads, progress, &exclude, kept.as_deref().map(Vec::as_slice))?;
+            let plan = self.plan_indexes(&mut indexes, options.threads, progress, &exclude, kept.as_deref().map(Vec::as_slice), None)?;
             let compression = options.compression.unwrap_or_else(|| default_compression(self, &range));
             check_level(compression, options.level)?;
             planned.push(PlannedRange { range, indexes, compression, clamp_times, plan, kept });
@@ -544,8 +544,9 @@ impl Image {
 
     /// Plans a range from its indexes; when hard links in it need files of the layers below
     /// (their names deleted by the range), or when it implies directories that nothing it writes
-    /// creates, indexes the layers below too and plans again. Headers the indexes did not keep
-    /// and the plan needs (a file whose name a link outlives) are read again first.
+    /// creates, indexes the layers below too and plans again (or asks `held`, the whole indexes
+    /// of every layer below, when the caller has them: `report` does). Headers the indexes did
+    /// not keep and the plan needs (a file whose name a link outlives) are read again first.
     pub(crate) fn plan_indexes(
         &self,
         indexes: &mut [LayerIndex],
@@ -553,13 +554,15 @@ impl Image {
         progress: &dyn crate::write::Progress,
         exclude: &Excludes,
         kept: Option<&[crate::read::once::Kept]>,
+        held: Option<&mut [LayerIndex]>,
     ) -> Result<RangePlan> {
         let mut rereads = Vec::new();
-        let mut plan = self.plan_indexes_counting(indexes, threads, progress, exclude, kept, &mut rereads)?;
+        let mut plan = self.plan_indexes_counting(indexes, threads, progress, exclude, kept, held, &mut rereads)?;
         plan.rereads = rereads;
         Ok(plan)
     }
 
+    #[expect(clippy::too_many_arguments, reason = "one range's planning state, kept private")]
     fn plan_indexes_counting(
         &self,
         indexes: &mut [LayerIndex],
@@ -567,6 +570,7 @@ impl Image {
         progress: &dyn crate::write::Progress,
         exclude: &Excludes,
         kept: Option<&[crate::read::once::Kept]>,
+        held: Option<&mut [LayerIndex]>,
         rereads: &mut Vec<Reread>,
     ) -> Result<RangePlan> {
         let budget = Budget::new(threads);
@@ -580,14 +584,18 @@ impl Image {
         let start = indexes.first().map(|i| i.layer).unwrap_or(0);
         if let Some(asked) = asked {
             let questions = Questions { files, dirs, asked };
-            return self.plan_excluding(indexes, start, questions, threads, progress, exclude, kept, rereads);
+            return self.plan_excluding(indexes, start, questions, threads, progress, exclude, kept, held, rereads);
         }
-        // Only directories asked about: the indexes keep only what their answer depends on.
-        let query = files.is_empty().then(|| changeset::DirQuery::new(&dirs));
-        let filter = query.as_ref().map(|q| q as &dyn crate::layer::index::EntryFilter);
-        let mut lower_indexes = self.index_layers_filtered(0..start, threads, progress, filter)?;
-        let lower = self.resolve_lower(&mut lower_indexes, &mut files, &mut dirs, budget, rereads)?;
-        drop(lower_indexes);
+        let lower = match held {
+            Some(held) => self.resolve_lower(held, &mut files, &mut dirs, budget, rereads)?,
+            None => {
+                // Only directories asked about: the indexes keep only what their answer depends on.
+                let query = files.is_empty().then(|| changeset::DirQuery::new(&dirs));
+                let filter = query.as_ref().map(|q| q as &dyn crate::layer::index::EntryFilter);
+                let mut lower_indexes = self.index_layers_filtered(0..start, threads, progress, filter)?;
+                self.resolve_lower(&mut lower_indexes, &mut files, &mut dirs, budget, rereads)?
+            }
+        };
         let plan = self.plan_with_headers(indexes, &lower, exclude, budget, kept, rereads)?;
         match plan.missing_lower.first() {
             None => Ok(plan),
@@ -625,17 +633,25 @@ impl Image {
         progress: &dyn crate::write::Progress,
         exclude: &Excludes,
         kept: Option<&[crate::read::once::Kept]>,
+        held: Option<&mut [LayerIndex]>,
         rereads: &mut Vec<Reread>,
     ) -> Result<RangePlan> {
         let Questions { mut files, mut dirs, mut asked } = questions;
         let budget = Budget::new(threads);
-        let mut lower_indexes = self.index_layers_reporting(0..start, threads, progress)?;
+        let mut indexed;
+        let lower_indexes: &mut [LayerIndex] = match held {
+            Some(held) => held,
+            None => {
+                indexed = self.index_layers_reporting(0..start, threads, progress)?;
+                &mut indexed
+            }
+        };
         for _ in 0..4 {
-            let excluded = changeset::resolve_excluded(&lower_indexes, &asked, exclude)?;
+            let excluded = changeset::resolve_excluded(lower_indexes, &asked, exclude)?;
             // The parent of every whiteout the patterns may add, so that each is written where the
             // layers below hold its directory.
             dirs.extend(asked.iter().chain(excluded.tops.iter().map(|t| &t.0)).filter_map(|p| p.parent()).filter(|p| !p.is_root()));
-            let mut lower = self.resolve_lower(&mut lower_indexes, &mut files, &mut dirs, budget, rereads)?;
+            let mut lower = self.resolve_lower(lower_indexes, &mut files, &mut dirs, budget, rereads)?;
             lower.excluded = Some(excluded);
             let plan = self.plan_with_headers(indexes, &lower, exclude, budget, kept, rereads)?;
             let new_files: Vec<EntryPath> = plan.missing_lower.iter().filter(|f| !files.contains(*f)).cloned().collect();
