@@ -416,6 +416,18 @@ pub fn mutate(rng: &mut Rng, seed: &Seed) -> Case {
         }
         description.push_str("archive bytes flipped; ");
     }
+    if rng.chance(10) && !bytes.is_empty() {
+        // The whole archive compressed (`docker save | gzip`), read through a decompressed copy;
+        // sometimes damaged after compression, which the decoder must catch.
+        let codec = if rng.chance(50) { Codec::Gzip } else { Codec::Zstd };
+        bytes = compress(codec, &bytes);
+        description.push_str(&format!("archive {codec:?}-compressed; "));
+        if rng.chance(30) && !bytes.is_empty() {
+            let at = rng.below(bytes.len());
+            bytes[at] ^= 1 << rng.below(8);
+            description.push_str("a compressed byte flipped; ");
+        }
+    }
     Case { description, bytes }
 }
 
