@@ -314,6 +314,14 @@ fn compressed_archives_are_read_through_a_decompressed_copy() {
         assert!(stderr.contains(&format!("cut.tar.{name}")), "{name}: names the file: {stderr}");
         assert!(!out.exists() && empty(tmp.path()), "{name}: nothing left behind");
     }
+    // Compressed twice (a `.tar.zst` gzipped again): decompressed twice.
+    let twice = dir.path().join("app.tar.zst.gz");
+    std::fs::write(&twice, LayerCompression::Gzip.compress(&LayerCompression::Zstd.compress(&plain))).expect("write");
+    let out = dir.path().join("out-twice.tar");
+    let (code, _, stderr) = squash_to(twice.to_str().expect("utf8"), &out, None);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(std::fs::read(&out).expect("out"), expected);
+    assert!(empty(tmp.path()));
     for (name, magic) in [("bzip2", &b"BZh91AY&SY"[..]), ("xz", &[0xfd, b'7', b'z', b'X', b'Z', 0, 0, 4][..])] {
         let path = dir.path().join(format!("app.tar.{name}"));
         std::fs::write(&path, [magic, &[0u8; 64][..]].concat()).expect("write");

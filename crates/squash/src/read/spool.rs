@@ -34,17 +34,32 @@ pub(crate) fn spool(path: &Path, options: &OpenOptions) -> Result<TempPath> {
     let spool_path = temp.path().to_path_buf();
     let raw: Box<dyn Read> =
         if path.as_os_str() == "-" { Box::new(io::stdin().lock()) } else { Box::new(File::open(path).at(|| Location::file(path))?) };
-    let (sniffed, buffered) = sniff_buffered(raw).at(|| Location::file(path))?;
-    let (mut source, read_location): (Box<dyn Read>, Location) = match sniffed {
-        Sniffed::Known(Compression::None) => (Box::new(buffered), Location::file(path)),
-        Sniffed::Known(c) => (
-            Box::new(Decoder::new(c, buffered).at(|| Location::file(path))?),
-            Location::file(path).part(format!("the archive, {c}-compressed")),
-        ),
-        Sniffed::Unsupported(c) => {
-            return Err(Error::unsupported(Location::file(path), format!("the archive itself is {c}-compressed; decompress it first")))
+    // Decompressed as many times as it was compressed (`gzip` of a `.tar.gz`), so that the copy
+    // is a plain tar.
+    let (mut source, mut read_location): (Box<dyn Read>, Location) = (raw, Location::file(path));
+    let mut codecs = Vec::new();
+    loop {
+        let (sniffed, buffered) = sniff_buffered(source).at(|| read_location.clone())?;
+        match sniffed {
+            Sniffed::Known(Compression::None) => {
+                source = Box::new(buffered);
+                break;
+            }
+            Sniffed::Known(c) if codecs.len() < 4 => {
+                codecs.push(c.to_string());
+                source = Box::new(Decoder::new(c, buffered).at(|| read_location.clone())?);
+                let how = match codecs.as_slice() {
+                    [one] => format!("{one}-compressed"),
+                    many => format!("compressed {} times ({})", many.len(), many.join(", ")),
+                };
+                read_location = Location::file(path).part(format!("the archive, {how}"));
+            }
+            Sniffed::Known(_) => return Err(Error::unsupported(read_location, "the archive is compressed more than four times")),
+            Sniffed::Unsupported(c) => {
+                return Err(Error::unsupported(read_location, format!("the archive itself is {c}-compressed; decompress it first")))
+            }
         }
-    };
+    }
     let mut out = io::BufWriter::with_capacity(1 << 20, temp.as_file());
     let mut buf = vec![0u8; 1 << 20];
     loop {
