@@ -536,6 +536,31 @@ fn extract_new_layer(archive: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Prints a case's row against its physical limit: `ours` is squash's (median seconds, median
+/// CPU seconds, peak RSS), `read` and `write` the limit's two commands' (seconds, CPU seconds)
+/// per round. The limit is their sum, the overlap their larger one, the floor their CPU spread
+/// over `cores`.
+fn limit_row(case: &str, ours: (f64, f64, f64), read: &[(f64, f64)], write: &[(f64, f64)], cores: usize) {
+    let (time, cpu, rss) = ours;
+    let wall = |runs: &[(f64, f64)]| median(runs.iter().map(|r| r.0).collect());
+    let busy = |runs: &[(f64, f64)]| median(runs.iter().map(|r| r.1).collect());
+    let (limit, limit_cpu) = (wall(read) + wall(write), busy(read) + busy(write));
+    let overlap = wall(read).max(wall(write));
+    println!(
+        "{:<28} {:>9.2} {:>7.2} {:>9.2} {:>7.2} {:>6.2}x {:>9.2} {:>6.2}x {:>6.2}x {:>7.1}",
+        case,
+        time,
+        cpu,
+        limit,
+        limit_cpu,
+        time / limit,
+        overlap,
+        time / overlap,
+        limit_cpu / cores as f64 / limit,
+        rss
+    );
+}
+
 /// Runs a command under GNU time: (seconds, peak RSS in MB).
 fn timed(cmd: &mut Command) -> Result<(f64, f64)> {
     timed_cpu(cmd).map(|(wall, rss, _)| (wall, rss))
@@ -678,26 +703,7 @@ fn bench(args: &[String]) -> Result<()> {
                 decompress.push(timed_sh(&format!("{dc} {} > /dev/null", range.join(" ")))?);
                 compress.push(timed_sh(&format!("{c} < {} > /dev/null", new_tar.display()))?);
             }
-            let (ours, ours_cpu) = (median(ours), median(ours_cpu));
-            let (decompress_cpu, compress_cpu) =
-                (median(decompress.iter().map(|t| t.1).collect()), median(compress.iter().map(|t| t.1).collect()));
-            let (decompress, compress) = (median(decompress.iter().map(|t| t.0).collect()), median(compress.iter().map(|t| t.0).collect()));
-            let limit = decompress + compress;
-            let overlapped = decompress.max(compress);
-            let floor = (decompress_cpu + compress_cpu) / cores as f64;
-            println!(
-                "{:<28} {:>9.2} {:>7.2} {:>9.2} {:>7.2} {:>6.2}x {:>9.2} {:>6.2}x {:>6.2}x {:>7.1}",
-                format!("{kind} in, {kind} out"),
-                ours,
-                ours_cpu,
-                limit,
-                decompress_cpu + compress_cpu,
-                ours / limit,
-                overlapped,
-                ours / overlapped,
-                floor / limit,
-                rss
-            );
+            limit_row(&format!("{kind} in, {kind} out"), (median(ours), median(ours_cpu), rss), &decompress, &compress, cores);
             fs::remove_file(&new_tar)?;
             let report_time = timed_median(runs, || {
                 timed(Command::new(&squash).arg("report").arg(format!("oci:{}:bench", layout.display())).args(["--from-layer", "4"]))
@@ -742,23 +748,8 @@ fn bench(args: &[String]) -> Result<()> {
                 let _ = fs::remove_dir_all(&tmp);
             }
         }
-        let (ours, ours_cpu) = (median(ours), median(ours_cpu));
-        let (read_cpu, write_cpu) = (median(read_hash.iter().map(|t| t.1).collect()), median(write_hash.iter().map(|t| t.1).collect()));
-        let (read_hash, write_hash) = (median(read_hash.iter().map(|t| t.0).collect()), median(write_hash.iter().map(|t| t.0).collect()));
-        let limit = read_hash + write_hash;
-        println!(
-            "{:<28} {:>9.2} {:>7.2} {:>9.2} {:>7.2} {:>6.2}x {:>9.2} {:>6.2}x {:>6.2}x {:>7.1}",
-            "docker-archive (plain tar)",
-            ours,
-            ours_cpu,
-            limit,
-            read_cpu + write_cpu,
-            ours / limit,
-            read_hash.max(write_hash),
-            ours / read_hash.max(write_hash),
-            (read_cpu + write_cpu) / cores as f64 / limit,
-            rss
-        );
+        let ours = median(ours);
+        limit_row("docker-archive (plain tar)", (ours, median(ours_cpu), rss), &read_hash, &write_hash, cores);
         let _ = fs::remove_file(&new_plain);
         match (peer_installed, peer_error) {
             (false, _) => println!("  oci-squash: not installed (pip install oci-squash)"),
