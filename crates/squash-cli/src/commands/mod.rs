@@ -286,12 +286,7 @@ fn squash(args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
             }
         }
     }
-    // With the image on stdout, the summary goes to stderr.
-    match text {
-        Some(text) if stream.is_some() => note(text.trim_end()),
-        Some(text) => out(&text).unwrap_or(()),
-        None => {}
-    }
+    summary(text, stream.is_some());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -444,6 +439,15 @@ fn squash_options(args: &SquashArgs, selector: LayerSelector, scratch: Option<&s
     Ok(options)
 }
 
+/// Prints a run's summary, if any: on stdout, or on stderr when the image went to stdout.
+fn summary(text: Option<String>, image_on_stdout: bool) {
+    match text {
+        Some(text) if image_on_stdout => note(text.trim_end()),
+        Some(text) => out(&text).unwrap_or(()),
+        None => {}
+    }
+}
+
 /// The reference that reads `output` back.
 fn written_reference(output: &Output) -> String {
     match output.format {
@@ -476,6 +480,7 @@ fn verify_index_output(index: &ImageIndex, output: &Output, options: &SquashOpti
         Opened::Image(_) => return fail_verification(output, "the output holds one image where the input is an index", ""),
     };
     let (inputs, outputs) = (index.images(), written.images());
+    let count = inputs.len();
     if inputs.len() != outputs.len() {
         let what = format!("the output holds {} images where the input's index holds {}", outputs.len(), inputs.len());
         return fail_verification(output, &what, "");
@@ -493,7 +498,7 @@ fn verify_index_output(index: &ImageIndex, output: &Output, options: &SquashOpti
             return fail_verification(output, &what, &shown);
         }
     }
-    Ok(index.images().len())
+    Ok(count)
 }
 
 /// The first lines of what differs between `image`'s filesystem and `written`'s (less what
@@ -593,7 +598,11 @@ fn squash_index(
     progress.finish();
     let outcome = outcome?;
     // The summary is made before a verification, which needs the memory the plan holds.
-    let text = if args.json { json_line(&IndexOutcomeDocument::new(index, outcome))? } else { render::index_outcome(&outcome) };
+    let text = if args.json {
+        Some(json_line(&IndexOutcomeDocument::new(index, outcome))?)
+    } else {
+        (!verbosity.quiet).then(|| render::index_outcome(&outcome))
+    };
     drop(plan);
     if args.verify {
         if let Some(output) = &output {
@@ -603,13 +612,7 @@ fn squash_index(
             }
         }
     }
-    if args.json || !verbosity.quiet {
-        if stream.is_some() {
-            note(text.trim_end());
-        } else {
-            out(&text).unwrap_or(());
-        }
-    }
+    summary(text, stream.is_some());
     Ok(ExitCode::SUCCESS)
 }
 
