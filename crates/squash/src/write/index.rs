@@ -213,15 +213,9 @@ impl IndexPlan {
     pub fn execute_with_progress(&self, index: &ImageIndex, output: &Output, progress: &dyn Progress) -> Result<IndexOutcome> {
         check_format(output.format)?;
         self.check_before_writing(index, progress)?;
-        // Spooled inputs count under their own paths too (see `SquashPlan::execute_with_progress`).
-        let mut inputs = vec![Input { path: index.path(), tag: index.name() }, Input { path: index.source(), tag: index.name() }];
+        let mut inputs = vec![Input::index(index)];
         for (_, plan) in self.images(index) {
-            inputs.extend(
-                plan.options
-                    .bases
-                    .iter()
-                    .flat_map(|b| [Input { path: b.path(), tag: b.name() }, Input { path: b.source(), tag: b.name() }]),
-            );
+            inputs.extend(plan.options.bases.iter().map(Input::image));
         }
         let wait = LockWait { timeout: self.options.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT), progress };
         let target = Target::create(output, &inputs, wait)?;

@@ -295,12 +295,8 @@ impl SquashPlan {
     /// [`SquashPlan::execute`], reporting progress.
     pub fn execute_with_progress(&self, image: &Image, output: &Output, progress: &dyn Progress) -> Result<Outcome> {
         self.check_before_writing(image, progress)?;
-        // A spooled input counts under its own path too (a compressed archive read through a
-        // decompressed copy must not be overwritten either).
-        let mut inputs = vec![Input { path: image.path(), tag: image.name() }, Input { path: image.source(), tag: image.name() }];
-        inputs.extend(
-            self.options.bases.iter().flat_map(|b| [Input { path: b.path(), tag: b.name() }, Input { path: b.source(), tag: b.name() }]),
-        );
+        let mut inputs = vec![Input::image(image)];
+        inputs.extend(self.options.bases.iter().map(Input::image));
         let wait = LockWait { timeout: self.options.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT), progress };
         let target = Target::create(output, &inputs, wait)?;
         self.write_image(image, output, target, progress)

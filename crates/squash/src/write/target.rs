@@ -218,16 +218,15 @@ fn resolve(path: &Path) -> PathBuf {
 /// Refuses an output that would create, replace or rename over a file of an input.
 fn check_not_inside_inputs(output: &Output, inputs: &[Input<'_>]) -> Result<()> {
     let dest = resolve(&output.path);
-    for input in inputs {
-        let Ok(source) = fs::canonicalize(input.path) else { continue };
+    // An input read through a temporary copy (a pipe, a compressed archive) is checked under the
+    // path it was given as, too.
+    for (input, path) in inputs.iter().flat_map(|i| [(i, i.path), (i, i.source)]) {
+        let Ok(source) = fs::canonicalize(path) else { continue };
         let location = || Location::file(&output.path);
         if dest == source {
             let same_layout = output.format == OutputFormat::OciLayout && source.is_dir() && source.join("oci-layout").is_file();
             if !same_layout {
-                return Err(Error::Output {
-                    location: location(),
-                    reason: format!("would overwrite the input `{}`", input.path.display()),
-                });
+                return Err(Error::Output { location: location(), reason: format!("would overwrite the input `{}`", path.display()) });
             }
             if output.tag.is_some() && output.tag.as_deref() == input.tag {
                 return Err(Error::Output {
@@ -235,14 +234,14 @@ fn check_not_inside_inputs(output: &Output, inputs: &[Input<'_>]) -> Result<()> 
                     reason: format!(
                         "would replace the input's own tag `{}` in `{}`; write under another tag",
                         input.tag.unwrap_or_default(),
-                        input.path.display()
+                        path.display()
                     ),
                 });
             }
         } else if dest.starts_with(&source) {
             return Err(Error::Output {
                 location: location(),
-                reason: format!("is inside the input `{}`; writing there would change the input", input.path.display()),
+                reason: format!("is inside the input `{}`; writing there would change the input", path.display()),
             });
         }
     }
@@ -252,9 +251,24 @@ fn check_not_inside_inputs(output: &Output, inputs: &[Input<'_>]) -> Result<()> 
 /// An image read by the run, which its output must not touch.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Input<'p> {
+    /// Where it is read from.
     pub path: &'p Path,
+    /// The path it was given as: `path`, unless it is read through a temporary copy.
+    pub source: &'p Path,
     /// The tag the image was chosen by in its layout, if any.
     pub tag: Option<&'p str>,
+}
+
+impl<'p> Input<'p> {
+    /// The input `image`.
+    pub(crate) fn image(image: &'p crate::read::Image) -> Input<'p> {
+        Input { path: image.path(), source: image.source(), tag: image.name() }
+    }
+
+    /// The input `index`.
+    pub(crate) fn index(index: &'p crate::read::ImageIndex) -> Input<'p> {
+        Input { path: index.path(), source: index.source(), tag: index.name() }
+    }
 }
 
 /// Writes into `W`, naming `dest` in the error when a write fails (a full disk is the output's
