@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use squash::{Compression, Image, LayerSelector, Output, OutputFormat, SquashOptions};
+use squash::{Compression, Context, Image, LayerSelector, Output, OutputFormat, SquashOptions};
 use squash_testkit::{noise, ImageBuilder, LayerBuilder, LayerCompression};
 
 /// Text-like bytes: pseudo-random letters, compressible about 2:1.
@@ -61,11 +61,12 @@ fn main() {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     for compression in [Compression::Gzip, Compression::Zstd] {
         for threads in [1, cores] {
-            let options = SquashOptions::default().with_selector(LayerSelector::Top(2)).with_compression(compression).with_threads(threads);
-            let plan = image.plan(&options).expect("plan");
+            let options = SquashOptions::default().with_selector(LayerSelector::Top(2)).with_compression(compression);
+            let context = Context::new().with_threads(threads);
+            let plan = image.plan_in(&options, &context).expect("plan");
             let out = dir.path().join(format!("out-{compression}-{threads}"));
             let start = Instant::now();
-            plan.execute(&image, &Output::new(out, OutputFormat::OciLayout)).expect("execute");
+            plan.execute_in(&image, &Output::new(out, OutputFormat::OciLayout), &context).expect("execute");
             let secs = start.elapsed().as_secs_f64();
             println!("{compression} at {threads} thread(s): {:.0} MB/s", 64.0 * 1.048_576 / secs);
         }

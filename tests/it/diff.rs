@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use squash::{diff_trees, Attribute, Image, LayerSelector, SquashOptions};
+use squash::{diff_trees, Attribute, Context, Image, LayerSelector, SquashOptions};
 use squash_testkit::{random_stack, LayerBuilder, LayerCompression, NodeKind, RootFs};
 
 use crate::support::{build, squash};
@@ -21,7 +21,7 @@ fn trees_agree_with_the_model_and_a_squash_changes_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let input = build(dir.path(), &stack, LayerCompression::Gzip);
         let image = open(&input);
-        let tree = image.tree(2).expect("tree");
+        let tree = image.tree_in(&Context::new().with_threads(2)).expect("tree");
         // A marker's missing parents are made, as Docker, containerd and podman make them.
         let model = RootFs::from_layers(stack.iter().map(|l| l.as_slice())).expect("model");
         let model_paths: BTreeSet<Vec<u8>> = model.nodes().keys().filter(|p| !p.is_empty()).cloned().collect();
@@ -57,7 +57,7 @@ fn trees_agree_with_the_model_and_a_squash_changes_nothing() {
         }
         let out = squash(&input, dir.path(), vec![(1, 3)], SquashOptions::default()).expect("squash");
         let squashed = Image::open(&format!("oci:{}", out.display())).expect("squashed");
-        let diff = diff_trees(&tree, &squashed.tree(1).expect("tree"), &[]);
+        let diff = diff_trees(&tree, &squashed.tree_in(&one_thread()).expect("tree"), &[]);
         assert!(diff.is_empty(), "seed {seed}: {diff:?}");
     }
 }
@@ -237,16 +237,16 @@ fn every_single_attribute_change_is_found() {
         let dir = tempfile::tempdir().expect("tempdir");
         let original = random_fs(seed);
         let a = open(&build(&dir.path().join("a"), &[layer(&original)], LayerCompression::None));
-        let tree_a = a.tree(1).expect("tree");
+        let tree_a = a.tree_in(&one_thread()).expect("tree");
         let same = open(&build(&dir.path().join("same"), &[layer(&original)], LayerCompression::Gzip));
-        assert!(diff_trees(&tree_a, &same.tree(1).expect("tree"), &[]).is_empty(), "seed {seed}: an unchanged rebuild");
+        assert!(diff_trees(&tree_a, &same.tree_in(&one_thread()).expect("tree"), &[]).is_empty(), "seed {seed}: an unchanged rebuild");
         for (name, mutate, paths, attributes) in mutations {
             let mut changed = original.clone();
             mutate(&mut changed);
             let work = dir.path().join(name);
             std::fs::create_dir_all(&work).expect("dir");
             let b = open(&build(&work, &[layer(&changed)], LayerCompression::None));
-            let diff = diff_trees(&tree_a, &b.tree(1).expect("tree"), &[]);
+            let diff = diff_trees(&tree_a, &b.tree_in(&one_thread()).expect("tree"), &[]);
             assert!(diff.added.is_empty() && diff.removed.is_empty(), "seed {seed}, {name}: {diff:?}");
             let found: Vec<&str> = diff.changed.iter().map(|c| c.path.as_str()).collect();
             assert_eq!(found, *paths, "seed {seed}, {name}: {diff:?}");
@@ -260,7 +260,7 @@ fn every_single_attribute_change_is_found() {
                 }
             }
             // Ignored, the attribute is not reported.
-            let ignored = diff_trees(&tree_a, &b.tree(1).expect("tree"), attributes);
+            let ignored = diff_trees(&tree_a, &b.tree_in(&one_thread()).expect("tree"), attributes);
             if *name != "type" {
                 assert!(ignored.is_empty(), "seed {seed}, {name}: ignored yet found: {ignored:?}");
             }
@@ -280,5 +280,10 @@ fn a_squash_above_the_base_keeps_the_tree() {
     let out = dir.path().join("out");
     plan.execute(&image, &squash::Output::new(out.clone(), squash::OutputFormat::OciLayout)).expect("execute");
     let squashed = Image::open(&format!("oci:{}", out.display())).expect("reopen");
-    assert!(squash::diff_images(&image, &squashed, &[], 0).expect("diff").is_empty());
+    assert!(squash::diff_images(&image, &squashed, &[], &Context::new()).expect("diff").is_empty());
+}
+
+/// A context of one thread: each layer read and decoded on the thread that uses it.
+fn one_thread() -> Context<'static> {
+    Context::new().with_threads(1)
 }

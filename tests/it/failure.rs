@@ -1,6 +1,6 @@
 use std::path::Path;
 
-use squash::{Error, Image, LayerSelector, Output, OutputFormat, SquashOptions};
+use squash::{Context, Error, Image, LayerSelector, Output, OutputFormat, SquashOptions};
 use squash_testkit::{ImageBuilder, LayerBuilder, LayerCompression};
 
 use crate::support::fixtures;
@@ -70,9 +70,10 @@ fn corrupted_layer_blob_is_named_and_leaves_no_output() {
         // Squashing decodes the layer: the damage is found, whether the layer is read on
         // threads of its own (0: all cores) or on the thread that uses it (1).
         for threads in [0, 1] {
+            let context = Context::new().with_threads(threads);
             let err = image
-                .plan(&SquashOptions::default().with_selector(LayerSelector::Top(2)).with_threads(threads))
-                .and_then(|p| p.execute(&image, &output))
+                .plan_in(&SquashOptions::default().with_selector(LayerSelector::Top(2)), &context)
+                .and_then(|p| p.execute_in(&image, &output, &context))
                 .expect_err("corrupt blob must fail");
             let message = err.to_string();
             assert!(message.contains("layer 1"), "{threads} threads: {message}");
@@ -155,8 +156,9 @@ fn a_config_whose_diff_id_lies_is_refused() {
         for threads in [0, 1] {
             let result = Image::open(&format!("oci:{}:t", input.display())).and_then(|image| {
                 let output = Output::new(dir.path().join("out"), OutputFormat::OciLayout);
-                let options = SquashOptions::default().with_selector(LayerSelector::Top(2)).with_threads(threads);
-                image.plan(&options).and_then(|p| p.execute(&image, &output))
+                let options = SquashOptions::default().with_selector(LayerSelector::Top(2));
+                let context = Context::new().with_threads(threads);
+                image.plan_in(&options, &context).and_then(|p| p.execute_in(&image, &output, &context))
             });
             let err = result.expect_err("a lying diff_id must be found");
             let message = err.to_string();

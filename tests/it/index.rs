@@ -2,7 +2,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
-use squash::{Image, IndexOptions, LayerSelector, Opened, Output, OutputFormat, Platform, SquashOptions};
+use squash::{Context, Image, IndexOptions, LayerSelector, Opened, Output, OutputFormat, Platform, SquashOptions};
 use squash_testkit::{decompress, ImageBuilder, LayerBuilder, LayerCompression, RootFs};
 
 fn l() -> LayerBuilder {
@@ -98,9 +98,11 @@ fn every_platform_of_an_index_is_squashed() {
     for threads in [1, 2, 4] {
         let again = dir.path().join(format!("again-{threads}"));
         let index = open_index(&format!("oci:{}:t", input.display()));
-        let options = SquashOptions::default().with_selector(LayerSelector::Top(2)).with_threads(threads);
-        let plan = index.plan(&options, &IndexOptions::default()).expect("plan");
-        let second = plan.execute(&index, &Output::new(again.clone(), OutputFormat::OciLayout).with_tag("t")).expect("write");
+        let options = SquashOptions::default().with_selector(LayerSelector::Top(2));
+        let context = Context::new().with_threads(threads);
+        let plan = index.plan_in(&options, &IndexOptions::default(), &context).expect("plan");
+        let output = Output::new(again.clone(), OutputFormat::OciLayout).with_tag("t");
+        let second = plan.execute_in(&index, &output, &context).expect("write");
         assert_eq!(outcome.index_digest, second.index_digest, "{threads} threads");
         assert_eq!(
             std::fs::read_dir(again.join("blobs/sha256")).expect("blobs").count(),
@@ -129,7 +131,7 @@ fn chosen_platforms_are_squashed_and_the_rest_copied() {
     assert!(outcome.dropped_attestations.is_empty() && outcome.stale_attestations.is_empty());
     // Its blobs are there and verify.
     let copied = open_index(&format!("oci:{}:t", out.display()));
-    copied.images()[0].verify_layers(0..4, 0).expect("copied image verifies");
+    copied.images()[0].verify_layers(0..4, &Context::new()).expect("copied image verifies");
     // Keeping the attestation of a squashed image: it is listed as stale.
     let kept = dir.path().join("kept");
     let outcome = squash_index(&reference, &kept, 2, &IndexOptions::default().with_keep_attestations(true));
@@ -385,11 +387,12 @@ fn progress_events_add_up_to_their_totals() {
     let reference = format!("oci:{}:t", input.display());
     for threads in [1, 4] {
         let index = open_index(&reference);
-        let options = SquashOptions::default().with_selector(LayerSelector::Top(2)).with_threads(threads);
+        let options = SquashOptions::default().with_selector(LayerSelector::Top(2));
         let tally = Tally::default();
-        let plan = index.plan_with_progress(&options, &IndexOptions::default(), &tally).expect("plan");
+        let context = Context::new().with_threads(threads).with_progress(&tally);
+        let plan = index.plan_in(&options, &IndexOptions::default(), &context).expect("plan");
         let out = dir.path().join(format!("out-{threads}"));
-        plan.execute_with_progress(&index, &Output::new(out, OutputFormat::OciLayout).with_tag("t"), &tally).expect("write");
+        plan.execute_in(&index, &Output::new(out, OutputFormat::OciLayout).with_tag("t"), &context).expect("write");
         let phases = tally.phases();
         assert!(phases.iter().filter(|p| p.0 == "indexing").count() >= 2, "{phases:?}");
         assert!(phases.iter().filter(|p| p.0 == "writing").count() >= 2, "{phases:?}");
@@ -397,10 +400,11 @@ fn progress_events_add_up_to_their_totals() {
             assert_eq!(announced, done, "{threads} threads, {phase}: {phases:?}");
         }
         let image = index.images()[0].clone();
-        let image_plan = image.plan(&options).expect("plan");
+        let image_plan = image.plan_in(&options, &Context::new().with_threads(threads)).expect("plan");
         let tally = Tally::default();
         let mut stream = Vec::new();
-        image_plan.execute_to_writer(&image, OutputFormat::OciArchive, None, &mut stream, &tally).expect("stream");
+        let context = Context::new().with_threads(threads).with_progress(&tally);
+        image_plan.execute_to_writer(&image, OutputFormat::OciArchive, None, &mut stream, &context).expect("stream");
         let phases = tally.phases();
         assert_eq!(phases.len(), 1, "{phases:?}");
         let kept: u64 = image.layers()[..2].iter().map(|l| l.size()).sum();
@@ -420,7 +424,9 @@ fn report_progress_measures_and_does_not_write() {
     let options = SquashOptions::default().with_selector(LayerSelector::Top(2));
     for exact in [false, true] {
         let tally = Tally::default();
-        let report = image.report_with(&options, &squash::ReportOptions::default().with_exact(exact), &tally).expect("report");
+        let report = image
+            .report_in(&options, &squash::ReportOptions::default().with_exact(exact), &Context::new().with_progress(&tally))
+            .expect("report");
         let phases = tally.phases();
         let names: Vec<_> = phases.iter().map(|p| p.0).collect();
         assert_eq!(names.last(), Some(&"measuring"), "{phases:?}");

@@ -234,7 +234,7 @@ fn umoci_unpacks_what_the_tree_says() {
         format!("{path} {size} {sum}")
     }));
     unpacked.sort();
-    let tree = image.tree(2).expect("tree");
+    let tree = image.tree_in(&squash::Context::new().with_threads(2)).expect("tree");
     let mut read: Vec<String> = Vec::new();
     for (path, entry) in &tree.entries {
         let name = if path.is_root() { ".".to_string() } else { format!("./{}", path.display()) };
@@ -272,7 +272,7 @@ fn report_page_renders_in_a_browser() {
     squash_testkit::realistic_image(LayerCompression::Gzip, 5, 20).write_oci_layout(&layout, "t");
     let image = squash::Image::open(&format!("oci:{}:t", layout.display())).expect("open");
     let options = SquashOptions::default().with_selector(LayerSelector::Top(6));
-    let report = image.report_with(&options, &squash::ReportOptions::default(), &squash::NoProgress).expect("report");
+    let report = image.report_in(&options, &squash::ReportOptions::default(), &squash::Context::new()).expect("report");
     assert!(report.wasted_bytes > 0 && !report.clutter.is_empty(), "the page must show waste and clutter");
     let document = squash::document::ReportDocument::new(&image, report, Vec::new());
     let html = dir.path().join("report.html");

@@ -3,6 +3,8 @@
 /// Shared helpers: build an image, squash it, read it back independently.
 mod support;
 
+/// The library's shape: modules import only modules below them; the code map names them all.
+mod architecture;
 /// `diff`: final filesystems against the model, and every single-attribute change found.
 mod diff;
 /// docs/json.md: its examples are the library's document types.
@@ -24,7 +26,7 @@ mod interop;
 /// Real appliers (Docker, containerd, podman, umoci) unpack the regression cases and random
 /// stacks, squashed and not; the model judges.
 mod matrix;
-/// One test per trap of SPEC-NOTES.md, named after it.
+/// One test per rule of docs/layer-rules.md, named after it.
 mod regression;
 /// `report`: compressed sizes estimated within 3% and exact ones equal to a squash; clutter.
 mod report;

@@ -1,4 +1,4 @@
-//! One test per trap of SPEC-NOTES.md. Each builds a small stack, squashes the named ranges and
+//! One test per rule of docs/layer-rules.md. Each builds a small stack, squashes the named ranges and
 //! compares the filesystems with the reference model (see `support::check_equivalent`).
 
 use squash_testkit::cases::{self, Case};

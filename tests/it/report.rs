@@ -3,14 +3,14 @@
 
 use std::path::Path;
 
-use squash::{Compression, Image, LayerSelector, Output, OutputFormat, ReportOptions, SquashOptions};
+use squash::{Compression, Context, Image, LayerSelector, Output, OutputFormat, ReportOptions, SquashOptions};
 use squash_testkit::{realistic_image, LayerCompression};
 
 /// Squashes with `options` into `dir/name` and returns the new layer's blob size and digest.
-fn squashed_layer(image: &Image, options: &SquashOptions, dir: &Path, name: &str) -> (u64, squash::Digest) {
-    let plan = image.plan(options).expect("plan");
+fn squashed_layer(image: &Image, options: &SquashOptions, context: &Context, dir: &Path, name: &str) -> (u64, squash::Digest) {
+    let plan = image.plan_in(options, context).expect("plan");
     let output = Output::new(dir.join(name), OutputFormat::OciLayout).with_tag("t");
-    let outcome = plan.execute(image, &output).expect("squash");
+    let outcome = plan.execute_in(image, &output, context).expect("squash");
     let merged: Vec<_> = outcome.layers.iter().filter(|l| l.squashed_from.is_some()).collect();
     assert_eq!(merged.len(), 1);
     (merged[0].compressed_size, merged[0].digest.clone())
@@ -39,7 +39,7 @@ fn compressed_estimate_is_within_three_percent_of_a_squash() {
         options.compression = Some(compression);
         options.level = level;
         n += 1;
-        let (real, _) = squashed_layer(&image, &options, dir.path(), &format!("out{n}"));
+        let (real, _) = squashed_layer(&image, &options, &Context::new(), dir.path(), &format!("out{n}"));
         // The default compresses the whole layer here (it is small); smaller samples exercise
         // the sampling itself, down to four of the pieces (gzip 128 KiB, zstd 1 MiB) of the
         // 11 MB layer.
@@ -51,8 +51,7 @@ fn compressed_estimate_is_within_three_percent_of_a_squash() {
             _ => &[256 << 20, 4 << 20, 2 << 20, 1 << 20, 512 << 10],
         };
         for &units in budgets {
-            let report =
-                image.report_with(&options, &ReportOptions::default().with_sample_bytes(units), &squash::NoProgress).expect("report");
+            let report = image.report_in(&options, &ReportOptions::default().with_sample_bytes(units), &Context::new()).expect("report");
             let estimate = report.squash[0].compressed_size_after_estimate;
             let off = (estimate as f64 - real as f64) / real as f64 * 100.0;
             eprintln!(
@@ -80,9 +79,9 @@ fn exact_sizes_and_digests_equal_a_squash() {
         let mut options = SquashOptions::default().with_selector(LayerSelector::Top(5));
         options.compression = Some(compression);
         for threads in [1, 3] {
-            options.threads = threads;
-            let report = image.report_with(&options, &ReportOptions::default().with_exact(true), &squash::NoProgress).expect("report");
-            let (size, digest) = squashed_layer(&image, &options, dir.path(), &format!("out-{n}-{threads}"));
+            let context = Context::new().with_threads(threads);
+            let report = image.report_in(&options, &ReportOptions::default().with_exact(true), &context).expect("report");
+            let (size, digest) = squashed_layer(&image, &options, &context, dir.path(), &format!("out-{n}-{threads}"));
             let range = &report.squash[0];
             assert_eq!(range.compressed_size_after_exact, Some(size), "{compression}");
             assert_eq!(range.compressed_size_after_estimate, size);
@@ -106,7 +105,7 @@ fn clutter_is_found_with_its_layers_and_gated() {
     let dir = tempfile::tempdir().expect("tempdir");
     let image = open(dir.path(), LayerCompression::Gzip, 3);
     let options = SquashOptions::default().with_selector(LayerSelector::Top(6));
-    let report = image.report_with(&options, &ReportOptions::default(), &squash::NoProgress).expect("report");
+    let report = image.report_in(&options, &ReportOptions::default(), &Context::new()).expect("report");
     let rule = |name: &str| report.clutter.iter().find(|c| c.rule == name);
     // The lists were deleted by a later layer: waste, not clutter.
     assert!(rule("apt lists").is_none());
@@ -170,14 +169,15 @@ fn report_reads_each_layer_once_and_plans_as_a_squash() {
             let mut options = SquashOptions::default().with_selector(LayerSelector::Ranges(ranges.clone()));
             options.excludes = excludes.iter().map(|p| p.to_string()).collect();
             let progress = Indexed::default();
-            let report = match image.report_with(&options, &ReportOptions::default().with_exact(true), &progress) {
-                Ok(report) => report,
-                // What a squash refuses (an --exclude over a layer kept above), a report refuses too.
-                Err(e) => {
-                    assert!(image.plan(&options).is_err(), "seed {seed} {ranges:?}: only the report refused: {e}");
-                    continue;
-                }
-            };
+            let report =
+                match image.report_in(&options, &ReportOptions::default().with_exact(true), &Context::new().with_progress(&progress)) {
+                    Ok(report) => report,
+                    // What a squash refuses (an --exclude over a layer kept above), a report refuses too.
+                    Err(e) => {
+                        assert!(image.plan(&options).is_err(), "seed {seed} {ranges:?}: only the report refused: {e}");
+                        continue;
+                    }
+                };
             assert_eq!(*progress.0.lock().expect("lock"), stored, "seed {seed} {ranges:?}: every layer read once");
             let plan = image.plan(&options).expect("plan");
             asked_below += plan.ranges.iter().filter(|r| r.range.start > 0).count();

@@ -1,10 +1,14 @@
-use squash::{Compression, Image, LayerSelector, Output, OutputFormat, SquashOptions};
+use squash::{Compression, Context, Image, LayerSelector, Output, OutputFormat, SquashOptions};
 use squash_testkit::{random_stack, ImageBuilder, LayerBuilder, LayerCompression};
 
 use crate::support::build;
 
 fn write(image: &Image, options: SquashOptions, output: &Output) -> squash::Outcome {
-    image.plan(&options).and_then(|p| p.execute(image, output)).expect("squash")
+    write_in(image, options, output, &Context::new())
+}
+
+fn write_in(image: &Image, options: SquashOptions, output: &Output, context: &Context) -> squash::Outcome {
+    image.plan_in(&options, context).and_then(|p| p.execute_in(image, output, context)).expect("squash")
 }
 
 #[test]
@@ -67,8 +71,9 @@ fn output_bytes_do_not_depend_on_thread_count() {
         let mut manifests = Vec::new();
         for threads in [1, 2, 4] {
             let path = dir.path().join(format!("out-{compression}-{threads}.tar"));
-            let options = SquashOptions::default().with_selector(LayerSelector::Top(4)).with_compression(compression).with_threads(threads);
-            let outcome = write(&image, options, &Output::new(path.clone(), OutputFormat::OciArchive).with_tag("t"));
+            let options = SquashOptions::default().with_selector(LayerSelector::Top(4)).with_compression(compression);
+            let output = Output::new(path.clone(), OutputFormat::OciArchive).with_tag("t");
+            let outcome = write_in(&image, options, &output, &Context::new().with_threads(threads));
             manifests.push((outcome.manifest_digest, std::fs::read(&path).expect("read")));
         }
         assert!(manifests.windows(2).all(|w| w[0] == w[1]), "{compression}: output changed with the thread count");

@@ -1,4 +1,6 @@
-//! The `squash` command: parses arguments, calls the library, renders results. No image logic.
+//! The `squash` command: what the user typed becomes library options (`options`, `input`), one
+//! file per command calls the library (`commands/`), and `render` and `exit` decide what a person
+//! sees. Image logic lives in the library.
 
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
@@ -6,6 +8,8 @@ mod args;
 mod commands;
 mod dive_ci;
 mod exit;
+mod input;
+mod options;
 mod render;
 
 use std::process::ExitCode;

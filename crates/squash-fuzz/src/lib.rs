@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
-use squash::{Image, LayerSelector, Output, OutputFormat, SquashOptions};
+use squash::{Context, Image, LayerSelector, Output, OutputFormat, ReportOptions, SquashOptions};
 
 /// The first panic seen by the recorder since it was last read, on any thread.
 static PANICKED: Mutex<Option<String>> = Mutex::new(None);
@@ -452,7 +452,7 @@ pub fn run_case(path: &Path, work: &Path) -> Result<bool, Finding> {
         let image = Image::open(&reference)?;
         // Layers read on threads of their own, then on the reading thread (one thread in all).
         image.index_layers(0..image.layers().len())?;
-        image.report(&SquashOptions::default().with_threads(1), 5)?;
+        image.report_in(&SquashOptions::default(), &ReportOptions::default().with_top_paths(5), &Context::new().with_threads(1))?;
         let count = image.layers().len();
         let selector = if count > 1 { LayerSelector::Top(count - 1) } else { LayerSelector::Top(count.max(1)) };
         let plan = image.plan(&SquashOptions::default().with_selector(selector))?;

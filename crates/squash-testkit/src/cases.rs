@@ -1,4 +1,4 @@
-//! The engine's regression cases: one or more small stacks per trap of SPEC-NOTES.md, each with
+//! The engine's regression cases: one or more small stacks per rule of docs/layer-rules.md, each with
 //! the ranges to squash. The library's tests check them against the reference model; the
 //! compatibility matrix has real appliers unpack them.
 
@@ -23,7 +23,7 @@ fn case(name: &str, layers: Vec<Vec<u8>>, ranges: Vec<(usize, usize)>) -> Case {
     Case { name: name.to_string(), layers, ranges }
 }
 
-/// Every regression case, in the order of SPEC-NOTES.md.
+/// Every regression case, in the order of docs/layer-rules.md.
 pub fn regression_cases() -> Vec<Case> {
     let mut all = Vec::new();
     for group in [

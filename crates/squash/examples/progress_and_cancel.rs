@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use squash::{Error, Event, Image, LayerSelector, Output, OutputFormat, Progress, SquashOptions};
+use squash::{Context, Error, Event, Image, LayerSelector, Output, OutputFormat, Progress, SquashOptions};
 
 #[path = "common/mod.rs"]
 mod common;
@@ -55,12 +55,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let scratch = tempfile::tempdir()?;
     let image = common::image_argument(scratch.path());
     let image = Image::open(&image)?;
-    let plan = image.plan_with_progress(&SquashOptions::default().with_selector(LayerSelector::Top(3)), &Watch::new(None))?;
+    let watch = Watch::new(None);
+    let plan = image.plan_in(&SquashOptions::default().with_selector(LayerSelector::Top(3)), &Context::new().with_progress(&watch))?;
 
     // A run to the end.
     let done = scratch.path().join("done");
     let watch = Watch::new(None);
-    plan.execute_with_progress(&image, &Output::new(done.clone(), OutputFormat::OciLayout), &watch)?;
+    plan.execute_in(&image, &Output::new(done.clone(), OutputFormat::OciLayout), &Context::new().with_progress(&watch))?;
     let (work, total) = (watch.done.load(Ordering::Relaxed), watch.total.load(Ordering::Relaxed));
     println!("did {work} of {total} bytes of work; wrote {}", done.display());
     assert_eq!(work, total, "the work done adds up to the total announced");
@@ -68,7 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A run cancelled after its first bytes: the error says so and nothing is left behind.
     let cancelled = scratch.path().join("cancelled");
     let watch = Watch::new(Some(1));
-    match plan.execute_with_progress(&image, &Output::new(cancelled.clone(), OutputFormat::OciLayout), &watch) {
+    match plan.execute_in(&image, &Output::new(cancelled.clone(), OutputFormat::OciLayout), &Context::new().with_progress(&watch)) {
         Err(Error::Cancelled) => println!("cancelled; {} exists: {}", cancelled.display(), cancelled.exists()),
         Err(other) => return Err(other.into()),
         Ok(_) => println!("finished before the cancellation was seen"),

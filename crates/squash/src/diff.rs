@@ -9,14 +9,15 @@ use std::io::{self, Write};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use crate::budget::Budget;
+use crate::context::Context;
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::layer::entry::{EntryKind, EntryPath};
-use crate::layer::index::LayerIndex;
+use crate::layer::layer_index::LayerIndex;
 use crate::layer::tarstream::EntryMeta;
-use crate::plan::changeset::{final_tree, FinalSource};
-use crate::read::stream::Budget;
-use crate::read::Image;
+use crate::plan::changeset::tree::{final_tree, FinalSource};
+use crate::read::image::Image;
 
 /// What `diff` compares of each path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -284,10 +285,15 @@ impl Write for HashSink {
 
 impl Image {
     /// The image's final root filesystem: every layer read once and verified (size, sha256,
-    /// diff_id), on at most `threads` threads (0: all cores).
-    pub fn tree(&self, threads: usize) -> Result<Tree> {
+    /// diff_id), on every core.
+    pub fn tree(&self) -> Result<Tree> {
+        self.tree_in(&Context::new())
+    }
+
+    /// [`Image::tree`] within `context`'s threads.
+    pub fn tree_in(&self, context: &Context<'_>) -> Result<Tree> {
         use rayon::prelude::*;
-        let budget = Budget::new(threads);
+        let budget = context.budget();
         let wanted: Vec<usize> = (0..self.layers().len()).collect();
         let read: Vec<(LayerIndex, Vec<Attrs>)> =
             budget.run(|| wanted.par_iter().map(|&i| self.read_attrs(i, budget)).collect::<Result<Vec<_>>>())??;
@@ -464,9 +470,9 @@ pub fn diff_trees(a: &Tree, b: &Tree, ignore: &[Attribute]) -> TreeDiff {
     diff
 }
 
-/// Compares the final filesystems of two images (see [`diff_trees`]), each read on at most
-/// `threads` threads.
-pub fn diff_images(a: &Image, b: &Image, ignore: &[Attribute], threads: usize) -> Result<TreeDiff> {
-    let (ta, tb) = (a.tree(threads)?, b.tree(threads)?);
+/// Compares the final filesystems of two images (see [`diff_trees`]), each read within
+/// `context`'s threads.
+pub fn diff_images(a: &Image, b: &Image, ignore: &[Attribute], context: &Context<'_>) -> Result<TreeDiff> {
+    let (ta, tb) = (a.tree_in(context)?, b.tree_in(context)?);
     Ok(diff_trees(&ta, &tb, ignore))
 }

@@ -2,53 +2,60 @@
 //! each, drops every file that later layers shadow or delete, and writes a new image whose
 //! untouched layers stay byte-identical.
 //!
-//! Data flows one way: [`Image::open`] (read) → [`Image::plan`] (plan, pure) →
-//! [`SquashPlan::execute`] (merge and write) → [`Outcome`].
+//! An image is opened ([`Image::open`]), planned ([`Image::plan`], which reads what it must and
+//! decides everything) and executed ([`SquashPlan::execute`]), giving an [`Outcome`]; a
+//! [`Report`] and a [`TreeDiff`] are computed the same way. Every operation has a variant that
+//! takes a [`Context`] (threads, progress and cancellation, temporary directory).
+//!
+//! The modules, lowest first (a module imports only modules below it; ARCHITECTURE.md draws the
+//! map): the ground (`digest`, `error`, `progress`, `budget`, `context`), `codec`, `layer`,
+//! `read`, `plan`, `merge`, `write`, then `report` and `diff`, then `present`.
 
 #![deny(missing_docs)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 #![doc = include_str!("../README.md")]
 
+mod budget;
+mod codec;
+mod context;
 mod diff;
 mod digest;
-pub mod document;
 mod error;
 mod layer;
 mod merge;
-mod pages;
 mod plan;
+pub mod present;
+mod progress;
 mod read;
 mod report;
 mod write;
 
+pub use codec::compression::Compression;
+pub use context::Context;
 pub use diff::{diff_images, diff_trees, Attribute, ChangedPath, Difference, Tree, TreeDiff, TreeEntry};
 pub use digest::{Digest, InvalidDigest};
 pub use error::{Error, Location, ParseError, Result};
-pub use layer::compression::Compression;
 pub use layer::entry::{EntryKind, EntryPath, Whiteout};
-pub use layer::index::{EntryClass, IndexedEntry, LayerIndex};
+pub use layer::layer_index::{EntryClass, IndexedEntry, LayerIndex};
+pub use plan::changeset::range_plan::Fate;
 pub use plan::edits::{parse_command, ConfigEdits, KeyEdit};
 pub use plan::exclude::{ExcludeFigures, Excludes};
-pub use plan::{parse_layer_range, Fate, HistoryMode, LayerRange, LayerSelector, PlannedRange, Reread, SquashOptions, SquashPlan};
-pub use read::{
-    HistoryStep, Image, ImageIndex, ImageReference, IndexChild, IndexChildKind, InputFormat, Layer, OpenOptions, Opened, Platform,
-    Transport,
-};
-pub use report::{
-    Audit, AuditSummary, Clutter, ClutterPath, ClutterRule, GateResult, GateRule, Gates, LayerBytes, LayerReport, RangeReport, Report,
-    ReportOptions, WastedPath,
-};
-
-/// Presentation helpers for programs that show squash's figures to people: sizes as text and
-/// back, and the report as an SVG chart, Markdown for a pull request, or an HTML page.
-pub mod present {
-    #[cfg(feature = "svg")]
-    pub use crate::pages::report_html;
-    pub use crate::pages::report_markdown;
-    #[cfg(feature = "svg")]
-    pub use crate::report::report_svg;
-    pub use crate::report::{human, parse_size};
-}
-pub use write::{
-    Event, ImageOutcome, IndexOptions, IndexOutcome, IndexPlan, NoProgress, Outcome, OutcomeLayer, Output, OutputFormat, Progress,
-    DEFAULT_LOCK_TIMEOUT,
-};
+pub use plan::image_index::{IndexOptions, IndexPlan};
+pub use plan::options::{HistoryMode, SquashOptions};
+pub use plan::range::{parse_layer_range, LayerRange, LayerSelector};
+pub use plan::squash_plan::{PlannedRange, SquashPlan};
+pub use present::document;
+pub use progress::{Event, NoProgress, Progress};
+pub use read::image::{HistoryStep, Image, InputFormat, Layer, OpenOptions};
+pub use read::image_index::{ImageIndex, IndexChild, IndexChildKind, Opened};
+pub use read::platform::Platform;
+pub use read::reference::{ImageReference, Transport};
+pub use read::reread::Reread;
+pub use report::audit::{Audit, AuditSummary};
+pub use report::clutter::{Clutter, ClutterPath, ClutterRule, LayerBytes};
+pub use report::gates::{GateResult, GateRule, Gates};
+pub use report::model::{LayerReport, RangeReport, Report, ReportOptions, WastedPath};
+pub use write::image_index::{ImageOutcome, IndexOutcome};
+pub use write::lock::DEFAULT_LOCK_TIMEOUT;
+pub use write::outcome::{Outcome, OutcomeLayer};
+pub use write::output::{Destination, Output, OutputFormat};

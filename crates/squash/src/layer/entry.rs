@@ -5,7 +5,7 @@ use std::fmt;
 use serde::{Serialize, Serializer};
 
 /// A path inside a layer, normalized so that `./a`, `a`, `/a` and `a/` compare equal
-/// (SPEC-NOTES rule 1). Bytes, not UTF-8: layers may hold names in any encoding. The root
+/// (docs/layer-rules.md, rule 1). Bytes, not UTF-8: layers may hold names in any encoding. The root
 /// directory is the empty path.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct EntryPath(Box<[u8]>);
@@ -153,7 +153,7 @@ pub enum EntryKind {
     File,
     /// A directory.
     Dir,
-    /// A symbolic link: data, never followed (SPEC-NOTES rule 8).
+    /// A symbolic link: data, never followed (docs/layer-rules.md, rule 8).
     Symlink,
     /// A hard link to an earlier entry.
     Hardlink,
@@ -199,7 +199,7 @@ pub enum Whiteout {
 }
 
 impl Whiteout {
-    /// Classifies a normalized path. `.wh.` is a basename prefix only (SPEC-NOTES rule 4), so
+    /// Classifies a normalized path. `.wh.` is a basename prefix only (docs/layer-rules.md, rule 4), so
     /// `keep.wh.me` and `dir.wh.x/file` are ordinary names. A bare `.wh.` is invalid.
     pub fn classify(path: &EntryPath) -> Result<Whiteout, &'static str> {
         let name = path.file_name();

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::read::Image;
+use crate::read::image::Image;
 
 /// What the user asked to squash.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -4,11 +4,13 @@
 use serde_json::Value;
 
 use super::blob::{BlobRef, Store};
-use super::oci::{self, DOCKER_CONFIG};
-use super::{diff_ids, history_of, sniff_layer, Document, Image, InputFormat, Layer, Platform, Sibling};
+use super::image::{diff_ids, history_of, sniff_layer, Document, Image, InputFormat, Layer, Sibling};
+use super::media::{self, DOCKER_CONFIG, OCI_MANIFEST};
+use super::oci;
+use super::platform::Platform;
+use crate::codec::compression::Compression;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::layer::compression::Compression;
 
 /// Opens the image chosen by `selector` (`NAME:TAG` or `@INDEX`) in a `docker save` tarball.
 pub(crate) fn open_archive(store: Store, selector: Option<&str>) -> Result<Image> {
@@ -119,7 +121,7 @@ pub(crate) fn open_archive(store: Store, selector: Option<&str>) -> Result<Image
         let mut blob = BlobRef { digest: digest_in_name_strict(&name), name, size };
         let mut descriptor = None;
         let compression = sniff_layer(&store, &blob, &layer_location)?;
-        let mut media_type = docker_media_type(compression).to_string();
+        let mut media_type = media::docker_layer(compression).to_string();
         // LayerSources describe the layer as a registry serves it; they describe the stored
         // member only when the sizes agree (Docker 25+), not for an uncompressed `layer.tar`.
         let source = source.filter(|s| s.get("size").and_then(Value::as_u64) == Some(size));
@@ -129,7 +131,7 @@ pub(crate) fn open_archive(store: Store, selector: Option<&str>) -> Result<Image
                 blob.digest = Some(digest);
             }
             if let Some(m) = source.get("mediaType").and_then(Value::as_str) {
-                oci::check_layer_media_type(m, &layer_location)?;
+                media::check_layer(m, &layer_location)?;
                 media_type = m.to_string();
             }
             descriptor = Some(source.clone());
@@ -178,15 +180,6 @@ fn digest_in_name_strict(name: &str) -> Option<Digest> {
     name.strip_prefix("blobs/sha256/").and_then(Digest::from_hex)
 }
 
-/// The Docker v2s2 media type for a layer of this compression.
-pub(crate) fn docker_media_type(compression: Compression) -> &'static str {
-    match compression {
-        Compression::None => "application/vnd.docker.image.rootfs.diff.tar",
-        Compression::Gzip => "application/vnd.docker.image.rootfs.diff.tar.gzip",
-        Compression::Zstd => "application/vnd.docker.image.rootfs.diff.tar.zstd",
-    }
-}
-
 /// Opens a containers-image `dir:` directory: `manifest.json` is the image manifest itself.
 pub(crate) fn open_dir(store: Store) -> Result<Image> {
     let location = store.location().part("`manifest.json`");
@@ -195,7 +188,7 @@ pub(crate) fn open_dir(store: Store) -> Result<Image> {
     if value.get("schemaVersion").and_then(Value::as_u64) == Some(1) {
         return Err(Error::unsupported(location, "Docker schema 1 manifest (deprecated; convert it with a registry tool first)"));
     }
-    let media_type = value.get("mediaType").and_then(Value::as_str).unwrap_or(oci::OCI_MANIFEST).to_string();
+    let media_type = value.get("mediaType").and_then(Value::as_str).unwrap_or(OCI_MANIFEST).to_string();
     let manifest = Document { digest: Digest::of(&raw), raw, media_type, value };
     oci::from_manifest(&store, InputFormat::Dir, manifest, None, None)
 }

@@ -13,11 +13,14 @@ use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use super::image::Image;
+use crate::budget::Budget;
+use crate::context::Context;
 use crate::error::{Error, IoContext, Location, Result};
 use crate::layer::entry::{EntryKind, EntryPath};
-use crate::layer::index::{EntryClass, LayerIndex};
-use crate::read::stream::Budget;
-use crate::read::Image;
+use crate::layer::layer_index::{EntryClass, LayerIndex};
+use crate::layer::tarstream::TarError;
+use crate::progress::Event;
 
 /// The entries of one layer of a range that no layer above it shadows, as they were read.
 #[derive(Debug)]
@@ -202,24 +205,22 @@ impl<'a> KeptReader<'a> {
 
 impl Image {
     /// Indexes the layers of `range` newest first ([`WINDOW`] at a time), keeping in an unnamed
-    /// temporary file under `tmp_dir` (default: `TMPDIR`) per layer what no layer indexed before
+    /// temporary file under the context's temporary directory per layer what no layer indexed before
     /// it shadows. Every digest is checked as [`Image::index_layers`] checks it. The result is
     /// oldest first.
     pub(crate) fn index_range_once(
         &self,
         range: std::ops::RangeInclusive<usize>,
-        threads: usize,
-        progress: &dyn crate::write::Progress,
-        tmp_dir: Option<&Path>,
+        context: &Context<'_>,
     ) -> Result<(Vec<LayerIndex>, Vec<Kept>)> {
-        use crate::write::Event;
-        let budget = Budget::new(threads);
+        let budget = context.budget();
+        let progress = context.progress();
         let size = |i: usize| self.layers().get(i).map_or(0, |l| l.blob.size);
         let layers: Vec<usize> = range.rev().collect();
         if !layers.is_empty() {
             progress.event(&Event::Indexing { layers: layers.len(), bytes: layers.iter().map(|&i| size(i)).sum() });
         }
-        let dir = tmp_dir.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
+        let dir = context.scratch_dir();
         let mut shadow = Shadow::default();
         let mut indexes = Vec::with_capacity(layers.len());
         let mut kept = Vec::with_capacity(layers.len());
@@ -270,7 +271,7 @@ impl Image {
             let mut counted = Counted { inner: &mut out, failed: false };
             let written = match counted.write_all(&group.raw) {
                 Ok(()) => stream.tar.copy_data_padded(&mut counted),
-                Err(e) => Err(crate::layer::tarstream::TarError::Io(e)),
+                Err(e) => Err(TarError::Io(e)),
             };
             match written {
                 Ok(()) => {
@@ -282,7 +283,7 @@ impl Image {
                     Ok(())
                 }
                 // Writing the copy failed (a full disk): the temporary file's error.
-                Err(crate::layer::tarstream::TarError::Io(e)) if counted.failed => Err(Error::io(location(), e)),
+                Err(TarError::Io(e)) if counted.failed => Err(Error::io(location(), e)),
                 Err(e) => Err(stream.error(e)),
             }
         })?;
@@ -295,9 +296,8 @@ impl Image {
 /// Layers indexed at once. A layer's entries are checked against the layers at least this far
 /// above it (all indexed before it starts), so what is kept does not depend on the thread
 /// count; with more than one, an entry that only a layer indexed at the same time shadows is
-/// kept for nothing, which costs temporary space, not correctness. Two at once measured no
-/// faster on 2 cores (a 400,000-entry range: 8.1 and 8.7 s against 9.3 and 8.5 s; the zstd
-/// bench: 4.1 and 4.4 s against 4.6 and 4.4 s) and kept more, so one.
+/// kept for nothing, which costs temporary space, not correctness. BENCHMARKS.md has the
+/// measurements that chose one.
 const WINDOW: usize = 1;
 
 /// Tells a failed write (of the copy) from a failed read (of the layer).

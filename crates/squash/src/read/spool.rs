@@ -10,9 +10,10 @@ use std::path::Path;
 
 use tempfile::TempPath;
 
+use super::image::OpenOptions;
+use crate::codec::compression::{sniff_buffered, Compression, Sniffed};
+use crate::codec::decode::Decoder;
 use crate::error::{Error, IoContext, Location, Result};
-use crate::layer::compression::{sniff_buffered, Compression, Decoder, Sniffed};
-use crate::read::OpenOptions;
 
 /// Whether `path` names standard input or something that is neither a file nor a directory.
 pub(crate) fn wanted(path: &Path) -> bool {

@@ -7,14 +7,15 @@ use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 
 use sha2::{Digest as _, Sha256};
 
+use super::archive::tar_error;
+use super::blob::VerifyingReader;
+use super::image::{Image, Layer};
+use crate::budget::Budget;
+use crate::codec::compression::Compression;
+use crate::codec::decode::Decoder;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Location, Result};
-use crate::layer::compression::{Compression, Decoder};
-use crate::layer::index::EntryFilter;
-use crate::layer::tarstream::{drain, TarReader};
-use crate::read::archive::tar_error;
-use crate::read::blob::VerifyingReader;
-use crate::read::{Image, Layer};
+use crate::layer::tarstream::{drain, TarError, TarReader};
 
 /// A layer being read as a tar stream, through a pipeline of threads a few chunks ahead of the
 /// reader: one reads the blob and hashes it (size and digest), one decompresses, and the reader
@@ -322,62 +323,6 @@ pub(crate) enum Check {
     BlobOnly(Digest),
 }
 
-/// How reading and compressing may use threads, from a budget of `threads` (`--threads`; 0:
-/// all cores, with no cap). Output bytes never depend on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Budget {
-    threads: usize,
-}
-
-impl Budget {
-    /// A budget of `threads` threads in all; 0 for all cores.
-    pub(crate) fn new(threads: usize) -> Budget {
-        Budget { threads }
-    }
-
-    /// This machine's cores.
-    pub(crate) fn cores() -> usize {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-    }
-
-    /// Whether a layer stream reads and decodes on threads of its own (two, besides its
-    /// consumer), or on the consumer's thread (with a budget of one or two threads).
-    pub(crate) fn pipelined(self) -> bool {
-        self.threads == 0 || self.threads >= 3
-    }
-
-    /// How many layers are indexed at once.
-    pub(crate) fn parallel_layers(self) -> usize {
-        match self.threads {
-            0 => Self::cores(),
-            n if n >= 3 => n / 3,
-            n => n,
-        }
-    }
-
-    /// Compression workers beside one layer stream (0: all cores).
-    pub(crate) fn compressors(self) -> usize {
-        match self.threads {
-            0 => 0,
-            n if n >= 3 => n - 2,
-            n => n,
-        }
-    }
-
-    /// Runs `work` on at most [`Budget::parallel_layers`] threads.
-    pub(crate) fn run<T: Send>(self, work: impl FnOnce() -> T + Send) -> Result<T> {
-        if self.threads == 0 {
-            return Ok(work());
-        }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(self.parallel_layers())
-            .thread_name(|i| format!("index {i}"))
-            .build()
-            .map_err(|e| Error::io(Location::default(), io::Error::other(e)))?;
-        Ok(pool.install(work))
-    }
-}
-
 impl LayerStream {
     /// Opens a layer, its stages on threads of their own or not as `budget` says.
     pub(crate) fn open_within(image: &Image, layer: &Layer, check: Check, budget: Budget) -> Result<LayerStream> {
@@ -408,7 +353,7 @@ impl LayerStream {
     }
 
     /// Converts a tar-level error into a located [`Error`].
-    pub(crate) fn error(&self, e: crate::layer::tarstream::TarError) -> Error {
+    pub(crate) fn error(&self, e: TarError) -> Error {
         tar_error(self.location.clone(), e)
     }
 
@@ -417,197 +362,5 @@ impl LayerStream {
         let mut reader = self.tar.into_inner();
         drain(&mut reader).at(|| location.clone())?;
         reader.chunks.done.ok_or_else(|| Error::io(location, io::Error::other("layer stream ended without a verdict")))
-    }
-}
-
-/// What indexing shows each header group to, with the stream (whose data for that entry it may
-/// read) before the entry is indexed.
-pub(crate) type EntryVisitor<'a> = dyn FnMut(&crate::layer::tarstream::HeaderGroup, &mut LayerStream) -> Result<()> + 'a;
-
-impl Image {
-    /// Reads one layer's headers (skipping file contents) and verifies its digests.
-    pub fn index_layer(&self, layer_index: usize) -> Result<crate::layer::index::LayerIndex> {
-        self.index_layer_within(layer_index, Budget::new(0), None, None)
-    }
-
-    /// Indexes layer `layer_index` as [`Image::index_layer`] does, showing `visit` each header
-    /// group (with the stream, whose data for that entry it may read) before it is indexed.
-    pub(crate) fn index_layer_visiting(
-        &self,
-        layer_index: usize,
-        budget: Budget,
-        visit: &mut EntryVisitor<'_>,
-    ) -> Result<crate::layer::index::LayerIndex> {
-        self.index_layer_within(layer_index, budget, None, Some(visit))
-    }
-
-    fn index_layer_within(
-        &self,
-        layer_index: usize,
-        budget: Budget,
-        filter: Option<&dyn EntryFilter>,
-        mut visit: Option<&mut EntryVisitor<'_>>,
-    ) -> Result<crate::layer::index::LayerIndex> {
-        use crate::layer::index::{IndexedEntry, LayerIndex};
-        let layer = self.layers.get(layer_index).ok_or_else(|| Error::InvalidRange { reason: format!("no layer {layer_index}") })?;
-        let mut stream = LayerStream::open_within(self, layer, Check::Full, budget)?;
-        let mut entries = Vec::new();
-        let mut keep = filter.map(|f| f.for_layer());
-        loop {
-            let group = match stream.tar.next_group() {
-                Ok(Some(group)) => group,
-                Ok(None) => break,
-                Err(e) => return Err(stream.error(e)),
-            };
-            if let Some(visit) = visit.as_mut() {
-                visit(&group, &mut stream)?;
-            }
-            let mut entry = IndexedEntry::from_group(group, &stream.location)?;
-            if keep.as_mut().is_none_or(|keep| keep(&mut entry)) {
-                entries.push(entry);
-            }
-        }
-        entries.shrink_to_fit();
-        let location = stream.location.clone();
-        let verified = stream.finish()?;
-        Ok(LayerIndex {
-            layer: layer_index,
-            entries,
-            blob_digest: verified.blob_digest,
-            uncompressed_size: verified.uncompressed_size,
-            compressed_size: layer.blob.size,
-            location,
-        })
-    }
-
-    /// Reads again the header bytes of `wanted` (position in `indexes`, entry), which their
-    /// indexes did not keep: from what a one-time read `kept`, when it kept them all for that
-    /// layer, otherwise from the layer (its blob digest checked again), which is counted in
-    /// `rereads`.
-    pub(crate) fn restore_headers(
-        &self,
-        indexes: &mut [crate::layer::index::LayerIndex],
-        wanted: &std::collections::BTreeSet<(usize, usize)>,
-        budget: Budget,
-        kept: Option<&[crate::read::once::Kept]>,
-        rereads: &mut Vec<crate::plan::Reread>,
-    ) -> Result<()> {
-        for (position, index) in indexes.iter_mut().enumerate() {
-            let entries: std::collections::BTreeSet<usize> =
-                wanted.range((position, 0)..=(position, usize::MAX)).map(|&(_, e)| e).collect();
-            let Some(&last) = entries.last() else { continue };
-            if let Some(kept) = kept.and_then(|k| k.get(position)).filter(|k| entries.iter().all(|&e| k.has(e))) {
-                let mut headers = Vec::with_capacity(entries.len());
-                {
-                    let mut reader = kept.reader(index);
-                    for &e in &entries {
-                        let (header, _) = reader.entry(e).map_err(|err| Error::io(index.location.clone(), err))?;
-                        headers.push((e, header));
-                    }
-                }
-                for (e, header) in headers {
-                    index.entries[e].raw = Some(header.into_boxed_slice());
-                }
-                continue;
-            }
-            rereads.push(crate::plan::Reread::new(index.layer, "headers of files whose names a hard link outlives"));
-            let layer = self.layers.get(index.layer).ok_or_else(|| Error::InvalidRange { reason: format!("no layer {}", index.layer) })?;
-            let mut stream = LayerStream::open_within(self, layer, Check::BlobOnly(index.blob_digest.clone()), budget)?;
-            for i in 0..=last {
-                let group = match stream.tar.next_group() {
-                    Ok(Some(group)) => group,
-                    Ok(None) => return Err(Error::malformed_tar(stream.location.clone(), "layer changed while it was being read")),
-                    Err(e) => return Err(stream.error(e)),
-                };
-                if entries.contains(&i) {
-                    index.entries[i].raw = Some(group.raw.into_boxed_slice());
-                }
-            }
-            stream.finish()?;
-        }
-        Ok(())
-    }
-
-    /// Indexes several layers in parallel, on all cores; the result keeps the order of `layers`.
-    pub fn index_layers(&self, layers: impl IntoIterator<Item = usize>) -> Result<Vec<crate::layer::index::LayerIndex>> {
-        self.index_layers_with_threads(layers, 0)
-    }
-
-    /// [`Image::index_layers`] on at most `threads` threads in all (0: all cores): with one or
-    /// two, each layer is read and decoded on the thread that indexes it; from three on, a
-    /// third of them index layers at once, each with a reading and a decoding thread.
-    pub fn index_layers_with_threads(
-        &self,
-        layers: impl IntoIterator<Item = usize>,
-        threads: usize,
-    ) -> Result<Vec<crate::layer::index::LayerIndex>> {
-        self.index_layers_reporting(layers, threads, &crate::write::NoProgress)
-    }
-
-    /// [`Image::index_layers_with_threads`], telling `progress` what it does
-    /// ([`Event::Indexing`](crate::Event::Indexing), then [`Event::Indexed`](crate::Event::Indexed)
-    /// for each layer as it is done).
-    pub(crate) fn index_layers_reporting(
-        &self,
-        layers: impl IntoIterator<Item = usize>,
-        threads: usize,
-        progress: &dyn crate::write::Progress,
-    ) -> Result<Vec<crate::layer::index::LayerIndex>> {
-        self.index_layers_filtered(layers, threads, progress, None)
-    }
-
-    /// [`Image::index_layers_reporting`], keeping in each index only what `filter` chooses (every
-    /// entry is still read and the layer verified in full).
-    pub(crate) fn index_layers_filtered(
-        &self,
-        layers: impl IntoIterator<Item = usize>,
-        threads: usize,
-        progress: &dyn crate::write::Progress,
-        filter: Option<&dyn EntryFilter>,
-    ) -> Result<Vec<crate::layer::index::LayerIndex>> {
-        use crate::write::Event;
-        use rayon::prelude::*;
-        let budget = Budget::new(threads);
-        let wanted: Vec<usize> = layers.into_iter().collect();
-        let size = |i: usize| self.layers.get(i).map_or(0, |l| l.blob.size);
-        if !wanted.is_empty() {
-            progress.event(&Event::Indexing { layers: wanted.len(), bytes: wanted.iter().map(|&i| size(i)).sum() });
-        }
-        budget.run(|| {
-            wanted
-                .par_iter()
-                .map(|&i| {
-                    let index = self.index_layer_within(i, budget, filter, None)?;
-                    progress.event(&Event::Indexed { layer: i, bytes: size(i) });
-                    Ok(index)
-                })
-                .collect()
-        })?
-    }
-}
-
-impl Image {
-    /// Decodes the given layers (in parallel, on at most `threads` threads; 0: all cores) and
-    /// checks each blob's size and sha256 and each layer's diff_id, writing nothing.
-    pub fn verify_layers(&self, layers: impl IntoIterator<Item = usize>, threads: usize) -> Result<()> {
-        use rayon::prelude::*;
-        let budget = Budget::new(threads);
-        let wanted: Vec<usize> = layers.into_iter().collect();
-        budget.run(|| wanted.par_iter().try_for_each(|&i| self.export_layer_within(i, &mut io::sink(), budget)))?
-    }
-
-    /// Streams layer `layer_index` as an uncompressed tar into `out`, verifying its digest, size
-    /// and diff_id as it goes (an export of one layer).
-    pub fn write_layer_tar(&self, layer_index: usize, out: &mut dyn std::io::Write) -> Result<()> {
-        self.export_layer_within(layer_index, out, Budget::new(0))
-    }
-
-    fn export_layer_within(&self, layer_index: usize, out: &mut dyn std::io::Write, budget: Budget) -> Result<()> {
-        let layer = self.layers.get(layer_index).ok_or_else(|| Error::InvalidRange { reason: format!("no layer {layer_index}") })?;
-        let mut stream = LayerStream::open_within(self, layer, Check::Full, budget)?;
-        let location = stream.location.clone();
-        io::copy(stream.tar.get_mut(), out).at(|| location.clone())?;
-        stream.finish()?;
-        Ok(())
     }
 }

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use tempfile::{NamedTempFile, TempDir};
 
 use crate::error::{Error, IoContext, Location, Result};
-use crate::write::Progress;
+use crate::progress::{Event, Progress};
+
+/// How long a run waits for another run's lock on an output layout by default.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What every temporary's name contains, after an optional destination prefix.
 pub(crate) const TEMP_MARK: &str = ".squash-tmp";
@@ -55,7 +58,7 @@ impl DirLock {
             }
             if !told && waited >= Duration::from_secs(1) {
                 let message = format!("waiting for the lock on `{}`: another run is writing there", dir.display());
-                wait.progress.event(&crate::write::Event::Notice { message });
+                wait.progress.event(&Event::Notice { message });
                 told = true;
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -1,8 +1,9 @@
-//! Every platform of an image index in one run: each image squashed by its own plan or copied
-//! byte for byte, the attestations of squashed images dropped (or kept), nested indexes
-//! rewritten the same way, and a new index that keeps its entries' order, platforms,
-//! annotations and artifact types, its own annotations and its media type (OCI index or Docker
-//! manifest list). An index whose entries all stay the same is copied byte for byte.
+//! Writing every platform of an image index in one run: each image by its own plan (squashed or
+//! copied byte for byte), the attestations of squashed images dropped (or kept), nested indexes
+//! rewritten the same way, and a new index that keeps its entries' order, platforms, annotations
+//! and artifact types, its own annotations and its media type (OCI index or Docker manifest
+//! list). An index whose entries all stay the same is copied byte for byte. Ranges of several
+//! images may be merged concurrently beforehand.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -10,71 +11,23 @@ use std::io;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::lock::LockWait;
-use super::target::{BlobKind, Finish, Input, Target};
-use super::{Counting, Event, NoProgress, Outcome, Output, OutputFormat, PreMerged, PreMergedLayers, Progress, DEFAULT_LOCK_TIMEOUT};
+use super::container::{BlobKind, Finish};
+use super::lock::{LockWait, DEFAULT_LOCK_TIMEOUT};
+use super::outcome::Outcome;
+use super::output::{Destination, Input, Output, OutputFormat};
+use super::target::Target;
+use crate::budget::Budget;
+use crate::context::Context;
 use crate::digest::Digest;
-use crate::error::{Error, IoContext, Location, Result};
-use crate::plan::{PlannedRange, SquashOptions, SquashPlan};
+use crate::error::{Error, IoContext, Result};
+use crate::merge::new_layer::{PreMerged, PreMergedLayers};
+use crate::plan::image_index::{ChildPlan, IndexPlan};
+use crate::plan::squash_plan::PlannedRange;
+use crate::progress::{Counting, Event, Progress};
 use crate::read::blob::BlobRef;
-use crate::read::stream::Budget;
-use crate::read::{Image, ImageIndex, IndexChildKind, Opened, Platform};
-
-/// What to do with an index beyond the squash options of each image.
-#[derive(Debug, Clone, Default)]
-#[non_exhaustive]
-pub struct IndexOptions {
-    /// Squash only the images of these platforms (each must be in the index); copy the others
-    /// unchanged. Empty: every image.
-    pub platforms: Vec<Platform>,
-    /// Keep the attestation manifests (and referrers) of squashed images, which then describe
-    /// a manifest that is no longer in the index. Default: drop them.
-    pub keep_attestations: bool,
-    /// The base images for `--from-layer base`, each an image or an index: every image of the
-    /// index gets those of its platform.
-    pub bases: Vec<Opened>,
-}
-
-impl IndexOptions {
-    /// Squash only the images of `platforms`; copy the others unchanged.
-    pub fn with_platforms(mut self, platforms: Vec<Platform>) -> IndexOptions {
-        self.platforms = platforms;
-        self
-    }
-
-    /// Keep (`true`) or drop the attestation manifests of squashed images.
-    pub fn with_keep_attestations(mut self, keep: bool) -> IndexOptions {
-        self.keep_attestations = keep;
-        self
-    }
-
-    /// The base images (each an image or an index) for [`LayerSelector::Base`](crate::LayerSelector::Base).
-    pub fn with_bases(mut self, bases: Vec<Opened>) -> IndexOptions {
-        self.bases = bases;
-        self
-    }
-}
-
-/// What happens to one entry of an index.
-#[derive(Debug, Clone)]
-pub(crate) enum ChildPlan {
-    /// The image, squashed (or copied, when the plan has no range).
-    Image(SquashPlan),
-    /// Copied as it is: its manifest and every blob it names (none for an absent entry).
-    Copy,
-    /// Left out (the attestation of a squashed image).
-    Drop,
-    /// A nested index, planned the same way.
-    Index(IndexPlan),
-}
-
-/// The plan for every entry of an index.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct IndexPlan {
-    pub(crate) children: Vec<ChildPlan>,
-    pub(crate) options: SquashOptions,
-}
+use crate::read::descriptor::descriptor_ref;
+use crate::read::image::Image;
+use crate::read::image_index::{ImageIndex, IndexChildKind};
 
 /// One image of a written index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,117 +62,33 @@ pub struct IndexOutcome {
     pub absent: Vec<Digest>,
 }
 
-impl ImageIndex {
-    /// Plans every image of the index: each resolves its own ranges with `options`
-    /// (`--from-layer N` counts that image's layers; `base` uses the base of its platform),
-    /// within `index_options.platforms` when given; the rest is copied.
-    ///
-    /// ```no_run
-    /// use squash::{IndexOptions, LayerSelector, Opened, Output, OutputFormat, SquashOptions};
-    ///
-    /// if let Opened::Index(index) = Opened::open(&"oci:layout:app".parse()?, &Default::default())? {
-    ///     let only_arm = IndexOptions::default().with_platforms(vec!["linux/arm64".parse()?]);
-    ///     let plan = index.plan(&SquashOptions::default().with_selector(LayerSelector::Top(2)), &only_arm)?;
-    ///     let outcome = plan.execute(&index, &Output::new("out", OutputFormat::OciLayout))?;
-    ///     println!("new index {}", outcome.index_digest);
-    /// }
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn plan(&self, options: &SquashOptions, index_options: &IndexOptions) -> Result<IndexPlan> {
-        self.plan_with_progress(options, index_options, &NoProgress)
-    }
-
-    /// [`ImageIndex::plan`], telling `progress` about the layers it indexes, image by image.
-    pub fn plan_with_progress(&self, options: &SquashOptions, index_options: &IndexOptions, progress: &dyn Progress) -> Result<IndexPlan> {
-        for wanted in &index_options.platforms {
-            if !self.images().iter().any(|i| i.platform().is_some_and(|p| wanted.matches(p))) {
-                let listed: Vec<String> = self.platforms().iter().map(ToString::to_string).collect();
-                return Err(Error::Selection {
-                    location: Location::file(self.source()),
-                    reason: format!("no manifest for platform {wanted}; platforms: {}", listed.join(", ")),
-                });
-            }
-        }
-        let mut plan = self.plan_children(options, index_options, progress)?;
-        let replaced = plan.replaced(self);
-        plan.drop_attestations(self, &replaced, index_options.keep_attestations);
-        Ok(plan)
-    }
-
-    fn plan_children(&self, options: &SquashOptions, index_options: &IndexOptions, progress: &dyn Progress) -> Result<IndexPlan> {
-        let mut children = Vec::with_capacity(self.children.len());
-        for child in &self.children {
-            children.push(match &child.kind {
-                IndexChildKind::Image(image) => {
-                    let chosen = index_options.platforms.is_empty()
-                        || index_options.platforms.iter().any(|w| image.platform().is_some_and(|p| w.matches(p)));
-                    if chosen {
-                        let mut child_options = options.clone();
-                        child_options.bases = index_options.bases.iter().filter_map(|b| b.for_platform_of(image)).collect();
-                        ChildPlan::Image(image.plan_with_progress(&child_options, progress)?)
-                    } else {
-                        ChildPlan::Image(SquashPlan::copy_of(image, options))
-                    }
-                }
-                IndexChildKind::Index(nested) => ChildPlan::Index(nested.plan_children(options, index_options, progress)?),
-                _ => ChildPlan::Copy,
-            });
-        }
-        Ok(IndexPlan { children, options: options.clone() })
-    }
-
-    /// Every image of the index (nested ones too) with its plan, in order, into `out`.
-    fn images_with_plans<'a>(&'a self, plan: &'a IndexPlan, out: &mut Vec<(&'a Image, &'a SquashPlan)>) {
-        for (child, child_plan) in self.children.iter().zip(&plan.children) {
-            match (&child.kind, child_plan) {
-                (IndexChildKind::Image(image), ChildPlan::Image(p)) => out.push((image, p)),
-                (IndexChildKind::Index(nested), ChildPlan::Index(p)) => nested.images_with_plans(p, out),
-                _ => {}
-            }
-        }
-    }
-}
-
 impl IndexPlan {
-    /// The plans of every image, in index order, with the image each is for.
-    pub fn images<'a>(&'a self, index: &'a ImageIndex) -> Vec<(&'a Image, &'a SquashPlan)> {
-        let mut out = Vec::new();
-        index.images_with_plans(self, &mut out);
-        out
-    }
-
-    /// The manifest digests of the images whose layers get squashed.
-    fn replaced(&self, index: &ImageIndex) -> Vec<Digest> {
-        self.images(index).into_iter().filter(|(_, p)| p.changes_image()).filter_map(|(i, _)| i.manifest_digest().cloned()).collect()
-    }
-
-    fn drop_attestations(&mut self, index: &ImageIndex, replaced: &[Digest], keep: bool) {
-        for (child, plan) in index.children.iter().zip(self.children.iter_mut()) {
-            match (&child.kind, plan) {
-                (IndexChildKind::Attestation { of: Some(of) }, plan) if replaced.contains(of) && !keep => *plan = ChildPlan::Drop,
-                (IndexChildKind::Index(nested), ChildPlan::Index(p)) => p.drop_attestations(nested, replaced, keep),
-                _ => {}
-            }
-        }
-    }
-
     /// Writes the new index and everything it lists to `output` (an OCI layout or archive).
     /// Nothing is left at the destination if this fails.
     pub fn execute(&self, index: &ImageIndex, output: &Output) -> Result<IndexOutcome> {
-        self.execute_with_progress(index, output, &NoProgress)
+        self.execute_in(index, output, &Context::new())
     }
 
-    /// [`IndexPlan::execute`], reporting progress.
-    pub fn execute_with_progress(&self, index: &ImageIndex, output: &Output, progress: &dyn Progress) -> Result<IndexOutcome> {
-        check_format(output.format)?;
-        self.check_before_writing(index, progress)?;
+    /// [`IndexPlan::execute`] within `context` (threads, temporary directory, progress). On
+    /// standard output, an OCI archive is written as [`IndexPlan::execute_to_writer`] writes it.
+    pub fn execute_in(&self, index: &ImageIndex, output: &Output, context: &Context<'_>) -> Result<IndexOutcome> {
+        let format = output.format_for(index.format());
+        check_format(format)?;
+        let path = match output.destination() {
+            Destination::Path(path) => path,
+            Destination::Stdout => {
+                let mut stdout = io::BufWriter::with_capacity(1 << 20, io::stdout().lock());
+                return self.execute_to_writer(index, output.tag().map(str::to_string), &mut stdout, context);
+            }
+        };
+        self.check_before_writing(index, context)?;
         let mut inputs = vec![Input::index(index)];
         for (_, plan) in self.images(index) {
             inputs.extend(plan.options.bases.iter().map(Input::image));
         }
-        let wait = LockWait { timeout: self.options.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT), progress };
-        let target = Target::create(output, &inputs, wait)?;
-        self.write(index, output, target, progress)
+        let wait = LockWait { timeout: self.options.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT), progress: context.progress() };
+        let target = Target::create(path, format, output.tag(), &inputs, wait)?;
+        self.write(index, &output.clone().with_format(format), target, context)
     }
 
     /// Writes the new index as an OCI archive into `out` (see
@@ -229,37 +98,41 @@ impl IndexPlan {
         index: &ImageIndex,
         tag: Option<String>,
         out: &mut dyn io::Write,
-        progress: &dyn Progress,
+        context: &Context<'_>,
     ) -> Result<IndexOutcome> {
-        self.check_before_writing(index, progress)?;
-        let output = Output { path: "-".into(), format: OutputFormat::OciArchive, tag };
-        let target = Target::stream(OutputFormat::OciArchive, out, self.options.tmp_dir.clone());
-        self.write(index, &output, target, progress)
+        self.check_before_writing(index, context)?;
+        let mut output = Output::stdout(OutputFormat::OciArchive);
+        if let Some(tag) = tag {
+            output = output.with_tag(tag);
+        }
+        let target = Target::stream(OutputFormat::OciArchive, out, context.tmp_dir().map(Into::into));
+        self.write(index, &output, target, context)
     }
 
-    fn check_before_writing(&self, index: &ImageIndex, progress: &dyn Progress) -> Result<()> {
-        if progress.cancelled() {
+    fn check_before_writing(&self, index: &ImageIndex, context: &Context<'_>) -> Result<()> {
+        if context.cancelled() {
             return Err(Error::Cancelled);
         }
         if self.options.verify_all {
             for (image, plan) in self.images(index) {
-                image.verify_layers(plan.kept_layers(image), self.options.threads)?;
+                image.verify_layers(plan.kept_layers(image), context)?;
             }
         }
         Ok(())
     }
 
     /// With several ranges across the index's images and threads to spare, merges them
-    /// concurrently into temporary files (in `tmp_dir`, else the system's), `--threads` shared
-    /// among them; the writing then copies each in. Output bytes are the same either way.
-    fn premerge(&self, index: &ImageIndex, progress: &dyn Progress) -> Result<BTreeMap<(Digest, usize), PreMerged>> {
+    /// concurrently into temporary files (in the context's temporary directory), its threads
+    /// shared among them; the writing then copies each in. Output bytes are the same either way.
+    fn premerge(&self, index: &ImageIndex, context: &Context<'_>) -> Result<BTreeMap<(Digest, usize), PreMerged>> {
+        let progress = context.progress();
         let jobs: Vec<(&Image, &PlannedRange)> = self
             .images(index)
             .into_iter()
             .filter(|(image, _)| image.manifest_digest().is_some())
             .flat_map(|(image, plan)| plan.ranges.iter().map(move |r| (image, r)))
             .collect();
-        let total = match self.options.threads {
+        let total = match context.threads() {
             0 => Budget::cores(),
             n => n,
         };
@@ -270,7 +143,7 @@ impl IndexPlan {
         let per_job = (total / workers).max(1);
         progress.event(&Event::Writing { total: jobs.iter().map(|(_, r)| r.plan.uncompressed_size).sum() });
         progress.step(format!("merging {} ranges, {workers} at once", jobs.len()));
-        let dir = self.options.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let job_context = context.clone().with_threads(per_job);
         let next = std::sync::atomic::AtomicUsize::new(0);
         let results: Vec<Result<Vec<(usize, PreMerged)>>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
@@ -280,7 +153,7 @@ impl IndexPlan {
                         loop {
                             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             let Some((image, planned)) = jobs.get(i) else { return Ok(done) };
-                            done.push((i, PreMerged::merge(image, planned, self.options.level, per_job, &dir, progress)?));
+                            done.push((i, PreMerged::merge(image, planned, self.options.level, &job_context)?));
                         }
                     })
                 })
@@ -299,11 +172,12 @@ impl IndexPlan {
         Ok(out)
     }
 
-    fn write(&self, index: &ImageIndex, output: &Output, mut target: Target<'_>, progress: &dyn Progress) -> Result<IndexOutcome> {
-        let mut written = Written { premerged: self.premerge(index, progress)?, ..Default::default() };
-        let descriptor = self.write_index(index, output, &mut target, progress, &mut written)?;
+    fn write(&self, index: &ImageIndex, output: &Output, mut target: Target<'_>, context: &Context<'_>) -> Result<IndexOutcome> {
+        let mut written = Written { premerged: self.premerge(index, context)?, ..Default::default() };
+        let descriptor = self.write_index(index, output, &mut target, context, &mut written)?;
         let index_digest: Digest = descriptor["digest"].as_str().and_then(|d| d.parse().ok()).unwrap_or_else(|| index.digest().clone());
-        let tag = output.tag.clone().or_else(|| index.name().map(|n| n.rsplit_once(':').map(|(_, t)| t).unwrap_or(n).to_string()));
+        let tag =
+            output.tag().map(str::to_string).or_else(|| index.name().map(|n| n.rsplit_once(':').map(|(_, t)| t).unwrap_or(n).to_string()));
         target.commit(Finish {
             manifest_descriptor: descriptor,
             tag,
@@ -312,7 +186,7 @@ impl IndexPlan {
             extra_blobs: written.blobs,
         })?;
         Ok(IndexOutcome {
-            output: output.path.display().to_string(),
+            output: output.shown(),
             index_digest,
             images: written.images,
             dropped_attestations: written.dropped,
@@ -327,9 +201,10 @@ impl IndexPlan {
         index: &ImageIndex,
         output: &Output,
         target: &mut Target<'_>,
-        progress: &dyn Progress,
+        context: &Context<'_>,
         written: &mut Written,
     ) -> Result<Value> {
+        let progress = context.progress();
         let replaced = self.replaced(index);
         let mut entries = Vec::with_capacity(index.children.len());
         for (child, plan) in index.children.iter().zip(&self.children) {
@@ -351,7 +226,7 @@ impl IndexPlan {
                             .collect(),
                         None => PreMergedLayers::new(),
                     };
-                    let (outcome, new) = p.write_image_blobs(image, output, target, progress, &mut premerged)?;
+                    let (outcome, new) = p.write_image_blobs(image, output, target, context, &mut premerged)?;
                     written.blobs.extend(outcome.layers.iter().map(|l| l.digest.clone()));
                     written.blobs.push(outcome.config_digest.clone());
                     written.blobs.push(outcome.manifest_digest.clone());
@@ -367,7 +242,7 @@ impl IndexPlan {
                     descriptor
                 }
                 (IndexChildKind::Index(nested), ChildPlan::Index(p)) => {
-                    let new = p.write_index(nested, output, target, progress, written)?;
+                    let new = p.write_index(nested, output, target, context, written)?;
                     let mut descriptor = child.descriptor.clone();
                     descriptor["digest"] = new["digest"].clone();
                     descriptor["size"] = new["size"].clone();
@@ -395,10 +270,9 @@ impl IndexPlan {
         } else {
             let mut value = index.document.value.clone();
             value["manifests"] = Value::Array(entries);
-            serde_json::to_vec(&value).map_err(|e| Error::io(Location::file(&output.path), e.into()))?
+            serde_json::to_vec(&value).map_err(|e| Error::io(output.location(), e.into()))?
         };
-        let (digest, size) =
-            target.write_blob(None, BlobKind::Manifest, &mut |w| w.write_all(&bytes).at(|| Location::file(&output.path)))?;
+        let (digest, size) = target.write_blob(None, BlobKind::Manifest, &mut |w| w.write_all(&bytes).at(|| output.location()))?;
         written.blobs.push(digest.clone());
         Ok(json!({"mediaType": index.media_type(), "digest": digest.to_string(), "size": size}))
     }
@@ -448,7 +322,7 @@ fn copy_manifest(
     let total = named.iter().filter_map(|d| d.get("size").and_then(Value::as_u64)).sum();
     progress.event(&Event::Writing { total });
     for descriptor in named {
-        let child = crate::read::oci_descriptor_ref(descriptor, &location, store)?;
+        let child = descriptor_ref(descriptor, &location, store)?;
         let Some(child_digest) = child.digest.clone() else { continue };
         if !target.has_blob(&child_digest) {
             let blob_location = location.clone().within(format!("blob {}", child_digest.short()));

@@ -2,8 +2,11 @@
 //! HTML page (no script, no network) with the per-layer chart, the tables and the clutter list.
 //! Both are views of [`ReportDocument`]s and, for several images, an [`AuditSummary`].
 
-use crate::document::ReportDocument;
-use crate::report::{human, AuditSummary, Report};
+use super::document::ReportDocument;
+use super::units::human;
+use crate::report::audit::AuditSummary;
+use crate::report::clutter::LayerBytes;
+use crate::report::model::{RangeReport, Report};
 
 /// A Markdown cell: pipes escaped, line breaks and backticks out, cut to `width` characters.
 fn cell(text: &str, width: usize) -> String {
@@ -24,12 +27,12 @@ fn title(document: &ReportDocument) -> String {
     }
 }
 
-fn layers_list(layers: &[crate::report::LayerBytes]) -> String {
+fn layers_list(layers: &[LayerBytes]) -> String {
     layers.iter().map(|l| format!("{} ({})", l.layer, human(l.bytes))).collect::<Vec<_>>().join(", ")
 }
 
 /// The squash line's compressed figure: exact, or an estimate and how it was made.
-fn after(range: &crate::report::RangeReport) -> String {
+fn after(range: &RangeReport) -> String {
     match range.compressed_size_after_exact {
         Some(exact) => format!("{} (exact)", human(exact)),
         None => format!("~{} (estimate)", human(range.compressed_size_after_estimate)),
@@ -198,7 +201,7 @@ pub fn report_html(documents: &[ReportDocument], summary: Option<&AuditSummary>,
             human(report.clutter_bytes_non_base)
         ));
         out.push_str("<div class=\"chart\">");
-        out.push_str(&crate::report::report_svg(report));
+        out.push_str(&super::svg::report_svg(report));
         out.push_str("</div>\n<h3>Layers</h3>\n");
         let rows: Vec<Vec<String>> = report
             .layers

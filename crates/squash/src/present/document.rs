@@ -7,14 +7,22 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::codec::compression::Compression;
 use crate::diff::{Attribute, TreeDiff};
 use crate::digest::Digest;
-use crate::layer::compression::Compression;
-use crate::layer::index::LayerIndex;
-use crate::plan::{LayerRange, PlannedRange, SquashPlan};
-use crate::read::{HistoryStep, Image, ImageIndex, InputFormat};
-use crate::report::{GateResult, Report};
-use crate::write::{IndexOutcome, IndexPlan, Outcome};
+use crate::error::Location;
+use crate::layer::layer_index::LayerIndex;
+use crate::plan::exclude::ExcludeFigures;
+use crate::plan::image_index::IndexPlan;
+use crate::plan::range::LayerRange;
+use crate::plan::squash_plan::{PlannedRange, SquashPlan};
+use crate::read::image::{HistoryStep, Image, InputFormat};
+use crate::read::image_index::ImageIndex;
+use crate::report::audit::AuditSummary;
+use crate::report::gates::GateResult;
+use crate::report::model::Report;
+use crate::write::image_index::IndexOutcome;
+use crate::write::outcome::Outcome;
 
 /// The version of every document here; it changes when a field changes meaning or goes away.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -166,7 +174,7 @@ pub struct PlannedRangeSummary {
     /// What each `--exclude` pattern removes from the range and hides below it (left out when
     /// none was given).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub excluded: Vec<crate::plan::exclude::ExcludeFigures>,
+    pub excluded: Vec<ExcludeFigures>,
 }
 
 impl From<&PlannedRange> for PlannedRangeSummary {
@@ -383,12 +391,12 @@ pub struct MultiReportDocument {
     /// One report per image, inputs in the order given, an index's images in its order.
     pub images: Vec<ReportDocument>,
     /// Their sum, each shared blob counted once.
-    pub summary: crate::report::AuditSummary,
+    pub summary: AuditSummary,
 }
 
 impl MultiReportDocument {
     /// The document for the reports `images` and their `summary`.
-    pub fn new(images: Vec<ReportDocument>, summary: crate::report::AuditSummary) -> MultiReportDocument {
+    pub fn new(images: Vec<ReportDocument>, summary: AuditSummary) -> MultiReportDocument {
         MultiReportDocument { schema_version: SCHEMA_VERSION, images, summary }
     }
 }
@@ -424,7 +432,7 @@ pub struct ErrorDocument {
 impl ErrorDocument {
     /// The document for an error of `kind` ([`crate::Error::kind`], or `usage`) printed as
     /// `message`, about `location` if known, ending the process with `exit_code`.
-    pub fn new(kind: &str, message: &str, location: Option<&crate::Location>, exit_code: u8) -> ErrorDocument {
+    pub fn new(kind: &str, message: &str, location: Option<&Location>, exit_code: u8) -> ErrorDocument {
         ErrorDocument {
             schema_version: SCHEMA_VERSION,
             error: ErrorInfo {

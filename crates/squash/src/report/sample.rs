@@ -11,8 +11,8 @@ use std::io::{self, Write};
 
 use rayon::prelude::*;
 
-use super::TarOut;
-use crate::layer::compression::Compression;
+use crate::codec::compression::Compression;
+use crate::merge::range_tar::TarOut;
 
 /// How many uncompressed bytes of a new layer are compressed by default: zstd up to level 9 is
 /// fast and its 1 MiB pieces need more of them (on the bench image, 64 MiB was 3.3% off and
@@ -128,8 +128,8 @@ impl Sampler {
         threads: usize,
     ) -> io::Result<Sampler> {
         let whole = total <= sample_bytes;
-        let block = super::pgzip::BLOCK_SIZE;
-        let dictionary = super::pgzip::DICTIONARY as u64;
+        let block = crate::codec::pgzip::BLOCK_SIZE;
+        let dictionary = crate::codec::pgzip::DICTIONARY as u64;
         let (job, piece, window, overlap, level) = match compression {
             Compression::None => (block as u64, block, 0, 0, 0),
             Compression::Gzip => {
@@ -139,15 +139,15 @@ impl Sampler {
             Compression::Zstd => {
                 let level = level.unwrap_or(3);
                 let (window, overlap) = zstd_context(level);
-                let job = super::compress::ZSTD_JOB_SIZE as u64;
+                let job = crate::codec::encode::ZSTD_JOB_SIZE as u64;
                 (job, if whole { job as usize } else { ZSTD_PIECE }, window, overlap, level)
             }
             #[cfg(not(feature = "zstd"))]
-            Compression::Zstd => return Err(crate::layer::compression::zstd_not_built()),
+            Compression::Zstd => return Err(crate::codec::decode::zstd_not_built()),
         };
         let pieces = total.div_ceil(piece as u64).max(1);
         let samples = (sample_bytes / piece as u64).max(1);
-        let threads = if threads == 0 { crate::read::stream::Budget::cores() } else { threads };
+        let threads = if threads == 0 { crate::budget::Budget::cores() } else { threads };
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(io::Error::other)?;
         Ok(Sampler {
             compression,
@@ -312,7 +312,7 @@ fn compressed_len(compression: Compression, level: i32, prefix: &[u8], data: &[u
         Compression::None => Ok(data.len() as u64),
         Compression::Gzip => {
             let level = flate2::Compression::new(level as u32);
-            super::pgzip::deflate_block(level, prefix, data, false).map(|(bytes, _)| bytes.len() as u64)
+            crate::codec::pgzip::deflate_block(level, prefix, data, false).map(|(bytes, _)| bytes.len() as u64)
         }
         #[cfg(feature = "zstd")]
         Compression::Zstd => {
@@ -327,7 +327,7 @@ fn compressed_len(compression: Compression, level: i32, prefix: &[u8], data: &[u
             Ok(out.len() as u64)
         }
         #[cfg(not(feature = "zstd"))]
-        Compression::Zstd => Err(crate::layer::compression::zstd_not_built()),
+        Compression::Zstd => Err(crate::codec::decode::zstd_not_built()),
     }
 }
 

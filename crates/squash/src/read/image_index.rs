@@ -10,8 +10,11 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::blob::{BlobRef, Store};
-use super::oci::{choose, classify, descriptor_ref, from_manifest, index_entries, is_attestation, platform_of, Kind};
-use super::{Document, Image, InputFormat, Platform};
+use super::descriptor::{classify, descriptor_ref, index_entries, is_attestation, Kind, REFERENCE_DIGEST};
+use super::image::{Document, Image, InputFormat};
+use super::media::{DOCKER_CONFIG, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST};
+use super::oci::from_manifest;
+use super::platform::{choose, platform_of, Platform};
 use crate::digest::Digest;
 use crate::error::{Error, Location, Result};
 
@@ -58,8 +61,6 @@ pub enum IndexChildKind {
     Absent,
 }
 
-const REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
-
 /// Reads the document `blob` of `store` as an index with everything it lists, or `None` when
 /// it is an image manifest.
 pub(crate) fn read(
@@ -104,7 +105,7 @@ fn build(
     if depth > 8 {
         return Err(Error::invalid(location, "image index", "indexes nested too deeply (a loop?)"));
     }
-    let media_type = value.get("mediaType").and_then(Value::as_str).or(declared).unwrap_or(super::oci::OCI_INDEX).to_string();
+    let media_type = value.get("mediaType").and_then(Value::as_str).or(declared).unwrap_or(OCI_INDEX).to_string();
     let mut children = Vec::new();
     for entry in index_entries(&value, &location)? {
         let child_blob = descriptor_ref(entry, &location, store)?;
@@ -142,15 +143,12 @@ fn child_kind(
     if let Some(subject) = value.get("subject").and_then(|s| s.get("digest")).and_then(Value::as_str) {
         return Ok(IndexChildKind::Attestation { of: subject.parse().ok() });
     }
-    let is_image = value
-        .get("config")
-        .and_then(|c| c.get("mediaType"))
-        .and_then(Value::as_str)
-        .is_none_or(|m| m == super::OCI_CONFIG || m == super::DOCKER_CONFIG);
+    let is_image =
+        value.get("config").and_then(|c| c.get("mediaType")).and_then(Value::as_str).is_none_or(|m| m == OCI_CONFIG || m == DOCKER_CONFIG);
     if !is_image || value.get("layers").is_none() {
         return Ok(IndexChildKind::Other);
     }
-    let media_type = value.get("mediaType").and_then(Value::as_str).or(declared).unwrap_or(super::OCI_MANIFEST).to_string();
+    let media_type = value.get("mediaType").and_then(Value::as_str).or(declared).unwrap_or(OCI_MANIFEST).to_string();
     let manifest = Document { raw, digest, media_type, value };
     let image = from_manifest(store, format, manifest, name, platform_of(entry))?;
     Ok(IndexChildKind::Image(Box::new(image)))
@@ -255,5 +253,30 @@ impl IndexChild {
     /// The platform its descriptor states.
     pub fn platform(&self) -> Option<Platform> {
         platform_of(&self.descriptor)
+    }
+}
+
+/// What a reference names: one image, or an image index (every platform of it).
+#[derive(Debug, Clone)]
+pub enum Opened {
+    /// A single image (a manifest, or the platform chosen from an index).
+    Image(Box<Image>),
+    /// An image index, read whole.
+    Index(Box<ImageIndex>),
+}
+
+impl Opened {
+    /// The image of `image`'s platform here, as a base for it: an image as it is (unless it
+    /// states another platform), an index's image of that platform.
+    pub fn for_platform_of(&self, image: &Image) -> Option<Image> {
+        match self {
+            Opened::Image(b) => {
+                let other = matches!((b.platform(), image.platform()), (Some(a), Some(p)) if !a.matches(p));
+                (!other).then(|| (**b).clone())
+            }
+            Opened::Index(index) => {
+                index.images().into_iter().find(|b| matches!((b.platform(), image.platform()), (Some(a), Some(p)) if a.matches(p))).cloned()
+            }
+        }
     }
 }

@@ -1,9 +1,9 @@
-//! Compressors for new layers, configured so that output bytes depend only on the data, the
+//! Encoders for new layers, configured so that output bytes depend only on the data, the
 //! compression and the level, never on the thread count.
 
 use std::io::{self, Write};
 
-use crate::layer::compression::Compression;
+use super::compression::Compression;
 
 /// Bytes of input per zstd job.
 #[cfg(feature = "zstd")]
@@ -26,12 +26,12 @@ impl<W: Write> Encoder<W> {
                 Encoder::Gzip(Box::new(super::pgzip::ParallelGzip::new(out, level, threads)?))
             }
             #[cfg(not(feature = "zstd"))]
-            Compression::Zstd => return Err(crate::layer::compression::zstd_not_built()),
+            Compression::Zstd => return Err(super::decode::zstd_not_built()),
             #[cfg(feature = "zstd")]
             Compression::Zstd => {
                 let mut encoder = zstd::stream::write::Encoder::new(out, level.unwrap_or(3))?;
                 // zstd's multi-threaded mode gives the same bytes for any worker count >= 1.
-                let workers = if threads == 0 { crate::read::stream::Budget::cores() } else { threads };
+                let workers = if threads == 0 { crate::budget::Budget::cores() } else { threads };
                 encoder.multithread(workers.max(1) as u32)?;
                 // Jobs of 4 MiB instead of the default 8 MiB (at level 3): zstd keeps a few jobs'
                 // input and output buffers per worker, so this halves the encoder's memory
@@ -70,5 +70,15 @@ impl<W: Write> Write for Encoder<W> {
             #[cfg(feature = "zstd")]
             Encoder::Zstd(e) => e.flush(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(not(feature = "zstd"))]
+    #[test]
+    fn zstd_without_the_feature_is_a_clear_error() {
+        let error = super::Encoder::new(super::Compression::Zstd, None, 1, Vec::new()).err().expect("refused");
+        assert!(error.to_string().contains("`zstd` cargo feature"), "{error}");
     }
 }

@@ -9,6 +9,8 @@ use std::io::{self, Write};
 use flate2::{Compress, Compression, FlushCompress, Status};
 use rayon::prelude::*;
 
+use crate::budget::Budget;
+
 /// Uncompressed bytes per block.
 pub(crate) const BLOCK_SIZE: usize = 1 << 20;
 pub(crate) const DICTIONARY: usize = 32 * 1024;
@@ -65,7 +67,7 @@ fn tail(data: &[u8]) -> &[u8] {
 impl<W: Write> ParallelGzip<W> {
     /// A writer compressing at `level` (0-9) with `threads` workers (0 = all cores).
     pub(crate) fn new(out: W, level: u32, threads: usize) -> io::Result<ParallelGzip<W>> {
-        let threads = if threads == 0 { crate::read::stream::Budget::cores() } else { threads };
+        let threads = if threads == 0 { Budget::cores() } else { threads };
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(io::Error::other)?;
         Ok(ParallelGzip {
             out,

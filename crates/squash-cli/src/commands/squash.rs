@@ -1,0 +1,330 @@
+//! `squash IMAGE …`: plan, print the plan, write (one image, or every platform of an index), print
+//! what was written, and with `--verify` read it back and compare.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _, Result};
+use squash::document::{IndexOutcomeDocument, IndexPlanDocument, OutcomeDocument, PlanDocument};
+use squash::{
+    diff_trees, Attribute, Context, Image, ImageIndex, IndexOptions, IndexPlan, OpenOptions, Opened, Output, OutputFormat, SquashOptions,
+    SquashPlan,
+};
+
+use super::json_line;
+use crate::args::{SquashArgs, Verbosity};
+use crate::exit::{self, note, out};
+use crate::{input, options, render};
+
+pub fn run(args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
+    // The output reference is checked before the image is read: a usage error costs nothing.
+    let output = options::output(&args)?;
+    let to_stdout = output.as_ref().is_some_and(Output::is_stdout);
+    if output.is_none() && !args.dry_run {
+        bail!("no output given: use -o OUT (or --dry-run)");
+    }
+    if args.verify && !args.dry_run {
+        if to_stdout {
+            bail!("--verify reads the written image back, and a stream cannot be read back: write to a file or an OCI layout");
+        }
+        if let Some(path) = output.as_ref().and_then(Output::path).filter(|p| p.exists()) {
+            bail!("--verify removes the output if it differs, so it needs an output that does not exist yet; `{}` exists", path.display());
+        }
+    }
+    if to_stdout && !args.dry_run && std::io::stdout().is_terminal() {
+        bail!("-o -: standard output is a terminal; redirect it (`> app.tar`) or pipe it (`| docker load`)");
+    }
+    let scratch = input::scratch_for(&args.image, to_stdout)?;
+    let scratch_path = scratch.as_ref().map(|d| d.path());
+    let platforms = input::platforms(&args.image)?;
+    let subject = match input::open_any(&args.image, scratch_path)? {
+        Opened::Image(image) => {
+            if let [wanted, ..] = platforms.as_slice() {
+                let actual = image.platform().map(ToString::to_string).unwrap_or_else(|| "an unknown platform".into());
+                if platforms.len() > 1 || !image.platform().is_some_and(|p| platforms.iter().any(|w| w.matches(p))) {
+                    bail!("no manifest for platform {wanted}: the image is for {actual} only");
+                }
+            }
+            Subject::Image(image)
+        }
+        Opened::Index(index) => {
+            // A docker-archive holds one platform: that image alone.
+            let docker = output.as_ref().is_some_and(|o| o.format_for(index.format()) == OutputFormat::DockerArchive);
+            if !docker {
+                Subject::Index(index)
+            } else {
+                if platforms.len() > 1 || platforms.is_empty() && index.images().len() > 1 {
+                    let listed: Vec<String> = index.platforms().iter().map(ToString::to_string).collect();
+                    bail!(
+                        "a docker-archive holds one platform and the index has {}: choose one with --platform, \
+                         or write oci or oci-archive, which hold every platform",
+                        listed.join(", ")
+                    );
+                }
+                Subject::Image(Box::new(index.select(platforms.first())?))
+            }
+        }
+    };
+    let progress = render::ProgressLine::on_stderr(args.json, verbosity);
+    let context = options::context(args.threads, &progress, scratch_path.or(args.image.tmp_dir.as_deref()));
+    let selector = options::selector(&args.select)?;
+    let (planned, options) = match &subject {
+        Subject::Image(image) => {
+            let bases = input::base_images(&args.select)?;
+            let mut options = options::squash_options(&args, selector)?;
+            options.bases = bases;
+            (Planned::Image(image, image.plan_in(&options, &context)?), options)
+        }
+        Subject::Index(index) => {
+            let options = options::squash_options(&args, selector)?;
+            let bases = input::bases(&args.select)?;
+            let index_options =
+                IndexOptions::default().with_platforms(platforms).with_keep_attestations(args.keep_attestations).with_bases(bases);
+            (Planned::Index(index, index.plan_in(&options, &index_options, &context)?), options)
+        }
+    };
+    progress.clear();
+    // The plan is a dry run's result (stdout), and a note on the way otherwise (stderr).
+    if !verbosity.quiet && !args.json {
+        if args.dry_run {
+            out(&planned.text())?;
+        } else {
+            note(planned.text().trim_end());
+        }
+    }
+    if let Planned::Image(image, _) = &planned {
+        if !verbosity.quiet && !image.other_platforms().is_empty() {
+            note(&render::platforms_left_out(image));
+        }
+    }
+    let output = match output {
+        Some(output) if !args.dry_run => output,
+        _ => {
+            if args.json {
+                out(&planned.json()?)?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    if to_stdout {
+        exit::stdout_is_image();
+    }
+    let shown = if args.json {
+        Shown::Json
+    } else if verbosity.quiet {
+        Shown::Nothing
+    } else {
+        Shown::Text
+    };
+    let text = exit::writing(|| planned.execute(&output, &context, shown));
+    progress.finish();
+    // The summary is made before a verification, which needs the memory the plan holds.
+    let text = text?;
+    let subject = planned.into_subject();
+    if args.verify {
+        if let Some(path) = output.path() {
+            let format = output.format_for(subject.format());
+            let verified = match &subject {
+                SubjectRef::Image(image) => {
+                    verify_output(image, path, format, &options, &context)?;
+                    "verified: the written image's root filesystem equals the input's".to_string()
+                }
+                SubjectRef::Index(index) => {
+                    let images = verify_index_output(index, path, format, &options, &context)?;
+                    format!("verified: the root filesystem of each of the {images} written images equals the input's")
+                }
+            };
+            if !verbosity.quiet {
+                note(&verified);
+            }
+        }
+    }
+    summary(text, to_stdout);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What a squash reads: one image, or an image index whose every platform it writes.
+enum Subject {
+    Image(Box<Image>),
+    Index(Box<ImageIndex>),
+}
+
+/// What was read, with its plan.
+enum Planned<'a> {
+    Image(&'a Image, SquashPlan),
+    Index(&'a ImageIndex, IndexPlan),
+}
+
+/// How a run's summary is shown.
+#[derive(Clone, Copy)]
+enum Shown {
+    Json,
+    Text,
+    Nothing,
+}
+
+impl<'a> Planned<'a> {
+    /// The plan as text.
+    fn text(&self) -> String {
+        match self {
+            Planned::Image(image, plan) => render::plan(image, plan),
+            Planned::Index(index, plan) => render::index_plan(index, plan),
+        }
+    }
+
+    /// The plan as JSON.
+    fn json(&self) -> Result<String> {
+        match self {
+            Planned::Image(image, plan) => json_line(&PlanDocument::new(image, plan)),
+            Planned::Index(index, plan) => json_line(&IndexPlanDocument::new(index, plan)),
+        }
+    }
+
+    /// Writes the output; the summary of what was written, shown as asked.
+    fn execute(&self, output: &Output, context: &Context<'_>, shown: Shown) -> Result<Option<String>> {
+        Ok(match self {
+            Planned::Image(image, plan) => {
+                let outcome = plan.execute_in(image, output, context)?;
+                match shown {
+                    Shown::Json => Some(json_line(&OutcomeDocument::new(image, outcome))?),
+                    Shown::Text => Some(render::outcome(image, plan, &outcome)),
+                    Shown::Nothing => None,
+                }
+            }
+            Planned::Index(index, plan) => {
+                let outcome = plan.execute_in(index, output, context)?;
+                match shown {
+                    Shown::Json => Some(json_line(&IndexOutcomeDocument::new(index, outcome))?),
+                    Shown::Text => Some(render::index_outcome(&outcome)),
+                    Shown::Nothing => None,
+                }
+            }
+        })
+    }
+
+    /// What was read, the plan dropped (its memory is needed to verify the output).
+    fn into_subject(self) -> SubjectRef<'a> {
+        match self {
+            Planned::Image(image, _) => SubjectRef::Image(image),
+            Planned::Index(index, _) => SubjectRef::Index(index),
+        }
+    }
+}
+
+/// What was read, once the plan is gone.
+enum SubjectRef<'a> {
+    Image(&'a Image),
+    Index(&'a ImageIndex),
+}
+
+impl SubjectRef<'_> {
+    fn format(&self) -> squash::InputFormat {
+        match self {
+            SubjectRef::Image(image) => image.format(),
+            SubjectRef::Index(index) => index.format(),
+        }
+    }
+}
+
+/// Prints a run's summary, if any: on stdout, or on stderr when the image went to stdout.
+fn summary(text: Option<String>, image_on_stdout: bool) {
+    match text {
+        Some(text) if image_on_stdout => note(text.trim_end()),
+        Some(text) => out(&text).unwrap_or(()),
+        None => {}
+    }
+}
+
+/// The reference that reads back what was written at `path` in `format`.
+fn written_reference(path: &Path, format: OutputFormat) -> String {
+    format!("{format}:{}", path.display())
+}
+
+/// `--verify`: reads the image just written and compares its filesystem with the input's; on a
+/// difference, removes what was written (a path that did not exist before the run) and fails.
+fn verify_output(image: &Image, path: &Path, format: OutputFormat, options: &SquashOptions, context: &Context<'_>) -> Result<()> {
+    let reference = written_reference(path, format);
+    let written = Image::open(&reference).with_context(|| format!("--verify: reading back `{reference}`"))?;
+    match compare_written(image, &written, options, true, context)? {
+        None => Ok(()),
+        Some(shown) => fail_verification(path, "the written image's filesystem differs from the input's", &shown),
+    }
+}
+
+/// `--verify` of an index: every image written is read back and compared with the input's
+/// image at the same place in the index (squashed or copied, the same platform); on a
+/// difference, what was written is removed and the run fails, naming the platform.
+fn verify_index_output(
+    index: &ImageIndex,
+    path: &Path,
+    format: OutputFormat,
+    options: &SquashOptions,
+    context: &Context<'_>,
+) -> Result<usize> {
+    let reference = written_reference(path, format);
+    let written =
+        match Opened::open_with(&reference, &OpenOptions::default()).with_context(|| format!("--verify: reading back `{reference}`"))? {
+            Opened::Index(written) => written,
+            Opened::Image(_) => return fail_verification(path, "the output holds one image where the input is an index", ""),
+        };
+    let (inputs, outputs) = (index.images(), written.images());
+    let count = inputs.len();
+    if inputs.len() != outputs.len() {
+        let what = format!("the output holds {} images where the input's index holds {}", outputs.len(), inputs.len());
+        return fail_verification(path, &what, "");
+    }
+    for (input, out) in inputs.into_iter().zip(outputs) {
+        let platform = |i: &Image| i.platform().map(ToString::to_string).unwrap_or_else(|| "an image without a platform".into());
+        if input.platform() != out.platform() {
+            let what = format!("the output lists {} where the input lists {}", platform(out), platform(input));
+            return fail_verification(path, &what, "");
+        }
+        // An image copied as it was (the same manifest) kept what --exclude names.
+        let squashed = input.manifest_digest() != out.manifest_digest();
+        if let Some(shown) = compare_written(input, out, options, squashed, context)? {
+            let what = format!("{}: the written image's filesystem differs from the input's", platform(input));
+            return fail_verification(path, &what, &shown);
+        }
+    }
+    Ok(count)
+}
+
+/// The first lines of what differs between `image`'s filesystem and `written`'s (less what
+/// `--exclude` removed when it was `squashed`; mtimes left out with `--rewrite-timestamp`), or
+/// `None` when equal.
+fn compare_written(
+    image: &Image,
+    written: &Image,
+    options: &SquashOptions,
+    squashed: bool,
+    context: &Context<'_>,
+) -> Result<Option<String>> {
+    let ignore: Vec<Attribute> = if options.rewrite_timestamp { vec![Attribute::Mtime] } else { Vec::new() };
+    let mut expected = image.tree_in(context)?;
+    if squashed {
+        // What --exclude removed is not expected back.
+        let excludes = squash::Excludes::new(&options.excludes)?;
+        expected.entries.retain(|path, entry| excludes.covering(path, entry.kind == squash::EntryKind::Dir).is_none());
+    }
+    let diff = diff_trees(&expected, &written.tree_in(context)?, &ignore);
+    if diff.is_empty() {
+        return Ok(None);
+    }
+    let text = render::diff(&diff, &ignore);
+    Ok(Some(text.lines().take(20).collect::<Vec<_>>().join("\n")))
+}
+
+/// Removes what a run wrote at `path` (a path that did not exist before it) and fails with
+/// `what` and the lines `shown`.
+fn fail_verification<T>(path: &Path, what: &str, shown: &str) -> Result<T> {
+    let removed = if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
+    bail!(
+        "--verify: {what}{}{}{shown}",
+        match removed {
+            Ok(()) => format!("; `{}` was removed", path.display()),
+            Err(e) => format!("; `{}` could not be removed: {e}", path.display()),
+        },
+        if shown.is_empty() { "" } else { ":\n" },
+    )
+}

@@ -1,0 +1,11 @@
+//! Tests of the `squash` command, one binary: the binary built by this package is run as a user
+//! runs it.
+
+/// Each command end to end: inspect, report, squash, diff, the demo, completions, gates.
+mod cli;
+/// The command line's contract at its edges: dry runs, modes, pipes, locks, signals, errors.
+mod contract;
+/// Docker and podman load, run and unpack what squash writes to a pipe.
+mod engines;
+/// Standard input, pipes and compressed archives in; standard output out.
+mod streams;

@@ -1,0 +1,131 @@
+//! A plan as data: the ranges decided ([`PlannedRange`]) and everything a squash will do
+//! ([`SquashPlan`]), which `report`, a dry run and an execution all read.
+
+use std::sync::Arc;
+
+use super::changeset::range_plan::{Fate, RangePlan};
+use super::edits::ConfigEdits;
+use super::exclude::ExcludeFigures;
+use super::options::SquashOptions;
+use super::range::LayerRange;
+use crate::codec::compression::Compression;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::layer::layer_index::LayerIndex;
+use crate::read::image::Image;
+use crate::read::once::Kept;
+use crate::read::reread::Reread;
+
+/// One planned range with what is known about it before the merge.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PlannedRange {
+    /// Which layers, and why.
+    pub range: LayerRange,
+    /// The indexes of the range's layers (oldest first).
+    pub indexes: Vec<LayerIndex>,
+    /// Compression of the new layer.
+    pub compression: Compression,
+    /// Times of the new layer's entries later than this are lowered to it
+    /// ([`SquashOptions::rewrite_timestamp`]).
+    pub clamp_times: Option<u64>,
+    pub(crate) plan: RangePlan,
+    /// With [`SquashOptions::read_once`]: what each layer's one read kept for the merge.
+    pub(crate) kept: Option<Arc<Vec<Kept>>>,
+}
+
+impl PlannedRange {
+    /// What each `--exclude` pattern removes from the range and hides below it, in the order
+    /// of the patterns (empty without patterns).
+    pub fn excluded(&self) -> &[ExcludeFigures] {
+        &self.plan.excluded
+    }
+    /// Exact size of the new layer's uncompressed tar.
+    pub fn uncompressed_size(&self) -> u64 {
+        self.plan.uncompressed_size
+    }
+    /// Uncompressed bytes of the range's layers before the squash.
+    pub fn uncompressed_size_before(&self) -> u64 {
+        self.indexes.iter().map(|i| i.uncompressed_size).sum()
+    }
+    /// Stored (compressed) bytes of the range's layers before the squash.
+    pub fn compressed_size_before(&self) -> u64 {
+        self.indexes.iter().map(|i| i.compressed_size).sum()
+    }
+    /// The fate of entry `entry` of the range's `layer`-th layer (0 = oldest of the range).
+    pub fn fates(&self) -> &[Vec<Fate>] {
+        &self.plan.fates
+    }
+    /// Layers read again while planning, beyond one read of each layer of the range.
+    pub fn rereads(&self) -> &[Reread] {
+        &self.plan.rereads
+    }
+    /// Number of entries written to the new layer.
+    pub fn entries_after(&self) -> usize {
+        self.plan.prelude.len() + self.plan.steps.iter().flatten().map(|s| s.items().len()).sum::<usize>()
+    }
+}
+
+/// Everything a squash will do, decided before any byte is written.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SquashPlan {
+    /// The ranges, in image order; empty for a plain copy.
+    pub ranges: Vec<PlannedRange>,
+    /// The options the plan was made with.
+    pub options: SquashOptions,
+    /// The config digest of the image the plan was made for: executing it on another image is
+    /// refused.
+    pub(crate) made_for: Option<Digest>,
+}
+
+impl SquashPlan {
+    /// What each `--exclude` pattern removes, summed over the ranges (empty without patterns).
+    pub fn excluded(&self) -> Vec<ExcludeFigures> {
+        let mut total: Vec<ExcludeFigures> = Vec::new();
+        for range in &self.ranges {
+            for (i, figures) in range.excluded().iter().enumerate() {
+                if total.len() <= i {
+                    total.push(ExcludeFigures { pattern: figures.pattern.clone(), ..Default::default() });
+                }
+                total[i].entries_reclaimed += figures.entries_reclaimed;
+                total[i].bytes_reclaimed += figures.bytes_reclaimed;
+                total[i].entries_hidden += figures.entries_hidden;
+                total[i].bytes_hidden += figures.bytes_hidden;
+            }
+        }
+        total
+    }
+
+    /// Whether the plan writes an image other than its input: a range to squash, or an edit of
+    /// the config or manifest.
+    pub fn changes_image(&self) -> bool {
+        !self.ranges.is_empty() || !self.options.edits.is_empty()
+    }
+
+    /// A plan that copies `image` as it is (no range, no edit).
+    pub(crate) fn copy_of(image: &Image, options: &SquashOptions) -> SquashPlan {
+        let options = SquashOptions { edits: ConfigEdits::default(), ..options.clone() };
+        SquashPlan { ranges: Vec::new(), options, made_for: Some(image.config_digest().clone()) }
+    }
+
+    /// Refuses `image` unless the plan was made for it.
+    pub(crate) fn check_image(&self, image: &Image) -> Result<()> {
+        match &self.made_for {
+            Some(digest) if digest != image.config_digest() => Err(Error::InvalidOption {
+                reason: format!(
+                    "this plan was made for the image with config {}, not for `{}` (config {}): plan the image it writes",
+                    digest.short(),
+                    image.source().display(),
+                    image.config_digest().short()
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The digests of the layers kept as they are.
+    pub fn kept_layers<'a>(&'a self, image: &'a Image) -> impl Iterator<Item = usize> + 'a {
+        (0..image.layers().len()).filter(|i| !self.ranges.iter().any(|r| (r.range.start..=r.range.end).contains(i)))
+    }
+}

@@ -1,0 +1,16 @@
+//! Presentation helpers for programs that show squash's figures to people: sizes as text and
+//! back, and the report as an SVG chart, Markdown for a pull request, or an HTML page; and the
+//! JSON documents of the command line as types ([`document`]).
+
+pub mod document;
+pub(crate) mod pages;
+#[cfg(feature = "svg")]
+pub(crate) mod svg;
+pub(crate) mod units;
+
+#[cfg(feature = "svg")]
+pub use pages::report_html;
+pub use pages::report_markdown;
+#[cfg(feature = "svg")]
+pub use svg::report_svg;
+pub use units::{human, parse_size};

@@ -1,0 +1,67 @@
+//! Sizes as people read and write them: `1.5 MB` (powers of 1000, as registries show them), and
+//! `50MB`, `1.5GiB` or `1000` parsed back.
+
+use crate::error::ParseError;
+
+/// `1.5 MB`-style sizes (powers of 1000, as registries show them).
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    // A value that rounds to 1000.0 at one decimal is shown in the next unit (999,950 B is
+    // 1.0 MB, not 1000.0 kB).
+    while (value >= 1000.0 || unit > 0 && value >= 999.95) && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Parses `50MB`, `1.5GiB`, `1000` (bytes) and the like.
+pub fn parse_size(s: &str) -> std::result::Result<u64, ParseError> {
+    parse_size_text(s).map_err(|message| ParseError::new("size", s, message))
+}
+
+fn parse_size_text(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number.parse().map_err(|_| format!("`{s}` is not a size"))?;
+    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "ki" | "kib" => 1024.0,
+        "mi" | "mib" => 1024.0 * 1024.0,
+        "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "ti" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        other => return Err(format!("`{s}`: unknown unit `{other}`")),
+    };
+    Ok((number * factor).round() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("50MB"), Ok(50_000_000));
+        assert_eq!(parse_size("1.5 GiB"), Ok(1_610_612_736));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("ten").is_err());
+        assert_eq!(human(999), "999 B");
+        assert_eq!(human(1_500_000), "1.5 MB");
+        assert_eq!(human(999_949), "999.9 kB");
+        assert_eq!(human(999_950), "1.0 MB");
+        assert_eq!(human(1_000), "1.0 kB");
+        assert_eq!(parse_size("2TB"), Ok(2_000_000_000_000));
+        assert_eq!(parse_size("1 TiB"), Ok(1 << 40));
+    }
+}

@@ -1,0 +1,301 @@
+//! Executing a plan: kept layers copied byte for byte (verified as read), the planned ranges
+//! merged into new layers, the config and manifest rebuilt, and the output committed; what was
+//! written described as an [`Outcome`].
+
+use std::io;
+
+use serde_json::{json, Value};
+
+use super::container::{BlobKind, Finish};
+use super::documents::{default_tag, new_manifest};
+use super::lock::{LockWait, DEFAULT_LOCK_TIMEOUT};
+use super::outcome::{Outcome, OutcomeLayer};
+use super::output::{Destination, Input, Output, OutputFormat};
+use super::target::Target;
+use crate::context::Context;
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Location, Result};
+use crate::merge::new_layer::{merge_range, PreMerged, PreMergedLayers};
+use crate::plan::squash_plan::{PlannedRange, SquashPlan};
+use crate::progress::{Counting, Event};
+use crate::read::image::{Image, InputFormat};
+use crate::read::media::{self, DOCKER_MANIFEST, OCI_MANIFEST};
+
+/// Whether the image's manifest uses Docker v2s2 media types.
+fn docker_family(image: &Image, format: OutputFormat) -> bool {
+    match &image.manifest {
+        Some(m) => m.media_type.contains("docker"),
+        None => format == OutputFormat::DockerArchive,
+    }
+}
+
+impl SquashPlan {
+    /// Merges the planned ranges, copies every other layer byte for byte, and writes the new
+    /// image to `output`. Nothing is left at the destination if this fails.
+    ///
+    /// ```no_run
+    /// use squash::{Image, LayerSelector, Output, OutputFormat, SquashOptions};
+    ///
+    /// let image = Image::open("oci:layout:app")?;
+    /// let plan = image.plan(&SquashOptions::default().with_selector(LayerSelector::Top(3)))?;
+    /// let outcome = plan.execute(&image, &Output::new("out", OutputFormat::OciLayout).with_tag("app"))?;
+    /// println!("new manifest {}", outcome.manifest_digest);
+    /// # Ok::<(), squash::Error>(())
+    /// ```
+    pub fn execute(&self, image: &Image, output: &Output) -> Result<Outcome> {
+        self.execute_in(image, output, &Context::new())
+    }
+
+    /// [`SquashPlan::execute`] within `context`: its threads, its temporary directory (for the
+    /// new layers of an archive written to standard output) and its progress, which hears of the
+    /// work and can cancel it. An output on standard output is written as
+    /// [`SquashPlan::execute_to_writer`] writes it.
+    pub fn execute_in(&self, image: &Image, output: &Output, context: &Context<'_>) -> Result<Outcome> {
+        let format = output.format_for(image.format());
+        let path = match output.destination() {
+            Destination::Path(path) => path,
+            Destination::Stdout => {
+                let mut stdout = io::BufWriter::with_capacity(1 << 20, io::stdout().lock());
+                return self.execute_to_writer(image, format, output.tag().map(str::to_string), &mut stdout, context);
+            }
+        };
+        self.check_before_writing(image, context)?;
+        let mut inputs = vec![Input::image(image)];
+        inputs.extend(self.options.bases.iter().map(Input::image));
+        let wait = LockWait { timeout: self.options.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT), progress: context.progress() };
+        let target = Target::create(path, format, output.tag(), &inputs, wait)?;
+        self.write_image(image, &output.clone().with_format(format), target, context)
+    }
+
+    /// Writes the new image as an archive (`format`: [`OutputFormat::DockerArchive`] or
+    /// [`OutputFormat::OciArchive`]) into `out`, such as a pipe into `docker load`: members in
+    /// the order a streaming reader needs (layers, then config, then manifest), each written
+    /// once. New layers are spooled to temporary files (in the context's temporary directory) to
+    /// learn their digests before their members begin; kept layers are streamed as they are
+    /// read. If this fails, what was written is an incomplete archive that no loader accepts.
+    pub fn execute_to_writer(
+        &self,
+        image: &Image,
+        format: OutputFormat,
+        tag: Option<String>,
+        out: &mut dyn io::Write,
+        context: &Context<'_>,
+    ) -> Result<Outcome> {
+        if format == OutputFormat::OciLayout {
+            return Err(Error::InvalidOption {
+                reason: "a stream holds an archive: choose docker-archive or oci-archive, not an OCI layout directory".into(),
+            });
+        }
+        self.check_before_writing(image, context)?;
+        let mut output = Output::stdout(format);
+        if let Some(tag) = tag {
+            output = output.with_tag(tag);
+        }
+        let target = Target::stream(format, out, context.tmp_dir().map(Into::into));
+        self.write_image(image, &output, target, context)
+    }
+
+    fn check_before_writing(&self, image: &Image, context: &Context<'_>) -> Result<()> {
+        self.check_image(image)?;
+        if context.cancelled() {
+            return Err(Error::Cancelled);
+        }
+        if self.options.verify_all {
+            // Ranges were decoded and fully checked when planned; kept layers are checked here.
+            image.verify_layers(self.kept_layers(image), context)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `image` into `target`, then commits it. `output`'s format is the one written.
+    fn write_image(&self, image: &Image, output: &Output, mut target: Target<'_>, context: &Context<'_>) -> Result<Outcome> {
+        let (outcome, manifest_descriptor) = self.write_image_blobs(image, output, &mut target, context, &mut PreMergedLayers::new())?;
+        let format = output.format_for(image.format());
+        let tag = output.tag().map(str::to_string).or_else(|| default_tag(image, format));
+        target.commit(Finish {
+            manifest_descriptor,
+            tag,
+            config: outcome.config_digest.clone(),
+            layers: outcome.layers.iter().map(|l| l.digest.clone()).collect(),
+            extra_blobs: Vec::new(),
+        })?;
+        Ok(outcome)
+    }
+
+    /// The bytes of work writing `image` takes: the stored bytes of the layers it copies, and
+    /// the uncompressed bytes of the new layers not merged ahead.
+    fn work(&self, image: &Image, premerged: &PreMergedLayers) -> u64 {
+        let kept: u64 = self.kept_layers(image).map(|i| image.layers()[i].size()).sum();
+        let new: u64 = self.ranges.iter().filter(|r| !premerged.contains_key(&r.range.start)).map(|r| r.plan.uncompressed_size).sum();
+        kept + new
+    }
+
+    /// Writes the image's blobs (layers, config and, but for a docker archive, the manifest)
+    /// into `target`: what it wrote, and the manifest's descriptor. `output`'s format is the one
+    /// written.
+    pub(crate) fn write_image_blobs(
+        &self,
+        image: &Image,
+        output: &Output,
+        target: &mut Target<'_>,
+        context: &Context<'_>,
+        premerged: &mut PreMergedLayers,
+    ) -> Result<(Outcome, Value)> {
+        let progress = context.progress();
+        let format = output.format_for(image.format());
+        let docker = docker_family(image, format);
+        progress.event(&Event::Writing { total: self.work(image, premerged) });
+        let mut layers: Vec<OutcomeLayer> = Vec::new();
+        let mut descriptors: Vec<Value> = Vec::new();
+        let mut index = 0;
+        while index < image.layers().len() {
+            let new_index = layers.len();
+            if let Some(planned) = self.ranges.iter().find(|r| r.range.start == index) {
+                progress.step(format!("merging layers {}..{}", planned.range.start, planned.range.end));
+                let (mut layer, descriptor) =
+                    self.write_range(image, planned, docker, target, context, premerged.remove(&planned.range.start))?;
+                layer.index = new_index;
+                layers.push(layer);
+                descriptors.push(descriptor);
+                index = planned.range.end + 1;
+                continue;
+            }
+            let layer = &image.layers()[index];
+            let (digest, size) = match layer.digest() {
+                Some(known) if target.has_blob(known) => {
+                    progress.event(&Event::Advanced { bytes: layer.size() });
+                    (known.clone(), layer.size())
+                }
+                known => {
+                    progress.step(format!("copying layer {index}"));
+                    let mut reader = image.open_layer_blob(layer)?;
+                    let location = image.layer_location(layer);
+                    target.write_blob(known.map(|d| (d, layer.size())), BlobKind::Layer, &mut |w| {
+                        let mut counting = Counting::new(w, progress, true);
+                        io::copy(&mut reader, &mut counting).and_then(|_| io::Write::flush(&mut counting)).at(|| location.clone())
+                    })?
+                }
+            };
+            let media_type = match (&layer.descriptor, docker) {
+                (Some(d), _) if image.manifest.is_some() || !docker => {
+                    d.get("mediaType").and_then(Value::as_str).unwrap_or(&layer.media_type).to_string()
+                }
+                (_, true) => layer.media_type.clone(),
+                (_, false) => media::oci_layer(layer.compression()).to_string(),
+            };
+            let descriptor = match (&layer.descriptor, &image.manifest) {
+                (Some(d), Some(_)) => d.clone(),
+                _ => json!({"mediaType": media_type, "digest": digest.to_string(), "size": size}),
+            };
+            layers.push(OutcomeLayer {
+                index: new_index,
+                digest,
+                diff_id: layer.diff_id().clone(),
+                compressed_size: size,
+                media_type,
+                squashed_from: None,
+                uncompressed_size: None,
+                rereads: Vec::new(),
+            });
+            descriptors.push(descriptor);
+            index += 1;
+        }
+
+        let edits = &self.options.edits;
+        if !edits.annotations.is_empty() && format == OutputFormat::DockerArchive {
+            return Err(Error::InvalidOption {
+                reason: "--annotation: a docker-archive stores no manifest, so it cannot carry annotations; write an OCI layout or archive"
+                    .into(),
+            });
+        }
+        let copy = self.ranges.is_empty() && !edits.changes_config();
+        let config_bytes = if copy { image.config.raw.clone() } else { self.new_config(image, &layers)? };
+        let (config_digest, config_size) =
+            target.write_blob(None, BlobKind::Config, &mut |w| w.write_all(&config_bytes).at(|| output.location()))?;
+        // A `dir:` manifest may call its config `application/octet-stream`; it is rewritten.
+        let verbatim = copy && edits.annotations.is_empty() && image.format() != InputFormat::Dir;
+        let manifest_bytes = match &image.manifest {
+            Some(m) if verbatim => m.raw.clone(),
+            _ => new_manifest(image, docker, &config_digest, config_size, descriptors, edits)?,
+        };
+        let manifest_media_type = match &image.manifest {
+            Some(m) => m.media_type.clone(),
+            None if docker => DOCKER_MANIFEST.to_string(),
+            None => OCI_MANIFEST.to_string(),
+        };
+        let manifest_digest = if format == OutputFormat::DockerArchive {
+            Digest::of(&manifest_bytes)
+        } else {
+            target.write_blob(None, BlobKind::Manifest, &mut |w| w.write_all(&manifest_bytes).at(|| output.location()))?.0
+        };
+        let mut manifest_descriptor =
+            json!({"mediaType": manifest_media_type, "digest": manifest_digest.to_string(), "size": manifest_bytes.len()});
+        if let Some(platform) = image.platform() {
+            let mut p = json!({"os": platform.os, "architecture": platform.architecture});
+            if let Some(v) = &platform.variant {
+                p["variant"] = json!(v);
+            }
+            manifest_descriptor["platform"] = p;
+        }
+        let excluded = self.excluded();
+        Ok((Outcome { output: output.shown(), manifest_digest, config_digest, layers, excluded }, manifest_descriptor))
+    }
+
+    /// Writes the new layer of `planned` (merged now, or merged ahead into `premerged`): the
+    /// outcome's record of it (at index 0; the caller places it) and its descriptor.
+    fn write_range(
+        &self,
+        image: &Image,
+        planned: &PlannedRange,
+        docker: bool,
+        target: &mut Target,
+        context: &Context<'_>,
+        premerged: Option<PreMerged>,
+    ) -> Result<(OutcomeLayer, Value)> {
+        let progress = context.progress();
+        let mut merged = None;
+        let (digest, size) = match premerged {
+            // Merged ahead (platforms of an index, concurrently): its bytes are copied in.
+            Some(p) => {
+                let location = Location::file(p.file.path());
+                let mut file = p.file.reopen().at(|| location.clone())?;
+                merged = Some(p.merged);
+                target.write_blob(Some((&p.digest, p.size)), BlobKind::Layer, &mut |w| {
+                    let mut counting = Counting::new(w, progress, false);
+                    io::copy(&mut file, &mut counting).and_then(|_| io::Write::flush(&mut counting)).map(drop).at(|| location.clone())
+                })?
+            }
+            None => target.write_blob(None, BlobKind::Layer, &mut |w| {
+                merged = Some(merge_range(image, planned, self.options.level, w, context)?);
+                w.flush().at(|| Location::file(image.path()))
+            })?,
+        };
+        let merged =
+            merged.ok_or_else(|| Error::Output { location: Location::file(image.path()), reason: "merge produced nothing".into() })?;
+        let media_type = if docker {
+            media::docker_layer(planned.compression).to_string()
+        } else {
+            let nondistributable =
+                image.layers()[planned.range.start..=planned.range.end].iter().all(|l| l.media_type().contains("nondistributable"));
+            let base = media::oci_layer(planned.compression);
+            if nondistributable {
+                media::nondistributable(base)
+            } else {
+                base.to_string()
+            }
+        };
+        let descriptor = json!({"mediaType": media_type, "digest": digest.to_string(), "size": size});
+        let blob_digest = digest.clone();
+        let layer = OutcomeLayer {
+            index: 0,
+            digest,
+            diff_id: merged.diff_id.unwrap_or_else(|| blob_digest.clone()),
+            compressed_size: size,
+            media_type,
+            squashed_from: Some(planned.range.clone()),
+            uncompressed_size: Some(merged.uncompressed_size),
+            rereads: merged.rereads.clone(),
+        };
+        Ok((layer, descriptor))
+    }
+}

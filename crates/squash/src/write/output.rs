@@ -1,0 +1,317 @@
+//! Where the new image goes: output references parsed ([`Output`]: a file, a layout directory or
+//! standard output, the container format and the tag), the format an output gets from its input
+//! when it names none, and the guard that no output touches a file of an input.
+
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::{Error, Location, ParseError, Result};
+use crate::read::image::{Image, InputFormat};
+use crate::read::image_index::ImageIndex;
+use crate::read::reference::remote_transport;
+
+/// The container to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputFormat {
+    /// An OCI image-layout directory; an existing layout gets the image added under its tag.
+    OciLayout,
+    /// A tar of an OCI image layout.
+    OciArchive,
+    /// A `docker save` tarball that `docker load`, skopeo and podman read.
+    DockerArchive,
+}
+
+impl std::fmt::Display for OutputFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OutputFormat::OciLayout => "oci",
+            OutputFormat::OciArchive => "oci-archive",
+            OutputFormat::DockerArchive => "docker-archive",
+        })
+    }
+}
+
+impl std::str::FromStr for OutputFormat {
+    type Err = ParseError;
+    fn from_str(s: &str) -> std::result::Result<OutputFormat, ParseError> {
+        parse_format(s).map_err(|message| ParseError::new("output format", s, message))
+    }
+}
+
+fn parse_format(s: &str) -> std::result::Result<OutputFormat, String> {
+    match s {
+        "oci" | "oci-layout" => Ok(OutputFormat::OciLayout),
+        "oci-archive" => Ok(OutputFormat::OciArchive),
+        "docker-archive" | "docker" => Ok(OutputFormat::DockerArchive),
+        other => Err(format!("unknown output format `{other}` (expected oci, oci-archive or docker-archive)")),
+    }
+}
+
+impl OutputFormat {
+    /// The format of an output that names none, for an image read from `input`: the input's
+    /// own container (a `dir:` input becomes an OCI layout).
+    pub fn like(input: InputFormat) -> OutputFormat {
+        match input {
+            InputFormat::DockerArchive => OutputFormat::DockerArchive,
+            InputFormat::OciArchive => OutputFormat::OciArchive,
+            InputFormat::OciLayout | InputFormat::Dir => OutputFormat::OciLayout,
+        }
+    }
+}
+
+/// Where the bytes of the new image go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Destination {
+    /// A file (an archive) or a directory (an OCI layout).
+    Path(PathBuf),
+    /// Standard output: an archive written front to back, as `docker load` and `podman load`
+    /// read it.
+    Stdout,
+}
+
+/// Where and how to write the new image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Output {
+    destination: Destination,
+    format: Option<OutputFormat>,
+    tag: Option<String>,
+}
+
+impl Output {
+    /// An output at `path` in `format`, untagged.
+    ///
+    /// ```
+    /// use squash::{Output, OutputFormat};
+    ///
+    /// let output = Output::new("out", OutputFormat::OciLayout).with_tag("app");
+    /// assert_eq!(output.tag(), Some("app"));
+    /// ```
+    pub fn new(path: impl Into<PathBuf>, format: OutputFormat) -> Output {
+        Output { destination: Destination::Path(path.into()), format: Some(format), tag: None }
+    }
+
+    /// An archive of `format` on standard output.
+    pub fn stdout(format: OutputFormat) -> Output {
+        Output { destination: Destination::Stdout, format: Some(format), tag: None }
+    }
+
+    /// This output with `tag`: an OCI `org.opencontainers.image.ref.name`, or `NAME:TAG` for a
+    /// docker archive's `RepoTags`.
+    pub fn with_tag(mut self, tag: impl Into<String>) -> Output {
+        self.tag = Some(tag.into());
+        self
+    }
+
+    /// This output in `format`.
+    pub fn with_format(mut self, format: OutputFormat) -> Output {
+        self.format = Some(format);
+        self
+    }
+
+    /// Parses `oci:PATH[:TAG]`, `oci-archive:PATH[:TAG]`, `docker-archive:PATH[:NAME:TAG]`, a
+    /// bare path, or `-` (standard output; `docker-archive:-[:NAME:TAG]` and
+    /// `oci-archive:-[:TAG]` name its format). Without a format named, the output takes the
+    /// input's ([`Output::format_for`]).
+    ///
+    /// ```
+    /// use squash::{InputFormat, Output, OutputFormat};
+    ///
+    /// let out = Output::parse("docker-archive:-:app:squashed")?;
+    /// assert!(out.is_stdout());
+    /// assert_eq!((out.format(), out.tag()), (Some(OutputFormat::DockerArchive), Some("app:squashed")));
+    /// assert_eq!(Output::parse("out")?.format_for(InputFormat::OciLayout), OutputFormat::OciLayout);
+    /// # Ok::<(), squash::ParseError>(())
+    /// ```
+    pub fn parse(s: &str) -> std::result::Result<Output, ParseError> {
+        parse_output(s).map_err(|message| ParseError::new("output", s, message))
+    }
+
+    /// Where the bytes go.
+    pub fn destination(&self) -> &Destination {
+        &self.destination
+    }
+
+    /// The file or directory written, unless the output is standard output.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.destination {
+            Destination::Path(path) => Some(path),
+            Destination::Stdout => None,
+        }
+    }
+
+    /// Whether the image goes to standard output.
+    pub fn is_stdout(&self) -> bool {
+        self.destination == Destination::Stdout
+    }
+
+    /// The format the output names, if it names one.
+    pub fn format(&self) -> Option<OutputFormat> {
+        self.format
+    }
+
+    /// The tag it names, if any.
+    pub fn tag(&self) -> Option<&str> {
+        self.tag.as_deref()
+    }
+
+    /// The format written for an image read from `input`: the one named, else the input's own
+    /// container; on standard output a docker archive unless the input is an OCI archive.
+    pub fn format_for(&self, input: InputFormat) -> OutputFormat {
+        match (self.format, &self.destination) {
+            (Some(format), _) => format,
+            (None, Destination::Stdout) if input == InputFormat::OciArchive => OutputFormat::OciArchive,
+            (None, Destination::Stdout) => OutputFormat::DockerArchive,
+            (None, Destination::Path(_)) => OutputFormat::like(input),
+        }
+    }
+
+    /// How the output is shown in messages and outcomes: its path, or `-`.
+    pub(crate) fn shown(&self) -> String {
+        match &self.destination {
+            Destination::Path(path) => path.display().to_string(),
+            Destination::Stdout => "-".into(),
+        }
+    }
+
+    /// Where errors about the output point.
+    pub(crate) fn location(&self) -> Location {
+        match &self.destination {
+            Destination::Path(path) => Location::file(path),
+            Destination::Stdout => Location::file("<standard output>"),
+        }
+    }
+}
+
+fn parse_output(s: &str) -> std::result::Result<Output, String> {
+    let prefixes =
+        [("oci-archive:", OutputFormat::OciArchive), ("oci:", OutputFormat::OciLayout), ("docker-archive:", OutputFormat::DockerArchive)];
+    for (prefix, format) in prefixes {
+        let Some(rest) = s.strip_prefix(prefix) else { continue };
+        let (path, tag) = match rest.split_once(':') {
+            Some((p, t)) => (p, Some(t.to_string())),
+            None => (rest, None),
+        };
+        if path.is_empty() {
+            return Err(format!("`{s}` names no path"));
+        }
+        if tag.as_deref() == Some("") {
+            return Err(format!("`{s}` ends with an empty tag; give one after the colon or drop the colon"));
+        }
+        let destination = if path == "-" {
+            if format == OutputFormat::OciLayout {
+                return Err(format!("`{s}`: standard output takes an archive: docker-archive or oci-archive, not an OCI layout"));
+            }
+            Destination::Stdout
+        } else {
+            Destination::Path(PathBuf::from(path))
+        };
+        return Ok(Output { destination, format: Some(format), tag });
+    }
+    if s.is_empty() {
+        return Err("empty output path".into());
+    }
+    if s == "-" {
+        return Ok(Output { destination: Destination::Stdout, format: None, tag: None });
+    }
+    if let Some((name, what)) = remote_transport(s) {
+        return Err(format!(
+            "`{s}`: the `{name}` transport ({what}) is not written by squash, which writes files and layouts only: \
+             write a file (`-o app.tar`) and load it with `docker load -i app.tar`, `podman load -i app.tar` \
+             or `skopeo copy docker-archive:app.tar {s}`"
+        ));
+    }
+    Ok(Output { destination: Destination::Path(PathBuf::from(s)), format: None, tag: None })
+}
+
+/// An image read by the run, which its output must not touch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Input<'p> {
+    /// Where it is read from.
+    pub path: &'p Path,
+    /// The path it was given as: `path`, unless it is read through a temporary copy.
+    pub source: &'p Path,
+    /// The tag the image was chosen by in its layout, if any.
+    pub tag: Option<&'p str>,
+}
+
+impl<'p> Input<'p> {
+    /// The input `image`.
+    pub(crate) fn image(image: &'p Image) -> Input<'p> {
+        Input { path: image.path(), source: image.source(), tag: image.name() }
+    }
+
+    /// The input `index`.
+    pub(crate) fn index(index: &'p ImageIndex) -> Input<'p> {
+        Input { path: index.path(), source: index.source(), tag: index.name() }
+    }
+}
+
+/// Refuses an output at `dest` (in `format`, tagged `tag`) that would create, replace or rename
+/// over a file of an input.
+pub(crate) fn check_not_inside_inputs(dest: &Path, format: OutputFormat, tag: Option<&str>, inputs: &[Input<'_>]) -> Result<()> {
+    let resolved = resolve(dest);
+    // An input read through a temporary copy (a pipe, a compressed archive) is checked under the
+    // path it was given as, too.
+    for (input, path) in inputs.iter().flat_map(|i| [(i, i.path), (i, i.source)]) {
+        let Ok(source) = fs::canonicalize(path) else { continue };
+        let location = || Location::file(dest);
+        if resolved == source {
+            let same_layout = format == OutputFormat::OciLayout && source.is_dir() && source.join("oci-layout").is_file();
+            if !same_layout {
+                return Err(Error::Output { location: location(), reason: format!("would overwrite the input `{}`", path.display()) });
+            }
+            if tag.is_some() && tag == input.tag {
+                return Err(Error::Output {
+                    location: location(),
+                    reason: format!(
+                        "would replace the input's own tag `{}` in `{}`; write under another tag",
+                        input.tag.unwrap_or_default(),
+                        path.display()
+                    ),
+                });
+            }
+        } else if resolved.starts_with(&source) {
+            return Err(Error::Output {
+                location: location(),
+                reason: format!("is inside the input `{}`; writing there would change the input", path.display()),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `path` with symlinks and `..` resolved, also when its last components do not exist yet.
+fn resolve(path: &Path) -> PathBuf {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
+    };
+    let mut existing = absolute.clone();
+    let mut missing: Vec<std::ffi::OsString> = Vec::new();
+    loop {
+        if let Ok(mut resolved) = fs::canonicalize(&existing) {
+            for part in missing.iter().rev() {
+                match Path::new(part).components().next() {
+                    Some(Component::ParentDir) => {
+                        resolved.pop();
+                    }
+                    Some(Component::Normal(name)) => resolved.push(name),
+                    _ => {}
+                }
+            }
+            return resolved;
+        }
+        match existing.file_name() {
+            Some(name) => missing.push(name.to_os_string()),
+            None if existing.ends_with("..") => missing.push("..".into()),
+            None => {}
+        }
+        if !existing.pop() {
+            return absolute;
+        }
+    }
+}
