@@ -41,15 +41,24 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (reference, entries) = many_entries(dir.path());
     let image = Image::open(&reference).expect("open");
-    let options = SquashOptions::default().with_selector(LayerSelector::Top(4)).with_compression(Compression::None);
+    let options = SquashOptions::default()
+        .with_selector(LayerSelector::Top(4))
+        .with_compression(Compression::None);
     let start = Instant::now();
     let plan = image.plan(&options).expect("plan");
     let planned = start.elapsed().as_secs_f64();
     let start = Instant::now();
-    plan.execute(&image, &Output::new(dir.path().join("out"), OutputFormat::OciLayout)).expect("execute");
+    plan.execute(&image, &Output::new(dir.path().join("out"), OutputFormat::OciLayout))
+        .expect("execute");
     let merged = start.elapsed().as_secs_f64();
-    println!("index + plan: {entries} entries in {planned:.3}s = {:.0} entries/s", entries as f64 / planned);
-    println!("merge (uncompressed): {entries} entries in {merged:.3}s = {:.0} entries/s", entries as f64 / merged);
+    println!(
+        "index + plan: {entries} entries in {planned:.3}s = {:.0} entries/s",
+        entries as f64 / planned
+    );
+    println!(
+        "merge (uncompressed): {entries} entries in {merged:.3}s = {:.0} entries/s",
+        entries as f64 / merged
+    );
 
     // Compressors: one 64 MiB text layer squashed with each compression and thread count.
     let mut builder = ImageBuilder::new(LayerCompression::None);
@@ -61,12 +70,15 @@ fn main() {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     for compression in [Compression::Gzip, Compression::Zstd] {
         for threads in [1, cores] {
-            let options = SquashOptions::default().with_selector(LayerSelector::Top(2)).with_compression(compression);
+            let options = SquashOptions::default()
+                .with_selector(LayerSelector::Top(2))
+                .with_compression(compression);
             let context = Context::new().with_threads(threads);
             let plan = image.plan_in(&options, &context).expect("plan");
             let out = dir.path().join(format!("out-{compression}-{threads}"));
             let start = Instant::now();
-            plan.execute_in(&image, &Output::new(out, OutputFormat::OciLayout), &context).expect("execute");
+            plan.execute_in(&image, &Output::new(out, OutputFormat::OciLayout), &context)
+                .expect("execute");
             let secs = start.elapsed().as_secs_f64();
             println!("{compression} at {threads} thread(s): {:.0} MB/s", 64.0 * 1.048_576 / secs);
         }

@@ -103,7 +103,10 @@ const MODULES: &[&str] = &[
 const EXCEPTIONS: &[(&str, &str)] = &[];
 
 fn source() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/squash/src").canonicalize().expect("the library's source")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../crates/squash/src")
+        .canonicalize()
+        .expect("the library's source")
 }
 
 /// The module a file of the library is, as `read::image` (`lib` for lib.rs).
@@ -171,10 +174,13 @@ fn code(text: &str) -> String {
                 i += 1;
                 out.push_str("' '");
             }
-            b'r' if bytes.get(i + 1) == Some(&b'#') || (bytes.get(i + 1) == Some(&b'"') && !ident_byte(bytes, i)) => {
+            b'r' if bytes.get(i + 1) == Some(&b'#')
+                || (bytes.get(i + 1) == Some(&b'"') && !ident_byte(bytes, i)) =>
+            {
                 // A raw string: r"…" or r#"…"#.
                 let hashes = bytes[i + 1..].iter().take_while(|&&b| b == b'#').count();
-                let close: Vec<u8> = std::iter::once(b'"').chain(std::iter::repeat_n(b'#', hashes)).collect();
+                let close: Vec<u8> =
+                    std::iter::once(b'"').chain(std::iter::repeat_n(b'#', hashes)).collect();
                 i += 2 + hashes;
                 while i < bytes.len() && !bytes[i..].starts_with(&close) {
                     i += 1;
@@ -227,7 +233,8 @@ fn tokens(code: &str) -> Vec<(String, usize)> {
 /// Every path a file names through `crate`, `super` or `self`, as segments from the crate root
 /// (the test module's `super` is the file itself), with the line it is on.
 fn named_paths(module: &str, text: &str) -> Vec<(Vec<String>, usize)> {
-    let base: Vec<String> = if module == "lib" { Vec::new() } else { module.split("::").map(str::to_string).collect() };
+    let base: Vec<String> =
+        if module == "lib" { Vec::new() } else { module.split("::").map(str::to_string).collect() };
     let cleaned = code(text);
     let tests_start = cleaned.find("mod tests {").map(|at| cleaned[..at].lines().count() + 1);
     let with_lines = tokens(&cleaned);
@@ -238,7 +245,10 @@ fn named_paths(module: &str, text: &str) -> Vec<(Vec<String>, usize)> {
         let root = tokens[i].as_str();
         let line = with_lines[i].1;
         let preceded_by_path = i > 0 && tokens[i - 1] == "::";
-        if matches!(root, "crate" | "super" | "self") && !preceded_by_path && tokens.get(i + 1).is_some_and(|t| t == "::") {
+        if matches!(root, "crate" | "super" | "self")
+            && !preceded_by_path
+            && tokens.get(i + 1).is_some_and(|t| t == "::")
+        {
             let in_tests = tests_start.is_some_and(|start| line >= start);
             let mut start: Vec<String> = match root {
                 "crate" => Vec::new(),
@@ -249,7 +259,9 @@ fn named_paths(module: &str, text: &str) -> Vec<(Vec<String>, usize)> {
             };
             let mut j = i + 2;
             // `super::super::…`
-            while tokens.get(j).is_some_and(|t| t == "super") && tokens.get(j + 1).is_some_and(|t| t == "::") {
+            while tokens.get(j).is_some_and(|t| t == "super")
+                && tokens.get(j + 1).is_some_and(|t| t == "::")
+            {
                 start = parent(&start);
                 j += 2;
             }
@@ -279,14 +291,20 @@ fn use_tree(tokens: &[String], mut at: usize, prefix: Vec<String>) -> (Vec<Vec<S
                 at += 1;
                 loop {
                     match tokens.get(at).map(String::as_str) {
-                        Some("}") => return (if paths.is_empty() { vec![path] } else { paths }, at + 1),
+                        Some("}") => {
+                            return (if paths.is_empty() { vec![path] } else { paths }, at + 1)
+                        }
                         Some(",") => at += 1,
                         None => return (paths, at),
                         _ => {
                             let (inner, next) = use_tree(tokens, at, path.clone());
                             paths.extend(inner);
                             // Skip `as NAME`.
-                            at = if tokens.get(next).is_some_and(|t| t == "as") { next + 2 } else { next };
+                            at = if tokens.get(next).is_some_and(|t| t == "as") {
+                                next + 2
+                            } else {
+                                next
+                            };
                         }
                     }
                 }
@@ -360,14 +378,18 @@ fn changeset_reads_nothing() {
     for (module, path) in modules().into_iter().filter(|(m, _)| m.starts_with("plan::changeset")) {
         let text = std::fs::read_to_string(&path).expect("read a module");
         for forbidden in ["std::fs", "std::io", "std::net", "std::process", "tempfile"] {
-            assert!(!code(&text).contains(forbidden), "`{module}` uses `{forbidden}`: the changeset decides, it does not read");
+            assert!(
+                !code(&text).contains(forbidden),
+                "`{module}` uses `{forbidden}`: the changeset decides, it does not read"
+            );
         }
         for (named, line) in named_paths(&module, &text) {
             let target = resolve(&named, &known);
             checked += 1;
             assert!(
                 !target.starts_with("read") || target == "read::reread",
-                "{}:{line}: `{module}` names `{target}`, which reads: ask `plan/planner.rs` to read instead",
+                "{}:{line}: `{module}` names `{target}`, which reads: ask `plan/planner.rs` to \
+                    read instead",
                 path.display()
             );
         }
@@ -382,10 +404,15 @@ fn every_module_is_in_the_order_and_the_code_map() {
     let found: Vec<String> = modules().into_iter().map(|(m, _)| m).collect();
     let listed: BTreeSet<&str> = MODULES.iter().copied().collect();
     let missing: Vec<&String> = found.iter().filter(|m| !listed.contains(m.as_str())).collect();
-    assert!(missing.is_empty(), "modules missing from MODULES (place each where it belongs): {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "modules missing from MODULES (place each where it belongs): {missing:?}"
+    );
     let gone: Vec<&&str> = MODULES.iter().filter(|m| !found.iter().any(|f| f == *m)).collect();
     assert!(gone.is_empty(), "MODULES lists modules that do not exist: {gone:?}");
-    let map = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let map =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../ARCHITECTURE.md"))
+            .expect("ARCHITECTURE.md");
     let root = source();
     let mut paths = Vec::new();
     files(&root, &mut paths);
@@ -403,15 +430,25 @@ fn every_module_is_in_the_order_and_the_code_map() {
 fn every_module_says_what_it_owns() {
     for (module, path) in modules() {
         let text = std::fs::read_to_string(&path).expect("read a module");
-        assert!(text.starts_with("//!"), "`{module}` ({}) does not open with a `//!` comment", path.display());
-        assert!(!text.contains("SPEC-NOTES"), "`{module}` cites SPEC-NOTES, which is outside the repository: cite docs/layer-rules.md");
+        assert!(
+            text.starts_with("//!"),
+            "`{module}` ({}) does not open with a `//!` comment",
+            path.display()
+        );
+        assert!(
+            !text.contains("SPEC-NOTES"),
+            "`{module}` cites SPEC-NOTES, which is outside the \
+            repository: cite docs/layer-rules.md"
+        );
     }
 }
 
 /// The parser finds what a module names: use trees, nested groups, `super` and inline paths.
 #[test]
 fn the_parser_reads_use_trees_and_paths() {
-    let text = "use crate::{a::b, c::{d, e as f}};\nuse super::g::H;\nfn x() { crate::i::j(); let s = \"crate::k::l\"; }\n// crate::m\n#[cfg(test)]\nmod tests {\n    use super::*;\n}\n";
-    let named: Vec<String> = named_paths("p::q", text).into_iter().map(|(p, _)| p.join("::")).collect();
+    let text = "use crate::{a::b, c::{d, e as f}};\nuse super::g::H;\nfn x() { crate::i::j(); let \
+        s = \"crate::k::l\"; }\n// crate::m\n#[cfg(test)]\nmod tests {\n    use super::*;\n}\n";
+    let named: Vec<String> =
+        named_paths("p::q", text).into_iter().map(|(p, _)| p.join("::")).collect();
     assert_eq!(named, ["a::b", "c::d", "c::e", "p::g::H", "i::j", "p::q"]);
 }

@@ -24,20 +24,36 @@ fn trees_agree_with_the_model_and_a_squash_changes_nothing() {
         let tree = image.tree_in(&Context::new().with_threads(2)).expect("tree");
         // A marker's missing parents are made, as Docker, containerd and podman make them.
         let model = RootFs::from_layers(stack.iter().map(|l| l.as_slice())).expect("model");
-        let model_paths: BTreeSet<Vec<u8>> = model.nodes().keys().filter(|p| !p.is_empty()).cloned().collect();
-        let tree_paths: BTreeSet<Vec<u8>> = tree.entries.keys().filter(|p| !p.is_root()).map(|p| p.as_bytes().to_vec()).collect();
+        let model_paths: BTreeSet<Vec<u8>> =
+            model.nodes().keys().filter(|p| !p.is_empty()).cloned().collect();
+        let tree_paths: BTreeSet<Vec<u8>> =
+            tree.entries.keys().filter(|p| !p.is_root()).map(|p| p.as_bytes().to_vec()).collect();
         assert_eq!(tree_paths, model_paths, "seed {seed}: paths");
         for (path, node) in model.nodes() {
             if path.is_empty() {
                 continue;
             }
-            let entry = tree.entries.iter().find(|(p, _)| p.as_bytes() == path.as_slice()).map(|(_, e)| e).expect("entry");
+            let entry = tree
+                .entries
+                .iter()
+                .find(|(p, _)| p.as_bytes() == path.as_slice())
+                .map(|(_, e)| e)
+                .expect("entry");
             let what = String::from_utf8_lossy(path);
-            assert_eq!((entry.mode, entry.uid, entry.gid), (node.mode, node.uid, node.gid), "seed {seed}: {what}");
+            assert_eq!(
+                (entry.mode, entry.uid, entry.gid),
+                (node.mode, node.uid, node.gid),
+                "seed {seed}: {what}"
+            );
             if let Some(mtime) = node.mtime {
-                assert_eq!(entry.mtime.map(|(s, _)| s as u64), Some(mtime), "seed {seed}: {what} mtime");
+                assert_eq!(
+                    entry.mtime.map(|(s, _)| s as u64),
+                    Some(mtime),
+                    "seed {seed}: {what} mtime"
+                );
             }
-            let xattrs: Vec<(Vec<u8>, Vec<u8>)> = node.xattrs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let xattrs: Vec<(Vec<u8>, Vec<u8>)> =
+                node.xattrs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             assert_eq!(entry.xattrs(), xattrs.as_slice(), "seed {seed}: {what} xattrs");
             match &node.kind {
                 NodeKind::File { size, sha256 } => {
@@ -48,14 +64,20 @@ fn trees_agree_with_the_model_and_a_squash_changes_nothing() {
                         "seed {seed}: {what}"
                     );
                 }
-                NodeKind::Symlink(target) => assert_eq!(entry.link(), Some(target.as_slice()), "seed {seed}: {what}"),
-                NodeKind::Char(a, b) | NodeKind::Block(a, b) => assert_eq!(entry.device(), Some((*a, *b)), "seed {seed}: {what}"),
+                NodeKind::Symlink(target) => {
+                    assert_eq!(entry.link(), Some(target.as_slice()), "seed {seed}: {what}")
+                }
+                NodeKind::Char(a, b) | NodeKind::Block(a, b) => {
+                    assert_eq!(entry.device(), Some((*a, *b)), "seed {seed}: {what}")
+                }
                 NodeKind::Dir | NodeKind::Fifo => {}
             }
-            let links = model.nodes().iter().filter(|(p, n)| *p != path && n.inode == node.inode).count();
+            let links =
+                model.nodes().iter().filter(|(p, n)| *p != path && n.inode == node.inode).count();
             assert_eq!(entry.hardlinks().len(), links, "seed {seed}: {what} hard links");
         }
-        let out = squash(&input, dir.path(), vec![(1, 3)], SquashOptions::default()).expect("squash");
+        let out =
+            squash(&input, dir.path(), vec![(1, 3)], SquashOptions::default()).expect("squash");
         let squashed = Image::open(&format!("oci:{}", out.display())).expect("squashed");
         let diff = diff_trees(&tree, &squashed.tree_in(&one_thread()).expect("tree"), &[]);
         assert!(diff.is_empty(), "seed {seed}: {diff:?}");
@@ -65,12 +87,34 @@ fn trees_agree_with_the_model_and_a_squash_changes_nothing() {
 /// One entry of a flat test filesystem.
 #[derive(Clone)]
 enum Spec {
-    File { path: String, content: Vec<u8>, mode: u32, uid: u64, gid: u64, mtime: u64, xattr: Option<Vec<u8>> },
-    Dir { path: String, mode: u32 },
-    Symlink { path: String, target: String },
-    Hardlink { path: String, target: String },
-    Char { path: String, major: u32 },
-    Fifo { path: String },
+    File {
+        path: String,
+        content: Vec<u8>,
+        mode: u32,
+        uid: u64,
+        gid: u64,
+        mtime: u64,
+        xattr: Option<Vec<u8>>,
+    },
+    Dir {
+        path: String,
+        mode: u32,
+    },
+    Symlink {
+        path: String,
+        target: String,
+    },
+    Hardlink {
+        path: String,
+        target: String,
+    },
+    Char {
+        path: String,
+        major: u32,
+    },
+    Fifo {
+        path: String,
+    },
 }
 
 fn layer(specs: &[Spec]) -> Vec<u8> {
@@ -80,7 +124,8 @@ fn layer(specs: &[Spec]) -> Vec<u8> {
         match spec {
             Spec::File { path, content, mode, uid, gid, mtime, xattr } => {
                 b.mtime(*mtime);
-                let xattrs: Vec<(&str, &[u8])> = xattr.iter().map(|v| ("user.note", v.as_slice())).collect();
+                let xattrs: Vec<(&str, &[u8])> =
+                    xattr.iter().map(|v| ("user.note", v.as_slice())).collect();
                 b.file_with(path, content, *mode, *uid, *gid, &xattrs);
             }
             Spec::Dir { path, mode } => {
@@ -132,7 +177,8 @@ fn random_fs(seed: u64) -> Vec<Spec> {
     specs
 }
 
-type FileFields<'a> = (&'a mut Vec<u8>, &'a mut u32, &'a mut u64, &'a mut u64, &'a mut u64, &'a mut Option<Vec<u8>>);
+type FileFields<'a> =
+    (&'a mut Vec<u8>, &'a mut u32, &'a mut u64, &'a mut u64, &'a mut u64, &'a mut Option<Vec<u8>>);
 
 fn file_mut<'a>(specs: &'a mut [Spec], path: &str) -> FileFields<'a> {
     for spec in specs {
@@ -149,7 +195,8 @@ fn file_mut<'a>(specs: &'a mut [Spec], path: &str) -> FileFields<'a> {
 /// type, the attributes that change with it); an unchanged rebuild differs in nothing.
 #[test]
 fn every_single_attribute_change_is_found() {
-    type Mutation = (&'static str, fn(&mut Vec<Spec>), &'static [&'static str], &'static [Attribute]);
+    type Mutation =
+        (&'static str, fn(&mut Vec<Spec>), &'static [&'static str], &'static [Attribute]);
     let mutations: &[Mutation] = &[
         ("mode", |s| *file_mut(s, "d/f0").1 ^= 0o011, &["d/f0"], &[Attribute::Mode]),
         ("uid", |s| *file_mut(s, "d/f0").2 += 1, &["d/f0"], &[Attribute::Uid]),
@@ -165,7 +212,12 @@ fn every_single_attribute_change_is_found() {
             &["d/f0"],
             &[Attribute::Content],
         ),
-        ("size", |s| file_mut(s, "d/f2").0.push(b'!'), &["d/f2"], &[Attribute::Size, Attribute::Content]),
+        (
+            "size",
+            |s| file_mut(s, "d/f2").0.push(b'!'),
+            &["d/f2"],
+            &[Attribute::Size, Attribute::Content],
+        ),
         (
             "xattrs",
             |s| {
@@ -223,8 +275,18 @@ fn every_single_attribute_change_is_found() {
                 });
                 for spec in s.iter_mut() {
                     if matches!(spec, Spec::Hardlink { .. }) {
-                        if let Some(Spec::File { content, mode, uid, gid, mtime, xattr, .. }) = copy.clone() {
-                            *spec = Spec::File { path: "d/hard".into(), content, mode, uid, gid, mtime, xattr };
+                        if let Some(Spec::File { content, mode, uid, gid, mtime, xattr, .. }) =
+                            copy.clone()
+                        {
+                            *spec = Spec::File {
+                                path: "d/hard".into(),
+                                content,
+                                mode,
+                                uid,
+                                gid,
+                                mtime,
+                                xattr,
+                            };
                         }
                     }
                 }
@@ -238,8 +300,12 @@ fn every_single_attribute_change_is_found() {
         let original = random_fs(seed);
         let a = open(&build(&dir.path().join("a"), &[layer(&original)], LayerCompression::None));
         let tree_a = a.tree_in(&one_thread()).expect("tree");
-        let same = open(&build(&dir.path().join("same"), &[layer(&original)], LayerCompression::Gzip));
-        assert!(diff_trees(&tree_a, &same.tree_in(&one_thread()).expect("tree"), &[]).is_empty(), "seed {seed}: an unchanged rebuild");
+        let same =
+            open(&build(&dir.path().join("same"), &[layer(&original)], LayerCompression::Gzip));
+        assert!(
+            diff_trees(&tree_a, &same.tree_in(&one_thread()).expect("tree"), &[]).is_empty(),
+            "seed {seed}: an unchanged rebuild"
+        );
         for (name, mutate, paths, attributes) in mutations {
             let mut changed = original.clone();
             mutate(&mut changed);
@@ -247,7 +313,10 @@ fn every_single_attribute_change_is_found() {
             std::fs::create_dir_all(&work).expect("dir");
             let b = open(&build(&work, &[layer(&changed)], LayerCompression::None));
             let diff = diff_trees(&tree_a, &b.tree_in(&one_thread()).expect("tree"), &[]);
-            assert!(diff.added.is_empty() && diff.removed.is_empty(), "seed {seed}, {name}: {diff:?}");
+            assert!(
+                diff.added.is_empty() && diff.removed.is_empty(),
+                "seed {seed}, {name}: {diff:?}"
+            );
             let found: Vec<&str> = diff.changed.iter().map(|c| c.path.as_str()).collect();
             assert_eq!(found, *paths, "seed {seed}, {name}: {diff:?}");
             for change in &diff.changed {
@@ -256,7 +325,11 @@ fn every_single_attribute_change_is_found() {
                     assert!(what.contains(attribute), "seed {seed}, {name}: {what:?}");
                 }
                 if *name != "type" {
-                    assert_eq!(what.len(), attributes.len(), "seed {seed}, {name}: only that attribute: {what:?}");
+                    assert_eq!(
+                        what.len(),
+                        attributes.len(),
+                        "seed {seed}, {name}: only that attribute: {what:?}"
+                    );
                 }
             }
             // Ignored, the attribute is not reported.
@@ -276,9 +349,11 @@ fn a_squash_above_the_base_keeps_the_tree() {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = build(dir.path(), &stack, LayerCompression::Zstd);
     let image = open(&input);
-    let plan = image.plan(&SquashOptions::default().with_selector(LayerSelector::Top(3))).expect("plan");
+    let plan =
+        image.plan(&SquashOptions::default().with_selector(LayerSelector::Top(3))).expect("plan");
     let out = dir.path().join("out");
-    plan.execute(&image, &squash::Output::new(out.clone(), squash::OutputFormat::OciLayout)).expect("execute");
+    plan.execute(&image, &squash::Output::new(out.clone(), squash::OutputFormat::OciLayout))
+        .expect("execute");
     let squashed = Image::open(&format!("oci:{}", out.display())).expect("reopen");
     assert!(squash::diff_images(&image, &squashed, &[], &Context::new()).expect("diff").is_empty());
 }

@@ -4,8 +4,9 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use squash::document::{
-    DiffDocument, ErrorDocument, IndexInspectDocument, IndexOutcomeDocument, IndexPlanDocument, IndexReportDocument, InspectDocument,
-    MultiReportDocument, OutcomeDocument, PlanDocument, ReportDocument, SCHEMA_VERSION,
+    DiffDocument, ErrorDocument, IndexInspectDocument, IndexOutcomeDocument, IndexPlanDocument,
+    IndexReportDocument, InspectDocument, MultiReportDocument, OutcomeDocument, PlanDocument,
+    ReportDocument, SCHEMA_VERSION,
 };
 
 /// The blocks of docs/json.md fenced as "```json KIND".
@@ -29,11 +30,16 @@ fn examples() -> Vec<(String, String)> {
 }
 
 fn round_trip<T: DeserializeOwned + Serialize>(kind: &str, body: &str) {
-    let value: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{kind}: not JSON: {e}"));
+    let value: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{kind}: not JSON: {e}"));
     assert_eq!(value["schema_version"], SCHEMA_VERSION, "{kind}");
-    let typed: T = serde_json::from_value(value.clone()).unwrap_or_else(|e| panic!("{kind}: does not parse into its type: {e}"));
+    let typed: T = serde_json::from_value(value.clone())
+        .unwrap_or_else(|e| panic!("{kind}: does not parse into its type: {e}"));
     let back = serde_json::to_value(&typed).expect("serialize");
-    assert_eq!(back, value, "{kind}: the example has fields its type does not write, or lacks some");
+    assert_eq!(
+        back, value,
+        "{kind}: the example has fields its type does not write, or lacks some"
+    );
 }
 
 #[test]

@@ -1,5 +1,7 @@
 use proptest::prelude::*;
-use squash_testkit::{random_changeset_stack, random_stack, random_stack_implicit_parents, LayerCompression};
+use squash_testkit::{
+    random_changeset_stack, random_stack, random_stack_implicit_parents, LayerCompression,
+};
 
 use crate::support::check_equivalent;
 
@@ -24,7 +26,9 @@ fn bottom_middle_and_top_ranges() {
 fn several_ranges_in_one_run() {
     for seed in 100..130u64 {
         let stack = random_stack(seed, 8);
-        if let Err(e) = check_equivalent(&stack, vec![(0, 2), (4, 5), (6, 7)], LayerCompression::Zstd) {
+        if let Err(e) =
+            check_equivalent(&stack, vec![(0, 2), (4, 5), (6, 7)], LayerCompression::Zstd)
+        {
             panic!("seed {seed}: {e}");
         }
     }

@@ -21,7 +21,12 @@ fn without(fs: &RootFs, excludes: &Excludes) -> RootFs {
 
 /// Squashes `selector` of the layout at `input` with `patterns`, and checks the result against
 /// the original minus what the patterns cover; returns the output layout.
-fn check(dir: &Path, input: &Path, selector: LayerSelector, patterns: &[String]) -> std::path::PathBuf {
+fn check(
+    dir: &Path,
+    input: &Path,
+    selector: LayerSelector,
+    patterns: &[String],
+) -> std::path::PathBuf {
     let image = Image::open(&format!("oci:{}:t", input.display())).expect("open");
     let mut options = SquashOptions::default().with_selector(selector.clone());
     for p in patterns {
@@ -30,7 +35,8 @@ fn check(dir: &Path, input: &Path, selector: LayerSelector, patterns: &[String])
     let out = dir.join("out");
     let _ = std::fs::remove_dir_all(&out);
     let plan = image.plan(&options).expect("plan");
-    plan.execute(&image, &Output::new(out.clone(), OutputFormat::OciLayout).with_tag("t")).expect("execute");
+    plan.execute(&image, &Output::new(out.clone(), OutputFormat::OciLayout).with_tag("t"))
+        .expect("execute");
     let excludes = Excludes::new(patterns).expect("patterns");
     let (before, _) = read_oci_layout(input, Some("t"));
     let (after, _) = read_oci_layout(&out, Some("t"));
@@ -41,15 +47,25 @@ fn check(dir: &Path, input: &Path, selector: LayerSelector, patterns: &[String])
             crate::support::listing(after.iter().map(|(_, t)| t.as_slice()))
         )
     };
-    let expected = without(&RootFs::from_layers(before.iter().map(|(_, t)| t.as_slice())).expect("original"), &excludes);
+    let expected = without(
+        &RootFs::from_layers(before.iter().map(|(_, t)| t.as_slice())).expect("original"),
+        &excludes,
+    );
     let actual = RootFs::from_layers(after.iter().map(|(_, t)| t.as_slice())).expect("squashed");
     let diff = expected.diff(&actual);
     assert!(diff.is_empty(), "{}\n{}", diff.join("\n"), listing());
-    let strict = |layers: &[(String, Vec<u8>)]| RootFs::from_layers_strict(layers.iter().map(|(_, t)| t.as_slice()));
+    let strict = |layers: &[(String, Vec<u8>)]| {
+        RootFs::from_layers_strict(layers.iter().map(|(_, t)| t.as_slice()))
+    };
     if let Ok(strict_before) = strict(&before) {
         if without(&strict_before, &excludes).diff(&expected).is_empty() {
             let diff = expected.diff(&strict(&after).expect("squashed, strictly"));
-            assert!(diff.is_empty(), "where markers create no parents:\n{}\n{}", diff.join("\n"), listing());
+            assert!(
+                diff.is_empty(),
+                "where markers create no parents:\n{}\n{}",
+                diff.join("\n"),
+                listing()
+            );
         }
     }
     out
@@ -57,7 +73,9 @@ fn check(dir: &Path, input: &Path, selector: LayerSelector, patterns: &[String])
 
 /// A glob that matches `path` only: its metacharacters escaped.
 fn literal(path: &str) -> String {
-    path.chars().flat_map(|c| if "*?[]{}\\".contains(c) { vec!['\\', c] } else { vec![c] }).collect()
+    path.chars()
+        .flat_map(|c| if "*?[]{}\\".contains(c) { vec!['\\', c] } else { vec![c] })
+        .collect()
 }
 
 /// Random stacks, random patterns taken from their paths (exact, a directory's subtree,
@@ -74,7 +92,11 @@ fn random_excludes_over_every_position() {
         for tar in &stack {
             for entry in tar::Archive::new(tar.as_slice()).entries().expect("entries").flatten() {
                 if let Ok(path) = entry.path() {
-                    let name = path.to_string_lossy().trim_start_matches("./").trim_end_matches('/').to_string();
+                    let name = path
+                        .to_string_lossy()
+                        .trim_start_matches("./")
+                        .trim_end_matches('/')
+                        .to_string();
                     if !name.is_empty() && !name.contains(".wh.") && !name.contains('\u{fffd}') {
                         names.push(name);
                     }
@@ -92,20 +114,26 @@ fn random_excludes_over_every_position() {
             0 => vec![literal(&pick(1))],
             1 => vec![format!("{}/", literal(&pick(2))), literal(&pick(3))],
             2 => vec![format!("**/{}", literal(&last(&pick(4))))],
-            _ => vec![format!("{}/*", literal(&pick(5)).rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default())]
-                .into_iter()
-                .filter(|p| p != "/*")
-                .chain([literal(&pick(6))])
-                .collect(),
+            _ => vec![format!(
+                "{}/*",
+                literal(&pick(5)).rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default()
+            )]
+            .into_iter()
+            .filter(|p| p != "/*")
+            .chain([literal(&pick(6))])
+            .collect(),
         };
-        for selector in [LayerSelector::Top(5), LayerSelector::Top(2), LayerSelector::Ranges(vec![(1, 4)])] {
+        for selector in
+            [LayerSelector::Top(5), LayerSelector::Top(2), LayerSelector::Ranges(vec![(1, 4)])]
+        {
             check(dir.path(), &input, selector, &patterns);
             cases += 1;
         }
         // With kept layers above the range, a path they still hold at the end is refused, and
         // only then.
         let image = Image::open(&format!("oci:{}:t", input.display())).expect("open");
-        let mut options = SquashOptions::default().with_selector(LayerSelector::Ranges(vec![(1, 2)]));
+        let mut options =
+            SquashOptions::default().with_selector(LayerSelector::Ranges(vec![(1, 2)]));
         for p in &patterns {
             options = options.with_exclude(p.clone());
         }
@@ -114,25 +142,33 @@ fn random_excludes_over_every_position() {
         // Whether a layer above writes a path the patterns cover that is still there at the end.
         let still_there = stack[3..].iter().any(|tar| {
             tar::Archive::new(tar.as_slice()).entries().expect("entries").flatten().any(|entry| {
-                let Ok(name) = entry.path().map(|p| p.to_string_lossy().into_owned()) else { return false };
+                let Ok(name) = entry.path().map(|p| p.to_string_lossy().into_owned()) else {
+                    return false;
+                };
                 let name = name.trim_start_matches("./").trim_end_matches('/').to_string();
                 let Ok(path) = EntryPath::parse(name.as_bytes()) else { return false };
                 let Some(node) = final_fs.nodes().get(path.as_bytes()) else { return false };
                 let dir = matches!(node.kind, squash_testkit::NodeKind::Dir);
-                !path.is_root() && !path.file_name().starts_with(b".wh.") && excludes.covering(&path, dir).is_some()
+                !path.is_root()
+                    && !path.file_name().starts_with(b".wh.")
+                    && excludes.covering(&path, dir).is_some()
             })
         });
         match image.plan(&options) {
             Ok(_) => {
                 assert!(
                     !still_there,
-                    "seed {seed}: {patterns:?} covers a path the layers above hold, and was not refused\n{}",
+                    "seed {seed}: {patterns:?} covers a path the layers above hold, and was not \
+                        refused\n{}",
                     crate::support::listing(stack.iter().map(|l| l.as_slice()))
                 );
                 check(dir.path(), &input, LayerSelector::Ranges(vec![(1, 2)]), &patterns);
                 cases += 1;
             }
-            Err(e) => assert!(still_there && e.to_string().contains("above every squashed range"), "seed {seed}: {e}"),
+            Err(e) => assert!(
+                still_there && e.to_string().contains("above every squashed range"),
+                "seed {seed}: {e}"
+            ),
         }
     }
     assert!(cases >= 100, "{cases} cases");
@@ -165,7 +201,12 @@ fn excludes_in_the_range_below_it_and_above_every_range() {
         LayerBuilder::new().file("app/cache.log", b"log").finish(),
     ];
     let input = build(dir.path(), &stack, LayerCompression::Gzip);
-    let patterns: Vec<String> = vec!["**/__pycache__/".into(), "usr/share/doc".into(), "**/*.log".into(), "app/data".into()];
+    let patterns: Vec<String> = vec![
+        "**/__pycache__/".into(),
+        "usr/share/doc".into(),
+        "**/*.log".into(),
+        "app/data".into(),
+    ];
     let out = check(dir.path(), &input, LayerSelector::Top(2), &patterns);
     let image = Image::open(&format!("oci:{}:t", input.display())).expect("open");
     let mut options = SquashOptions::default().with_selector(LayerSelector::Top(2));
@@ -180,21 +221,38 @@ fn excludes_in_the_range_below_it_and_above_every_range() {
     assert_eq!(figures[1].entries_reclaimed, 1, "app.txt in the range: {figures:?}");
     assert_eq!(figures[1].entries_hidden, 2, "the directory and base.txt below: {figures:?}");
     assert_eq!(figures[2].entries_reclaimed, 1, "cache.log, in the range: {figures:?}");
-    assert_eq!(figures[3].entries_reclaimed, 1, "app/data, whose content its link keeps: {figures:?}");
+    assert_eq!(
+        figures[3].entries_reclaimed, 1,
+        "app/data, whose content its link keeps: {figures:?}"
+    );
     let (after, _) = read_oci_layout(&out, Some("t"));
     let fs = RootFs::from_layers(after.iter().map(|(_, t)| t.as_slice())).expect("squashed");
     assert!(fs.nodes().contains_key(&b"usr/share"[..]), "the emptied parent stays a directory");
     assert!(!fs.nodes().contains_key(&b"usr/share/doc"[..]));
-    assert!(fs.nodes().contains_key(&b"app/data-link"[..]), "the other name of the hard link stays");
-    assert_eq!(after[0].0, read_oci_layout(&input, Some("t")).0[0].0, "the base layer is kept byte for byte");
+    assert!(
+        fs.nodes().contains_key(&b"app/data-link"[..]),
+        "the other name of the hard link stays"
+    );
+    assert_eq!(
+        after[0].0,
+        read_oci_layout(&input, Some("t")).0[0].0,
+        "the base layer is kept byte for byte"
+    );
 
     // Above every range: `**/*.log` is in the top layer, which a squash of the middle layer keeps.
     let refused = image
-        .plan(&SquashOptions::default().with_selector(LayerSelector::Ranges(vec![(1, 1)])).with_exclude("**/*.log"))
+        .plan(
+            &SquashOptions::default()
+                .with_selector(LayerSelector::Ranges(vec![(1, 1)]))
+                .with_exclude("**/*.log"),
+        )
         .map(|_| ())
         .expect_err("a path above every range");
     let text = refused.to_string();
-    assert!(text.contains("app/cache.log") && text.contains("layer 2") && text.contains("**/*.log"), "{text}");
+    assert!(
+        text.contains("app/cache.log") && text.contains("layer 2") && text.contains("**/*.log"),
+        "{text}"
+    );
     // ...unless that layer deletes it again.
     let stack2 = vec![
         stack[0].clone(),
@@ -223,10 +281,20 @@ fn umoci_unpacks_without_the_excluded_paths() {
             .file("var/lib/apt/lists/a", b"a")
             .file("etc", b"e")
             .finish(),
-        LayerBuilder::new().file("var/lib/apt/lists/b", b"b").dir("srv").file("srv/x.pyc", b"x").file("srv/x.py", b"y").finish(),
+        LayerBuilder::new()
+            .file("var/lib/apt/lists/b", b"b")
+            .dir("srv")
+            .file("srv/x.pyc", b"x")
+            .file("srv/x.py", b"y")
+            .finish(),
     ];
     let input = build(dir.path(), &stack, LayerCompression::Gzip);
-    let out = check(dir.path(), &input, LayerSelector::Top(1), &["var/lib/apt/lists/*".into(), "**/*.pyc".into()]);
+    let out = check(
+        dir.path(),
+        &input,
+        LayerSelector::Top(1),
+        &["var/lib/apt/lists/*".into(), "**/*.pyc".into()],
+    );
     let bundle = dir.path().join("bundle");
     let status = std::process::Command::new("umoci")
         .args(["unpack", "--image"])
@@ -237,6 +305,12 @@ fn umoci_unpacks_without_the_excluded_paths() {
     assert!(status.success());
     let root = bundle.join("rootfs");
     assert!(root.join("var/lib/apt/lists").is_dir(), "the emptied directory stays");
-    assert!(!root.join("var/lib/apt/lists/a").exists() && !root.join("var/lib/apt/lists/b").exists());
-    assert!(!root.join("srv/x.pyc").exists() && root.join("srv/x.py").is_file() && root.join("etc").is_file());
+    assert!(
+        !root.join("var/lib/apt/lists/a").exists() && !root.join("var/lib/apt/lists/b").exists()
+    );
+    assert!(
+        !root.join("srv/x.pyc").exists()
+            && root.join("srv/x.py").is_file()
+            && root.join("etc").is_file()
+    );
 }

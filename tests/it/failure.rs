@@ -13,7 +13,12 @@ fn open_err(reference: &str) -> Error {
 }
 
 fn assert_nothing_left(dir: &Path) {
-    let left: Vec<_> = std::fs::read_dir(dir).expect("read_dir").flatten().map(|e| e.file_name()).filter(|n| n != "in").collect();
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n != "in")
+        .collect();
     assert!(left.is_empty(), "output left behind: {left:?}");
 }
 
@@ -22,21 +27,80 @@ fn invalid_fixtures_are_refused_with_a_clear_error() {
     let f = fixtures();
     let ggcr = f.join("google__go-containerregistry/pkg/v1");
     let cases: Vec<(String, &str)> = vec![
-        (ggcr.join("tarball/testdata/no_manifest.tar").display().to_string(), "without `manifest.json`"),
+        (
+            ggcr.join("tarball/testdata/no_manifest.tar").display().to_string(),
+            "without `manifest.json`",
+        ),
         (ggcr.join("tarball/testdata/null_manifest.tar").display().to_string(), "`null`"),
-        (format!("oci:{}", f.join("containers__image/oci/layout/fixtures/delete_image_only_one_image").display()), "size mismatch"),
-        (format!("oci:{}:1.0.0", f.join("containers__image/oci/layout/fixtures/delete_image_multiple_images").display()), "size mismatch"),
-        (format!("oci:{}", ggcr.join("layout/testdata/test_gc_image_unknown_mediatype").display()), "missing blob"),
-        (format!("oci:{}", ggcr.join("layout/testdata/test_index_media_type").display()), "not a container image"),
-        (format!("oci:{}", f.join("containers__image/oci/layout/fixtures/delete_image_shared_blobs_dir").display()), "missing blob"),
-        (format!("dir:{}", f.join("containers__skopeo/integration/fixtures/uncompressed-image-s1").display()), "schema 1"),
-        (format!("oci:{}:a1", f.join("regclient__regclient/testdata/testrepo").display()), "not a container image"),
-        (format!("oci:{}", f.join("regclient__regclient/testdata/testrepo").display()), "choose one"),
-        (format!("oci:{}:nope", f.join("regclient__regclient/testdata/testrepo").display()), "no image tagged `nope`"),
+        (
+            format!(
+                "oci:{}",
+                f.join("containers__image/oci/layout/fixtures/delete_image_only_one_image")
+                    .display()
+            ),
+            "size mismatch",
+        ),
+        (
+            format!(
+                "oci:{}:1.0.0",
+                f.join("containers__image/oci/layout/fixtures/delete_image_multiple_images")
+                    .display()
+            ),
+            "size mismatch",
+        ),
+        (
+            format!(
+                "oci:{}",
+                ggcr.join("layout/testdata/test_gc_image_unknown_mediatype").display()
+            ),
+            "missing blob",
+        ),
+        (
+            format!("oci:{}", ggcr.join("layout/testdata/test_index_media_type").display()),
+            "not a container image",
+        ),
+        (
+            format!(
+                "oci:{}",
+                f.join("containers__image/oci/layout/fixtures/delete_image_shared_blobs_dir")
+                    .display()
+            ),
+            "missing blob",
+        ),
+        (
+            format!(
+                "dir:{}",
+                f.join("containers__skopeo/integration/fixtures/uncompressed-image-s1").display()
+            ),
+            "schema 1",
+        ),
+        (
+            format!("oci:{}:a1", f.join("regclient__regclient/testdata/testrepo").display()),
+            "not a container image",
+        ),
+        (
+            format!("oci:{}", f.join("regclient__regclient/testdata/testrepo").display()),
+            "choose one",
+        ),
+        (
+            format!("oci:{}:nope", f.join("regclient__regclient/testdata/testrepo").display()),
+            "no image tagged `nope`",
+        ),
         (ggcr.join("tarball/testdata/content.tar").display().to_string(), "plain tar"),
-        (f.join("containers__skopeo/systemtest/testdata/docker-two-images.tar.xz").display().to_string(), "xz-compressed"),
-        (f.join("moby__moby/integration-cli/testdata/emptyLayer.tar").display().to_string(), "manifest.json"),
-        (f.join("vbatts__tar-split/archive/tar/testdata/neg-size.tar").display().to_string(), "malformed tar"),
+        (
+            f.join("containers__skopeo/systemtest/testdata/docker-two-images.tar.xz")
+                .display()
+                .to_string(),
+            "xz-compressed",
+        ),
+        (
+            f.join("moby__moby/integration-cli/testdata/emptyLayer.tar").display().to_string(),
+            "manifest.json",
+        ),
+        (
+            f.join("vbatts__tar-split/archive/tar/testdata/neg-size.tar").display().to_string(),
+            "malformed tar",
+        ),
     ];
     for (reference, expected) in cases {
         let message = open_err(&reference).to_string();
@@ -78,13 +142,19 @@ fn corrupted_layer_blob_is_named_and_leaves_no_output() {
             let message = err.to_string();
             assert!(message.contains("layer 1"), "{threads} threads: {message}");
             assert!(
-                message.contains(&layer.short()) || message.contains("digest") || message.contains("gzip") || message.contains("corrupt"),
+                message.contains(&layer.short())
+                    || message.contains("digest")
+                    || message.contains("gzip")
+                    || message.contains("corrupt"),
                 "{threads} threads: {message}"
             );
             assert_nothing_left(dir.path());
         }
         // Copying verifies the digest of every blob it copies.
-        let err = image.plan(&SquashOptions::default()).and_then(|p| p.execute(&image, &output)).expect_err("corrupt blob must fail");
+        let err = image
+            .plan(&SquashOptions::default())
+            .and_then(|p| p.execute(&image, &output))
+            .expect_err("corrupt blob must fail");
         assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
         assert_nothing_left(dir.path());
     }
@@ -134,11 +204,18 @@ fn bad_ranges_are_explained() {
         LayerSelector::Above("ffff".into()),
         LayerSelector::Base,
     ] {
-        let err = image.plan(&SquashOptions::default().with_selector(selector.clone())).expect_err("invalid");
+        let err = image
+            .plan(&SquashOptions::default().with_selector(selector.clone()))
+            .expect_err("invalid");
         assert!(matches!(err, Error::InvalidRange { .. }), "{selector:?}: {err}");
     }
-    let err = image.plan(&SquashOptions::default().with_selector(LayerSelector::Base)).expect_err("no base");
-    assert!(err.to_string().contains("RUN") || err.to_string().contains("one"), "lists the layers with their history: {err}");
+    let err = image
+        .plan(&SquashOptions::default().with_selector(LayerSelector::Base))
+        .expect_err("no base");
+    assert!(
+        err.to_string().contains("RUN") || err.to_string().contains("one"),
+        "lists the layers with their history: {err}"
+    );
 }
 
 #[test]
@@ -158,13 +235,24 @@ fn a_config_whose_diff_id_lies_is_refused() {
                 let output = Output::new(dir.path().join("out"), OutputFormat::OciLayout);
                 let options = SquashOptions::default().with_selector(LayerSelector::Top(2));
                 let context = Context::new().with_threads(threads);
-                image.plan_in(&options, &context).and_then(|p| p.execute_in(&image, &output, &context))
+                image
+                    .plan_in(&options, &context)
+                    .and_then(|p| p.execute_in(&image, &output, &context))
             });
             let err = result.expect_err("a lying diff_id must be found");
             let message = err.to_string();
-            assert!(matches!(err, Error::DigestMismatch { .. }), "{compression:?}, {threads} threads: {message}");
-            assert!(message.contains("layer 1") && message.contains("diff_id"), "{compression:?}, {threads} threads: {message}");
-            assert!(message.contains(&"ab".repeat(6)), "{compression:?}, {threads} threads: {message}");
+            assert!(
+                matches!(err, Error::DigestMismatch { .. }),
+                "{compression:?}, {threads} threads: {message}"
+            );
+            assert!(
+                message.contains("layer 1") && message.contains("diff_id"),
+                "{compression:?}, {threads} threads: {message}"
+            );
+            assert!(
+                message.contains(&"ab".repeat(6)),
+                "{compression:?}, {threads} threads: {message}"
+            );
             assert_nothing_left(dir.path());
         }
     }

@@ -25,15 +25,26 @@ fn valid_images() -> Vec<String> {
     .map(|p| ggcr.join(p).display().to_string())
     .collect();
     for sel in ["@0", "@1"] {
-        out.push(format!("docker-archive:{}:{sel}", ggcr.join("tarball/testdata/test_bundle.tar").display()));
-        out.push(format!("docker-archive:{}:{sel}", ggcr.join("tarball/testdata/test_link.tar").display()));
+        out.push(format!(
+            "docker-archive:{}:{sel}",
+            ggcr.join("tarball/testdata/test_bundle.tar").display()
+        ));
+        out.push(format!(
+            "docker-archive:{}:{sel}",
+            ggcr.join("tarball/testdata/test_link.tar").display()
+        ));
     }
     for tag in ["1", "2", "3", "4"] {
         out.push(format!("oci:{}:{tag}", ggcr.join("layout/testdata/test_index").display()));
     }
     out.push(format!("oci:{}", ggcr.join("layout/testdata/test_index_one_image").display()));
-    out.push(f.join("containers__image/docker/archive/fixtures/almostempty.tar").display().to_string());
-    out.push(format!("dir:{}", f.join("containers__skopeo/integration/fixtures/uncompressed-image-s2").display()));
+    out.push(
+        f.join("containers__image/docker/archive/fixtures/almostempty.tar").display().to_string(),
+    );
+    out.push(format!(
+        "dir:{}",
+        f.join("containers__skopeo/integration/fixtures/uncompressed-image-s2").display()
+    ));
     for name in [
         "test-docker-image.tar",
         "test-kaniko-image.tar",
@@ -52,7 +63,9 @@ fn layer_tars(image: &Image) -> Vec<Vec<u8>> {
     (0..image.layers().len())
         .map(|i| {
             let mut tar = Vec::new();
-            image.write_layer_tar(i, &mut tar).unwrap_or_else(|e| panic!("{}: layer {i}: {e}", image.path().display()));
+            image
+                .write_layer_tar(i, &mut tar)
+                .unwrap_or_else(|e| panic!("{}: layer {i}: {e}", image.path().display()));
             tar
         })
         .collect()
@@ -68,7 +81,9 @@ fn valid_images_open_inspect_copy_and_squash() {
     for reference in valid_images() {
         let image = Image::open(&reference).unwrap_or_else(|e| panic!("{reference}: {e}"));
         assert!(!image.layers().is_empty(), "{reference}: no layers");
-        let indexes = image.index_layers(0..image.layers().len()).unwrap_or_else(|e| panic!("{reference}: {e}"));
+        let indexes = image
+            .index_layers(0..image.layers().len())
+            .unwrap_or_else(|e| panic!("{reference}: {e}"));
         for (layer, index) in image.layers().iter().zip(&indexes) {
             if let Some(d) = layer.digest() {
                 assert_eq!(d, &index.blob_digest, "{reference}: layer {}", layer.index());
@@ -79,10 +94,16 @@ fn valid_images_open_inspect_copy_and_squash() {
         let copy = dir.path().join("copy");
         let outcome = image
             .plan(&SquashOptions::default())
-            .and_then(|p| p.execute(&image, &Output::new(copy.clone(), OutputFormat::OciLayout).with_tag("t")))
+            .and_then(|p| {
+                p.execute(&image, &Output::new(copy.clone(), OutputFormat::OciLayout).with_tag("t"))
+            })
             .unwrap_or_else(|e| panic!("{reference}: copy: {e}"));
         for (layer, index) in outcome.layers.iter().zip(&indexes) {
-            assert_eq!(layer.digest, index.blob_digest, "{reference}: copied layer {} changed", layer.index);
+            assert_eq!(
+                layer.digest, index.blob_digest,
+                "{reference}: copied layer {} changed",
+                layer.index
+            );
         }
         // Squash everything: same filesystem under the reference model.
         let before = layer_tars(&image);
@@ -91,10 +112,13 @@ fn valid_images_open_inspect_copy_and_squash() {
         let n = image.layers().len();
         image
             .plan(&SquashOptions::default().with_selector(LayerSelector::Ranges(vec![(0, n - 1)])))
-            .and_then(|p| p.execute(&image, &Output::new(squashed.clone(), OutputFormat::OciLayout)))
+            .and_then(|p| {
+                p.execute(&image, &Output::new(squashed.clone(), OutputFormat::OciLayout))
+            })
             .unwrap_or_else(|e| panic!("{reference}: squash: {e}"));
         let after = read_back(&squashed);
-        let actual = RootFs::from_layers(after.iter().map(Vec::as_slice)).expect("squashed applies");
+        let actual =
+            RootFs::from_layers(after.iter().map(Vec::as_slice)).expect("squashed applies");
         let diff = expected.diff(&actual);
         assert!(diff.is_empty(), "{reference}: {}", diff.join("\n"));
     }
@@ -140,17 +164,24 @@ fn tar_fixtures_as_layers() {
         builder.layer_compressed(tar.clone(), "fixture", LayerCompression::None);
         builder.layer(LayerBuilder::new().file("top", b"top").finish(), "top");
         builder.write_oci_layout(&dir.path().join("in"), "t");
-        match crate::support::squash(&dir.path().join("in"), dir.path(), vec![(1, 2)], SquashOptions::default()) {
+        match crate::support::squash(
+            &dir.path().join("in"),
+            dir.path(),
+            vec![(1, 2)],
+            SquashOptions::default(),
+        ) {
             Ok(out) => {
                 squashed += 1;
                 let stack = builder.layer_tars();
                 // The model reads with the `tar` crate, which reads data after header-only
                 // entries whose size field is not 0; appliers (Go) and squash do not.
                 let model_agrees = !path.ends_with("hdr-only.tar");
-                if let (true, Ok(expected)) = (model_agrees, RootFs::from_layers(stack.iter().map(Vec::as_slice))) {
+                if let (true, Ok(expected)) =
+                    (model_agrees, RootFs::from_layers(stack.iter().map(Vec::as_slice)))
+                {
                     let (after, _) = squash_testkit::read_oci_layout(&out, Some("t"));
-                    let actual =
-                        RootFs::from_layers(after.iter().map(|(_, t)| t.as_slice())).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    let actual = RootFs::from_layers(after.iter().map(|(_, t)| t.as_slice()))
+                        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                     let diff = expected.diff(&actual);
                     assert!(diff.is_empty(), "{}: {}", path.display(), diff.join("\n"));
                 }
@@ -159,11 +190,18 @@ fn tar_fixtures_as_layers() {
                 refused += 1;
                 let message = e.to_string();
                 assert!(
-                    matches!(e, squash::Error::MalformedTar { .. } | squash::Error::Unsupported { .. }),
+                    matches!(
+                        e,
+                        squash::Error::MalformedTar { .. } | squash::Error::Unsupported { .. }
+                    ),
                     "{}: {message}",
                     path.display()
                 );
-                assert!(message.contains("layer 1"), "{}: error does not name the layer: {message}", path.display());
+                assert!(
+                    message.contains("layer 1"),
+                    "{}: error does not name the layer: {message}",
+                    path.display()
+                );
             }
         }
     }

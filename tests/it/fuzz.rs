@@ -11,7 +11,8 @@ use squash_fuzz::{fuzz, install_panic_recorder, run_case_with_limit, Seed};
 fn saved_fuzz_cases_stay_fixed() {
     install_panic_recorder();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz-corpus");
-    let mut cases: Vec<_> = std::fs::read_dir(&dir).expect("tests/fuzz-corpus").flatten().map(|e| e.path()).collect();
+    let mut cases: Vec<_> =
+        std::fs::read_dir(&dir).expect("tests/fuzz-corpus").flatten().map(|e| e.path()).collect();
     cases.retain(|p| p.extension().is_some_and(|e| e == "tar"));
     cases.sort();
     assert!(!cases.is_empty(), "no saved cases in {}", dir.display());
@@ -29,8 +30,12 @@ fn a_short_fuzzing_run_finds_nothing() {
     let seeds = Seed::generated(6);
     let scratch = tempfile::tempdir().expect("tempdir");
     let crashes = scratch.path().join("crashes");
-    let stats = fuzz(&seeds, 42, std::time::Duration::from_secs(4), scratch.path(), &crashes).expect("fuzz");
+    let stats = fuzz(&seeds, 42, std::time::Duration::from_secs(4), scratch.path(), &crashes)
+        .expect("fuzz");
     assert!(stats.executions > 20, "the harness ran only {} cases", stats.executions);
-    assert!(stats.accepted > 0 && stats.accepted < stats.executions, "mutations must both pass and fail: {stats:?}");
+    assert!(
+        stats.accepted > 0 && stats.accepted < stats.executions,
+        "mutations must both pass and fail: {stats:?}"
+    );
     assert!(stats.findings.is_empty(), "{:?}", stats.findings);
 }

@@ -2,7 +2,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
-use squash::{Context, Image, IndexOptions, LayerSelector, Opened, Output, OutputFormat, Platform, SquashOptions};
+use squash::{
+    Context, Image, IndexOptions, LayerSelector, Opened, Output, OutputFormat, Platform,
+    SquashOptions,
+};
 use squash_testkit::{decompress, ImageBuilder, LayerBuilder, LayerCompression, RootFs};
 
 fn l() -> LayerBuilder {
@@ -14,20 +17,37 @@ fn l() -> LayerBuilder {
 fn two_platforms(dir: &Path) -> PathBuf {
     let mut amd64 = ImageBuilder::new(LayerCompression::Gzip);
     amd64.layer(l().dir("etc").file("etc/arch", b"amd64").finish(), "ADD base");
-    amd64.layer(l().dir("app").file("app/bin", &squash_testkit::noise(5000, 1)).file("app/tmp", b"tmp").finish(), "COPY app");
+    amd64.layer(
+        l().dir("app")
+            .file("app/bin", &squash_testkit::noise(5000, 1))
+            .file("app/tmp", b"tmp")
+            .finish(),
+        "COPY app",
+    );
     amd64.layer(l().dir("app").whiteout("app/tmp").file("app/conf", b"1").finish(), "RUN rm");
     amd64.layer(l().dir("app").file("app/conf", b"2").finish(), "RUN conf");
     let mut arm64 = ImageBuilder::new(LayerCompression::Zstd);
     arm64.layer(l().dir("etc").file("etc/arch", b"arm64").finish(), "ADD base");
-    arm64.layer(l().dir("app").file("app/bin", &squash_testkit::noise(5000, 2)).finish(), "COPY app");
-    arm64.layer(l().dir("app").file("app/bin", &squash_testkit::noise(6000, 3)).finish(), "RUN rebuild");
+    arm64.layer(
+        l().dir("app").file("app/bin", &squash_testkit::noise(5000, 2)).finish(),
+        "COPY app",
+    );
+    arm64.layer(
+        l().dir("app").file("app/bin", &squash_testkit::noise(6000, 3)).finish(),
+        "RUN rebuild",
+    );
     let input = dir.join("in");
-    ImageBuilder::write_multi_platform_layout(&input, "t", &[("linux/amd64", &amd64), ("linux/arm64/v8", &arm64)]);
+    ImageBuilder::write_multi_platform_layout(
+        &input,
+        "t",
+        &[("linux/amd64", &amd64), ("linux/arm64/v8", &arm64)],
+    );
     input
 }
 
 fn blob(layout: &Path, digest: &str) -> Vec<u8> {
-    std::fs::read(layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))).expect("blob")
+    std::fs::read(layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:")))
+        .expect("blob")
 }
 
 fn json_blob(layout: &Path, digest: &str) -> Value {
@@ -36,10 +56,14 @@ fn json_blob(layout: &Path, digest: &str) -> Value {
 
 /// The index the layout's `index.json` tags `tag`.
 fn tagged_index(layout: &Path, tag: &str) -> Value {
-    let top: Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index.json")).expect("json");
+    let top: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index.json"))
+            .expect("json");
     let entry = top["manifests"]
         .as_array()
-        .and_then(|m| m.iter().find(|e| e["annotations"]["org.opencontainers.image.ref.name"] == json!(tag)))
+        .and_then(|m| {
+            m.iter().find(|e| e["annotations"]["org.opencontainers.image.ref.name"] == json!(tag))
+        })
         .expect("tagged entry");
     json_blob(layout, entry["digest"].as_str().expect("digest"))
 }
@@ -47,8 +71,12 @@ fn tagged_index(layout: &Path, tag: &str) -> Value {
 /// The root filesystem of the image `manifest` points at, by the model.
 fn rootfs(layout: &Path, manifest: &str) -> (RootFs, Vec<String>) {
     let manifest = json_blob(layout, manifest);
-    let digests: Vec<String> =
-        manifest["layers"].as_array().expect("layers").iter().map(|l| l["digest"].as_str().expect("digest").to_string()).collect();
+    let digests: Vec<String> = manifest["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["digest"].as_str().expect("digest").to_string())
+        .collect();
     let tars: Vec<Vec<u8>> = digests.iter().map(|d| decompress(&blob(layout, d))).collect();
     (RootFs::from_layers(tars.iter().map(Vec::as_slice)).expect("applies"), digests)
 }
@@ -60,11 +88,17 @@ fn open_index(reference: &str) -> squash::ImageIndex {
     }
 }
 
-fn squash_index(input: &str, out: &Path, from_top: usize, index_options: &IndexOptions) -> squash::IndexOutcome {
+fn squash_index(
+    input: &str,
+    out: &Path,
+    from_top: usize,
+    index_options: &IndexOptions,
+) -> squash::IndexOutcome {
     let index = open_index(input);
     let options = SquashOptions::default().with_selector(LayerSelector::Top(from_top));
     let plan = index.plan(&options, index_options).expect("plan");
-    plan.execute(&index, &Output::new(out.to_path_buf(), OutputFormat::OciLayout).with_tag("t")).expect("write")
+    plan.execute(&index, &Output::new(out.to_path_buf(), OutputFormat::OciLayout).with_tag("t"))
+        .expect("write")
 }
 
 /// Every platform squashed: each platform's filesystem is the original's, its base layer the
@@ -76,22 +110,35 @@ fn every_platform_of_an_index_is_squashed() {
     let input = two_platforms(dir.path());
     let before = tagged_index(&input, "t");
     let out = dir.path().join("out");
-    let outcome = squash_index(&format!("oci:{}:t", input.display()), &out, 2, &IndexOptions::default());
+    let outcome =
+        squash_index(&format!("oci:{}:t", input.display()), &out, 2, &IndexOptions::default());
     assert_eq!(outcome.images.len(), 2);
     assert!(outcome.images.iter().all(|i| i.squashed));
     assert_eq!(outcome.dropped_attestations.len(), 1, "{outcome:?}");
     let after = tagged_index(&out, "t");
     assert_eq!(after["mediaType"], before["mediaType"]);
-    let (old, new) = (before["manifests"].as_array().expect("entries"), after["manifests"].as_array().expect("entries"));
+    let (old, new) = (
+        before["manifests"].as_array().expect("entries"),
+        after["manifests"].as_array().expect("entries"),
+    );
     assert_eq!(new.len(), 2, "the attestation is dropped: {after}");
     for (old, new) in old.iter().zip(new) {
         assert_eq!(old["platform"], new["platform"], "platforms in order");
         assert_ne!(old["digest"], new["digest"]);
         let (fs_before, layers_before) = rootfs(&input, old["digest"].as_str().expect("digest"));
         let (fs_after, layers_after) = rootfs(&out, new["digest"].as_str().expect("digest"));
-        assert!(fs_before.diff(&fs_after).is_empty(), "{}: {:?}", old["platform"], fs_before.diff(&fs_after));
+        assert!(
+            fs_before.diff(&fs_after).is_empty(),
+            "{}: {:?}",
+            old["platform"],
+            fs_before.diff(&fs_after)
+        );
         assert_eq!(layers_after.len(), layers_before.len() - 1);
-        assert_eq!(layers_before[..layers_before.len() - 2], layers_after[..layers_after.len() - 1], "base layers are the same blobs");
+        assert_eq!(
+            layers_before[..layers_before.len() - 2],
+            layers_after[..layers_after.len() - 1],
+            "base layers are the same blobs"
+        );
     }
     // The same input and options give the same bytes, whatever the thread count: with one
     // thread the platforms are merged one after another, with more at the same time.
@@ -121,9 +168,13 @@ fn chosen_platforms_are_squashed_and_the_rest_copied() {
     let before = tagged_index(&input, "t");
     let arm: Platform = "linux/arm64".parse().expect("platform");
     let out = dir.path().join("out");
-    let outcome = squash_index(&reference, &out, 2, &IndexOptions::default().with_platforms(vec![arm]));
+    let outcome =
+        squash_index(&reference, &out, 2, &IndexOptions::default().with_platforms(vec![arm]));
     let after = tagged_index(&out, "t");
-    let (old, new) = (before["manifests"].as_array().expect("entries"), after["manifests"].as_array().expect("entries"));
+    let (old, new) = (
+        before["manifests"].as_array().expect("entries"),
+        after["manifests"].as_array().expect("entries"),
+    );
     assert_eq!(new.len(), 3, "{after}");
     assert_eq!(old[0], new[0], "amd64 copied as it was");
     assert_ne!(old[1]["digest"], new[1]["digest"], "arm64 squashed");
@@ -134,13 +185,17 @@ fn chosen_platforms_are_squashed_and_the_rest_copied() {
     copied.images()[0].verify_layers(0..4, &Context::new()).expect("copied image verifies");
     // Keeping the attestation of a squashed image: it is listed as stale.
     let kept = dir.path().join("kept");
-    let outcome = squash_index(&reference, &kept, 2, &IndexOptions::default().with_keep_attestations(true));
+    let outcome =
+        squash_index(&reference, &kept, 2, &IndexOptions::default().with_keep_attestations(true));
     assert_eq!(outcome.stale_attestations.len(), 1);
     assert_eq!(tagged_index(&kept, "t")["manifests"].as_array().map(Vec::len), Some(3));
     // A platform the index lacks is an error naming what it has.
     let index = open_index(&reference);
-    let wrong = IndexOptions::default().with_platforms(vec!["linux/s390x".parse().expect("platform")]);
-    let err = index.plan(&SquashOptions::default().with_selector(LayerSelector::Top(2)), &wrong).expect_err("no s390x");
+    let wrong =
+        IndexOptions::default().with_platforms(vec!["linux/s390x".parse().expect("platform")]);
+    let err = index
+        .plan(&SquashOptions::default().with_selector(LayerSelector::Top(2)), &wrong)
+        .expect_err("no s390x");
     assert!(err.to_string().contains("linux/amd64, linux/arm64/v8"), "{err}");
 }
 
@@ -151,9 +206,16 @@ fn an_index_is_not_written_as_a_docker_archive() {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = two_platforms(dir.path());
     let index = open_index(&format!("oci:{}:t", input.display()));
-    let plan = index.plan(&SquashOptions::default().with_selector(LayerSelector::Top(2)), &IndexOptions::default()).expect("plan");
+    let plan = index
+        .plan(
+            &SquashOptions::default().with_selector(LayerSelector::Top(2)),
+            &IndexOptions::default(),
+        )
+        .expect("plan");
     let out = dir.path().join("out.tar");
-    let err = plan.execute(&index, &Output::new(out.clone(), OutputFormat::DockerArchive)).expect_err("refused");
+    let err = plan
+        .execute(&index, &Output::new(out.clone(), OutputFormat::DockerArchive))
+        .expect_err("refused");
     assert!(err.to_string().contains("--platform"), "{err}");
     assert!(!out.exists());
 }
@@ -184,17 +246,25 @@ fn nested_indexes_and_docker_manifest_lists() {
     .expect("json");
     std::fs::write(input.join("blobs/sha256").join(&sha256(&outer)[7..]), &outer).expect("write");
     let top = json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": sha256(&outer), "size": outer.len(), "annotations": {"org.opencontainers.image.ref.name": "t"}}]});
-    std::fs::write(input.join("index.json"), serde_json::to_vec(&top).expect("json")).expect("write");
+    std::fs::write(input.join("index.json"), serde_json::to_vec(&top).expect("json"))
+        .expect("write");
 
     let out = dir.path().join("out");
-    let outcome = squash_index(&format!("oci:{}:t", input.display()), &out, 2, &IndexOptions::default());
+    let outcome =
+        squash_index(&format!("oci:{}:t", input.display()), &out, 2, &IndexOptions::default());
     assert_eq!(outcome.images.len(), 2);
     let outer = tagged_index(&out, "t");
     assert_eq!(outer["annotations"]["test.index"], json!("outer"));
     let inner_entry = &outer["manifests"][0];
-    assert_eq!(inner_entry["mediaType"], json!("application/vnd.docker.distribution.manifest.list.v2+json"));
+    assert_eq!(
+        inner_entry["mediaType"],
+        json!("application/vnd.docker.distribution.manifest.list.v2+json")
+    );
     let inner = json_blob(&out, inner_entry["digest"].as_str().expect("digest"));
-    assert_eq!(inner["mediaType"], json!("application/vnd.docker.distribution.manifest.list.v2+json"));
+    assert_eq!(
+        inner["mediaType"],
+        json!("application/vnd.docker.distribution.manifest.list.v2+json")
+    );
     let entries = inner["manifests"].as_array().expect("entries");
     assert_eq!(entries.len(), 2, "{inner}");
     assert!(entries.iter().all(|e| e["annotations"]["test.entry"] == json!("kept")));
@@ -233,7 +303,8 @@ fn skopeo_copies_every_platform() {
 /// it, since umoci unpacks tagged image manifests only.
 fn umoci_tree(layout: &Path, manifest: &Value, tag: &str, scratch: &Path) -> Vec<u8> {
     let path = layout.join("index.json");
-    let mut index: Value = serde_json::from_slice(&std::fs::read(&path).expect("index.json")).expect("json");
+    let mut index: Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("index.json")).expect("json");
     let mut entry = manifest.clone();
     entry["annotations"] = json!({"org.opencontainers.image.ref.name": tag});
     index["manifests"].as_array_mut().expect("manifests").push(entry);
@@ -246,14 +317,21 @@ fn umoci_tree(layout: &Path, manifest: &Value, tag: &str, scratch: &Path) -> Vec
 /// umoci unpacks each platform of the original and of the squashed image to the same tree.
 #[test]
 fn buildah_made_index_squashes_and_unpacks_per_platform() {
-    if !squash_testkit::tool_available("buildah") || !squash_testkit::tool_available("skopeo") || !squash_testkit::tool_available("umoci") {
+    if !squash_testkit::tool_available("buildah")
+        || !squash_testkit::tool_available("skopeo")
+        || !squash_testkit::tool_available("umoci")
+    {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("store");
     let buildah = || {
         let mut c = std::process::Command::new("buildah");
-        c.arg("--root").arg(store.join("root")).arg("--runroot").arg(store.join("run")).args(["--storage-driver", "vfs"]);
+        c.arg("--root")
+            .arg(store.join("root"))
+            .arg("--runroot")
+            .arg(store.join("run"))
+            .args(["--storage-driver", "vfs"]);
         c
     };
     let run = |c: &mut std::process::Command| {
@@ -264,19 +342,33 @@ fn buildah_made_index_squashes_and_unpacks_per_platform() {
         let mut b = ImageBuilder::new(LayerCompression::Gzip);
         b.platform(platform);
         b.layer(l().dir("etc").file("etc/arch", platform.as_bytes()).finish(), "ADD base");
-        b.layer(l().dir("opt").file("opt/big", &squash_testkit::noise(20_000, seed)).file("opt/keep", b"k").finish(), "RUN fetch");
-        b.layer(l().dir("opt").whiteout("opt/big").hardlink("opt/keep2", "opt/keep").finish(), "RUN rm");
+        b.layer(
+            l().dir("opt")
+                .file("opt/big", &squash_testkit::noise(20_000, seed))
+                .file("opt/keep", b"k")
+                .finish(),
+            "RUN fetch",
+        );
+        b.layer(
+            l().dir("opt").whiteout("opt/big").hardlink("opt/keep2", "opt/keep").finish(),
+            "RUN rm",
+        );
         let layout = dir.path().join(platform.replace('/', "-"));
         b.write_oci_layout(&layout, "t");
         if platform == "linux/amd64" {
             run(buildah().args(["manifest", "create", "localhost/list"]));
         }
-        run(buildah().args(["manifest", "add", "localhost/list"]).arg(format!("oci:{}:t", layout.display())));
+        run(buildah()
+            .args(["manifest", "add", "localhost/list"])
+            .arg(format!("oci:{}:t", layout.display())));
     }
     let pushed = dir.path().join("pushed");
-    run(buildah().args(["manifest", "push", "--all", "--quiet", "localhost/list"]).arg(format!("oci:{}:t", pushed.display())));
+    run(buildah()
+        .args(["manifest", "push", "--all", "--quiet", "localhost/list"])
+        .arg(format!("oci:{}:t", pushed.display())));
     let out = dir.path().join("out");
-    let outcome = squash_index(&format!("oci:{}:t", pushed.display()), &out, 2, &IndexOptions::default());
+    let outcome =
+        squash_index(&format!("oci:{}:t", pushed.display()), &out, 2, &IndexOptions::default());
     assert_eq!(outcome.images.len(), 2, "{outcome:?}");
     let copy = dir.path().join("copy");
     run(std::process::Command::new("skopeo")
@@ -284,17 +376,31 @@ fn buildah_made_index_squashes_and_unpacks_per_platform() {
         .arg(format!("oci:{}:t", out.display()))
         .arg(format!("oci:{}:t", copy.display())));
     let (before, after) = (tagged_index(&pushed, "t"), tagged_index(&out, "t"));
-    let (old, new) = (before["manifests"].as_array().expect("entries"), after["manifests"].as_array().expect("entries"));
+    let (old, new) = (
+        before["manifests"].as_array().expect("entries"),
+        after["manifests"].as_array().expect("entries"),
+    );
     assert_eq!(old.len(), new.len());
     for (i, (old, new)) in old.iter().zip(new).enumerate() {
         assert_eq!(old["platform"], new["platform"]);
         let (fs_before, _) = rootfs(&pushed, old["digest"].as_str().expect("digest"));
         let (fs_after, _) = rootfs(&out, new["digest"].as_str().expect("digest"));
-        assert!(fs_before.diff(&fs_after).is_empty(), "{}: {:?}", old["platform"], fs_before.diff(&fs_after));
+        assert!(
+            fs_before.diff(&fs_after).is_empty(),
+            "{}: {:?}",
+            old["platform"],
+            fs_before.diff(&fs_after)
+        );
         let tag = format!("p{i}");
-        let original = RootFs::from_layers([umoci_tree(&pushed, old, &tag, dir.path()).as_slice()]).expect("tree");
-        let squashed = RootFs::from_layers([umoci_tree(&out, new, &tag, dir.path()).as_slice()]).expect("tree");
-        let strip = |fs: &RootFs| fs.filter_map(|p, n| (!p.is_empty()).then(|| squash_testkit::Node { mtime: None, ..n.clone() }));
+        let original = RootFs::from_layers([umoci_tree(&pushed, old, &tag, dir.path()).as_slice()])
+            .expect("tree");
+        let squashed = RootFs::from_layers([umoci_tree(&out, new, &tag, dir.path()).as_slice()])
+            .expect("tree");
+        let strip = |fs: &RootFs| {
+            fs.filter_map(|p, n| {
+                (!p.is_empty()).then(|| squash_testkit::Node { mtime: None, ..n.clone() })
+            })
+        };
         let diff = strip(&original).diff(&strip(&squashed));
         assert!(diff.is_empty(), "{}: umoci unpacks different trees: {diff:?}", old["platform"]);
         assert!(original.nodes().contains_key(&b"opt/keep2"[..]), "the tree is the image's");
@@ -329,19 +435,32 @@ fn referrers_follow_their_subject() {
     let index = serde_json::to_vec(&index).expect("json");
     std::fs::write(input.join("blobs/sha256").join(&sha256(&index)[7..]), &index).expect("write");
     let top = json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": sha256(&index), "size": index.len(), "annotations": {"org.opencontainers.image.ref.name": "t"}}]});
-    std::fs::write(input.join("index.json"), serde_json::to_vec(&top).expect("json")).expect("write");
+    std::fs::write(input.join("index.json"), serde_json::to_vec(&top).expect("json"))
+        .expect("write");
     let reference = format!("oci:{}:t", input.display());
 
     let all = dir.path().join("all");
     let outcome = squash_index(&reference, &all, 2, &IndexOptions::default());
-    assert_eq!(outcome.dropped_attestations.len(), 2, "the amd64 attestation and the arm64 referrer: {outcome:?}");
+    assert_eq!(
+        outcome.dropped_attestations.len(),
+        2,
+        "the amd64 attestation and the arm64 referrer: {outcome:?}"
+    );
     assert_eq!(tagged_index(&all, "t")["manifests"].as_array().map(Vec::len), Some(2));
 
     let amd_only = dir.path().join("amd");
-    let outcome = squash_index(&reference, &amd_only, 2, &IndexOptions::default().with_platforms(vec!["linux/amd64".parse().expect("p")]));
+    let outcome = squash_index(
+        &reference,
+        &amd_only,
+        2,
+        &IndexOptions::default().with_platforms(vec!["linux/amd64".parse().expect("p")]),
+    );
     assert_eq!(outcome.dropped_attestations.len(), 1, "{outcome:?}");
     let entries = tagged_index(&amd_only, "t")["manifests"].as_array().cloned().expect("entries");
-    let kept = entries.iter().find(|e| e["artifactType"] == json!("application/vnd.example.signature")).expect("the referrer stays");
+    let kept = entries
+        .iter()
+        .find(|e| e["artifactType"] == json!("application/vnd.example.signature"))
+        .expect("the referrer stays");
     assert_eq!(kept["digest"], json!(sha256(&referrer)));
     assert_eq!(blob(&amd_only, &sha256(&signature)), signature, "its blobs are copied");
 }
@@ -392,7 +511,8 @@ fn progress_events_add_up_to_their_totals() {
         let context = Context::new().with_threads(threads).with_progress(&tally);
         let plan = index.plan_in(&options, &IndexOptions::default(), &context).expect("plan");
         let out = dir.path().join(format!("out-{threads}"));
-        plan.execute_in(&index, &Output::new(out, OutputFormat::OciLayout).with_tag("t"), &context).expect("write");
+        plan.execute_in(&index, &Output::new(out, OutputFormat::OciLayout).with_tag("t"), &context)
+            .expect("write");
         let phases = tally.phases();
         assert!(phases.iter().filter(|p| p.0 == "indexing").count() >= 2, "{phases:?}");
         assert!(phases.iter().filter(|p| p.0 == "writing").count() >= 2, "{phases:?}");
@@ -400,11 +520,14 @@ fn progress_events_add_up_to_their_totals() {
             assert_eq!(announced, done, "{threads} threads, {phase}: {phases:?}");
         }
         let image = index.images()[0].clone();
-        let image_plan = image.plan_in(&options, &Context::new().with_threads(threads)).expect("plan");
+        let image_plan =
+            image.plan_in(&options, &Context::new().with_threads(threads)).expect("plan");
         let tally = Tally::default();
         let mut stream = Vec::new();
         let context = Context::new().with_threads(threads).with_progress(&tally);
-        image_plan.execute_to_writer(&image, OutputFormat::OciArchive, None, &mut stream, &context).expect("stream");
+        image_plan
+            .execute_to_writer(&image, OutputFormat::OciArchive, None, &mut stream, &context)
+            .expect("stream");
         let phases = tally.phases();
         assert_eq!(phases.len(), 1, "{phases:?}");
         let kept: u64 = image.layers()[..2].iter().map(|l| l.size()).sum();
@@ -425,7 +548,11 @@ fn report_progress_measures_and_does_not_write() {
     for exact in [false, true] {
         let tally = Tally::default();
         let report = image
-            .report_in(&options, &squash::ReportOptions::default().with_exact(exact), &Context::new().with_progress(&tally))
+            .report_in(
+                &options,
+                &squash::ReportOptions::default().with_exact(exact),
+                &Context::new().with_progress(&tally),
+            )
             .expect("report");
         let phases = tally.phases();
         let names: Vec<_> = phases.iter().map(|p| p.0).collect();
@@ -435,6 +562,10 @@ fn report_progress_measures_and_does_not_write() {
             assert_eq!(announced, done, "exact {exact}, {phase}: {phases:?}");
         }
         let measured = phases.last().expect("a phase").1;
-        assert_eq!(measured, report.squash.iter().map(|r| r.uncompressed_size_after).sum::<u64>(), "{phases:?}");
+        assert_eq!(
+            measured,
+            report.squash.iter().map(|r| r.uncompressed_size_after).sum::<u64>(),
+            "{phases:?}"
+        );
     }
 }

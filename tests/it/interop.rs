@@ -10,7 +10,11 @@ use squash_testkit::tool_available as available;
 
 fn run(cmd: &mut Command) -> String {
     let output = cmd.output().expect("spawn");
-    assert!(output.status.success(), "{cmd:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{cmd:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
@@ -39,7 +43,10 @@ fn squashed(dir: &Path) -> (std::path::PathBuf, Image) {
             .symlink("usr/bin/t", "tool")
             .finish(),
         l().whiteout("var/lib/lists").whiteout("srv").dir("srv").file("srv/new", b"new").finish(),
-        l().file_with("usr/bin/tool", b"tool v2", 0o700, 0, 0, &[]).dir("etc/os-release").file("etc/os-release/x", b"now a dir").finish(),
+        l().file_with("usr/bin/tool", b"tool v2", 0o700, 0, 0, &[])
+            .dir("etc/os-release")
+            .file("etc/os-release/x", b"now a dir")
+            .finish(),
         l().opaque("etc").dir("etc").file("etc/only", b"only").finish(),
     ];
     let input = build(dir, &stack, LayerCompression::Gzip);
@@ -54,7 +61,8 @@ fn skopeo_reads_every_output_format() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let (_, image) = squashed(dir.path());
-    let plan = image.plan(&SquashOptions::default().with_selector(LayerSelector::Top(4))).expect("plan");
+    let plan =
+        image.plan(&SquashOptions::default().with_selector(LayerSelector::Top(4))).expect("plan");
     for (name, format, transport) in [
         ("oci", OutputFormat::OciLayout, "oci"),
         ("oci.tar", OutputFormat::OciArchive, "oci-archive"),
@@ -67,14 +75,23 @@ fn skopeo_reads_every_output_format() {
             _ => format!("{transport}:{}:app:1", path.display()),
         };
         let json = run(Command::new("skopeo").args(["inspect", "--raw"]).arg(&reference));
-        assert!(json.contains("layers") || json.contains("Layers") || json.contains("schemaVersion"), "{reference}: {json}");
+        assert!(
+            json.contains("layers") || json.contains("Layers") || json.contains("schemaVersion"),
+            "{reference}: {json}"
+        );
         let copy = dir.path().join(format!("{name}-copy"));
-        run(Command::new("skopeo").args(["copy", "--quiet"]).arg(&reference).arg(format!("dir:{}", copy.display())));
+        run(Command::new("skopeo")
+            .args(["copy", "--quiet"])
+            .arg(&reference)
+            .arg(format!("dir:{}", copy.display())));
     }
 }
 
 fn tree(root: &Path) -> Vec<String> {
-    let output = run(Command::new("find").arg(".").args(["-printf", "%y %m %U:%G %s %l %p\\n"]).current_dir(root));
+    let output = run(Command::new("find")
+        .arg(".")
+        .args(["-printf", "%y %m %U:%G %s %l %p\\n"])
+        .current_dir(root));
     let mut lines: Vec<String> = output.lines().map(|l| l.to_string()).collect();
     lines.sort();
     lines
@@ -106,7 +123,10 @@ fn umoci_keeps_directories_implied_and_emptied_inside_the_range() {
     let dir = tempfile::tempdir().expect("tempdir");
     let stack = vec![
         LayerBuilder::new().file("keep", b"keep").finish(),
-        LayerBuilder::new().file("x/y/f", b"f").file(format!("{}/z/f", "L".repeat(120)), b"f").finish(),
+        LayerBuilder::new()
+            .file("x/y/f", b"f")
+            .file(format!("{}/z/f", "L".repeat(120)), b"f")
+            .finish(),
         LayerBuilder::new().whiteout("x/y/f").whiteout(format!("{}/z/f", "L".repeat(120))).finish(),
     ];
     let input = build(dir.path(), &stack, LayerCompression::Gzip);
@@ -119,19 +139,30 @@ fn umoci_compare(dir: &Path, input: &Path, image: &Image, selector: LayerSelecto
     let out = dir.join("out");
     image
         .plan(&SquashOptions::default().with_selector(selector))
-        .and_then(|p| p.execute(image, &Output::new(out.clone(), OutputFormat::OciLayout).with_tag("t")))
+        .and_then(|p| {
+            p.execute(image, &Output::new(out.clone(), OutputFormat::OciLayout).with_tag("t"))
+        })
         .expect("squash");
     let mut trees = Vec::new();
     for (layout, bundle) in [(input, "b1"), (out.as_path(), "b2")] {
         let bundle = dir.join(bundle);
-        run(Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:t", layout.display())).arg(&bundle));
+        run(Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!("{}:t", layout.display()))
+            .arg(&bundle));
         let rootfs = bundle.join("rootfs");
         let mut lines = tree(&rootfs);
-        let sums = run(Command::new("sh").arg("-c").arg("find . -type f -print0 | sort -z | xargs -0 -r sha256sum").current_dir(&rootfs));
+        let sums = run(Command::new("sh")
+            .arg("-c")
+            .arg("find . -type f -print0 | sort -z | xargs -0 -r sha256sum")
+            .current_dir(&rootfs));
         lines.extend(sums.lines().map(str::to_string));
         let attrs = run(Command::new("sh")
             .arg("-c")
-            .arg("find . -type f -print0 | sort -z | xargs -0 -r getfattr -h -d -m - 2>/dev/null || true")
+            .arg(
+                "find . -type f -print0 | sort -z | xargs -0 -r getfattr -h -d -m - 2>/dev/null \
+                || true",
+            )
             .current_dir(&rootfs));
         lines.push(attrs);
         trees.push(lines);
@@ -163,11 +194,24 @@ fn count_color(pixels: &[u8], channels: usize, rgb: [u8; 3]) -> usize {
 
 /// Renders `file` in headless `browser` at `size` (`W,H`) and returns the screenshot's pixels
 /// and channels per pixel; the PNG stays in `dir` (copied to `SQUASH_KEEP_CHART` if set).
-fn screenshot(browser: &str, dir: &std::path::Path, file: &std::path::Path, size: &str) -> (Vec<u8>, usize) {
-    let png = dir.join(format!("{}.png", file.file_stem().and_then(|s| s.to_str()).unwrap_or("page")));
+fn screenshot(
+    browser: &str,
+    dir: &std::path::Path,
+    file: &std::path::Path,
+    size: &str,
+) -> (Vec<u8>, usize) {
+    let png =
+        dir.join(format!("{}.png", file.file_stem().and_then(|s| s.to_str()).unwrap_or("page")));
     let profile = dir.join("profile");
     run(Command::new(browser)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+        ])
         .args(["--disable-component-update", "--disable-sync", "--hide-scrollbars"])
         .arg(format!("--window-size={size}"))
         .arg(format!("--user-data-dir={}", profile.display()))
@@ -176,7 +220,8 @@ fn screenshot(browser: &str, dir: &std::path::Path, file: &std::path::Path, size
     if let Ok(keep) = std::env::var("SQUASH_KEEP_CHART") {
         std::fs::copy(&png, keep).expect("copy screenshot");
     }
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).expect("screenshot")));
+    let decoder =
+        png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).expect("screenshot")));
     let mut reader = decoder.read_info().expect("png");
     let mut pixels = vec![0; reader.output_buffer_size()];
     let info = reader.next_frame(&mut pixels).expect("frame");
@@ -187,20 +232,33 @@ fn screenshot(browser: &str, dir: &std::path::Path, file: &std::path::Path, size
 #[test]
 fn report_chart_renders_in_a_browser() {
     let Some(browser) = chromium() else {
-        assert!(std::env::var("SQUASH_REQUIRE_INTEROP").is_err(), "chromium is required (SQUASH_REQUIRE_INTEROP is set) but not found");
+        assert!(
+            std::env::var("SQUASH_REQUIRE_INTEROP").is_err(),
+            "chromium is required (SQUASH_REQUIRE_INTEROP is set) but not found"
+        );
         eprintln!("SKIPPED: chromium not found; the report chart was not rendered");
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let mut builder = squash_testkit::ImageBuilder::new(LayerCompression::Gzip);
-    builder.layer(LayerBuilder::new().dir("usr").file("usr/app", &vec![b'a'; 60_000]).finish(), "COPY app /usr/app");
-    builder.layer(LayerBuilder::new().dir("var").file("var/cache", &vec![b'c'; 40_000]).finish(), "RUN apt-get update");
-    builder
-        .layer(LayerBuilder::new().whiteout("var/cache").file("usr/app", &vec![b'b'; 60_000]).finish(), "RUN rm -rf /var/cache && rebuild");
+    builder.layer(
+        LayerBuilder::new().dir("usr").file("usr/app", &vec![b'a'; 60_000]).finish(),
+        "COPY app /usr/app",
+    );
+    builder.layer(
+        LayerBuilder::new().dir("var").file("var/cache", &vec![b'c'; 40_000]).finish(),
+        "RUN apt-get update",
+    );
+    builder.layer(
+        LayerBuilder::new().whiteout("var/cache").file("usr/app", &vec![b'b'; 60_000]).finish(),
+        "RUN rm -rf /var/cache && rebuild",
+    );
     let layout = dir.path().join("in");
     builder.write_oci_layout(&layout, "t");
     let image = squash::Image::open(&format!("oci:{}:t", layout.display())).expect("open");
-    let report = image.report(&SquashOptions::default().with_selector(LayerSelector::Top(2)), 10).expect("report");
+    let report = image
+        .report(&SquashOptions::default().with_selector(LayerSelector::Top(2)), 10)
+        .expect("report");
     assert!(report.wasted_bytes > 0, "the chart must show waste");
     let svg = dir.path().join("chart.svg");
     std::fs::write(&svg, squash::present::report_svg(&report)).expect("write svg");
@@ -223,14 +281,24 @@ fn umoci_unpacks_what_the_tree_says() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (input, image) = squashed(dir.path());
     let bundle = dir.path().join("bundle");
-    run(Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:t", input.display())).arg(&bundle));
+    run(Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:t", input.display()))
+        .arg(&bundle));
     let rootfs = bundle.join("rootfs");
-    let listing = run(Command::new("find").arg(".").args(["-printf", "%y %m %U:%G %p -> %l\\n"]).current_dir(&rootfs));
+    let listing = run(Command::new("find")
+        .arg(".")
+        .args(["-printf", "%y %m %U:%G %p -> %l\\n"])
+        .current_dir(&rootfs));
     let mut unpacked: Vec<String> = listing.lines().map(str::to_string).collect();
-    let sums = run(Command::new("sh").arg("-c").arg("find . -type f -printf '%s ' -exec sha256sum {} \\;").current_dir(&rootfs));
+    let sums = run(Command::new("sh")
+        .arg("-c")
+        .arg("find . -type f -printf '%s ' -exec sha256sum {} \\;")
+        .current_dir(&rootfs));
     unpacked.extend(sums.lines().map(|l| {
         let mut parts = l.split_whitespace();
-        let (size, sum, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let (size, sum, path) =
+            (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         format!("{path} {size} {sum}")
     }));
     unpacked.sort();
@@ -246,7 +314,8 @@ fn umoci_unpacks_what_the_tree_says() {
             squash::EntryKind::Fifo => 'p',
             _ => 'f',
         };
-        let link = entry.link().map(|l| String::from_utf8_lossy(l).into_owned()).unwrap_or_default();
+        let link =
+            entry.link().map(|l| String::from_utf8_lossy(l).into_owned()).unwrap_or_default();
         // umoci does not apply a symlink's mode; the kernel shows 777.
         let mode = if kind == 'l' { 0o777 } else { entry.mode };
         read.push(format!("{kind} {mode:o} {}:{} {name} -> {link}", entry.uid, entry.gid));
@@ -263,7 +332,10 @@ fn umoci_unpacks_what_the_tree_says() {
 #[test]
 fn report_page_renders_in_a_browser() {
     let Some(browser) = chromium() else {
-        assert!(std::env::var("SQUASH_REQUIRE_INTEROP").is_err(), "chromium is required (SQUASH_REQUIRE_INTEROP is set) but not found");
+        assert!(
+            std::env::var("SQUASH_REQUIRE_INTEROP").is_err(),
+            "chromium is required (SQUASH_REQUIRE_INTEROP is set) but not found"
+        );
         eprintln!("SKIPPED: chromium not found; the report page was not rendered");
         return;
     };
@@ -272,11 +344,17 @@ fn report_page_renders_in_a_browser() {
     squash_testkit::realistic_image(LayerCompression::Gzip, 5, 20).write_oci_layout(&layout, "t");
     let image = squash::Image::open(&format!("oci:{}:t", layout.display())).expect("open");
     let options = SquashOptions::default().with_selector(LayerSelector::Top(6));
-    let report = image.report_in(&options, &squash::ReportOptions::default(), &squash::Context::new()).expect("report");
-    assert!(report.wasted_bytes > 0 && !report.clutter.is_empty(), "the page must show waste and clutter");
+    let report = image
+        .report_in(&options, &squash::ReportOptions::default(), &squash::Context::new())
+        .expect("report");
+    assert!(
+        report.wasted_bytes > 0 && !report.clutter.is_empty(),
+        "the page must show waste and clutter"
+    );
     let document = squash::document::ReportDocument::new(&image, report, Vec::new());
     let html = dir.path().join("report.html");
-    std::fs::write(&html, squash::present::report_html(std::slice::from_ref(&document), None, 10)).expect("write html");
+    std::fs::write(&html, squash::present::report_html(std::slice::from_ref(&document), None, 10))
+        .expect("write html");
     let (pixels, channels) = screenshot(browser, dir.path(), &html, "1200,1600");
     let pixels = &pixels[..];
     let blue = count_color(pixels, channels, [0x4a, 0x7f, 0xd4]);
@@ -284,5 +362,8 @@ fn report_page_renders_in_a_browser() {
     let header = count_color(pixels, channels, [0xdf, 0xe7, 0xf5]);
     let border = count_color(pixels, channels, [0x8a, 0x9b, 0xb8]);
     assert!(blue > 3000 && red > 3000, "the browser drew {blue} kept and {red} wasted pixels");
-    assert!(header > 5000 && border > 2000, "the browser drew {header} table header and {border} border pixels");
+    assert!(
+        header > 5000 && border > 2000,
+        "the browser drew {header} table header and {border} border pixels"
+    );
 }

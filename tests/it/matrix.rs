@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use squash::{Image, LayerSelector, Output, OutputFormat, SquashOptions};
 use squash_testkit::cases::{regression_cases, Case};
 use squash_testkit::engines::{self, Containerd, Docker, Podman, Unpacked};
-use squash_testkit::{random_changeset_stack, tool_available, ImageBuilder, LayerCompression, Node, RootFs};
+use squash_testkit::{
+    random_changeset_stack, tool_available, ImageBuilder, LayerCompression, Node, RootFs,
+};
 
 /// A case written out: the original and the squashed image in each format an applier reads.
 struct Prepared {
@@ -53,7 +55,9 @@ fn prepare(root: &Path) -> Vec<Prepared> {
         builder.write_oci_layout(&dir.join("orig"), "orig");
         let image = Image::open(&format!("oci:{}:orig", dir.join("orig").display())).expect("open");
         let plan = image
-            .plan(&SquashOptions::default().with_selector(LayerSelector::Ranges(case.ranges.clone())))
+            .plan(
+                &SquashOptions::default().with_selector(LayerSelector::Ranges(case.ranges.clone())),
+            )
             .unwrap_or_else(|e| panic!("{}: plan: {e}", case.name));
         for (path, format, tag) in [
             ("squashed.tar", OutputFormat::DockerArchive, format!("{repo}:squashed")),
@@ -63,7 +67,8 @@ fn prepare(root: &Path) -> Vec<Prepared> {
             plan.execute(&image, &Output::new(dir.join(path), format).with_tag(tag))
                 .unwrap_or_else(|e| panic!("{}: write {path}: {e}", case.name));
         }
-        let expected = RootFs::from_layers(case.layers.iter().map(Vec::as_slice)).expect("the case applies");
+        let expected =
+            RootFs::from_layers(case.layers.iter().map(Vec::as_slice)).expect("the case applies");
         out.push(Prepared { case, repo, dir, expected });
     }
     out
@@ -92,13 +97,20 @@ struct Row {
 /// model. A squashed image must unpack as the model says, or, where the applier already reads
 /// the original differently from the model, as the applier reads the original (that reading is
 /// the applier's, and is printed). Prints every row that is not a plain agreement.
-fn run_matrix(applier: &str, version: &str, cases: &[Prepared], mut unpack: impl FnMut(&Prepared, &str) -> Result<Unpacked, String>) {
+fn run_matrix(
+    applier: &str,
+    version: &str,
+    cases: &[Prepared],
+    mut unpack: impl FnMut(&Prepared, &str) -> Result<Unpacked, String>,
+) {
     let since = engines::now();
     let mut rows = Vec::new();
     let mut wrong = Vec::new();
     for p in cases {
         let expected = engines::comparable(&p.expected);
-        let read = |u: Result<Unpacked, String>| u.map(|u| (engines::unpacked(&u.tar, &p.expected, since), u.unreadable));
+        let read = |u: Result<Unpacked, String>| {
+            u.map(|u| (engines::unpacked(&u.tar, &p.expected, since), u.unreadable))
+        };
         let (orig, squashed) = (read(unpack(p, "orig")), read(unpack(p, "squashed")));
         let verdict = |fs: &Result<(RootFs, Vec<String>), String>| match fs {
             Ok((fs, unreadable)) => {
@@ -108,7 +120,11 @@ fn run_matrix(applier: &str, version: &str, cases: &[Prepared], mut unpack: impl
             }
             Err(e) => vec![format!("refused: {e}")],
         };
-        let row = Row { case: p.case.name.clone(), original: verdict(&orig), squashed: verdict(&squashed) };
+        let row = Row {
+            case: p.case.name.clone(),
+            original: verdict(&orig),
+            squashed: verdict(&squashed),
+        };
         // Times the model does not know (of directories made as missing parents) are the
         // unpacking's: not compared between the two readings either.
         let known = |fs: &RootFs| {
@@ -119,7 +135,8 @@ fn run_matrix(applier: &str, version: &str, cases: &[Prepared], mut unpack: impl
         };
         let same_reading = match (&orig, &squashed) {
             (Ok((a, a_unreadable)), Ok((b, b_unreadable))) => {
-                known(a).diff(&known(b)).is_empty() && b_unreadable.iter().all(|p| a_unreadable.contains(p))
+                known(a).diff(&known(b)).is_empty()
+                    && b_unreadable.iter().all(|p| a_unreadable.contains(p))
             }
             _ => false,
         };
@@ -137,14 +154,24 @@ fn run_matrix(applier: &str, version: &str, cases: &[Prepared], mut unpack: impl
     let agree = rows.iter().filter(|r| r.original.is_empty() && r.squashed.is_empty()).count();
     let fixed = rows.iter().filter(|r| !r.original.is_empty() && r.squashed.is_empty()).count();
     eprintln!(
-        "compatibility matrix: {applier} ({version}): {} cases; original and squashed agree with the model: {agree}; \
+        "compatibility matrix: {applier} ({version}): {} cases; original and squashed agree with \
+            the model: {agree}; \
          only the squashed image agrees: {fixed}",
         rows.len()
     );
     for row in rows.iter().filter(|r| !r.original.is_empty() || !r.squashed.is_empty()) {
-        eprintln!("  {}:\n    original: {}\n    squashed: {}", row.case, row.original.join("; "), row.squashed.join("; "));
+        eprintln!(
+            "  {}:\n    original: {}\n    squashed: {}",
+            row.case,
+            row.original.join("; "),
+            row.squashed.join("; ")
+        );
     }
-    assert!(wrong.is_empty(), "{applier} unpacks squashed images differently from the model and from the original:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{applier} unpacks squashed images differently from the model and from the original:\n{}",
+        wrong.join("\n")
+    );
 }
 
 fn scratch(applier: &str) -> PathBuf {
@@ -176,8 +203,13 @@ fn matrix_containerd() {
     }
     let uid = engines::output(std::process::Command::new("id").arg("-u"));
     if String::from_utf8_lossy(&uid).trim() != "0" {
-        assert!(std::env::var("SQUASH_REQUIRE_INTEROP").is_err(), "containerd and `ctr images mount` need root");
-        eprintln!("SKIPPED: containerd needs root; the containerd column of the matrix was not checked");
+        assert!(
+            std::env::var("SQUASH_REQUIRE_INTEROP").is_err(),
+            "containerd and `ctr images mount` need root"
+        );
+        eprintln!(
+            "SKIPPED: containerd needs root; the containerd column of the matrix was not checked"
+        );
         return;
     }
     let work = tempfile::tempdir().expect("tempdir");
@@ -218,5 +250,7 @@ fn matrix_umoci() {
     }
     let work = tempfile::tempdir().expect("tempdir");
     let cases = prepare(work.path());
-    run_matrix("umoci", &engines::version("umoci"), &cases, |p, which| engines::umoci_rootfs(&p.dir.join(which), which, &p.dir));
+    run_matrix("umoci", &engines::version("umoci"), &cases, |p, which| {
+        engines::umoci_rootfs(&p.dir.join(which), which, &p.dir)
+    });
 }

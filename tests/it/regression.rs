@@ -9,7 +9,8 @@ use crate::support::check_equivalent;
 /// Checks every case of a group against the reference model.
 fn check_cases(group: Vec<Case>) {
     for case in group {
-        if let Err(e) = check_equivalent(&case.layers, case.ranges.clone(), LayerCompression::Gzip) {
+        if let Err(e) = check_equivalent(&case.layers, case.ranges.clone(), LayerCompression::Gzip)
+        {
             panic!("{}: {e}", case.name);
         }
     }
@@ -83,7 +84,9 @@ fn every_case_has_its_own_name() {
 fn squashed_entries(stack: &[Vec<u8>], range: (usize, usize)) -> Vec<(String, bool)> {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = crate::support::build(dir.path(), stack, LayerCompression::Gzip);
-    let out = crate::support::squash(&input, dir.path(), vec![range], squash::SquashOptions::default()).expect("squash");
+    let out =
+        crate::support::squash(&input, dir.path(), vec![range], squash::SquashOptions::default())
+            .expect("squash");
     let (layers, _) = squash_testkit::read_oci_layout(&out, Some("t"));
     let mut entries = Vec::new();
     let mut archive = tar::Archive::new(layers[range.0].1.as_slice());
@@ -111,7 +114,10 @@ fn implicit_directory_emptied_inside_the_range_is_written() {
     let case = group.iter().find(|c| c.name == "implicit-emptied/lower-dir").expect("case");
     let entries = squashed_entries(&case.layers, case.ranges[0]);
     assert!(entries.contains(&("x/y/".to_string(), true)), "{entries:?}");
-    assert!(!entries.iter().any(|(p, _)| p == "x/" || p == "x"), "x is below the range: {entries:?}");
+    assert!(
+        !entries.iter().any(|(p, _)| p == "x/" || p == "x"),
+        "x is below the range: {entries:?}"
+    );
 }
 
 /// A range that starts at the first layer has nothing below it: its new layer holds no whiteout
@@ -122,7 +128,10 @@ fn base_range_writes_no_whiteouts() {
     let stack = cases::base_range_stack();
     for end in 1..stack.len() {
         let entries = squashed_entries(&stack, (0, end));
-        let markers: Vec<_> = entries.iter().filter(|(p, _)| p.rsplit('/').next().is_some_and(|n| n.starts_with(".wh."))).collect();
+        let markers: Vec<_> = entries
+            .iter()
+            .filter(|(p, _)| p.rsplit('/').next().is_some_and(|n| n.starts_with(".wh.")))
+            .collect();
         assert!(markers.is_empty(), "range 0..{end}: {markers:?}");
     }
     let entries = squashed_entries(&stack, (0, 4));
@@ -138,13 +147,17 @@ fn whiteouts_only_where_the_layers_below_hold_the_directory() {
     let markers = |name: &str| {
         let case = group.iter().find(|c| c.name == name).expect("case");
         let entries = squashed_entries(&case.layers, case.ranges[0]);
-        let mut found: Vec<String> = entries.into_iter().map(|(p, _)| p).filter(|p| p.contains(".wh.")).collect();
+        let mut found: Vec<String> =
+            entries.into_iter().map(|(p, _)| p).filter(|p| p.contains(".wh.")).collect();
         found.sort();
         found
     };
     assert_eq!(markers("new-dir-whiteout/new"), Vec::<String>::new());
     // `d/g` came and went inside the range; its whiteout hides nothing but does no harm in a
     // directory the layers below hold (overlayfs merges it and hides its whiteouts).
-    assert_eq!(markers("new-dir-whiteout/below"), vec!["d/.wh.f".to_string(), "d/.wh.g".to_string()]);
+    assert_eq!(
+        markers("new-dir-whiteout/below"),
+        vec!["d/.wh.f".to_string(), "d/.wh.g".to_string()]
+    );
     assert_eq!(markers("new-dir-whiteout/nested"), vec!["d/.wh.x".to_string()]);
 }

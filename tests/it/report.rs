@@ -3,11 +3,19 @@
 
 use std::path::Path;
 
-use squash::{Compression, Context, Image, LayerSelector, Output, OutputFormat, ReportOptions, SquashOptions};
+use squash::{
+    Compression, Context, Image, LayerSelector, Output, OutputFormat, ReportOptions, SquashOptions,
+};
 use squash_testkit::{realistic_image, LayerCompression};
 
 /// Squashes with `options` into `dir/name` and returns the new layer's blob size and digest.
-fn squashed_layer(image: &Image, options: &SquashOptions, context: &Context, dir: &Path, name: &str) -> (u64, squash::Digest) {
+fn squashed_layer(
+    image: &Image,
+    options: &SquashOptions,
+    context: &Context,
+    dir: &Path,
+    name: &str,
+) -> (u64, squash::Digest) {
     let plan = image.plan_in(options, context).expect("plan");
     let output = Output::new(dir.join(name), OutputFormat::OciLayout).with_tag("t");
     let outcome = plan.execute_in(image, &output, context).expect("squash");
@@ -39,7 +47,8 @@ fn compressed_estimate_is_within_three_percent_of_a_squash() {
         options.compression = Some(compression);
         options.level = level;
         n += 1;
-        let (real, _) = squashed_layer(&image, &options, &Context::new(), dir.path(), &format!("out{n}"));
+        let (real, _) =
+            squashed_layer(&image, &options, &Context::new(), dir.path(), &format!("out{n}"));
         // The default compresses the whole layer here (it is small); smaller samples exercise
         // the sampling itself, down to four of the pieces (gzip 128 KiB, zstd 1 MiB) of the
         // 11 MB layer.
@@ -51,15 +60,29 @@ fn compressed_estimate_is_within_three_percent_of_a_squash() {
             _ => &[256 << 20, 4 << 20, 2 << 20, 1 << 20, 512 << 10],
         };
         for &units in budgets {
-            let report = image.report_in(&options, &ReportOptions::default().with_sample_bytes(units), &Context::new()).expect("report");
+            let report = image
+                .report_in(
+                    &options,
+                    &ReportOptions::default().with_sample_bytes(units),
+                    &Context::new(),
+                )
+                .expect("report");
             let estimate = report.squash[0].compressed_size_after_estimate;
             let off = (estimate as f64 - real as f64) / real as f64 * 100.0;
             eprintln!(
-                "{compression} level {level:?}, {units} bytes sampled at most: estimate {estimate}, real {real}, {off:+.2}% (sampled {})",
+                "{compression} level {level:?}, {units} bytes sampled at most: estimate \
+                    {estimate}, real {real}, {off:+.2}% (sampled {})",
                 report.squash[0].sampled_bytes
             );
-            assert!(off.abs() <= 3.0, "{compression} {level:?} with {units} units: estimate {estimate} is {off:+.2}% off {real}");
-            assert!(report.squash[0].sampled_bytes > 0 && report.squash[0].sampled_bytes <= report.squash[0].uncompressed_size_after);
+            assert!(
+                off.abs() <= 3.0,
+                "{compression} {level:?} with {units} units: estimate \
+                {estimate} is {off:+.2}% off {real}"
+            );
+            assert!(
+                report.squash[0].sampled_bytes > 0
+                    && report.squash[0].sampled_bytes <= report.squash[0].uncompressed_size_after
+            );
         }
     }
 }
@@ -80,8 +103,16 @@ fn exact_sizes_and_digests_equal_a_squash() {
         options.compression = Some(compression);
         for threads in [1, 3] {
             let context = Context::new().with_threads(threads);
-            let report = image.report_in(&options, &ReportOptions::default().with_exact(true), &context).expect("report");
-            let (size, digest) = squashed_layer(&image, &options, &context, dir.path(), &format!("out-{n}-{threads}"));
+            let report = image
+                .report_in(&options, &ReportOptions::default().with_exact(true), &context)
+                .expect("report");
+            let (size, digest) = squashed_layer(
+                &image,
+                &options,
+                &context,
+                dir.path(),
+                &format!("out-{n}-{threads}"),
+            );
             let range = &report.squash[0];
             assert_eq!(range.compressed_size_after_exact, Some(size), "{compression}");
             assert_eq!(range.compressed_size_after_estimate, size);
@@ -90,12 +121,18 @@ fn exact_sizes_and_digests_equal_a_squash() {
             // markers), so their reclaimed bytes add up to what the squash saves. (Uncompressed,
             // the new layer outgrows the layers it replaces: nothing is reclaimed.)
             if compression == Compression::None {
-                assert!(report.layers.iter().all(|l| l.reclaimed_compressed_bytes <= l.compressed_size));
+                assert!(report
+                    .layers
+                    .iter()
+                    .all(|l| l.reclaimed_compressed_bytes <= l.compressed_size));
                 continue;
             }
             let reclaimed: u64 = report.layers.iter().map(|l| l.reclaimed_compressed_bytes).sum();
             let saved = range.compressed_size_before - size;
-            assert!(reclaimed.abs_diff(saved) <= saved / 50 + 4096, "per layer {reclaimed} against {saved} in all");
+            assert!(
+                reclaimed.abs_diff(saved) <= saved / 50 + 4096,
+                "per layer {reclaimed} against {saved} in all"
+            );
         }
     }
 }
@@ -105,7 +142,8 @@ fn clutter_is_found_with_its_layers_and_gated() {
     let dir = tempfile::tempdir().expect("tempdir");
     let image = open(dir.path(), LayerCompression::Gzip, 3);
     let options = SquashOptions::default().with_selector(LayerSelector::Top(6));
-    let report = image.report_in(&options, &ReportOptions::default(), &Context::new()).expect("report");
+    let report =
+        image.report_in(&options, &ReportOptions::default(), &Context::new()).expect("report");
     let rule = |name: &str| report.clutter.iter().find(|c| c.rule == name);
     // The lists were deleted by a later layer: waste, not clutter.
     assert!(rule("apt lists").is_none());
@@ -122,19 +160,32 @@ fn clutter_is_found_with_its_layers_and_gated() {
     assert_eq!(pip.files, 1);
     assert_eq!(report.clutter_bytes, report.clutter.iter().map(|c| c.bytes).sum::<u64>());
     assert_eq!(report.clutter_bytes_non_base, report.clutter_bytes - docs.bytes);
-    assert!(report.clutter_paths.iter().any(|p| p.path == "app/__pycache__" && p.bytes == pyc.bytes));
+    assert!(report
+        .clutter_paths
+        .iter()
+        .any(|p| p.path == "app/__pycache__" && p.bytes == pyc.bytes));
     // Excluding what the rules name removes it: the report after such a squash has none.
     let mut with_excludes = options.clone();
     with_excludes.excludes = vec![pyc.pattern.clone(), pip.pattern.clone()];
     let plan = image.plan(&with_excludes).expect("plan");
     let out = dir.path().join("out");
-    plan.execute(&image, &Output::new(out.clone(), OutputFormat::OciLayout).with_tag("t")).expect("squash");
-    let after = Image::open(&format!("oci:{}:t", out.display())).expect("open").report(&SquashOptions::default(), 10).expect("report");
-    assert!(after.clutter.iter().all(|c| c.rule != "python byte code" && c.rule != "pip cache"), "{:?}", after.clutter);
+    plan.execute(&image, &Output::new(out.clone(), OutputFormat::OciLayout).with_tag("t"))
+        .expect("squash");
+    let after = Image::open(&format!("oci:{}:t", out.display()))
+        .expect("open")
+        .report(&SquashOptions::default(), 10)
+        .expect("report");
+    assert!(
+        after.clutter.iter().all(|c| c.rule != "python byte code" && c.rule != "pip cache"),
+        "{:?}",
+        after.clutter
+    );
     // The gate reads the clutter outside the base.
     let gates = squash::Gates::new().with_max_clutter_bytes(report.clutter_bytes_non_base - 1);
     assert_eq!(report.failed_gates(&gates).len(), 1);
-    assert!(report.failed_gates(&squash::Gates::new().with_max_clutter_bytes(report.clutter_bytes_non_base)).is_empty());
+    assert!(report
+        .failed_gates(&squash::Gates::new().with_max_clutter_bytes(report.clutter_bytes_non_base))
+        .is_empty());
 }
 
 /// Records the bytes each indexing phase announces.
@@ -166,26 +217,48 @@ fn report_reads_each_layer_once_and_plans_as_a_squash() {
         let stored: u64 = image.layers().iter().map(|l| l.size()).sum();
         let excludes: &[&str] = if seed % 3 == 0 { &["d1", "f2"] } else { &[] };
         for ranges in [vec![(3, 5)], vec![(1, 2), (4, 5)]] {
-            let mut options = SquashOptions::default().with_selector(LayerSelector::Ranges(ranges.clone()));
+            let mut options =
+                SquashOptions::default().with_selector(LayerSelector::Ranges(ranges.clone()));
             options.excludes = excludes.iter().map(|p| p.to_string()).collect();
             let progress = Indexed::default();
-            let report =
-                match image.report_in(&options, &ReportOptions::default().with_exact(true), &Context::new().with_progress(&progress)) {
-                    Ok(report) => report,
-                    // What a squash refuses (an --exclude over a layer kept above), a report refuses too.
-                    Err(e) => {
-                        assert!(image.plan(&options).is_err(), "seed {seed} {ranges:?}: only the report refused: {e}");
-                        continue;
-                    }
-                };
-            assert_eq!(*progress.0.lock().expect("lock"), stored, "seed {seed} {ranges:?}: every layer read once");
+            let report = match image.report_in(
+                &options,
+                &ReportOptions::default().with_exact(true),
+                &Context::new().with_progress(&progress),
+            ) {
+                Ok(report) => report,
+                // What a squash refuses (an --exclude over a layer kept above), a report refuses too.
+                Err(e) => {
+                    assert!(
+                        image.plan(&options).is_err(),
+                        "seed {seed} {ranges:?}: only the report refused: {e}"
+                    );
+                    continue;
+                }
+            };
+            assert_eq!(
+                *progress.0.lock().expect("lock"),
+                stored,
+                "seed {seed} {ranges:?}: every layer read once"
+            );
             let plan = image.plan(&options).expect("plan");
             asked_below += plan.ranges.iter().filter(|r| r.range.start > 0).count();
             let out = case.join(format!("out-{}", ranges.len()));
-            let outcome = plan.execute(&image, &Output::new(out, OutputFormat::OciLayout).with_tag("t")).expect("squash");
-            let written: Vec<_> = outcome.layers.iter().filter(|l| l.squashed_from.is_some()).map(|l| l.digest.clone()).collect();
-            let measured: Vec<_> = report.squash.iter().map(|r| r.digest_after.clone().expect("exact")).collect();
-            assert_eq!(measured, written, "seed {seed} {ranges:?}: the report plans the new layers a squash writes");
+            let outcome = plan
+                .execute(&image, &Output::new(out, OutputFormat::OciLayout).with_tag("t"))
+                .expect("squash");
+            let written: Vec<_> = outcome
+                .layers
+                .iter()
+                .filter(|l| l.squashed_from.is_some())
+                .map(|l| l.digest.clone())
+                .collect();
+            let measured: Vec<_> =
+                report.squash.iter().map(|r| r.digest_after.clone().expect("exact")).collect();
+            assert_eq!(
+                measured, written,
+                "seed {seed} {ranges:?}: the report plans the new layers a squash writes"
+            );
         }
     }
     assert!(asked_below > 0);

@@ -7,8 +7,16 @@ fn write(image: &Image, options: SquashOptions, output: &Output) -> squash::Outc
     write_in(image, options, output, &Context::new())
 }
 
-fn write_in(image: &Image, options: SquashOptions, output: &Output, context: &Context) -> squash::Outcome {
-    image.plan_in(&options, context).and_then(|p| p.execute_in(image, output, context)).expect("squash")
+fn write_in(
+    image: &Image,
+    options: SquashOptions,
+    output: &Output,
+    context: &Context,
+) -> squash::Outcome {
+    image
+        .plan_in(&options, context)
+        .and_then(|p| p.execute_in(image, output, context))
+        .expect("squash")
 }
 
 #[test]
@@ -17,20 +25,38 @@ fn copies_keep_every_blob_in_every_format() {
     let input = build(dir.path(), &random_stack(7, 4), LayerCompression::Zstd);
     let image = Image::open(&format!("oci:{}:t", input.display())).expect("open");
     let digests: Vec<_> = image.layers().iter().map(|l| l.digest().cloned()).collect();
-    for (name, format) in
-        [("layout", OutputFormat::OciLayout), ("oci.tar", OutputFormat::OciArchive), ("docker.tar", OutputFormat::DockerArchive)]
-    {
+    for (name, format) in [
+        ("layout", OutputFormat::OciLayout),
+        ("oci.tar", OutputFormat::OciArchive),
+        ("docker.tar", OutputFormat::DockerArchive),
+    ] {
         let path = dir.path().join(name);
-        let outcome = write(&image, SquashOptions::default(), &Output::new(path.clone(), format).with_tag("app:1"));
+        let outcome = write(
+            &image,
+            SquashOptions::default(),
+            &Output::new(path.clone(), format).with_tag("app:1"),
+        );
         let copied: Vec<_> = outcome.layers.iter().map(|l| Some(l.digest.clone())).collect();
         assert_eq!(copied, digests, "{name}");
         let reopened = Image::open(&path.display().to_string()).expect("reopen");
-        let again: Vec<_> = reopened.layers().iter().map(|l| l.digest().cloned().unwrap_or_else(|| l.diff_id().clone())).collect();
+        let again: Vec<_> = reopened
+            .layers()
+            .iter()
+            .map(|l| l.digest().cloned().unwrap_or_else(|| l.diff_id().clone()))
+            .collect();
         assert_eq!(again.len(), digests.len());
         if format != OutputFormat::DockerArchive {
-            assert_eq!(reopened.manifest_digest(), image.manifest_digest(), "{name}: a copy keeps the manifest");
+            assert_eq!(
+                reopened.manifest_digest(),
+                image.manifest_digest(),
+                "{name}: a copy keeps the manifest"
+            );
         }
-        assert_eq!(reopened.config_digest(), image.config_digest(), "{name}: a copy keeps the config");
+        assert_eq!(
+            reopened.config_digest(),
+            image.config_digest(),
+            "{name}: a copy keeps the config"
+        );
     }
 }
 
@@ -52,9 +78,14 @@ fn docker_archive_round_trip_and_squash() {
         &Output::new(out.clone(), OutputFormat::DockerArchive),
     );
     assert_eq!(outcome.layers.len(), 2);
-    let again = Image::open(&format!("docker-archive:{}:app:1", out.display())).expect("reopen by tag");
+    let again =
+        Image::open(&format!("docker-archive:{}:app:1", out.display())).expect("reopen by tag");
     assert_eq!(again.layers()[0].diff_id(), image.layers()[0].diff_id());
-    assert_eq!(again.layers()[1].compression(), Compression::None, "an uncompressed docker archive stays uncompressed");
+    assert_eq!(
+        again.layers()[1].compression(),
+        Compression::None,
+        "an uncompressed docker archive stays uncompressed"
+    );
 }
 
 #[test]
@@ -71,12 +102,17 @@ fn output_bytes_do_not_depend_on_thread_count() {
         let mut manifests = Vec::new();
         for threads in [1, 2, 4] {
             let path = dir.path().join(format!("out-{compression}-{threads}.tar"));
-            let options = SquashOptions::default().with_selector(LayerSelector::Top(4)).with_compression(compression);
+            let options = SquashOptions::default()
+                .with_selector(LayerSelector::Top(4))
+                .with_compression(compression);
             let output = Output::new(path.clone(), OutputFormat::OciArchive).with_tag("t");
             let outcome = write_in(&image, options, &output, &Context::new().with_threads(threads));
             manifests.push((outcome.manifest_digest, std::fs::read(&path).expect("read")));
         }
-        assert!(manifests.windows(2).all(|w| w[0] == w[1]), "{compression}: output changed with the thread count");
+        assert!(
+            manifests.windows(2).all(|w| w[0] == w[1]),
+            "{compression}: output changed with the thread count"
+        );
     }
 }
 
@@ -105,7 +141,9 @@ fn history_created_and_messages() {
     let out2 = dir2.path().join("drop");
     write(
         &image,
-        SquashOptions::default().with_selector(LayerSelector::Ranges(vec![(1, 2)])).with_history(squash::HistoryMode::Drop),
+        SquashOptions::default()
+            .with_selector(LayerSelector::Ranges(vec![(1, 2)]))
+            .with_history(squash::HistoryMode::Drop),
         &Output::new(out2.clone(), OutputFormat::OciLayout).with_tag("t"),
     );
     let (_, config) = squash_testkit::read_oci_layout(&out2, Some("t"));
@@ -128,7 +166,11 @@ fn adds_to_an_existing_layout_under_a_new_tag() {
         &Output::new(input.clone(), OutputFormat::OciLayout).with_tag("squashed"),
     );
     for (name, bytes) in before {
-        assert_eq!(std::fs::read(input.join("blobs/sha256").join(&name)).expect("still there"), bytes, "existing blobs are not rewritten");
+        assert_eq!(
+            std::fs::read(input.join("blobs/sha256").join(&name)).expect("still there"),
+            bytes,
+            "existing blobs are not rewritten"
+        );
     }
     let original = Image::open(&format!("oci:{}:t", input.display())).expect("old tag");
     let squashed = Image::open(&format!("oci:{}:squashed", input.display())).expect("new tag");
@@ -144,9 +186,14 @@ fn report_predicts_the_new_layer_to_the_byte() {
         let image = Image::open(&format!("oci:{}:t", input.display())).expect("open");
         let options = SquashOptions::default().with_selector(LayerSelector::Top(4));
         let report = image.report(&options, 5).expect("report");
-        let outcome = write(&image, options, &Output::new(dir.path().join("out"), OutputFormat::OciLayout));
+        let outcome =
+            write(&image, options, &Output::new(dir.path().join("out"), OutputFormat::OciLayout));
         let new = outcome.layers.iter().find(|l| l.squashed_from.is_some()).expect("new layer");
-        assert_eq!(report.squash[0].uncompressed_size_after, new.uncompressed_size.expect("size"), "seed {seed}");
+        assert_eq!(
+            report.squash[0].uncompressed_size_after,
+            new.uncompressed_size.expect("size"),
+            "seed {seed}"
+        );
         assert!(report.wasted_bytes >= report.wasted_bytes_non_base);
         assert!((0.0..=1.0).contains(&report.efficiency));
     }
@@ -161,9 +208,13 @@ fn a_plan_runs_only_on_its_own_image() {
     let second = build(&dir.path().join("b"), &random_stack(22, 4), LayerCompression::Gzip);
     let a = squash::Image::open(&format!("oci:{}:t", first.display())).expect("open");
     let b = squash::Image::open(&format!("oci:{}:t", second.display())).expect("open");
-    let plan = a.plan(&squash::SquashOptions::default().with_selector(squash::LayerSelector::Top(2))).expect("plan");
+    let plan = a
+        .plan(&squash::SquashOptions::default().with_selector(squash::LayerSelector::Top(2)))
+        .expect("plan");
     let out = dir.path().join("out");
-    let err = plan.execute(&b, &squash::Output::new(out.clone(), squash::OutputFormat::OciLayout)).expect_err("another image");
+    let err = plan
+        .execute(&b, &squash::Output::new(out.clone(), squash::OutputFormat::OciLayout))
+        .expect_err("another image");
     assert!(err.to_string().contains("this plan was made for the image"), "{err}");
     assert!(!out.exists());
 }
@@ -176,10 +227,21 @@ fn a_plan_runs_only_on_its_own_image() {
 fn rewrite_timestamp_lowers_only_the_later_times_of_new_layers() {
     let (epoch, older, later) = (1_700_000_000u64, 1_000_000_000u64, 2_000_000_000u64);
     let base = LayerBuilder::new().mtime(later).dir("etc").file("etc/base", b"base").finish();
-    let first = LayerBuilder::new().mtime(older).file("old", b"old").mtime(later).dir("new").file("new/f", b"new").finish();
+    let first = LayerBuilder::new()
+        .mtime(older)
+        .file("old", b"old")
+        .mtime(later)
+        .dir("new")
+        .file("new/f", b"new")
+        .finish();
     let second = {
         let mut builder = tar::Builder::new(Vec::new());
-        builder.append_pax_extensions([("mtime", &b"2000000000.123456789"[..]), ("ctime", &b"1000000000.5"[..])]).expect("pax");
+        builder
+            .append_pax_extensions([
+                ("mtime", &b"2000000000.123456789"[..]),
+                ("ctime", &b"1000000000.5"[..]),
+            ])
+            .expect("pax");
         let mut h = tar::Header::new_gnu();
         h.set_path("new/pax").expect("path");
         h.set_size(3);
@@ -198,13 +260,22 @@ fn rewrite_timestamp_lowers_only_the_later_times_of_new_layers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = build(dir.path(), &stack, LayerCompression::Gzip);
     let image = Image::open(&format!("oci:{}:t", input.display())).expect("open");
-    let options = SquashOptions::default().with_selector(LayerSelector::Top(2)).with_rewrite_timestamp(true);
+    let options =
+        SquashOptions::default().with_selector(LayerSelector::Top(2)).with_rewrite_timestamp(true);
     let missing = image.plan(&options).expect_err("no epoch");
     assert!(missing.to_string().contains("--source-date-epoch"), "{missing}");
     let out = dir.path().join("out");
-    let outcome = write(&image, options.with_source_date_epoch(epoch as i64), &Output::new(out.clone(), OutputFormat::OciLayout));
+    let outcome = write(
+        &image,
+        options.with_source_date_epoch(epoch as i64),
+        &Output::new(out.clone(), OutputFormat::OciLayout),
+    );
     let squashed = Image::open(&format!("oci:{}", out.display())).expect("reopen");
-    assert_eq!(squashed.layers()[0].digest(), image.layers()[0].digest(), "the base layer is copied");
+    assert_eq!(
+        squashed.layers()[0].digest(),
+        image.layers()[0].digest(),
+        "the base layer is copied"
+    );
     assert_eq!(outcome.layers.len(), 2);
 
     let mut tar_bytes = Vec::new();
@@ -217,7 +288,10 @@ fn rewrite_timestamp_lowers_only_the_later_times_of_new_layers() {
         let mtime = entry.header().mtime().expect("mtime");
         assert!(mtime <= epoch, "{path}: mtime {mtime}");
         if let Some(gnu) = entry.header().as_gnu() {
-            assert!(gnu.atime().unwrap_or(0) <= epoch && gnu.ctime().unwrap_or(0) <= epoch, "{path}: GNU times");
+            assert!(
+                gnu.atime().unwrap_or(0) <= epoch && gnu.ctime().unwrap_or(0) <= epoch,
+                "{path}: GNU times"
+            );
         }
         if let Some(pax) = entry.pax_extensions().expect("pax") {
             for ext in pax.flatten() {
@@ -242,9 +316,12 @@ fn rewrite_timestamp_lowers_only_the_later_times_of_new_layers() {
     // The filesystem is the original's once both are seen with times at most the epoch; the base
     // layer's later times are still there.
     let clamp = |fs: &squash_testkit::RootFs| {
-        fs.filter_map(|_, node| Some(squash_testkit::Node { mtime: node.mtime.map(|t| t.min(epoch)), ..node.clone() }))
+        fs.filter_map(|_, node| {
+            Some(squash_testkit::Node { mtime: node.mtime.map(|t| t.min(epoch)), ..node.clone() })
+        })
     };
-    let original = squash_testkit::RootFs::from_layers(stack.iter().map(|l| l.as_slice())).expect("original");
+    let original =
+        squash_testkit::RootFs::from_layers(stack.iter().map(|l| l.as_slice())).expect("original");
     let layers: Vec<Vec<u8>> = (0..squashed.layers().len())
         .map(|i| {
             let mut bytes = Vec::new();
@@ -252,7 +329,8 @@ fn rewrite_timestamp_lowers_only_the_later_times_of_new_layers() {
             bytes
         })
         .collect();
-    let result = squash_testkit::RootFs::from_layers(layers.iter().map(|l| l.as_slice())).expect("squashed");
+    let result =
+        squash_testkit::RootFs::from_layers(layers.iter().map(|l| l.as_slice())).expect("squashed");
     assert_eq!(clamp(&original).diff(&clamp(&result)), Vec::<String>::new());
     assert_eq!(result.nodes()[&b"etc/base"[..]].mtime, Some(later), "kept layers are not touched");
 }
@@ -265,15 +343,25 @@ fn one_read_of_each_layer_writes_what_two_reads_write() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut reread = 0;
     for seed in 0..40u64 {
-        let stack = if seed % 2 == 0 { random_stack(100 + seed, 6) } else { squash_testkit::random_changeset_stack(100 + seed, 6) };
+        let stack = if seed % 2 == 0 {
+            random_stack(100 + seed, 6)
+        } else {
+            squash_testkit::random_changeset_stack(100 + seed, 6)
+        };
         let input = build(&dir.path().join(seed.to_string()), &stack, LayerCompression::Gzip);
         let image = Image::open(&format!("oci:{}:t", input.display())).expect("open");
         for ranges in [vec![(0, 5)], vec![(1, 4)], vec![(2, 5)], vec![(1, 2), (4, 5)]] {
             let mut outputs = Vec::new();
             for once in [true, false] {
-                let options = SquashOptions::default().with_selector(LayerSelector::Ranges(ranges.clone())).with_read_once(once);
+                let options = SquashOptions::default()
+                    .with_selector(LayerSelector::Ranges(ranges.clone()))
+                    .with_read_once(once);
                 let path = dir.path().join(format!("out-{seed}-{once}.tar"));
-                let outcome = write(&image, options, &Output::new(path.clone(), OutputFormat::OciArchive).with_tag("t"));
+                let outcome = write(
+                    &image,
+                    options,
+                    &Output::new(path.clone(), OutputFormat::OciArchive).with_tag("t"),
+                );
                 let rereads: usize = outcome.layers.iter().map(|l| l.rereads.len()).sum();
                 if once {
                     reread += rereads;
@@ -281,7 +369,10 @@ fn one_read_of_each_layer_writes_what_two_reads_write() {
                 outputs.push((outcome.manifest_digest, std::fs::read(&path).expect("read")));
                 std::fs::remove_file(&path).expect("remove");
             }
-            assert!(outputs[0] == outputs[1], "seed {seed}, ranges {ranges:?}: one read wrote other bytes than two");
+            assert!(
+                outputs[0] == outputs[1],
+                "seed {seed}, ranges {ranges:?}: one read wrote other bytes than two"
+            );
         }
     }
     eprintln!("layers read again in 160 squashes: {reread}");
@@ -295,7 +386,11 @@ fn a_layer_read_again_is_counted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let stack = vec![
         LayerBuilder::new().dir("etc").file("etc/base", b"base").finish(),
-        LayerBuilder::new().dir("app").file("app/a", b"content of a").hardlink("app/b", "app/a").finish(),
+        LayerBuilder::new()
+            .dir("app")
+            .file("app/a", b"content of a")
+            .hardlink("app/b", "app/a")
+            .finish(),
         LayerBuilder::new().dir("app").file("app/a", b"a replaced").finish(),
     ];
     let input = build(dir.path(), &stack, LayerCompression::Gzip);
@@ -307,14 +402,30 @@ fn a_layer_read_again_is_counted() {
         &Output::new(out.clone(), OutputFormat::OciLayout).with_tag("t"),
     );
     let merged = outcome.layers.iter().find(|l| l.squashed_from.is_some()).expect("merged");
-    assert_eq!(merged.rereads.iter().map(|r| r.layer).collect::<Vec<_>>(), vec![1, 1], "{:?}", merged.rereads);
-    assert!(merged.rereads[0].reason.contains("headers") && merged.rereads[1].reason.contains("did not keep"), "{:?}", merged.rereads);
+    assert_eq!(
+        merged.rereads.iter().map(|r| r.layer).collect::<Vec<_>>(),
+        vec![1, 1],
+        "{:?}",
+        merged.rereads
+    );
+    assert!(
+        merged.rereads[0].reason.contains("headers")
+            && merged.rereads[1].reason.contains("did not keep"),
+        "{:?}",
+        merged.rereads
+    );
     let (layers, _) = squash_testkit::read_oci_layout(&out, Some("t"));
-    let after = squash_testkit::RootFs::from_layers(layers.iter().map(|(_, t)| t.as_slice())).expect("squashed");
-    let before = squash_testkit::RootFs::from_layers(stack.iter().map(Vec::as_slice)).expect("original");
+    let after = squash_testkit::RootFs::from_layers(layers.iter().map(|(_, t)| t.as_slice()))
+        .expect("squashed");
+    let before =
+        squash_testkit::RootFs::from_layers(stack.iter().map(Vec::as_slice)).expect("original");
     assert_eq!(before.diff(&after), Vec::<String>::new());
     // Without hard links nothing is read again.
-    let plain = vec![stack[0].clone(), LayerBuilder::new().dir("app").file("app/a", b"1").finish(), stack[2].clone()];
+    let plain = vec![
+        stack[0].clone(),
+        LayerBuilder::new().dir("app").file("app/a", b"1").finish(),
+        stack[2].clone(),
+    ];
     let input = build(&dir.path().join("plain"), &plain, LayerCompression::Gzip);
     let image = Image::open(&format!("oci:{}:t", input.display())).expect("open");
     let outcome = write(

@@ -29,7 +29,12 @@ pub fn build(dir: &Path, stack: &[Vec<u8>], compression: LayerCompression) -> Pa
 }
 
 /// Squashes `ranges` of the image at `input` into `dir/out` and returns the output path.
-pub fn squash(input: &Path, dir: &Path, ranges: Vec<(usize, usize)>, options: SquashOptions) -> squash::Result<PathBuf> {
+pub fn squash(
+    input: &Path,
+    dir: &Path,
+    ranges: Vec<(usize, usize)>,
+    options: SquashOptions,
+) -> squash::Result<PathBuf> {
     let image = Image::open(&format!("oci:{}:t", input.display()))?;
     let plan = image.plan(&options.with_selector(LayerSelector::Ranges(ranges)))?;
     let out = dir.join("out");
@@ -40,7 +45,11 @@ pub fn squash(input: &Path, dir: &Path, ranges: Vec<(usize, usize)>, options: Sq
 
 /// Asserts that squashing `ranges` of `stack` gives the same filesystem, keeps the other layers'
 /// blobs, and yields the expected layer count.
-pub fn check_equivalent(stack: &[Vec<u8>], ranges: Vec<(usize, usize)>, compression: LayerCompression) -> squash::Result<()> {
+pub fn check_equivalent(
+    stack: &[Vec<u8>],
+    ranges: Vec<(usize, usize)>,
+    compression: LayerCompression,
+) -> squash::Result<()> {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = build(dir.path(), stack, compression);
     let out = squash(&input, dir.path(), ranges.clone(), SquashOptions::default())?;
@@ -52,26 +61,32 @@ pub fn check_equivalent(stack: &[Vec<u8>], ranges: Vec<(usize, usize)>, compress
 pub fn compare_layouts(input: &Path, out: &Path, ranges: &[(usize, usize)]) {
     let (before, _) = read_oci_layout(input, Some("t"));
     let (after, config) = read_oci_layout(out, Some("t"));
-    let expected = RootFs::from_layers(before.iter().map(|(_, t)| t.as_slice())).expect("original applies");
-    let actual = RootFs::from_layers(after.iter().map(|(_, t)| t.as_slice())).expect("squashed applies");
+    let expected =
+        RootFs::from_layers(before.iter().map(|(_, t)| t.as_slice())).expect("original applies");
+    let actual =
+        RootFs::from_layers(after.iter().map(|(_, t)| t.as_slice())).expect("squashed applies");
     let diff = expected.diff(&actual);
     assert!(
         diff.is_empty(),
-        "filesystems differ for ranges {ranges:?}:\n{}\n--- input layers:\n{}\n--- output layers:\n{}",
+        "filesystems differ for ranges {ranges:?}:\n{}\n--- input layers:\n{}\n--- output \
+            layers:\n{}",
         diff.join("\n"),
         listing(before.iter().map(|(_, t)| t.as_slice())),
         listing(after.iter().map(|(_, t)| t.as_slice()))
     );
     // Where the original does not depend on whether markers create their parents (Docker and
     // containerd: they do; umoci: they do not), neither may the squashed image.
-    let strict = |layers: &[(String, Vec<u8>)]| RootFs::from_layers_strict(layers.iter().map(|(_, t)| t.as_slice()));
+    let strict = |layers: &[(String, Vec<u8>)]| {
+        RootFs::from_layers_strict(layers.iter().map(|(_, t)| t.as_slice()))
+    };
     if let Ok(strict_before) = strict(&before) {
         if strict_before.diff(&expected).is_empty() {
             let strict_after = strict(&after).expect("squashed applies");
             let diff = strict_before.diff(&strict_after);
             assert!(
                 diff.is_empty(),
-                "filesystems differ for ranges {ranges:?} where markers create no parents:\n{}\n--- input layers:\n{}\n--- output layers:\n{}",
+                "filesystems differ for ranges {ranges:?} where markers create no \
+                    parents:\n{}\n--- input layers:\n{}\n--- output layers:\n{}",
                 diff.join("\n"),
                 listing(before.iter().map(|(_, t)| t.as_slice())),
                 listing(after.iter().map(|(_, t)| t.as_slice()))
@@ -93,7 +108,9 @@ pub fn compare_layouts(input: &Path, out: &Path, ranges: &[(usize, usize)]) {
         new_index += 1;
     }
     // History pairs with layers.
-    let non_empty = config["history"].as_array().map(|h| h.iter().filter(|s| s["empty_layer"].as_bool() != Some(true)).count());
+    let non_empty = config["history"]
+        .as_array()
+        .map(|h| h.iter().filter(|s| s["empty_layer"].as_bool() != Some(true)).count());
     assert_eq!(non_empty, Some(after.len()), "history must pair with layers");
 }
 
@@ -105,7 +122,10 @@ pub fn listing<'a>(layers: impl Iterator<Item = &'a [u8]>) -> String {
         let mut archive = tar::Archive::new(layer);
         for entry in archive.entries().expect("tar").flatten() {
             let h = entry.header();
-            let link = entry.link_name_bytes().map(|l| format!(" -> {}", String::from_utf8_lossy(&l))).unwrap_or_default();
+            let link = entry
+                .link_name_bytes()
+                .map(|l| format!(" -> {}", String::from_utf8_lossy(&l)))
+                .unwrap_or_default();
             out.push_str(&format!(
                 "  {:?} {:o} {}{}\n",
                 h.entry_type(),

@@ -24,7 +24,8 @@ fn main() -> Result<()> {
         Some("man") => man(),
         _ => {
             eprintln!(
-                "usage: cargo xtask bench [--scale S] [--runs N] [--dir DIR] [--peers-only] [--entries N,N,…] | cargo xtask fuzz [--seconds N] [--seed S] \
+                "usage: cargo xtask bench [--scale S] [--runs N] [--dir DIR] [--peers-only] \
+                    [--entries N,N,…] | cargo xtask fuzz [--seconds N] [--seed S] \
                  | cargo xtask man | cargo xtask ci"
             );
             Ok(())
@@ -94,12 +95,22 @@ fn fuzz(args: &[String]) -> Result<()> {
     let _ = fs::remove_dir_all(&scratch);
     fs::create_dir_all(&scratch)?;
     squash_fuzz::install_panic_recorder();
-    eprintln!("fuzz: {} seeds ({from_fixtures} from the shared fixtures), {seconds} s, seed {rng_seed}", seeds.len());
-    let stats = squash_fuzz::fuzz(&seeds, rng_seed, std::time::Duration::from_secs(seconds), &scratch, &crashes)?;
+    eprintln!(
+        "fuzz: {} seeds ({from_fixtures} from the shared fixtures), {seconds} s, seed {rng_seed}",
+        seeds.len()
+    );
+    let stats = squash_fuzz::fuzz(
+        &seeds,
+        rng_seed,
+        std::time::Duration::from_secs(seconds),
+        &scratch,
+        &crashes,
+    )?;
     let _ = fs::remove_dir_all(&scratch);
     let secs = stats.elapsed.as_secs_f64();
     println!(
-        "fuzz: {} executions in {secs:.1} s ({:.0} exec/s), {} accepted through every step, {} findings",
+        "fuzz: {} executions in {secs:.1} s ({:.0} exec/s), {} accepted through every step, {} \
+            findings",
         stats.executions,
         stats.executions as f64 / secs.max(1e-9),
         stats.accepted,
@@ -109,7 +120,11 @@ fn fuzz(args: &[String]) -> Result<()> {
         println!("  {}: {finding:?}\n    {description}", path.display());
     }
     if !stats.findings.is_empty() {
-        bail!("the fuzzer found {} problems (cases saved under {})", stats.findings.len(), crashes.display());
+        bail!(
+            "the fuzzer found {} problems (cases saved under {})",
+            stats.findings.len(),
+            crashes.display()
+        );
     }
     Ok(())
 }
@@ -180,7 +195,10 @@ fn text(len: usize, seed: u64) -> Vec<u8> {
         out.extend_from_slice(WORDS[(word[0] % 16) as usize].as_bytes());
         out.push(if word[1] % 9 == 0 { b'\n' } else { b' ' });
         if word[2] % 5 == 0 {
-            out.extend_from_slice(format!("{:x}", u32::from_le_bytes([word[3], word[4], word[5], word[6]])).as_bytes());
+            out.extend_from_slice(
+                format!("{:x}", u32::from_le_bytes([word[3], word[4], word[5], word[6]]))
+                    .as_bytes(),
+            );
         }
     }
     out.truncate(len);
@@ -193,7 +211,9 @@ struct LayerWriter {
 
 impl LayerWriter {
     fn create(path: &Path) -> Result<LayerWriter> {
-        Ok(LayerWriter { builder: tar::Builder::new(BufWriter::with_capacity(1 << 20, File::create(path)?)) })
+        Ok(LayerWriter {
+            builder: tar::Builder::new(BufWriter::with_capacity(1 << 20, File::create(path)?)),
+        })
     }
     fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
         let mut h = tar::Header::new_ustar();
@@ -214,9 +234,23 @@ impl LayerWriter {
         Ok(())
     }
     /// A large file streamed from a generator, never held in memory.
-    fn big(&mut self, path: &str, mode: u32, size: u64, seed: u64, compressible: bool) -> Result<()> {
+    fn big(
+        &mut self,
+        path: &str,
+        mode: u32,
+        size: u64,
+        seed: u64,
+        compressible: bool,
+    ) -> Result<()> {
         let mut h = Self::header(tar::EntryType::Regular, mode, size);
-        let reader = Generated { left: size, noise: Noise(seed | 1), compressible, seed, buf: Vec::new(), pos: 0 };
+        let reader = Generated {
+            left: size,
+            noise: Noise(seed | 1),
+            compressible,
+            seed,
+            buf: Vec::new(),
+            pos: 0,
+        };
         self.builder.append_data(&mut h, path, reader)?;
         Ok(())
     }
@@ -271,16 +305,21 @@ const MIB: u64 = 1 << 20;
 /// `n` entries (and a few directories); the image `2n`.
 fn write_entry_layers(dir: &Path, n: u64) -> Result<Vec<PathBuf>> {
     let paths: Vec<PathBuf> = (0..3).map(|i| dir.join(format!("layer{i}.tar"))).collect();
-    let tree = |l: &mut LayerWriter, root: &str, files: std::ops::Range<u64>, seed: u64| -> Result<()> {
-        for f in files {
-            if f % 100 == 0 {
-                l.dir(&format!("{root}/package-{}", f / 100))?;
-                l.dir(&format!("{root}/package-{}/lib", f / 100))?;
+    let tree =
+        |l: &mut LayerWriter, root: &str, files: std::ops::Range<u64>, seed: u64| -> Result<()> {
+            for f in files {
+                if f % 100 == 0 {
+                    l.dir(&format!("{root}/package-{}", f / 100))?;
+                    l.dir(&format!("{root}/package-{}/lib", f / 100))?;
+                }
+                l.file(
+                    &format!("{root}/package-{}/lib/module-{f}.js", f / 100),
+                    0o644,
+                    &text(96, seed + f),
+                )?;
             }
-            l.file(&format!("{root}/package-{}/lib/module-{f}.js", f / 100), 0o644, &text(96, seed + f))?;
-        }
-        Ok(())
-    };
+            Ok(())
+        };
     let mut l = LayerWriter::create(&paths[0])?;
     for d in ["usr", "usr/lib", "usr/lib/node_modules"] {
         l.dir(d)?;
@@ -307,9 +346,18 @@ fn write_entry_layers(dir: &Path, n: u64) -> Result<Vec<PathBuf>> {
 /// `--entries N,…`: time and peak RSS of a squash above the base (a range of N entries) and of
 /// a report (2N entries), gzip layers, medians of `runs` rounds.
 fn bench_entries(dir: &Path, counts: &[u64], runs: usize) -> Result<()> {
-    run(Command::new("cargo").current_dir(root()).args(["build", "--release", "--quiet", "-p", "squash-cli"]))?;
+    run(Command::new("cargo").current_dir(root()).args([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "squash-cli",
+    ]))?;
     let squash = root().join("target/release/squash");
-    println!("entry-count series: gzip layers, a squash of every layer above the base, medians of {runs} runs");
+    println!(
+        "entry-count series: gzip layers, a squash of every layer above the base, medians of \
+        {runs} runs"
+    );
     println!(
         "{:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
         "range", "squash s", "RSS MB", "B/entry", "report of", "report s", "RSS MB"
@@ -332,7 +380,12 @@ fn bench_entries(dir: &Path, counts: &[u64], runs: usize) -> Result<()> {
             )
         })?;
         let report_run = timed_median(runs, || {
-            timed(Command::new(&squash).arg("report").arg(format!("oci:{}:bench", layout.display())).args(["--from-layer", "2"]))
+            timed(
+                Command::new(&squash)
+                    .arg("report")
+                    .arg(format!("oci:{}:bench", layout.display()))
+                    .args(["--from-layer", "2"]),
+            )
         })?;
         println!(
             "{:>10} {:>10.2} {:>10.1} {:>10.0} {:>10} {:>10.2} {:>10.1}",
@@ -365,7 +418,11 @@ fn write_layers(dir: &Path, scale: f64) -> Result<Vec<PathBuf>> {
     for d in 0..count(40.0) {
         l.dir(&format!("usr/share/d{d}"))?;
         for f in 0..500 {
-            l.file(&format!("usr/share/d{d}/f{f}.txt"), 0o644, &text(1024 + (f * 37 % 3000) as usize, d * 1000 + f))?;
+            l.file(
+                &format!("usr/share/d{d}/f{f}.txt"),
+                0o644,
+                &text(1024 + (f * 37 % 3000) as usize, d * 1000 + f),
+            )?;
         }
     }
     l.finish()?;
@@ -457,14 +514,20 @@ fn write_layout(dir: &Path, tars: &[PathBuf], kind: &str) -> Result<Vec<PathBuf>
         let (digest, size) = sha256_file(&temp)?;
         let path = blobs.join(&digest[7..]);
         fs::rename(&temp, &path)?;
-        let media =
-            if kind == "gzip" { "application/vnd.oci.image.layer.v1.tar+gzip" } else { "application/vnd.oci.image.layer.v1.tar+zstd" };
+        let media = if kind == "gzip" {
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        } else {
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+        };
         layers.push(json!({"mediaType": media, "digest": digest, "size": size}));
         diff_ids.push(diff_id);
         blob_paths.push(path);
     }
-    let history: Vec<_> =
-        (0..tars.len()).map(|i| json!({"created": "2024-01-01T00:00:00Z", "created_by": format!("bench step {i}")})).collect();
+    let history: Vec<_> = (0..tars.len())
+        .map(
+            |i| json!({"created": "2024-01-01T00:00:00Z", "created_by": format!("bench step {i}")}),
+        )
+        .collect();
     let config = serde_json::to_vec(
         &json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}, "history": history}),
     )?;
@@ -495,13 +558,18 @@ fn write_docker_archive(path: &Path, tars: &[PathBuf]) -> Result<()> {
         names.push(name);
         diff_ids.push(diff_id);
     }
-    let history: Vec<_> =
-        (0..tars.len()).map(|i| json!({"created": "2024-01-01T00:00:00Z", "created_by": format!("bench step {i}")})).collect();
+    let history: Vec<_> = (0..tars.len())
+        .map(
+            |i| json!({"created": "2024-01-01T00:00:00Z", "created_by": format!("bench step {i}")}),
+        )
+        .collect();
     let config = serde_json::to_vec(
         &json!({"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": diff_ids}, "history": history}),
     )?;
     let config_name = format!("{}.json", hex::encode(Sha256::digest(&config)));
-    let manifest = serde_json::to_vec(&json!([{"Config": config_name, "RepoTags": ["bench:latest"], "Layers": names}]))?;
+    let manifest = serde_json::to_vec(
+        &json!([{"Config": config_name, "RepoTags": ["bench:latest"], "Layers": names}]),
+    )?;
     for (name, bytes) in [(config_name.as_str(), &config), ("manifest.json", &manifest)] {
         let mut h = tar::Header::new_ustar();
         h.set_size(bytes.len() as u64);
@@ -528,7 +596,8 @@ fn extract_new_layer(archive: &Path, to: &Path) -> Result<()> {
         }
     }
     let manifest = manifest.context("no manifest.json in the squashed archive")?;
-    let layer = manifest[0]["Layers"][1].as_str().context("the squashed archive has no second layer")?;
+    let layer =
+        manifest[0]["Layers"][1].as_str().context("the squashed archive has no second layer")?;
     let &(position, size) = members.get(layer).with_context(|| format!("no member {layer}"))?;
     let mut file = File::open(archive)?;
     std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(position))?;
@@ -540,7 +609,13 @@ fn extract_new_layer(archive: &Path, to: &Path) -> Result<()> {
 /// CPU seconds, peak RSS), `read` and `write` the limit's two commands' (seconds, CPU seconds)
 /// per round. The limit is their sum, the overlap their larger one, the floor their CPU spread
 /// over `cores`.
-fn limit_row(case: &str, ours: (f64, f64, f64), read: &[(f64, f64)], write: &[(f64, f64)], cores: usize) {
+fn limit_row(
+    case: &str,
+    ours: (f64, f64, f64),
+    read: &[(f64, f64)],
+    write: &[(f64, f64)],
+    cores: usize,
+) {
     let (time, cpu, rss) = ours;
     let wall = |runs: &[(f64, f64)]| median(runs.iter().map(|r| r.0).collect());
     let busy = |runs: &[(f64, f64)]| median(runs.iter().map(|r| r.1).collect());
@@ -586,8 +661,16 @@ fn timed_cpu(cmd: &mut Command) -> Result<(f64, f64, f64)> {
     }
     let text = fs::read_to_string(&report)?;
     // The last line: what GNU time printed after anything the command's own failure added.
-    let fields: Vec<f64> = text.lines().last().unwrap_or_default().split_whitespace().filter_map(|s| s.parse().ok()).collect();
-    let &[user, system, rss_kb] = fields.as_slice() else { bail!("unexpected output of GNU time: {text}") };
+    let fields: Vec<f64> = text
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let &[user, system, rss_kb] = fields.as_slice() else {
+        bail!("unexpected output of GNU time: {text}")
+    };
     Ok((wall, rss_kb / 1024.0, user + system))
 }
 
@@ -604,7 +687,10 @@ fn median(mut times: Vec<f64>) -> f64 {
 }
 
 /// Runs `measure` `runs` times: the median time and the largest peak RSS.
-fn timed_median(runs: usize, mut measure: impl FnMut() -> Result<(f64, f64)>) -> Result<(f64, f64)> {
+fn timed_median(
+    runs: usize,
+    mut measure: impl FnMut() -> Result<(f64, f64)>,
+) -> Result<(f64, f64)> {
     let mut times = Vec::new();
     let mut rss = 0f64;
     for _ in 0..runs {
@@ -621,7 +707,12 @@ fn timed_sh(script: &str) -> Result<(f64, f64)> {
 }
 
 fn have(tool: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {tool}")).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn bench(args: &[String]) -> Result<()> {
@@ -638,8 +729,12 @@ fn bench(args: &[String]) -> Result<()> {
             "--runs" => runs = it.next().context("--runs needs a number")?.parse::<usize>()?.max(1),
             "--peers-only" => peers_only = true,
             "--entries" => {
-                let list = it.next().context("--entries needs counts, such as 100000,400000,1000000")?;
-                entries = list.split(',').map(|n| n.trim().replace('_', "").parse::<u64>()).collect::<Result<_, _>>()?;
+                let list =
+                    it.next().context("--entries needs counts, such as 100000,400000,1000000")?;
+                entries = list
+                    .split(',')
+                    .map(|n| n.trim().replace('_', "").parse::<u64>())
+                    .collect::<Result<_, _>>()?;
             }
             other => bail!("unknown argument {other}"),
         }
@@ -649,17 +744,41 @@ fn bench(args: &[String]) -> Result<()> {
     }
     for tool in ["pigz", "zstd", "/usr/bin/time"] {
         if !have(tool) {
-            bail!("`{tool}` is needed for the physical-limit measurements (apt-get install pigz zstd time)");
+            bail!(
+                "`{tool}` is needed for the physical-limit measurements (apt-get install pigz \
+                zstd time)"
+            );
         }
     }
-    run(Command::new("cargo").current_dir(root()).args(["build", "--release", "--quiet", "-p", "squash-cli"]))?;
+    run(Command::new("cargo").current_dir(root()).args([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "squash-cli",
+    ]))?;
     let squash = root().join("target/release/squash");
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    println!("machine: {cores} cores; squashing every layer above layer 0 (4 layers); medians of {runs} runs");
-    println!("\"CPU\": user and system seconds; \"floor\": the limit's own CPU spread over every core, as a ratio to the limit");
+    println!(
+        "machine: {cores} cores; squashing every layer above layer 0 (4 layers); medians of \
+        {runs} runs"
+    );
+    println!(
+        "\"CPU\": user and system seconds; \"floor\": the limit's own CPU spread over every \
+        core, as a ratio to the limit"
+    );
     println!(
         "{:<28} {:>9} {:>7} {:>9} {:>7} {:>7} {:>9} {:>7} {:>7} {:>7}",
-        "case", "squash s", "CPU s", "limit s", "CPU s", "ratio", "overlap s", "ratio", "floor", "RSS MB"
+        "case",
+        "squash s",
+        "CPU s",
+        "limit s",
+        "CPU s",
+        "ratio",
+        "overlap s",
+        "ratio",
+        "floor",
+        "RSS MB"
     );
     for s in [scale, scale * 2.0] {
         let work = dir.join(format!("scale-{s}"));
@@ -684,7 +803,8 @@ fn bench(args: &[String]) -> Result<()> {
             } else {
                 ("zstd -dc -q", "zstd -T0 -3 -q -c".to_string())
             };
-            let (mut ours, mut ours_cpu, mut rss, mut decompress, mut compress) = (Vec::new(), Vec::new(), 0f64, Vec::new(), Vec::new());
+            let (mut ours, mut ours_cpu, mut rss, mut decompress, mut compress) =
+                (Vec::new(), Vec::new(), 0f64, Vec::new(), Vec::new());
             for round in 0..runs {
                 let _ = fs::remove_dir_all(&out);
                 let (t, r, cpu) = timed_cpu(
@@ -698,17 +818,37 @@ fn bench(args: &[String]) -> Result<()> {
                 rss = rss.max(r);
                 if round == 0 {
                     let new_blob = newest_layer_blob(&out)?;
-                    run(Command::new("sh").arg("-c").arg(format!("{dc} {} > {}", new_blob.display(), new_tar.display())))?;
+                    run(Command::new("sh").arg("-c").arg(format!(
+                        "{dc} {} > {}",
+                        new_blob.display(),
+                        new_tar.display()
+                    )))?;
                 }
                 decompress.push(timed_sh(&format!("{dc} {} > /dev/null", range.join(" ")))?);
                 compress.push(timed_sh(&format!("{c} < {} > /dev/null", new_tar.display()))?);
             }
-            limit_row(&format!("{kind} in, {kind} out"), (median(ours), median(ours_cpu), rss), &decompress, &compress, cores);
+            limit_row(
+                &format!("{kind} in, {kind} out"),
+                (median(ours), median(ours_cpu), rss),
+                &decompress,
+                &compress,
+                cores,
+            );
             fs::remove_file(&new_tar)?;
             let report_time = timed_median(runs, || {
-                timed(Command::new(&squash).arg("report").arg(format!("oci:{}:bench", layout.display())).args(["--from-layer", "4"]))
+                timed(
+                    Command::new(&squash)
+                        .arg("report")
+                        .arg(format!("oci:{}:bench", layout.display()))
+                        .args(["--from-layer", "4"]),
+                )
             })?;
-            println!("{:<28} {:>9.2} {:>73.1}", format!("  report ({kind})"), report_time.0, report_time.1);
+            println!(
+                "{:<28} {:>9.2} {:>73.1}",
+                format!("  report ({kind})"),
+                report_time.0,
+                report_time.1
+            );
         }
         // Peers work on `docker save` tarballs.
         let archive = work.join("docker.tar");
@@ -726,7 +866,12 @@ fn bench(args: &[String]) -> Result<()> {
         let range: Vec<String> = tars[1..].iter().map(|t| t.display().to_string()).collect();
         let (mut read_hash, mut write_hash) = (Vec::new(), Vec::new());
         for round in 0..runs {
-            let (t, r, cpu) = timed_cpu(Command::new(&squash).arg(&archive).args(["--from-layer", "4", "--quiet", "-o"]).arg(&out))?;
+            let (t, r, cpu) = timed_cpu(
+                Command::new(&squash)
+                    .arg(&archive)
+                    .args(["--from-layer", "4", "--quiet", "-o"])
+                    .arg(&out),
+            )?;
             ours.push(t);
             ours_cpu.push(cpu);
             rss = rss.max(r);
@@ -738,25 +883,47 @@ fn bench(args: &[String]) -> Result<()> {
             if peer_installed && peer_error.is_none() {
                 let _ = fs::remove_dir_all(&tmp);
                 let _ = fs::remove_file(&peer_out);
-                match timed(Command::new("oci-squash").args(["-f", "4", "--tmp-dir"]).arg(&tmp).arg("-o").arg(&peer_out).arg(&archive)) {
+                match timed(
+                    Command::new("oci-squash")
+                        .args(["-f", "4", "--tmp-dir"])
+                        .arg(&tmp)
+                        .arg("-o")
+                        .arg(&peer_out)
+                        .arg(&archive),
+                ) {
                     Ok((t, r)) => {
                         peer.push(t);
                         peer_rss = peer_rss.max(r);
                     }
-                    Err(e) => peer_error = Some(e.to_string().lines().last().unwrap_or_default().to_string()),
+                    Err(e) => {
+                        peer_error =
+                            Some(e.to_string().lines().last().unwrap_or_default().to_string())
+                    }
                 }
                 let _ = fs::remove_dir_all(&tmp);
             }
         }
         let ours = median(ours);
-        limit_row("docker-archive (plain tar)", (ours, median(ours_cpu), rss), &read_hash, &write_hash, cores);
+        limit_row(
+            "docker-archive (plain tar)",
+            (ours, median(ours_cpu), rss),
+            &read_hash,
+            &write_hash,
+            cores,
+        );
         let _ = fs::remove_file(&new_plain);
         match (peer_installed, peer_error) {
             (false, _) => println!("  oci-squash: not installed (pip install oci-squash)"),
             (true, Some(e)) => println!("  oci-squash failed: {e}"),
             (true, None) => {
                 let t = median(peer);
-                println!("{:<28} {:>9.2} {:>34.2}x slower {:>29.1}", "  oci-squash (same input)", t, t / ours, peer_rss)
+                println!(
+                    "{:<28} {:>9.2} {:>34.2}x slower {:>29.1}",
+                    "  oci-squash (same input)",
+                    t,
+                    t / ours,
+                    peer_rss
+                )
             }
         }
         docker_peer(&squash, &archive, runs, ours)?;
@@ -773,7 +940,10 @@ fn bench(args: &[String]) -> Result<()> {
 
 /// Whether the daemon at `DOCKER_HOST` (or the default socket) answers.
 fn docker_answers() -> bool {
-    Command::new("docker").args(["version", "--format", "{{.Server.Version}}"]).output().is_ok_and(|o| o.status.success())
+    Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// The seconds between the first log line of docker-squash containing `from` and the first
@@ -810,17 +980,22 @@ fn docker_peer(squash: &Path, archive: &Path, runs: usize, ours_alone: f64) -> R
         let _ = Command::new("docker").args(["rmi", "-f", tag]).output();
     };
     let pipe = format!(
-        "docker save bench:latest | {} - --from-layer 4 --quiet -o docker-archive:-:bench:ours | docker load -q > /dev/null",
+        "docker save bench:latest | {} - --from-layer 4 --quiet -o docker-archive:-:bench:ours | \
+            docker load -q > /dev/null",
         squash.display()
     );
-    let (mut peer, mut peer_steps, mut ours, mut save) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut peer, mut peer_steps, mut ours, mut save) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     // Rounds alternate the two flows, so that the machine's drift affects both alike.
     for _ in 0..runs {
         settle();
         let start = Instant::now();
-        let out = Command::new("docker-squash").args(["-f", "4", "-t", "bench:docker-squash", "bench:latest"]).output()?;
+        let out = Command::new("docker-squash")
+            .args(["-f", "4", "-t", "bench:docker-squash", "bench:latest"])
+            .output()?;
         peer.push(start.elapsed().as_secs_f64());
-        let log = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+        let log = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
         if !out.status.success() {
             println!("  docker-squash failed: {}", log.lines().last().unwrap_or_default());
             rmi("bench:latest");
@@ -837,7 +1012,13 @@ fn docker_peer(squash: &Path, archive: &Path, runs: usize, ours_alone: f64) -> R
     rmi("bench:latest");
     let (peer, ours, save) = (median(peer), median(ours), median(save));
     println!("{:<28} {:>9.2} {:>9} {:>7}", "  docker save | squash | load", ours, "", "");
-    println!("{:<28} {:>9.2} {:>9} {:>6.2}x", "  docker-squash (whole flow)", peer, "", peer / ours);
+    println!(
+        "{:<28} {:>9.2} {:>9} {:>6.2}x",
+        "  docker-squash (whole flow)",
+        peer,
+        "",
+        peer / ours
+    );
     println!("{:<28} {:>9.2}", "  docker save alone", save);
     if !peer_steps.is_empty() {
         let steps = median(peer_steps);
@@ -856,7 +1037,8 @@ fn docker_peer(squash: &Path, archive: &Path, runs: usize, ours_alone: f64) -> R
 fn newest_layer_blob(layout: &Path) -> Result<PathBuf> {
     let index: serde_json::Value = serde_json::from_slice(&fs::read(layout.join("index.json"))?)?;
     let digest = index["manifests"][0]["digest"].as_str().context("no manifest")?;
-    let manifest: serde_json::Value = serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(&digest[7..]))?)?;
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(&digest[7..]))?)?;
     let layers = manifest["layers"].as_array().context("no layers")?;
     let last = layers.last().and_then(|l| l["digest"].as_str()).context("no layer")?;
     Ok(layout.join("blobs/sha256").join(&last[7..]))

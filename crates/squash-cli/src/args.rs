@@ -16,7 +16,8 @@ Examples:
 Exit codes:
   0    success
   1    a report gate failed (the rule is named on stderr)
-  2    usage or input error, or the output could not be written (the message names the file, layer and entry)
+  2    usage or input error, or the output could not be written (the message names the file,
+       layer and entry)
   130  interrupted by SIGINT (Ctrl-C); 143 by SIGTERM. Nothing is left at the destination
   141  (SIGPIPE) standard output was closed, as in `squash inspect IMG | head -1`: the command ends
        quietly by SIGPIPE, as coreutils do";
@@ -54,10 +55,13 @@ impl Cli {
                     && matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
             });
             if let Some(id) = stray {
-                let flag = command.get_arguments().find(|a| a.get_id() == id).map_or(id.to_string(), |a| match a.get_long() {
-                    Some(long) => format!("--{long}"),
-                    None => format!("<{}>", id.to_uppercase()),
-                });
+                let flag = command.get_arguments().find(|a| a.get_id() == id).map_or(
+                    id.to_string(),
+                    |a| match a.get_long() {
+                        Some(long) => format!("--{long}"),
+                        None => format!("<{}>", id.to_uppercase()),
+                    },
+                );
                 command
                     .error(
                         clap::error::ErrorKind::ArgumentConflict,
@@ -351,7 +355,8 @@ pub struct ReportArgs {
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
     /// Exit 1 if more file bytes than SIZE are wasted outside the base. SIZE is bytes or a
-    /// number with a unit: kB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (of 1024), e.g. 50MB.
+    /// number with a unit: kB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (of 1024),
+    /// e.g. 50MB.
     #[arg(long, value_name = "SIZE")]
     pub fail_if_wasted_over: Option<String>,
     /// Exit 1 if more than PERCENT (0 to 100, e.g. 20 for a fifth) of the file bytes outside the
@@ -382,7 +387,9 @@ fn formats() -> clap::builder::PossibleValuesParser {
     clap::builder::PossibleValuesParser::new([
         PossibleValue::new("oci").alias("oci-layout").help("an OCI image layout directory"),
         PossibleValue::new("oci-archive").help("a tar of an OCI image layout"),
-        PossibleValue::new("docker-archive").alias("docker").help("a `docker save` tarball (one platform)"),
+        PossibleValue::new("docker-archive")
+            .alias("docker")
+            .help("a `docker save` tarball (one platform)"),
     ])
 }
 

@@ -30,7 +30,8 @@ pub struct DiveRules {
 
 /// Reads the rules of the `.dive-ci` file at `path`.
 pub fn read(path: &Path) -> Result<DiveRules> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading `{}`", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading `{}`", path.display()))?;
     parse(&text).with_context(|| format!("`{}`", path.display()))
 }
 
@@ -39,7 +40,11 @@ fn parse(text: &str) -> Result<DiveRules> {
     let mut result = DiveRules::default();
     let Some(document) = documents.first() else { return Ok(result) };
     let Yaml::Hash(top) = document else { bail!("expected a mapping with `rules:` at the top") };
-    let Some(rules) = top.iter().find(|(k, _)| key(k).is_some_and(|k| k.eq_ignore_ascii_case("rules"))).map(|(_, v)| v) else {
+    let Some(rules) = top
+        .iter()
+        .find(|(k, _)| key(k).is_some_and(|k| k.eq_ignore_ascii_case("rules")))
+        .map(|(_, v)| v)
+    else {
         return Ok(result);
     };
     let rules = match rules {
@@ -49,11 +54,14 @@ fn parse(text: &str) -> Result<DiveRules> {
     };
     for (name, value) in rules {
         let name = key(name).ok_or_else(|| anyhow!("a rule name under `rules:` is not text"))?;
-        let text = scalar(value).ok_or_else(|| anyhow!("rules.{name}: expected a number, a size or `disabled`"))?;
+        let text = scalar(value)
+            .ok_or_else(|| anyhow!("rules.{name}: expected a number, a size or `disabled`"))?;
         let known = match name.to_ascii_lowercase().as_str() {
             "lowestefficiency" => Some(("lowestEfficiency", "--min-efficiency")),
             "highestwastedbytes" => Some(("highestWastedBytes", "--fail-if-wasted-over")),
-            "highestuserwastedpercent" => Some(("highestUserWastedPercent", "--fail-if-wasted-percent-over")),
+            "highestuserwastedpercent" => {
+                Some(("highestUserWastedPercent", "--fail-if-wasted-percent-over"))
+            }
             _ => None,
         };
         let Some((rule, flag)) = known else {
@@ -66,7 +74,8 @@ fn parse(text: &str) -> Result<DiveRules> {
         match rule {
             "lowestEfficiency" => result.gates.min_efficiency = Some(ratio(rule, &text)?),
             "highestWastedBytes" => {
-                result.gates.max_wasted_bytes = Some(parse_size(&text).map_err(|e| anyhow!("rules.{rule}: {e}"))?);
+                result.gates.max_wasted_bytes =
+                    Some(parse_size(&text).map_err(|e| anyhow!("rules.{rule}: {e}"))?);
             }
             _ => result.gates.max_wasted_percent = Some(100.0 * ratio(rule, &text)?),
         }
@@ -92,7 +101,8 @@ fn scalar(yaml: &Yaml) -> Option<String> {
 }
 
 fn ratio(rule: &str, text: &str) -> Result<f64> {
-    let value: f64 = text.trim().parse().map_err(|_| anyhow!("rules.{rule}: `{text}` is not a number"))?;
+    let value: f64 =
+        text.trim().parse().map_err(|_| anyhow!("rules.{rule}: `{text}` is not a number"))?;
     if !(0.0..=1.0).contains(&value) {
         bail!("rules.{rule}: {value} is not a ratio from 0 to 1 (dive's unit: 0.2 means 20%)");
     }
@@ -107,7 +117,8 @@ mod tests {
     fn reads_dives_example_config() {
         // The example in dive's README.
         let rules = parse(
-            "rules:\n  # If the efficiency is measured below X%, mark as failed.\n  lowestEfficiency: 0.95\n\
+            "rules:\n  # If the efficiency is measured below X%, mark as failed.\n  \
+                lowestEfficiency: 0.95\n\
              \n  highestWastedBytes: 20MB\n\n  highestUserWastedPercent: 0.20\n",
         )
         .expect("parse");
@@ -119,7 +130,11 @@ mod tests {
 
     #[test]
     fn disabled_unknown_and_case() {
-        let rules = parse("rules:\n  lowestefficiency: disabled\n  HighestWastedBytes: 1.5MiB\n  somethingElse: 3\n").expect("parse");
+        let rules = parse(
+            "rules:\n  lowestefficiency: disabled\n  HighestWastedBytes: 1.5MiB\n  \
+            somethingElse: 3\n",
+        )
+        .expect("parse");
         assert_eq!(rules.gates.min_efficiency, None);
         assert_eq!(rules.gates.max_wasted_bytes, Some(1_572_864));
         assert_eq!(rules.unknown, vec!["somethingElse".to_string()]);
@@ -130,8 +145,14 @@ mod tests {
     #[test]
     fn bad_values_are_errors_naming_the_rule() {
         for (text, expected) in [
-            ("rules:\n  highestUserWastedPercent: 20\n", "rules.highestUserWastedPercent: 20 is not a ratio"),
-            ("rules:\n  lowestEfficiency: high\n", "rules.lowestEfficiency: `high` is not a number"),
+            (
+                "rules:\n  highestUserWastedPercent: 20\n",
+                "rules.highestUserWastedPercent: 20 is not a ratio",
+            ),
+            (
+                "rules:\n  lowestEfficiency: high\n",
+                "rules.lowestEfficiency: `high` is not a number",
+            ),
             ("rules:\n  highestWastedBytes: 20 parsecs\n", "rules.highestWastedBytes"),
             ("rules: [1, 2]\n", "must be a mapping"),
             ("rules:\n  lowestEfficiency: [1]\n", "rules.lowestEfficiency: expected"),

@@ -30,10 +30,13 @@ static SCRATCH: std::sync::Mutex<Option<std::path::PathBuf>> = std::sync::Mutex:
 /// the process ends on a signal.
 pub fn scratch(base: Option<&std::path::Path>) -> Result<tempfile::TempDir> {
     let base = base.map(std::path::Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
-    let dir = tempfile::Builder::new()
-        .prefix(".squash-scratch-")
-        .tempdir_in(&base)
-        .map_err(|e| anyhow::anyhow!("`{}`: cannot make a scratch directory for spools here (see --tmp-dir): {e}", base.display()))?;
+    let dir =
+        tempfile::Builder::new().prefix(".squash-scratch-").tempdir_in(&base).map_err(|e| {
+            anyhow::anyhow!(
+                "`{}`: cannot make a scratch directory for spools here (see --tmp-dir): {e}",
+                base.display()
+            )
+        })?;
     if let Ok(mut slot) = SCRATCH.lock() {
         *slot = Some(dir.path().to_path_buf());
     }
@@ -86,7 +89,8 @@ pub fn install_signal_handlers() -> Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     std::thread::Builder::new().name("signals".into()).spawn(move || {
         for signal in signals.forever() {
-            let first = SIGNALLED.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst).is_ok();
+            let first =
+                SIGNALLED.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst).is_ok();
             if !first || !WRITING.load(Ordering::SeqCst) {
                 end(128 + signal);
             }
@@ -126,7 +130,12 @@ pub fn fail(error: &anyhow::Error, as_json: bool) -> ExitCode {
     if as_json {
         let library = error.chain().find_map(|e| e.downcast_ref::<squash::Error>());
         let location = library.and_then(squash::Error::location);
-        let document = ErrorDocument::new(library.map(squash::Error::kind).unwrap_or("usage"), &message, location, 2);
+        let document = ErrorDocument::new(
+            library.map(squash::Error::kind).unwrap_or("usage"),
+            &message,
+            location,
+            2,
+        );
         let text = serde_json::to_string_pretty(&document).unwrap_or_default();
         if STDOUT_IS_IMAGE.load(Ordering::SeqCst) {
             note(&text);

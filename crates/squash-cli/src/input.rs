@@ -54,12 +54,21 @@ pub fn open_any(args: &ImageArgs, scratch: Option<&Path>) -> Result<Opened> {
 /// The `--base` images, each an image or an index (the image of each platform is taken from
 /// it).
 pub fn bases(args: &SelectArgs) -> Result<Vec<Opened>> {
-    args.base.iter().map(|b| Opened::open_with(b, &OpenOptions::default()).with_context(|| format!("opening base image `{b}`"))).collect()
+    args.base
+        .iter()
+        .map(|b| {
+            Opened::open_with(b, &OpenOptions::default())
+                .with_context(|| format!("opening base image `{b}`"))
+        })
+        .collect()
 }
 
 /// The `--base` images of a squash of one image.
 pub fn base_images(args: &SelectArgs) -> Result<Vec<Image>> {
-    args.base.iter().map(|b| Image::open(b).with_context(|| format!("opening base image `{b}`"))).collect()
+    args.base
+        .iter()
+        .map(|b| Image::open(b).with_context(|| format!("opening base image `{b}`")))
+        .collect()
 }
 
 /// Whether `reference` names standard input or a pipe, which are spooled.
@@ -77,14 +86,21 @@ pub fn scratch_for(args: &ImageArgs, writes_stream: bool) -> Result<Option<tempf
 
 /// The images a command that reads one image at a time works on: the one image, or without
 /// `--platform` every image of an index (with the index).
-pub fn images_to_read(args: &ImageArgs, scratch: Option<&Path>) -> Result<(Option<ImageIndex>, Vec<Image>)> {
+pub fn images_to_read(
+    args: &ImageArgs,
+    scratch: Option<&Path>,
+) -> Result<(Option<ImageIndex>, Vec<Image>)> {
     if one_platform(args, "this command")?.is_some() {
         return Ok((None, vec![open(args, scratch)?]));
     }
     match open_any(args, scratch)? {
         Opened::Image(image) => Ok((None, vec![*image])),
         Opened::Index(index) => {
-            let images = index.images().into_iter().map(|i| index.select(i.platform())).collect::<squash::Result<Vec<_>>>()?;
+            let images = index
+                .images()
+                .into_iter()
+                .map(|i| index.select(i.platform()))
+                .collect::<squash::Result<Vec<_>>>()?;
             Ok((Some(*index), images))
         }
     }

@@ -7,8 +7,9 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context as _, Result};
 use squash::present::parse_size;
 use squash::{
-    parse_command, parse_layer_range, ClutterRule, Compression, ConfigEdits, Context, Gates, HistoryMode, KeyEdit, LayerSelector, Output,
-    OutputFormat, Progress, ReportOptions, SquashOptions,
+    parse_command, parse_layer_range, ClutterRule, Compression, ConfigEdits, Context, Gates,
+    HistoryMode, KeyEdit, LayerSelector, Output, OutputFormat, Progress, ReportOptions,
+    SquashOptions,
 };
 
 use crate::args::{ReportArgs, SelectArgs, SquashArgs, Verbosity};
@@ -18,9 +19,14 @@ use crate::exit::note;
 pub fn selector(args: &SelectArgs) -> Result<LayerSelector> {
     let selector = match (&args.from_layer, args.layers.is_empty()) {
         (Some(_), false) => bail!("use either --from-layer or --layers, not both"),
-        (Some(value), true) => value.parse::<LayerSelector>().map_err(|e| anyhow!("--from-layer {e}"))?,
+        (Some(value), true) => {
+            value.parse::<LayerSelector>().map_err(|e| anyhow!("--from-layer {e}"))?
+        }
         (None, false) => LayerSelector::Ranges(
-            args.layers.iter().map(|r| parse_layer_range(r).map_err(|e| anyhow!("--layers {e}"))).collect::<Result<_>>()?,
+            args.layers
+                .iter()
+                .map(|r| parse_layer_range(r).map_err(|e| anyhow!("--layers {e}")))
+                .collect::<Result<_>>()?,
         ),
         (None, true) if args.all => LayerSelector::All,
         (None, true) => LayerSelector::Nothing,
@@ -32,7 +38,8 @@ pub fn selector(args: &SelectArgs) -> Result<LayerSelector> {
 pub fn excludes(args: &SelectArgs) -> Result<Vec<String>> {
     let mut patterns = args.exclude.clone();
     for file in &args.exclude_from {
-        let text = std::fs::read_to_string(file).with_context(|| format!("--exclude-from `{}`", file.display()))?;
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("--exclude-from `{}`", file.display()))?;
         patterns.extend(text.lines().map(str::to_string));
     }
     Ok(patterns)
@@ -40,7 +47,11 @@ pub fn excludes(args: &SelectArgs) -> Result<Vec<String>> {
 
 /// The context of a run: `--threads`, the progress shown, and the temporary directory (the
 /// run's scratch directory when it has one, else `--tmp-dir`).
-pub fn context<'p>(threads: Option<usize>, progress: &'p dyn Progress, tmp_dir: Option<&Path>) -> Context<'p> {
+pub fn context<'p>(
+    threads: Option<usize>,
+    progress: &'p dyn Progress,
+    tmp_dir: Option<&Path>,
+) -> Context<'p> {
     let context = Context::new().with_threads(threads.unwrap_or(0)).with_progress(progress);
     match tmp_dir {
         Some(dir) => context.with_tmp_dir(dir),
@@ -51,17 +62,26 @@ pub fn context<'p>(threads: Option<usize>, progress: &'p dyn Progress, tmp_dir: 
 /// The output `-o` names, with `--format` and `--tag` folded in: `None` without `-o`. Conflicts
 /// between them are refused before any image is read.
 pub fn output(args: &SquashArgs) -> Result<Option<Output>> {
-    let format = args.format.as_deref().map(|f| f.parse::<OutputFormat>().map_err(|e| anyhow!(e))).transpose()?;
+    let format = args
+        .format
+        .as_deref()
+        .map(|f| f.parse::<OutputFormat>().map_err(|e| anyhow!(e)))
+        .transpose()?;
     let Some(raw) = args.output.as_deref() else { return Ok(None) };
     let mut output = Output::parse(raw).map_err(|e| anyhow!("-o {e}"))?;
     if let (Some(named), Some(format)) = (output.format(), format) {
         if named != format {
-            bail!("-o `{raw}` names the {named} format but --format says {format}; give one of them");
+            bail!(
+                "-o `{raw}` names the {named} format but --format says {format}; give one of them"
+            );
         }
     }
     if let Some(format) = format {
         if output.is_stdout() && format == OutputFormat::OciLayout {
-            bail!("-o -: standard output takes an archive: --format docker-archive or oci-archive, not an OCI layout");
+            bail!(
+                "-o -: standard output takes an archive: --format docker-archive or \
+                oci-archive, not an OCI layout"
+            );
         }
         output = output.with_format(format);
     }
@@ -71,7 +91,9 @@ pub fn output(args: &SquashArgs) -> Result<Option<Output>> {
         }
         if let Some(own) = output.tag() {
             if own != tag {
-                bail!("-o `{raw}` carries the tag `{own}` but --tag says `{tag}`; give one of them");
+                bail!(
+                    "-o `{raw}` carries the tag `{own}` but --tag says `{tag}`; give one of them"
+                );
             }
         }
         output = output.with_tag(tag);
@@ -84,9 +106,10 @@ pub fn squash_options(args: &SquashArgs, selector: LayerSelector) -> Result<Squa
     let edits = config_edits(args)?;
     if selector == LayerSelector::Nothing && !args.convert && edits.is_empty() {
         bail!(
-            "no layers chosen to squash: give --from-layer base (everything above the base image, see --base), \
-             --from-layer N (the top N layers), --from-layer DIGEST (everything above that layer), --layers A..B or --all (every layer, the base included); \
-             to copy the image without squashing (a format conversion), give --convert"
+            "no layers chosen to squash: give --from-layer base (everything above the base image, \
+             see --base), --from-layer N (the top N layers), --from-layer DIGEST (everything \
+             above that layer), --layers A..B or --all (every layer, the base included); to copy \
+             the image without squashing (a format conversion), give --convert"
         );
     }
     let mut options = SquashOptions::default().with_selector(selector);
@@ -112,7 +135,10 @@ pub fn squash_options(args: &SquashArgs, selector: LayerSelector) -> Result<Squa
     if let Some(epoch) = args.source_date_epoch {
         options = options.with_source_date_epoch(epoch);
     } else if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
-        let epoch: i64 = epoch.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH `{epoch}` is not a number of seconds"))?;
+        let epoch: i64 = epoch
+            .trim()
+            .parse()
+            .with_context(|| format!("SOURCE_DATE_EPOCH `{epoch}` is not a number of seconds"))?;
         options = options.with_source_date_epoch(epoch);
     }
     Ok(options)
@@ -171,7 +197,10 @@ pub fn gates(args: &ReportArgs, verbosity: Verbosity) -> Result<Gates> {
         let rules = crate::dive_ci::read(path)?;
         for name in &rules.unknown {
             if !verbosity.quiet {
-                note(&format!("squash: `{}`: rules.{name} is not one of dive's rules; ignored", path.display()));
+                note(&format!(
+                    "squash: `{}`: rules.{name} is not one of dive's rules; ignored",
+                    path.display()
+                ));
             }
         }
         if verbosity.verbose > 0 {
@@ -182,7 +211,8 @@ pub fn gates(args: &ReportArgs, verbosity: Verbosity) -> Result<Gates> {
         gates = rules.gates;
     }
     if let Some(size) = args.fail_if_wasted_over.as_deref() {
-        gates.max_wasted_bytes = Some(parse_size(size).map_err(|e| anyhow!("--fail-if-wasted-over {e}"))?);
+        gates.max_wasted_bytes =
+            Some(parse_size(size).map_err(|e| anyhow!("--fail-if-wasted-over {e}"))?);
     }
     if let Some(percent) = args.fail_if_wasted_percent_over {
         gates.max_wasted_percent = Some(percent);
@@ -191,7 +221,8 @@ pub fn gates(args: &ReportArgs, verbosity: Verbosity) -> Result<Gates> {
         gates.min_efficiency = Some(ratio);
     }
     if let Some(size) = args.fail_if_clutter_over.as_deref() {
-        gates.max_clutter_bytes = Some(parse_size(size).map_err(|e| anyhow!("--fail-if-clutter-over {e}"))?);
+        gates.max_clutter_bytes =
+            Some(parse_size(size).map_err(|e| anyhow!("--fail-if-clutter-over {e}"))?);
     }
     Ok(gates)
 }

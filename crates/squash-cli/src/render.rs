@@ -1,10 +1,15 @@
 //! Human-readable tables; JSON goes through serde.
 
 use squash::present::human;
-use squash::{Attribute, ExcludeFigures, Image, ImageIndex, IndexOutcome, IndexPlan, Outcome, Report, SquashPlan, TreeDiff};
+use squash::{
+    Attribute, ExcludeFigures, Image, ImageIndex, IndexOutcome, IndexPlan, Outcome, Report,
+    SquashPlan, TreeDiff,
+};
 
 fn short(s: &str) -> String {
-    s.strip_prefix("sha256:").map(|h| format!("sha256:{}", &h[..12.min(h.len())])).unwrap_or_else(|| s.to_string())
+    s.strip_prefix("sha256:")
+        .map(|h| format!("sha256:{}", &h[..12.min(h.len())]))
+        .unwrap_or_else(|| s.to_string())
 }
 
 /// `text` cut to `width` characters, ending with "…" when cut.
@@ -30,14 +35,21 @@ fn list(numbers: &[usize]) -> String {
 /// Pads columns to their widest cell.
 pub fn table(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> =
-        (0..columns).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .collect();
     let mut out = String::new();
     for row in rows {
         let line: Vec<String> = row
             .iter()
             .enumerate()
-            .map(|(i, cell)| if i + 1 == row.len() { cell.clone() } else { format!("{cell:<w$}", w = widths[i]) })
+            .map(|(i, cell)| {
+                if i + 1 == row.len() {
+                    cell.clone()
+                } else {
+                    format!("{cell:<w$}", w = widths[i])
+                }
+            })
             .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
@@ -78,7 +90,8 @@ pub fn excluded(figures: &[ExcludeFigures]) -> String {
         .iter()
         .map(|f| {
             format!(
-                "  --exclude {}: {}, {} reclaimed; {}, {} hidden (still stored in kept layers below)\n",
+                "  --exclude {}: {}, {} reclaimed; {}, {} hidden (still stored in kept layers \
+                    below)\n",
                 f.pattern,
                 count(f.entries_reclaimed as usize, "entry", "entries"),
                 human(f.bytes_reclaimed),
@@ -94,7 +107,8 @@ pub fn platforms_left_out(image: &Image) -> String {
     let others: Vec<String> = image.other_platforms().iter().map(ToString::to_string).collect();
     let chosen = image.platform().map(ToString::to_string).unwrap_or_else(|| "one platform".into());
     format!(
-        "warning: the index also holds {}; only {chosen} is written (a docker-archive holds one platform; \
+        "warning: the index also holds {}; only {chosen} is written (a docker-archive holds one \
+            platform; \
          write oci or oci-archive to keep them all)",
         others.join(", ")
     )
@@ -102,9 +116,14 @@ pub fn platforms_left_out(image: &Image) -> String {
 
 /// What squashing an index will do, per platform.
 pub fn index_plan(index: &ImageIndex, plan: &IndexPlan) -> String {
-    let mut out = format!("image index {} ({} images)\n", short(&index.digest().to_string()), index.images().len());
+    let mut out = format!(
+        "image index {} ({} images)\n",
+        short(&index.digest().to_string()),
+        index.images().len()
+    );
     for (image, p) in plan.images(index) {
-        let platform = image.platform().map(ToString::to_string).unwrap_or_else(|| "(no platform)".into());
+        let platform =
+            image.platform().map(ToString::to_string).unwrap_or_else(|| "(no platform)".into());
         if p.ranges.is_empty() {
             out.push_str(&format!("{platform}: copied as it is\n"));
             continue;
@@ -121,7 +140,8 @@ pub fn index_plan(index: &ImageIndex, plan: &IndexPlan) -> String {
 pub fn index_outcome(outcome: &IndexOutcome) -> String {
     let output = if outcome.output == "-" { "standard output" } else { outcome.output.as_str() };
     let mut out = format!("wrote {output}\n  index: {}\n", outcome.index_digest);
-    let mut rows = vec![vec!["PLATFORM".into(), "MANIFEST".into(), "LAYERS".into(), "SIZE".into(), "".into()]];
+    let mut rows =
+        vec![vec!["PLATFORM".into(), "MANIFEST".into(), "LAYERS".into(), "SIZE".into(), "".into()]];
     for image in &outcome.images {
         let size: u64 = image.outcome.layers.iter().map(|l| l.compressed_size).sum();
         rows.push(vec![
@@ -135,7 +155,8 @@ pub fn index_outcome(outcome: &IndexOutcome) -> String {
     out.push_str(&table(&rows));
     if !outcome.dropped_attestations.is_empty() {
         out.push_str(&format!(
-            "  dropped {} attestation manifest(s) of squashed images (they describe the old manifests; --keep-attestations keeps them)\n",
+            "  dropped {} attestation manifest(s) of squashed images (they describe the old \
+                manifests; --keep-attestations keeps them)\n",
             outcome.dropped_attestations.len()
         ));
     }
@@ -146,7 +167,10 @@ pub fn index_outcome(outcome: &IndexOutcome) -> String {
         ));
     }
     if !outcome.absent.is_empty() {
-        out.push_str(&format!("  {} entr(ies) listed by the input but not in it: listed as they were\n", outcome.absent.len()));
+        out.push_str(&format!(
+            "  {} entr(ies) listed by the input but not in it: listed as they were\n",
+            outcome.absent.len()
+        ));
     }
     out
 }
@@ -174,14 +198,22 @@ pub fn outcome(image: &Image, plan: &SquashPlan, outcome: &Outcome) -> String {
     }
     out.push_str(&excluded(&outcome.excluded));
     out.push_str(&format!("  image (stored): {} -> {}\n", human(before_c), human(after_c)));
-    out.push_str(&format!("  manifest: {}\n  config:   {}\n", outcome.manifest_digest, outcome.config_digest));
+    out.push_str(&format!(
+        "  manifest: {}\n  config:   {}\n",
+        outcome.manifest_digest, outcome.config_digest
+    ));
     let mut rows = vec![vec!["#".into(), "DIGEST".into(), "SIZE".into(), "".into()]];
     for l in &outcome.layers {
         let note = match &l.squashed_from {
             Some(r) => format!("new: layers {}..{}", r.start, r.end),
             None => "kept".into(),
         };
-        rows.push(vec![l.index.to_string(), short(&l.digest.to_string()), human(l.compressed_size), note]);
+        rows.push(vec![
+            l.index.to_string(),
+            short(&l.digest.to_string()),
+            human(l.compressed_size),
+            note,
+        ]);
     }
     out.push_str(&table(&rows));
     out
@@ -189,9 +221,19 @@ pub fn outcome(image: &Image, plan: &SquashPlan, outcome: &Outcome) -> String {
 
 pub fn report(report: &Report) -> String {
     let mut out = String::new();
-    let mut rows = vec![["#", "COMPRESSED", "UNCOMPRESSED", "ADDED", "CHANGED", "DELETED", "WASTED", "RECLAIMS (STORED)", "CREATED BY"]
-        .map(String::from)
-        .to_vec()];
+    let mut rows = vec![[
+        "#",
+        "COMPRESSED",
+        "UNCOMPRESSED",
+        "ADDED",
+        "CHANGED",
+        "DELETED",
+        "WASTED",
+        "RECLAIMS (STORED)",
+        "CREATED BY",
+    ]
+    .map(String::from)
+    .to_vec()];
     for l in &report.layers {
         let created = truncated(&l.created_by.clone().unwrap_or_default(), 60);
         let reclaims = if l.base || (l.reclaimed_bytes == 0 && l.reclaimed_compressed_bytes == 0) {
@@ -213,7 +255,8 @@ pub fn report(report: &Report) -> String {
     }
     out.push_str(&table(&rows));
     out.push_str(&format!(
-        "\nwasted: {} in all, {} outside the base ({:.1}% of the non-base file bytes); efficiency {:.4}\n",
+        "\nwasted: {} in all, {} outside the base ({:.1}% of the non-base file bytes); efficiency \
+            {:.4}\n",
         human(report.wasted_bytes),
         human(report.wasted_bytes_non_base),
         report.wasted_percent,
@@ -223,16 +266,29 @@ pub fn report(report: &Report) -> String {
         out.push_str("\ntop wasted paths:\n");
         let mut rows = vec![["RECLAIMABLE", "COPIES", "LAYERS", "PATH"].map(String::from).to_vec()];
         for p in &report.wasted_paths {
-            rows.push(vec![human(p.reclaimable_bytes), p.copies.to_string(), list(&p.layers), p.path.clone()]);
+            rows.push(vec![
+                human(p.reclaimable_bytes),
+                p.copies.to_string(),
+                list(&p.layers),
+                p.path.clone(),
+            ]);
         }
         out.push_str(&table(&rows));
     }
     for r in &report.squash {
         let after = match (&r.compressed_size_after_exact, &r.digest_after) {
-            (Some(exact), Some(digest)) => format!("{} (exact, {})", human(*exact), short(&digest.to_string())),
-            _ if r.compression == squash::Compression::None => format!("{} (uncompressed)", human(r.compressed_size_after_estimate)),
+            (Some(exact), Some(digest)) => {
+                format!("{} (exact, {})", human(*exact), short(&digest.to_string()))
+            }
+            _ if r.compression == squash::Compression::None => {
+                format!("{} (uncompressed)", human(r.compressed_size_after_estimate))
+            }
             _ if r.sampled_bytes >= r.uncompressed_size_after => {
-                format!("~{} (estimate: all of it compressed with {})", human(r.compressed_size_after_estimate), r.compression)
+                format!(
+                    "~{} (estimate: all of it compressed with {})",
+                    human(r.compressed_size_after_estimate),
+                    r.compression
+                )
             }
             _ => format!(
                 "~{} (estimate: {} of it compressed with {}; --exact to measure all)",
@@ -242,7 +298,8 @@ pub fn report(report: &Report) -> String {
             ),
         };
         out.push_str(&format!(
-            "\nsquash {}\n  uncompressed {} -> {} (exact), reclaims {:.1}% of the non-base part\n  compressed {} -> {}\n",
+            "\nsquash {}\n  uncompressed {} -> {} (exact), reclaims {:.1}% of the non-base \
+             part\n  compressed {} -> {}\n",
             r.range,
             human(r.uncompressed_size_before),
             human(r.uncompressed_size_after),
@@ -262,13 +319,22 @@ fn clutter(report: &Report) -> String {
         return "\nclutter: none found under the cache and doc paths\n".into();
     }
     let mut out = format!(
-        "\nclutter: {} visible under cache and doc paths, {} outside the base (not waste: a squash keeps it, --exclude removes it)\n",
+        "\nclutter: {} visible under cache and doc paths, {} outside the base (not waste: a \
+            squash keeps it, --exclude removes it)\n",
         human(report.clutter_bytes),
         human(report.clutter_bytes_non_base)
     );
-    let mut rows = vec![["BYTES", "FILES", "IN SQUASHED LAYERS", "ADDED BY LAYERS", "WHAT", "REMOVE WITH"].map(String::from).to_vec()];
+    let mut rows =
+        vec![["BYTES", "FILES", "IN SQUASHED LAYERS", "ADDED BY LAYERS", "WHAT", "REMOVE WITH"]
+            .map(String::from)
+            .to_vec()];
     for c in &report.clutter {
-        let layers = c.layers.iter().map(|l| format!("{} ({})", l.layer, human(l.bytes))).collect::<Vec<_>>().join(", ");
+        let layers = c
+            .layers
+            .iter()
+            .map(|l| format!("{} ({})", l.layer, human(l.bytes)))
+            .collect::<Vec<_>>()
+            .join(", ");
         rows.push(vec![
             human(c.bytes),
             c.files.to_string(),
@@ -294,7 +360,8 @@ fn clutter(report: &Report) -> String {
 /// The summary of several images.
 pub fn audit(summary: &squash::AuditSummary) -> String {
     format!(
-        "== all {} images\n{} distinct layer blobs, {} stored (each shared blob once); after squashing each: {}{}, saving {} ({:.1}%)\n",
+        "== all {} images\n{} distinct layer blobs, {} stored (each shared blob once); after \
+            squashing each: {}{}, saving {} ({:.1}%)\n",
         summary.images,
         summary.blobs,
         human(summary.stored_bytes),
@@ -366,9 +433,12 @@ impl ProgressLine {
         let style = indicatif::ProgressStyle::with_template(template)
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
             .progress_chars("=> ");
-        let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr_with_hz(5))
-            .with_style(style)
-            .with_message(message);
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(total),
+            indicatif::ProgressDrawTarget::stderr_with_hz(5),
+        )
+        .with_style(style)
+        .with_message(message);
         bar.enable_steady_tick(std::time::Duration::from_millis(200));
         if let Ok(mut current) = self.bar.lock() {
             if let Some(old) = current.replace(bar) {
@@ -393,8 +463,10 @@ impl ProgressLine {
     }
 }
 
-const INDEXING: &str = "{msg} [{bar:30}] {decimal_bytes}/{decimal_total_bytes} {decimal_bytes_per_sec}";
-const WRITING: &str = "{msg:24!} [{bar:30}] {percent:>3}% {decimal_bytes}/{decimal_total_bytes} {decimal_bytes_per_sec} ETA {eta}";
+const INDEXING: &str =
+    "{msg} [{bar:30}] {decimal_bytes}/{decimal_total_bytes} {decimal_bytes_per_sec}";
+const WRITING: &str = "{msg:24!} [{bar:30}] {percent:>3}% {decimal_bytes}/{decimal_total_bytes} \
+    {decimal_bytes_per_sec} ETA {eta}";
 
 impl squash::Progress for ProgressLine {
     fn event(&self, event: &squash::Event) {
@@ -405,7 +477,9 @@ impl squash::Progress for ProgressLine {
                 self.log(&format!("{what} ({})", human(*bytes)));
                 self.restart(*bytes, INDEXING, what);
             }
-            Event::Indexed { bytes, .. } | Event::Advanced { bytes } => self.with_bar(|bar| bar.inc(*bytes)),
+            Event::Indexed { bytes, .. } | Event::Advanced { bytes } => {
+                self.with_bar(|bar| bar.inc(*bytes))
+            }
             Event::Writing { total } => {
                 self.log(&format!("writing: {} of work", human(*total)));
                 self.restart(*total, WRITING, "writing".into());
@@ -435,7 +509,8 @@ pub fn diff(diff: &TreeDiff, ignored: &[Attribute]) -> String {
     lines.extend(diff.added.iter().map(|p| (p.clone(), format!("+ {p}"))));
     lines.extend(diff.removed.iter().map(|p| (p.clone(), format!("- {p}"))));
     lines.extend(diff.changed.iter().map(|c| {
-        let what: Vec<String> = c.differences.iter().map(|d| format!("{} {} -> {}", d.attribute, d.a, d.b)).collect();
+        let what: Vec<String> =
+            c.differences.iter().map(|d| format!("{} {} -> {}", d.attribute, d.a, d.b)).collect();
         (c.path.clone(), format!("~ {}: {}", c.path, what.join("; ")))
     }));
     lines.sort();
@@ -443,12 +518,20 @@ pub fn diff(diff: &TreeDiff, ignored: &[Attribute]) -> String {
     let ignored = if ignored.is_empty() {
         String::new()
     } else {
-        format!(" ({} not compared)", ignored.iter().map(|a| a.name()).collect::<Vec<_>>().join(", "))
+        format!(
+            " ({} not compared)",
+            ignored.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+        )
     };
     if diff.is_empty() {
         text.push_str(&format!("the filesystems are equal{ignored}\n"));
     } else {
-        text.push_str(&format!("{} added, {} removed, {} changed{ignored}\n", diff.added.len(), diff.removed.len(), diff.changed.len()));
+        text.push_str(&format!(
+            "{} added, {} removed, {} changed{ignored}\n",
+            diff.added.len(),
+            diff.removed.len(),
+            diff.changed.len()
+        ));
     }
     text
 }

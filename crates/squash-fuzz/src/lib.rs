@@ -67,8 +67,11 @@ impl Seed {
     pub fn generated(count: u64) -> Vec<Seed> {
         (0..count)
             .map(|i| {
-                let layers =
-                    if i % 2 == 0 { squash_testkit::random_stack(i, 4) } else { squash_testkit::random_stack_implicit_parents(i, 4) };
+                let layers = if i % 2 == 0 {
+                    squash_testkit::random_stack(i, 4)
+                } else {
+                    squash_testkit::random_stack_implicit_parents(i, 4)
+                };
                 Seed::from_layers(&format!("generated stack {i}"), layers)
             })
             .collect()
@@ -76,9 +79,15 @@ impl Seed {
 
     /// A seed from generated layers.
     pub fn from_layers(name: &str, layers: Vec<Vec<u8>>) -> Seed {
-        let history: Vec<Value> = (0..layers.len()).map(|i| json!({"created_by": format!("RUN step {i}")})).collect();
-        let config =
-            json!({"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": []}, "history": history});
+        let history: Vec<Value> =
+            (0..layers.len()).map(|i| json!({"created_by": format!("RUN step {i}")})).collect();
+        let config = json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": []},
+            "history": history
+        });
         Seed { name: name.to_string(), layers, config }
     }
 }
@@ -209,7 +218,17 @@ fn mutate_json_at(rng: &mut Rng, value: &mut Value, depth: usize) {
 
 /// Bytes of tar header fields worth hitting: name, mode, size, mtime, checksum, typeflag,
 /// linkname, magic, prefix.
-const HEADER_FIELDS: [(usize, usize); 9] = [(0, 100), (100, 8), (124, 12), (136, 12), (148, 8), (156, 1), (157, 100), (257, 8), (345, 155)];
+const HEADER_FIELDS: [(usize, usize); 9] = [
+    (0, 100),
+    (100, 8),
+    (124, 12),
+    (136, 12),
+    (148, 8),
+    (156, 1),
+    (157, 100),
+    (257, 8),
+    (345, 155),
+];
 
 fn tar_checksum(block: &mut [u8]) {
     block[148..156].fill(b' ');
@@ -225,8 +244,13 @@ fn mutate_tar(rng: &mut Rng, tar: &mut Vec<u8>) {
     match rng.below(6) {
         0 | 1 if blocks > 0 => {
             // A header-looking block: one with "ustar" magic, else any.
-            let headers: Vec<usize> = (0..blocks).filter(|b| tar[b * 512 + 257..b * 512 + 262] == *b"ustar").collect();
-            let block = if headers.is_empty() { rng.below(blocks) } else { headers[rng.below(headers.len())] };
+            let headers: Vec<usize> =
+                (0..blocks).filter(|b| tar[b * 512 + 257..b * 512 + 262] == *b"ustar").collect();
+            let block = if headers.is_empty() {
+                rng.below(blocks)
+            } else {
+                headers[rng.below(headers.len())]
+            };
             let (offset, len) = HEADER_FIELDS[rng.below(HEADER_FIELDS.len())];
             let start = block * 512 + offset;
             for _ in 0..1 + rng.below(3) {
@@ -235,7 +259,9 @@ fn mutate_tar(rng: &mut Rng, tar: &mut Vec<u8>) {
                     0 => 0,
                     1 => b'7',
                     2 => 0x80,
-                    3 => [b'0', b'1', b'2', b'5', b'L', b'K', b'x', b'g', b'S', b'7'][rng.below(10)],
+                    3 => {
+                        [b'0', b'1', b'2', b'5', b'L', b'K', b'x', b'g', b'S', b'7'][rng.below(10)]
+                    }
                     _ => rng.next_u64() as u8,
                 };
             }
@@ -314,7 +340,12 @@ pub struct Case {
 }
 
 /// The members of an image archive, digests re-chained.
-fn assemble(rng: &mut Rng, seed: &Seed, container: Container, what: &mut String) -> Vec<(String, Vec<u8>)> {
+fn assemble(
+    rng: &mut Rng,
+    seed: &Seed,
+    container: Container,
+    what: &mut String,
+) -> Vec<(String, Vec<u8>)> {
     let mut layers = seed.layers.clone();
     let mut config = seed.config.clone();
     let part = rng.below(10);
@@ -344,12 +375,17 @@ fn assemble(rng: &mut Rng, seed: &Seed, container: Container, what: &mut String)
                 names.push(json!(name));
             }
             members.push((format!("{}.json", &config_digest[7..]), config_bytes));
-            let mut manifest = json!([{"Config": format!("{}.json", &config_digest[7..]), "RepoTags": ["fuzz:latest"], "Layers": names}]);
+            let mut manifest = json!([{
+                "Config": format!("{}.json", &config_digest[7..]),
+                "RepoTags": ["fuzz:latest"],
+                "Layers": names
+            }]);
             if mutate_manifest {
                 mutate_json(rng, &mut manifest);
                 what.push_str("manifest.json mutated; ");
             }
-            members.push(("manifest.json".into(), serde_json::to_vec(&manifest).unwrap_or_default()));
+            members
+                .push(("manifest.json".into(), serde_json::to_vec(&manifest).unwrap_or_default()));
         }
         Container::Oci => {
             let media = match codec {
@@ -367,7 +403,11 @@ fn assemble(rng: &mut Rng, seed: &Seed, container: Container, what: &mut String)
             let mut manifest = json!({
                 "schemaVersion": 2,
                 "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_bytes.len()},
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": config_digest,
+                    "size": config_bytes.len()
+                },
                 "layers": descriptors,
             });
             let mutate_index = mutate_manifest && rng.chance(40);
@@ -377,10 +417,19 @@ fn assemble(rng: &mut Rng, seed: &Seed, container: Container, what: &mut String)
             }
             let manifest_bytes = serde_json::to_vec(&manifest).unwrap_or_default();
             let manifest_digest = sha256(&manifest_bytes);
-            members.push((format!("blobs/sha256/{}", &manifest_digest[7..]), manifest_bytes.clone()));
-            let mut index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [{
-                "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest, "size": manifest_bytes.len(),
-                "annotations": {"org.opencontainers.image.ref.name": "latest"}, "platform": {"os": "linux", "architecture": "amd64"}}]});
+            members
+                .push((format!("blobs/sha256/{}", &manifest_digest[7..]), manifest_bytes.clone()));
+            let mut index = json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": [{
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": manifest_digest,
+                    "size": manifest_bytes.len(),
+                    "annotations": {"org.opencontainers.image.ref.name": "latest"},
+                    "platform": {"os": "linux", "architecture": "amd64"}
+                }]
+            });
             if mutate_index {
                 mutate_json(rng, &mut index);
                 what.push_str("index.json mutated; ");
@@ -452,9 +501,17 @@ pub fn run_case(path: &Path, work: &Path) -> Result<bool, Finding> {
         let image = Image::open(&reference)?;
         // Layers read on threads of their own, then on the reading thread (one thread in all).
         image.index_layers(0..image.layers().len())?;
-        image.report_in(&SquashOptions::default(), &ReportOptions::default().with_top_paths(5), &Context::new().with_threads(1))?;
+        image.report_in(
+            &SquashOptions::default(),
+            &ReportOptions::default().with_top_paths(5),
+            &Context::new().with_threads(1),
+        )?;
         let count = image.layers().len();
-        let selector = if count > 1 { LayerSelector::Top(count - 1) } else { LayerSelector::Top(count.max(1)) };
+        let selector = if count > 1 {
+            LayerSelector::Top(count - 1)
+        } else {
+            LayerSelector::Top(count.max(1))
+        };
         let plan = image.plan(&SquashOptions::default().with_selector(selector))?;
         plan.execute(&image, &Output::new(out.clone(), OutputFormat::OciArchive).with_tag("fuzz"))?;
         Ok(())
@@ -477,8 +534,12 @@ pub fn run_case(path: &Path, work: &Path) -> Result<bool, Finding> {
             Ok(true)
         }
         Ok(Err(error)) => {
-            let left: Vec<String> =
-                std::fs::read_dir(work).into_iter().flatten().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+            let left: Vec<String> = std::fs::read_dir(work)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
             if !left.is_empty() {
                 return Err(Finding::LeftBehind(left));
             }
@@ -515,7 +576,13 @@ pub struct Stats {
 }
 
 /// Fuzzes for `duration` from `seeds`, saving each finding's case under `crashes`.
-pub fn fuzz(seeds: &[Seed], rng_seed: u64, duration: Duration, scratch: &Path, crashes: &Path) -> std::io::Result<Stats> {
+pub fn fuzz(
+    seeds: &[Seed],
+    rng_seed: u64,
+    duration: Duration,
+    scratch: &Path,
+    crashes: &Path,
+) -> std::io::Result<Stats> {
     let mut rng = Rng::new(rng_seed);
     let mut stats = Stats::default();
     let start = Instant::now();

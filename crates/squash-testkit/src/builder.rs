@@ -18,7 +18,14 @@ pub struct LayerBuilder {
     mtime: u64,
 }
 
-fn header(kind: tar::EntryType, mode: u32, uid: u64, gid: u64, mtime: u64, size: u64) -> tar::Header {
+fn header(
+    kind: tar::EntryType,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: u64,
+    size: u64,
+) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(kind);
     h.set_mode(mode);
@@ -62,8 +69,11 @@ impl LayerBuilder {
     ) -> &mut Self {
         let mtime = self.mtime;
         if !xattrs.is_empty() {
-            let records: Vec<(String, &[u8])> = xattrs.iter().map(|(k, v)| (format!("SCHILY.xattr.{k}"), *v)).collect();
-            self.b().append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), *v))).expect("pax");
+            let records: Vec<(String, &[u8])> =
+                xattrs.iter().map(|(k, v)| (format!("SCHILY.xattr.{k}"), *v)).collect();
+            self.b()
+                .append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), *v)))
+                .expect("pax");
         }
         let mut h = header(tar::EntryType::Regular, mode, uid, gid, mtime, content.len() as u64);
         append_path(self.b(), &mut h, path.as_ref(), content);
@@ -101,7 +111,14 @@ impl LayerBuilder {
 
     /// A hard link to an earlier entry, its header carrying the file's mode and owner (as
     /// Docker's and BuildKit's tar writers fill it).
-    pub fn hardlink_with(&mut self, path: impl AsRef<[u8]>, target: impl AsRef<[u8]>, mode: u32, uid: u64, gid: u64) -> &mut Self {
+    pub fn hardlink_with(
+        &mut self,
+        path: impl AsRef<[u8]>,
+        target: impl AsRef<[u8]>,
+        mode: u32,
+        uid: u64,
+        gid: u64,
+    ) -> &mut Self {
         let mtime = self.mtime;
         let mut h = header(tar::EntryType::Link, mode, uid, gid, mtime, 0);
         append_link(self.b(), &mut h, path.as_ref(), target.as_ref());
@@ -140,7 +157,11 @@ impl LayerBuilder {
     /// An opaque whiteout in directory `dir`.
     pub fn opaque(&mut self, dir: impl AsRef<[u8]>) -> &mut Self {
         let dir = dir.as_ref();
-        let marker = if dir.is_empty() { b".wh..wh..opq".to_vec() } else { [dir, b"/.wh..wh..opq"].concat() };
+        let marker = if dir.is_empty() {
+            b".wh..wh..opq".to_vec()
+        } else {
+            [dir, b"/.wh..wh..opq"].concat()
+        };
         self.file(marker, b"")
     }
 
@@ -179,7 +200,12 @@ fn append_path(builder: &mut tar::Builder<Vec<u8>>, h: &mut tar::Header, path: &
     builder.append(h, data).expect("append");
 }
 
-fn append_link(builder: &mut tar::Builder<Vec<u8>>, h: &mut tar::Header, path: &[u8], target: &[u8]) {
+fn append_link(
+    builder: &mut tar::Builder<Vec<u8>>,
+    h: &mut tar::Header,
+    path: &[u8],
+    target: &[u8],
+) {
     if target.len() > 100 {
         append_gnu_long(builder, tar::EntryType::GNULongLink, target);
     }
@@ -249,14 +275,22 @@ impl Default for ImageBuilder {
 impl ImageBuilder {
     /// A builder whose layers are compressed with `compression`.
     pub fn new(compression: LayerCompression) -> Self {
-        ImageBuilder { layers: Vec::new(), empty_steps: Vec::new(), compression, platform: ("linux".into(), "amd64".into(), None) }
+        ImageBuilder {
+            layers: Vec::new(),
+            empty_steps: Vec::new(),
+            compression,
+            platform: ("linux".into(), "amd64".into(), None),
+        }
     }
 
     /// Sets the platform the config states, `os/arch[/variant]` (default `linux/amd64`).
     pub fn platform(&mut self, platform: &str) -> &mut Self {
         let mut parts = platform.split('/');
-        self.platform =
-            (parts.next().unwrap_or("linux").to_string(), parts.next().unwrap_or("amd64").to_string(), parts.next().map(str::to_string));
+        self.platform = (
+            parts.next().unwrap_or("linux").to_string(),
+            parts.next().unwrap_or("amd64").to_string(),
+            parts.next().map(str::to_string),
+        );
         self
     }
 
@@ -267,7 +301,12 @@ impl ImageBuilder {
     }
 
     /// Adds a layer with its own compression.
-    pub fn layer_compressed(&mut self, tar: Vec<u8>, created_by: &str, compression: LayerCompression) -> &mut Self {
+    pub fn layer_compressed(
+        &mut self,
+        tar: Vec<u8>,
+        created_by: &str,
+        compression: LayerCompression,
+    ) -> &mut Self {
         let blob = compression.compress(&tar);
         self.layers.push(BuiltLayer {
             tar,
@@ -296,18 +335,35 @@ impl ImageBuilder {
         let mut history = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
             for (_, step) in self.empty_steps.iter().filter(|(at, _)| *at == i) {
-                history.push(json!({"created": "2024-01-01T00:00:00Z", "created_by": step, "empty_layer": true}));
+                history.push(json!({
+                    "created": "2024-01-01T00:00:00Z",
+                    "created_by": step,
+                    "empty_layer": true
+                }));
             }
-            history.push(json!({"created": format!("2024-01-01T00:00:{:02}Z", i % 60), "created_by": layer.created_by}));
+            history.push(json!({
+                "created": format!("2024-01-01T00:00:{:02}Z", i % 60),
+                "created_by": layer.created_by
+            }));
         }
         for (_, step) in self.empty_steps.iter().filter(|(at, _)| *at == self.layers.len()) {
-            history.push(json!({"created": "2024-01-01T00:00:00Z", "created_by": step, "empty_layer": true}));
+            history.push(
+                json!({"created": "2024-01-01T00:00:00Z", "created_by": step, "empty_layer": true}),
+            );
         }
-        let diff_ids: Vec<String> = self.layers.iter().map(|l| l.stated_diff_id.clone().unwrap_or_else(|| sha256(&l.tar))).collect();
+        let diff_ids: Vec<String> = self
+            .layers
+            .iter()
+            .map(|l| l.stated_diff_id.clone().unwrap_or_else(|| sha256(&l.tar)))
+            .collect();
         let mut config = json!({
             "architecture": self.platform.1,
             "os": self.platform.0,
-            "config": {"Env": ["PATH=/usr/bin"], "Healthcheck": {"Test": ["CMD", "true"]}, "OnBuild": null},
+            "config": {
+                "Env": ["PATH=/usr/bin"],
+                "Healthcheck": {"Test": ["CMD", "true"]},
+                "OnBuild": null
+            },
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
             "history": history,
         });
@@ -321,12 +377,23 @@ impl ImageBuilder {
         let layers: Vec<Value> = self
             .layers
             .iter()
-            .map(|l| json!({"mediaType": l.media_type, "digest": sha256(&l.blob), "size": l.blob.len(), "annotations": {"test.layer": "old"}}))
+            .map(|l| {
+                json!({
+                    "mediaType": l.media_type,
+                    "digest": sha256(&l.blob),
+                    "size": l.blob.len(),
+                    "annotations": {"test.layer": "old"}
+                })
+            })
             .collect();
         serde_json::to_vec(&json!({
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(config), "size": config.len()},
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": sha256(config),
+                "size": config.len()
+            },
             "layers": layers,
         }))
         .expect("json")
@@ -363,36 +430,59 @@ impl ImageBuilder {
                 fs::write(blobs.join(&sha256(blob)[7..]), blob).expect("write blob");
             }
             let mut parts = platform.split('/');
-            let mut p = json!({"os": parts.next().unwrap_or("linux"), "architecture": parts.next().unwrap_or("amd64")});
+            let mut p = json!({
+                "os": parts.next().unwrap_or("linux"),
+                "architecture": parts.next().unwrap_or("amd64")
+            });
             if let Some(variant) = parts.next() {
                 p["variant"] = json!(variant);
             }
-            entries.push(json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256(&manifest), "size": manifest.len(), "platform": p}));
+            entries.push(json!({
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": sha256(&manifest),
+                "size": manifest.len(),
+                "platform": p
+            }));
         }
         let empty = b"{}".to_vec();
         let attestation = serde_json::to_vec(&json!({
             "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&empty), "size": empty.len()},
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": sha256(&empty),
+                "size": empty.len()
+            },
             "layers": [],
         }))
         .expect("json");
         for blob in [&empty, &attestation] {
             fs::write(blobs.join(&sha256(blob)[7..]), blob).expect("write blob");
         }
-        if let Some(first) = entries.first().and_then(|e| e["digest"].as_str()).map(str::to_string) {
+        if let Some(first) = entries.first().and_then(|e| e["digest"].as_str()).map(str::to_string)
+        {
             entries.push(json!({
-                "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256(&attestation), "size": attestation.len(),
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": sha256(&attestation),
+                "size": attestation.len(),
                 "platform": {"os": "unknown", "architecture": "unknown"},
-                "annotations": {"vnd.docker.reference.type": "attestation-manifest", "vnd.docker.reference.digest": first},
+                "annotations": {
+                    "vnd.docker.reference.type": "attestation-manifest",
+                    "vnd.docker.reference.digest": first
+                },
             }));
         }
-        let index =
-            serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries}))
-                .expect("json");
+        let index = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": entries
+        }))
+        .expect("json");
         fs::write(blobs.join(&sha256(&index)[7..]), &index).expect("write blob");
         fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).expect("write");
         let top = json!({"schemaVersion": 2, "manifests": [{
-            "mediaType": "application/vnd.oci.image.index.v1+json", "digest": sha256(&index), "size": index.len(),
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": sha256(&index),
+            "size": index.len(),
             "annotations": {"org.opencontainers.image.ref.name": tag}
         }]});
         fs::write(dir.join("index.json"), serde_json::to_vec(&top).expect("json")).expect("write");
@@ -409,7 +499,9 @@ impl ImageBuilder {
         }
         fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).expect("write");
         let entry = json!({
-            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256(&manifest), "size": manifest.len(),
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": sha256(&manifest),
+            "size": manifest.len(),
             "annotations": {"org.opencontainers.image.ref.name": tag}
         });
         // A layout that already holds images gets this one added under its tag.
@@ -420,7 +512,8 @@ impl ImageBuilder {
         if let Some(list) = index["manifests"].as_array_mut() {
             list.push(entry);
         }
-        fs::write(dir.join("index.json"), serde_json::to_vec(&index).expect("json")).expect("write");
+        fs::write(dir.join("index.json"), serde_json::to_vec(&index).expect("json"))
+            .expect("write");
     }
 
     /// Writes an OCI archive (a tar of the layout).
@@ -449,7 +542,10 @@ impl ImageBuilder {
             layer_paths.push(name);
         }
         let config_name = format!("{}.json", &sha256(&config)[7..]);
-        let manifest = serde_json::to_vec(&json!([{"Config": config_name, "RepoTags": [repo_tag], "Layers": layer_paths}])).expect("json");
+        let manifest = serde_json::to_vec(
+            &json!([{"Config": config_name, "RepoTags": [repo_tag], "Layers": layer_paths}]),
+        )
+        .expect("json");
         for (name, bytes) in [(config_name.as_str(), &config), ("manifest.json", &manifest)] {
             let mut h = tar::Header::new_ustar();
             h.set_size(bytes.len() as u64);
@@ -485,17 +581,28 @@ pub fn decompress(blob: &[u8]) -> Vec<u8> {
 /// of squash's reader: returns each layer's blob digest and uncompressed tar, and the config.
 pub fn read_oci_layout(dir: &Path, tag: Option<&str>) -> (Vec<(String, Vec<u8>)>, Value) {
     let blob = |digest: &str| fs::read(dir.join("blobs/sha256").join(&digest[7..])).expect("blob");
-    let index: Value = serde_json::from_slice(&fs::read(dir.join("index.json")).expect("index")).expect("json");
+    let index: Value =
+        serde_json::from_slice(&fs::read(dir.join("index.json")).expect("index")).expect("json");
     let manifests = index["manifests"].as_array().expect("manifests");
     let entry = manifests
         .iter()
-        .find(|m| tag.is_none() || m["annotations"]["org.opencontainers.image.ref.name"].as_str() == tag)
+        .find(|m| {
+            tag.is_none() || m["annotations"]["org.opencontainers.image.ref.name"].as_str() == tag
+        })
         .expect("tagged manifest");
     let manifest_bytes = blob(entry["digest"].as_str().expect("digest"));
-    assert_eq!(sha256(&manifest_bytes), entry["digest"].as_str().expect("digest"), "manifest digest");
+    assert_eq!(
+        sha256(&manifest_bytes),
+        entry["digest"].as_str().expect("digest"),
+        "manifest digest"
+    );
     let manifest: Value = serde_json::from_slice(&manifest_bytes).expect("manifest");
     let config_bytes = blob(manifest["config"]["digest"].as_str().expect("config"));
-    assert_eq!(sha256(&config_bytes), manifest["config"]["digest"].as_str().expect("config"), "config digest");
+    assert_eq!(
+        sha256(&config_bytes),
+        manifest["config"]["digest"].as_str().expect("config"),
+        "config digest"
+    );
     let config: Value = serde_json::from_slice(&config_bytes).expect("config");
     let mut layers = Vec::new();
     for (i, layer) in manifest["layers"].as_array().expect("layers").iter().enumerate() {
@@ -504,7 +611,11 @@ pub fn read_oci_layout(dir: &Path, tag: Option<&str>) -> (Vec<(String, Vec<u8>)>
         assert_eq!(sha256(&bytes), digest, "layer {i} digest");
         assert_eq!(bytes.len() as u64, layer["size"].as_u64().expect("size"), "layer {i} size");
         let tar = decompress(&bytes);
-        assert_eq!(Some(sha256(&tar).as_str()), config["rootfs"]["diff_ids"][i].as_str(), "layer {i} diff_id");
+        assert_eq!(
+            Some(sha256(&tar).as_str()),
+            config["rootfs"]["diff_ids"][i].as_str(),
+            "layer {i} diff_id"
+        );
         layers.push((digest, tar));
     }
     (layers, config)

@@ -1,5 +1,5 @@
-//! The engine's regression cases: one or more small stacks per rule of docs/layer-rules.md, each with
-//! the ranges to squash. The library's tests check them against the reference model; the
+//! The engine's regression cases: one or more small stacks per rule of docs/layer-rules.md, each
+//! with the ranges to squash. The library's tests check them against the reference model; the
 //! compatibility matrix has real appliers unpack them.
 
 use crate::builder::LayerBuilder;
@@ -68,12 +68,20 @@ pub fn rule2() -> Vec<Case> {
     vec![
         case(
             "rule2/dir-to-file",
-            vec![l().dir("d").file("d/x", b"x").finish(), l().whiteout("d").finish(), l().file("d", b"now a file").finish()],
+            vec![
+                l().dir("d").file("d/x", b"x").finish(),
+                l().whiteout("d").finish(),
+                l().file("d", b"now a file").finish(),
+            ],
             vec![(1, 2)],
         ),
         case(
             "rule2/file-dir-symlink",
-            vec![l().file("f", b"file").finish(), l().dir("f").file("f/y", b"y").finish(), l().symlink("f", "elsewhere").finish()],
+            vec![
+                l().file("f", b"file").finish(),
+                l().dir("f").file("f/y", b"y").finish(),
+                l().symlink("f", "elsewhere").finish(),
+            ],
             vec![(0, 2)],
         ),
     ]
@@ -82,10 +90,18 @@ pub fn rule2() -> Vec<Case> {
 /// Rule 3, a whiteout hides lower layers only; the entry in its own layer survives.
 pub fn rule3() -> Vec<Case> {
     vec![
-        case("rule3/base", vec![l().file("a", b"old").finish(), l().file("a", b"new").whiteout("a").finish()], vec![(0, 1)]),
+        case(
+            "rule3/base",
+            vec![l().file("a", b"old").finish(), l().file("a", b"new").whiteout("a").finish()],
+            vec![(0, 1)],
+        ),
         case(
             "rule3/above",
-            vec![l().file("a", b"old").finish(), l().file("a", b"new").whiteout("a").finish(), l().file("b", b"b").finish()],
+            vec![
+                l().file("a", b"old").finish(),
+                l().file("a", b"new").whiteout("a").finish(),
+                l().file("b", b"b").finish(),
+            ],
             vec![(1, 2)],
         ),
     ]
@@ -96,7 +112,10 @@ pub fn rule3() -> Vec<Case> {
 pub fn rule4() -> Vec<Case> {
     vec![case(
         "rule4",
-        vec![l().file("keep.wh.me", b"k").dir("dir.wh.x").file("dir.wh.x/file", b"f").finish(), l().file("other", b"o").finish()],
+        vec![
+            l().file("keep.wh.me", b"k").dir("dir.wh.x").file("dir.wh.x/file", b"f").finish(),
+            l().file("other", b"o").finish(),
+        ],
         vec![(0, 1)],
     )]
 }
@@ -133,7 +152,11 @@ pub fn rule6() -> Vec<Case> {
         // hidden.
         case(
             "rule6/recreated",
-            vec![l().dir("d").file("d/a", b"a").finish(), l().whiteout("d").finish(), l().dir("d").file("d/new", b"n").finish()],
+            vec![
+                l().dir("d").file("d/a", b"a").finish(),
+                l().whiteout("d").finish(),
+                l().dir("d").file("d/new", b"n").finish(),
+            ],
             vec![(1, 2)],
         ),
     ]
@@ -147,14 +170,21 @@ pub fn rule7() -> Vec<Case> {
             "rule7/overwritten",
             vec![
                 l().file("base", b"b").finish(),
-                l().file("usr/bin/x", b"old").hardlink("usr/bin/y", "/usr/bin/x").hardlink("usr/bin/z", "usr/bin/y").finish(),
+                l().file("usr/bin/x", b"old")
+                    .hardlink("usr/bin/y", "/usr/bin/x")
+                    .hardlink("usr/bin/z", "usr/bin/y")
+                    .finish(),
                 l().file("usr/bin/x", b"new").finish(),
             ],
             vec![(1, 2)],
         ),
         case(
             "rule7/deleted",
-            vec![l().file("base", b"b").finish(), l().file("t", b"old").hardlink("h", "t").finish(), l().whiteout("t").finish()],
+            vec![
+                l().file("base", b"b").finish(),
+                l().file("t", b"old").hardlink("h", "t").finish(),
+                l().whiteout("t").finish(),
+            ],
             vec![(1, 2)],
         ),
     ]
@@ -176,14 +206,19 @@ pub fn rule8() -> Vec<Case> {
 pub fn rule9() -> Vec<Case> {
     vec![case(
         "rule9",
-        vec![l().file("x", b"x").finish(), l().file("a/b/c", b"c").finish(), l().dir_with("a", 0o700, 5, 5).finish()],
+        vec![
+            l().file("x", b"x").finish(),
+            l().file("a/b/c", b"c").finish(),
+            l().dir_with("a", 0o700, 5, 5).finish(),
+        ],
         vec![(1, 2)],
     )]
 }
 
 /// A valid `security.capability` value (VFS_CAP_REVISION_2, effective, permitted
 /// CAP_NET_BIND_SERVICE): the kernel refuses malformed ones.
-pub const CAP_NET_BIND_SERVICE: &[u8] = b"\x01\x00\x00\x02\x00\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
+pub const CAP_NET_BIND_SERVICE: &[u8] =
+    b"\x01\x00\x00\x02\x00\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
 
 /// Rule 10, keep every attribute: setuid, large ids, xattrs, long and non-UTF-8 names, devices.
 pub fn rule10() -> Vec<Case> {
@@ -191,7 +226,15 @@ pub fn rule10() -> Vec<Case> {
     vec![case(
         "rule10",
         vec![
-            l().file_with("s", b"s", 0o4755, 3_000_000, 70_000, &[("security.capability", CAP_NET_BIND_SERVICE)]).finish(),
+            l().file_with(
+                "s",
+                b"s",
+                0o4755,
+                3_000_000,
+                70_000,
+                &[("security.capability", CAP_NET_BIND_SERVICE)],
+            )
+            .finish(),
             l().file(format!("{long}/{long}"), b"long")
                 .symlink("sl", long.as_str())
                 .file(b"\xff\xfe-name".as_slice(), b"latin")
@@ -208,7 +251,11 @@ pub fn rule10() -> Vec<Case> {
 pub fn umoci_whiteout_under_a_file() -> Vec<Case> {
     vec![case(
         "umoci-whiteout-under-a-file",
-        vec![l().dir("a").file("a/x", b"x").finish(), l().file("a", b"file now").whiteout("a/x").finish(), l().file("b", b"b").finish()],
+        vec![
+            l().dir("a").file("a/x", b"x").finish(),
+            l().file("a", b"file now").whiteout("a/x").finish(),
+            l().file("b", b"b").finish(),
+        ],
         vec![(1, 2)],
     )]
 }
@@ -227,7 +274,11 @@ pub fn implicit_directory_emptied() -> Vec<Case> {
             l().whiteout(format!("{x}/y/f")).finish(),
         ];
         out.push(case(&format!("implicit-emptied/{variant}"), stack.clone(), vec![(1, 2)]));
-        out.push(case(&format!("implicit-emptied/{variant}-base-range"), stack[1..].to_vec(), vec![(0, 1)]));
+        out.push(case(
+            &format!("implicit-emptied/{variant}-base-range"),
+            stack[1..].to_vec(),
+            vec![(0, 1)],
+        ));
     }
     out.push(case(
         "implicit-emptied/lower-dir",
@@ -240,7 +291,11 @@ pub fn implicit_directory_emptied() -> Vec<Case> {
     ));
     out.push(case(
         "implicit-emptied/opaque",
-        vec![l().dir("x").file("x/old", b"old").finish(), l().file("x/z/f", b"f").finish(), l().opaque("x/z").whiteout("x/z/f").finish()],
+        vec![
+            l().dir("x").file("x/old", b"old").finish(),
+            l().file("x/z/f", b"f").finish(),
+            l().opaque("x/z").whiteout("x/z/f").finish(),
+        ],
         vec![(1, 2)],
     ));
     out
@@ -250,7 +305,9 @@ pub fn implicit_directory_emptied() -> Vec<Case> {
 /// Every range `0..end` of one stack.
 pub fn base_range() -> Vec<Case> {
     let stack = base_range_stack();
-    (1..stack.len()).map(|end| case(&format!("base-range/0..{end}"), stack.clone(), vec![(0, end)])).collect()
+    (1..stack.len())
+        .map(|end| case(&format!("base-range/0..{end}"), stack.clone(), vec![(0, end)]))
+        .collect()
 }
 
 /// The stack of [`base_range`]: whiteouts, opaque markers, a deleted directory, and a file
@@ -294,8 +351,18 @@ pub fn whiteouts_in_new_directories() -> Vec<Case> {
             "new-dir-whiteout/nested",
             vec![
                 l().dir("d").file("d/keep", b"k").finish(),
-                l().dir("d").dir("d/new").dir("d/new/sub").file("d/new/sub/f", b"f").file("d/x", b"x").finish(),
-                l().dir("d").dir("d/new").dir("d/new/sub").whiteout("d/new/sub/f").whiteout("d/x").finish(),
+                l().dir("d")
+                    .dir("d/new")
+                    .dir("d/new/sub")
+                    .file("d/new/sub/f", b"f")
+                    .file("d/x", b"x")
+                    .finish(),
+                l().dir("d")
+                    .dir("d/new")
+                    .dir("d/new/sub")
+                    .whiteout("d/new/sub/f")
+                    .whiteout("d/x")
+                    .finish(),
             ],
             vec![(1, 2)],
         ),

@@ -15,7 +15,8 @@ use crate::model::{NodeKind, RootFs};
 
 /// Names under the root stay clear of what engines put into every container (`etc`, `dev`,
 /// `proc`, `sys`, `run`).
-const NAMES: &[&[u8]] = &[b"a", b"b", b"c", b"lib", b"keep.wh.me", b"sp ace", b"\xff\xfename", b"dir.wh.x", b"a-b"];
+const NAMES: &[&[u8]] =
+    &[b"a", b"b", b"c", b"lib", b"keep.wh.me", b"sp ace", b"\xff\xfename", b"dir.wh.x", b"a-b"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Kind {
@@ -51,18 +52,27 @@ fn under(path: &[u8], dir: &[u8]) -> bool {
 
 impl State {
     fn dirs(&self) -> Vec<Vec<u8>> {
-        self.paths.iter().filter(|(_, k)| matches!(k, Kind::Dir { .. })).map(|(p, _)| p.clone()).collect()
+        self.paths
+            .iter()
+            .filter(|(_, k)| matches!(k, Kind::Dir { .. }))
+            .map(|(p, _)| p.clone())
+            .collect()
     }
 
     fn files(&self) -> Vec<Vec<u8>> {
-        self.paths.iter().filter(|(_, k)| matches!(k, Kind::File(_))).map(|(p, _)| p.clone()).collect()
+        self.paths
+            .iter()
+            .filter(|(_, k)| matches!(k, Kind::File(_)))
+            .map(|(p, _)| p.clone())
+            .collect()
     }
 
     /// A path that does not exist yet, in the root or an existing directory.
     fn new_path(&self, rng: &mut Rng) -> Option<Vec<u8>> {
         for _ in 0..10 {
             let dirs = self.dirs();
-            let mut path = if rng.chance(75) { rng.pick(&dirs).unwrap_or_default() } else { Vec::new() };
+            let mut path =
+                if rng.chance(75) { rng.pick(&dirs).unwrap_or_default() } else { Vec::new() };
             if !path.is_empty() {
                 path.push(b'/');
             }
@@ -83,14 +93,27 @@ impl State {
         self.next_inode += 1;
         let mode = [0o644, 0o755, 0o4755, 0o600, 0o444][rng.below(5)];
         let uid = [0, 0, 1000, 3_000_000][rng.below(4)];
-        self.inodes.insert(inode, Inode { content: content(rng), mode, uid, gid: rng.below(2) as u64 * 100, xattrs: Vec::new() });
+        self.inodes.insert(
+            inode,
+            Inode {
+                content: content(rng),
+                mode,
+                uid,
+                gid: rng.below(2) as u64 * 100,
+                xattrs: Vec::new(),
+            },
+        );
         self.paths.insert(path, Kind::File(inode));
     }
 
     /// Removes `path` and everything under it.
     fn remove(&mut self, path: &[u8]) {
         self.paths.retain(|p, _| p != path && !under(p, path));
-        let used: BTreeSet<usize> = self.paths.values().filter_map(|k| if let Kind::File(i) = k { Some(*i) } else { None }).collect();
+        let used: BTreeSet<usize> = self
+            .paths
+            .values()
+            .filter_map(|k| if let Kind::File(i) = k { Some(*i) } else { None })
+            .collect();
         self.inodes.retain(|i, _| used.contains(i));
     }
 }
@@ -121,7 +144,9 @@ fn operate(rng: &mut Rng, state: &mut State, before: &State, changes: &mut Chang
         }
         3 => {
             // Overwrite in place: every name of the file sees the new content.
-            if let Some(Kind::File(inode)) = rng.pick(&state.files()).and_then(|p| state.paths.get(&p).cloned()) {
+            if let Some(Kind::File(inode)) =
+                rng.pick(&state.files()).and_then(|p| state.paths.get(&p).cloned())
+            {
                 state.inodes.get_mut(&inode).expect("inode").content = content(rng);
                 changes.inodes.insert(inode);
             }
@@ -129,7 +154,10 @@ fn operate(rng: &mut Rng, state: &mut State, before: &State, changes: &mut Chang
         4 => {
             if let Some(path) = state.new_path(rng) {
                 let mode = [0o755, 0o700, 0o1777, 0o2750][rng.below(4)];
-                state.paths.insert(path.clone(), Kind::Dir { mode, uid: rng.below(2) as u64 * 1000, gid: 0 });
+                state.paths.insert(
+                    path.clone(),
+                    Kind::Dir { mode, uid: rng.below(2) as u64 * 1000, gid: 0 },
+                );
                 changes.paths.insert(path);
             }
         }
@@ -158,14 +186,22 @@ fn operate(rng: &mut Rng, state: &mut State, before: &State, changes: &mut Chang
             }
         }
         6 => {
-            if let Some(Kind::File(inode)) = rng.pick(&state.files()).and_then(|p| state.paths.get(&p).cloned()) {
-                state.inodes.get_mut(&inode).expect("inode").xattrs = vec![("user.test".into(), vec![b'v', 0, 0xff, rng.next() as u8])];
+            if let Some(Kind::File(inode)) =
+                rng.pick(&state.files()).and_then(|p| state.paths.get(&p).cloned())
+            {
+                state.inodes.get_mut(&inode).expect("inode").xattrs =
+                    vec![("user.test".into(), vec![b'v', 0, 0xff, rng.next() as u8])];
                 changes.inodes.insert(inode);
             }
         }
         7 => {
             // rm of anything but a directory.
-            let leaves: Vec<Vec<u8>> = state.paths.iter().filter(|(_, k)| !matches!(k, Kind::Dir { .. })).map(|(p, _)| p.clone()).collect();
+            let leaves: Vec<Vec<u8>> = state
+                .paths
+                .iter()
+                .filter(|(_, k)| !matches!(k, Kind::Dir { .. }))
+                .map(|(p, _)| p.clone())
+                .collect();
             if let Some(path) = rng.pick(&leaves) {
                 if let Some(Kind::File(inode)) = state.paths.get(&path) {
                     changes.inodes.insert(*inode);
@@ -247,14 +283,21 @@ fn changeset(before: &State, after: &State, changes: &Changes, mtime: u64) -> Ve
         .removed_dirs
         .iter()
         .filter(|d| matches!(after.paths.get(*d), Some(Kind::Dir { .. })))
-        .filter(|d| !changes.removed_dirs.iter().any(|o| under(d, o) && matches!(after.paths.get(o), Some(Kind::Dir { .. }))))
+        .filter(|d| {
+            !changes
+                .removed_dirs
+                .iter()
+                .any(|o| under(d, o) && matches!(after.paths.get(o), Some(Kind::Dir { .. })))
+        })
         .cloned()
         .collect();
     let mut write: BTreeSet<Vec<u8>> = BTreeSet::new();
     for (path, kind) in &after.paths {
         let changed = match (before.paths.get(path), kind) {
             (None, _) => true,
-            (Some(Kind::File(a)), Kind::File(b)) => a != b || before.inodes.get(a) != after.inodes.get(b),
+            (Some(Kind::File(a)), Kind::File(b)) => {
+                a != b || before.inodes.get(a) != after.inodes.get(b)
+            }
             (Some(old), new) => old != new,
         };
         let linked = matches!(kind, Kind::File(i) if changes.inodes.contains(i));
@@ -264,26 +307,45 @@ fn changeset(before: &State, after: &State, changes: &Changes, mtime: u64) -> Ve
         }
     }
     // Every name of a file written, so its hard links stay one inode.
-    let written: BTreeSet<usize> =
-        write.iter().filter_map(|p| if let Some(Kind::File(i)) = after.paths.get(p) { Some(*i) } else { None }).collect();
-    write.extend(after.paths.iter().filter(|(_, k)| matches!(k, Kind::File(i) if written.contains(i))).map(|(p, _)| p.clone()));
+    let written: BTreeSet<usize> = write
+        .iter()
+        .filter_map(|p| if let Some(Kind::File(i)) = after.paths.get(p) { Some(*i) } else { None })
+        .collect();
+    write.extend(
+        after
+            .paths
+            .iter()
+            .filter(|(_, k)| matches!(k, Kind::File(i) if written.contains(i)))
+            .map(|(p, _)| p.clone()),
+    );
     let mut whiteouts: BTreeSet<Vec<u8>> = BTreeSet::new();
     for path in before.paths.keys() {
         if after.paths.contains_key(path) {
             continue;
         }
-        let covered = ancestors(path)
-            .any(|a| !after.paths.contains_key(a) || !matches!(after.paths.get(a), Some(Kind::Dir { .. })) || opaque.contains(a));
+        let covered = ancestors(path).any(|a| {
+            !after.paths.contains_key(a)
+                || !matches!(after.paths.get(a), Some(Kind::Dir { .. }))
+                || opaque.contains(a)
+        });
         if !covered {
             whiteouts.insert(path.clone());
         }
     }
     // The directories holding what changed, as the upper directory of an overlay holds them.
-    let parents: Vec<Vec<u8>> = write.iter().chain(&whiteouts).flat_map(|p| ancestors(p).map(<[u8]>::to_vec).collect::<Vec<_>>()).collect();
+    let parents: Vec<Vec<u8>> = write
+        .iter()
+        .chain(&whiteouts)
+        .flat_map(|p| ancestors(p).map(<[u8]>::to_vec).collect::<Vec<_>>())
+        .collect();
     write.extend(parents);
     // One walk in byte order: a whiteout sits where its path would, an opaque marker right
     // after its directory.
-    let mut order: Vec<(Vec<u8>, bool)> = write.into_iter().map(|p| (p, false)).chain(whiteouts.into_iter().map(|p| (p, true))).collect();
+    let mut order: Vec<(Vec<u8>, bool)> = write
+        .into_iter()
+        .map(|p| (p, false))
+        .chain(whiteouts.into_iter().map(|p| (p, true)))
+        .collect();
     order.sort();
     let mut layer = LayerBuilder::new();
     layer.mtime(mtime);
@@ -307,8 +369,16 @@ fn changeset(before: &State, after: &State, changes: &Changes, mtime: u64) -> Ve
                         layer.hardlink_with(&path, target, node.mode, node.uid, node.gid);
                     }
                     None => {
-                        let xattrs: Vec<(&str, &[u8])> = node.xattrs.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
-                        layer.file_with(&path, &node.content, node.mode, node.uid, node.gid, &xattrs);
+                        let xattrs: Vec<(&str, &[u8])> =
+                            node.xattrs.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+                        layer.file_with(
+                            &path,
+                            &node.content,
+                            node.mode,
+                            node.uid,
+                            node.gid,
+                            &xattrs,
+                        );
                         first_name.insert(*inode, path.clone());
                     }
                 }
@@ -329,13 +399,22 @@ fn changeset(before: &State, after: &State, changes: &Changes, mtime: u64) -> Ve
 fn agrees(fs: &RootFs, state: &State) -> Result<(), String> {
     let nodes: Vec<_> = fs.nodes().iter().filter(|(p, _)| !p.is_empty()).collect();
     if nodes.len() != state.paths.len() {
-        return Err(format!("{} paths in the model, {} in the state", nodes.len(), state.paths.len()));
+        return Err(format!(
+            "{} paths in the model, {} in the state",
+            nodes.len(),
+            state.paths.len()
+        ));
     }
     let mut groups: BTreeMap<usize, usize> = BTreeMap::new();
     for (path, node) in nodes {
-        let kind = state.paths.get(path).ok_or_else(|| format!("{} only in the model", String::from_utf8_lossy(path)))?;
+        let kind = state
+            .paths
+            .get(path)
+            .ok_or_else(|| format!("{} only in the model", String::from_utf8_lossy(path)))?;
         let ok = match kind {
-            Kind::Dir { mode, uid, gid } => node.kind == NodeKind::Dir && (node.mode, node.uid, node.gid) == (*mode, *uid, *gid),
+            Kind::Dir { mode, uid, gid } => {
+                node.kind == NodeKind::Dir && (node.mode, node.uid, node.gid) == (*mode, *uid, *gid)
+            }
             Kind::File(inode) => {
                 let i = &state.inodes[inode];
                 let same_group = *groups.entry(*inode).or_insert(node.inode) == node.inode;
@@ -347,7 +426,10 @@ fn agrees(fs: &RootFs, state: &State) -> Result<(), String> {
             Kind::Fifo => node.kind == NodeKind::Fifo,
         };
         if !ok {
-            return Err(format!("{}: {kind:?} in the state, {node:?} in the model", String::from_utf8_lossy(path)));
+            return Err(format!(
+                "{}: {kind:?} in the state, {node:?} in the model",
+                String::from_utf8_lossy(path)
+            ));
         }
     }
     Ok(())
@@ -370,8 +452,12 @@ pub fn random_changeset_stack(seed: u64, layers: usize) -> Vec<Vec<u8>> {
             operate(&mut rng, &mut state, &before, &mut changes);
         }
         let layer = changeset(&before, &state, &changes, 1_600_000_000 + 1000 * out.len() as u64);
-        fs.apply(&layer).unwrap_or_else(|e| panic!("seed {seed}, layer {}: the changeset does not apply: {e}", out.len()));
-        agrees(&fs, &state).unwrap_or_else(|e| panic!("seed {seed}, layer {}: the changeset is wrong: {e}", out.len()));
+        fs.apply(&layer).unwrap_or_else(|e| {
+            panic!("seed {seed}, layer {}: the changeset does not apply: {e}", out.len())
+        });
+        agrees(&fs, &state).unwrap_or_else(|e| {
+            panic!("seed {seed}, layer {}: the changeset is wrong: {e}", out.len())
+        });
         out.push(layer);
     }
     out
@@ -395,7 +481,11 @@ mod tests {
                 for entry in archive.entries().expect("tar") {
                     let entry = entry.expect("entry");
                     let path = entry.path_bytes().into_owned();
-                    assert!(seen.insert(path.clone()), "seed {seed}: {} twice in a layer", String::from_utf8_lossy(&path));
+                    assert!(
+                        seen.insert(path.clone()),
+                        "seed {seed}: {} twice in a layer",
+                        String::from_utf8_lossy(&path)
+                    );
                     let name = path.rsplit(|&b| b == b'/').next().unwrap_or_default().to_vec();
                     kinds.insert(if name == b".wh..wh..opq" {
                         "opaque".to_string()
@@ -405,7 +495,11 @@ mod tests {
                         format!("{:?}", entry.header().entry_type())
                     });
                     if let Some(parent) = parent(&path) {
-                        assert!(seen.contains(parent), "seed {seed}: {} before its parent", String::from_utf8_lossy(&path));
+                        assert!(
+                            seen.contains(parent),
+                            "seed {seed}: {} before its parent",
+                            String::from_utf8_lossy(&path)
+                        );
                     }
                 }
             }

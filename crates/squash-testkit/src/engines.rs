@@ -57,20 +57,27 @@ impl From<Vec<u8>> for Unpacked {
 /// and the entries it listed and could not read.
 pub fn tar_of(dir: &Path) -> Result<Unpacked, String> {
     let mut cmd = Command::new("tar");
-    cmd.args(["--xattrs", "--xattrs-include=*", "--numeric-owner", "--format=pax", "-C"]).arg(dir).args(["-cf", "-", "."]);
+    cmd.args(["--xattrs", "--xattrs-include=*", "--numeric-owner", "--format=pax", "-C"])
+        .arg(dir)
+        .args(["-cf", "-", "."]);
     let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     let mut unreadable = Vec::new();
     let mut other = Vec::new();
     for line in stderr.lines() {
-        match line.strip_prefix("tar: ").and_then(|l| l.strip_suffix(": File removed before we read it")) {
+        match line
+            .strip_prefix("tar: ")
+            .and_then(|l| l.strip_suffix(": File removed before we read it"))
+        {
             Some(path) => unreadable.push(path.trim_start_matches("./").to_string()),
             None if line.contains("Exiting with failure status due to previous errors") => {}
             None => other.push(line),
         }
     }
     // GNU tar exits with 1 when files changed as it read them, 2 on other errors.
-    if !other.is_empty() || !(out.status.success() || out.status.code() == Some(1) && !unreadable.is_empty()) {
+    if !other.is_empty()
+        || !(out.status.success() || out.status.code() == Some(1) && !unreadable.is_empty())
+    {
         return Err(format!("{cmd:?} failed: {}", stderr.trim()));
     }
     unreadable.sort();
@@ -79,9 +86,19 @@ pub fn tar_of(dir: &Path) -> Result<Unpacked, String> {
 
 /// What engines put into every container, and so into its export, whatever the image holds.
 fn engine_made(path: &[u8]) -> bool {
-    const FILES: &[&[u8]] = &[b".dockerenv", b"etc/hostname", b"etc/hosts", b"etc/resolv.conf", b"etc/mtab", b"run/.containerenv"];
+    const FILES: &[&[u8]] = &[
+        b".dockerenv",
+        b"etc/hostname",
+        b"etc/hosts",
+        b"etc/resolv.conf",
+        b"etc/mtab",
+        b"run/.containerenv",
+    ];
     const TREES: &[&[u8]] = &[b"dev", b"proc", b"sys"];
-    FILES.contains(&path) || TREES.iter().any(|t| path == *t || path.starts_with(t) && path.get(t.len()) == Some(&b'/'))
+    FILES.contains(&path)
+        || TREES
+            .iter()
+            .any(|t| path == *t || path.starts_with(t) && path.get(t.len()) == Some(&b'/'))
 }
 
 /// The root filesystem in an applier's tar (an export or [`tar_of`] an unpacked tree), read by
@@ -107,7 +124,10 @@ pub const UNPACKED_NOW: u64 = u64::MAX;
 
 /// Now, in seconds since the epoch: the `since` of [`unpacked`].
 pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// What every applier must agree on: `fs` without the root's entry and without what engines
@@ -127,21 +147,29 @@ fn keep(path: &[u8], node: &Node) -> Option<Node> {
 /// A directory with a short path, for what has a length limit: unix sockets (108 bytes), and
 /// podman's run root (50 characters). Under `/tmp` when there is one, whatever `TMPDIR` says.
 fn short_dir(prefix: &str) -> tempfile::TempDir {
-    let base = if Path::new("/tmp").is_dir() { PathBuf::from("/tmp") } else { std::env::temp_dir() };
+    let base =
+        if Path::new("/tmp").is_dir() { PathBuf::from("/tmp") } else { std::env::temp_dir() };
     tempfile::Builder::new().prefix(prefix).tempdir_in(base).expect("a short temporary directory")
 }
 
 /// Starts a daemon with its output going to `log` and no standard input.
 fn spawn_daemon(cmd: &mut Command, log: &Path) -> Child {
     let file = std::fs::File::create(log).expect("log");
-    cmd.stdout(file.try_clone().expect("log")).stderr(file).stdin(Stdio::null()).spawn().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
+    cmd.stdout(file.try_clone().expect("log"))
+        .stderr(file)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
 }
 
 fn wait_for(what: &str, log: &Path, mut ready: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ready() {
         let log = std::fs::read_to_string(log).unwrap_or_default();
-        assert!(start.elapsed() < Duration::from_secs(60), "{what} did not answer within 60 s:\n{log}");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{what} did not answer within 60 s:\n{log}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -173,7 +201,12 @@ impl Docker {
         let log = root.join("dockerd.log");
         let daemon = spawn_daemon(
             Command::new("dockerd")
-                .args(["--iptables=false", "--ip-forward=false", "--bridge=none", "--storage-driver=overlay2"])
+                .args([
+                    "--iptables=false",
+                    "--ip-forward=false",
+                    "--bridge=none",
+                    "--storage-driver=overlay2",
+                ])
                 .arg(format!("--data-root={}", root.join("root").display()))
                 .arg(format!("--exec-root={}", run.path().join("exec").display()))
                 .arg(format!("--pidfile={}", run.path().join("docker.pid").display()))
@@ -181,7 +214,9 @@ impl Docker {
             &log,
         );
         let docker = Docker { root, daemon, host: format!("unix://{}", socket.display()), run };
-        wait_for("dockerd", &log, || docker.cmd().arg("version").output().is_ok_and(|o| o.status.success()));
+        wait_for("dockerd", &log, || {
+            docker.cmd().arg("version").output().is_ok_and(|o| o.status.success())
+        });
         docker
     }
 
@@ -199,7 +234,13 @@ impl Docker {
 
     /// The daemon's version.
     pub fn version(&self) -> String {
-        String::from_utf8_lossy(&output(self.cmd().args(["version", "--format", "{{.Server.Version}}"]))).trim().to_string()
+        String::from_utf8_lossy(&output(self.cmd().args([
+            "version",
+            "--format",
+            "{{.Server.Version}}",
+        ])))
+        .trim()
+        .to_string()
     }
 
     /// `docker load -i archive`.
@@ -209,7 +250,15 @@ impl Docker {
 
     /// The filesystem of a container created from `image`, as `docker export` writes it.
     pub fn export(&self, image: &str) -> Result<Vec<u8>, String> {
-        let id = String::from_utf8_lossy(&try_output(self.cmd().args(["create", "--network", "none", image, "true"]))?).trim().to_string();
+        let id = String::from_utf8_lossy(&try_output(self.cmd().args([
+            "create",
+            "--network",
+            "none",
+            image,
+            "true",
+        ]))?)
+        .trim()
+        .to_string();
         let tar = try_output(self.cmd().args(["export", &id]));
         output(self.cmd().args(["rm", &id]));
         tar
@@ -253,7 +302,8 @@ impl Containerd {
         std::fs::write(
             &config,
             format!(
-                "version = 2\nroot = \"{}\"\nstate = \"{}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{}\"\n",
+                "version = 2\nroot = \"{}\"\nstate = \"{}\"\ndisabled_plugins = \
+                    [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{}\"\n",
                 root.join("root").display(),
                 run.path().join("state").display(),
                 socket.display()
@@ -263,7 +313,9 @@ impl Containerd {
         let log = root.join("containerd.log");
         let daemon = spawn_daemon(Command::new("containerd").arg("--config").arg(&config), &log);
         let containerd = Containerd { root, daemon, socket, _run: run };
-        wait_for("containerd", &log, || containerd.ctr().arg("version").output().is_ok_and(|o| o.status.success()));
+        wait_for("containerd", &log, || {
+            containerd.ctr().arg("version").output().is_ok_and(|o| o.status.success())
+        });
         containerd
     }
 
@@ -331,11 +383,9 @@ impl Podman {
     /// A `podman` command using this store.
     pub fn cmd(&self) -> Command {
         let mut c = Command::new("podman");
-        c.arg(format!("--root={}", self.store.join("root").display())).arg(format!("--runroot={}", self.run.path().display())).args([
-            "--storage-driver=vfs",
-            "--cgroup-manager=cgroupfs",
-            "--events-backend=file",
-        ]);
+        c.arg(format!("--root={}", self.store.join("root").display()))
+            .arg(format!("--runroot={}", self.run.path().display()))
+            .args(["--storage-driver=vfs", "--cgroup-manager=cgroupfs", "--events-backend=file"]);
         c
     }
 
@@ -346,7 +396,9 @@ impl Podman {
 
     /// The filesystem of a container created from `image`, as `podman export` writes it.
     pub fn export(&self, image: &str) -> Result<Vec<u8>, String> {
-        let id = String::from_utf8_lossy(&try_output(self.cmd().args(["create", image, "true"]))?).trim().to_string();
+        let id = String::from_utf8_lossy(&try_output(self.cmd().args(["create", image, "true"]))?)
+            .trim()
+            .to_string();
         let tar = try_output(self.cmd().args(["export", &id]));
         output(self.cmd().args(["rm", &id]));
         tar
@@ -369,7 +421,12 @@ impl Drop for Podman {
 pub fn umoci_rootfs(layout: &Path, tag: &str, scratch: &Path) -> Result<Unpacked, String> {
     let bundle = scratch.join("umoci-bundle");
     let _ = std::fs::remove_dir_all(&bundle);
-    let unpacked = try_output(Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:{tag}", layout.display())).arg(&bundle));
+    let unpacked = try_output(
+        Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!("{}:{tag}", layout.display()))
+            .arg(&bundle),
+    );
     let tar = unpacked.and_then(|_| tar_of(&bundle.join("rootfs")));
     let _ = std::fs::remove_dir_all(&bundle);
     tar

@@ -26,11 +26,15 @@ impl Rng {
     }
 }
 
-const NAMES: &[&[u8]] = &[b"a", b"b", b"c", b"etc", b"keep.wh.me", b"sp ace", b"\xff\xfename", b"dir.wh.x"];
+const NAMES: &[&[u8]] =
+    &[b"a", b"b", b"c", b"etc", b"keep.wh.me", b"sp ace", b"\xff\xfename", b"dir.wh.x"];
 
 fn random_path(rng: &mut Rng, existing_dirs: &[Vec<u8>]) -> Vec<u8> {
-    let mut path =
-        if !existing_dirs.is_empty() && rng.chance(70) { existing_dirs[rng.below(existing_dirs.len())].clone() } else { Vec::new() };
+    let mut path = if !existing_dirs.is_empty() && rng.chance(70) {
+        existing_dirs[rng.below(existing_dirs.len())].clone()
+    } else {
+        Vec::new()
+    };
     let extra = 1 + rng.below(2);
     for _ in 0..extra {
         if !path.is_empty() {
@@ -60,7 +64,9 @@ fn spelled(rng: &mut Rng, path: &[u8], dir: bool) -> Vec<u8> {
 
 /// Forgets the known directories below `path` (and `path` itself with `include_self`).
 fn forget_tree(known: &mut std::collections::BTreeSet<Vec<u8>>, path: &[u8], include_self: bool) {
-    known.retain(|d| !(include_self && d == path || d.starts_with(path) && d.get(path.len()) == Some(&b'/')));
+    known.retain(|d| {
+        !(include_self && d == path || d.starts_with(path) && d.get(path.len()) == Some(&b'/'))
+    });
 }
 
 /// File content of a random length: empty, short, around a tar block, or up to 3 kB.
@@ -75,8 +81,18 @@ pub(crate) fn content(rng: &mut Rng) -> Vec<u8> {
 }
 
 fn one_layer(rng: &mut Rng, fs: &RootFs, late_whiteouts: bool, implicit_parents: bool) -> Vec<u8> {
-    let dirs: Vec<Vec<u8>> = fs.nodes().iter().filter(|(p, n)| n.kind == NodeKind::Dir && !p.is_empty()).map(|(p, _)| p.clone()).collect();
-    let files: Vec<Vec<u8>> = fs.nodes().iter().filter(|(_, n)| n.kind != NodeKind::Dir).map(|(p, _)| p.clone()).collect();
+    let dirs: Vec<Vec<u8>> = fs
+        .nodes()
+        .iter()
+        .filter(|(p, n)| n.kind == NodeKind::Dir && !p.is_empty())
+        .map(|(p, _)| p.clone())
+        .collect();
+    let files: Vec<Vec<u8>> = fs
+        .nodes()
+        .iter()
+        .filter(|(_, n)| n.kind != NodeKind::Dir)
+        .map(|(p, _)| p.clone())
+        .collect();
     let all: Vec<Vec<u8>> = fs.nodes().keys().filter(|p| !p.is_empty()).cloned().collect();
     let mut layer = LayerBuilder::new();
     layer.mtime(1_600_000_000 + rng.below(1000) as u64);
@@ -86,16 +102,17 @@ fn one_layer(rng: &mut Rng, fs: &RootFs, late_whiteouts: bool, implicit_parents:
     // implicit parents, some layers leave them out, as hand-made tars do.
     let mut known_dirs: std::collections::BTreeSet<Vec<u8>> = dirs.iter().cloned().collect();
     let write_parents = !(implicit_parents && rng.chance(60));
-    let parents = |layer: &mut LayerBuilder, known: &mut std::collections::BTreeSet<Vec<u8>>, path: &[u8]| {
-        for (i, &b) in path.iter().enumerate() {
-            if b == b'/' && !known.contains(&path[..i]) {
-                if write_parents {
-                    layer.dir(&path[..i]);
+    let parents =
+        |layer: &mut LayerBuilder, known: &mut std::collections::BTreeSet<Vec<u8>>, path: &[u8]| {
+            for (i, &b) in path.iter().enumerate() {
+                if b == b'/' && !known.contains(&path[..i]) {
+                    if write_parents {
+                        layer.dir(&path[..i]);
+                    }
+                    known.insert(path[..i].to_vec());
                 }
-                known.insert(path[..i].to_vec());
             }
-        }
-    };
+        };
     // Whiteouts first in some layers, last in others: their position must not matter.
     let whiteouts_last = rng.chance(50) && late_whiteouts;
     let mut deferred: Vec<(bool, Vec<u8>)> = Vec::new();
@@ -105,16 +122,29 @@ fn one_layer(rng: &mut Rng, fs: &RootFs, late_whiteouts: bool, implicit_parents:
             0..=2 => {
                 let path = random_path(rng, &dirs);
                 parents(&mut layer, &mut known_dirs, &path);
-                let xattrs: Vec<(&str, &[u8])> = if rng.chance(15) { vec![("user.test", b"v\x00\xff")] } else { Vec::new() };
+                let xattrs: Vec<(&str, &[u8])> =
+                    if rng.chance(15) { vec![("user.test", b"v\x00\xff")] } else { Vec::new() };
                 let mode = [0o644, 0o755, 0o4755, 0o600][rng.below(4)];
-                layer.file_with(spelled(rng, &path, false), &content(rng), mode, rng.below(3) as u64 * 1000, rng.below(2) as u64, &xattrs);
+                layer.file_with(
+                    spelled(rng, &path, false),
+                    &content(rng),
+                    mode,
+                    rng.below(3) as u64 * 1000,
+                    rng.below(2) as u64,
+                    &xattrs,
+                );
                 made_files.push(path);
             }
             3 => {
                 let path = random_path(rng, &dirs);
                 parents(&mut layer, &mut known_dirs, &path);
                 known_dirs.insert(path.clone());
-                layer.dir_with(spelled(rng, &path, true), [0o755, 0o700, 0o1777][rng.below(3)], rng.below(2) as u64, 0);
+                layer.dir_with(
+                    spelled(rng, &path, true),
+                    [0o755, 0o700, 0o1777][rng.below(3)],
+                    rng.below(2) as u64,
+                    0,
+                );
             }
             4 if !dirs.is_empty() => {
                 // Directory over directory: new attributes, children merge.
@@ -124,7 +154,8 @@ fn one_layer(rng: &mut Rng, fs: &RootFs, late_whiteouts: bool, implicit_parents:
             5 => {
                 let path = random_path(rng, &dirs);
                 parents(&mut layer, &mut known_dirs, &path);
-                let target = if rng.chance(50) { b"../x/y".to_vec() } else { random_path(rng, &dirs) };
+                let target =
+                    if rng.chance(50) { b"../x/y".to_vec() } else { random_path(rng, &dirs) };
                 layer.symlink(spelled(rng, &path, false), target);
             }
             6 if !made_files.is_empty() || !files.is_empty() => {
@@ -137,7 +168,8 @@ fn one_layer(rng: &mut Rng, fs: &RootFs, late_whiteouts: bool, implicit_parents:
                 };
                 let path = random_path(rng, &dirs);
                 parents(&mut layer, &mut known_dirs, &path);
-                let target = if rng.chance(20) { [b"/".as_slice(), &target].concat() } else { target };
+                let target =
+                    if rng.chance(20) { [b"/".as_slice(), &target].concat() } else { target };
                 layer.hardlink(spelled(rng, &path, false), target);
                 made_files.push(path);
             }

@@ -20,16 +20,24 @@ mod realistic;
 
 pub use builder::{decompress, read_oci_layout, ImageBuilder, LayerBuilder, LayerCompression};
 pub use changeset::random_changeset_stack;
-pub use generate::{noise, random_stack, random_stack_implicit_parents, random_stack_whiteouts_first};
+pub use generate::{
+    noise, random_stack, random_stack_implicit_parents, random_stack_whiteouts_first,
+};
 pub use model::{Node, NodeKind, RootFs};
 pub use realistic::{binary, realistic_image, text};
 
 /// Whether the external `tool` runs (`tool --version`). A missing tool is a loud skip, and a
 /// failure when `SQUASH_REQUIRE_INTEROP` is set (as `.ci/run` sets it).
 pub fn tool_available(tool: &str) -> bool {
-    let found = std::process::Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
+    let found = std::process::Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !found {
-        assert!(std::env::var("SQUASH_REQUIRE_INTEROP").is_err(), "`{tool}` is required (SQUASH_REQUIRE_INTEROP is set) but not found");
+        assert!(
+            std::env::var("SQUASH_REQUIRE_INTEROP").is_err(),
+            "`{tool}` is required (SQUASH_REQUIRE_INTEROP is set) but not found"
+        );
         eprintln!("SKIPPED: `{tool}` not found; the test that needs it did not check anything");
     }
     found

@@ -95,14 +95,26 @@ fn parent(path: &[u8]) -> Option<&[u8]> {
 }
 
 fn is_under(path: &[u8], dir: &[u8]) -> bool {
-    dir.is_empty() && !path.is_empty() || path.len() > dir.len() && path.starts_with(dir) && path[dir.len()] == b'/'
+    dir.is_empty() && !path.is_empty()
+        || path.len() > dir.len() && path.starts_with(dir) && path[dir.len()] == b'/'
 }
 
 impl RootFs {
     /// An empty filesystem: just the root directory.
     pub fn new() -> RootFs {
         let mut nodes = BTreeMap::new();
-        nodes.insert(Vec::new(), Node { kind: NodeKind::Dir, mode: 0o755, uid: 0, gid: 0, mtime: None, xattrs: BTreeMap::new(), inode: 0 });
+        nodes.insert(
+            Vec::new(),
+            Node {
+                kind: NodeKind::Dir,
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                mtime: None,
+                xattrs: BTreeMap::new(),
+                inode: 0,
+            },
+        );
         RootFs { nodes, next_inode: 1, marker_parents: true }
     }
 
@@ -115,7 +127,9 @@ impl RootFs {
     /// Applies layers in order, markers creating nothing (a marker whose parent is missing does
     /// nothing), as umoci does. An image whose result differs between the two models depends on
     /// its applier; one whose result does not must give the same result after a squash.
-    pub fn from_layers_strict<'a>(layers: impl IntoIterator<Item = &'a [u8]>) -> Result<RootFs, String> {
+    pub fn from_layers_strict<'a>(
+        layers: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<RootFs, String> {
         let mut fs = RootFs::new();
         fs.marker_parents = false;
         fs.apply_all(layers)
@@ -135,8 +149,8 @@ impl RootFs {
     }
 
     /// The same filesystem with each node passed through `f`: kept as `f` returns it, or
-    /// dropped (the root is kept as it is if dropped). For comparing with what an applier unpacked, leaving
-    /// out what the applier adds or cannot keep.
+    /// dropped (the root is kept as it is if dropped). For comparing with what an applier
+    /// unpacked, leaving out what the applier adds or cannot keep.
     pub fn filter_map(&self, mut f: impl FnMut(&[u8], &Node) -> Option<Node>) -> RootFs {
         let nodes = self
             .nodes
@@ -165,8 +179,18 @@ impl RootFs {
                 None => {
                     let inode = self.next_inode;
                     self.next_inode += 1;
-                    self.nodes
-                        .insert(a, Node { kind: NodeKind::Dir, mode: 0o755, uid: 0, gid: 0, mtime: None, xattrs: BTreeMap::new(), inode });
+                    self.nodes.insert(
+                        a,
+                        Node {
+                            kind: NodeKind::Dir,
+                            mode: 0o755,
+                            uid: 0,
+                            gid: 0,
+                            mtime: None,
+                            xattrs: BTreeMap::new(),
+                            inode,
+                        },
+                    );
                 }
             }
         }
@@ -237,7 +261,10 @@ impl RootFs {
             }
             let link = entry.link_name_bytes().map(|l| l.to_vec());
             if entry.size() > 64 << 20 {
-                return Err(format!("{}: too large for the in-memory model", String::from_utf8_lossy(&path)));
+                return Err(format!(
+                    "{}: too large for the in-memory model",
+                    String::from_utf8_lossy(&path)
+                ));
             }
             let mut data = Vec::new();
             entry.read_to_end(&mut data).map_err(|e| e.to_string())?;
@@ -267,14 +294,16 @@ impl RootFs {
             let gid = h.gid().map_err(|e| e.to_string())?;
             let mtime = h.mtime().map_err(|e| e.to_string())?;
             let kind = match h.entry_type() {
-                tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    NodeKind::File { size: e.data.len() as u64, sha256: hex::encode(Sha256::digest(&e.data)) }
-                }
+                tar::EntryType::Regular | tar::EntryType::Continuous => NodeKind::File {
+                    size: e.data.len() as u64,
+                    sha256: hex::encode(Sha256::digest(&e.data)),
+                },
                 tar::EntryType::Directory => NodeKind::Dir,
                 tar::EntryType::Symlink => NodeKind::Symlink(e.link.clone().unwrap_or_default()),
-                tar::EntryType::Char => {
-                    NodeKind::Char(h.device_major().ok().flatten().unwrap_or(0).into(), h.device_minor().ok().flatten().unwrap_or(0).into())
-                }
+                tar::EntryType::Char => NodeKind::Char(
+                    h.device_major().ok().flatten().unwrap_or(0).into(),
+                    h.device_minor().ok().flatten().unwrap_or(0).into(),
+                ),
                 tar::EntryType::Block => NodeKind::Block(
                     h.device_major().ok().flatten().unwrap_or(0).into(),
                     h.device_minor().ok().flatten().unwrap_or(0).into(),
@@ -285,7 +314,12 @@ impl RootFs {
                     let node = match self.nodes.get(&target) {
                         Some(n) if n.kind != NodeKind::Dir => n.clone(),
                         Some(_) => return Err(format!("{shown}: hard link to a directory")),
-                        None => return Err(format!("{shown}: hard link target `{}` missing", String::from_utf8_lossy(&target))),
+                        None => {
+                            return Err(format!(
+                                "{shown}: hard link target `{}` missing",
+                                String::from_utf8_lossy(&target)
+                            ))
+                        }
                     };
                     if target == e.path {
                         return Err(format!("{shown}: hard link to itself"));
@@ -312,7 +346,10 @@ impl RootFs {
             self.remove_tree(&e.path, true);
             let inode = self.next_inode;
             self.next_inode += 1;
-            self.nodes.insert(e.path, Node { kind, mode, uid, gid, mtime: Some(mtime), xattrs: e.xattrs, inode });
+            self.nodes.insert(
+                e.path,
+                Node { kind, mode, uid, gid, mtime: Some(mtime), xattrs: e.xattrs, inode },
+            );
         }
         Ok(())
     }
@@ -333,16 +370,28 @@ impl RootFs {
     /// compared only as hard-link groups.
     pub fn diff(&self, other: &RootFs) -> Vec<String> {
         let mut out = Vec::new();
-        let show = |p: &[u8]| if p.is_empty() { "/".to_string() } else { String::from_utf8_lossy(p).into_owned() };
+        let show = |p: &[u8]| {
+            if p.is_empty() {
+                "/".to_string()
+            } else {
+                String::from_utf8_lossy(p).into_owned()
+            }
+        };
         for (path, a) in &self.nodes {
             match other.nodes.get(path) {
                 None => out.push(format!("only in left: {} {:?}", show(path), a.kind)),
                 Some(b) => {
                     // An implicit directory's time is the unpacking's: not compared.
                     let timed = a.mtime.is_some() && b.mtime.is_some();
-                    let strip = |n: &Node| Node { inode: 0, mtime: n.mtime.filter(|_| timed), ..n.clone() };
+                    let strip =
+                        |n: &Node| Node { inode: 0, mtime: n.mtime.filter(|_| timed), ..n.clone() };
                     if strip(a) != strip(b) {
-                        out.push(format!("differs: {}\n  left:  {:?}\n  right: {:?}", show(path), strip(a), strip(b)));
+                        out.push(format!(
+                            "differs: {}\n  left:  {:?}\n  right: {:?}",
+                            show(path),
+                            strip(a),
+                            strip(b)
+                        ));
                     }
                 }
             }

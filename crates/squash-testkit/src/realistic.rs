@@ -79,7 +79,15 @@ pub fn text(len: usize, seed: u64) -> Vec<u8> {
 /// operands, a string table, and zero-padded sections (ratio about 0.4 to 0.5).
 pub fn binary(len: usize, seed: u64) -> Vec<u8> {
     let mut rng = Rng(seed | 1);
-    const OPCODES: &[&[u8]] = &[b"\x48\x89\xe5", b"\x48\x8b\x45", b"\xe8", b"\x0f\x1f\x44\x00\x00", b"\xc3", b"\x55", b"\x41\x57"];
+    const OPCODES: &[&[u8]] = &[
+        b"\x48\x89\xe5",
+        b"\x48\x8b\x45",
+        b"\xe8",
+        b"\x0f\x1f\x44\x00\x00",
+        b"\xc3",
+        b"\x55",
+        b"\x41\x57",
+    ];
     let mut out = Vec::with_capacity(len + 64);
     while out.len() < len {
         match rng.below(20) {
@@ -104,13 +112,23 @@ pub fn realistic_image(compression: LayerCompression, seed: u64, scale: usize) -
     let mut rng = Rng(seed | 1);
     let mut image = ImageBuilder::new(compression);
     let mut base = LayerBuilder::new();
-    base.dir("usr").dir("usr/bin").dir("usr/share").dir("usr/share/doc").dir("etc").dir("var").dir("var/lib").dir("tmp");
+    base.dir("usr")
+        .dir("usr/bin")
+        .dir("usr/share")
+        .dir("usr/share/doc")
+        .dir("etc")
+        .dir("var")
+        .dir("var/lib")
+        .dir("tmp");
     for i in 0..8 {
         base.file(format!("usr/bin/tool{i}"), &binary(mb(3.0) / 8 + rng.below(20_000), rng.next()));
     }
     for i in 0..120 {
         base.dir(format!("usr/share/doc/pkg{i}"));
-        base.file(format!("usr/share/doc/pkg{i}/copyright"), &text(mb(1.0) / 120 + rng.below(3000), rng.next()));
+        base.file(
+            format!("usr/share/doc/pkg{i}/copyright"),
+            &text(mb(1.0) / 120 + rng.below(3000), rng.next()),
+        );
     }
     for i in 0..300 {
         base.file(format!("etc/conf{i}"), &text(50 + rng.below(600), rng.next()));
@@ -123,7 +141,12 @@ pub fn realistic_image(compression: LayerCompression, seed: u64, scale: usize) -
     }
     image.layer(update.finish(), "RUN apt-get update");
     let mut install = LayerBuilder::new();
-    install.dir("usr/lib").dir("usr/lib/x").dir("opt").dir("usr/share/man").dir("usr/share/man/man1");
+    install
+        .dir("usr/lib")
+        .dir("usr/lib/x")
+        .dir("opt")
+        .dir("usr/share/man")
+        .dir("usr/share/man/man1");
     for i in 0..12 {
         install.file(format!("usr/lib/x/lib{i}.so"), &binary(mb(4.0) / 12, rng.next()));
     }
@@ -131,7 +154,10 @@ pub fn realistic_image(compression: LayerCompression, seed: u64, scale: usize) -
         install.file(format!("usr/lib/x/small{i}.h"), &text(40 + rng.below(500), rng.next()));
     }
     for i in 0..80 {
-        install.file(format!("usr/share/man/man1/cmd{i}.1.gz"), &noise(1_000 + rng.below(6_000), rng.next()));
+        install.file(
+            format!("usr/share/man/man1/cmd{i}.1.gz"),
+            &noise(1_000 + rng.below(6_000), rng.next()),
+        );
     }
     let archive = noise(mb(2.5), rng.next());
     install.file("opt/data.tar.gz", &archive);
@@ -154,7 +180,10 @@ pub fn realistic_image(compression: LayerCompression, seed: u64, scale: usize) -
     python.dir("app").dir("app/__pycache__").dir("root").dir("root/.cache").dir("root/.cache/pip");
     for i in 0..200 {
         python.file(format!("app/mod{i}.py"), &text(500 + rng.below(4_000), rng.next()));
-        python.file(format!("app/__pycache__/mod{i}.cpython-311.pyc"), &binary(300 + rng.below(3_000), rng.next()));
+        python.file(
+            format!("app/__pycache__/mod{i}.cpython-311.pyc"),
+            &binary(300 + rng.below(3_000), rng.next()),
+        );
     }
     python.file("root/.cache/pip/wheel.whl", &noise(mb(1.0), rng.next()));
     image.layer(python.finish(), "RUN pip install -r requirements.txt");

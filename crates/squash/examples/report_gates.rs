@@ -18,7 +18,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for path in report.wasted_paths.iter().take(5) {
         println!("  {} bytes reclaimable in {}", path.reclaimable_bytes, path.path);
     }
-    let gates = Gates::new().with_max_wasted_bytes(100_000).with_max_wasted_percent(10.0).with_min_efficiency(0.9);
+    let gates = Gates::new()
+        .with_max_wasted_bytes(100_000)
+        .with_max_wasted_percent(10.0)
+        .with_min_efficiency(0.9);
     let mut failed = false;
     for result in report.gate_results(&gates) {
         println!("{} {result}", if result.passed { "pass" } else { "FAIL" });

@@ -19,16 +19,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let image = Image::open(&image)?;
-    let options = SquashOptions::default().with_selector(LayerSelector::Base).with_base(Image::open(&base)?);
+    let options =
+        SquashOptions::default().with_selector(LayerSelector::Base).with_base(Image::open(&base)?);
     let plan = image.plan(&options)?;
     for range in &plan.ranges {
-        println!("{}: {} -> {} bytes uncompressed", range.range, range.uncompressed_size_before(), range.uncompressed_size());
+        println!(
+            "{}: {} -> {} bytes uncompressed",
+            range.range,
+            range.uncompressed_size_before(),
+            range.uncompressed_size()
+        );
     }
-    let outcome = plan.execute(&image, &Output::new(out, OutputFormat::OciLayout).with_tag("squashed"))?;
+    let outcome =
+        plan.execute(&image, &Output::new(out, OutputFormat::OciLayout).with_tag("squashed"))?;
     println!("manifest {}\nconfig   {}", outcome.manifest_digest, outcome.config_digest);
     for layer in &outcome.layers {
         let what = if layer.squashed_from.is_some() { "new" } else { "kept" };
-        println!("layer {} {} {} ({} bytes)", layer.index, what, layer.digest, layer.compressed_size);
+        println!(
+            "layer {} {} {} ({} bytes)",
+            layer.index, what, layer.digest, layer.compressed_size
+        );
     }
     Ok(())
 }

@@ -29,7 +29,10 @@ pub struct Context<'a> {
 
 impl std::fmt::Debug for Context<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context").field("threads", &self.threads).field("tmp_dir", &self.tmp_dir).finish_non_exhaustive()
+        f.debug_struct("Context")
+            .field("threads", &self.threads)
+            .field("tmp_dir", &self.tmp_dir)
+            .finish_non_exhaustive()
     }
 }
 

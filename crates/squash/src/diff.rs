@@ -87,7 +87,11 @@ impl std::str::FromStr for Attribute {
     fn from_str(s: &str) -> std::result::Result<Attribute, crate::error::ParseError> {
         Attribute::ALL.into_iter().find(|a| a.name() == s).ok_or_else(|| {
             let names: Vec<&str> = Attribute::ALL.iter().map(|a| a.name()).collect();
-            crate::error::ParseError::new("attribute", s, format!("`{s}` is not an attribute; expected one of {}", names.join(", ")))
+            crate::error::ParseError::new(
+                "attribute",
+                s,
+                format!("`{s}` is not an attribute; expected one of {}", names.join(", ")),
+            )
         })
     }
 }
@@ -222,13 +226,20 @@ struct Extra {
 impl Attrs {
     fn of(meta: &EntryMeta) -> Attrs {
         let kind = meta.kind();
-        let mut xattrs: Vec<(Vec<u8>, Vec<u8>)> =
-            meta.pax.iter().filter_map(|(k, v)| k.strip_prefix(b"SCHILY.xattr.").map(|name| (name.to_vec(), v.clone()))).collect();
+        let mut xattrs: Vec<(Vec<u8>, Vec<u8>)> = meta
+            .pax
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix(b"SCHILY.xattr.").map(|name| (name.to_vec(), v.clone()))
+            })
+            .collect();
         xattrs.sort();
         xattrs.dedup_by(|later, earlier| later.0 == earlier.0);
         let link = (kind == Some(EntryKind::Symlink)).then(|| meta.link.clone());
-        let device = matches!(kind, Some(EntryKind::CharDevice) | Some(EntryKind::BlockDevice)).then_some((meta.devmajor, meta.devminor));
-        let extra = (link.is_some() || device.is_some() || !xattrs.is_empty()).then(|| Box::new(Extra { link, device, xattrs }));
+        let device = matches!(kind, Some(EntryKind::CharDevice) | Some(EntryKind::BlockDevice))
+            .then_some((meta.devmajor, meta.devminor));
+        let extra = (link.is_some() || device.is_some() || !xattrs.is_empty())
+            .then(|| Box::new(Extra { link, device, xattrs }));
         let pax_mtime = meta.pax.iter().rev().any(|(k, _)| k == b"mtime");
         Attrs {
             kind,
@@ -260,10 +271,15 @@ fn parse_mtime(raw: &[u8], pax: bool) -> Option<(i64, u32)> {
         }
         let nanos: i128 = digits.parse().ok()?;
         let total = (secs * 1_000_000_000 + nanos) * if negative { -1 } else { 1 };
-        return Some((i64::try_from(total.div_euclid(1_000_000_000)).ok()?, total.rem_euclid(1_000_000_000) as u32));
+        return Some((
+            i64::try_from(total.div_euclid(1_000_000_000)).ok()?,
+            total.rem_euclid(1_000_000_000) as u32,
+        ));
     }
     if raw.first().is_some_and(|&b| b & 0x80 != 0) {
-        let value = raw[1..].iter().fold(i64::from(raw[0] & 0x3f), |v, &b| v.saturating_mul(256) | i64::from(b));
+        let value = raw[1..]
+            .iter()
+            .fold(i64::from(raw[0] & 0x3f), |v, &b| v.saturating_mul(256) | i64::from(b));
         return Some((if raw[0] & 0x40 != 0 { -value } else { value }, 0));
     }
     let text: String = raw.iter().map(|&b| b as char).filter(|c| c.is_digit(8)).collect();
@@ -295,8 +311,9 @@ impl Image {
         use rayon::prelude::*;
         let budget = context.budget();
         let wanted: Vec<usize> = (0..self.layers().len()).collect();
-        let read: Vec<(LayerIndex, Vec<Attrs>)> =
-            budget.run(|| wanted.par_iter().map(|&i| self.read_attrs(i, budget)).collect::<Result<Vec<_>>>())??;
+        let read: Vec<(LayerIndex, Vec<Attrs>)> = budget.run(|| {
+            wanted.par_iter().map(|&i| self.read_attrs(i, budget)).collect::<Result<Vec<_>>>()
+        })??;
         let (indexes, attrs): (Vec<LayerIndex>, Vec<Vec<Attrs>>) = read.into_iter().unzip();
         let sources = final_tree(&indexes)?;
         // The indexes served the changeset rules; the records of what survives are built from the
@@ -331,12 +348,25 @@ impl Image {
         }
         for (path, source) in sources {
             let entry = match source {
-                FinalSource::Implied => {
-                    TreeEntry { kind: EntryKind::Dir, mode: 0o755, uid: 0, gid: 0, size: 0, mtime: None, content: None, extra: None }
-                }
+                FinalSource::Implied => TreeEntry {
+                    kind: EntryKind::Dir,
+                    mode: 0o755,
+                    uid: 0,
+                    gid: 0,
+                    size: 0,
+                    mtime: None,
+                    content: None,
+                    extra: None,
+                },
                 FinalSource::Dir(layer, entry) => tree_entry(&attrs[layer][entry], Vec::new()),
                 FinalSource::Other { content: (layer, entry), inode, .. } => {
-                    let others: Vec<EntryPath> = names.get(&inode).into_iter().flatten().filter(|n| **n != path).cloned().collect();
+                    let others: Vec<EntryPath> = names
+                        .get(&inode)
+                        .into_iter()
+                        .flatten()
+                        .filter(|n| **n != path)
+                        .cloned()
+                        .collect();
                     tree_entry(&attrs[layer][entry], others)
                 }
             };
@@ -395,11 +425,19 @@ fn value(entry: &TreeEntry, attribute: Attribute) -> String {
         Attribute::Uid => entry.uid.to_string(),
         Attribute::Gid => entry.gid.to_string(),
         Attribute::Size => entry.size.to_string(),
-        Attribute::Content => entry.content().as_ref().map(ToString::to_string).unwrap_or_else(|| "-".into()),
+        Attribute::Content => {
+            entry.content().as_ref().map(ToString::to_string).unwrap_or_else(|| "-".into())
+        }
         Attribute::Link => entry.link().map(bytes).unwrap_or_else(|| "-".into()),
-        Attribute::Device => entry.device().map(|(a, b)| format!("{a},{b}")).unwrap_or_else(|| "-".into()),
+        Attribute::Device => {
+            entry.device().map(|(a, b)| format!("{a},{b}")).unwrap_or_else(|| "-".into())
+        }
         Attribute::Xattrs => {
-            let list: Vec<String> = entry.xattrs().iter().map(|(k, v)| format!("{}={}", bytes(k), Digest::of(v).short())).collect();
+            let list: Vec<String> = entry
+                .xattrs()
+                .iter()
+                .map(|(k, v)| format!("{}={}", bytes(k), Digest::of(v).short()))
+                .collect();
             if list.is_empty() {
                 "-".into()
             } else {
@@ -452,7 +490,10 @@ pub fn diff_trees(a: &Tree, b: &Tree, ignore: &[Attribute]) -> TreeDiff {
                     let differences: Vec<Difference> = Attribute::ALL
                         .into_iter()
                         .filter(|attribute| !ignore.contains(attribute))
-                        .filter(|attribute| !(*attribute == Attribute::Mtime && (ea.mtime.is_none() || eb.mtime.is_none())))
+                        .filter(|attribute| {
+                            !(*attribute == Attribute::Mtime
+                                && (ea.mtime.is_none() || eb.mtime.is_none()))
+                        })
                         .filter_map(|attribute| {
                             let (va, vb) = (value(ea, attribute), value(eb, attribute));
                             (va != vb).then_some(Difference { attribute, a: va, b: vb })
@@ -472,7 +513,12 @@ pub fn diff_trees(a: &Tree, b: &Tree, ignore: &[Attribute]) -> TreeDiff {
 
 /// Compares the final filesystems of two images (see [`diff_trees`]), each read within
 /// `context`'s threads.
-pub fn diff_images(a: &Image, b: &Image, ignore: &[Attribute], context: &Context<'_>) -> Result<TreeDiff> {
+pub fn diff_images(
+    a: &Image,
+    b: &Image,
+    ignore: &[Attribute],
+    context: &Context<'_>,
+) -> Result<TreeDiff> {
     let (ta, tb) = (a.tree_in(context)?, b.tree_in(context)?);
     Ok(diff_trees(&ta, &tb, ignore))
 }

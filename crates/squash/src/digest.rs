@@ -30,7 +30,8 @@ impl Digest {
 
     /// Parses a bare 64-character hex string (as used in blob file names).
     pub fn from_hex(hex: &str) -> Option<Digest> {
-        let valid = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let valid = hex.len() == 64
+            && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         valid.then(|| Digest { hex: hex.to_string() })
     }
 
@@ -63,7 +64,11 @@ pub struct InvalidDigest(pub String);
 
 impl fmt::Display for InvalidDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "`{}` is not a sha256 digest (expected `sha256:` and 64 lowercase hex digits)", self.0)
+        write!(
+            f,
+            "`{}` is not a sha256 digest (expected `sha256:` and 64 lowercase hex digits)",
+            self.0
+        )
     }
 }
 
@@ -72,7 +77,9 @@ impl std::error::Error for InvalidDigest {}
 impl FromStr for Digest {
     type Err = InvalidDigest;
     fn from_str(s: &str) -> Result<Digest, InvalidDigest> {
-        s.strip_prefix("sha256:").and_then(Digest::from_hex).ok_or_else(|| InvalidDigest(s.to_string()))
+        s.strip_prefix("sha256:")
+            .and_then(Digest::from_hex)
+            .ok_or_else(|| InvalidDigest(s.to_string()))
     }
 }
 
@@ -155,10 +162,14 @@ mod tests {
 
     #[test]
     fn parses_and_prints() {
-        let d: Digest = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a".parse().unwrap();
+        let d: Digest = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+            .parse()
+            .unwrap();
         assert_eq!(d, Digest::of(b"{}"));
         assert_eq!(d.short(), "sha256:44136fa355b3");
-        assert!("sha256:44136FA355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a".parse::<Digest>().is_err());
+        assert!("sha256:44136FA355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+            .parse::<Digest>()
+            .is_err());
         assert!("sha512:00".parse::<Digest>().is_err());
         assert!("sha256:".parse::<Digest>().is_err());
     }

@@ -251,7 +251,11 @@ impl Error {
         Error::MalformedTar { location, reason: reason.into() }
     }
 
-    pub(crate) fn invalid(location: Location, what: &'static str, reason: impl Into<String>) -> Error {
+    pub(crate) fn invalid(
+        location: Location,
+        what: &'static str,
+        reason: impl Into<String>,
+    ) -> Error {
         Error::InvalidDocument { location, what, reason: reason.into() }
     }
 

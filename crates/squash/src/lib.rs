@@ -32,7 +32,9 @@ mod write;
 
 pub use codec::compression::Compression;
 pub use context::Context;
-pub use diff::{diff_images, diff_trees, Attribute, ChangedPath, Difference, Tree, TreeDiff, TreeEntry};
+pub use diff::{
+    diff_images, diff_trees, Attribute, ChangedPath, Difference, Tree, TreeDiff, TreeEntry,
+};
 pub use digest::{Digest, InvalidDigest};
 pub use error::{Error, Location, ParseError, Result};
 pub use layer::entry::{EntryKind, EntryPath, Whiteout};

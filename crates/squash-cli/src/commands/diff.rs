@@ -13,12 +13,16 @@ use crate::exit::{self, out};
 use crate::render;
 
 pub fn run(args: &DiffArgs) -> Result<ExitCode> {
-    let ignore: Vec<Attribute> =
-        args.ignore.iter().map(|a| a.trim().parse::<Attribute>().map_err(|e| anyhow!("--ignore {e}"))).collect::<Result<_>>()?;
+    let ignore: Vec<Attribute> = args
+        .ignore
+        .iter()
+        .map(|a| a.trim().parse::<Attribute>().map_err(|e| anyhow!("--ignore {e}")))
+        .collect::<Result<_>>()?;
     let open = |reference: &str| -> Result<Image> {
         let mut options = OpenOptions::default().with_cancel(exit::cancelled);
         if let Some(p) = &args.platform {
-            options = options.with_platform(p.parse::<Platform>().map_err(|e| anyhow!("--platform {e}"))?);
+            options = options
+                .with_platform(p.parse::<Platform>().map_err(|e| anyhow!("--platform {e}"))?);
         }
         if let Some(dir) = &args.tmp_dir {
             options = options.with_tmp_dir(dir);

@@ -13,7 +13,12 @@ use crate::args::{ImageArgs, Verbosity};
 use crate::exit::out;
 use crate::{input, render};
 
-pub fn run(args: &ImageArgs, as_json: bool, verify: bool, verbosity: Verbosity) -> Result<ExitCode> {
+pub fn run(
+    args: &ImageArgs,
+    as_json: bool,
+    verify: bool,
+    verbosity: Verbosity,
+) -> Result<ExitCode> {
     let started = std::time::Instant::now();
     let scratch = input::scratch_for(args, false)?;
     let (index, images) = input::images_to_read(args, scratch.as_ref().map(|d| d.path()))?;
@@ -58,18 +63,29 @@ pub fn run(args: &ImageArgs, as_json: bool, verify: bool, verbosity: Verbosity) 
 
 /// `inspect`'s text for one image whose layers `indexes` describe.
 fn inspect_text(image: &Image, indexes: &[squash::LayerIndex], verify: bool) -> String {
-    let mut text =
-        format!("image: {} ({}){}\n", image.source().display(), image.format(), image.name().map(|n| format!(", {n}")).unwrap_or_default());
+    let mut text = format!(
+        "image: {} ({}){}\n",
+        image.source().display(),
+        image.format(),
+        image.name().map(|n| format!(", {n}")).unwrap_or_default()
+    );
     if let Some(p) = image.platform() {
         let others: Vec<String> = image.other_platforms().iter().map(ToString::to_string).collect();
-        let others = if others.is_empty() { String::new() } else { format!(" (the index also holds {})", others.join(", ")) };
+        let others = if others.is_empty() {
+            String::new()
+        } else {
+            format!(" (the index also holds {})", others.join(", "))
+        };
         text.push_str(&format!("platform: {p}{others}\n"));
     }
     if let Some(d) = image.manifest_digest() {
         text.push_str(&format!("manifest: {d}\n"));
     }
     text.push_str(&format!("config:   {}\n", image.config_digest()));
-    let mut rows = vec![["#", "DIGEST", "DIFF_ID", "SIZE", "UNCOMPRESSED", "COMPRESSION", "CREATED BY"].map(String::from).to_vec()];
+    let mut rows =
+        vec![["#", "DIGEST", "DIFF_ID", "SIZE", "UNCOMPRESSED", "COMPRESSION", "CREATED BY"]
+            .map(String::from)
+            .to_vec()];
     let mut printed_steps = 0usize;
     for (layer, index) in image.layers().iter().zip(indexes) {
         if let Some(step) = layer.history_index() {
@@ -78,15 +94,22 @@ fn inspect_text(image: &Image, indexes: &[squash::LayerIndex], verify: bool) -> 
             }
             printed_steps = step + 1;
         }
-        let created: String =
-            layer.history_index().and_then(|h| image.history().get(h)).and_then(|h| h.created_by.clone()).unwrap_or_default();
+        let created: String = layer
+            .history_index()
+            .and_then(|h| image.history().get(h))
+            .and_then(|h| h.created_by.clone())
+            .unwrap_or_default();
         rows.push(vec![
             layer.index().to_string(),
             index.blob_digest.short(),
             layer.diff_id().short(),
             human(layer.size()),
             human(index.uncompressed_size),
-            format!("{} ({})", layer.compression(), layer.media_type().rsplit('.').next().unwrap_or_default()),
+            format!(
+                "{} ({})",
+                layer.compression(),
+                layer.media_type().rsplit('.').next().unwrap_or_default()
+            ),
             render::truncated(&created, 70),
         ]);
     }
@@ -96,7 +119,8 @@ fn inspect_text(image: &Image, indexes: &[squash::LayerIndex], verify: bool) -> 
     text.push_str(&render::table(&rows));
     if verify {
         text.push_str(&format!(
-            "verified: {}the config's sha256; {n} layer blobs (size and sha256); {n} diff_ids (every layer decoded)\n",
+            "verified: {}the config's sha256; {n} layer blobs (size and sha256); {n} diff_ids \
+                (every layer decoded)\n",
             if image.manifest_digest().is_some() { "the manifest's size and sha256; " } else { "" },
             n = image.layers().len()
         ));
@@ -106,7 +130,14 @@ fn inspect_text(image: &Image, indexes: &[squash::LayerIndex], verify: bool) -> 
 
 /// An `inspect` row for a history step that made no layer.
 fn empty_step_row(step: &squash::HistoryStep) -> Vec<String> {
-    let mut row = vec!["-".to_string(), String::new(), String::new(), String::new(), String::new(), "(no layer)".into()];
+    let mut row = vec![
+        "-".to_string(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        "(no layer)".into(),
+    ];
     row.push(step.created_by.clone().unwrap_or_default());
     row
 }

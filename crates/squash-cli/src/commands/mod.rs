@@ -20,7 +20,9 @@ use crate::render;
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Some(Command::Inspect(args)) => inspect::run(&args.image, args.json, args.verify, cli.verbosity),
+        Some(Command::Inspect(args)) => {
+            inspect::run(&args.image, args.json, args.verify, cli.verbosity)
+        }
         Some(Command::Report(args)) => report::run(*args, cli.verbosity),
         Some(Command::Diff(args)) => diff::run(&args),
         Some(Command::Demo(args)) => demo::run(args.keep),
@@ -51,7 +53,8 @@ fn log_read(verbosity: Verbosity, image: &Image, started: std::time::Instant) {
     if verbosity.verbose > 0 {
         let platform = image.platform().map(|p| format!(" ({p})")).unwrap_or_default();
         note(&format!(
-            "squash: [{:6.2} s] read {}{platform}: every blob's size and sha256 and every layer's diff_id checked",
+            "squash: [{:6.2} s] read {}{platform}: every blob's size and sha256 and every layer's \
+                diff_id checked",
             started.elapsed().as_secs_f64(),
             render::count(image.layers().len(), "layer", "layers")
         ));

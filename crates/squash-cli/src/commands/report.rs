@@ -20,15 +20,23 @@ pub fn run(args: ReportArgs, verbosity: Verbosity) -> Result<ExitCode> {
         bail!("--svg and --html need squash built with its `svg` cargo feature");
     }
     let format = match (args.json, args.format.as_deref()) {
-        (true, Some(f)) if f != "json" => bail!("--json and --format {f} ask for different outputs"),
+        (true, Some(f)) if f != "json" => {
+            bail!("--json and --format {f} ask for different outputs")
+        }
         (true, _) => "json",
         (false, Some(f)) => f,
         (false, None) => "text",
     };
     let mut inputs = args.images.clone();
     if let Some(file) = &args.from_file {
-        let text = std::fs::read_to_string(file).with_context(|| format!("--from-file `{}`", file.display()))?;
-        inputs.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string));
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("--from-file `{}`", file.display()))?;
+        inputs.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
     }
     if inputs.is_empty() {
         bail!("no image given (the --from-file list is empty)");
@@ -53,10 +61,15 @@ pub fn run(args: ReportArgs, verbosity: Verbosity) -> Result<ExitCode> {
         // (The input's number names its chart when there are several.)
         #[cfg(not(feature = "svg"))]
         let _ = n;
-        let image_args = ImageArgs { image: Some(reference.clone()), platform: args.platform.clone(), tmp_dir: args.tmp_dir.clone() };
+        let image_args = ImageArgs {
+            image: Some(reference.clone()),
+            platform: args.platform.clone(),
+            tmp_dir: args.tmp_dir.clone(),
+        };
         let scratch = input::scratch_for(&image_args, false)?;
         let (index, images) =
-            input::images_to_read(&image_args, scratch.as_ref().map(|d| d.path())).with_context(|| format!("reading `{reference}`"))?;
+            input::images_to_read(&image_args, scratch.as_ref().map(|d| d.path()))
+                .with_context(|| format!("reading `{reference}`"))?;
         let mut documents = Vec::new();
         for image in &images {
             let mut squash_options = template.clone();
@@ -67,7 +80,8 @@ pub fn run(args: ReportArgs, verbosity: Verbosity) -> Result<ExitCode> {
             progress.clear();
             log_read(verbosity, image, started);
             audit.add(image, &report);
-            let platform = image.platform().map(ToString::to_string).unwrap_or_else(|| "(no platform)".into());
+            let platform =
+                image.platform().map(ToString::to_string).unwrap_or_else(|| "(no platform)".into());
             let mut label = Vec::new();
             if many {
                 label.push(reference.clone());
@@ -84,11 +98,17 @@ pub fn run(args: ReportArgs, verbosity: Verbosity) -> Result<ExitCode> {
                 if index.is_some() {
                     suffix.push(platform.clone());
                 }
-                let path = if suffix.is_empty() { path.clone() } else { svg_path_for(path, &suffix.join("-")) };
-                std::fs::write(&path, squash::present::report_svg(&report)).with_context(|| format!("writing `{}`", path.display()))?;
+                let path = if suffix.is_empty() {
+                    path.clone()
+                } else {
+                    svg_path_for(path, &suffix.join("-"))
+                };
+                std::fs::write(&path, squash::present::report_svg(&report))
+                    .with_context(|| format!("writing `{}`", path.display()))?;
             }
             let results = report.gate_results(&gates);
-            let prefix = if label.is_empty() { String::new() } else { format!("{}: ", label.join(" ")) };
+            let prefix =
+                if label.is_empty() { String::new() } else { format!("{}: ", label.join(" ")) };
             failed.extend(results.iter().filter(|g| !g.passed).map(|g| format!("{prefix}{g}")));
             if !label.is_empty() {
                 text.push_str(&format!("== {}\n", label.join(" ")));
@@ -116,7 +136,10 @@ pub fn run(args: ReportArgs, verbosity: Verbosity) -> Result<ExitCode> {
     match format {
         "json" => match single_json {
             Some(json) => out(&json)?,
-            None => out(&json_line(&MultiReportDocument::new(all, summary.unwrap_or_else(|| audit.summary())))?)?,
+            None => out(&json_line(&MultiReportDocument::new(
+                all,
+                summary.unwrap_or_else(|| audit.summary()),
+            ))?)?,
         },
         "markdown" => out(&squash::present::report_markdown(&all, summary.as_ref(), args.top))?,
         _ => {
@@ -135,7 +158,10 @@ pub fn run(args: ReportArgs, verbosity: Verbosity) -> Result<ExitCode> {
 #[cfg(feature = "svg")]
 /// `chart.svg` for platform `linux/arm64`: `chart-linux-arm64.svg`.
 fn svg_path_for(path: &std::path::Path, platform: &str) -> std::path::PathBuf {
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "report".into());
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "report".into());
     let ext = path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
     path.with_file_name(format!("{stem}-{}{ext}", platform.replace('/', "-")))
 }

@@ -1,5 +1,5 @@
-//! `squash IMAGE …`: plan, print the plan, write (one image, or every platform of an index), print
-//! what was written, and with `--verify` read it back and compare.
+//! `squash IMAGE …`: plan, print the plan, write (one image, or every platform of an index),
+//! print what was written, and with `--verify` read it back and compare.
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _, Result};
 use squash::document::{IndexOutcomeDocument, IndexPlanDocument, OutcomeDocument, PlanDocument};
 use squash::{
-    diff_trees, Attribute, Context, Image, ImageIndex, IndexOptions, IndexPlan, OpenOptions, Opened, Output, OutputFormat, SquashOptions,
-    SquashPlan,
+    diff_trees, Attribute, Context, Image, ImageIndex, IndexOptions, IndexPlan, OpenOptions,
+    Opened, Output, OutputFormat, SquashOptions, SquashPlan,
 };
 
 use super::json_line;
@@ -26,14 +26,24 @@ pub fn run(args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
     }
     if args.verify && !args.dry_run {
         if to_stdout {
-            bail!("--verify reads the written image back, and a stream cannot be read back: write to a file or an OCI layout");
+            bail!(
+                "--verify reads the written image back, and a stream cannot be read back: write \
+                to a file or an OCI layout"
+            );
         }
         if let Some(path) = output.as_ref().and_then(Output::path).filter(|p| p.exists()) {
-            bail!("--verify removes the output if it differs, so it needs an output that does not exist yet; `{}` exists", path.display());
+            bail!(
+                "--verify removes the output if it differs, so it needs an output that does not \
+                exist yet; `{}` exists",
+                path.display()
+            );
         }
     }
     if to_stdout && !args.dry_run && std::io::stdout().is_terminal() {
-        bail!("-o -: standard output is a terminal; redirect it (`> app.tar`) or pipe it (`| docker load`)");
+        bail!(
+            "-o -: standard output is a terminal; redirect it (`> app.tar`) or pipe it (`| \
+            docker load`)"
+        );
     }
     let scratch = input::scratch_for(&args.image, to_stdout)?;
     let scratch_path = scratch.as_ref().map(|d| d.path());
@@ -41,8 +51,13 @@ pub fn run(args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
     let subject = match input::open_any(&args.image, scratch_path)? {
         Opened::Image(image) => {
             if let [wanted, ..] = platforms.as_slice() {
-                let actual = image.platform().map(ToString::to_string).unwrap_or_else(|| "an unknown platform".into());
-                if platforms.len() > 1 || !image.platform().is_some_and(|p| platforms.iter().any(|w| w.matches(p))) {
+                let actual = image
+                    .platform()
+                    .map(ToString::to_string)
+                    .unwrap_or_else(|| "an unknown platform".into());
+                if platforms.len() > 1
+                    || !image.platform().is_some_and(|p| platforms.iter().any(|w| w.matches(p)))
+                {
                     bail!("no manifest for platform {wanted}: the image is for {actual} only");
                 }
             }
@@ -50,14 +65,18 @@ pub fn run(args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
         }
         Opened::Index(index) => {
             // A docker-archive holds one platform: that image alone.
-            let docker = output.as_ref().is_some_and(|o| o.format_for(index.format()) == OutputFormat::DockerArchive);
+            let docker = output
+                .as_ref()
+                .is_some_and(|o| o.format_for(index.format()) == OutputFormat::DockerArchive);
             if !docker {
                 Subject::Index(index)
             } else {
                 if platforms.len() > 1 || platforms.is_empty() && index.images().len() > 1 {
-                    let listed: Vec<String> = index.platforms().iter().map(ToString::to_string).collect();
+                    let listed: Vec<String> =
+                        index.platforms().iter().map(ToString::to_string).collect();
                     bail!(
-                        "a docker-archive holds one platform and the index has {}: choose one with --platform, \
+                        "a docker-archive holds one platform and the index has {}: choose one \
+                            with --platform, \
                          or write oci or oci-archive, which hold every platform",
                         listed.join(", ")
                     );
@@ -67,7 +86,8 @@ pub fn run(args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
         }
     };
     let progress = render::ProgressLine::on_stderr(args.json, verbosity);
-    let context = options::context(args.threads, &progress, scratch_path.or(args.image.tmp_dir.as_deref()));
+    let context =
+        options::context(args.threads, &progress, scratch_path.or(args.image.tmp_dir.as_deref()));
     let selector = options::selector(&args.select)?;
     let (planned, options) = match &subject {
         Subject::Image(image) => {
@@ -79,8 +99,10 @@ pub fn run(args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
         Subject::Index(index) => {
             let options = options::squash_options(&args, selector)?;
             let bases = input::bases(&args.select)?;
-            let index_options =
-                IndexOptions::default().with_platforms(platforms).with_keep_attestations(args.keep_attestations).with_bases(bases);
+            let index_options = IndexOptions::default()
+                .with_platforms(platforms)
+                .with_keep_attestations(args.keep_attestations)
+                .with_bases(bases);
             (Planned::Index(index, index.plan_in(&options, &index_options, &context)?), options)
         }
     };
@@ -132,7 +154,10 @@ pub fn run(args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
                 }
                 SubjectRef::Index(index) => {
                     let images = verify_index_output(index, path, format, &options, &context)?;
-                    format!("verified: the root filesystem of each of the {images} written images equals the input's")
+                    format!(
+                        "verified: the root filesystem of each of the {images} written images \
+                        equals the input's"
+                    )
                 }
             };
             if !verbosity.quiet {
@@ -182,7 +207,12 @@ impl<'a> Planned<'a> {
     }
 
     /// Writes the output; the summary of what was written, shown as asked.
-    fn execute(&self, output: &Output, context: &Context<'_>, shown: Shown) -> Result<Option<String>> {
+    fn execute(
+        &self,
+        output: &Output,
+        context: &Context<'_>,
+        shown: Shown,
+    ) -> Result<Option<String>> {
         Ok(match self {
             Planned::Image(image, plan) => {
                 let outcome = plan.execute_in(image, output, context)?;
@@ -243,12 +273,23 @@ fn written_reference(path: &Path, format: OutputFormat) -> String {
 
 /// `--verify`: reads the image just written and compares its filesystem with the input's; on a
 /// difference, removes what was written (a path that did not exist before the run) and fails.
-fn verify_output(image: &Image, path: &Path, format: OutputFormat, options: &SquashOptions, context: &Context<'_>) -> Result<()> {
+fn verify_output(
+    image: &Image,
+    path: &Path,
+    format: OutputFormat,
+    options: &SquashOptions,
+    context: &Context<'_>,
+) -> Result<()> {
     let reference = written_reference(path, format);
-    let written = Image::open(&reference).with_context(|| format!("--verify: reading back `{reference}`"))?;
+    let written =
+        Image::open(&reference).with_context(|| format!("--verify: reading back `{reference}`"))?;
     match compare_written(image, &written, options, true, context)? {
         None => Ok(()),
-        Some(shown) => fail_verification(path, "the written image's filesystem differs from the input's", &shown),
+        Some(shown) => fail_verification(
+            path,
+            "the written image's filesystem differs from the input's",
+            &shown,
+        ),
     }
 }
 
@@ -263,27 +304,49 @@ fn verify_index_output(
     context: &Context<'_>,
 ) -> Result<usize> {
     let reference = written_reference(path, format);
-    let written =
-        match Opened::open_with(&reference, &OpenOptions::default()).with_context(|| format!("--verify: reading back `{reference}`"))? {
-            Opened::Index(written) => written,
-            Opened::Image(_) => return fail_verification(path, "the output holds one image where the input is an index", ""),
-        };
+    let written = match Opened::open_with(&reference, &OpenOptions::default())
+        .with_context(|| format!("--verify: reading back `{reference}`"))?
+    {
+        Opened::Index(written) => written,
+        Opened::Image(_) => {
+            return fail_verification(
+                path,
+                "the output holds one image where the input is an index",
+                "",
+            )
+        }
+    };
     let (inputs, outputs) = (index.images(), written.images());
     let count = inputs.len();
     if inputs.len() != outputs.len() {
-        let what = format!("the output holds {} images where the input's index holds {}", outputs.len(), inputs.len());
+        let what = format!(
+            "the output holds {} images where the input's index holds {}",
+            outputs.len(),
+            inputs.len()
+        );
         return fail_verification(path, &what, "");
     }
     for (input, out) in inputs.into_iter().zip(outputs) {
-        let platform = |i: &Image| i.platform().map(ToString::to_string).unwrap_or_else(|| "an image without a platform".into());
+        let platform = |i: &Image| {
+            i.platform()
+                .map(ToString::to_string)
+                .unwrap_or_else(|| "an image without a platform".into())
+        };
         if input.platform() != out.platform() {
-            let what = format!("the output lists {} where the input lists {}", platform(out), platform(input));
+            let what = format!(
+                "the output lists {} where the input lists {}",
+                platform(out),
+                platform(input)
+            );
             return fail_verification(path, &what, "");
         }
         // An image copied as it was (the same manifest) kept what --exclude names.
         let squashed = input.manifest_digest() != out.manifest_digest();
         if let Some(shown) = compare_written(input, out, options, squashed, context)? {
-            let what = format!("{}: the written image's filesystem differs from the input's", platform(input));
+            let what = format!(
+                "{}: the written image's filesystem differs from the input's",
+                platform(input)
+            );
             return fail_verification(path, &what, &shown);
         }
     }
@@ -300,12 +363,15 @@ fn compare_written(
     squashed: bool,
     context: &Context<'_>,
 ) -> Result<Option<String>> {
-    let ignore: Vec<Attribute> = if options.rewrite_timestamp { vec![Attribute::Mtime] } else { Vec::new() };
+    let ignore: Vec<Attribute> =
+        if options.rewrite_timestamp { vec![Attribute::Mtime] } else { Vec::new() };
     let mut expected = image.tree_in(context)?;
     if squashed {
         // What --exclude removed is not expected back.
         let excludes = squash::Excludes::new(&options.excludes)?;
-        expected.entries.retain(|path, entry| excludes.covering(path, entry.kind == squash::EntryKind::Dir).is_none());
+        expected.entries.retain(|path, entry| {
+            excludes.covering(path, entry.kind == squash::EntryKind::Dir).is_none()
+        });
     }
     let diff = diff_trees(&expected, &written.tree_in(context)?, &ignore);
     if diff.is_empty() {
@@ -318,7 +384,8 @@ fn compare_written(
 /// Removes what a run wrote at `path` (a path that did not exist before it) and fails with
 /// `what` and the lines `shown`.
 fn fail_verification<T>(path: &Path, what: &str, shown: &str) -> Result<T> {
-    let removed = if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
+    let removed =
+        if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
     bail!(
         "--verify: {what}{}{}{shown}",
         match removed {

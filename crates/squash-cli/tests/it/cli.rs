@@ -4,7 +4,11 @@ use std::process::Command;
 
 fn squash(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_squash")).args(args).output().expect("run squash");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn fixture(path: &str) -> String {
@@ -20,11 +24,14 @@ fn demo_squashes_and_verifies() {
     assert!(stdout.contains("base layer kept: true"), "{stdout}");
     // The reference model judges what the demo wrote: both images give the same root filesystem.
     let (before, _) = squash_testkit::read_oci_layout(&dir.path().join("demo-oci"), Some("app"));
-    let (after, _) = squash_testkit::read_oci_layout(&dir.path().join("demo-squashed"), Some("app"));
+    let (after, _) =
+        squash_testkit::read_oci_layout(&dir.path().join("demo-squashed"), Some("app"));
     assert_eq!((before.len(), after.len()), (5, 2));
     assert_eq!(before[0].0, after[0].0, "base layer digest");
-    let a = squash_testkit::RootFs::from_layers(before.iter().map(|(_, t)| t.as_slice())).expect("original");
-    let b = squash_testkit::RootFs::from_layers(after.iter().map(|(_, t)| t.as_slice())).expect("squashed");
+    let a = squash_testkit::RootFs::from_layers(before.iter().map(|(_, t)| t.as_slice()))
+        .expect("original");
+    let b = squash_testkit::RootFs::from_layers(after.iter().map(|(_, t)| t.as_slice()))
+        .expect("squashed");
     assert!(a.nodes().len() > 5);
     assert_eq!(a.diff(&b), Vec::<String>::new());
 }
@@ -49,8 +56,16 @@ fn inspect_report_squash_and_gates() {
     let (code, _, stderr) = squash(&["report", &image, "--min-efficiency", "1.0"]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("--min-efficiency"), "{stderr}");
-    let (code, _, stderr) =
-        squash(&["report", &image, "--fail-if-wasted-over", "1GB", "--fail-if-wasted-percent-over", "99", "--min-efficiency", "0.01"]);
+    let (code, _, stderr) = squash(&[
+        "report",
+        &image,
+        "--fail-if-wasted-over",
+        "1GB",
+        "--fail-if-wasted-percent-over",
+        "99",
+        "--min-efficiency",
+        "0.01",
+    ]);
     assert_eq!(code, 0, "gates that hold pass: {stderr}");
     let dir = tempfile::tempdir().expect("tempdir");
     // A dry run prints the plan with the exact new size and writes nothing.
@@ -65,13 +80,21 @@ fn inspect_report_squash_and_gates() {
     let chart = std::fs::read_to_string(&svg).expect("svg");
     assert!(chart.starts_with("<svg") && chart.trim_end().ends_with("</svg>"));
     let out = dir.path().join("out.tar");
-    let (code, stdout, stderr) = squash(&[&image, "--from-layer", "5", "-o", out.to_str().expect("utf8")]);
+    let (code, stdout, stderr) =
+        squash(&[&image, "--from-layer", "5", "-o", out.to_str().expect("utf8")]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("layers: 14 -> 10"), "{stdout}");
     let (_, inspected, _) = squash(&["inspect", "--json", out.to_str().expect("utf8")]);
     let inspected: serde_json::Value = serde_json::from_str(&inspected).expect("json");
-    assert_eq!(inspected["layers"][9]["uncompressed_size"].as_u64(), Some(predicted), "the dry run predicted the new layer to the byte");
-    assert!(stderr.contains("the top 5 filesystem layers"), "the chosen range and its rule are printed: {stderr}");
+    assert_eq!(
+        inspected["layers"][9]["uncompressed_size"].as_u64(),
+        Some(predicted),
+        "the dry run predicted the new layer to the byte"
+    );
+    assert!(
+        stderr.contains("the top 5 filesystem layers"),
+        "the chosen range and its rule are printed: {stderr}"
+    );
 }
 
 #[test]
@@ -83,7 +106,8 @@ fn errors_name_the_file_and_exit_non_zero() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out.tar");
     let image = fixture("wagoodman__dive/.data/test-docker-image.tar");
-    let (code, _, stderr) = squash(&[&image, "--from-layer", "99", "-o", out.to_str().expect("utf8")]);
+    let (code, _, stderr) =
+        squash(&[&image, "--from-layer", "99", "-o", out.to_str().expect("utf8")]);
     assert_eq!(code, 2, "{stderr}");
     assert!(!out.exists());
 }
@@ -106,14 +130,19 @@ fn completions_man_page_and_help() {
     }
     let (code, stdout, stderr) = squash(&["manpage"]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.starts_with(".ie") || stdout.contains(".TH squash"), "{}", &stdout[..stdout.len().min(200)]);
+    assert!(
+        stdout.starts_with(".ie") || stdout.contains(".TH squash"),
+        "{}",
+        &stdout[..stdout.len().min(200)]
+    );
     assert!(stdout.contains("from\\-layer"), "the man page documents the options");
     let (code, stdout, _) = squash(&["--help"]);
     assert_eq!(code, 0);
     for expected in ["oci-archive", "docker-archive", "gzip", "zstd", "Examples:", "Exit codes:"] {
         assert!(stdout.contains(expected), "--help names `{expected}`:\n{stdout}");
     }
-    let (code, _, stderr) = squash(&["x.tar", "--from-layer", "1", "--compression", "lz4", "-o", "y.tar"]);
+    let (code, _, stderr) =
+        squash(&["x.tar", "--from-layer", "1", "--compression", "lz4", "-o", "y.tar"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("gzip") && stderr.contains("zstd"), "{stderr}");
 }
@@ -125,19 +154,34 @@ fn dive_ci_config_gates() {
     let image = fixture("wagoodman__dive/.data/test-docker-image.tar");
     let dir = tempfile::tempdir().expect("tempdir");
     let (_, stdout, _) = squash(&["report", "--json", &image]);
-    let report: squash::document::ReportDocument = serde_json::from_str(&stdout).expect("report document");
-    let (wasted, percent, efficiency) = (report.report.wasted_bytes_non_base, report.report.wasted_percent, report.report.efficiency);
+    let report: squash::document::ReportDocument =
+        serde_json::from_str(&stdout).expect("report document");
+    let (wasted, percent, efficiency) = (
+        report.report.wasted_bytes_non_base,
+        report.report.wasted_percent,
+        report.report.efficiency,
+    );
     assert!(wasted > 0 && percent > 0.0 && efficiency < 1.0);
     let config = dir.path().join(".dive-ci");
     let run = |rules: &str, extra: &[&str]| {
         std::fs::write(&config, format!("rules:\n{rules}")).expect("write");
-        let mut args = vec!["report", "--json", &image, "--ci-config", config.to_str().expect("utf8")];
+        let mut args =
+            vec!["report", "--json", &image, "--ci-config", config.to_str().expect("utf8")];
         args.extend_from_slice(extra);
         let (code, stdout, stderr) = squash(&args);
         let document: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_default();
         let verdicts: Vec<(String, bool)> = document["gates"]
             .as_array()
-            .map(|g| g.iter().map(|g| (g["rule"].as_str().unwrap_or("").to_string(), g["passed"].as_bool().unwrap_or(true))).collect())
+            .map(|g| {
+                g.iter()
+                    .map(|g| {
+                        (
+                            g["rule"].as_str().unwrap_or("").to_string(),
+                            g["passed"].as_bool().unwrap_or(true),
+                        )
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         (code, verdicts, stderr)
     };
@@ -162,12 +206,18 @@ fn dive_ci_config_gates() {
     assert_eq!(code, 1);
     assert!(verdicts.iter().all(|(_, passed)| !*passed), "{verdicts:?}");
     // A flag wins over the file; `disabled` turns a rule off.
-    let (code, verdicts, _) = run("  lowestEfficiency: disabled\n  highestWastedBytes: 1\n", &["--fail-if-wasted-over", "1GB"]);
+    let (code, verdicts, _) = run(
+        "  lowestEfficiency: disabled\n  highestWastedBytes: 1\n",
+        &["--fail-if-wasted-over", "1GB"],
+    );
     assert_eq!((code, verdicts), (0, vec![("--fail-if-wasted-over".to_string(), true)]));
     // dive's unit for the percent is a ratio: 20 is refused, naming the file and the rule.
     let (code, _, stderr) = run("  highestUserWastedPercent: 20\n", &[]);
     assert_eq!(code, 2);
-    assert!(stderr.contains(".dive-ci") && stderr.contains("rules.highestUserWastedPercent"), "{stderr}");
+    assert!(
+        stderr.contains(".dive-ci") && stderr.contains("rules.highestUserWastedPercent"),
+        "{stderr}"
+    );
 }
 
 /// `-q` and `-v` work for every command, before or after its name; a squash run's options
@@ -183,7 +233,11 @@ fn global_verbosity_and_argument_rules() {
     let (code, _, stderr) = squash(&[&image, "--from-layer", "3", "-o", out, "-v"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("] merging layers 11..13") && stderr.contains("] done"), "{stderr}");
-    for args in [vec!["-v", "report", &image], vec!["report", &image, "--verbose"], vec!["inspect", "-v", &image]] {
+    for args in [
+        vec!["-v", "report", &image],
+        vec!["report", &image, "--verbose"],
+        vec!["inspect", "-v", &image],
+    ] {
         let (code, _, stderr) = squash(&args);
         assert_eq!(code, 0, "{args:?}: {stderr}");
         assert!(stderr.contains("read 14 layers (linux/amd64)"), "{args:?}: {stderr}");
@@ -227,7 +281,10 @@ fn threads_cap_every_thread() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut image = ImageBuilder::new(LayerCompression::Gzip);
     for i in 0..8u64 {
-        image.layer(LayerBuilder::new().file(format!("f{}", i % 3), &noise(1_500_000, i + 1)).finish(), "RUN step");
+        image.layer(
+            LayerBuilder::new().file(format!("f{}", i % 3), &noise(1_500_000, i + 1)).finish(),
+            "RUN step",
+        );
     }
     let layout = dir.path().join("in");
     image.write_oci_layout(&layout, "t");
@@ -241,7 +298,10 @@ fn threads_cap_every_thread() {
             .expect("run squash");
         let (status, peak) = peak_threads(child);
         assert!(status.success());
-        assert!(peak <= limit, "--threads {threads}: {peak} threads at once (at most {limit} expected)");
+        assert!(
+            peak <= limit,
+            "--threads {threads}: {peak} threads at once (at most {limit} expected)"
+        );
         let child = Command::new(env!("CARGO_BIN_EXE_squash"))
             .args(["report", &input, "--threads", threads])
             .stdout(std::process::Stdio::null())
@@ -249,7 +309,10 @@ fn threads_cap_every_thread() {
             .expect("run report");
         let (status, peak) = peak_threads(child);
         assert!(status.success());
-        assert!(peak <= limit, "report --threads {threads}: {peak} threads at once (at most {limit} expected)");
+        assert!(
+            peak <= limit,
+            "report --threads {threads}: {peak} threads at once (at most {limit} expected)"
+        );
     }
 }
 
@@ -263,7 +326,17 @@ fn docker_squash_and_crane_habits() {
     let out = dir.path().join("aliases.tar");
     let out_arg = out.to_str().expect("utf8");
     let status = Command::new(env!("CARGO_BIN_EXE_squash"))
-        .args([&image, "-f", "5", "-t", "app:squashed", "-m", "squashed by the test", "--output-path", out_arg])
+        .args([
+            &image,
+            "-f",
+            "5",
+            "-t",
+            "app:squashed",
+            "-m",
+            "squashed by the test",
+            "--output-path",
+            out_arg,
+        ])
         .args(["--source-date-epoch", "1234567890"])
         .env("SOURCE_DATE_EPOCH", "1")
         .output()
@@ -275,7 +348,10 @@ fn docker_squash_and_crane_habits() {
     assert_eq!(inspected["layers"].as_array().map(Vec::len), Some(10));
     let text = inspected.to_string();
     assert!(text.contains("squashed by the test"), "-m sets the history comment");
-    assert!(text.contains("2009-02-13T23:31:30Z"), "the flag's epoch wins over SOURCE_DATE_EPOCH: {text}");
+    assert!(
+        text.contains("2009-02-13T23:31:30Z"),
+        "the flag's epoch wins over SOURCE_DATE_EPOCH: {text}"
+    );
     assert!(text.contains("app:squashed"), "-t names the image");
 
     let flat = dir.path().join("flat");
@@ -294,8 +370,10 @@ fn docker_squash_and_crane_habits() {
         .collect();
     let (after, _) = squash_testkit::read_oci_layout(&flat, Some("flat"));
     assert_eq!(after.len(), 1);
-    let a = squash_testkit::RootFs::from_layers(original.iter().map(|t| t.as_slice())).expect("original");
-    let b = squash_testkit::RootFs::from_layers(after.iter().map(|(_, t)| t.as_slice())).expect("flattened");
+    let a = squash_testkit::RootFs::from_layers(original.iter().map(|t| t.as_slice()))
+        .expect("original");
+    let b = squash_testkit::RootFs::from_layers(after.iter().map(|(_, t)| t.as_slice()))
+        .expect("flattened");
     assert_eq!(a.diff(&b), Vec::<String>::new());
     let (code, _, stderr) = squash(&[&image, "--all", "-f", "2", "--dry-run"]);
     assert_eq!(code, 2, "--all and --from-layer conflict: {stderr}");
@@ -335,7 +413,8 @@ fn config_and_manifest_edits() {
     ]);
     assert_eq!(code, 0, "edits need no range: {stderr}");
     let after = squash::Image::open(&format!("oci:{}:edited", layout.display())).expect("reopen");
-    let digests = |i: &squash::Image| i.layers().iter().map(|l| l.diff_id().clone()).collect::<Vec<_>>();
+    let digests =
+        |i: &squash::Image| i.layers().iter().map(|l| l.diff_id().clone()).collect::<Vec<_>>();
     assert_eq!(digests(&after), digests(&before), "the layers are copied");
     let config = &after.config_json()["config"];
     assert_eq!(config["Labels"]["org.example.team"], "platform");
@@ -343,21 +422,34 @@ fn config_and_manifest_edits() {
     assert!(config.get("Cmd").is_none(), "null removes the command");
     assert_eq!(config["WorkingDir"], "/srv");
     assert_eq!(config["User"], "1000:1000");
-    let env: Vec<&str> = config["Env"].as_array().expect("env").iter().filter_map(|v| v.as_str()).collect();
-    assert_eq!(env.iter().filter(|v| v.starts_with("PATH=")).collect::<Vec<_>>(), vec![&"PATH=/opt/bin"], "{env:?}");
+    let env: Vec<&str> =
+        config["Env"].as_array().expect("env").iter().filter_map(|v| v.as_str()).collect();
+    assert_eq!(
+        env.iter().filter(|v| v.starts_with("PATH=")).collect::<Vec<_>>(),
+        vec![&"PATH=/opt/bin"],
+        "{env:?}"
+    );
     assert!(env.contains(&"EXTRA=1"), "{env:?}");
     let original = &before.config_json();
     for field in ["architecture", "os", "history"] {
         assert_eq!(after.config_json()[field], original[field], "{field} is kept");
     }
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index")).expect("json");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index"))
+            .expect("json");
     let digest = index["manifests"][0]["digest"].as_str().expect("digest").replace("sha256:", "");
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(digest)).expect("manifest")).expect("json");
-    assert_eq!(manifest["annotations"]["org.opencontainers.image.source"], "https://example.org/app");
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(layout.join("blobs/sha256").join(digest)).expect("manifest"),
+    )
+    .expect("json");
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.source"],
+        "https://example.org/app"
+    );
 
     let archive = dir.path().join("edited.tar");
-    let (code, _, stderr) = squash(&[&image, "--annotation", "a=b", "-o", archive.to_str().expect("utf8")]);
+    let (code, _, stderr) =
+        squash(&[&image, "--annotation", "a=b", "-o", archive.to_str().expect("utf8")]);
     assert_ne!(code, 0);
     assert!(stderr.contains("docker-archive"), "{stderr}");
     assert!(!archive.exists(), "a failed run leaves nothing");
@@ -388,13 +480,20 @@ fn diff_and_verify() {
     assert!(stderr.contains("stream"), "{stderr}");
 
     let testdata = fixture("google__go-containerregistry/pkg/v1/tarball/testdata");
-    let (one, two) = (format!("{testdata}/test_image_1.tar"), format!("{testdata}/test_image_2.tar"));
+    let (one, two) =
+        (format!("{testdata}/test_image_1.tar"), format!("{testdata}/test_image_2.tar"));
     let (code, stdout, _) = squash(&["diff", &one, &two]);
     assert_eq!(code, 1, "{stdout}");
-    assert!(stdout.contains("+ bat") && stdout.contains("- foo") && stdout.contains("2 added, 2 removed"), "{stdout}");
+    assert!(
+        stdout.contains("+ bat")
+            && stdout.contains("- foo")
+            && stdout.contains("2 added, 2 removed"),
+        "{stdout}"
+    );
     let (code, stdout, _) = squash(&["diff", "--json", &one, &two]);
     assert_eq!(code, 1);
-    let document: squash::document::DiffDocument = serde_json::from_str(&stdout).expect("a DiffDocument");
+    let document: squash::document::DiffDocument =
+        serde_json::from_str(&stdout).expect("a DiffDocument");
     assert!(!document.equal);
     assert_eq!(document.diff.added, vec!["bat".to_string(), "baz".to_string()]);
     let (code, _, stderr) = squash(&["diff", &one, &one, "--ignore", "mtime,bogus"]);
@@ -413,24 +512,48 @@ fn excludes_on_the_command_line() {
     let list = dir.path().join("excludes");
     std::fs::write(&list, "# caches\ntmp/\n\n").expect("write");
     let list_arg = list.to_str().expect("utf8");
-    let (code, stdout, stderr) = squash(&[&image, "-f", "5", "--exclude", "root/.data/*.txt", "--exclude-from", list_arg, "--dry-run"]);
+    let (code, stdout, stderr) = squash(&[
+        &image,
+        "-f",
+        "5",
+        "--exclude",
+        "root/.data/*.txt",
+        "--exclude-from",
+        list_arg,
+        "--dry-run",
+    ]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("--exclude root/.data/*.txt: 1 entry, 7.2 kB reclaimed"), "{stdout}");
     assert!(stdout.contains("--exclude tmp/: 2 entries"), "{stdout}");
-    let (code, stdout, _) = squash(&["report", &image, "-f", "5", "--exclude", "root/.data/*.txt", "--json"]);
+    let (code, stdout, _) =
+        squash(&["report", &image, "-f", "5", "--exclude", "root/.data/*.txt", "--json"]);
     assert_eq!(code, 0);
     let report: serde_json::Value = serde_json::from_str(&stdout).expect("json");
     assert_eq!(report["squash"][0]["excluded"][0]["entries_reclaimed"], 1, "{report}");
     let out = dir.path().join("out.tar");
     let out_arg = out.to_str().expect("utf8");
-    let (code, _, stderr) =
-        squash(&[&image, "-f", "5", "--exclude", "root/.data/*.txt", "--exclude-from", list_arg, "--verify", "-o", out_arg]);
+    let (code, _, stderr) = squash(&[
+        &image,
+        "-f",
+        "5",
+        "--exclude",
+        "root/.data/*.txt",
+        "--exclude-from",
+        list_arg,
+        "--verify",
+        "-o",
+        out_arg,
+    ]);
     assert_eq!(code, 0, "{stderr}");
     let (code, stdout, _) = squash(&["diff", &image, out_arg]);
     assert_eq!(code, 1);
-    assert!(stdout.contains("- root/.data/saved.again2.txt") && stdout.contains("- tmp"), "{stdout}");
+    assert!(
+        stdout.contains("- root/.data/saved.again2.txt") && stdout.contains("- tmp"),
+        "{stdout}"
+    );
     assert!(!stdout.contains('+'), "nothing added: {stdout}");
-    let (code, _, stderr) = squash(&[&image, "--layers", "9..10", "--exclude", "root/saved.txt", "--dry-run"]);
+    let (code, _, stderr) =
+        squash(&[&image, "--layers", "9..10", "--exclude", "root/saved.txt", "--dry-run"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("above every squashed range"), "{stderr}");
 }
@@ -447,7 +570,12 @@ fn report_of_many_images_markdown_html_exact_and_clutter() {
     let both: serde_json::Value = serde_json::from_str(&stdout).expect("json");
     let (_, one, _) = squash(&["report", "--json", &docker]);
     let one: serde_json::Value = serde_json::from_str(&one).expect("json");
-    let stored: u64 = one["layers"].as_array().expect("layers").iter().map(|l| l["compressed_size"].as_u64().expect("size")).sum();
+    let stored: u64 = one["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["compressed_size"].as_u64().expect("size"))
+        .sum();
     assert_eq!(both["images"].as_array().map(Vec::len), Some(2));
     assert_eq!(both["summary"]["stored_bytes"].as_u64(), Some(stored));
     assert_eq!(both["summary"]["images"].as_u64(), Some(2));
@@ -456,15 +584,35 @@ fn report_of_many_images_markdown_html_exact_and_clutter() {
     std::fs::write(&list, format!("# audit\n{docker}\n\n{kaniko}\n")).expect("list");
     let (code, stdout, stderr) = squash(&["report", "--from-file", list.to_str().expect("utf8")]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains(&format!("== {docker}")) && stdout.contains(&format!("== {kaniko}")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("== {docker}")) && stdout.contains(&format!("== {kaniko}")),
+        "{stdout}"
+    );
     assert!(stdout.contains("== all 2 images"), "{stdout}");
     // --exact: the size and digest a squash with the same options writes.
-    let (code, stdout, stderr) = squash(&["report", "--json", "--exact", "--compression", "zstd", &docker, "--from-layer", "5"]);
+    let (code, stdout, stderr) = squash(&[
+        "report",
+        "--json",
+        "--exact",
+        "--compression",
+        "zstd",
+        &docker,
+        "--from-layer",
+        "5",
+    ]);
     assert_eq!(code, 0, "{stderr}");
     let exact: serde_json::Value = serde_json::from_str(&stdout).expect("json");
     let out = dir.path().join("out");
-    let (code, stdout, stderr) =
-        squash(&[&docker, "--from-layer", "5", "--compression", "zstd", "-o", &format!("oci:{}:t", out.display()), "--json"]);
+    let (code, stdout, stderr) = squash(&[
+        &docker,
+        "--from-layer",
+        "5",
+        "--compression",
+        "zstd",
+        "-o",
+        &format!("oci:{}:t", out.display()),
+        "--json",
+    ]);
     assert_eq!(code, 0, "{stderr}");
     let written: serde_json::Value = serde_json::from_str(&stdout).expect("json");
     let new_layer = &written["layers"][9];
@@ -475,10 +623,22 @@ fn report_of_many_images_markdown_html_exact_and_clutter() {
     let (code, _, stderr) = squash(&["report", &docker, "--fail-if-clutter-over", "1B"]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("--fail-if-clutter-over"), "{stderr}");
-    let (code, stdout, _) = squash(&["report", "--json", &docker, "--no-default-clutter", "--clutter", "root/**/*.txt"]);
+    let (code, stdout, _) = squash(&[
+        "report",
+        "--json",
+        &docker,
+        "--no-default-clutter",
+        "--clutter",
+        "root/**/*.txt",
+    ]);
     assert_eq!(code, 0);
     let custom: serde_json::Value = serde_json::from_str(&stdout).expect("json");
-    let rules: Vec<&str> = custom["clutter"].as_array().expect("clutter").iter().map(|c| c["rule"].as_str().expect("rule")).collect();
+    let rules: Vec<&str> = custom["clutter"]
+        .as_array()
+        .expect("clutter")
+        .iter()
+        .map(|c| c["rule"].as_str().expect("rule"))
+        .collect();
     assert_eq!(rules, ["root/**/*.txt"]);
     // Markdown for a pull request: the layer table and the clutter, with the --exclude to use.
     let (code, stdout, _) = squash(&["report", "--format", "markdown", &docker]);
@@ -489,10 +649,19 @@ fn report_of_many_images_markdown_html_exact_and_clutter() {
     assert_eq!(code, 2, "{stderr}");
     // HTML: one page with the chart inline and nothing fetched.
     let page = dir.path().join("report.html");
-    let (code, _, stderr) = squash(&["report", &docker, &kaniko, "--html", page.to_str().expect("utf8")]);
+    let (code, _, stderr) =
+        squash(&["report", &docker, &kaniko, "--html", page.to_str().expect("utf8")]);
     assert_eq!(code, 0, "{stderr}");
     let html = std::fs::read_to_string(&page).expect("html");
-    assert!(html.starts_with("<!DOCTYPE html>") && html.matches("<svg").count() == 2 && html.contains("All 2 images"));
-    assert!(!html.contains("http://") || html.matches("http://").count() == html.matches("xmlns=\"http://www.w3.org/2000/svg\"").count());
+    assert!(
+        html.starts_with("<!DOCTYPE html>")
+            && html.matches("<svg").count() == 2
+            && html.contains("All 2 images")
+    );
+    assert!(
+        !html.contains("http://")
+            || html.matches("http://").count()
+                == html.matches("xmlns=\"http://www.w3.org/2000/svg\"").count()
+    );
     assert!(!html.contains("<script") && !html.contains("https://"));
 }

@@ -16,7 +16,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_squash");
 
 fn squash(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(BIN).args(args).output().expect("run squash");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn s(path: &Path) -> &str {
@@ -53,8 +57,11 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
 }
 
 fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> =
-        std::fs::read_dir(dir).expect("read_dir").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     names
 }
@@ -65,10 +72,25 @@ fn dry_run_with_output_writes_nothing() {
     let input = layout(dir.path());
     let before = snapshot(dir.path());
     for out in ["out.tar", "oci:out", "oci-archive:out.tar", "docker-archive:out.tar:app:1"] {
-        let target = format!("{}/{}", dir.path().display(), out.rsplit_once(':').map(|(p, _)| p).unwrap_or(out));
-        let target = if out.contains(':') { out.replacen(':', &format!(":{}/", dir.path().display()), 1) } else { target };
-        let (code, stdout, stderr) =
-            squash(&[&format!("oci:{}:t", input.display()), "--from-layer", "2", "--dry-run", "-o", &target, "--json"]);
+        let target = format!(
+            "{}/{}",
+            dir.path().display(),
+            out.rsplit_once(':').map(|(p, _)| p).unwrap_or(out)
+        );
+        let target = if out.contains(':') {
+            out.replacen(':', &format!(":{}/", dir.path().display()), 1)
+        } else {
+            target
+        };
+        let (code, stdout, stderr) = squash(&[
+            &format!("oci:{}:t", input.display()),
+            "--from-layer",
+            "2",
+            "--dry-run",
+            "-o",
+            &target,
+            "--json",
+        ]);
         assert_eq!(code, 0, "{out}: {stderr}");
         let plan: serde_json::Value = serde_json::from_str(&stdout).expect("json");
         assert_eq!(plan["dry_run"], true);
@@ -76,24 +98,38 @@ fn dry_run_with_output_writes_nothing() {
     }
     // The same with the existing input layout as the output; the human plan is the result, on
     // stdout.
-    let (code, stdout, stderr) =
-        squash(&[&format!("oci:{}:t", input.display()), "--from-layer", "2", "--dry-run", "-o", &format!("oci:{}:new", input.display())]);
+    let (code, stdout, stderr) = squash(&[
+        &format!("oci:{}:t", input.display()),
+        "--from-layer",
+        "2",
+        "--dry-run",
+        "-o",
+        &format!("oci:{}:new", input.display()),
+    ]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("squashing layers 1..2 (2 layers)") && stdout.contains("keeping layer 0 byte for byte"), "{stdout}");
+    assert!(
+        stdout.contains("squashing layers 1..2 (2 layers)")
+            && stdout.contains("keeping layer 0 byte for byte"),
+        "{stdout}"
+    );
     assert!(!stderr.contains("squashing"), "{stderr}");
     assert_eq!(snapshot(dir.path()), before);
 }
 
 /// Runs `squash args` in a shell with `umask`; returns the exit code and stderr.
 fn with_umask(umask: &str, args: &[&str]) -> (i32, String) {
-    let mut command = vec!["-c".to_string(), format!("umask {umask}; exec \"$0\" \"$@\""), BIN.to_string()];
+    let mut command =
+        vec!["-c".to_string(), format!("umask {umask}; exec \"$0\" \"$@\""), BIN.to_string()];
     command.extend(args.iter().map(|a| a.to_string()));
     let out = Command::new("sh").args(&command).output().expect("sh");
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 fn modes(root: &Path) -> Vec<(PathBuf, u32)> {
-    let mut out = vec![(root.to_path_buf(), std::fs::metadata(root).expect("metadata").permissions().mode() & 0o777)];
+    let mut out = vec![(
+        root.to_path_buf(),
+        std::fs::metadata(root).expect("metadata").permissions().mode() & 0o777,
+    )];
     if root.is_dir() {
         for entry in std::fs::read_dir(root).expect("read_dir").flatten() {
             out.extend(modes(&entry.path()));
@@ -107,7 +143,9 @@ fn outputs_are_readable_by_other_users() {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = layout(dir.path());
     let image = format!("oci:{}:t", input.display());
-    for (umask, file_mode, dir_mode) in [("022", 0o644, 0o755), ("027", 0o640, 0o750), ("077", 0o600, 0o700)] {
+    for (umask, file_mode, dir_mode) in
+        [("022", 0o644, 0o755), ("027", 0o640, 0o750), ("077", 0o600, 0o700)]
+    {
         let outputs = [
             format!("oci:{}/layout-{umask}:x", dir.path().display()),
             format!("oci-archive:{}/oci-{umask}.tar", dir.path().display()),
@@ -129,7 +167,10 @@ fn outputs_are_readable_by_other_users() {
         }
     }
     // A tag added to an existing layout: the new blobs and index.json are readable too.
-    let (code, stderr) = with_umask("022", &[&image, "--from-layer", "2", "-o", &format!("oci:{}:squashed", input.display()), "-q"]);
+    let (code, stderr) = with_umask(
+        "022",
+        &[&image, "--from-layer", "2", "-o", &format!("oci:{}:squashed", input.display()), "-q"],
+    );
     assert_eq!(code, 0, "{stderr}");
     for (p, mode) in modes(&input) {
         let expected = if p.is_dir() { 0o755 } else { 0o644 };
@@ -142,14 +183,28 @@ fn closed_stdout_ends_quietly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = layout(dir.path());
     let image = format!("oci:{}:t", input.display());
-    for args in [vec!["inspect", &image], vec!["inspect", "--json", &image], vec!["report", &image], vec!["report", "--json", &image]] {
-        let mut child = Command::new(BIN).args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    for args in [
+        vec!["inspect", &image],
+        vec!["inspect", "--json", &image],
+        vec!["report", &image],
+        vec!["report", "--json", &image],
+    ] {
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
         drop(child.stdout.take());
         let mut stderr = String::new();
         child.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("read stderr");
         let status = child.wait().expect("wait");
         assert!(stderr.is_empty(), "{args:?}: {stderr}");
-        assert_eq!(status.signal(), Some(13), "{args:?}: ends by SIGPIPE as coreutils do: {status:?}");
+        assert_eq!(
+            status.signal(),
+            Some(13),
+            "{args:?}: ends by SIGPIPE as coreutils do: {status:?}"
+        );
     }
 }
 
@@ -159,7 +214,8 @@ fn concurrent_writers_keep_every_tag() {
     let input = layout(dir.path());
     let image = format!("oci:{}:t", input.display());
     let shared = dir.path().join("shared");
-    let (code, _, stderr) = squash(&[&image, "--convert", "-o", &format!("oci:{}:seed", shared.display()), "-q"]);
+    let (code, _, stderr) =
+        squash(&[&image, "--convert", "-o", &format!("oci:{}:seed", shared.display()), "-q"]);
     assert_eq!(code, 0, "{stderr}");
     let writers = 2;
     let rounds = 20;
@@ -170,19 +226,29 @@ fn concurrent_writers_keep_every_tag() {
                 for r in 0..rounds {
                     // Different selections, so writers also add different blobs.
                     let from = if (w + r) % 2 == 0 { "1" } else { "2" };
-                    let (code, _, stderr) =
-                        squash(&[image, "--from-layer", from, "-o", &format!("oci:{}:w{w}-r{r}", shared.display()), "-q"]);
+                    let (code, _, stderr) = squash(&[
+                        image,
+                        "--from-layer",
+                        from,
+                        "-o",
+                        &format!("oci:{}:w{w}-r{r}", shared.display()),
+                        "-q",
+                    ]);
                     assert_eq!(code, 0, "writer {w} round {r}: {stderr}");
                 }
             });
         }
     });
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(shared.join("index.json")).expect("index")).expect("json");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(shared.join("index.json")).expect("index"))
+            .expect("json");
     let tags: Vec<&str> = index["manifests"]
         .as_array()
         .expect("manifests")
         .iter()
-        .filter_map(|m| m.pointer("/annotations/org.opencontainers.image.ref.name").and_then(|t| t.as_str()))
+        .filter_map(|m| {
+            m.pointer("/annotations/org.opencontainers.image.ref.name").and_then(|t| t.as_str())
+        })
         .collect();
     assert_eq!(tags.len(), writers * rounds + 1, "every tag survives: {tags:?}");
     for tag in tags {
@@ -190,7 +256,8 @@ fn concurrent_writers_keep_every_tag() {
         let (code, _, stderr) = squash(&["inspect", &format!("oci:{}:{tag}", shared.display())]);
         assert_eq!(code, 0, "{tag}: {stderr}");
     }
-    let leftovers: Vec<String> = entries(&shared.join("blobs/sha256")).into_iter().filter(|n| n.starts_with('.')).collect();
+    let leftovers: Vec<String> =
+        entries(&shared.join("blobs/sha256")).into_iter().filter(|n| n.starts_with('.')).collect();
     assert!(leftovers.is_empty(), "temporaries left: {leftovers:?}");
 }
 
@@ -206,7 +273,14 @@ fn concurrent_writers_creating_one_new_layout_keep_every_tag() {
                 let (image, fresh) = (&image, &fresh);
                 scope.spawn(move || {
                     let from = if w % 2 == 0 { "1" } else { "2" };
-                    let (code, _, stderr) = squash(&[image, "--from-layer", from, "-o", &format!("oci:{}:w{w}", fresh.display()), "-q"]);
+                    let (code, _, stderr) = squash(&[
+                        image,
+                        "--from-layer",
+                        from,
+                        "-o",
+                        &format!("oci:{}:w{w}", fresh.display()),
+                        "-q",
+                    ]);
                     assert_eq!(code, 0, "round {round} writer {w}: {stderr}");
                 });
             }
@@ -215,7 +289,8 @@ fn concurrent_writers_creating_one_new_layout_keep_every_tag() {
             let (code, _, stderr) = squash(&["inspect", &format!("oci:{}:w{w}", fresh.display())]);
             assert_eq!(code, 0, "round {round}: tag w{w}: {stderr}");
         }
-        let left: Vec<String> = entries(dir.path()).into_iter().filter(|n| n.contains(".squash-tmp")).collect();
+        let left: Vec<String> =
+            entries(dir.path()).into_iter().filter(|n| n.contains(".squash-tmp")).collect();
         assert!(left.is_empty(), "round {round}: {left:?}");
     }
 }
@@ -246,13 +321,21 @@ fn output_inside_an_input_is_refused() {
         format!("oci-archive:{}/../base.tar", input.display()),
     ];
     for out in &cases {
-        let (code, _, stderr) = squash(&[&image, "--from-layer", "base", "--base", s(&base), "-o", out]);
+        let (code, _, stderr) =
+            squash(&[&image, "--from-layer", "base", "--base", s(&base), "-o", out]);
         assert_eq!(code, 2, "{out}: {stderr}");
         assert!(stderr.contains("input"), "{out}: names the input: {stderr}");
         assert_eq!(snapshot(dir.path()), before, "{out}: an input changed");
     }
     // A new tag in the input layout is an addition, not a change of the input's image.
-    let (code, _, stderr) = squash(&[&image, "--from-layer", "2", "-o", &format!("oci:{}:squashed", input.display()), "-q"]);
+    let (code, _, stderr) = squash(&[
+        &image,
+        "--from-layer",
+        "2",
+        "-o",
+        &format!("oci:{}:squashed", input.display()),
+        "-q",
+    ]);
     assert_eq!(code, 0, "{stderr}");
 }
 
@@ -269,7 +352,20 @@ fn slow_image(dir: &Path) -> String {
 
 fn slow_squash(image: &str, out: &str) -> std::process::Child {
     Command::new(BIN)
-        .args([image, "--from-layer", "2", "--compression", "gzip", "--level", "9", "--threads", "1", "-q", "-o", out])
+        .args([
+            image,
+            "--from-layer",
+            "2",
+            "--compression",
+            "gzip",
+            "--level",
+            "9",
+            "--threads",
+            "1",
+            "-q",
+            "-o",
+            out,
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn")
@@ -279,14 +375,19 @@ fn slow_squash(image: &str, out: &str) -> std::process::Child {
 fn wait_for_temporary(dir: &Path) {
     let start = Instant::now();
     while !entries(dir).iter().any(|n| n.contains(".squash-tmp")) {
-        assert!(start.elapsed() < Duration::from_secs(60), "no temporary appeared in {}", dir.display());
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no temporary appeared in {}",
+            dir.display()
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     std::thread::sleep(Duration::from_millis(200));
 }
 
 fn kill(child: &std::process::Child, signal: &str) {
-    let status = Command::new("kill").args([signal, &child.id().to_string()]).status().expect("kill");
+    let status =
+        Command::new("kill").args([signal, &child.id().to_string()]).status().expect("kill");
     assert!(status.success());
 }
 
@@ -309,7 +410,8 @@ fn interrupted_runs_leave_nothing_and_stale_temporaries_are_swept() {
     }
     // Into an existing layout: its staged blobs go as well.
     let existing = outs.join("existing");
-    let (code, _, stderr) = squash(&[&image, "--convert", "-o", &format!("oci:{}:seed", existing.display()), "-q"]);
+    let (code, _, stderr) =
+        squash(&[&image, "--convert", "-o", &format!("oci:{}:seed", existing.display()), "-q"]);
     assert_eq!(code, 0, "{stderr}");
     let seeded = snapshot(&existing);
     let mut child = slow_squash(&image, &format!("oci:{}:new", existing.display()));
@@ -318,16 +420,24 @@ fn interrupted_runs_leave_nothing_and_stale_temporaries_are_swept() {
     assert_eq!(child.wait().expect("wait").code(), Some(130));
     assert_eq!(snapshot(&existing), seeded, "an interrupted addition leaves the layout as it was");
     // A run killed outright leaves temporaries; the next run writing there removes them.
-    for out in [format!("oci:{}:new", existing.display()), format!("docker-archive:{}/killed.tar", outs.display())] {
-        let watched = if out.starts_with("oci:") { existing.join("blobs/sha256") } else { outs.clone() };
+    for out in [
+        format!("oci:{}:new", existing.display()),
+        format!("docker-archive:{}/killed.tar", outs.display()),
+    ] {
+        let watched =
+            if out.starts_with("oci:") { existing.join("blobs/sha256") } else { outs.clone() };
         let mut child = slow_squash(&image, &out);
         wait_for_temporary(&watched);
         kill(&child, "-KILL");
         let _ = child.wait();
-        assert!(entries(&watched).iter().any(|n| n.contains(".squash-tmp")), "SIGKILL leaves its temporaries");
+        assert!(
+            entries(&watched).iter().any(|n| n.contains(".squash-tmp")),
+            "SIGKILL leaves its temporaries"
+        );
         let (code, _, stderr) = squash(&[&image, "--from-layer", "1", "-q", "-o", &out]);
         assert_eq!(code, 0, "{stderr}");
-        let left: Vec<String> = entries(&watched).into_iter().filter(|n| n.contains(".squash-tmp")).collect();
+        let left: Vec<String> =
+            entries(&watched).into_iter().filter(|n| n.contains(".squash-tmp")).collect();
         assert!(left.is_empty(), "{out}: stale temporaries not swept: {left:?}");
     }
 }
@@ -340,11 +450,49 @@ fn conflicting_options_are_refused() {
     let out = |name: &str| format!("{}/{name}", dir.path().display());
     let cases: Vec<(Vec<String>, &str)> = vec![
         (vec!["--platform".into(), "linux/arm64".into(), "-o".into(), out("a.tar")], "linux/arm64"),
-        (vec!["--compression".into(), "zstd".into(), "--level".into(), "40".into(), "-o".into(), out("a.tar")], "--level 40"),
-        (vec!["--compression".into(), "gzip".into(), "--level".into(), "12".into(), "-o".into(), out("a.tar")], "--level 12"),
-        (vec!["--compression".into(), "none".into(), "--level".into(), "3".into(), "-o".into(), out("a.tar")], "--compression none"),
+        (
+            vec![
+                "--compression".into(),
+                "zstd".into(),
+                "--level".into(),
+                "40".into(),
+                "-o".into(),
+                out("a.tar"),
+            ],
+            "--level 40",
+        ),
+        (
+            vec![
+                "--compression".into(),
+                "gzip".into(),
+                "--level".into(),
+                "12".into(),
+                "-o".into(),
+                out("a.tar"),
+            ],
+            "--level 12",
+        ),
+        (
+            vec![
+                "--compression".into(),
+                "none".into(),
+                "--level".into(),
+                "3".into(),
+                "-o".into(),
+                out("a.tar"),
+            ],
+            "--compression none",
+        ),
         (vec!["--level".into(), "0".into(), "-o".into(), out("a.tar")], "--level 0"),
-        (vec!["-o".into(), format!("oci:{}", out("x")), "--format".into(), "docker-archive".into()], "--format"),
+        (
+            vec![
+                "-o".into(),
+                format!("oci:{}", out("x")),
+                "--format".into(),
+                "docker-archive".into(),
+            ],
+            "--format",
+        ),
         (vec!["-o".into(), format!("oci:{}:a", out("x")), "--tag".into(), "b".into()], "--tag"),
         (vec!["-o".into(), format!("oci:{}:", out("x"))], "empty tag"),
         (vec!["-o".into(), "oci:-".into()], "standard output"),
@@ -360,18 +508,36 @@ fn conflicting_options_are_refused() {
     }
     assert!(!Path::new("-").exists(), "no directory named `-`");
     // Agreeing options are fine.
-    let (code, _, stderr) =
-        squash(&[&image, "--from-layer", "2", "-o", &format!("oci:{}:a", out("x")), "--tag", "a", "--format", "oci", "-q"]);
+    let (code, _, stderr) = squash(&[
+        &image,
+        "--from-layer",
+        "2",
+        "-o",
+        &format!("oci:{}:a", out("x")),
+        "--tag",
+        "a",
+        "--format",
+        "oci",
+        "-q",
+    ]);
     assert_eq!(code, 0, "{stderr}");
 }
 
 #[test]
 fn remote_transports_get_a_hint() {
-    for reference in ["docker://alpine:3.20", "docker-daemon:app:latest", "containers-storage:localhost/app", "registry:5000/app"] {
-        let (code, _, stderr) = squash(&[reference, "--from-layer", "1", "-o", "/nonexistent/out.tar"]);
+    for reference in [
+        "docker://alpine:3.20",
+        "docker-daemon:app:latest",
+        "containers-storage:localhost/app",
+        "registry:5000/app",
+    ] {
+        let (code, _, stderr) =
+            squash(&[reference, "--from-layer", "1", "-o", "/nonexistent/out.tar"]);
         assert_eq!(code, 2, "{reference}: {stderr}");
         assert!(
-            stderr.contains("reads files and layouts") && stderr.contains("docker save") && stderr.contains("skopeo copy"),
+            stderr.contains("reads files and layouts")
+                && stderr.contains("docker save")
+                && stderr.contains("skopeo copy"),
             "{reference}: {stderr}"
         );
         let (code, _, stderr) = squash(&["inspect", reference]);
@@ -380,7 +546,13 @@ fn remote_transports_get_a_hint() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let input = layout(dir.path());
-    let (code, _, stderr) = squash(&[&format!("oci:{}:t", input.display()), "--from-layer", "1", "-o", "docker-daemon:app:squashed"]);
+    let (code, _, stderr) = squash(&[
+        &format!("oci:{}:t", input.display()),
+        "--from-layer",
+        "1",
+        "-o",
+        "docker-daemon:app:squashed",
+    ]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("docker load"), "{stderr}");
 }
@@ -396,12 +568,15 @@ fn no_range_is_an_error_unless_convert() {
         args.extend(extra);
         let (code, _, stderr) = squash(&args);
         assert_eq!(code, 2, "{stderr}");
-        for hint in ["--from-layer base", "--from-layer N", "--from-layer DIGEST", "--layers", "--convert"] {
+        for hint in
+            ["--from-layer base", "--from-layer N", "--from-layer DIGEST", "--layers", "--convert"]
+        {
             assert!(stderr.contains(hint), "the hint lists `{hint}`: {stderr}");
         }
         assert!(!out.exists());
     }
-    let (code, _, stderr) = squash(&[&image, "--convert", "-o", &format!("docker-archive:{}", out.display()), "-q"]);
+    let (code, _, stderr) =
+        squash(&[&image, "--convert", "-o", &format!("docker-archive:{}", out.display()), "-q"]);
     assert_eq!(code, 0, "{stderr}");
     let (code, stdout, _) = squash(&["inspect", "--json", s(&out)]);
     assert_eq!(code, 0);
@@ -427,13 +602,27 @@ fn errors_are_printed_once_and_blame_the_output_when_writing_fails() {
     let out = dir.path().join("out.tar");
     let script = "trap '' XFSZ; ulimit -f 8; exec \"$0\" \"$@\"";
     let result = Command::new("sh")
-        .args(["-c", script, BIN, &format!("oci:{}:t", input.display()), "--from-layer", "1", "-o", s(&out), "--compression", "none"])
+        .args([
+            "-c",
+            script,
+            BIN,
+            &format!("oci:{}:t", input.display()),
+            "--from-layer",
+            "1",
+            "-o",
+            s(&out),
+            "--compression",
+            "none",
+        ])
         .output()
         .expect("sh");
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert_eq!(result.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("out.tar"), "names the output: {stderr}");
-    assert!(!stderr.contains("layer 0") && !stderr.contains("layer 1 ("), "does not blame an input layer: {stderr}");
+    assert!(
+        !stderr.contains("layer 0") && !stderr.contains("layer 1 ("),
+        "does not blame an input layer: {stderr}"
+    );
     assert_eq!(entries(dir.path()), vec!["big.tar".to_string(), "in".to_string()], "nothing left");
 }
 
@@ -448,9 +637,17 @@ fn kept_layers_are_verified_on_request() {
     b.write_oci_layout(&input, "t");
     let image = format!("oci:{}:t", input.display());
     // By default a kept layer is copied with its size and sha256 checked, not decoded.
-    let (code, _, stderr) = squash(&[&image, "--from-layer", "1", "-o", s(&dir.path().join("plain.tar")), "-q"]);
+    let (code, _, stderr) =
+        squash(&[&image, "--from-layer", "1", "-o", s(&dir.path().join("plain.tar")), "-q"]);
     assert_eq!(code, 0, "{stderr}");
-    let (code, _, stderr) = squash(&[&image, "--from-layer", "1", "--verify-all", "-o", s(&dir.path().join("all.tar"))]);
+    let (code, _, stderr) = squash(&[
+        &image,
+        "--from-layer",
+        "1",
+        "--verify-all",
+        "-o",
+        s(&dir.path().join("all.tar")),
+    ]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("layer 0") && stderr.contains("diff_id"), "{stderr}");
     assert!(!dir.path().join("all.tar").exists());
@@ -461,7 +658,10 @@ fn kept_layers_are_verified_on_request() {
 
 #[test]
 fn every_json_document_parses_into_its_type() {
-    use squash::document::{ErrorDocument, InspectDocument, OutcomeDocument, PlanDocument, ReportDocument, SCHEMA_VERSION};
+    use squash::document::{
+        ErrorDocument, InspectDocument, OutcomeDocument, PlanDocument, ReportDocument,
+        SCHEMA_VERSION,
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let input = layout(dir.path());
     let image = format!("oci:{}:t", input.display());
@@ -471,23 +671,45 @@ fn every_json_document_parses_into_its_type() {
     assert_eq!(inspect.verified.map(|v| v.diff_ids), Some(3));
     let (_, stdout, _) = squash(&[&image, "--from-layer", "2", "--dry-run", "--json"]);
     let plan: PlanDocument = serde_json::from_str(&stdout).expect("plan");
-    assert_eq!((plan.ranges[0].range.start, plan.ranges[0].range.end, plan.kept_layers.as_slice()), (1, 2, &[0][..]));
+    assert_eq!(
+        (plan.ranges[0].range.start, plan.ranges[0].range.end, plan.kept_layers.as_slice()),
+        (1, 2, &[0][..])
+    );
     let out = dir.path().join("out.tar");
     let (_, stdout, _) = squash(&[&image, "--from-layer", "2", "-o", s(&out), "--json"]);
     let outcome: OutcomeDocument = serde_json::from_str(&stdout).expect("outcome");
-    assert_eq!(outcome.outcome.layers[1].squashed_from.as_ref().map(|r| (r.start, r.end)), Some((1, 2)));
-    assert_eq!(outcome.outcome.layers[1].uncompressed_size, Some(plan.ranges[0].uncompressed_size_after));
+    assert_eq!(
+        outcome.outcome.layers[1].squashed_from.as_ref().map(|r| (r.start, r.end)),
+        Some((1, 2))
+    );
+    assert_eq!(
+        outcome.outcome.layers[1].uncompressed_size,
+        Some(plan.ranges[0].uncompressed_size_after)
+    );
     assert_eq!(outcome.input.name.as_deref(), Some("t"));
-    let (code, stdout, _) = squash(&["report", "--json", &image, "--fail-if-wasted-over", "1B", "--min-efficiency", "0.0"]);
+    let (code, stdout, _) = squash(&[
+        "report",
+        "--json",
+        &image,
+        "--fail-if-wasted-over",
+        "1B",
+        "--min-efficiency",
+        "0.0",
+    ]);
     assert_eq!(code, 1);
     let report: ReportDocument = serde_json::from_str(&stdout).expect("report");
-    let verdicts: Vec<(&str, bool)> = report.gates.iter().map(|g| (g.rule.flag(), g.passed)).collect();
+    let verdicts: Vec<(&str, bool)> =
+        report.gates.iter().map(|g| (g.rule.flag(), g.passed)).collect();
     assert_eq!(verdicts, [("--fail-if-wasted-over", false), ("--min-efficiency", true)]);
-    for args in [vec!["inspect", "--json", "/nonexistent"], vec!["report", "--json", "/nonexistent"], vec![&image, "--json", "-o", s(&out)]]
-    {
+    for args in [
+        vec!["inspect", "--json", "/nonexistent"],
+        vec!["report", "--json", "/nonexistent"],
+        vec![&image, "--json", "-o", s(&out)],
+    ] {
         let (code, stdout, _) = squash(&args);
         assert_eq!(code, 2, "{args:?}");
-        let error: ErrorDocument = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {stdout}"));
+        let error: ErrorDocument =
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {stdout}"));
         assert_eq!(error.exit_code, 2);
     }
 }
@@ -498,14 +720,23 @@ fn a_held_layout_lock_is_waited_for_then_given_up() {
     let input = layout(dir.path());
     let image = format!("oci:{}:t", input.display());
     let shared = dir.path().join("shared");
-    let (code, _, stderr) = squash(&[&image, "--convert", "-o", &format!("oci:{}:seed", shared.display()), "-q"]);
+    let (code, _, stderr) =
+        squash(&[&image, "--convert", "-o", &format!("oci:{}:seed", shared.display()), "-q"]);
     assert_eq!(code, 0, "{stderr}");
     let before = snapshot(&shared);
     // Another writer holds the layout's lock.
     let holder = std::fs::File::open(&shared).expect("open layout");
     holder.lock().expect("lock");
     let start = Instant::now();
-    let (code, _, stderr) = squash(&[&image, "--from-layer", "1", "--lock-timeout", "2", "-o", &format!("oci:{}:late", shared.display())]);
+    let (code, _, stderr) = squash(&[
+        &image,
+        "--from-layer",
+        "1",
+        "--lock-timeout",
+        "2",
+        "-o",
+        &format!("oci:{}:late", shared.display()),
+    ]);
     assert_eq!(code, 2, "{stderr}");
     assert!(start.elapsed() >= Duration::from_secs(2), "gave up too early");
     assert!(stderr.contains("waiting for the lock"), "says it waits: {stderr}");
@@ -513,7 +744,14 @@ fn a_held_layout_lock_is_waited_for_then_given_up() {
     assert_eq!(snapshot(&shared), before, "nothing written while the lock was held");
     // Released: the same run goes through.
     drop(holder);
-    let (code, _, stderr) = squash(&[&image, "--from-layer", "1", "-o", &format!("oci:{}:late", shared.display()), "-q"]);
+    let (code, _, stderr) = squash(&[
+        &image,
+        "--from-layer",
+        "1",
+        "-o",
+        &format!("oci:{}:late", shared.display()),
+        "-q",
+    ]);
     assert_eq!(code, 0, "{stderr}");
 }
 
@@ -532,19 +770,39 @@ fn multi_platform_indexes() {
     arm64.layer(LayerBuilder::new().file("base", b"arm64").finish(), "ADD base");
     arm64.layer(LayerBuilder::new().file("b", b"b").finish(), "RUN b");
     let input = dir.path().join("in");
-    ImageBuilder::write_multi_platform_layout(&input, "t", &[("linux/amd64", &amd64), ("linux/arm64/v8", &arm64)]);
+    ImageBuilder::write_multi_platform_layout(
+        &input,
+        "t",
+        &[("linux/amd64", &amd64), ("linux/arm64/v8", &arm64)],
+    );
     let image = format!("oci:{}:t", s(&input));
     let out = |name: &str| dir.path().join(name);
 
-    let (code, stdout, stderr) = squash(&[&image, "--from-layer", "2", "-o", &format!("oci:{}:t", s(&out("all")))]);
+    let (code, stdout, stderr) =
+        squash(&[&image, "--from-layer", "2", "-o", &format!("oci:{}:t", s(&out("all")))]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("linux/amd64") && stdout.contains("linux/arm64/v8") && stdout.contains("squashed"), "{stdout}");
+    assert!(
+        stdout.contains("linux/amd64")
+            && stdout.contains("linux/arm64/v8")
+            && stdout.contains("squashed"),
+        "{stdout}"
+    );
     assert!(stdout.contains("dropped 1 attestation"), "{stdout}");
-    assert!(!stderr.contains("unknown/unknown") && !stdout.contains("unknown/unknown"), "an attestation is not a platform");
+    assert!(
+        !stderr.contains("unknown/unknown") && !stdout.contains("unknown/unknown"),
+        "an attestation is not a platform"
+    );
 
     // One platform squashed, the other copied.
-    let (code, stdout, stderr) =
-        squash(&[&image, "--platform", "linux/arm64", "--from-layer", "1", "-o", &format!("oci-archive:{}", s(&out("arm.tar")))]);
+    let (code, stdout, stderr) = squash(&[
+        &image,
+        "--platform",
+        "linux/arm64",
+        "--from-layer",
+        "1",
+        "-o",
+        &format!("oci-archive:{}", s(&out("arm.tar"))),
+    ]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("copied") && stdout.contains("squashed"), "{stdout}");
 
@@ -553,7 +811,12 @@ fn multi_platform_indexes() {
     let verified = format!("oci:{}:t", s(&out("verified")));
     let (code, _, stderr) = squash(&[&image, "--from-layer", "2", "--verify", "-o", &verified]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("verified: the root filesystem of each of the 2 written images equals the input's"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "verified: the root filesystem of each of the 2 written images equals the input's"
+        ),
+        "{stderr}"
+    );
     let (code, _, stderr) = squash(&[&image, "--from-layer", "2", "--verify", "-o", &verified]);
     assert_eq!(code, 2, "an existing output is refused with --verify: {stderr}");
     let (code, _, stderr) = squash(&[
@@ -581,46 +844,92 @@ fn multi_platform_indexes() {
     assert!(stdout.contains("- b"), "{stdout}");
 
     // A docker-archive holds one platform.
-    let (code, _, stderr) = squash(&[&image, "--from-layer", "2", "-o", &format!("docker-archive:{}", s(&out("d.tar")))]);
+    let (code, _, stderr) = squash(&[
+        &image,
+        "--from-layer",
+        "2",
+        "-o",
+        &format!("docker-archive:{}", s(&out("d.tar"))),
+    ]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--platform"), "{stderr}");
     assert!(!out("d.tar").exists());
-    let (code, _, stderr) =
-        squash(&[&image, "--platform", "linux/amd64", "--from-layer", "2", "-o", &format!("docker-archive:{}:app:1", s(&out("d.tar")))]);
+    let (code, _, stderr) = squash(&[
+        &image,
+        "--platform",
+        "linux/amd64",
+        "--from-layer",
+        "2",
+        "-o",
+        &format!("docker-archive:{}:app:1", s(&out("d.tar"))),
+    ]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("warning: the index also holds linux/arm64/v8; only linux/amd64 is written"), "{stderr}");
+    assert!(
+        stderr
+            .contains("warning: the index also holds linux/arm64/v8; only linux/amd64 is written"),
+        "{stderr}"
+    );
     assert!(out("d.tar").exists());
 
     // A platform the index lacks.
-    let (code, _, stderr) = squash(&[&image, "--platform", "linux/s390x", "--from-layer", "2", "-o", &format!("oci:{}", s(&out("x")))]);
+    let (code, _, stderr) = squash(&[
+        &image,
+        "--platform",
+        "linux/s390x",
+        "--from-layer",
+        "2",
+        "-o",
+        &format!("oci:{}", s(&out("x"))),
+    ]);
     assert_ne!(code, 0);
-    assert!(stderr.contains("linux/s390x") && stderr.contains("linux/amd64, linux/arm64/v8"), "{stderr}");
+    assert!(
+        stderr.contains("linux/s390x") && stderr.contains("linux/amd64, linux/arm64/v8"),
+        "{stderr}"
+    );
     assert!(!out("x").exists());
 
     // To standard output, as an OCI archive that holds both.
     let archive = std::fs::File::create(out("stream.tar")).expect("create");
-    let status =
-        Command::new(BIN).args([&image, "--from-layer", "2", "-q", "-o", "oci-archive:-"]).stdout(archive).status().expect("run squash");
+    let status = Command::new(BIN)
+        .args([&image, "--from-layer", "2", "-q", "-o", "oci-archive:-"])
+        .stdout(archive)
+        .status()
+        .expect("run squash");
     assert!(status.success());
-    let (code, stdout, stderr) = squash(&["inspect", &format!("oci-archive:{}", s(&out("stream.tar"))), "--platform", "linux/arm64"]);
+    let (code, stdout, stderr) = squash(&[
+        "inspect",
+        &format!("oci-archive:{}", s(&out("stream.tar"))),
+        "--platform",
+        "linux/arm64",
+    ]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("platform: linux/arm64/v8 (the index also holds linux/amd64)"), "{stdout}");
+    assert!(
+        stdout.contains("platform: linux/arm64/v8 (the index also holds linux/amd64)"),
+        "{stdout}"
+    );
 
     // inspect and report without --platform: image by image, gates for each.
     let (code, stdout, stderr) = squash(&["inspect", &image]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("2 images") && stdout.contains("platform: linux/amd64") && stdout.contains("platform: linux/arm64/v8"),
+        stdout.contains("2 images")
+            && stdout.contains("platform: linux/amd64")
+            && stdout.contains("platform: linux/arm64/v8"),
         "{stdout}"
     );
-    let (code, stdout, stderr) = squash(&["report", &image, "--from-layer", "2", "--json", "--fail-if-wasted-over", "0"]);
+    let (code, stdout, stderr) =
+        squash(&["report", &image, "--from-layer", "2", "--json", "--fail-if-wasted-over", "0"]);
     assert_eq!(code, 1, "amd64 wastes its `a`: {stderr}");
     let doc: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json");
     assert_eq!(doc["images"].as_array().map(Vec::len), Some(2), "{stdout}");
-    assert!(stderr.contains("gate failed: linux/amd64:") && !stderr.contains("linux/arm64/v8:"), "{stderr}");
+    assert!(
+        stderr.contains("gate failed: linux/amd64:") && !stderr.contains("linux/arm64/v8:"),
+        "{stderr}"
+    );
 
     // JSON: the other platforms of an image read from an index.
-    let (code, stdout, stderr) = squash(&["inspect", &image, "--platform", "linux/amd64", "--json"]);
+    let (code, stdout, stderr) =
+        squash(&["inspect", &image, "--platform", "linux/amd64", "--json"]);
     assert_eq!(code, 0, "{stderr}");
     let doc: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json");
     assert_eq!(doc["input"]["other_platforms"], serde_json::json!(["linux/arm64/v8"]), "{stdout}");

@@ -28,11 +28,20 @@ fn pipeline(mut producer: Command, squash_args: &[&str], mut consumer: Command) 
         .stderr(Stdio::piped())
         .spawn()
         .expect("squash");
-    let last = consumer.stdin(middle.stdout.take().expect("squash stdout")).output().expect("consumer");
+    let last =
+        consumer.stdin(middle.stdout.take().expect("squash stdout")).output().expect("consumer");
     let squash_out = middle.wait_with_output().expect("squash");
     assert!(first.wait().expect("producer").success(), "{producer:?} failed");
-    assert!(squash_out.status.success(), "squash {squash_args:?} failed:\n{}", String::from_utf8_lossy(&squash_out.stderr));
-    assert!(last.status.success(), "{consumer:?} failed:\n{}", String::from_utf8_lossy(&last.stderr));
+    assert!(
+        squash_out.status.success(),
+        "squash {squash_args:?} failed:\n{}",
+        String::from_utf8_lossy(&squash_out.stderr)
+    );
+    assert!(
+        last.status.success(),
+        "{consumer:?} failed:\n{}",
+        String::from_utf8_lossy(&last.stderr)
+    );
 }
 
 /// A base with a static busybox (so the image can run a listing), and layers like `RUN` steps:
@@ -44,7 +53,11 @@ fn images(dir: &Path) -> (PathBuf, PathBuf) {
     for tool in ["sh", "find", "stat", "sha256sum", "readlink", "xargs", "sort", "cat"] {
         base.symlink(format!("bin/{tool}"), "busybox");
     }
-    base.dir("etc").file("etc/os-release", b"NAME=base\n").dir_with("tmp", 0o1777, 0, 0).dir("var").dir("var/lib");
+    base.dir("etc")
+        .file("etc/os-release", b"NAME=base\n")
+        .dir_with("tmp", 0o1777, 0, 0)
+        .dir("var")
+        .dir("var/lib");
     let base = base.finish();
     let mut b = ImageBuilder::new(LayerCompression::Gzip);
     b.layer(base, "ADD rootfs /");
@@ -108,8 +121,18 @@ fn exported(tar: &[u8]) -> Exported {
     let mut nodes = BTreeMap::new();
     for (path, node) in fs.nodes() {
         // What the engine itself puts into every container.
-        let skip = [&b".dockerenv"[..], b"etc/hostname", b"etc/hosts", b"etc/resolv.conf", b"run/.containerenv"];
-        if skip.contains(&path.as_slice()) || path.starts_with(b"dev") || path.starts_with(b"proc") || path.starts_with(b"sys") {
+        let skip = [
+            &b".dockerenv"[..],
+            b"etc/hostname",
+            b"etc/hosts",
+            b"etc/resolv.conf",
+            b"run/.containerenv",
+        ];
+        if skip.contains(&path.as_slice())
+            || path.starts_with(b"dev")
+            || path.starts_with(b"proc")
+            || path.starts_with(b"sys")
+        {
             continue;
         }
         nodes.insert(path.clone(), (node.kind.clone(), node.mode, node.uid, node.gid));
@@ -122,7 +145,9 @@ fn exported(tar: &[u8]) -> Exported {
 
 /// A Docker daemon of the test's own under target/, with the two steps this test adds.
 fn start_docker(name: &str) -> Docker {
-    Docker::start(&Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id())))
+    Docker::start(
+        &Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id())),
+    )
 }
 
 /// `docker save IMAGE | squash - --from-layer base --base BASE -o docker-archive:-:NEW | docker load`.
@@ -132,12 +157,26 @@ fn squash_above_base(docker: &Docker, image: &str, base: &Path, new: &str) {
     let mut load = docker.cmd();
     load.arg("load");
     let output = format!("docker-archive:-:{new}");
-    pipeline(save, &["-", "--from-layer", "base", "--base", base.to_str().expect("utf8"), "-o", &output, "-q"], load);
+    pipeline(
+        save,
+        &["-", "--from-layer", "base", "--base", base.to_str().expect("utf8"), "-o", &output, "-q"],
+        load,
+    );
 }
 
 /// What `image` lists when it runs.
 fn listing(docker: &Docker, image: &str) -> String {
-    String::from_utf8_lossy(&output(docker.cmd().args(["run", "--rm", "--network", "none", image, "/bin/sh", "-c", LISTING]))).into_owned()
+    String::from_utf8_lossy(&output(docker.cmd().args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        image,
+        "/bin/sh",
+        "-c",
+        LISTING,
+    ])))
+    .into_owned()
 }
 
 fn export(docker: &Docker, image: &str) -> Vec<u8> {
@@ -147,7 +186,10 @@ fn export(docker: &Docker, image: &str) -> Vec<u8> {
 #[test]
 fn docker_loads_runs_and_unpacks_what_squash_pipes() {
     if !available("dockerd") || !available("docker") || !Path::new("/bin/busybox").exists() {
-        assert!(std::env::var("SQUASH_REQUIRE_INTEROP").is_err(), "dockerd, docker and /bin/busybox are required");
+        assert!(
+            std::env::var("SQUASH_REQUIRE_INTEROP").is_err(),
+            "dockerd, docker and /bin/busybox are required"
+        );
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -159,21 +201,32 @@ fn docker_loads_runs_and_unpacks_what_squash_pipes() {
     let original = listing(&docker, "squash-test/app:1");
     let squashed = listing(&docker, "squash-test/app:squashed");
     assert!(
-        original.contains("./app/tool|regular file|") && original.contains("./app/tool-alias|regular file|"),
+        original.contains("./app/tool|regular file|")
+            && original.contains("./app/tool-alias|regular file|"),
         "the listing sees the files:\n{original}"
     );
     assert_eq!(original, squashed, "the squashed image's container sees the same files");
-    assert_eq!(exported(&export(&docker, "squash-test/app:1")), exported(&export(&docker, "squash-test/app:squashed")));
+    assert_eq!(
+        exported(&export(&docker, "squash-test/app:1")),
+        exported(&export(&docker, "squash-test/app:squashed"))
+    );
     // Two layers now, the base's shared; the history keeps every step.
     let layers = |image: &str| {
-        let out = output(docker.cmd().args(["inspect", "--format", "{{json .RootFS.Layers}}", image]));
+        let out =
+            output(docker.cmd().args(["inspect", "--format", "{{json .RootFS.Layers}}", image]));
         serde_json::from_slice::<Vec<String>>(&out).expect("layers")
     };
     let (before, after) = (layers("squash-test/app:1"), layers("squash-test/app:squashed"));
     assert_eq!((before.len(), after.len()), (4, 2));
     assert_eq!(before[0], after[0], "the base layer is shared");
-    let history = String::from_utf8_lossy(&output(docker.cmd().args(["history", "--no-trunc", "squash-test/app:squashed"]))).into_owned();
-    for step in ["squash: merged layers 1..3", "RUN apt-get update", "RUN install", "ADD rootfs /"] {
+    let history = String::from_utf8_lossy(&output(docker.cmd().args([
+        "history",
+        "--no-trunc",
+        "squash-test/app:squashed",
+    ])))
+    .into_owned();
+    for step in ["squash: merged layers 1..3", "RUN apt-get update", "RUN install", "ADD rootfs /"]
+    {
         assert!(history.contains(step), "docker history shows `{step}`:\n{history}");
     }
     // An image Docker's own builder made: its RUN steps write the layers (whiteouts, opaque
@@ -189,11 +242,26 @@ fn docker_loads_runs_and_unpacks_what_squash_pipes() {
          RUN mv /srv/data /srv/moved && ln -s /srv/moved/a /srv/a-symlink\n",
     )
     .expect("Dockerfile");
-    output(docker.cmd().env("DOCKER_BUILDKIT", "0").args(["build", "--network", "none", "-q", "-t", "squash-test/built:1"]).arg(&context));
+    output(
+        docker
+            .cmd()
+            .env("DOCKER_BUILDKIT", "0")
+            .args(["build", "--network", "none", "-q", "-t", "squash-test/built:1"])
+            .arg(&context),
+    );
     squash_above_base(&docker, "squash-test/built:1", &base, "squash-test/built:squashed");
     let built = listing(&docker, "squash-test/built:1");
-    assert!(built.contains("./srv/moved/a-link|") && built.contains("./srv/cache/c|") && !built.contains("./srv/cache/b"), "{built}");
-    assert_eq!(built, listing(&docker, "squash-test/built:squashed"), "a Docker-built image squashes to the same files");
+    assert!(
+        built.contains("./srv/moved/a-link|")
+            && built.contains("./srv/cache/c|")
+            && !built.contains("./srv/cache/b"),
+        "{built}"
+    );
+    assert_eq!(
+        built,
+        listing(&docker, "squash-test/built:squashed"),
+        "a Docker-built image squashes to the same files"
+    );
     assert_eq!(layers("squash-test/built:squashed").len(), 2);
     // Docker 25's OCI-shaped save (from the fixtures; this engine writes the legacy one), piped
     // through squash into this daemon.
@@ -206,32 +274,65 @@ fn docker_loads_runs_and_unpacks_what_squash_pipes() {
     let mut load = docker.cmd();
     load.arg("load");
     pipeline(cat, &["-", "--convert", "-o", "docker-archive:-:squash-test/hello:v25", "-q"], load);
-    let inspected = output(docker.cmd().args(["inspect", "--format", "{{.Architecture}} {{len .RootFS.Layers}}", "squash-test/hello:v25"]));
-    assert_eq!(String::from_utf8_lossy(&inspected).trim(), "arm64 1", "the OCI-shaped save loads as it was");
+    let inspected = output(docker.cmd().args([
+        "inspect",
+        "--format",
+        "{{.Architecture}} {{len .RootFS.Layers}}",
+        "squash-test/hello:v25",
+    ]));
+    assert_eq!(
+        String::from_utf8_lossy(&inspected).trim(),
+        "arm64 1",
+        "the OCI-shaped save loads as it was"
+    );
 }
 
 #[test]
 fn podman_loads_and_unpacks_what_squash_pipes_in_both_formats() {
     if !available("podman") || !Path::new("/bin/busybox").exists() {
-        assert!(std::env::var("SQUASH_REQUIRE_INTEROP").is_err(), "podman and /bin/busybox are required");
+        assert!(
+            std::env::var("SQUASH_REQUIRE_INTEROP").is_err(),
+            "podman and /bin/busybox are required"
+        );
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let (app, base) = images(dir.path());
-    let podman = Podman::new(&Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("podman-{}", std::process::id())));
+    let podman = Podman::new(
+        &Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("podman-{}", std::process::id())),
+    );
     output(podman.cmd().args(["load", "-i"]).arg(&app));
     let export = |image: &str| exported(&podman.export(image).unwrap_or_else(|e| panic!("{e}")));
     let original = export("squash-test/app:1");
     assert!(original.0.contains_key(&b"app/tool"[..]), "the export holds the files");
-    for (format, output_ref) in
-        [("oci-archive", "oci-archive:-:squashed-oci"), ("docker-archive", "docker-archive:-:squash-test/app:squashed-docker")]
-    {
+    for (format, output_ref) in [
+        ("oci-archive", "oci-archive:-:squashed-oci"),
+        ("docker-archive", "docker-archive:-:squash-test/app:squashed-docker"),
+    ] {
         let mut save = podman.cmd();
         save.args(["save", "--format", format, "squash-test/app:1"]);
         let mut load = podman.cmd();
         load.arg("load");
-        pipeline(save, &["-", "--from-layer", "base", "--base", base.to_str().expect("utf8"), "-o", output_ref, "-q"], load);
-        let loaded = String::from_utf8_lossy(&output(podman.cmd().args(["images", "--format", "{{.Repository}}:{{.Tag}}"]))).into_owned();
+        pipeline(
+            save,
+            &[
+                "-",
+                "--from-layer",
+                "base",
+                "--base",
+                base.to_str().expect("utf8"),
+                "-o",
+                output_ref,
+                "-q",
+            ],
+            load,
+        );
+        let loaded = String::from_utf8_lossy(&output(podman.cmd().args([
+            "images",
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+        ])))
+        .into_owned();
         let name = loaded
             .lines()
             .find(|l| l.contains("squashed"))

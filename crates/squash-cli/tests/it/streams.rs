@@ -76,19 +76,41 @@ fn standard_input_and_pipes_are_spooled_then_removed() {
     for input in ["-", "/dev/stdin", "docker-archive:-"] {
         let out = dir.path().join("from-stdin.tar");
         let (code, _, stderr) = run(
-            &[input, "--from-layer", "base", "--base", base.to_str().expect("utf8"), "-o", out.to_str().expect("utf8"), "-q"],
+            &[
+                input,
+                "--from-layer",
+                "base",
+                "--base",
+                base.to_str().expect("utf8"),
+                "-o",
+                out.to_str().expect("utf8"),
+                "-q",
+            ],
             Some(&bytes),
             tmp.path(),
         );
         assert_eq!(code, 0, "{input}: {stderr}");
-        assert_eq!(std::fs::read(&out).expect("out"), expected, "{input}: the same bytes as from the file");
+        assert_eq!(
+            std::fs::read(&out).expect("out"),
+            expected,
+            "{input}: the same bytes as from the file"
+        );
         assert!(empty(tmp.path()), "{input}: the spool is removed");
     }
     // A pipe given as a path (process substitution).
     if Command::new("bash").arg("--version").output().is_ok() {
         let out = dir.path().join("from-pipe.tar");
-        let script = format!("\"$0\" <(cat '{}') --from-layer base --base '{}' -o '{}' -q", app.display(), base.display(), out.display());
-        let status = Command::new("bash").args(["-c", &script, BIN]).env("TMPDIR", tmp.path()).status().expect("bash");
+        let script = format!(
+            "\"$0\" <(cat '{}') --from-layer base --base '{}' -o '{}' -q",
+            app.display(),
+            base.display(),
+            out.display()
+        );
+        let status = Command::new("bash")
+            .args(["-c", &script, BIN])
+            .env("TMPDIR", tmp.path())
+            .status()
+            .expect("bash");
         assert!(status.success());
         assert_eq!(std::fs::read(&out).expect("out"), expected);
         assert!(empty(tmp.path()));
@@ -128,7 +150,13 @@ fn an_interrupted_spool_is_removed() {
     let bytes = std::fs::read(&app).expect("read");
     for (signal, code) in [("-INT", 130), ("-TERM", 143)] {
         let mut child = Command::new(BIN)
-            .args(["-", "--from-layer", "1", "-o", dir.path().join("never.tar").to_str().expect("utf8")])
+            .args([
+                "-",
+                "--from-layer",
+                "1",
+                "-o",
+                dir.path().join("never.tar").to_str().expect("utf8"),
+            ])
             .env("TMPDIR", tmp.path())
             .stdin(Stdio::piped())
             .stderr(Stdio::piped())
@@ -143,7 +171,11 @@ fn an_interrupted_spool_is_removed() {
             std::thread::sleep(Duration::from_millis(5));
         }
         std::thread::sleep(Duration::from_millis(100));
-        assert!(Command::new("kill").args([signal, &child.id().to_string()]).status().expect("kill").success());
+        assert!(Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success());
         let status = child.wait().expect("wait");
         drop(pipe);
         assert_eq!(status.code(), Some(code), "{signal}");
@@ -165,17 +197,28 @@ fn standard_output_carries_the_same_archive_as_a_file() {
         (vec!["-o", "-", "--format", "oci-archive"], "oci-archive:"),
         (vec!["-o", "oci-archive:-"], "oci-archive:"),
     ] {
-        let tag = stream.iter().find_map(|a| a.strip_prefix("docker-archive:-:")).map(|t| format!(":{t}")).unwrap_or_default();
+        let tag = stream
+            .iter()
+            .find_map(|a| a.strip_prefix("docker-archive:-:"))
+            .map(|t| format!(":{t}"))
+            .unwrap_or_default();
         let out = dir.path().join("file.tar");
         let mut args = vec![app.to_str().expect("utf8")];
         args.extend(common);
         let target = format!("{file}{}{tag}", out.display());
-        let (code, _, stderr) = run(&[args.clone(), vec!["-o", &target, "-q"]].concat(), None, tmp.path());
+        let (code, _, stderr) =
+            run(&[args.clone(), vec!["-o", &target, "-q"]].concat(), None, tmp.path());
         assert_eq!(code, 0, "{stderr}");
         let expected = std::fs::read(&out).expect("out");
-        let (code, stdout, stderr) = run(&[args.clone(), stream.clone()].concat(), None, tmp.path());
+        let (code, stdout, stderr) =
+            run(&[args.clone(), stream.clone()].concat(), None, tmp.path());
         assert_eq!(code, 0, "{stream:?}: {stderr}");
-        assert!(stdout == expected, "{stream:?}: stdout holds {} bytes, the file {}", stdout.len(), expected.len());
+        assert!(
+            stdout == expected,
+            "{stream:?}: stdout holds {} bytes, the file {}",
+            stdout.len(),
+            expected.len()
+        );
         assert!(stderr.contains("wrote standard output"), "the summary goes to stderr: {stderr}");
         assert!(empty(tmp.path()), "{stream:?}: new layers' spools are removed");
         // From standard input to standard output, as in `docker save | squash - … -o - | docker load`.
@@ -188,28 +231,53 @@ fn standard_output_carries_the_same_archive_as_a_file() {
         assert!(empty(tmp.path()));
     }
     // The JSON outcome goes to stderr with the image on stdout.
-    let (code, stdout, stderr) = run(&[app.to_str().expect("utf8"), "--from-layer", "1", "-o", "-", "--json"], None, tmp.path());
+    let (code, stdout, stderr) = run(
+        &[app.to_str().expect("utf8"), "--from-layer", "1", "-o", "-", "--json"],
+        None,
+        tmp.path(),
+    );
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.starts_with(b"") && stdout.len() > 1024);
     let json_start = stderr.find('{').expect("json on stderr");
-    let doc: squash::document::OutcomeDocument = serde_json::from_str(&stderr[json_start..]).expect("outcome");
+    let doc: squash::document::OutcomeDocument =
+        serde_json::from_str(&stderr[json_start..]).expect("outcome");
     assert_eq!(doc.outcome.output, "-");
     // An OCI layout cannot be a stream.
-    for bad in [vec!["-o", "oci:-"], vec!["-o", "-", "--format", "oci"], vec!["-o", "docker-archive:-", "--format", "oci-archive"]] {
-        let (code, stdout, stderr) = run(&[vec![app.to_str().expect("utf8"), "--from-layer", "1"], bad.clone()].concat(), None, tmp.path());
+    for bad in [
+        vec!["-o", "oci:-"],
+        vec!["-o", "-", "--format", "oci"],
+        vec!["-o", "docker-archive:-", "--format", "oci-archive"],
+    ] {
+        let (code, stdout, stderr) = run(
+            &[vec![app.to_str().expect("utf8"), "--from-layer", "1"], bad.clone()].concat(),
+            None,
+            tmp.path(),
+        );
         assert_eq!(code, 2, "{bad:?}: {stderr}");
         assert!(stdout.is_empty(), "{bad:?}");
     }
     // What was streamed opens as an image.
     let streamed = dir.path().join("streamed.tar");
-    let (code, stdout, _) =
-        run(&[app.to_str().expect("utf8"), "--from-layer", "base", "--base", base.to_str().expect("utf8"), "-o", "-"], None, tmp.path());
+    let (code, stdout, _) = run(
+        &[
+            app.to_str().expect("utf8"),
+            "--from-layer",
+            "base",
+            "--base",
+            base.to_str().expect("utf8"),
+            "-o",
+            "-",
+        ],
+        None,
+        tmp.path(),
+    );
     assert_eq!(code, 0);
     std::fs::write(&streamed, &stdout).expect("write");
     let mut reader = std::fs::File::open(&streamed).expect("open");
     let mut head = [0u8; 512];
     reader.read_exact(&mut head).expect("header");
-    let image = squash::Image::open(streamed.to_str().expect("utf8")).expect("the streamed archive opens");
+    let image =
+        squash::Image::open(streamed.to_str().expect("utf8")).expect("the streamed archive opens");
     assert_eq!(image.layers().len(), 2);
     image.index_layers(0..2).expect("every layer verifies");
 }
@@ -226,7 +294,17 @@ fn every_option_streams_the_bytes_a_file_gets() {
         vec!["--layers", "0..0", "--layers", "1..2"],
         vec!["--from-layer", "base", "--base", &base, "--compression", "zstd", "--level", "5"],
         vec!["--from-layer", "2", "--compression", "none"],
-        vec!["--from-layer", "2", "--compression", "gzip", "--level", "1", "--drop-history", "--message", "squashed in CI"],
+        vec![
+            "--from-layer",
+            "2",
+            "--compression",
+            "gzip",
+            "--level",
+            "1",
+            "--drop-history",
+            "--message",
+            "squashed in CI",
+        ],
     ];
     for options in option_sets {
         for epoch in [None, Some("1700000000")] {
@@ -240,7 +318,10 @@ fn every_option_streams_the_bytes_a_file_gets() {
                 if let Some(e) = epoch {
                     child.env("SOURCE_DATE_EPOCH", e);
                 }
-                child.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
+                child
+                    .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
                 let mut child = child.spawn().expect("spawn");
                 if let Some(bytes) = stdin {
                     let mut pipe = child.stdin.take().expect("stdin");
@@ -252,14 +333,25 @@ fn every_option_streams_the_bytes_a_file_gets() {
                 child.wait_with_output().expect("wait")
             };
             let done = with_env(&file_args, None);
-            assert!(done.status.success(), "{options:?}: {}", String::from_utf8_lossy(&done.stderr));
+            assert!(
+                done.status.success(),
+                "{options:?}: {}",
+                String::from_utf8_lossy(&done.stderr)
+            );
             let expected = std::fs::read(&out).expect("out");
             let mut stream_args = vec!["-"];
             stream_args.extend(options.iter().copied());
             stream_args.extend(["-o", "-", "-q"]);
             let streamed = with_env(&stream_args, Some(&bytes));
-            assert!(streamed.status.success(), "{options:?}: {}", String::from_utf8_lossy(&streamed.stderr));
-            assert!(streamed.stdout == expected, "{options:?} {epoch:?}: stdin to stdout differs from file to file");
+            assert!(
+                streamed.status.success(),
+                "{options:?}: {}",
+                String::from_utf8_lossy(&streamed.stderr)
+            );
+            assert!(
+                streamed.stdout == expected,
+                "{options:?} {epoch:?}: stdin to stdout differs from file to file"
+            );
             assert!(empty(tmp.path()));
         }
     }
@@ -276,7 +368,16 @@ fn compressed_archives_are_read_through_a_decompressed_copy() {
     let (app, base) = archive(dir.path());
     let plain = std::fs::read(&app).expect("read");
     let squash_to = |input: &str, out: &Path, stdin: Option<&[u8]>| {
-        let args = [input, "--from-layer", "base", "--base", base.to_str().expect("utf8"), "-o", out.to_str().expect("utf8"), "-q"];
+        let args = [
+            input,
+            "--from-layer",
+            "base",
+            "--base",
+            base.to_str().expect("utf8"),
+            "-o",
+            out.to_str().expect("utf8"),
+            "-q",
+        ];
         run(&args, stdin, tmp.path())
     };
     let expected_path = dir.path().join("from-plain.tar");
@@ -287,15 +388,23 @@ fn compressed_archives_are_read_through_a_decompressed_copy() {
         let compressed = compression.compress(&plain);
         let path = dir.path().join(format!("app.tar.{name}"));
         std::fs::write(&path, &compressed).expect("write");
-        for (input, stdin) in [(path.to_str().expect("utf8").to_string(), None), ("-".to_string(), Some(&compressed[..]))] {
+        for (input, stdin) in [
+            (path.to_str().expect("utf8").to_string(), None),
+            ("-".to_string(), Some(&compressed[..])),
+        ] {
             let out = dir.path().join(format!("out-{name}.tar"));
             let (code, _, stderr) = squash_to(&input, &out, stdin);
             assert_eq!(code, 0, "{name} {input}: {stderr}");
-            assert_eq!(std::fs::read(&out).expect("out"), expected, "{name} {input}: the same bytes as from the plain archive");
+            assert_eq!(
+                std::fs::read(&out).expect("out"),
+                expected,
+                "{name} {input}: the same bytes as from the plain archive"
+            );
             assert!(empty(tmp.path()), "{name} {input}: the copy is removed");
         }
         // inspect reads it too, under its own name.
-        let (code, stdout, stderr) = run(&["inspect", "--json", path.to_str().expect("utf8")], None, tmp.path());
+        let (code, stdout, stderr) =
+            run(&["inspect", "--json", path.to_str().expect("utf8")], None, tmp.path());
         assert_eq!(code, 0, "{stderr}");
         let doc: squash::document::InspectDocument = serde_json::from_slice(&stdout).expect("json");
         assert_eq!((doc.input.path.as_str(), doc.layers.len()), (path.to_str().expect("utf8"), 3));
@@ -316,19 +425,29 @@ fn compressed_archives_are_read_through_a_decompressed_copy() {
     }
     // Compressed twice (a `.tar.zst` gzipped again): decompressed twice.
     let twice = dir.path().join("app.tar.zst.gz");
-    std::fs::write(&twice, LayerCompression::Gzip.compress(&LayerCompression::Zstd.compress(&plain))).expect("write");
+    std::fs::write(
+        &twice,
+        LayerCompression::Gzip.compress(&LayerCompression::Zstd.compress(&plain)),
+    )
+    .expect("write");
     let out = dir.path().join("out-twice.tar");
     let (code, _, stderr) = squash_to(twice.to_str().expect("utf8"), &out, None);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(std::fs::read(&out).expect("out"), expected);
     assert!(empty(tmp.path()));
-    for (name, magic) in [("bzip2", &b"BZh91AY&SY"[..]), ("xz", &[0xfd, b'7', b'z', b'X', b'Z', 0, 0, 4][..])] {
+    for (name, magic) in
+        [("bzip2", &b"BZh91AY&SY"[..]), ("xz", &[0xfd, b'7', b'z', b'X', b'Z', 0, 0, 4][..])]
+    {
         let path = dir.path().join(format!("app.tar.{name}"));
         std::fs::write(&path, [magic, &[0u8; 64][..]].concat()).expect("write");
         let (code, _, stderr) = run(&["inspect", path.to_str().expect("utf8")], None, tmp.path());
         assert_eq!(code, 2, "{name}: {stderr}");
-        assert!(stderr.contains(name) && stderr.contains("decompress it first"), "{name}: {stderr}");
-        let (code, _, stderr) = run(&["inspect", "-"], Some(&[magic, &[0u8; 64][..]].concat()), tmp.path());
+        assert!(
+            stderr.contains(name) && stderr.contains("decompress it first"),
+            "{name}: {stderr}"
+        );
+        let (code, _, stderr) =
+            run(&["inspect", "-"], Some(&[magic, &[0u8; 64][..]].concat()), tmp.path());
         assert_eq!(code, 2, "{name} on standard input: {stderr}");
         assert!(empty(tmp.path()), "{name}: nothing left behind");
     }

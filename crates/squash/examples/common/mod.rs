@@ -8,12 +8,28 @@ use squash_testkit::{noise, ImageBuilder, LayerBuilder, LayerCompression};
 /// three `RUN`-like layers that add, overwrite and delete), and returns the two references.
 pub fn example_images(dir: &Path) -> (String, String) {
     let mut builder = ImageBuilder::new(LayerCompression::Gzip);
-    builder.layer(LayerBuilder::new().dir("etc").file("etc/os-release", b"NAME=example\n").finish(), "ADD rootfs /");
+    builder.layer(
+        LayerBuilder::new().dir("etc").file("etc/os-release", b"NAME=example\n").finish(),
+        "ADD rootfs /",
+    );
     let layout = dir.join("layout");
     builder.write_oci_layout(&layout, "base");
-    builder.layer(LayerBuilder::new().dir("var").dir("var/cache").file("var/cache/index", &noise(200_000, 1)).finish(), "RUN fetch");
-    builder.layer(LayerBuilder::new().dir("app").file("app/bin", &noise(50_000, 2)).finish(), "COPY app /app");
-    builder.layer(LayerBuilder::new().dir("var").whiteout("var/cache").finish(), "RUN rm -rf /var/cache");
+    builder.layer(
+        LayerBuilder::new()
+            .dir("var")
+            .dir("var/cache")
+            .file("var/cache/index", &noise(200_000, 1))
+            .finish(),
+        "RUN fetch",
+    );
+    builder.layer(
+        LayerBuilder::new().dir("app").file("app/bin", &noise(50_000, 2)).finish(),
+        "COPY app /app",
+    );
+    builder.layer(
+        LayerBuilder::new().dir("var").whiteout("var/cache").finish(),
+        "RUN rm -rf /var/cache",
+    );
     builder.write_oci_layout(&layout, "app");
     (format!("oci:{}:app", layout.display()), format!("oci:{}:base", layout.display()))
 }

@@ -33,7 +33,8 @@ impl fmt::Display for Compression {
 impl std::str::FromStr for Compression {
     type Err = crate::error::ParseError;
     fn from_str(s: &str) -> Result<Compression, crate::error::ParseError> {
-        parse_compression(s).map_err(|message| crate::error::ParseError::new("compression", s, message))
+        parse_compression(s)
+            .map_err(|message| crate::error::ParseError::new("compression", s, message))
     }
 }
 

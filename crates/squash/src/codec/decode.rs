@@ -15,16 +15,23 @@ pub(crate) enum Decoder<R: BufRead> {
 /// The error for a zstd layer when squash is built without its `zstd` feature.
 #[cfg(not(feature = "zstd"))]
 pub(crate) fn zstd_not_built() -> io::Error {
-    io::Error::new(io::ErrorKind::Unsupported, "zstd layers need squash built with its `zstd` cargo feature")
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "zstd layers need squash built with its `zstd` cargo feature",
+    )
 }
 
 impl<R: BufRead> Decoder<R> {
     pub(crate) fn new(compression: Compression, inner: R) -> io::Result<Decoder<R>> {
         Ok(match compression {
             Compression::None => Decoder::Plain(inner),
-            Compression::Gzip => Decoder::Gzip(Box::new(flate2::bufread::MultiGzDecoder::new(inner))),
+            Compression::Gzip => {
+                Decoder::Gzip(Box::new(flate2::bufread::MultiGzDecoder::new(inner)))
+            }
             #[cfg(feature = "zstd")]
-            Compression::Zstd => Decoder::Zstd(Box::new(zstd::stream::read::Decoder::with_buffer(inner)?)),
+            Compression::Zstd => {
+                Decoder::Zstd(Box::new(zstd::stream::read::Decoder::with_buffer(inner)?))
+            }
             #[cfg(not(feature = "zstd"))]
             Compression::Zstd => return Err(zstd_not_built()),
         })
@@ -60,7 +67,8 @@ mod tests {
     fn zstd_fixture() -> Vec<u8> {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/fixtures/google__go-containerregistry/pkg/crane/testdata/content.tar.zst"
+            "/../../../shared/fixtures/google__go-containerregistry",
+            "/pkg/crane/testdata/content.tar.zst"
         );
         std::fs::read(path).expect("fixture")
     }
@@ -69,7 +77,10 @@ mod tests {
     #[test]
     fn decodes_zstd() {
         let mut tar = Vec::new();
-        Decoder::new(Compression::Zstd, &zstd_fixture()[..]).expect("decoder").read_to_end(&mut tar).expect("decode");
+        Decoder::new(Compression::Zstd, &zstd_fixture()[..])
+            .expect("decoder")
+            .read_to_end(&mut tar)
+            .expect("decode");
         assert!(tar.len() >= 1024 && tar.len() % 512 == 0, "{} bytes", tar.len());
     }
 

@@ -18,7 +18,12 @@ pub(crate) enum Encoder<W: Write> {
 }
 
 impl<W: Write> Encoder<W> {
-    pub(crate) fn new(compression: Compression, level: Option<i32>, threads: usize, out: W) -> io::Result<Encoder<W>> {
+    pub(crate) fn new(
+        compression: Compression,
+        level: Option<i32>,
+        threads: usize,
+        out: W,
+    ) -> io::Result<Encoder<W>> {
         Ok(match compression {
             Compression::None => Encoder::None(out),
             Compression::Gzip => {
@@ -78,7 +83,9 @@ mod tests {
     #[cfg(not(feature = "zstd"))]
     #[test]
     fn zstd_without_the_feature_is_a_clear_error() {
-        let error = super::Encoder::new(super::Compression::Zstd, None, 1, Vec::new()).err().expect("refused");
+        let error = super::Encoder::new(super::Compression::Zstd, None, 1, Vec::new())
+            .err()
+            .expect("refused");
         assert!(error.to_string().contains("`zstd` cargo feature"), "{error}");
     }
 }

@@ -34,7 +34,12 @@ pub(crate) struct ParallelGzip<W: Write> {
     header_written: bool,
 }
 
-pub(crate) fn deflate_block(level: Compression, dictionary: &[u8], data: &[u8], last: bool) -> io::Result<(Vec<u8>, crc32fast::Hasher)> {
+pub(crate) fn deflate_block(
+    level: Compression,
+    dictionary: &[u8],
+    data: &[u8],
+    last: bool,
+) -> io::Result<(Vec<u8>, crc32fast::Hasher)> {
     let mut compress = Compress::new(level, false);
     if !dictionary.is_empty() {
         compress.set_dictionary(dictionary).map_err(io::Error::other)?;
@@ -43,7 +48,8 @@ pub(crate) fn deflate_block(level: Compression, dictionary: &[u8], data: &[u8], 
     let flush = if last { FlushCompress::Finish } else { FlushCompress::Sync };
     loop {
         let consumed = compress.total_in() as usize;
-        let status = compress.compress_vec(&data[consumed..], &mut out, flush).map_err(io::Error::other)?;
+        let status =
+            compress.compress_vec(&data[consumed..], &mut out, flush).map_err(io::Error::other)?;
         let done = compress.total_in() as usize == data.len()
             && match status {
                 Status::StreamEnd => true,
@@ -68,7 +74,10 @@ impl<W: Write> ParallelGzip<W> {
     /// A writer compressing at `level` (0-9) with `threads` workers (0 = all cores).
     pub(crate) fn new(out: W, level: u32, threads: usize) -> io::Result<ParallelGzip<W>> {
         let threads = if threads == 0 { Budget::cores() } else { threads };
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(io::Error::other)?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(io::Error::other)?;
         Ok(ParallelGzip {
             out,
             level: Compression::new(level.min(9)),
@@ -90,8 +99,9 @@ impl<W: Write> ParallelGzip<W> {
             self.header_written = true;
         }
         let count = blocks.len();
-        let dictionaries: Vec<&[u8]> =
-            std::iter::once(self.dictionary.as_slice()).chain(blocks.iter().take(count.saturating_sub(1)).map(|b| tail(b))).collect();
+        let dictionaries: Vec<&[u8]> = std::iter::once(self.dictionary.as_slice())
+            .chain(blocks.iter().take(count.saturating_sub(1)).map(|b| tail(b)))
+            .collect();
         let level = self.level;
         let compressed: Vec<io::Result<(Vec<u8>, crc32fast::Hasher)>> = self.pool.install(|| {
             blocks

@@ -110,17 +110,17 @@ impl EntryPath {
 
     /// Whether `self` is `other` or lies below it.
     pub fn starts_with(&self, other: &EntryPath) -> bool {
-        other.is_root() || (self.0.starts_with(&other.0) && (self.0.len() == other.0.len() || self.0[other.0.len()] == b'/'))
+        other.is_root()
+            || (self.0.starts_with(&other.0)
+                && (self.0.len() == other.0.len() || self.0[other.0.len()] == b'/'))
     }
 
     /// Every proper ancestor, the root first.
     pub fn ancestors(&self) -> impl Iterator<Item = EntryPath> + '_ {
         let cuts = self.0.iter().enumerate().filter(|(_, &b)| b == b'/').map(|(i, _)| i);
-        std::iter::once(EntryPath::root()).chain(cuts.map(|i| EntryPath(self.0[..i].into()))).take(if self.is_root() {
-            0
-        } else {
-            usize::MAX
-        })
+        std::iter::once(EntryPath::root())
+            .chain(cuts.map(|i| EntryPath(self.0[..i].into())))
+            .take(if self.is_root() { 0 } else { usize::MAX })
     }
 
     /// The path, lossily converted for messages.
@@ -199,8 +199,9 @@ pub enum Whiteout {
 }
 
 impl Whiteout {
-    /// Classifies a normalized path. `.wh.` is a basename prefix only (docs/layer-rules.md, rule 4), so
-    /// `keep.wh.me` and `dir.wh.x/file` are ordinary names. A bare `.wh.` is invalid.
+    /// Classifies a normalized path. `.wh.` is a basename prefix only (docs/layer-rules.md,
+    /// rule 4), so `keep.wh.me` and `dir.wh.x/file` are ordinary names. A bare `.wh.` is
+    /// invalid.
     pub fn classify(path: &EntryPath) -> Result<Whiteout, &'static str> {
         let name = path.file_name();
         if !name.starts_with(WHITEOUT_PREFIX) {

@@ -72,7 +72,11 @@ fn long_link(raw: &[u8]) -> Option<Vec<u8>> {
 fn parse_records(mut data: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut out = Vec::new();
     while let Some(space) = data.iter().position(|&b| b == b' ') {
-        let Some(len) = std::str::from_utf8(&data[..space]).ok().and_then(|s| s.parse::<usize>().ok()) else { break };
+        let Some(len) =
+            std::str::from_utf8(&data[..space]).ok().and_then(|s| s.parse::<usize>().ok())
+        else {
+            break;
+        };
         if len <= space + 1 || len > data.len() {
             break;
         }
@@ -149,14 +153,16 @@ fn pax_header(records: &[(Vec<u8>, Vec<u8>)], name: &[u8]) -> Vec<u8> {
 }
 
 /// Rewrites a header group so that the entry is called `path` and, when `link` is given, points
-/// at `link`, keeping every other field and PAX record. Names longer than the ustar fields go into PAX
-/// `path`/`linkpath` records; GNU long-name headers are dropped in favour of those.
+/// at `link`, keeping every other field and PAX record. Names longer than the ustar fields go
+/// into PAX `path`/`linkpath` records; GNU long-name headers are dropped in favour of those.
 pub(crate) fn rename_group(raw: &[u8], path: &[u8], link: Option<&[u8]>) -> Vec<u8> {
     let parts = split(raw);
     let original_link = parts
         .pax
         .as_ref()
-        .and_then(|records| records.iter().rev().find(|(k, _)| k == b"linkpath").map(|(_, v)| v.clone()))
+        .and_then(|records| {
+            records.iter().rev().find(|(k, _)| k == b"linkpath").map(|(_, v)| v.clone())
+        })
         .or_else(|| long_link(raw))
         .unwrap_or_else(|| until_nul(&parts.main[157..257]).to_vec());
     let link = link.map(<[u8]>::to_vec).unwrap_or(original_link);
@@ -253,7 +259,11 @@ pub(crate) fn clamp_times(raw: &[u8], epoch: u64) -> Option<Vec<u8>> {
     let mut pos = 0;
     while pos + BLOCK <= out.len() {
         let flag = out[pos + 156];
-        let size = if out[pos + 124] & 0x80 != 0 { 0 } else { octal_len(&out[pos..pos + BLOCK], 124..136) as usize };
+        let size = if out[pos + 124] & 0x80 != 0 {
+            0
+        } else {
+            octal_len(&out[pos..pos + BLOCK], 124..136) as usize
+        };
         // The mtime, and the atime and ctime of an old GNU header.
         let gnu = &out[pos + 257..pos + 265] == b"ustar  \0";
         let fields: &[usize] = if gnu { &[136, 345, 357] } else { &[136] };
@@ -288,7 +298,9 @@ fn clamp_numeric(field: &mut [u8], epoch: u64) -> bool {
         if field[0] & 0x40 != 0 {
             return false; // negative: earlier than any epoch
         }
-        field[1..].iter().fold(u64::from(field[0] & 0x3f), |v, &b| v.saturating_mul(256) | u64::from(b))
+        field[1..]
+            .iter()
+            .fold(u64::from(field[0] & 0x3f), |v, &b| v.saturating_mul(256) | u64::from(b))
     } else {
         octal_len(field, 0..field.len())
     };
@@ -304,7 +316,11 @@ fn clamp_pax_times(data: &mut [u8], epoch: u64) -> bool {
     let mut changed = false;
     let mut at = 0;
     while let Some(space) = data[at..].iter().position(|&b| b == b' ') {
-        let Some(len) = std::str::from_utf8(&data[at..at + space]).ok().and_then(|s| s.parse::<usize>().ok()) else { break };
+        let Some(len) =
+            std::str::from_utf8(&data[at..at + space]).ok().and_then(|s| s.parse::<usize>().ok())
+        else {
+            break;
+        };
         if len <= space + 1 || at + len > data.len() {
             break;
         }
@@ -368,7 +384,8 @@ mod tests {
     #[test]
     fn pax_times_are_lowered_in_as_many_characters() {
         let e = 1_700_000_000;
-        let clamp = |v: &str| clamped_pax_time(v.as_bytes(), e).map(|n| String::from_utf8(n).unwrap());
+        let clamp =
+            |v: &str| clamped_pax_time(v.as_bytes(), e).map(|n| String::from_utf8(n).unwrap());
         assert_eq!(clamp("2000000000.123456789").as_deref(), Some("1700000000.000000000"));
         assert_eq!(clamp("2000000000").as_deref(), Some("1700000000"));
         assert_eq!(clamp("10000000000").as_deref(), Some("01700000000"));
@@ -383,7 +400,12 @@ mod tests {
     #[test]
     fn a_clamped_group_keeps_its_length_and_reads_back_lowered() {
         let mut builder = tar::Builder::new(Vec::new());
-        builder.append_pax_extensions([("mtime", &b"2000000000.25"[..]), ("atime", &b"1500000000"[..])]).unwrap();
+        builder
+            .append_pax_extensions([
+                ("mtime", &b"2000000000.25"[..]),
+                ("atime", &b"1500000000"[..]),
+            ])
+            .unwrap();
         let mut h = tar::Header::new_gnu();
         h.set_path("f").unwrap();
         h.set_size(0);

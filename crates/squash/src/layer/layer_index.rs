@@ -52,7 +52,8 @@ impl IndexedEntry {
     pub(crate) fn from_group(group: HeaderGroup, location: &Location) -> Result<IndexedEntry> {
         let meta = &group.meta;
         let name = String::from_utf8_lossy(&meta.path).into_owned();
-        let bad = |reason: String| Error::malformed_tar(location.clone().entry(name.clone()), reason);
+        let bad =
+            |reason: String| Error::malformed_tar(location.clone().entry(name.clone()), reason);
         let path = EntryPath::parse(&meta.path).map_err(|e| bad(e.to_string()))?;
         let kind = meta.kind().ok_or_else(|| bad("unsupported entry type".into()))?;
         let class = match Whiteout::classify(&path).map_err(|e| bad(e.to_string()))? {
@@ -65,7 +66,8 @@ impl IndexedEntry {
             return Err(bad("the root can only be a directory".into()));
         }
         let link_target = if kind == EntryKind::Hardlink {
-            let target = EntryPath::parse(&meta.link).map_err(|e| bad(format!("hard link target: {e}")))?;
+            let target =
+                EntryPath::parse(&meta.link).map_err(|e| bad(format!("hard link target: {e}")))?;
             if target.is_root() {
                 return Err(bad("hard link to the root directory".into()));
             }
@@ -73,10 +75,19 @@ impl IndexedEntry {
         } else {
             None
         };
-        let header_len = u32::try_from(group.raw.len()).map_err(|_| bad("header longer than 4 GiB".into()))?;
+        let header_len =
+            u32::try_from(group.raw.len()).map_err(|_| bad("header longer than 4 GiB".into()))?;
         let mtime = super::header::mtime_field(&group.raw);
-        let mut entry =
-            IndexedEntry { path, class, link_target, stored_size: meta.size, size: meta.real_size, raw: None, header_len, mtime };
+        let mut entry = IndexedEntry {
+            path,
+            class,
+            link_target,
+            stored_size: meta.size,
+            size: meta.real_size,
+            raw: None,
+            header_len,
+            mtime,
+        };
         if entry.header_needed() {
             entry.raw = Some(group.raw.into_boxed_slice());
         }
@@ -87,7 +98,10 @@ impl IndexedEntry {
     /// written), a hard link (renamed when its target goes), a marker. A plain file's header is
     /// needed only when a link outlives its name; the plan then asks for it to be read again.
     pub(crate) fn header_needed(&self) -> bool {
-        !matches!(self.class, EntryClass::Node(kind) if kind != EntryKind::Dir && kind != EntryKind::Hardlink)
+        !matches!(
+            self.class,
+            EntryClass::Node(kind) if kind != EntryKind::Dir && kind != EntryKind::Hardlink
+        )
     }
 
     /// The raw header group, which the index kept for this entry.

@@ -70,7 +70,10 @@ pub(crate) enum TarError {
 impl From<io::Error> for TarError {
     fn from(e: io::Error) -> Self {
         if e.kind() == io::ErrorKind::UnexpectedEof {
-            return TarError::Malformed { entry: None, reason: "unexpected end of stream (truncated)".into() };
+            return TarError::Malformed {
+                entry: None,
+                reason: "unexpected end of stream (truncated)".into(),
+            };
         }
         TarError::Io(e)
     }
@@ -187,7 +190,10 @@ impl<R: BufRead> TarReader<R> {
     /// Reads the current entry's data (without padding) into `out`; for small payloads only.
     fn read_data_to_vec(&mut self, limit: u64) -> Result<Vec<u8>, TarError> {
         if self.pending_data > limit {
-            return Err(malformed(None, format!("extension header of {} bytes is too large", self.pending_data)));
+            return Err(malformed(
+                None,
+                format!("extension header of {} bytes is too large", self.pending_data),
+            ));
         }
         let mut buf = vec![0u8; self.pending_data as usize];
         self.read_exact_counted(&mut buf)?;
@@ -224,7 +230,10 @@ impl<R: BufRead> TarReader<R> {
                 // One zero block, then a second one or the end of the stream, ends the archive.
                 let mut next = [0u8; BLOCK];
                 if self.read_block(&mut next)? && next.iter().any(|&b| b != 0) {
-                    return Err(malformed(None, "a zero block followed by a header (corrupt archive)"));
+                    return Err(malformed(
+                        None,
+                        "a zero block followed by a header (corrupt archive)",
+                    ));
                 }
                 self.finished = true;
                 return Ok(None);
@@ -242,7 +251,8 @@ impl<R: BufRead> TarReader<R> {
                     match typeflag {
                         b'x' => pax = Some(parse_pax(&data)?),
                         b'g' => {
-                            // Validated, then ignored as Go's archive/tar does; not part of any group.
+                            // Validated, then ignored as Go's archive/tar does; not part of any
+                            // group.
                             parse_pax(&data)?;
                             raw.clear();
                         }
@@ -287,10 +297,14 @@ impl<R: BufRead> TarReader<R> {
                         raw[main + 124..main + 136].copy_from_slice(b"00000000000\0");
                         raw[main + 148..main + 156].fill(b' ');
                         let sum: u64 = raw[main..].iter().map(|&b| u64::from(b)).sum();
-                        raw[main + 148..main + 156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+                        raw[main + 148..main + 156]
+                            .copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
                     }
                     if meta.kind().is_none() {
-                        return Err(malformed(Some(&meta.path), format!("unsupported entry type {:?}", char::from(typeflag))));
+                        return Err(malformed(
+                            Some(&meta.path),
+                            format!("unsupported entry type {:?}", char::from(typeflag)),
+                        ));
                     }
                     self.pending_data = meta.size;
                     self.pending_pad = padding(meta.size);
@@ -350,14 +364,24 @@ struct RawHeader {
 impl RawHeader {
     fn parse(block: &[u8; BLOCK]) -> Result<RawHeader, TarError> {
         let name = until_nul(&block[0..100]);
-        let stored = parse_numeric(&block[148..156]).map_err(|_| malformed(Some(name), "invalid header checksum field"))?;
-        let unsigned: u64 = block.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u64::from(b) }).sum();
-        let signed: i64 = block.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { i64::from(b as i8) }).sum();
+        let stored = parse_numeric(&block[148..156])
+            .map_err(|_| malformed(Some(name), "invalid header checksum field"))?;
+        let unsigned: u64 = block
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u64::from(b) })
+            .sum();
+        let signed: i64 = block
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| if (148..156).contains(&i) { 32 } else { i64::from(b as i8) })
+            .sum();
         if stored != unsigned && stored as i64 != signed {
             return Err(malformed(Some(name), "header checksum mismatch (corrupt header)"));
         }
         let field = |range: std::ops::Range<usize>, what: &str| {
-            parse_numeric(&block[range]).map_err(|e| malformed(Some(name), format!("invalid {what} field: {e}")))
+            parse_numeric(&block[range])
+                .map_err(|e| malformed(Some(name), format!("invalid {what} field: {e}")))
         };
         let size = field(124..136, "size")?;
         let magic = &block[257..263];
@@ -372,7 +396,8 @@ impl RawHeader {
             }
         }
         let typeflag = block[156];
-        let real_size = if typeflag == b'S' && gnu { field(483..495, "sparse real size")? } else { size };
+        let real_size =
+            if typeflag == b'S' && gnu { field(483..495, "sparse real size")? } else { size };
         let meta = EntryMeta {
             typeflag,
             path,
@@ -406,7 +431,12 @@ fn parse_numeric(field: &[u8]) -> Result<u64, String> {
         }
         return Ok(value);
     }
-    let trimmed: Vec<u8> = field.iter().copied().skip_while(|&b| b == b' ' || b == 0).take_while(|&b| b != b' ' && b != 0).collect();
+    let trimmed: Vec<u8> = field
+        .iter()
+        .copied()
+        .skip_while(|&b| b == b' ' || b == 0)
+        .take_while(|&b| b != b' ' && b != 0)
+        .collect();
     if trimmed.is_empty() {
         return Ok(0);
     }
@@ -422,7 +452,10 @@ fn parse_pax(data: &[u8]) -> Result<PaxRecords, TarError> {
         if rest.iter().all(|&b| b == 0) {
             break;
         }
-        let space = rest.iter().position(|&b| b == b' ').ok_or_else(|| malformed(None, "malformed PAX record (no length)"))?;
+        let space = rest
+            .iter()
+            .position(|&b| b == b' ')
+            .ok_or_else(|| malformed(None, "malformed PAX record (no length)"))?;
         let len: usize = std::str::from_utf8(&rest[..space])
             .ok()
             .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
@@ -432,7 +465,10 @@ fn parse_pax(data: &[u8]) -> Result<PaxRecords, TarError> {
             return Err(malformed(None, "malformed PAX record (bad length or missing newline)"));
         }
         let record = &rest[space + 1..len - 1];
-        let eq = record.iter().position(|&b| b == b'=').ok_or_else(|| malformed(None, "malformed PAX record (no `=`)"))?;
+        let eq = record
+            .iter()
+            .position(|&b| b == b'=')
+            .ok_or_else(|| malformed(None, "malformed PAX record (no `=`)"))?;
         let (key, value) = (&record[..eq], &record[eq + 1..]);
         if key.is_empty() || key.contains(&0) {
             return Err(malformed(None, "PAX record with an empty key or a NUL in its key"));
@@ -445,10 +481,12 @@ fn parse_pax(data: &[u8]) -> Result<PaxRecords, TarError> {
 
 fn apply_pax(meta: &mut EntryMeta, records: PaxRecords) -> Result<(), TarError> {
     let num = |meta: &EntryMeta, key: &[u8], value: &[u8]| -> Result<u64, TarError> {
-        std::str::from_utf8(value)
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-            .ok_or_else(|| malformed(Some(&meta.path), format!("invalid PAX `{}` value", String::from_utf8_lossy(key))))
+        std::str::from_utf8(value).ok().and_then(|s| s.parse::<u64>().ok()).ok_or_else(|| {
+            malformed(
+                Some(&meta.path),
+                format!("invalid PAX `{}` value", String::from_utf8_lossy(key)),
+            )
+        })
     };
     let mut sparse_name = None;
     let mut sparse_size = None;
@@ -481,7 +519,9 @@ fn apply_pax(meta: &mut EntryMeta, records: PaxRecords) -> Result<(), TarError> 
                 meta.mtime = value.clone();
             }
             b"GNU.sparse.name" => sparse_name = Some(value.clone()),
-            b"GNU.sparse.realsize" | b"GNU.sparse.size" => sparse_size = Some(num(meta, key, value)?),
+            b"GNU.sparse.realsize" | b"GNU.sparse.size" => {
+                sparse_size = Some(num(meta, key, value)?)
+            }
             _ => {}
         }
         if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
@@ -510,7 +550,9 @@ fn valid_pax_time(value: &[u8]) -> bool {
         Some((s, f)) => (s, Some(f)),
         None => (unsigned, None),
     };
-    !secs.is_empty() && secs.bytes().all(|b| b.is_ascii_digit()) && frac.is_none_or(|f| f.bytes().all(|b| b.is_ascii_digit()))
+    !secs.is_empty()
+        && secs.bytes().all(|b| b.is_ascii_digit())
+        && frac.is_none_or(|f| f.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[cfg(test)]
@@ -530,7 +572,10 @@ mod tests {
     #[test]
     fn pax_records() {
         let recs = parse_pax(b"16 path=a/b/c/d\n12 uid=1000\n").unwrap();
-        assert_eq!(recs, vec![(b"path".to_vec(), b"a/b/c/d".to_vec()), (b"uid".to_vec(), b"1000".to_vec())]);
+        assert_eq!(
+            recs,
+            vec![(b"path".to_vec(), b"a/b/c/d".to_vec()), (b"uid".to_vec(), b"1000".to_vec())]
+        );
         assert!(parse_pax(b"99 path=x\n").is_err());
         assert!(parse_pax(b"x path=x\n").is_err());
     }

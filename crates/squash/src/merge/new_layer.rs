@@ -61,10 +61,12 @@ pub(crate) fn merge_range(
 ) -> Result<Merged> {
     let location = new_layer_location(image, planned);
     let budget = context.budget();
-    let encoder = Encoder::new(planned.compression, level, budget.compressors(), out).at(|| location.clone())?;
+    let encoder = Encoder::new(planned.compression, level, budget.compressors(), out)
+        .at(|| location.clone())?;
     // An uncompressed layer's diff_id is its blob digest, which the output computes anyway.
     let hasher = (planned.compression != Compression::None).then(Sha256::new);
-    let mut tar = TarSink { inner: Counting::new(encoder, context.progress(), true), hasher, count: 0 };
+    let mut tar =
+        TarSink { inner: Counting::new(encoder, context.progress(), true), hasher, count: 0 };
     let mut rereads = planned.rereads().to_vec();
     rereads.extend(write_tar(image, planned, budget, &mut tar)?);
     let TarSink { inner: counting, hasher, count: uncompressed_size } = tar;
@@ -88,12 +90,22 @@ pub(crate) type PreMergedLayers = std::collections::BTreeMap<usize, PreMerged>;
 
 impl PreMerged {
     /// Merges `planned` of `image` into a temporary file in the context's temporary directory.
-    pub(crate) fn merge(image: &Image, planned: &PlannedRange, level: Option<i32>, context: &Context<'_>) -> Result<PreMerged> {
+    pub(crate) fn merge(
+        image: &Image,
+        planned: &PlannedRange,
+        level: Option<i32>,
+        context: &Context<'_>,
+    ) -> Result<PreMerged> {
         let dir = context.scratch_dir();
-        let file = tempfile::Builder::new().prefix(".squash-layer-").tempfile_in(&dir).map_err(|e| Error::Output {
-            location: Location::file(&dir),
-            reason: format!("cannot create a temporary file for a new layer here (see --tmp-dir): {e}"),
-        })?;
+        let file =
+            tempfile::Builder::new().prefix(".squash-layer-").tempfile_in(&dir).map_err(|e| {
+                Error::Output {
+                    location: Location::file(&dir),
+                    reason: format!(
+                        "cannot create a temporary file for a new layer here (see --tmp-dir): {e}"
+                    ),
+                }
+            })?;
         let location = Location::file(file.path());
         let handle = file.reopen().at(|| location.clone())?;
         let mut writer = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, handle));

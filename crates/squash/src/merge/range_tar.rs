@@ -34,7 +34,8 @@ impl<W: TarOut> TarOut for Counting<'_, W> {
 
 /// Where errors about the new layer of `planned` point.
 pub(crate) fn new_layer_location(image: &Image, planned: &PlannedRange) -> Location {
-    Location::file(image.path()).part(format!("new layer for layers {}..{}", planned.range.start, planned.range.end))
+    Location::file(image.path())
+        .part(format!("new layer for layers {}..{}", planned.range.start, planned.range.end))
 }
 
 /// That the tar written is exactly as long as planned.
@@ -42,7 +43,10 @@ pub(crate) fn check_size(location: &Location, written: u64, planned: &PlannedRan
     if written != planned.plan.uncompressed_size {
         return Err(Error::Output {
             location: location.clone(),
-            reason: format!("internal error: wrote {written} bytes, planned {}", planned.plan.uncompressed_size),
+            reason: format!(
+                "internal error: wrote {written} bytes, planned {}",
+                planned.plan.uncompressed_size
+            ),
         });
     }
     Ok(())
@@ -52,7 +56,12 @@ pub(crate) fn check_size(location: &Location, written: u64, planned: &PlannedRan
 /// each layer's surviving entries, then the end of the archive. Entries come from what the
 /// planning read kept ([`crate::read::once`]), or else from the layer read again (blob digest
 /// checked), only for the layers whose data survives. Returns the layers read again.
-pub(crate) fn write_tar(image: &Image, planned: &PlannedRange, budget: Budget, tar: &mut dyn TarOut) -> Result<Vec<Reread>> {
+pub(crate) fn write_tar(
+    image: &Image,
+    planned: &PlannedRange,
+    budget: Budget,
+    tar: &mut dyn TarOut,
+) -> Result<Vec<Reread>> {
     let mut rereads = Vec::new();
     let location = || new_layer_location(image, planned);
     // Every header group written goes through here, its times lowered when asked for.
@@ -70,7 +79,11 @@ pub(crate) fn write_tar(image: &Image, planned: &PlannedRange, budget: Budget, t
     }
     for (offset, steps) in planned.plan.steps.iter().enumerate() {
         tar.source(Some(offset));
-        if steps.iter().flat_map(|s| s.items()).all(|item| matches!(item, Item::Header(_) | Item::CopyLower(_))) {
+        if steps
+            .iter()
+            .flat_map(|s| s.items())
+            .all(|item| matches!(item, Item::Header(_) | Item::CopyLower(_)))
+        {
             // Nothing of this layer's data survives (its first read verified it): its headers
             // are in the plan, and the layer is not read again.
             for item in steps.iter().flat_map(|s| s.items()) {
@@ -87,9 +100,18 @@ pub(crate) fn write_tar(image: &Image, planned: &PlannedRange, budget: Budget, t
             continue;
         }
         let index = &planned.indexes[offset];
-        let copies = |s: &&Step| s.items().iter().any(|i| matches!(i, Item::Copy | Item::CopyWithHeader(_)));
-        if let Some(kept) = planned.kept.as_ref().map(|k| &k[offset]).filter(|k| steps.iter().filter(copies).all(|s| k.has(s.entry))) {
-            let at = || Location::file(image.path()).part(format!("temporary copy of layer {}'s surviving entries", index.layer));
+        let copies =
+            |s: &&Step| s.items().iter().any(|i| matches!(i, Item::Copy | Item::CopyWithHeader(_)));
+        if let Some(kept) = planned
+            .kept
+            .as_ref()
+            .map(|k| &k[offset])
+            .filter(|k| steps.iter().filter(copies).all(|s| k.has(s.entry)))
+        {
+            let at = || {
+                Location::file(image.path())
+                    .part(format!("temporary copy of layer {}'s surviving entries", index.layer))
+            };
             let mut reader = kept.reader(index);
             for step in steps {
                 for item in step.items() {
@@ -114,7 +136,9 @@ pub(crate) fn write_tar(image: &Image, planned: &PlannedRange, budget: Budget, t
                     if copied != expected {
                         return Err(Error::Output {
                             location: at(),
-                            reason: format!("temporary copy is short: {copied} of {expected} bytes"),
+                            reason: format!(
+                                "temporary copy is short: {copied} of {expected} bytes"
+                            ),
                         });
                     }
                 }
@@ -122,7 +146,11 @@ pub(crate) fn write_tar(image: &Image, planned: &PlannedRange, budget: Budget, t
             continue;
         }
         if planned.kept.is_some() {
-            rereads.push(Reread::new(index.layer, "entries its one read did not keep (a hard link's target that a layer above shadows)"));
+            rereads.push(Reread::new(
+                index.layer,
+                "entries its one read did not keep (a hard \
+                link's target that a layer above shadows)",
+            ));
         }
         let layer = &image.layers()[planned.range.start + offset];
         let check = Check::BlobOnly(planned.indexes[offset].blob_digest.clone());
@@ -146,7 +174,10 @@ pub(crate) fn write_tar(image: &Image, planned: &PlannedRange, budget: Budget, t
                         Item::Header(bytes) => header(tar, bytes)?,
                         Item::Copy => {
                             header(tar, &group.raw)?;
-                            stream.tar.copy_data_padded(&mut &mut *tar).map_err(|e| tar_error(stream.location.clone(), e))?;
+                            stream
+                                .tar
+                                .copy_data_padded(&mut &mut *tar)
+                                .map_err(|e| tar_error(stream.location.clone(), e))?;
                         }
                         Item::CopyLower(lower) => {
                             header(tar, &lower.header)?;
@@ -155,7 +186,10 @@ pub(crate) fn write_tar(image: &Image, planned: &PlannedRange, budget: Budget, t
                         }
                         Item::CopyWithHeader(renamed) => {
                             header(tar, renamed)?;
-                            stream.tar.copy_data_padded(&mut &mut *tar).map_err(|e| tar_error(stream.location.clone(), e))?;
+                            stream
+                                .tar
+                                .copy_data_padded(&mut &mut *tar)
+                                .map_err(|e| tar_error(stream.location.clone(), e))?;
                         }
                     }
                 }
@@ -175,17 +209,34 @@ const LOWER: &str = "content of a hard link's target below the range";
 /// Copies the data of entry `entry` of image layer `layer` (below the range), after its new
 /// header was written: the content of a hard link whose target the range deletes. That layer is
 /// read in full and verified.
-fn copy_lower(image: &Image, layer: usize, entry: usize, out: &mut dyn Write, budget: Budget) -> Result<()> {
-    let source = image.layers().get(layer).ok_or_else(|| Error::InvalidRange { reason: format!("no layer {layer}") })?;
+fn copy_lower(
+    image: &Image,
+    layer: usize,
+    entry: usize,
+    out: &mut dyn Write,
+    budget: Budget,
+) -> Result<()> {
+    let source = image
+        .layers()
+        .get(layer)
+        .ok_or_else(|| Error::InvalidRange { reason: format!("no layer {layer}") })?;
     let mut stream = LayerStream::open_within(image, source, Check::Full, budget)?;
     for index in 0..=entry {
         match stream.tar.next_group() {
             Ok(Some(_)) => {}
-            Ok(None) => return Err(Error::malformed_tar(stream.location.clone(), format!("layer has no entry {index}"))),
+            Ok(None) => {
+                return Err(Error::malformed_tar(
+                    stream.location.clone(),
+                    format!("layer has no entry {index}"),
+                ))
+            }
             Err(e) => return Err(stream.error(e)),
         }
     }
-    stream.tar.copy_data_padded(&mut &mut *out).map_err(|e| tar_error(stream.location.clone(), e))?;
+    stream
+        .tar
+        .copy_data_padded(&mut &mut *out)
+        .map_err(|e| tar_error(stream.location.clone(), e))?;
     stream.finish()?;
     Ok(())
 }

@@ -18,7 +18,9 @@ impl std::str::FromStr for KeyEdit {
     type Err = crate::error::ParseError;
     /// Parses `KEY=VALUE` or `KEY-`.
     fn from_str(s: &str) -> std::result::Result<KeyEdit, crate::error::ParseError> {
-        let bad = |message: &str| crate::error::ParseError::new("KEY=VALUE or KEY-", s, message.to_string());
+        let bad = |message: &str| {
+            crate::error::ParseError::new("KEY=VALUE or KEY-", s, message.to_string())
+        };
         match s.split_once('=') {
             Some(("", _)) => Err(bad("the key is empty")),
             Some((key, value)) => Ok(KeyEdit::Set(key.to_string(), value.to_string())),
@@ -88,9 +90,13 @@ impl ConfigEdits {
             edit_map(runtime, "Labels", &self.labels);
         }
         if !self.env.is_empty() {
-            let mut env: Vec<Value> = runtime.get("Env").and_then(Value::as_array).cloned().unwrap_or_default();
+            let mut env: Vec<Value> =
+                runtime.get("Env").and_then(Value::as_array).cloned().unwrap_or_default();
             for edit in &self.env {
-                let named = |v: &Value| v.as_str().is_some_and(|s| s.split_once('=').map_or(s, |(k, _)| k) == edit.key());
+                let named = |v: &Value| {
+                    v.as_str()
+                        .is_some_and(|s| s.split_once('=').map_or(s, |(k, _)| k) == edit.key())
+                };
                 match edit {
                     KeyEdit::Set(key, value) => {
                         let entry = json!(format!("{key}={value}"));
@@ -156,12 +162,16 @@ fn edit_map(object: &mut Map<String, Value>, field: &str, edits: &[KeyEdit]) {
 }
 
 /// Parses `--entrypoint`/`--cmd`: a JSON array of strings, or `null` to remove the setting.
-pub fn parse_command(s: &str) -> std::result::Result<Option<Vec<String>>, crate::error::ParseError> {
+pub fn parse_command(
+    s: &str,
+) -> std::result::Result<Option<Vec<String>>, crate::error::ParseError> {
     serde_json::from_str::<Option<Vec<String>>>(s).map_err(|e| {
         crate::error::ParseError::new(
             "command",
             s,
-            format!("expected a JSON array of strings such as [\"/bin/app\", \"--flag\"], or null: {e}"),
+            format!(
+                "expected a JSON array of strings such as [\"/bin/app\", \"--flag\"], or null: {e}"
+            ),
         )
     })
 }
@@ -174,7 +184,12 @@ mod tests {
     fn edits_change_only_what_they_name() {
         let mut config = json!({
             "architecture": "amd64",
-            "config": {"Env": ["PATH=/bin", "A=1", "B=2", "A=3"], "Labels": {"keep": "1", "drop": "2"}, "Cmd": ["sh"], "Vendor": true},
+            "config": {
+                "Env": ["PATH=/bin", "A=1", "B=2", "A=3"],
+                "Labels": {"keep": "1", "drop": "2"},
+                "Cmd": ["sh"],
+                "Vendor": true
+            },
             "unknown": {"kept": 1}
         });
         let edits = ConfigEdits {
@@ -203,7 +218,10 @@ mod tests {
             })
         );
         let mut manifest = json!({"schemaVersion": 2, "annotations": {"a": "1"}});
-        let edits = ConfigEdits { annotations: vec!["a-".parse().unwrap(), "b=2".parse().unwrap()], ..Default::default() };
+        let edits = ConfigEdits {
+            annotations: vec!["a-".parse().unwrap(), "b=2".parse().unwrap()],
+            ..Default::default()
+        };
         assert!(!edits.changes_config());
         edits.apply_to_manifest(manifest.as_object_mut().unwrap());
         assert_eq!(manifest, json!({"schemaVersion": 2, "annotations": {"b": "2"}}));
@@ -215,7 +233,10 @@ mod tests {
         assert!("novalue".parse::<KeyEdit>().is_err());
         assert!("-".parse::<KeyEdit>().is_err());
         assert_eq!(parse_command("null").unwrap(), None);
-        assert_eq!(parse_command(r#"["a","b"]"#).unwrap(), Some(vec!["a".to_string(), "b".to_string()]));
+        assert_eq!(
+            parse_command(r#"["a","b"]"#).unwrap(),
+            Some(vec!["a".to_string(), "b".to_string()])
+        );
         assert!(parse_command("/bin/sh -c x").unwrap_err().to_string().contains("JSON array"));
     }
 }

@@ -37,7 +37,9 @@ impl Excludes {
             let glob = trimmed.trim_start_matches('/').trim_end_matches('/');
             let glob = glob.strip_prefix("./").unwrap_or(glob);
             if glob.is_empty() {
-                return Err(Error::InvalidOption { reason: format!("--exclude `{text}` names the root, which cannot be removed") });
+                return Err(Error::InvalidOption {
+                    reason: format!("--exclude `{text}` names the root, which cannot be removed"),
+                });
             }
             let matcher = globset::GlobBuilder::new(glob)
                 .literal_separator(true)
@@ -129,12 +131,24 @@ mod tests {
         assert_eq!(ex.patterns().count(), 5);
         assert_eq!(ex.matching(&path("usr/lib/python3/x/__pycache__"), true), Some(0));
         assert_eq!(ex.matching(&path("__pycache__"), true), Some(0));
-        assert_eq!(ex.matching(&path("usr/__pycache__"), false), None, "a trailing / matches directories only");
+        assert_eq!(
+            ex.matching(&path("usr/__pycache__"), false),
+            None,
+            "a trailing / matches directories only"
+        );
         assert_eq!(ex.matching(&path("var/lib/apt/lists"), true), Some(1));
         assert_eq!(ex.matching(&path("x/var/lib/apt/lists"), true), None, "anchored at the root");
         assert_eq!(ex.matching(&path("usr/share/doc/bash"), true), Some(2));
-        assert_eq!(ex.matching(&path("usr/share/doc/bash/README"), false), None, "* does not cross /");
-        assert_eq!(ex.covering(&path("usr/share/doc/bash/README"), false), Some(2), "but the subtree goes with it");
+        assert_eq!(
+            ex.matching(&path("usr/share/doc/bash/README"), false),
+            None,
+            "* does not cross /"
+        );
+        assert_eq!(
+            ex.covering(&path("usr/share/doc/bash/README"), false),
+            Some(2),
+            "but the subtree goes with it"
+        );
         assert_eq!(ex.matching(&path("app.log"), false), Some(3));
         assert_eq!(ex.matching(&path("var/app.log"), false), None);
         assert_eq!(ex.matching(&path("tmp/a1"), false), Some(4));

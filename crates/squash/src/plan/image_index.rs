@@ -39,7 +39,8 @@ impl IndexOptions {
         self
     }
 
-    /// The base images (each an image or an index) for [`LayerSelector::Base`](crate::LayerSelector::Base).
+    /// The base images (each an image or an index) for
+    /// [`LayerSelector::Base`](crate::LayerSelector::Base).
     pub fn with_bases(mut self, bases: Vec<Opened>) -> IndexOptions {
         self.bases = bases;
         self
@@ -75,9 +76,11 @@ impl ImageIndex {
     /// ```no_run
     /// use squash::{IndexOptions, LayerSelector, Opened, Output, OutputFormat, SquashOptions};
     ///
-    /// if let Opened::Index(index) = Opened::open(&"oci:layout:app".parse()?, &Default::default())? {
+    /// let opened = Opened::open(&"oci:layout:app".parse()?, &Default::default())?;
+    /// if let Opened::Index(index) = opened {
     ///     let only_arm = IndexOptions::default().with_platforms(vec!["linux/arm64".parse()?]);
-    ///     let plan = index.plan(&SquashOptions::default().with_selector(LayerSelector::Top(2)), &only_arm)?;
+    ///     let options = SquashOptions::default().with_selector(LayerSelector::Top(2));
+    ///     let plan = index.plan(&options, &only_arm)?;
     ///     let outcome = plan.execute(&index, &Output::new("out", OutputFormat::OciLayout))?;
     ///     println!("new index {}", outcome.index_digest);
     /// }
@@ -89,13 +92,22 @@ impl ImageIndex {
 
     /// [`ImageIndex::plan`] within `context` (its progress hears of the layers indexed, image by
     /// image).
-    pub fn plan_in(&self, options: &SquashOptions, index_options: &IndexOptions, context: &Context<'_>) -> Result<IndexPlan> {
+    pub fn plan_in(
+        &self,
+        options: &SquashOptions,
+        index_options: &IndexOptions,
+        context: &Context<'_>,
+    ) -> Result<IndexPlan> {
         for wanted in &index_options.platforms {
             if !self.images().iter().any(|i| i.platform().is_some_and(|p| wanted.matches(p))) {
-                let listed: Vec<String> = self.platforms().iter().map(ToString::to_string).collect();
+                let listed: Vec<String> =
+                    self.platforms().iter().map(ToString::to_string).collect();
                 return Err(Error::Selection {
                     location: Location::file(self.source()),
-                    reason: format!("no manifest for platform {wanted}; platforms: {}", listed.join(", ")),
+                    reason: format!(
+                        "no manifest for platform {wanted}; platforms: {}",
+                        listed.join(", ")
+                    ),
                 });
             }
         }
@@ -105,22 +117,36 @@ impl ImageIndex {
         Ok(plan)
     }
 
-    fn plan_children(&self, options: &SquashOptions, index_options: &IndexOptions, context: &Context<'_>) -> Result<IndexPlan> {
+    fn plan_children(
+        &self,
+        options: &SquashOptions,
+        index_options: &IndexOptions,
+        context: &Context<'_>,
+    ) -> Result<IndexPlan> {
         let mut children = Vec::with_capacity(self.children.len());
         for child in &self.children {
             children.push(match &child.kind {
                 IndexChildKind::Image(image) => {
                     let chosen = index_options.platforms.is_empty()
-                        || index_options.platforms.iter().any(|w| image.platform().is_some_and(|p| w.matches(p)));
+                        || index_options
+                            .platforms
+                            .iter()
+                            .any(|w| image.platform().is_some_and(|p| w.matches(p)));
                     if chosen {
                         let mut child_options = options.clone();
-                        child_options.bases = index_options.bases.iter().filter_map(|b| b.for_platform_of(image)).collect();
+                        child_options.bases = index_options
+                            .bases
+                            .iter()
+                            .filter_map(|b| b.for_platform_of(image))
+                            .collect();
                         ChildPlan::Image(image.plan_in(&child_options, context)?)
                     } else {
                         ChildPlan::Image(SquashPlan::copy_of(image, options))
                     }
                 }
-                IndexChildKind::Index(nested) => ChildPlan::Index(nested.plan_children(options, index_options, context)?),
+                IndexChildKind::Index(nested) => {
+                    ChildPlan::Index(nested.plan_children(options, index_options, context)?)
+                }
                 _ => ChildPlan::Copy,
             });
         }
@@ -128,11 +154,17 @@ impl ImageIndex {
     }
 
     /// Every image of the index (nested ones too) with its plan, in order, into `out`.
-    pub(crate) fn images_with_plans<'a>(&'a self, plan: &'a IndexPlan, out: &mut Vec<(&'a Image, &'a SquashPlan)>) {
+    pub(crate) fn images_with_plans<'a>(
+        &'a self,
+        plan: &'a IndexPlan,
+        out: &mut Vec<(&'a Image, &'a SquashPlan)>,
+    ) {
         for (child, child_plan) in self.children.iter().zip(&plan.children) {
             match (&child.kind, child_plan) {
                 (IndexChildKind::Image(image), ChildPlan::Image(p)) => out.push((image, p)),
-                (IndexChildKind::Index(nested), ChildPlan::Index(p)) => nested.images_with_plans(p, out),
+                (IndexChildKind::Index(nested), ChildPlan::Index(p)) => {
+                    nested.images_with_plans(p, out)
+                }
                 _ => {}
             }
         }
@@ -149,14 +181,24 @@ impl IndexPlan {
 
     /// The manifest digests of the images whose layers get squashed.
     pub(crate) fn replaced(&self, index: &ImageIndex) -> Vec<Digest> {
-        self.images(index).into_iter().filter(|(_, p)| p.changes_image()).filter_map(|(i, _)| i.manifest_digest().cloned()).collect()
+        self.images(index)
+            .into_iter()
+            .filter(|(_, p)| p.changes_image())
+            .filter_map(|(i, _)| i.manifest_digest().cloned())
+            .collect()
     }
 
     fn drop_attestations(&mut self, index: &ImageIndex, replaced: &[Digest], keep: bool) {
         for (child, plan) in index.children.iter().zip(self.children.iter_mut()) {
             match (&child.kind, plan) {
-                (IndexChildKind::Attestation { of: Some(of) }, plan) if replaced.contains(of) && !keep => *plan = ChildPlan::Drop,
-                (IndexChildKind::Index(nested), ChildPlan::Index(p)) => p.drop_attestations(nested, replaced, keep),
+                (IndexChildKind::Attestation { of: Some(of) }, plan)
+                    if replaced.contains(of) && !keep =>
+                {
+                    *plan = ChildPlan::Drop
+                }
+                (IndexChildKind::Index(nested), ChildPlan::Index(p)) => {
+                    p.drop_attestations(nested, replaced, keep)
+                }
                 _ => {}
             }
         }

@@ -159,11 +159,16 @@ impl SquashOptions {
         }
         match self.source_date_epoch {
             None => Err(Error::InvalidOption {
-                reason: "--rewrite-timestamp needs a time: give --source-date-epoch or set SOURCE_DATE_EPOCH".into(),
+                reason: "--rewrite-timestamp needs a time: give --source-date-epoch or set \
+                    SOURCE_DATE_EPOCH"
+                    .into(),
             }),
-            Some(epoch) => u64::try_from(epoch)
-                .map(Some)
-                .map_err(|_| Error::InvalidOption { reason: format!("--rewrite-timestamp: the epoch {epoch} is before 1970") }),
+            Some(epoch) => u64::try_from(epoch).map(Some).map_err(|_| Error::InvalidOption {
+                reason: format!(
+                    "--rewrite-timestamp: the \
+                    epoch {epoch} is before 1970"
+                ),
+            }),
         }
     }
 }
@@ -173,7 +178,9 @@ pub(crate) fn check_level(compression: Compression, level: Option<i32>) -> Resul
     let Some(level) = level else { return Ok(()) };
     let (low, high) = match compression {
         Compression::None => {
-            return Err(Error::InvalidOption { reason: format!("--level {level} has no meaning with --compression none") })
+            return Err(Error::InvalidOption {
+                reason: format!("--level {level} has no meaning with --compression none"),
+            })
         }
         Compression::Gzip => (1, 9),
         Compression::Zstd => (1, 22),
@@ -181,12 +188,16 @@ pub(crate) fn check_level(compression: Compression, level: Option<i32>) -> Resul
     if (low..=high).contains(&level) {
         Ok(())
     } else {
-        Err(Error::InvalidOption { reason: format!("--level {level} is out of range for {compression} (levels {low} to {high})") })
+        Err(Error::InvalidOption {
+            reason: format!(
+                "--level {level} is out of range for {compression} (levels {low} to {high})"
+            ),
+        })
     }
 }
 
-/// The new layer keeps the squashed layers' compression (docs/layer-rules.md, rule 13): the most common
-/// one among them, the newest winning ties.
+/// The new layer keeps the squashed layers' compression (docs/layer-rules.md, rule 13): the most
+/// common one among them, the newest winning ties.
 pub(crate) fn default_compression(image: &Image, range: &LayerRange) -> Compression {
     let layers = &image.layers()[range.start..=range.end];
     let count = |c: Compression| layers.iter().filter(|l| l.compression() == c).count();

@@ -32,7 +32,8 @@ impl Image {
     /// use squash::{Image, LayerSelector, SquashOptions};
     ///
     /// let image = Image::open("app.tar")?;
-    /// let options = SquashOptions::default().with_selector(LayerSelector::Base).with_base(Image::open("base.tar")?);
+    /// let base = Image::open("base.tar")?;
+    /// let options = SquashOptions::default().with_selector(LayerSelector::Base).with_base(base);
     /// let plan = image.plan(&options)?;
     /// for range in &plan.ranges {
     ///     println!("{}: {} bytes after", range.range, range.uncompressed_size());
@@ -62,9 +63,19 @@ impl Image {
             } else {
                 (self.index_layers_in(range.start..=range.end, context)?, None)
             };
-            planned.push(self.plan_range(RangeRead { range, indexes, kept }, None, options, &exclude, context)?);
+            planned.push(self.plan_range(
+                RangeRead { range, indexes, kept },
+                None,
+                options,
+                &exclude,
+                context,
+            )?);
         }
-        Ok(SquashPlan { ranges: planned, options: options.clone(), made_for: Some(self.config_digest().clone()) })
+        Ok(SquashPlan {
+            ranges: planned,
+            options: options.clone(),
+            made_for: Some(self.config_digest().clone()),
+        })
     }
 
     /// Decides one range from what reading it gave: the merge, the new layer's compression and
@@ -80,7 +91,13 @@ impl Image {
     ) -> Result<PlannedRange> {
         let RangeRead { range, mut indexes, kept } = read;
         let clamp_times = options.clamp_times()?;
-        let mut planner = Planner { image: self, context, exclude, kept: kept.as_deref().map(Vec::as_slice), rereads: Vec::new() };
+        let mut planner = Planner {
+            image: self,
+            context,
+            exclude,
+            kept: kept.as_deref().map(Vec::as_slice),
+            rereads: Vec::new(),
+        };
         let mut plan = planner.plan(&mut indexes, held)?;
         plan.rereads = planner.rereads;
         let compression = options.compression.unwrap_or_else(|| default_compression(self, &range));
@@ -90,10 +107,17 @@ impl Image {
 
     /// `--exclude` can remove what lies in squashed ranges and in kept layers below the top-most
     /// one, not what a kept layer above every range still holds at the end: that is refused.
-    fn check_excludes_above(&self, ranges: &[LayerRange], exclude: &Excludes, context: &Context<'_>) -> Result<()> {
+    fn check_excludes_above(
+        &self,
+        ranges: &[LayerRange],
+        exclude: &Excludes,
+        context: &Context<'_>,
+    ) -> Result<()> {
         let Some(top) = ranges.last() else {
             return Err(Error::InvalidOption {
-                reason: "--exclude removes paths while squashing: choose the layers to squash (--from-layer, --layers or --all)".into(),
+                reason: "--exclude removes paths while squashing: choose the layers to squash \
+                    (--from-layer, --layers or --all)"
+                    .into(),
             });
         };
         let above = top.end + 1..self.layers().len();
@@ -106,7 +130,9 @@ impl Image {
             let pattern = exclude.patterns().nth(pattern).unwrap_or_default();
             return Err(Error::InvalidOption {
                 reason: format!(
-                    "--exclude `{pattern}`: `{}` is in layer {}, which is kept above every squashed range; removing it would mean rewriting that layer: squash up to layer {} (for example --layers {}..{})",
+                    "--exclude `{pattern}`: `{}` is in layer {}, which is kept above every \
+                     squashed range; removing it would mean rewriting that layer: squash up to \
+                     layer {} (for example --layers {}..{})",
                     index.entries[entry].path.display(),
                     index.layer,
                     self.layers().len() - 1,
@@ -150,9 +176,16 @@ impl Planner<'_, '_> {
     /// creates, indexes the layers below too and plans again (or asks `held`, the whole indexes
     /// of every layer below, when the caller has them). Headers the indexes did not keep and the
     /// plan needs (a file whose name a link outlives) are read again first.
-    fn plan(&mut self, indexes: &mut [LayerIndex], held: Option<&mut [LayerIndex]>) -> Result<RangePlan> {
+    fn plan(
+        &mut self,
+        indexes: &mut [LayerIndex],
+        held: Option<&mut [LayerIndex]>,
+    ) -> Result<RangePlan> {
         let plan = self.with_headers(indexes, &Lower::default())?;
-        if plan.missing_lower.is_empty() && plan.missing_lower_dirs.is_empty() && plan.missing_excluded.is_none() {
+        if plan.missing_lower.is_empty()
+            && plan.missing_lower_dirs.is_empty()
+            && plan.missing_excluded.is_none()
+        {
             return Ok(plan);
         }
         // Only what the first plan asked for is kept while the layers below are read (the rest
@@ -168,7 +201,8 @@ impl Planner<'_, '_> {
                 // Only directories asked about: the indexes keep only what their answer depends on.
                 let query = files.is_empty().then(|| DirQuery::new(&dirs));
                 let filter = query.as_ref().map(|q| q as &dyn EntryFilter);
-                let mut lower_indexes = self.image.index_layers_filtered(0..start, self.context, filter)?;
+                let mut lower_indexes =
+                    self.image.index_layers_filtered(0..start, self.context, filter)?;
                 self.lower(&mut lower_indexes, &mut files, &mut dirs)?
             }
         };
@@ -188,7 +222,13 @@ impl Planner<'_, '_> {
     ) -> Result<Lower> {
         let mut lower = resolve_lower(lower_indexes, files, dirs)?;
         if !lower.missing_headers.is_empty() {
-            self.image.restore_headers(lower_indexes, &lower.missing_headers, self.context.budget(), None, &mut self.rereads)?;
+            self.image.restore_headers(
+                lower_indexes,
+                &lower.missing_headers,
+                self.context.budget(),
+                None,
+                &mut self.rereads,
+            )?;
             lower = resolve_lower(lower_indexes, files, dirs)?;
         }
         Ok(lower)
@@ -217,16 +257,26 @@ impl Planner<'_, '_> {
             let excluded = resolve_excluded(lower_indexes, &asked, self.exclude)?;
             // The parent of every whiteout the patterns may add, so that each is written where the
             // layers below hold its directory.
-            dirs.extend(asked.iter().chain(excluded.tops.iter().map(|t| &t.0)).filter_map(|p| p.parent()).filter(|p| !p.is_root()));
+            dirs.extend(
+                asked
+                    .iter()
+                    .chain(excluded.tops.iter().map(|t| &t.0))
+                    .filter_map(|p| p.parent())
+                    .filter(|p| !p.is_root()),
+            );
             let mut lower = self.lower(lower_indexes, &mut files, &mut dirs)?;
             lower.excluded = Some(excluded);
             let plan = self.with_headers(indexes, &lower)?;
-            let new_files: Vec<EntryPath> = plan.missing_lower.iter().filter(|f| !files.contains(*f)).cloned().collect();
+            let new_files: Vec<EntryPath> =
+                plan.missing_lower.iter().filter(|f| !files.contains(*f)).cloned().collect();
             if plan.missing_lower.is_empty() {
                 return Ok(plan);
             }
             if new_files.is_empty() {
-                return Err(no_link_target(indexes, plan.missing_lower.first().unwrap_or(&EntryPath::root())));
+                return Err(no_link_target(
+                    indexes,
+                    plan.missing_lower.first().unwrap_or(&EntryPath::root()),
+                ));
             }
             files.extend(new_files);
             asked.extend(plan.missing_excluded.into_iter().flatten());
@@ -244,13 +294,22 @@ impl Planner<'_, '_> {
         if plan.missing_headers.is_empty() {
             return Ok(plan);
         }
-        self.image.restore_headers(indexes, &plan.missing_headers, self.context.budget(), self.kept, &mut self.rereads)?;
+        self.image.restore_headers(
+            indexes,
+            &plan.missing_headers,
+            self.context.budget(),
+            self.kept,
+            &mut self.rereads,
+        )?;
         let plan = plan_range(indexes, lower, self.exclude)?;
         match plan.missing_headers.first() {
             None => Ok(plan),
             Some((layer, entry)) => Err(Error::Output {
                 location: indexes.get(*layer).map(|i| i.location.clone()).unwrap_or_default(),
-                reason: format!("internal error: the header of entry {entry} is still missing after reading the layer again"),
+                reason: format!(
+                    "internal error: the header of entry {entry} is still missing \
+                    after reading the layer again"
+                ),
             }),
         }
     }
@@ -259,5 +318,8 @@ impl Planner<'_, '_> {
 /// A hard link of the range whose target neither the range nor the layers below hold.
 fn no_link_target(indexes: &[LayerIndex], target: &EntryPath) -> Error {
     let location = indexes.first().map(|i| i.location.clone()).unwrap_or_default();
-    Error::MalformedTar { location, reason: format!("hard link target `{}` exists in no layer", target.display()) }
+    Error::MalformedTar {
+        location,
+        reason: format!("hard link target `{}` exists in no layer", target.display()),
+    }
 }

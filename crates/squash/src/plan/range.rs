@@ -33,7 +33,8 @@ impl std::str::FromStr for LayerSelector {
     type Err = crate::error::ParseError;
     /// Parses a `--from-layer` value: `base`, a number, or a digest (prefix).
     fn from_str(s: &str) -> std::result::Result<LayerSelector, crate::error::ParseError> {
-        parse_selector(s).map_err(|message| crate::error::ParseError::new("layer selector", s, message))
+        parse_selector(s)
+            .map_err(|message| crate::error::ParseError::new("layer selector", s, message))
     }
 }
 
@@ -49,7 +50,9 @@ fn parse_selector(s: &str) -> std::result::Result<LayerSelector, String> {
     if hex.len() >= 4 && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(LayerSelector::Above(hex.to_ascii_lowercase()));
     }
-    Err(format!("`{s}` is neither `base`, a layer count, nor a digest prefix (at least 4 hex digits)"))
+    Err(format!(
+        "`{s}` is neither `base`, a layer count, nor a digest prefix (at least 4 hex digits)"
+    ))
 }
 
 /// Parses `A..B` (inclusive) as given to `--layers`.
@@ -104,7 +107,11 @@ pub(crate) fn layers(n: usize) -> String {
 }
 
 /// Resolves `selector` against `image`. `bases` are extra images given with `--base`.
-pub(crate) fn resolve(image: &Image, selector: &LayerSelector, bases: &[Image]) -> Result<Vec<LayerRange>> {
+pub(crate) fn resolve(
+    image: &Image,
+    selector: &LayerSelector,
+    bases: &[Image],
+) -> Result<Vec<LayerRange>> {
     let count = image.layers().len();
     let invalid = |reason: String| Error::InvalidRange { reason };
     match selector {
@@ -113,49 +120,81 @@ pub(crate) fn resolve(image: &Image, selector: &LayerSelector, bases: &[Image]) 
             if count == 0 {
                 return Err(invalid("--all: the image has no filesystem layers".into()));
             }
-            Ok(vec![LayerRange { start: 0, end: count - 1, reason: format!("every layer, the base included (--all, {})", layers(count)) }])
+            Ok(vec![LayerRange {
+                start: 0,
+                end: count - 1,
+                reason: format!("every layer, the base included (--all, {})", layers(count)),
+            }])
         }
         LayerSelector::Top(n) => {
             if *n == 0 || *n > count {
                 return Err(invalid(format!(
-                    "--from-layer {n}: the image has {count} filesystem layers (empty history steps do not count)"
+                    "--from-layer {n}: the image has {count} filesystem layers (empty history \
+                        steps do not count)"
                 )));
             }
-            Ok(vec![LayerRange { start: count - n, end: count - 1, reason: format!("the top {n} filesystem layers (--from-layer {n})") }])
+            Ok(vec![LayerRange {
+                start: count - n,
+                end: count - 1,
+                reason: format!("the top {n} filesystem layers (--from-layer {n})"),
+            }])
         }
         LayerSelector::Above(prefix) => {
             let matches: Vec<usize> = image
                 .layers()
                 .iter()
                 .filter(|l| {
-                    l.diff_id().hex().starts_with(prefix.as_str()) || l.digest().is_some_and(|d| d.hex().starts_with(prefix.as_str()))
+                    l.diff_id().hex().starts_with(prefix.as_str())
+                        || l.digest().is_some_and(|d| d.hex().starts_with(prefix.as_str()))
                 })
                 .map(|l| l.index())
                 .collect();
             let index = match matches.as_slice() {
                 [one] => *one,
-                [] => return Err(invalid(format!("no layer's diff_id or digest starts with `{prefix}`\n{}", layer_listing(image)))),
+                [] => {
+                    return Err(invalid(format!(
+                        "no layer's diff_id or digest starts with `{prefix}`\n{}",
+                        layer_listing(image)
+                    )))
+                }
                 many => {
                     let first = many[0];
-                    if many.iter().all(|&i| image.layers()[i].diff_id() == image.layers()[first].diff_id()) {
+                    if many
+                        .iter()
+                        .all(|&i| image.layers()[i].diff_id() == image.layers()[first].diff_id())
+                    {
                         *many.last().unwrap_or(&first)
                     } else {
-                        return Err(invalid(format!("`{prefix}` matches layers {many:?}; give more digits")));
+                        return Err(invalid(format!(
+                            "`{prefix}` matches layers {many:?}; give more digits"
+                        )));
                     }
                 }
             };
             if index + 1 >= count {
-                return Err(invalid(format!("layer {index} (`{prefix}`) is the top layer: nothing above it to squash")));
+                return Err(invalid(format!(
+                    "layer {index} (`{prefix}`) is the top layer: nothing above it to squash"
+                )));
             }
             Ok(vec![LayerRange {
                 start: index + 1,
                 end: count - 1,
-                reason: format!("every layer above layer {index} ({}), which is kept", image.layers()[index].diff_id().short()),
+                reason: format!(
+                    "every layer above layer {index} ({}), which is kept",
+                    image.layers()[index].diff_id().short()
+                ),
             }])
         }
         LayerSelector::Base => {
-            let mut candidates: Vec<(String, Vec<Digest>)> =
-                bases.iter().map(|b| (b.path().display().to_string(), b.layers().iter().map(|l| l.diff_id().clone()).collect())).collect();
+            let mut candidates: Vec<(String, Vec<Digest>)> = bases
+                .iter()
+                .map(|b| {
+                    (
+                        b.path().display().to_string(),
+                        b.layers().iter().map(|l| l.diff_id().clone()).collect(),
+                    )
+                })
+                .collect();
             let from_bases = !candidates.is_empty();
             if !from_bases {
                 candidates = image.sibling_diff_ids()?;
@@ -163,19 +202,37 @@ pub(crate) fn resolve(image: &Image, selector: &LayerSelector, bases: &[Image]) 
             let own: Vec<&Digest> = image.layers().iter().map(|l| l.diff_id()).collect();
             let best = candidates
                 .iter()
-                .map(|(name, ids)| (own.iter().zip(ids).take_while(|(a, b)| **a == *b).count(), ids.len(), name))
+                .map(|(name, ids)| {
+                    (own.iter().zip(ids).take_while(|(a, b)| **a == *b).count(), ids.len(), name)
+                })
                 .filter(|(common, len, _)| *common > 0 && common == len)
                 .max_by_key(|(common, _, _)| *common);
             match best {
-                Some((common, _, _)) if common >= count => Err(invalid(format!("the image is its base image ({} in common): nothing above it to squash", layers(count)))),
-                Some((common, _, name)) => Ok(vec![LayerRange {
-                    start: common,
-                    end: count - 1,
-                    reason: format!("every layer above the base image `{name}` ({} in common, by diff_id){}", layers(common), if from_bases { " (--base)" } else { " (found in the same input)" }),
-                }]),
+                Some((common, _, _)) if common >= count => Err(invalid(format!(
+                    "the image is its base image ({} in common): nothing above it to squash",
+                    layers(count)
+                ))),
+                Some((common, _, name)) => {
+                    let found = if from_bases { " (--base)" } else { " (found in the same input)" };
+                    Ok(vec![LayerRange {
+                        start: common,
+                        end: count - 1,
+                        reason: format!(
+                            "every layer above the base image `{name}` ({} in common, by \
+                             diff_id){found}",
+                            layers(common)
+                        ),
+                    }])
+                }
                 None => Err(invalid(format!(
-                    "cannot find the base image: {}; name the boundary with --from-layer N (top N layers), --from-layer DIGEST (squash above that layer), --base IMAGE, or --layers A..B\n{}",
-                    if from_bases { "no --base image is a prefix of this image's layers" } else { "the input holds no other image whose layers are a prefix of this one's" },
+                    "cannot find the base image: {}; name the boundary with --from-layer N (top N \
+                     layers), --from-layer DIGEST (squash above that layer), --base IMAGE, or \
+                     --layers A..B\n{}",
+                    if from_bases {
+                        "no --base image is a prefix of this image's layers"
+                    } else {
+                        "the input holds no other image whose layers are a prefix of this one's"
+                    },
                     layer_listing(image)
                 ))),
             }
@@ -193,10 +250,17 @@ pub(crate) fn resolve(image: &Image, selector: &LayerSelector, bases: &[Image]) 
                 }
                 if let Some(prev) = out.last() {
                     if a <= prev.end {
-                        return Err(invalid(format!("--layers {a}..{b} overlaps {}..{}", prev.start, prev.end)));
+                        return Err(invalid(format!(
+                            "--layers {a}..{b} overlaps {}..{}",
+                            prev.start, prev.end
+                        )));
                     }
                 }
-                out.push(LayerRange { start: a, end: b, reason: format!("explicit range (--layers {a}..{b})") });
+                out.push(LayerRange {
+                    start: a,
+                    end: b,
+                    reason: format!("explicit range (--layers {a}..{b})"),
+                });
             }
             Ok(out)
         }
@@ -207,7 +271,11 @@ pub(crate) fn resolve(image: &Image, selector: &LayerSelector, bases: &[Image]) 
 pub(crate) fn layer_listing(image: &Image) -> String {
     let mut out = String::from("layers (index, diff_id, created_by):");
     for layer in image.layers() {
-        let step = layer.history_index().and_then(|h| image.history().get(h)).and_then(|h| h.created_by.clone()).unwrap_or_default();
+        let step = layer
+            .history_index()
+            .and_then(|h| image.history().get(h))
+            .and_then(|h| h.created_by.clone())
+            .unwrap_or_default();
         let step: String = step.chars().take(70).collect();
         out.push_str(&format!("\n  {:>3}  {}  {}", layer.index(), layer.diff_id().short(), step));
     }

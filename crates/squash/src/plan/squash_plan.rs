@@ -62,7 +62,8 @@ impl PlannedRange {
     }
     /// Number of entries written to the new layer.
     pub fn entries_after(&self) -> usize {
-        self.plan.prelude.len() + self.plan.steps.iter().flatten().map(|s| s.items().len()).sum::<usize>()
+        self.plan.prelude.len()
+            + self.plan.steps.iter().flatten().map(|s| s.items().len()).sum::<usize>()
     }
 }
 
@@ -86,7 +87,10 @@ impl SquashPlan {
         for range in &self.ranges {
             for (i, figures) in range.excluded().iter().enumerate() {
                 if total.len() <= i {
-                    total.push(ExcludeFigures { pattern: figures.pattern.clone(), ..Default::default() });
+                    total.push(ExcludeFigures {
+                        pattern: figures.pattern.clone(),
+                        ..Default::default()
+                    });
                 }
                 total[i].entries_reclaimed += figures.entries_reclaimed;
                 total[i].bytes_reclaimed += figures.bytes_reclaimed;
@@ -114,7 +118,8 @@ impl SquashPlan {
         match &self.made_for {
             Some(digest) if digest != image.config_digest() => Err(Error::InvalidOption {
                 reason: format!(
-                    "this plan was made for the image with config {}, not for `{}` (config {}): plan the image it writes",
+                    "this plan was made for the image with config {}, not for `{}` (config {}): \
+                        plan the image it writes",
                     digest.short(),
                     image.source().display(),
                     image.config_digest().short()
@@ -126,6 +131,7 @@ impl SquashPlan {
 
     /// The digests of the layers kept as they are.
     pub fn kept_layers<'a>(&'a self, image: &'a Image) -> impl Iterator<Item = usize> + 'a {
-        (0..image.layers().len()).filter(|i| !self.ranges.iter().any(|r| (r.range.start..=r.range.end).contains(i)))
+        (0..image.layers().len())
+            .filter(|i| !self.ranges.iter().any(|r| (r.range.start..=r.range.end).contains(i)))
     }
 }

@@ -151,7 +151,13 @@ impl InspectDocument {
             layer_blobs: indexes.len(),
             diff_ids: indexes.len(),
         });
-        InspectDocument { schema_version: SCHEMA_VERSION, input: InputInfo::of(image), layers, history: image.history().to_vec(), verified }
+        InspectDocument {
+            schema_version: SCHEMA_VERSION,
+            input: InputInfo::of(image),
+            layers,
+            history: image.history().to_vec(),
+            verified,
+        }
     }
 }
 
@@ -315,7 +321,11 @@ impl IndexPlanDocument {
             schema_version: SCHEMA_VERSION,
             dry_run: true,
             index: IndexInfo::of(index),
-            images: plan.images(index).into_iter().map(|(image, p)| PlanDocument::new(image, p)).collect(),
+            images: plan
+                .images(index)
+                .into_iter()
+                .map(|(image, p)| PlanDocument::new(image, p))
+                .collect(),
         }
     }
 }
@@ -336,7 +346,11 @@ pub struct IndexOutcomeDocument {
 impl IndexOutcomeDocument {
     /// The document for `outcome`, written from `index`.
     pub fn new(index: &ImageIndex, outcome: IndexOutcome) -> IndexOutcomeDocument {
-        IndexOutcomeDocument { schema_version: SCHEMA_VERSION, index: IndexInfo::of(index), outcome }
+        IndexOutcomeDocument {
+            schema_version: SCHEMA_VERSION,
+            index: IndexInfo::of(index),
+            outcome,
+        }
     }
 }
 
@@ -378,7 +392,12 @@ pub struct ReportDocument {
 impl ReportDocument {
     /// The document for `report` of `image` with the verdicts `gates`.
     pub fn new(image: &Image, report: Report, gates: Vec<GateResult>) -> ReportDocument {
-        ReportDocument { schema_version: SCHEMA_VERSION, input: InputInfo::of(image), report, gates }
+        ReportDocument {
+            schema_version: SCHEMA_VERSION,
+            input: InputInfo::of(image),
+            report,
+            gates,
+        }
     }
 }
 
@@ -432,7 +451,12 @@ pub struct ErrorDocument {
 impl ErrorDocument {
     /// The document for an error of `kind` ([`crate::Error::kind`], or `usage`) printed as
     /// `message`, about `location` if known, ending the process with `exit_code`.
-    pub fn new(kind: &str, message: &str, location: Option<&Location>, exit_code: u8) -> ErrorDocument {
+    pub fn new(
+        kind: &str,
+        message: &str,
+        location: Option<&Location>,
+        exit_code: u8,
+    ) -> ErrorDocument {
         ErrorDocument {
             schema_version: SCHEMA_VERSION,
             error: ErrorInfo {
@@ -469,6 +493,13 @@ pub struct DiffDocument {
 impl DiffDocument {
     /// The document of `diff` between `a` and `b`.
     pub fn new(a: &Image, b: &Image, ignored: Vec<Attribute>, diff: TreeDiff) -> DiffDocument {
-        DiffDocument { schema_version: SCHEMA_VERSION, a: InputInfo::of(a), b: InputInfo::of(b), equal: diff.is_empty(), ignored, diff }
+        DiffDocument {
+            schema_version: SCHEMA_VERSION,
+            a: InputInfo::of(a),
+            b: InputInfo::of(b),
+            equal: diff.is_empty(),
+            ignored,
+            diff,
+        }
     }
 }

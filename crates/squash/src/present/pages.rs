@@ -28,7 +28,11 @@ fn title(document: &ReportDocument) -> String {
 }
 
 fn layers_list(layers: &[LayerBytes]) -> String {
-    layers.iter().map(|l| format!("{} ({})", l.layer, human(l.bytes))).collect::<Vec<_>>().join(", ")
+    layers
+        .iter()
+        .map(|l| format!("{} ({})", l.layer, human(l.bytes)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The squash line's compressed figure: exact, or an estimate and how it was made.
@@ -45,7 +49,8 @@ fn markdown_one(document: &ReportDocument, top: usize, out: &mut String) {
     let report: &Report = &document.report;
     out.push_str(&format!("### squash report: `{}`\n\n", cell(&title(document), 200)));
     out.push_str(&format!(
-        "**Wasted:** {} outside the base ({:.1}% of its file bytes), {} in all; efficiency {:.4}.  \n",
+        "**Wasted:** {} outside the base ({:.1}% of its file bytes), {} in all; \
+         efficiency {:.4}.  \n",
         human(report.wasted_bytes_non_base),
         report.wasted_percent,
         human(report.wasted_bytes),
@@ -63,11 +68,15 @@ fn markdown_one(document: &ReportDocument, top: usize, out: &mut String) {
         ));
     }
     out.push_str(&format!(
-        "**Clutter:** {} visible under cache and doc paths, {} of it outside the base (a squash keeps it; `--exclude` removes it).\n\n",
+        "**Clutter:** {} visible under cache and doc paths, {} of it outside the base (a squash \
+            keeps it; `--exclude` removes it).\n\n",
         human(report.clutter_bytes),
         human(report.clutter_bytes_non_base)
     ));
-    out.push_str("| # | stored | uncompressed | wasted | a squash reclaims (stored) | created by |\n|---:|---:|---:|---:|---:|---|\n");
+    out.push_str(
+        "| # | stored | uncompressed | wasted | a squash reclaims (stored) | created by \
+        |\n|---:|---:|---:|---:|---:|---|\n",
+    );
     for l in &report.layers {
         let reclaims = if l.base || (l.reclaimed_bytes == 0 && l.reclaimed_compressed_bytes == 0) {
             "–".to_string()
@@ -86,15 +95,27 @@ fn markdown_one(document: &ReportDocument, top: usize, out: &mut String) {
         ));
     }
     if !report.wasted_paths.is_empty() {
-        out.push_str("\n<details><summary>Top wasted paths</summary>\n\n| reclaimable | copies | layers | path |\n|---:|---:|---|---|\n");
+        out.push_str(
+            "\n<details><summary>Top wasted paths</summary>\n\n| reclaimable | copies | \
+            layers | path |\n|---:|---:|---|---|\n",
+        );
         for p in report.wasted_paths.iter().take(top) {
             let layers = p.layers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-            out.push_str(&format!("| {} | {} | {} | `{}` |\n", human(p.reclaimable_bytes), p.copies, layers, cell(&p.path, 100)));
+            out.push_str(&format!(
+                "| {} | {} | {} | `{}` |\n",
+                human(p.reclaimable_bytes),
+                p.copies,
+                layers,
+                cell(&p.path, 100)
+            ));
         }
         out.push_str("\n</details>\n");
     }
     if !report.clutter.is_empty() {
-        out.push_str("\n<details><summary>Clutter</summary>\n\n| clutter | files | bytes | in squashed layers | added by layers | remove with |\n|---|---:|---:|---:|---|---|\n");
+        out.push_str(
+            "\n<details><summary>Clutter</summary>\n\n| clutter | files | bytes | in \
+            squashed layers | added by layers | remove with |\n|---|---:|---:|---:|---|---|\n",
+        );
         for c in &report.clutter {
             out.push_str(&format!(
                 "| {} | {} | {} | {} | {} | `--exclude '{}'` |\n",
@@ -109,7 +130,13 @@ fn markdown_one(document: &ReportDocument, top: usize, out: &mut String) {
         if !report.clutter_paths.is_empty() {
             out.push_str("\n| bytes | files | layers | path |\n|---:|---:|---|---|\n");
             for p in report.clutter_paths.iter().take(top) {
-                out.push_str(&format!("| {} | {} | {} | `{}` |\n", human(p.bytes), p.files, layers_list(&p.layers), cell(&p.path, 100)));
+                out.push_str(&format!(
+                    "| {} | {} | {} | `{}` |\n",
+                    human(p.bytes),
+                    p.files,
+                    layers_list(&p.layers),
+                    cell(&p.path, 100)
+                ));
             }
         }
         out.push_str("\n</details>\n");
@@ -117,7 +144,11 @@ fn markdown_one(document: &ReportDocument, top: usize, out: &mut String) {
     if !document.gates.is_empty() {
         out.push('\n');
         for g in &document.gates {
-            out.push_str(&format!("- {} {}\n", if g.passed { "✅" } else { "❌" }, cell(&g.to_string(), 200)));
+            out.push_str(&format!(
+                "- {} {}\n",
+                if g.passed { "✅" } else { "❌" },
+                cell(&g.to_string(), 200)
+            ));
         }
     }
     out.push('\n');
@@ -126,14 +157,19 @@ fn markdown_one(document: &ReportDocument, top: usize, out: &mut String) {
 /// The reports as Markdown, fit for a pull request comment: for each image its summary, layer
 /// table, squash prediction, top wasted and cluttered paths (`top` of each) and gates; then,
 /// for several images, the summary of what they store together.
-pub fn report_markdown(documents: &[ReportDocument], summary: Option<&AuditSummary>, top: usize) -> String {
+pub fn report_markdown(
+    documents: &[ReportDocument],
+    summary: Option<&AuditSummary>,
+    top: usize,
+) -> String {
     let mut out = String::new();
     for document in documents {
         markdown_one(document, top, &mut out);
     }
     if let Some(s) = summary {
         out.push_str(&format!(
-            "### All {} images\n\n| distinct layer blobs | stored | after squashing each | saved |\n|---:|---:|---:|---:|\n| {} | {} | {}{} | {} ({:.1}%) |\n",
+            "### All {} images\n\n| distinct layer blobs | stored | after squashing each | saved \
+                |\n|---:|---:|---:|---:|\n| {} | {} | {}{} | {} ({:.1}%) |\n",
             s.images,
             s.blobs,
             human(s.stored_bytes),
@@ -176,9 +212,14 @@ fn html_table(head: &[&str], rows: &[Vec<String>]) -> String {
 /// list and the top wasted paths; then, for several images, their summary. No script, no
 /// network: the page is the file.
 #[cfg(feature = "svg")]
-pub fn report_html(documents: &[ReportDocument], summary: Option<&AuditSummary>, top: usize) -> String {
+pub fn report_html(
+    documents: &[ReportDocument],
+    summary: Option<&AuditSummary>,
+    top: usize,
+) -> String {
     let mut out = String::from(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>squash report</title>\n<style>\n\
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>squash \
+            report</title>\n<style>\n\
          body{font-family:sans-serif;margin:24px;color:#222;background:#fff}\n\
          h1{font-size:22px}h2{font-size:18px;margin-top:32px}h3{font-size:15px}\n\
          table{border-collapse:collapse;margin:8px 0 16px}\n\
@@ -192,7 +233,8 @@ pub fn report_html(documents: &[ReportDocument], summary: Option<&AuditSummary>,
         let report = &document.report;
         out.push_str(&format!("<h2>{}</h2>\n", escape(&title(document))));
         out.push_str(&format!(
-            "<p>Wasted: {} outside the base ({:.1}% of its file bytes), {} in all; efficiency {:.4}. Clutter: {} visible under cache and doc paths, {} outside the base.</p>\n",
+            "<p>Wasted: {} outside the base ({:.1}% of its file bytes), {} in all; efficiency \
+                {:.4}. Clutter: {} visible under cache and doc paths, {} outside the base.</p>\n",
             human(report.wasted_bytes_non_base),
             report.wasted_percent,
             human(report.wasted_bytes),
@@ -218,7 +260,18 @@ pub fn report_html(documents: &[ReportDocument], summary: Option<&AuditSummary>,
                 ]
             })
             .collect();
-        out.push_str(&html_table(&["#", "stored", "uncompressed", "wasted", "a squash reclaims", "of it stored", "created by"], &rows));
+        out.push_str(&html_table(
+            &[
+                "#",
+                "stored",
+                "uncompressed",
+                "wasted",
+                "a squash reclaims",
+                "of it stored",
+                "created by",
+            ],
+            &rows,
+        ));
         if !report.squash.is_empty() {
             out.push_str("<h3>Squash</h3>\n");
             let rows: Vec<Vec<String>> = report
@@ -235,10 +288,23 @@ pub fn report_html(documents: &[ReportDocument], summary: Option<&AuditSummary>,
                     ]
                 })
                 .collect();
-            out.push_str(&html_table(&["layers", "stored before", "stored after", "uncompressed before", "after", "reclaimed"], &rows));
+            out.push_str(&html_table(
+                &[
+                    "layers",
+                    "stored before",
+                    "stored after",
+                    "uncompressed before",
+                    "after",
+                    "reclaimed",
+                ],
+                &rows,
+            ));
         }
         if !report.clutter.is_empty() {
-            out.push_str("<h3>Clutter</h3>\n<p>Visible files under cache and doc paths: not wasted, and kept by a squash; <code>--exclude</code> removes them.</p>\n");
+            out.push_str(
+                "<h3>Clutter</h3>\n<p>Visible files under cache and doc paths: not \
+                wasted, and kept by a squash; <code>--exclude</code> removes them.</p>\n",
+            );
             let rows: Vec<Vec<String>> = report
                 .clutter
                 .iter()
@@ -253,12 +319,29 @@ pub fn report_html(documents: &[ReportDocument], summary: Option<&AuditSummary>,
                     ]
                 })
                 .collect();
-            out.push_str(&html_table(&["clutter", "files", "bytes", "in squashed layers", "added by layers", "remove with"], &rows));
+            out.push_str(&html_table(
+                &[
+                    "clutter",
+                    "files",
+                    "bytes",
+                    "in squashed layers",
+                    "added by layers",
+                    "remove with",
+                ],
+                &rows,
+            ));
             let rows: Vec<Vec<String>> = report
                 .clutter_paths
                 .iter()
                 .take(top)
-                .map(|p| vec![human(p.bytes), p.files.to_string(), layers_list(&p.layers), p.path.clone()])
+                .map(|p| {
+                    vec![
+                        human(p.bytes),
+                        p.files.to_string(),
+                        layers_list(&p.layers),
+                        p.path.clone(),
+                    ]
+                })
                 .collect();
             out.push_str(&html_table(&["bytes", "files", "layers", "path"], &rows));
         }
@@ -269,7 +352,8 @@ pub fn report_html(documents: &[ReportDocument], summary: Option<&AuditSummary>,
                 .iter()
                 .take(top)
                 .map(|p| {
-                    let layers = p.layers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+                    let layers =
+                        p.layers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
                     vec![human(p.reclaimable_bytes), p.copies.to_string(), layers, p.path.clone()]
                 })
                 .collect();
@@ -292,7 +376,10 @@ pub fn report_html(documents: &[ReportDocument], summary: Option<&AuditSummary>,
             format!("{}{}", if s.exact { "" } else { "~" }, human(s.stored_bytes_after)),
             format!("{} ({:.1}%)", human(s.saved_bytes), s.saved_percent),
         ]];
-        out.push_str(&html_table(&["distinct layer blobs", "stored", "after squashing each", "saved"], &rows));
+        out.push_str(&html_table(
+            &["distinct layer blobs", "stored", "after squashing each", "saved"],
+            &rows,
+        ));
     }
     out.push_str("</body></html>\n");
     out

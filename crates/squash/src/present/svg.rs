@@ -11,15 +11,22 @@ pub fn report_svg(report: &Report) -> String {
     let value_width = 150.0;
     let top = 64.0;
     let height = top + report.layers.len() as f64 * (bar_height + 8.0) + 24.0;
-    let max = report.layers.iter().map(|l| l.kept_bytes + l.wasted_bytes).max().unwrap_or(1).max(1) as f64;
+    let max = report.layers.iter().map(|l| l.kept_bytes + l.wasted_bytes).max().unwrap_or(1).max(1)
+        as f64;
     let scale = (width - label_width - value_width) / max;
-    let escape = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+    let escape = |s: &str| {
+        s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    };
     let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
+            viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"10\" y=\"22\" font-size=\"16\">Bytes per layer: {} wasted in all, {} outside the base ({:.1}%)</text>\n\
-         <rect x=\"10\" y=\"34\" width=\"12\" height=\"12\" fill=\"#4a7fd4\"/><text x=\"28\" y=\"45\">kept (visible in the container)</text>\n\
-         <rect x=\"230\" y=\"34\" width=\"12\" height=\"12\" fill=\"#d9534f\"/><text x=\"248\" y=\"45\">wasted (shadowed or deleted later)</text>\n",
+         <text x=\"10\" y=\"22\" font-size=\"16\">Bytes per layer: {} wasted in all, {} \
+            outside the base ({:.1}%)</text>\n\
+         <rect x=\"10\" y=\"34\" width=\"12\" height=\"12\" fill=\"#4a7fd4\"/>\
+         <text x=\"28\" y=\"45\">kept (visible in the container)</text>\n\
+         <rect x=\"230\" y=\"34\" width=\"12\" height=\"12\" fill=\"#d9534f\"/>\
+         <text x=\"248\" y=\"45\">wasted (shadowed or deleted later)</text>\n",
         human(report.wasted_bytes),
         human(report.wasted_bytes_non_base),
         report.wasted_percent
@@ -30,7 +37,12 @@ pub fn report_svg(report: &Report) -> String {
         let kept_w = layer.kept_bytes as f64 * scale;
         let wasted_w = layer.wasted_bytes as f64 * scale;
         svg.push_str(&format!(
-            "<text x=\"10\" y=\"{:.1}\">{}{} {}</text>\n<rect x=\"{label_width}\" y=\"{y:.1}\" width=\"{kept_w:.1}\" height=\"{bar_height}\" fill=\"#4a7fd4\"/>\n<rect x=\"{:.1}\" y=\"{y:.1}\" width=\"{wasted_w:.1}\" height=\"{bar_height}\" fill=\"#d9534f\"/>\n<text x=\"{:.1}\" y=\"{:.1}\">{} / {}</text>\n",
+            "<text x=\"10\" y=\"{:.1}\">{}{} {}</text>\n\
+             <rect x=\"{label_width}\" y=\"{y:.1}\" width=\"{kept_w:.1}\" \
+                height=\"{bar_height}\" fill=\"#4a7fd4\"/>\n\
+             <rect x=\"{:.1}\" y=\"{y:.1}\" width=\"{wasted_w:.1}\" \
+                height=\"{bar_height}\" fill=\"#d9534f\"/>\n\
+             <text x=\"{:.1}\" y=\"{:.1}\">{} / {}</text>\n",
             y + 15.0,
             layer.index,
             if layer.base { " (base)" } else { "" },

@@ -45,8 +45,12 @@ impl ArchiveIndex {
                 Err(e) => return Err(tar_error(Location::file(path), e)),
             };
             let meta = &group.meta;
-            let name = normalize(&meta.path)
-                .map_err(|reason| Error::malformed_tar(Location::file(path).entry(String::from_utf8_lossy(&meta.path)), reason))?;
+            let name = normalize(&meta.path).map_err(|reason| {
+                Error::malformed_tar(
+                    Location::file(path).entry(String::from_utf8_lossy(&meta.path)),
+                    reason,
+                )
+            })?;
             let member = match meta.kind() {
                 Some(EntryKind::File) => {
                     let offset = reader.offset();
@@ -66,12 +70,18 @@ impl ArchiveIndex {
                         None => link.clone(),
                     };
                     let target = if link.starts_with('/') { link } else { base };
-                    let target = resolve_dots(&target)
-                        .ok_or_else(|| Error::malformed_tar(Location::file(path).entry(&name), "symlink leaves the archive"))?;
+                    let target = resolve_dots(&target).ok_or_else(|| {
+                        Error::malformed_tar(
+                            Location::file(path).entry(&name),
+                            "symlink leaves the archive",
+                        )
+                    })?;
                     Member::Link { target }
                 }
                 Some(EntryKind::Hardlink) => {
-                    let target = normalize(&meta.link).map_err(|reason| Error::malformed_tar(Location::file(path).entry(&name), reason))?;
+                    let target = normalize(&meta.link).map_err(|reason| {
+                        Error::malformed_tar(Location::file(path).entry(&name), reason)
+                    })?;
                     Member::Link { target }
                 }
                 _ => continue,
@@ -111,7 +121,8 @@ impl ArchiveIndex {
             return Ok(None);
         };
         let mut file = File::open(&self.path).at(|| Location::file(&self.path))?;
-        file.seek(SeekFrom::Start(offset)).at(|| Location::file(&self.path).part(format!("member `{name}`")))?;
+        file.seek(SeekFrom::Start(offset))
+            .at(|| Location::file(&self.path).part(format!("member `{name}`")))?;
         Ok(Some((Box::new(file.take(size)), size)))
     }
 

@@ -61,11 +61,17 @@ impl Store {
     }
 
     /// Opens a blob with verification of size and digest at EOF.
-    pub(crate) fn open_blob(&self, blob: &BlobRef, location: Location) -> Result<VerifyingReader<Box<dyn Read + Send>>> {
+    pub(crate) fn open_blob(
+        &self,
+        blob: &BlobRef,
+        location: Location,
+    ) -> Result<VerifyingReader<Box<dyn Read + Send>>> {
         let Some((reader, on_disk)) = self.open(&blob.name)? else {
             return Err(match &blob.digest {
                 Some(digest) => Error::MissingBlob { location, digest: digest.clone() },
-                None => Error::invalid(location, "image", format!("missing member `{}`", blob.name)),
+                None => {
+                    Error::invalid(location, "image", format!("missing member `{}`", blob.name))
+                }
             });
         };
         if on_disk != blob.size {
@@ -103,8 +109,19 @@ pub(crate) struct VerifyingReader<R> {
 }
 
 impl<R: Read> VerifyingReader<R> {
-    pub(crate) fn new(inner: R, expected_size: u64, expected_digest: Option<Digest>, location: Location) -> Self {
-        VerifyingReader { inner: HashingReader::new(inner), expected_size, expected_digest, location, verified: None }
+    pub(crate) fn new(
+        inner: R,
+        expected_size: u64,
+        expected_digest: Option<Digest>,
+        location: Location,
+    ) -> Self {
+        VerifyingReader {
+            inner: HashingReader::new(inner),
+            expected_size,
+            expected_digest,
+            location,
+            verified: None,
+        }
     }
 
     /// Reads to the end and returns the verified digest.
@@ -119,12 +136,20 @@ impl<R: Read> VerifyingReader<R> {
     fn check_at_eof(&mut self) -> Result<Digest> {
         let actual_size = self.inner.count();
         if actual_size != self.expected_size {
-            return Err(Error::SizeMismatch { location: self.location.clone(), expected: self.expected_size, actual: actual_size });
+            return Err(Error::SizeMismatch {
+                location: self.location.clone(),
+                expected: self.expected_size,
+                actual: actual_size,
+            });
         }
         let actual = self.inner.digest();
         if let Some(expected) = &self.expected_digest {
             if *expected != actual {
-                return Err(Error::DigestMismatch { location: self.location.clone(), expected: expected.clone(), actual });
+                return Err(Error::DigestMismatch {
+                    location: self.location.clone(),
+                    expected: expected.clone(),
+                    actual,
+                });
             }
         }
         Ok(actual)
@@ -138,7 +163,11 @@ impl<R: Read> Read for VerifyingReader<R> {
         }
         let n = self.inner.read(buf)?;
         if self.inner.count() > self.expected_size {
-            let error = Error::SizeMismatch { location: self.location.clone(), expected: self.expected_size, actual: self.inner.count() };
+            let error = Error::SizeMismatch {
+                location: self.location.clone(),
+                expected: self.expected_size,
+                actual: self.inner.count(),
+            };
             return Err(error.into_io());
         }
         if n == 0 {

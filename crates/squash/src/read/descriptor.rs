@@ -5,7 +5,10 @@
 use serde_json::Value;
 
 use super::blob::{BlobRef, Store};
-use super::media::{DOCKER_CONFIG, DOCKER_LIST, DOCKER_MANIFEST, DOCKER_SCHEMA1_PREFIX, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST};
+use super::media::{
+    DOCKER_CONFIG, DOCKER_LIST, DOCKER_MANIFEST, DOCKER_SCHEMA1_PREFIX, OCI_CONFIG, OCI_INDEX,
+    OCI_MANIFEST,
+};
 use super::platform::platform_of;
 use crate::digest::Digest;
 use crate::error::{Error, Location, Result};
@@ -39,33 +42,45 @@ pub(crate) fn index_entries<'a>(index: &'a Value, location: &Location) -> Result
     match index.get("manifests") {
         Some(Value::Array(items)) => Ok(items.iter().collect()),
         Some(Value::Null) | None => Ok(Vec::new()),
-        Some(_) => Err(Error::invalid(location.clone(), "image index", "`manifests` is not an array")),
+        Some(_) => {
+            Err(Error::invalid(location.clone(), "image index", "`manifests` is not an array"))
+        }
     }
 }
 
-pub(crate) fn check_schema_version(doc: &Value, location: &Location, what: &'static str) -> Result<()> {
+pub(crate) fn check_schema_version(
+    doc: &Value,
+    location: &Location,
+    what: &'static str,
+) -> Result<()> {
     match doc.get("schemaVersion").and_then(Value::as_u64) {
         Some(2) => Ok(()),
-        Some(1) => {
-            Err(Error::unsupported(location.clone(), "Docker schema 1 manifest (deprecated; convert it with a registry tool first)"))
-        }
+        Some(1) => Err(Error::unsupported(
+            location.clone(),
+            "Docker schema 1 manifest (deprecated; convert it with a registry tool first)",
+        )),
         Some(v) => Err(Error::unsupported(location.clone(), format!("{what} schemaVersion {v}"))),
-        None => Err(Error::invalid(location.clone(), what, "missing or non-integer `schemaVersion`")),
+        None => {
+            Err(Error::invalid(location.clone(), what, "missing or non-integer `schemaVersion`"))
+        }
     }
 }
 
 /// A descriptor's digest and size as a blob of `store`.
-pub(crate) fn descriptor_ref(descriptor: &Value, location: &Location, store: &Store) -> Result<BlobRef> {
+pub(crate) fn descriptor_ref(
+    descriptor: &Value,
+    location: &Location,
+    store: &Store,
+) -> Result<BlobRef> {
     let digest = descriptor
         .get("digest")
         .and_then(Value::as_str)
         .ok_or_else(|| Error::invalid(location.clone(), "descriptor", "no `digest`"))?
         .parse::<Digest>()
         .map_err(|e| Error::invalid(location.clone(), "descriptor", e.to_string()))?;
-    let size = descriptor
-        .get("size")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| Error::invalid(location.clone(), "descriptor", format!("no valid `size` for {digest}")))?;
+    let size = descriptor.get("size").and_then(Value::as_u64).ok_or_else(|| {
+        Error::invalid(location.clone(), "descriptor", format!("no valid `size` for {digest}"))
+    })?;
     let name = match store {
         Store::Dir(root) if !root.join("oci-layout").exists() => digest.hex().to_string(),
         _ => layout_blob_name(&digest),
@@ -85,7 +100,9 @@ pub(crate) fn config_ref(manifest: &Value, location: &Location) -> Result<Option
         .and_then(Value::as_str)
         .ok_or_else(|| Error::invalid(location.clone(), "image manifest", "config has no digest"))?
         .parse()
-        .map_err(|e: crate::digest::InvalidDigest| Error::invalid(location.clone(), "image manifest", e.to_string()))?;
+        .map_err(|e: crate::digest::InvalidDigest| {
+            Error::invalid(location.clone(), "image manifest", e.to_string())
+        })?;
     let size = config
         .get("size")
         .and_then(Value::as_u64)
@@ -107,7 +124,10 @@ pub(crate) fn classify(doc: &Value, declared: Option<&str>, location: &Location)
         _ => {}
     }
     if doc.get("schemaVersion").and_then(Value::as_u64) == Some(1) {
-        return Err(Error::unsupported(location.clone(), "Docker schema 1 manifest (deprecated; convert it with a registry tool first)"));
+        return Err(Error::unsupported(
+            location.clone(),
+            "Docker schema 1 manifest (deprecated; convert it with a registry tool first)",
+        ));
     }
     if doc.get("manifests").is_some() {
         return Ok(Kind::Index);
@@ -115,13 +135,19 @@ pub(crate) fn classify(doc: &Value, declared: Option<&str>, location: &Location)
     if doc.get("config").is_some() && doc.get("layers").is_some() {
         return Ok(Kind::Manifest);
     }
-    Err(Error::invalid(location.clone(), "manifest", format!("unknown document type (mediaType {media_type:?})")))
+    Err(Error::invalid(
+        location.clone(),
+        "manifest",
+        format!("unknown document type (mediaType {media_type:?})"),
+    ))
 }
 
 /// Whether an index entry is an attestation (BuildKit marks them `unknown/unknown`, or names
 /// the manifest they describe).
 pub(crate) fn is_attestation(entry: &Value) -> bool {
-    let unknown = platform_of(entry).is_some_and(|p| p.os == "unknown" && p.architecture == "unknown");
-    let reference_type = entry.get("annotations").and_then(|a| a.get("vnd.docker.reference.type")).is_some();
+    let unknown =
+        platform_of(entry).is_some_and(|p| p.os == "unknown" && p.architecture == "unknown");
+    let reference_type =
+        entry.get("annotations").and_then(|a| a.get("vnd.docker.reference.type")).is_some();
     unknown || reference_type
 }

@@ -132,7 +132,11 @@ impl Layer {
         self.history
     }
     pub(crate) fn label(&self) -> String {
-        format!("layer {} ({})", self.index, self.blob.digest.as_ref().unwrap_or(&self.diff_id).short())
+        format!(
+            "layer {} ({})",
+            self.index,
+            self.blob.digest.as_ref().unwrap_or(&self.diff_id).short()
+        )
     }
 }
 
@@ -239,11 +243,16 @@ impl Image {
 
     /// Layer `index`, or the error that says there is none.
     pub(crate) fn layer(&self, index: usize) -> Result<&Layer> {
-        self.layers.get(index).ok_or_else(|| Error::InvalidRange { reason: format!("no layer {index}") })
+        self.layers
+            .get(index)
+            .ok_or_else(|| Error::InvalidRange { reason: format!("no layer {index}") })
     }
 
     /// Opens a layer's stored blob, verifying size and digest when it reaches its end.
-    pub(crate) fn open_layer_blob(&self, layer: &Layer) -> Result<VerifyingReader<Box<dyn Read + Send>>> {
+    pub(crate) fn open_layer_blob(
+        &self,
+        layer: &Layer,
+    ) -> Result<VerifyingReader<Box<dyn Read + Send>>> {
         self.store.open_blob(&layer.blob, self.layer_location(layer))
     }
 
@@ -273,8 +282,9 @@ impl Image {
                 Sibling::Manifest { name, blob } => {
                     let location = self.store.location().part(format!("manifest {name}"));
                     let raw = self.store.read_document(blob, location.clone())?;
-                    let value: Value =
-                        serde_json::from_slice(&raw).map_err(|e| Error::invalid(location.clone(), "image manifest", e.to_string()))?;
+                    let value: Value = serde_json::from_slice(&raw).map_err(|e| {
+                        Error::invalid(location.clone(), "image manifest", e.to_string())
+                    })?;
                     let Some(config) = config_ref(&value, &location)? else { continue };
                     let config = self.store.read_document(&config, location.clone())?;
                     (name.clone(), config)
@@ -295,23 +305,30 @@ impl Image {
 
 /// `rootfs.diff_ids` of an image config.
 pub(crate) fn diff_ids(config: &Value, location: &Location) -> Result<Vec<Digest>> {
-    let rootfs = config.get("rootfs").ok_or_else(|| Error::invalid(location.clone(), "image config", "no `rootfs`"))?;
-    let ids = rootfs
-        .get("diff_ids")
-        .and_then(Value::as_array)
-        .ok_or_else(|| Error::invalid(location.clone(), "image config", "no `rootfs.diff_ids` array"))?;
+    let rootfs = config
+        .get("rootfs")
+        .ok_or_else(|| Error::invalid(location.clone(), "image config", "no `rootfs`"))?;
+    let ids = rootfs.get("diff_ids").and_then(Value::as_array).ok_or_else(|| {
+        Error::invalid(location.clone(), "image config", "no `rootfs.diff_ids` array")
+    })?;
     ids.iter()
         .map(|v| {
             v.as_str()
-                .ok_or_else(|| Error::invalid(location.clone(), "image config", "a diff_id is not a string"))?
+                .ok_or_else(|| {
+                    Error::invalid(location.clone(), "image config", "a diff_id is not a string")
+                })?
                 .parse::<Digest>()
                 .map_err(|e| Error::invalid(location.clone(), "image config", e.to_string()))
         })
         .collect()
 }
 
-/// Parses the config's history and pairs the non-empty steps with layers (docs/layer-rules.md, rule 11).
-pub(crate) fn history_of(config: &Value, layer_count: usize) -> (Vec<HistoryStep>, Vec<Option<usize>>) {
+/// Parses the config's history and pairs the non-empty steps with layers (docs/layer-rules.md,
+/// rule 11).
+pub(crate) fn history_of(
+    config: &Value,
+    layer_count: usize,
+) -> (Vec<HistoryStep>, Vec<Option<usize>>) {
     let steps: Vec<HistoryStep> = config
         .get("history")
         .and_then(Value::as_array)
@@ -327,24 +344,40 @@ pub(crate) fn history_of(config: &Value, layer_count: usize) -> (Vec<HistoryStep
                 .collect()
         })
         .unwrap_or_default();
-    let non_empty: Vec<usize> = steps.iter().enumerate().filter(|(_, s)| !s.empty_layer).map(|(i, _)| i).collect();
-    let pairing = if non_empty.len() == layer_count { non_empty.into_iter().map(Some).collect() } else { vec![None; layer_count] };
+    let non_empty: Vec<usize> =
+        steps.iter().enumerate().filter(|(_, s)| !s.empty_layer).map(|(i, _)| i).collect();
+    let pairing = if non_empty.len() == layer_count {
+        non_empty.into_iter().map(Some).collect()
+    } else {
+        vec![None; layer_count]
+    };
     (steps, pairing)
 }
 
 /// Sniffs each layer blob's first bytes; bzip2 and xz layers are refused.
-pub(crate) fn sniff_layer(store: &Store, blob: &BlobRef, location: &Location) -> Result<Compression> {
+pub(crate) fn sniff_layer(
+    store: &Store,
+    blob: &BlobRef,
+    location: &Location,
+) -> Result<Compression> {
     let Some((reader, _)) = store.open(&blob.name)? else {
         return Err(match &blob.digest {
-            Some(digest) => Error::MissingBlob { location: location.clone(), digest: digest.clone() },
-            None => Error::invalid(location.clone(), "image", format!("missing layer member `{}`", blob.name)),
+            Some(digest) => {
+                Error::MissingBlob { location: location.clone(), digest: digest.clone() }
+            }
+            None => Error::invalid(
+                location.clone(),
+                "image",
+                format!("missing layer member `{}`", blob.name),
+            ),
         });
     };
     let (sniffed, _) = sniff_buffered(reader).at(|| location.clone())?;
     match sniffed {
         Sniffed::Known(c) => Ok(c),
-        Sniffed::Unsupported(name) => {
-            Err(Error::unsupported(location.clone(), format!("{name}-compressed layer (layers are gzip, zstd or plain tar)")))
-        }
+        Sniffed::Unsupported(name) => Err(Error::unsupported(
+            location.clone(),
+            format!("{name}-compressed layer (layers are gzip, zstd or plain tar)"),
+        )),
     }
 }

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::blob::{BlobRef, Store};
-use super::descriptor::{classify, descriptor_ref, index_entries, is_attestation, Kind, REFERENCE_DIGEST};
+use super::descriptor::{
+    classify, descriptor_ref, index_entries, is_attestation, Kind, REFERENCE_DIGEST,
+};
 use super::image::{Document, Image, InputFormat};
 use super::media::{DOCKER_CONFIG, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST};
 use super::oci::from_manifest;
@@ -80,14 +82,22 @@ pub(crate) fn read(
 
 /// A document of the store, read (size and digest verified) and parsed.
 fn read_document(store: &Store, blob: &BlobRef) -> Result<(Vec<u8>, Digest, Value)> {
-    let digest = blob.digest.clone().ok_or_else(|| Error::invalid(store.location(), "descriptor", "no digest"))?;
+    let digest = blob
+        .digest
+        .clone()
+        .ok_or_else(|| Error::invalid(store.location(), "descriptor", "no digest"))?;
     let location = store.location().part(format!("manifest {}", digest.short()));
     let raw = store.read_document(blob, location.clone())?;
-    let value: Value = serde_json::from_slice(&raw).map_err(|e| Error::invalid(location, "manifest", e.to_string()))?;
+    let value: Value = serde_json::from_slice(&raw)
+        .map_err(|e| Error::invalid(location, "manifest", e.to_string()))?;
     Ok((raw, digest, value))
 }
 
-fn is_index((_, digest, value): &(Vec<u8>, Digest, Value), declared: Option<&str>, store: &Store) -> Result<bool> {
+fn is_index(
+    (_, digest, value): &(Vec<u8>, Digest, Value),
+    declared: Option<&str>,
+    store: &Store,
+) -> Result<bool> {
     let location = store.location().part(format!("index {}", digest.short()));
     Ok(value.is_object() && classify(value, declared, &location)? == Kind::Index)
 }
@@ -105,7 +115,12 @@ fn build(
     if depth > 8 {
         return Err(Error::invalid(location, "image index", "indexes nested too deeply (a loop?)"));
     }
-    let media_type = value.get("mediaType").and_then(Value::as_str).or(declared).unwrap_or(OCI_INDEX).to_string();
+    let media_type = value
+        .get("mediaType")
+        .and_then(Value::as_str)
+        .or(declared)
+        .unwrap_or(OCI_INDEX)
+        .to_string();
     let mut children = Vec::new();
     for entry in index_entries(&value, &location)? {
         let child_blob = descriptor_ref(entry, &location, store)?;
@@ -116,7 +131,14 @@ fn build(
             // Each child's document is read once, whatever it turns out to be.
             let document = read_document(store, &child_blob)?;
             if is_index(&document, declared, store)? {
-                IndexChildKind::Index(Box::new(build(store, format, document, declared, name.clone(), depth + 1)?))
+                IndexChildKind::Index(Box::new(build(
+                    store,
+                    format,
+                    document,
+                    declared,
+                    name.clone(),
+                    depth + 1,
+                )?))
             } else {
                 child_kind(store, format, entry, document, declared, name.clone())?
             }
@@ -137,18 +159,32 @@ fn child_kind(
     name: Option<String>,
 ) -> Result<IndexChildKind> {
     if is_attestation(entry) {
-        let of = entry.get("annotations").and_then(|a| a.get(REFERENCE_DIGEST)).and_then(Value::as_str).and_then(|d| d.parse().ok());
+        let of = entry
+            .get("annotations")
+            .and_then(|a| a.get(REFERENCE_DIGEST))
+            .and_then(Value::as_str)
+            .and_then(|d| d.parse().ok());
         return Ok(IndexChildKind::Attestation { of });
     }
-    if let Some(subject) = value.get("subject").and_then(|s| s.get("digest")).and_then(Value::as_str) {
+    if let Some(subject) =
+        value.get("subject").and_then(|s| s.get("digest")).and_then(Value::as_str)
+    {
         return Ok(IndexChildKind::Attestation { of: subject.parse().ok() });
     }
-    let is_image =
-        value.get("config").and_then(|c| c.get("mediaType")).and_then(Value::as_str).is_none_or(|m| m == OCI_CONFIG || m == DOCKER_CONFIG);
+    let is_image = value
+        .get("config")
+        .and_then(|c| c.get("mediaType"))
+        .and_then(Value::as_str)
+        .is_none_or(|m| m == OCI_CONFIG || m == DOCKER_CONFIG);
     if !is_image || value.get("layers").is_none() {
         return Ok(IndexChildKind::Other);
     }
-    let media_type = value.get("mediaType").and_then(Value::as_str).or(declared).unwrap_or(OCI_MANIFEST).to_string();
+    let media_type = value
+        .get("mediaType")
+        .and_then(Value::as_str)
+        .or(declared)
+        .unwrap_or(OCI_MANIFEST)
+        .to_string();
     let manifest = Document { raw, digest, media_type, value };
     let image = from_manifest(store, format, manifest, name, platform_of(entry))?;
     Ok(IndexChildKind::Image(Box::new(image)))
@@ -213,11 +249,21 @@ impl ImageIndex {
     /// index's other platforms ([`Image::other_platforms`]).
     pub fn select(&self, wanted: Option<&Platform>) -> Result<Image> {
         let images = self.images();
-        let location = Location::file(self.source()).part(format!("index {}", self.digest().short()));
-        let chosen = choose(&images, |i| i.platform().cloned(), wanted, &location, "the index lists no image present in the input")?;
+        let location =
+            Location::file(self.source()).part(format!("index {}", self.digest().short()));
+        let chosen = choose(
+            &images,
+            |i| i.platform().cloned(),
+            wanted,
+            &location,
+            "the index lists no image present in the input",
+        )?;
         let mut image = (*chosen).clone();
-        image.other_platforms =
-            images.iter().filter(|i| i.manifest_digest() != chosen.manifest_digest()).filter_map(|i| i.platform().cloned()).collect();
+        image.other_platforms = images
+            .iter()
+            .filter(|i| i.manifest_digest() != chosen.manifest_digest())
+            .filter_map(|i| i.platform().cloned())
+            .collect();
         Ok(image)
     }
 
@@ -271,11 +317,14 @@ impl Opened {
     pub fn for_platform_of(&self, image: &Image) -> Option<Image> {
         match self {
             Opened::Image(b) => {
-                let other = matches!((b.platform(), image.platform()), (Some(a), Some(p)) if !a.matches(p));
+                let other = b.platform().zip(image.platform()).is_some_and(|(a, p)| !a.matches(p));
                 (!other).then(|| (**b).clone())
             }
             Opened::Index(index) => {
-                index.images().into_iter().find(|b| matches!((b.platform(), image.platform()), (Some(a), Some(p)) if a.matches(p))).cloned()
+                let same = |b: &&Image| {
+                    b.platform().zip(image.platform()).is_some_and(|(a, p)| a.matches(p))
+                };
+                index.images().into_iter().find(same).cloned()
             }
         }
     }

@@ -28,7 +28,12 @@ impl Image {
 
     /// Indexes layer `layer_index` as [`Image::index_layer`] does, showing `visit` each header
     /// group (with the stream, whose data for that entry it may read) before it is indexed.
-    pub(crate) fn index_layer_visiting(&self, layer_index: usize, budget: Budget, visit: &mut EntryVisitor<'_>) -> Result<LayerIndex> {
+    pub(crate) fn index_layer_visiting(
+        &self,
+        layer_index: usize,
+        budget: Budget,
+        visit: &mut EntryVisitor<'_>,
+    ) -> Result<LayerIndex> {
         self.index_layer_within(layer_index, budget, None, Some(visit))
     }
 
@@ -79,7 +84,11 @@ impl Image {
     /// layer is read and decoded on the thread that indexes it; from three on, a third of them
     /// index layers at once, each with a reading and a decoding thread), telling its progress
     /// ([`Event::Indexing`], then [`Event::Indexed`] for each layer as it is done).
-    pub fn index_layers_in(&self, layers: impl IntoIterator<Item = usize>, context: &Context<'_>) -> Result<Vec<LayerIndex>> {
+    pub fn index_layers_in(
+        &self,
+        layers: impl IntoIterator<Item = usize>,
+        context: &Context<'_>,
+    ) -> Result<Vec<LayerIndex>> {
         self.index_layers_filtered(layers, context, None)
     }
 
@@ -96,7 +105,10 @@ impl Image {
         let wanted: Vec<usize> = layers.into_iter().collect();
         let size = |i: usize| self.layers.get(i).map_or(0, |l| l.blob.size);
         if !wanted.is_empty() {
-            progress.event(&Event::Indexing { layers: wanted.len(), bytes: wanted.iter().map(|&i| size(i)).sum() });
+            progress.event(&Event::Indexing {
+                layers: wanted.len(),
+                bytes: wanted.iter().map(|&i| size(i)).sum(),
+            });
         }
         budget.run(|| {
             wanted
@@ -112,10 +124,18 @@ impl Image {
 
     /// Decodes the given layers (in parallel, within `context`'s threads) and checks each
     /// blob's size and sha256 and each layer's diff_id, writing nothing.
-    pub fn verify_layers(&self, layers: impl IntoIterator<Item = usize>, context: &Context<'_>) -> Result<()> {
+    pub fn verify_layers(
+        &self,
+        layers: impl IntoIterator<Item = usize>,
+        context: &Context<'_>,
+    ) -> Result<()> {
         let budget = context.budget();
         let wanted: Vec<usize> = layers.into_iter().collect();
-        budget.run(|| wanted.par_iter().try_for_each(|&i| self.export_layer_within(i, &mut io::sink(), budget)))?
+        budget.run(|| {
+            wanted
+                .par_iter()
+                .try_for_each(|&i| self.export_layer_within(i, &mut io::sink(), budget))
+        })?
     }
 
     /// Streams layer `layer_index` as an uncompressed tar into `out`, verifying its digest, size
@@ -124,7 +144,12 @@ impl Image {
         self.export_layer_within(layer_index, out, Budget::new(0))
     }
 
-    fn export_layer_within(&self, layer_index: usize, out: &mut dyn Write, budget: Budget) -> Result<()> {
+    fn export_layer_within(
+        &self,
+        layer_index: usize,
+        out: &mut dyn Write,
+        budget: Budget,
+    ) -> Result<()> {
         let layer = self.layer(layer_index)?;
         let mut stream = LayerStream::open_within(self, layer, Check::Full, budget)?;
         let location = stream.location.clone();

@@ -5,7 +5,10 @@
 use serde_json::Value;
 
 use super::blob::{BlobRef, Store};
-use super::descriptor::{check_schema_version, classify, descriptor_ref, index_entries, is_attestation, Kind, CONTAINERD_NAME, REF_NAME};
+use super::descriptor::{
+    check_schema_version, classify, descriptor_ref, index_entries, is_attestation, Kind,
+    CONTAINERD_NAME, REF_NAME,
+};
 use super::image::{Document, Image, InputFormat, OpenOptions, Sibling};
 use super::image_index;
 use super::image_index::Opened;
@@ -17,26 +20,44 @@ use crate::error::{Error, Location, Result};
 
 /// Opens what `tag` names in an OCI layout: with `indexes`, an image index read whole when it
 /// names one; else the image (the platform chosen from an index).
-pub(crate) fn open_any(store: Store, format: InputFormat, tag: Option<&str>, options: &OpenOptions, indexes: bool) -> Result<Opened> {
+pub(crate) fn open_any(
+    store: Store,
+    format: InputFormat,
+    tag: Option<&str>,
+    options: &OpenOptions,
+    indexes: bool,
+) -> Result<Opened> {
     let location = store.location();
-    let layout =
-        store.read_unverified("oci-layout")?.ok_or_else(|| Error::invalid(location.clone(), "OCI layout", "no `oci-layout` file"))?;
-    let layout: Value =
-        serde_json::from_slice(&layout).map_err(|e| Error::invalid(location.clone().part("`oci-layout`"), "OCI layout", e.to_string()))?;
+    let layout = store
+        .read_unverified("oci-layout")?
+        .ok_or_else(|| Error::invalid(location.clone(), "OCI layout", "no `oci-layout` file"))?;
+    let layout: Value = serde_json::from_slice(&layout).map_err(|e| {
+        Error::invalid(location.clone().part("`oci-layout`"), "OCI layout", e.to_string())
+    })?;
     match layout.get("imageLayoutVersion").and_then(Value::as_str) {
         Some("1.0.0") => {}
         other => {
-            return Err(Error::unsupported(location.part("`oci-layout`"), format!("image layout version {other:?} (expected \"1.0.0\")")));
+            return Err(Error::unsupported(
+                location.part("`oci-layout`"),
+                format!("image layout version {other:?} (expected \"1.0.0\")"),
+            ));
         }
     }
     let index_location = location.clone().part("`index.json`");
-    let raw = store.read_unverified("index.json")?.ok_or_else(|| Error::invalid(location.clone(), "OCI layout", "no `index.json`"))?;
-    let index: Value = serde_json::from_slice(&raw).map_err(|e| Error::invalid(index_location.clone(), "image index", e.to_string()))?;
+    let raw = store
+        .read_unverified("index.json")?
+        .ok_or_else(|| Error::invalid(location.clone(), "OCI layout", "no `index.json`"))?;
+    let index: Value = serde_json::from_slice(&raw)
+        .map_err(|e| Error::invalid(index_location.clone(), "image index", e.to_string()))?;
     let entries = index_entries(&index, &index_location)?;
-    let named: Vec<(Option<String>, &Value)> = entries.iter().map(|e| (entry_name(e), *e)).collect();
+    let named: Vec<(Option<String>, &Value)> =
+        entries.iter().map(|e| (entry_name(e), *e)).collect();
 
     let chosen: Vec<&(Option<String>, &Value)> = match tag {
-        Some(tag) => named.iter().filter(|(name, _)| name.as_deref().is_some_and(|n| tag_matches(n, tag))).collect(),
+        Some(tag) => named
+            .iter()
+            .filter(|(name, _)| name.as_deref().is_some_and(|n| tag_matches(n, tag)))
+            .collect(),
         None => named.iter().collect(),
     };
     let mut distinct: Vec<&(Option<String>, &Value)> = Vec::new();
@@ -67,7 +88,8 @@ pub(crate) fn open_any(store: Store, format: InputFormat, tag: Option<&str>, opt
             return Err(Error::Selection {
                 location: index_location,
                 reason: format!(
-                    "holds {} images; choose one with `oci:PATH:TAG` (or `oci-archive:PATH:TAG`); tags: {}",
+                    "holds {} images; choose one with `oci:PATH:TAG` (or `oci-archive:PATH:TAG`); \
+                        tags: {}",
                     many.len(),
                     tags()
                 ),
@@ -76,9 +98,14 @@ pub(crate) fn open_any(store: Store, format: InputFormat, tag: Option<&str>, opt
     };
     let descriptor = descriptor_ref(entry, &index_location, &store)?;
     if indexes {
-        if let Some(index) =
-            image_index::read(&store, format, &descriptor, entry.get("mediaType").and_then(Value::as_str), name.clone(), 0)?
-        {
+        if let Some(index) = image_index::read(
+            &store,
+            format,
+            &descriptor,
+            entry.get("mediaType").and_then(Value::as_str),
+            name.clone(),
+            0,
+        )? {
             return Ok(Opened::Index(Box::new(index)));
         }
     }
@@ -89,7 +116,9 @@ pub(crate) fn open_any(store: Store, format: InputFormat, tag: Option<&str>, opt
             continue;
         }
         if let Ok(blob) = descriptor_ref(other, &index_location, &store) {
-            let label = other_name.clone().unwrap_or_else(|| blob.digest.as_ref().map(Digest::short).unwrap_or_default());
+            let label = other_name
+                .clone()
+                .unwrap_or_else(|| blob.digest.as_ref().map(Digest::short).unwrap_or_default());
             image.siblings.push(Sibling::Manifest { name: label, blob });
         }
     }
@@ -97,12 +126,19 @@ pub(crate) fn open_any(store: Store, format: InputFormat, tag: Option<&str>, opt
 }
 
 fn tag_matches(name: &str, tag: &str) -> bool {
-    name == tag || name.rsplit_once(':').is_some_and(|(_, t)| t == tag && !name.ends_with(&format!("@{tag}")))
+    name == tag
+        || name
+            .rsplit_once(':')
+            .is_some_and(|(_, t)| t == tag && !name.ends_with(&format!("@{tag}")))
 }
 
 fn entry_name(entry: &Value) -> Option<String> {
     let annotations = entry.get("annotations")?;
-    annotations.get(REF_NAME).or_else(|| annotations.get(CONTAINERD_NAME)).and_then(Value::as_str).map(str::to_string)
+    annotations
+        .get(REF_NAME)
+        .or_else(|| annotations.get(CONTAINERD_NAME))
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 fn entry_media_type(entry: &Value) -> Option<String> {
@@ -121,15 +157,29 @@ struct Walk<'a> {
 impl Walk<'_> {
     /// The image that the document `blob` (of media type `declared`, when its descriptor says)
     /// is, or that the platform chosen leads to when it is an index.
-    fn image(&self, blob: BlobRef, declared: Option<String>, platform: Option<Platform>, depth: usize) -> Result<Image> {
+    fn image(
+        &self,
+        blob: BlobRef,
+        declared: Option<String>,
+        platform: Option<Platform>,
+        depth: usize,
+    ) -> Result<Image> {
         let store = self.store;
-        let digest = blob.digest.clone().ok_or_else(|| Error::invalid(store.location(), "descriptor", "no digest"))?;
+        let digest = blob
+            .digest
+            .clone()
+            .ok_or_else(|| Error::invalid(store.location(), "descriptor", "no digest"))?;
         let location = store.location().part(format!("manifest {}", digest.short()));
         if depth > 8 {
-            return Err(Error::invalid(location, "image index", "indexes nested too deeply (a loop?)"));
+            return Err(Error::invalid(
+                location,
+                "image index",
+                "indexes nested too deeply (a loop?)",
+            ));
         }
         let raw = store.read_document(&blob, location.clone())?;
-        let doc: Value = serde_json::from_slice(&raw).map_err(|e| Error::invalid(location.clone(), "manifest", e.to_string()))?;
+        let doc: Value = serde_json::from_slice(&raw)
+            .map_err(|e| Error::invalid(location.clone(), "manifest", e.to_string()))?;
         if !doc.is_object() {
             return Err(Error::invalid(location, "manifest", "not a JSON object"));
         }
@@ -163,7 +213,11 @@ impl Walk<'_> {
     }
 }
 
-fn choose_platform<'a>(entries: &[&'a Value], options: &OpenOptions, location: &Location) -> Result<(&'a Value, Option<Platform>)> {
+fn choose_platform<'a>(
+    entries: &[&'a Value],
+    options: &OpenOptions,
+    location: &Location,
+) -> Result<(&'a Value, Option<Platform>)> {
     let images: Vec<&Value> = entries.iter().copied().filter(|e| !is_attestation(e)).collect();
     // An index of one image that states no platform: that image, whatever was asked for (its
     // config may say; the caller checks).
@@ -172,6 +226,12 @@ fn choose_platform<'a>(entries: &[&'a Value], options: &OpenOptions, location: &
             return Ok((only, None));
         }
     }
-    let chosen = choose(&images, platform_of, options.platform.as_ref(), location, "index lists no image manifest")?;
+    let chosen = choose(
+        &images,
+        platform_of,
+        options.platform.as_ref(),
+        location,
+        "index lists no image manifest",
+    )?;
     Ok((chosen, platform_of(chosen)))
 }

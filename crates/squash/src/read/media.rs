@@ -64,7 +64,10 @@ pub(crate) fn nondistributable(media_type: &str) -> String {
 /// Accepts the layer media types of the OCI image-spec and Docker's v2s2, refuses the rest.
 pub(crate) fn check_layer(media_type: &str, location: &Location) -> Result<()> {
     if media_type.contains("+encrypted") {
-        return Err(Error::unsupported(location.clone(), format!("encrypted layer (`{media_type}`)")));
+        return Err(Error::unsupported(
+            location.clone(),
+            format!("encrypted layer (`{media_type}`)"),
+        ));
     }
     if LAYERS.contains(&media_type) {
         Ok(())

@@ -68,7 +68,9 @@ impl Shadow {
     fn covers_below(&self, dir: &[u8]) -> bool {
         !dir.is_empty()
             && (self.find(dir).is_some_and(|f| f & COVERS != 0)
-                || dir.iter().enumerate().any(|(i, &b)| b == b'/' && self.find(&dir[..i]).is_some_and(|f| f & COVERS != 0)))
+                || dir.iter().enumerate().any(|(i, &b)| {
+                    b == b'/' && self.find(&dir[..i]).is_some_and(|f| f & COVERS != 0)
+                }))
     }
 
     /// Whether a layer above hides the entry at `path` of a layer below; `parent` remembers the
@@ -99,7 +101,9 @@ impl Shadow {
         for e in &index.entries {
             match &e.class {
                 EntryClass::Node(kind) => {
-                    keys.push(key(e.path.as_bytes()) | if *kind != EntryKind::Dir { COVERS } else { 0 });
+                    keys.push(
+                        key(e.path.as_bytes()) | if *kind != EntryKind::Dir { COVERS } else { 0 },
+                    );
                     if let Some(target) = &e.link_target {
                         keys.push(key(target.as_bytes()) | LINKED);
                     }
@@ -150,7 +154,10 @@ impl Seek for At<'_> {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
         self.pos = match to {
             SeekFrom::Start(p) => p,
-            SeekFrom::Current(d) => self.pos.checked_add_signed(d).ok_or_else(|| io::Error::other("seek before the start"))?,
+            SeekFrom::Current(d) => self
+                .pos
+                .checked_add_signed(d)
+                .ok_or_else(|| io::Error::other("seek before the start"))?,
             SeekFrom::End(_) => return Err(io::Error::other("no seek from the end")),
         };
         Ok(self.pos)
@@ -175,14 +182,23 @@ impl Kept {
 
     /// A reader of the kept entries, in order; `index` is the layer's index.
     pub(crate) fn reader<'a>(&'a self, index: &'a LayerIndex) -> KeptReader<'a> {
-        KeptReader { kept: self, index, reader: io::BufReader::with_capacity(1 << 20, At { file: &self.file, pos: 0 }), next: 0, offset: 0 }
+        KeptReader {
+            kept: self,
+            index,
+            reader: io::BufReader::with_capacity(1 << 20, At { file: &self.file, pos: 0 }),
+            next: 0,
+            offset: 0,
+        }
     }
 }
 
 impl<'a> KeptReader<'a> {
     /// The header group and a reader of the padded data of kept entry `entry` (entries are
     /// asked for in ascending order; one may be asked for again).
-    pub(crate) fn entry(&mut self, entry: usize) -> io::Result<(Vec<u8>, io::Take<&mut io::BufReader<At<'a>>>)> {
+    pub(crate) fn entry(
+        &mut self,
+        entry: usize,
+    ) -> io::Result<(Vec<u8>, io::Take<&mut io::BufReader<At<'a>>>)> {
         // Every kept entry before `entry` lies before it in the file.
         while self.next < entry {
             if self.kept.has(self.next) {
@@ -205,9 +221,9 @@ impl<'a> KeptReader<'a> {
 
 impl Image {
     /// Indexes the layers of `range` newest first ([`WINDOW`] at a time), keeping in an unnamed
-    /// temporary file under the context's temporary directory per layer what no layer indexed before
-    /// it shadows. Every digest is checked as [`Image::index_layers`] checks it. The result is
-    /// oldest first.
+    /// temporary file under the context's temporary directory per layer what no layer indexed
+    /// before it shadows. Every digest is checked as [`Image::index_layers`] checks it. The
+    /// result is oldest first.
     pub(crate) fn index_range_once(
         &self,
         range: std::ops::RangeInclusive<usize>,
@@ -218,7 +234,10 @@ impl Image {
         let size = |i: usize| self.layers().get(i).map_or(0, |l| l.blob.size);
         let layers: Vec<usize> = range.rev().collect();
         if !layers.is_empty() {
-            progress.event(&Event::Indexing { layers: layers.len(), bytes: layers.iter().map(|&i| size(i)).sum() });
+            progress.event(&Event::Indexing {
+                layers: layers.len(),
+                bytes: layers.iter().map(|&i| size(i)).sum(),
+            });
         }
         let dir = context.scratch_dir();
         let mut shadow = Shadow::default();
@@ -253,8 +272,16 @@ impl Image {
 
 impl Image {
     /// Indexes `layer`, keeping in a temporary file under `dir` what `shadow` does not hide.
-    fn index_keeping(&self, layer: usize, budget: Budget, shadow: &Shadow, dir: &Path) -> Result<(LayerIndex, Kept)> {
-        let location = || Location::file(dir).part(format!("temporary copy of layer {layer}'s surviving entries"));
+    fn index_keeping(
+        &self,
+        layer: usize,
+        budget: Budget,
+        shadow: &Shadow,
+        dir: &Path,
+    ) -> Result<(LayerIndex, Kept)> {
+        let location = || {
+            Location::file(dir).part(format!("temporary copy of layer {layer}'s surviving entries"))
+        };
         let file = tempfile::tempfile_in(dir).at(location)?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
         let (mut entries, mut number): (Vec<u64>, u32) = (Vec::new(), 0);

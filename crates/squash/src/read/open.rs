@@ -43,7 +43,9 @@ impl Image {
             if !wanted.matches(actual) {
                 return Err(Error::Selection {
                     location: Location::file(&reference.path),
-                    reason: format!("no manifest for platform {wanted}: the image is for {actual} only"),
+                    reason: format!(
+                        "no manifest for platform {wanted}: the image is for {actual} only"
+                    ),
                 });
             }
         }
@@ -127,11 +129,22 @@ fn open_store(reference: &ImageReference, options: &OpenOptions, indexes: bool) 
     match transport {
         Transport::Oci => {
             if !metadata.is_dir() {
-                return Err(Error::Selection { location: Location::file(path), reason: "`oci:` needs an OCI layout directory".into() });
+                return Err(Error::Selection {
+                    location: Location::file(path),
+                    reason: "`oci:` needs an OCI layout directory".into(),
+                });
             }
-            layout::open_any(Store::Dir(path.clone()), InputFormat::OciLayout, reference.name.as_deref(), options, indexes)
+            layout::open_any(
+                Store::Dir(path.clone()),
+                InputFormat::OciLayout,
+                reference.name.as_deref(),
+                options,
+                indexes,
+            )
         }
-        Transport::Dir => docker::open_dir(Store::Dir(path.clone())).map(|i| Opened::Image(Box::new(i))),
+        Transport::Dir => {
+            docker::open_dir(Store::Dir(path.clone())).map(|i| Opened::Image(Box::new(i)))
+        }
         Transport::OciArchive | Transport::DockerArchive => {
             if metadata.is_dir() {
                 return Err(Error::Selection {
@@ -148,11 +161,16 @@ fn open_store(reference: &ImageReference, options: &OpenOptions, indexes: bool) 
             let has_docker = index.contains("manifest.json");
             match transport {
                 Transport::DockerArchive if has_docker => {
-                    docker::open_archive(store, reference.name.as_deref()).map(|i| Opened::Image(Box::new(i)))
+                    docker::open_archive(store, reference.name.as_deref())
+                        .map(|i| Opened::Image(Box::new(i)))
                 }
-                Transport::OciArchive if has_layout => {
-                    layout::open_any(store, InputFormat::OciArchive, reference.name.as_deref(), options, indexes)
-                }
+                Transport::OciArchive if has_layout => layout::open_any(
+                    store,
+                    InputFormat::OciArchive,
+                    reference.name.as_deref(),
+                    options,
+                    indexes,
+                ),
                 _ if has_layout => layout::open_any(
                     store,
                     if has_docker { InputFormat::DockerArchive } else { InputFormat::OciArchive },
@@ -160,7 +178,8 @@ fn open_store(reference: &ImageReference, options: &OpenOptions, indexes: bool) 
                     options,
                     indexes,
                 ),
-                _ if has_docker => docker::open_archive(store, reference.name.as_deref()).map(|i| Opened::Image(Box::new(i))),
+                _ if has_docker => docker::open_archive(store, reference.name.as_deref())
+                    .map(|i| Opened::Image(Box::new(i))),
                 _ => Err(not_an_image(&index)),
             }
         }
@@ -178,7 +197,9 @@ fn detect(path: &Path, is_dir: bool) -> Result<Transport> {
         }
         return Err(Error::Selection {
             location: Location::file(path),
-            reason: "directory is neither an OCI image layout (no `oci-layout`) nor a `dir:` image (no `manifest.json`)".into(),
+            reason: "directory is neither an OCI image layout (no `oci-layout`) nor a `dir:` \
+                image (no `manifest.json`)"
+                .into(),
         });
     }
     Ok(Transport::DockerArchive)
@@ -193,9 +214,10 @@ fn plain_tar(path: &Path) -> Result<bool> {
     match sniffed {
         Sniffed::Known(Compression::None) => Ok(true),
         Sniffed::Known(_) => Ok(false),
-        Sniffed::Unsupported(c) => {
-            Err(Error::unsupported(Location::file(path), format!("the archive itself is {c}-compressed; decompress it first")))
-        }
+        Sniffed::Unsupported(c) => Err(Error::unsupported(
+            Location::file(path),
+            format!("the archive itself is {c}-compressed; decompress it first"),
+        )),
     }
 }
 
@@ -205,9 +227,14 @@ type TempPathShared = Arc<tempfile::TempPath>;
 fn not_an_image(index: &ArchiveIndex) -> Error {
     let names: Vec<&str> = index.names().take(5).collect();
     let what = if names.iter().any(|n| n.ends_with("/layer.tar") || n.ends_with("/json")) {
-        "a `docker save` tarball without `manifest.json` (pre-Docker-1.10 format, or damaged)".to_string()
+        "a `docker save` tarball without `manifest.json` (pre-Docker-1.10 format, or damaged)"
+            .to_string()
     } else {
-        format!("neither an OCI archive (no `oci-layout` and `index.json`) nor a `docker save` tarball (no `manifest.json`); it looks like a plain tar (first members: {})", names.join(", "))
+        format!(
+            "neither an OCI archive (no `oci-layout` and `index.json`) nor a `docker save` \
+            tarball (no `manifest.json`); it looks like a plain tar (first members: {})",
+            names.join(", ")
+        )
     };
     Error::unsupported(Location::file(index.path()), what)
 }

@@ -30,12 +30,18 @@ impl Platform {
             "powerpc64" => "ppc64le",
             other => other,
         };
-        Platform { os: std::env::consts::OS.to_string(), architecture: architecture.to_string(), variant: None }
+        Platform {
+            os: std::env::consts::OS.to_string(),
+            architecture: architecture.to_string(),
+            variant: None,
+        }
     }
 
     /// Whether `other` is this platform (a variant left out here matches any).
     pub fn matches(&self, other: &Platform) -> bool {
-        self.os == other.os && self.architecture == other.architecture && (self.variant.is_none() || self.variant == other.variant)
+        self.os == other.os
+            && self.architecture == other.architecture
+            && (self.variant.is_none() || self.variant == other.variant)
     }
 }
 
@@ -63,7 +69,11 @@ fn parse_platform(s: &str) -> std::result::Result<Platform, String> {
             Ok(Platform { os: os.to_string(), architecture: arch.to_string(), variant: None })
         }
         [os, arch, variant] if !os.is_empty() && !arch.is_empty() && !variant.is_empty() => {
-            Ok(Platform { os: os.to_string(), architecture: arch.to_string(), variant: Some(variant.to_string()) })
+            Ok(Platform {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: Some(variant.to_string()),
+            })
         }
         _ => Err(format!("`{s}` is not a platform (expected os/arch[/variant], e.g. linux/amd64)")),
     }
@@ -90,9 +100,15 @@ pub(crate) fn choose<'a, T: ?Sized>(
     none: &str,
 ) -> Result<&'a T> {
     let listed = || {
-        items.iter().map(|i| platform(i).map(|p| p.to_string()).unwrap_or_else(|| "(no platform)".into())).collect::<Vec<_>>().join(", ")
+        items
+            .iter()
+            .map(|i| platform(i).map(|p| p.to_string()).unwrap_or_else(|| "(no platform)".into()))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
-    let matching = |target: &Platform| items.iter().copied().find(|i| platform(i).is_some_and(|p| target.matches(&p)));
+    let matching = |target: &Platform| {
+        items.iter().copied().find(|i| platform(i).is_some_and(|p| target.matches(&p)))
+    };
     match (wanted, items) {
         (_, []) => Err(Error::Selection { location: location.clone(), reason: none.to_string() }),
         (Some(wanted), _) => matching(wanted).ok_or_else(|| Error::Selection {
@@ -105,7 +121,8 @@ pub(crate) fn choose<'a, T: ?Sized>(
             matching(&host).ok_or_else(|| Error::Selection {
                 location: location.clone(),
                 reason: format!(
-                    "index has {} platforms and none is this host's ({host}); choose one with --platform: {}",
+                    "index has {} platforms and none is this host's ({host}); choose one with \
+                        --platform: {}",
                     many.len(),
                     listed()
                 ),

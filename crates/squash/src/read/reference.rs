@@ -45,7 +45,8 @@ impl ImageReference {
 impl FromStr for ImageReference {
     type Err = crate::error::ParseError;
     fn from_str(s: &str) -> Result<ImageReference, crate::error::ParseError> {
-        parse_reference(s).map_err(|message| crate::error::ParseError::new("image reference", s, message))
+        parse_reference(s)
+            .map_err(|message| crate::error::ParseError::new("image reference", s, message))
     }
 }
 
@@ -68,7 +69,11 @@ fn parse_reference(s: &str) -> Result<ImageReference, String> {
             if name.as_deref() == Some("") {
                 return Err(format!("`{s}` ends with an empty tag"));
             }
-            return Ok(ImageReference { transport: Some(transport), path: PathBuf::from(path), name });
+            return Ok(ImageReference {
+                transport: Some(transport),
+                path: PathBuf::from(path),
+                name,
+            });
         }
     }
     if s.is_empty() {
@@ -102,9 +107,10 @@ pub(crate) fn remote_transport(s: &str) -> Option<(&'static str, &'static str)> 
 fn unsupported_transport(s: &str) -> Option<String> {
     let (name, what) = remote_transport(s)?;
     Some(format!(
-        "the `{name}` transport ({what}) is not read by squash, which reads files and layouts only: \
-         export the image first with `docker save IMAGE -o app.tar`, `podman save --format oci-archive IMAGE -o app.tar` \
-         or `skopeo copy {s} oci:layout:tag`, then pass that file or `oci:layout:tag`"
+        "the `{name}` transport ({what}) is not read by squash, which reads files and layouts \
+         only: export the image first with `docker save IMAGE -o app.tar`, \
+         `podman save --format oci-archive IMAGE -o app.tar` or \
+         `skopeo copy {s} oci:layout:tag`, then pass that file or `oci:layout:tag`"
     ))
 }
 
@@ -115,20 +121,34 @@ mod tests {
     #[test]
     fn parses_transports() {
         let r: ImageReference = "oci:/tmp/x:latest".parse().unwrap();
-        assert_eq!((r.transport, r.path.to_str(), r.name.as_deref()), (Some(Transport::Oci), Some("/tmp/x"), Some("latest")));
+        assert_eq!(
+            (r.transport, r.path.to_str(), r.name.as_deref()),
+            (Some(Transport::Oci), Some("/tmp/x"), Some("latest"))
+        );
         let r: ImageReference = "docker-archive:a.tar:repo/app:v1".parse().unwrap();
-        assert_eq!((r.transport, r.path.to_str(), r.name.as_deref()), (Some(Transport::DockerArchive), Some("a.tar"), Some("repo/app:v1")));
+        assert_eq!(
+            (r.transport, r.path.to_str(), r.name.as_deref()),
+            (Some(Transport::DockerArchive), Some("a.tar"), Some("repo/app:v1"))
+        );
         let r: ImageReference = "oci-archive:a.tar".parse().unwrap();
         assert_eq!((r.transport, r.name), (Some(Transport::OciArchive), None));
         let r: ImageReference = "./some/path.tar".parse().unwrap();
         assert_eq!(r.transport, None);
         assert!("oci:".parse::<ImageReference>().is_err());
         assert!("oci:x:".parse::<ImageReference>().is_err());
-        for remote in ["docker://alpine:3", "docker-daemon:app:latest", "containers-storage:app", "docker:alpine"] {
+        for remote in [
+            "docker://alpine:3",
+            "docker-daemon:app:latest",
+            "containers-storage:app",
+            "docker:alpine",
+        ] {
             let error = remote.parse::<ImageReference>().unwrap_err();
             assert_eq!((error.what(), error.input()), ("image reference", remote));
             let message = error.to_string();
-            assert!(message.contains("docker save") && message.contains("skopeo copy"), "{message}");
+            assert!(
+                message.contains("docker save") && message.contains("skopeo copy"),
+                "{message}"
+            );
         }
     }
 }

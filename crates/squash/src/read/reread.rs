@@ -44,14 +44,19 @@ impl Image {
         rereads: &mut Vec<Reread>,
     ) -> Result<()> {
         for (position, index) in indexes.iter_mut().enumerate() {
-            let entries: BTreeSet<usize> = wanted.range((position, 0)..=(position, usize::MAX)).map(|&(_, e)| e).collect();
+            let entries: BTreeSet<usize> =
+                wanted.range((position, 0)..=(position, usize::MAX)).map(|&(_, e)| e).collect();
             let Some(&last) = entries.last() else { continue };
-            if let Some(kept) = kept.and_then(|k| k.get(position)).filter(|k| entries.iter().all(|&e| k.has(e))) {
+            if let Some(kept) =
+                kept.and_then(|k| k.get(position)).filter(|k| entries.iter().all(|&e| k.has(e)))
+            {
                 let mut headers = Vec::with_capacity(entries.len());
                 {
                     let mut reader = kept.reader(index);
                     for &e in &entries {
-                        let (header, _) = reader.entry(e).map_err(|err| Error::io(index.location.clone(), err))?;
+                        let (header, _) = reader
+                            .entry(e)
+                            .map_err(|err| Error::io(index.location.clone(), err))?;
                         headers.push((e, header));
                     }
                 }
@@ -60,13 +65,26 @@ impl Image {
                 }
                 continue;
             }
-            rereads.push(Reread::new(index.layer, "headers of files whose names a hard link outlives"));
+            rereads.push(Reread::new(
+                index.layer,
+                "headers of files whose names a hard link outlives",
+            ));
             let layer = self.layer(index.layer)?;
-            let mut stream = LayerStream::open_within(self, layer, Check::BlobOnly(index.blob_digest.clone()), budget)?;
+            let mut stream = LayerStream::open_within(
+                self,
+                layer,
+                Check::BlobOnly(index.blob_digest.clone()),
+                budget,
+            )?;
             for i in 0..=last {
                 let group = match stream.tar.next_group() {
                     Ok(Some(group)) => group,
-                    Ok(None) => return Err(Error::malformed_tar(stream.location.clone(), "layer changed while it was being read")),
+                    Ok(None) => {
+                        return Err(Error::malformed_tar(
+                            stream.location.clone(),
+                            "layer changed while it was being read",
+                        ))
+                    }
                     Err(e) => return Err(stream.error(e)),
                 };
                 if entries.contains(&i) {

@@ -27,14 +27,24 @@ pub(crate) fn wanted(path: &Path) -> bool {
 /// the way when its first bytes say it is gzip or zstd. bzip2 and xz are refused.
 pub(crate) fn spool(path: &Path, options: &OpenOptions) -> Result<TempPath> {
     let dir = options.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let shown = if path.as_os_str() == "-" { "standard input".to_string() } else { format!("`{}`", path.display()) };
-    let temp = tempfile::Builder::new().prefix(".squash-spool-").tempfile_in(&dir).map_err(|e| Error::Output {
-        location: Location::file(&dir),
-        reason: format!("cannot create the spool for {shown} here (see --tmp-dir): {e}"),
-    })?;
+    let shown = if path.as_os_str() == "-" {
+        "standard input".to_string()
+    } else {
+        format!("`{}`", path.display())
+    };
+    let temp =
+        tempfile::Builder::new().prefix(".squash-spool-").tempfile_in(&dir).map_err(|e| {
+            Error::Output {
+                location: Location::file(&dir),
+                reason: format!("cannot create the spool for {shown} here (see --tmp-dir): {e}"),
+            }
+        })?;
     let spool_path = temp.path().to_path_buf();
-    let raw: Box<dyn Read> =
-        if path.as_os_str() == "-" { Box::new(io::stdin().lock()) } else { Box::new(File::open(path).at(|| Location::file(path))?) };
+    let raw: Box<dyn Read> = if path.as_os_str() == "-" {
+        Box::new(io::stdin().lock())
+    } else {
+        Box::new(File::open(path).at(|| Location::file(path))?)
+    };
     // Decompressed as many times as it was compressed (`gzip` of a `.tar.gz`), so that the copy
     // is a plain tar.
     let (mut source, mut read_location): (Box<dyn Read>, Location) = (raw, Location::file(path));
@@ -55,9 +65,17 @@ pub(crate) fn spool(path: &Path, options: &OpenOptions) -> Result<TempPath> {
                 };
                 read_location = Location::file(path).part(format!("the archive, {how}"));
             }
-            Sniffed::Known(_) => return Err(Error::unsupported(read_location, "the archive is compressed more than four times")),
+            Sniffed::Known(_) => {
+                return Err(Error::unsupported(
+                    read_location,
+                    "the archive is compressed more than four times",
+                ))
+            }
             Sniffed::Unsupported(c) => {
-                return Err(Error::unsupported(read_location, format!("the archive itself is {c}-compressed; decompress it first")))
+                return Err(Error::unsupported(
+                    read_location,
+                    format!("the archive itself is {c}-compressed; decompress it first"),
+                ))
             }
         }
     }
@@ -73,10 +91,15 @@ pub(crate) fn spool(path: &Path, options: &OpenOptions) -> Result<TempPath> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Error::io(read_location, e)),
         };
-        out.write_all(&buf[..n])
-            .map_err(|e| Error::Output { location: Location::file(&spool_path), reason: format!("spooling {shown} failed: {e}") })?;
+        out.write_all(&buf[..n]).map_err(|e| Error::Output {
+            location: Location::file(&spool_path),
+            reason: format!("spooling {shown} failed: {e}"),
+        })?;
     }
-    out.flush().map_err(|e| Error::Output { location: Location::file(&spool_path), reason: format!("spooling {shown} failed: {e}") })?;
+    out.flush().map_err(|e| Error::Output {
+        location: Location::file(&spool_path),
+        reason: format!("spooling {shown} failed: {e}"),
+    })?;
     drop(out);
     Ok(temp.into_temp_path())
 }

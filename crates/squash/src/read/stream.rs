@@ -116,7 +116,12 @@ impl Chunks {
 
 /// Sends chunks of `size` bytes filled from `source` until it ends, reusing spent chunks.
 /// Returns the number of bytes sent, or `None` if the receiver went away.
-fn pump(source: &mut impl Read, size: usize, tx: &SyncSender<Message>, recycled: &Receiver<Vec<u8>>) -> io::Result<Option<u64>> {
+fn pump(
+    source: &mut impl Read,
+    size: usize,
+    tx: &SyncSender<Message>,
+    recycled: &Receiver<Vec<u8>>,
+) -> io::Result<Option<u64>> {
     let mut total = 0u64;
     loop {
         let mut chunk = recycled.try_recv().unwrap_or_default();
@@ -137,7 +142,9 @@ fn pump(source: &mut impl Read, size: usize, tx: &SyncSender<Message>, recycled:
 fn spawn_stage(
     name: String,
     location: &Location,
-    work: impl FnOnce(&SyncSender<Message>, &Receiver<Vec<u8>>) -> Result<Option<Verified>> + Send + 'static,
+    work: impl FnOnce(&SyncSender<Message>, &Receiver<Vec<u8>>) -> Result<Option<Verified>>
+        + Send
+        + 'static,
 ) -> Result<Chunks> {
     let (tx, rx) = sync_channel(AHEAD);
     let (back_tx, recycled) = channel();
@@ -156,27 +163,45 @@ fn spawn_stage(
 }
 
 /// First stage: reads the blob, verifying size and digest, in chunks of `size`.
-fn spawn_reader(mut blob: VerifyingReader<Box<dyn Read + Send>>, size: usize, name: String, location: &Location) -> Result<Chunks> {
+fn spawn_reader(
+    mut blob: VerifyingReader<Box<dyn Read + Send>>,
+    size: usize,
+    name: String,
+    location: &Location,
+) -> Result<Chunks> {
     let thread_location = location.clone();
     spawn_stage(name, location, move |tx, recycled| {
-        let Some(count) = pump(&mut blob, size, tx, recycled).at(|| thread_location)? else { return Ok(None) };
+        let Some(count) = pump(&mut blob, size, tx, recycled).at(|| thread_location)? else {
+            return Ok(None);
+        };
         let blob_digest = blob.finish()?;
         Ok(Some(Verified { blob_digest, uncompressed_size: count }))
     })
 }
 
 /// Second stage: decompresses the first stage's chunks.
-fn spawn_decoder(compression: Compression, raw: Chunks, name: String, location: &Location) -> Result<Chunks> {
+fn spawn_decoder(
+    compression: Compression,
+    raw: Chunks,
+    name: String,
+    location: &Location,
+) -> Result<Chunks> {
     let mut decoder = Decoder::new(compression, CompressedReader(raw)).at(|| location.clone())?;
     let thread_location = location.clone();
     spawn_stage(name, location, move |tx, recycled| {
-        let Some(uncompressed_size) = pump(&mut decoder, CHUNK, tx, recycled).at(|| thread_location.clone())? else { return Ok(None) };
+        let Some(uncompressed_size) =
+            pump(&mut decoder, CHUNK, tx, recycled).at(|| thread_location.clone())?
+        else {
+            return Ok(None);
+        };
         // Drain what follows the compressed stream, up to the first stage's verdict.
         let mut raw = decoder.into_inner();
         drain(&mut raw).at(|| thread_location.clone())?;
         match raw.0.done.take() {
             Some(v) => Ok(Some(Verified { blob_digest: v.blob_digest, uncompressed_size })),
-            None => Err(Error::io(thread_location, io::Error::other("blob ended without a verdict"))),
+            None => {
+                Err(Error::io(thread_location, io::Error::other("blob ended without a verdict")))
+            }
         }
     })
 }
@@ -200,14 +225,23 @@ fn fill(source: &mut impl Read, chunk: &mut Vec<u8>, size: usize) -> io::Result<
 /// The whole pipeline on the consumer's thread: the blob is read and verified (size and
 /// digest), decompressed, and handed out in chunks, with the same checks and errors as the
 /// threaded stages.
-fn inline_stream(blob: VerifyingReader<Box<dyn Read + Send>>, compression: Compression, location: &Location) -> Result<Chunks> {
+fn inline_stream(
+    blob: VerifyingReader<Box<dyn Read + Send>>,
+    compression: Compression,
+    location: &Location,
+) -> Result<Chunks> {
     let location = location.clone();
     let mut count = 0u64;
     // A plain tar goes through the same decoder, which passes it on; reads of a chunk's size
     // mostly bypass the buffer.
-    let mut decoder = Some(Decoder::new(compression, io::BufReader::with_capacity(RAW_CHUNK, blob)).at(|| location.clone())?);
+    let mut decoder = Some(
+        Decoder::new(compression, io::BufReader::with_capacity(RAW_CHUNK, blob))
+            .at(|| location.clone())?,
+    );
     Ok(Chunks::inline(Box::new(move |chunk| {
-        let Some(reader) = decoder.as_mut() else { return Err(Error::io(location.clone(), io::Error::other("read past the end"))) };
+        let Some(reader) = decoder.as_mut() else {
+            return Err(Error::io(location.clone(), io::Error::other("read past the end")));
+        };
         let n = fill(reader, chunk, CHUNK).at(|| location.clone())?;
         if n > 0 {
             count += n as u64;
@@ -279,12 +313,19 @@ impl ReadAhead {
         let (expected, actual) = match std::mem::replace(&mut self.diff, DiffCheck::None) {
             DiffCheck::None => return Ok(()),
             DiffCheck::BlobDigest(expected) => (expected, verified.blob_digest.clone()),
-            DiffCheck::Hash(hasher, expected) => (expected, Digest::from_raw(hasher.finalize().into())),
+            DiffCheck::Hash(hasher, expected) => {
+                (expected, Digest::from_raw(hasher.finalize().into()))
+            }
         };
         if actual == expected {
             return Ok(());
         }
-        Err(Error::DigestMismatch { location: self.location.clone().within("diff_id (uncompressed tar)"), expected, actual }.into_io())
+        Err(Error::DigestMismatch {
+            location: self.location.clone().within("diff_id (uncompressed tar)"),
+            expected,
+            actual,
+        }
+        .into_io())
     }
 }
 
@@ -325,7 +366,12 @@ pub(crate) enum Check {
 
 impl LayerStream {
     /// Opens a layer, its stages on threads of their own or not as `budget` says.
-    pub(crate) fn open_within(image: &Image, layer: &Layer, check: Check, budget: Budget) -> Result<LayerStream> {
+    pub(crate) fn open_within(
+        image: &Image,
+        layer: &Layer,
+        check: Check,
+        budget: Budget,
+    ) -> Result<LayerStream> {
         let location = image.layer_location(layer);
         let blob = match &check {
             Check::Full => image.open_layer_blob(layer)?,
@@ -345,8 +391,14 @@ impl LayerStream {
         } else if layer.compression == Compression::None {
             spawn_reader(blob, CHUNK, format!("read layer {}", layer.index), &location)?
         } else {
-            let raw = spawn_reader(blob, RAW_CHUNK, format!("read layer {}", layer.index), &location)?;
-            spawn_decoder(layer.compression, raw, format!("decode layer {}", layer.index), &location)?
+            let raw =
+                spawn_reader(blob, RAW_CHUNK, format!("read layer {}", layer.index), &location)?;
+            spawn_decoder(
+                layer.compression,
+                raw,
+                format!("decode layer {}", layer.index),
+                &location,
+            )?
         };
         let reader = ReadAhead { chunks, diff, location: location.clone() };
         Ok(LayerStream { tar: TarReader::new(reader), location })
@@ -361,6 +413,8 @@ impl LayerStream {
         let location = self.location;
         let mut reader = self.tar.into_inner();
         drain(&mut reader).at(|| location.clone())?;
-        reader.chunks.done.ok_or_else(|| Error::io(location, io::Error::other("layer stream ended without a verdict")))
+        reader.chunks.done.ok_or_else(|| {
+            Error::io(location, io::Error::other("layer stream ended without a verdict"))
+        })
     }
 }

@@ -120,22 +120,36 @@ pub(super) struct ClutterFound {
 impl Clutterer {
     pub(super) fn new(rules: &[ClutterRule]) -> Result<Clutterer> {
         let patterns: Vec<String> = rules.iter().map(|r| r.pattern.clone()).collect();
-        if let Some(bad) = patterns.iter().find(|p| p.trim().is_empty() || p.trim().starts_with('#')) {
-            return Err(Error::InvalidOption { reason: format!("clutter pattern `{bad}` is empty") });
+        if let Some(bad) =
+            patterns.iter().find(|p| p.trim().is_empty() || p.trim().starts_with('#'))
+        {
+            return Err(Error::InvalidOption {
+                reason: format!("clutter pattern `{bad}` is empty"),
+            });
         }
         let rules = Excludes::new(&patterns)?;
         Ok(Clutterer { rules, memo: Default::default() })
     }
 
     /// A visible file of `bytes` at `path`, added by `layer`.
-    pub(super) fn visit(&self, path: &EntryPath, layer: usize, bytes: u64, squashed: bool, found: &mut ClutterFound) {
+    pub(super) fn visit(
+        &self,
+        path: &EntryPath,
+        layer: usize,
+        bytes: u64,
+        squashed: bool,
+        found: &mut ClutterFound,
+    ) {
         if self.rules.is_empty() {
             return;
         }
         let hit = match path.parent() {
             Some(parent) => {
                 let mut memo = self.memo.borrow_mut();
-                let above = memo.entry(parent.clone()).or_insert_with(|| self.rules.covering_at(&parent, true)).clone();
+                let above = memo
+                    .entry(parent.clone())
+                    .or_insert_with(|| self.rules.covering_at(&parent, true))
+                    .clone();
                 above.or_else(|| self.rules.matching(path, false).map(|r| (r, path.clone())))
             }
             None => self.rules.matching(path, false).map(|r| (r, path.clone())),
@@ -153,8 +167,14 @@ impl Clutterer {
 
 impl ClutterFound {
     /// Per rule, and the `top` largest paths.
-    pub(super) fn finish(self, rules: &[ClutterRule], top: usize) -> (Vec<Clutter>, Vec<ClutterPath>) {
-        let layer_list = |m: &BTreeMap<usize, u64>| m.iter().map(|(&layer, &bytes)| LayerBytes { layer, bytes }).collect::<Vec<_>>();
+    pub(super) fn finish(
+        self,
+        rules: &[ClutterRule],
+        top: usize,
+    ) -> (Vec<Clutter>, Vec<ClutterPath>) {
+        let layer_list = |m: &BTreeMap<usize, u64>| {
+            m.iter().map(|(&layer, &bytes)| LayerBytes { layer, bytes }).collect::<Vec<_>>()
+        };
         let mut per_rule: BTreeMap<usize, ClutterFigures> = BTreeMap::new();
         let mut paths = Vec::new();
         for ((rule, path), (files, by_layer, squashed)) in self.paths {

@@ -41,7 +41,11 @@ impl Image {
     /// # Ok::<(), squash::Error>(())
     /// ```
     pub fn report(&self, options: &SquashOptions, top_paths: usize) -> Result<Report> {
-        self.report_in(options, &ReportOptions::default().with_top_paths(top_paths), &Context::new())
+        self.report_in(
+            options,
+            &ReportOptions::default().with_top_paths(top_paths),
+            &Context::new(),
+        )
     }
 
     /// The report, measured as `how` says, within `context`. Every layer is indexed (a range's
@@ -51,25 +55,45 @@ impl Image {
     /// ([`ReportOptions::exact`] off) or all of it. Nothing is written beside those temporaries,
     /// which the system removes. The context's progress hears of the indexing, then of the
     /// merges as [`Event::Measuring`] and [`Event::Advanced`], and can cancel.
-    pub fn report_in(&self, options: &SquashOptions, how: &ReportOptions, context: &Context<'_>) -> Result<Report> {
+    pub fn report_in(
+        &self,
+        options: &SquashOptions,
+        how: &ReportOptions,
+        context: &Context<'_>,
+    ) -> Result<Report> {
         let ranges = self.ranges_to_report(options)?;
         let (indexes, kept) = self.index_for_report(&ranges, context)?;
         let base_end = ranges.first().map(|r| r.start).unwrap_or(self.layers().len());
         let mut report = self.waste(&indexes, &ranges, how)?;
-        let non_base_uncompressed: u64 = indexes[base_end.min(indexes.len())..].iter().map(|i| i.uncompressed_size).sum();
+        let non_base_uncompressed: u64 =
+            indexes[base_end.min(indexes.len())..].iter().map(|i| i.uncompressed_size).sum();
         let planned = self.plan_to_report(ranges, kept, indexes, options, context)?;
         let progress = context.progress();
-        progress.event(&Event::Measuring { total: planned.iter().map(|p| p.uncompressed_size()).sum() });
+        progress.event(&Event::Measuring {
+            total: planned.iter().map(|p| p.uncompressed_size()).sum(),
+        });
         for planned in &planned {
             progress.step(format!("measuring the new layer for layers {}", planned.range));
-            let sample_bytes = how.sample_bytes.unwrap_or_else(|| default_sample_bytes(planned.compression, options.level));
-            let measured = measure_range(self, planned, options.level, How { sample_bytes, exact: how.exact }, context)?;
-            for (offset, (index, (written, compressed))) in planned.indexes.iter().zip(&measured.per_layer).enumerate() {
+            let sample_bytes = how
+                .sample_bytes
+                .unwrap_or_else(|| default_sample_bytes(planned.compression, options.level));
+            let measured = measure_range(
+                self,
+                planned,
+                options.level,
+                How { sample_bytes, exact: how.exact },
+                context,
+            )?;
+            for (offset, (index, (written, compressed))) in
+                planned.indexes.iter().zip(&measured.per_layer).enumerate()
+            {
                 let layer = &mut report.layers[planned.range.start + offset];
                 layer.reclaimed_bytes = index.uncompressed_size.saturating_sub(*written);
-                layer.reclaimed_compressed_bytes = index.compressed_size.saturating_sub(*compressed);
+                layer.reclaimed_compressed_bytes =
+                    index.compressed_size.saturating_sub(*compressed);
             }
-            let reclaimed = planned.uncompressed_size_before().saturating_sub(planned.uncompressed_size());
+            let reclaimed =
+                planned.uncompressed_size_before().saturating_sub(planned.uncompressed_size());
             report.squash.push(RangeReport {
                 range: planned.range.clone(),
                 compressed_size_before: planned.compressed_size_before(),
@@ -78,9 +102,16 @@ impl Image {
                 compressed_size_after_estimate: measured.compressed_size,
                 compression: planned.compression,
                 sampled_bytes: measured.sampled,
-                compressed_size_after_exact: measured.digest.is_some().then_some(measured.compressed_size),
+                compressed_size_after_exact: measured
+                    .digest
+                    .is_some()
+                    .then_some(measured.compressed_size),
                 digest_after: measured.digest,
-                reclaimed_percent: if non_base_uncompressed == 0 { 0.0 } else { 100.0 * reclaimed as f64 / non_base_uncompressed as f64 },
+                reclaimed_percent: if non_base_uncompressed == 0 {
+                    0.0
+                } else {
+                    100.0 * reclaimed as f64 / non_base_uncompressed as f64
+                },
                 excluded: planned.excluded().to_vec(),
             });
         }
@@ -95,7 +126,11 @@ impl Image {
             LayerSelector::Nothing => match resolve(self, &LayerSelector::Base, &options.bases) {
                 Ok(r) => r,
                 Err(_) if count > 1 => {
-                    vec![LayerRange { start: 1, end: count - 1, reason: "every layer above layer 0 (no base image found)".into() }]
+                    vec![LayerRange {
+                        start: 1,
+                        end: count - 1,
+                        reason: "every layer above layer 0 (no base image found)".into(),
+                    }]
                 }
                 Err(_) => Vec::new(),
             },
@@ -106,12 +141,18 @@ impl Image {
     /// Every layer's index, in image order: the layers outside the ranges indexed in parallel,
     /// each range read once, its surviving entries kept for measuring the new layer without
     /// decoding them again.
-    fn index_for_report(&self, ranges: &[LayerRange], context: &Context<'_>) -> Result<(Vec<LayerIndex>, Vec<RangeKept>)> {
+    fn index_for_report(
+        &self,
+        ranges: &[LayerRange],
+        context: &Context<'_>,
+    ) -> Result<(Vec<LayerIndex>, Vec<RangeKept>)> {
         let count = self.layers().len();
         let in_range = |l: usize| ranges.iter().any(|r| (r.start..=r.end).contains(&l));
         let outside: Vec<usize> = (0..count).filter(|&l| !in_range(l)).collect();
         let mut slots: Vec<Option<LayerIndex>> = (0..count).map(|_| None).collect();
-        for (l, index) in outside.iter().zip(self.index_layers_in(outside.iter().copied(), context)?) {
+        for (l, index) in
+            outside.iter().zip(self.index_layers_in(outside.iter().copied(), context)?)
+        {
             slots[*l] = Some(index);
         }
         let mut kept = Vec::with_capacity(ranges.len());
@@ -125,14 +166,23 @@ impl Image {
         let indexes = slots
             .into_iter()
             .enumerate()
-            .map(|(l, index)| index.ok_or_else(|| Error::InvalidRange { reason: format!("internal error: layer {l} was not indexed") }))
+            .map(|(l, index)| {
+                index.ok_or_else(|| Error::InvalidRange {
+                    reason: format!("internal error: layer {l} was not indexed"),
+                })
+            })
             .collect::<Result<_>>()?;
         Ok((indexes, kept))
     }
 
     /// The figures of the image as it is: what each layer wastes and keeps, the paths that waste
     /// the most, the clutter that stays visible. The squash figures are left empty.
-    fn waste(&self, indexes: &[LayerIndex], ranges: &[LayerRange], how: &ReportOptions) -> Result<Report> {
+    fn waste(
+        &self,
+        indexes: &[LayerIndex],
+        ranges: &[LayerRange],
+        how: &ReportOptions,
+    ) -> Result<Report> {
         let count = indexes.len();
         let base_end = ranges.first().map(|r| r.start).unwrap_or(count);
         let in_range = |l: usize| ranges.iter().any(|r| (r.start..=r.end).contains(&l));
@@ -156,7 +206,8 @@ impl Image {
         }
         let clutter = Clutterer::new(&how.clutter)?;
         let mut clutter_found = ClutterFound::default();
-        let (mut wasted_total, mut wasted_non_base, mut kept_total, mut non_base_total) = (0u64, 0u64, 0u64, 0u64);
+        let (mut wasted_total, mut wasted_non_base, mut kept_total, mut non_base_total) =
+            (0u64, 0u64, 0u64, 0u64);
         for (l, index) in indexes.iter().enumerate() {
             let (mut wasted, mut kept, mut nodes, mut markers) = (0u64, 0u64, 0usize, 0usize);
             for (e, fate) in whole.fates[l].iter().enumerate() {
@@ -171,7 +222,13 @@ impl Image {
                 } else {
                     kept += bytes;
                     if bytes > 0 {
-                        clutter.visit(&index.entries[e].path, l, bytes, in_range(l), &mut clutter_found);
+                        clutter.visit(
+                            &index.entries[e].path,
+                            l,
+                            bytes,
+                            in_range(l),
+                            &mut clutter_found,
+                        );
                     }
                 }
                 if bytes > 0 {
@@ -179,8 +236,12 @@ impl Image {
                     if !wasteful.contains(&path) {
                         continue;
                     }
-                    let record =
-                        per_path.entry(path.clone()).or_insert(WastedPath { path, copies: 0, reclaimable_bytes: 0, layers: Vec::new() });
+                    let record = per_path.entry(path.clone()).or_insert(WastedPath {
+                        path,
+                        copies: 0,
+                        reclaimable_bytes: 0,
+                        layers: Vec::new(),
+                    });
                     record.copies += 1;
                     record.layers.push(l);
                     if fate.is_dropped() {
@@ -195,7 +256,10 @@ impl Image {
                 wasted_non_base += wasted;
                 non_base_total += wasted + kept;
             }
-            let created_by = self.layers()[l].history_index().and_then(|h| self.history().get(h)).and_then(|h| h.created_by.clone());
+            let created_by = self.layers()[l]
+                .history_index()
+                .and_then(|h| self.history().get(h))
+                .and_then(|h| h.created_by.clone());
             layers.push(LayerReport {
                 index: l,
                 created_by,
@@ -212,8 +276,11 @@ impl Image {
             });
         }
         drop(whole);
-        let mut wasted_paths: Vec<WastedPath> = per_path.into_values().filter(|p| p.reclaimable_bytes > 0).collect();
-        wasted_paths.sort_by(|a, b| b.reclaimable_bytes.cmp(&a.reclaimable_bytes).then_with(|| a.path.cmp(&b.path)));
+        let mut wasted_paths: Vec<WastedPath> =
+            per_path.into_values().filter(|p| p.reclaimable_bytes > 0).collect();
+        wasted_paths.sort_by(|a, b| {
+            b.reclaimable_bytes.cmp(&a.reclaimable_bytes).then_with(|| a.path.cmp(&b.path))
+        });
         wasted_paths.truncate(how.top_paths);
         let total = wasted_total + kept_total;
         let (clutter, clutter_paths) = clutter_found.finish(&how.clutter, how.top_paths);
@@ -222,11 +289,20 @@ impl Image {
             wasted_paths,
             wasted_bytes: wasted_total,
             wasted_bytes_non_base: wasted_non_base,
-            wasted_percent: if non_base_total == 0 { 0.0 } else { 100.0 * wasted_non_base as f64 / non_base_total as f64 },
+            wasted_percent: if non_base_total == 0 {
+                0.0
+            } else {
+                100.0 * wasted_non_base as f64 / non_base_total as f64
+            },
             efficiency: if total == 0 { 1.0 } else { kept_total as f64 / total as f64 },
             squash: Vec::new(),
             clutter_bytes: clutter.iter().map(|c| c.bytes).sum(),
-            clutter_bytes_non_base: clutter.iter().flat_map(|c| &c.layers).filter(|l| l.layer >= base_end).map(|l| l.bytes).sum(),
+            clutter_bytes_non_base: clutter
+                .iter()
+                .flat_map(|c| &c.layers)
+                .filter(|l| l.layer >= base_end)
+                .map(|l| l.bytes)
+                .sum(),
             clutter,
             clutter_paths,
         })

@@ -111,10 +111,20 @@ impl std::fmt::Display for GateResult {
             (_, false) => ">",
         };
         match self.rule {
-            GateRule::MaxWastedBytes => write!(f, "{}: {} bytes wasted {relation} {}", self.rule, self.value, self.limit),
-            GateRule::MaxWastedPercent => write!(f, "{}: {:.2}% wasted {relation} {}%", self.rule, self.value, self.limit),
-            GateRule::MinEfficiency => write!(f, "{}: efficiency {:.4} {relation} {}", self.rule, self.value, self.limit),
-            GateRule::MaxClutterBytes => write!(f, "{}: {} bytes of clutter {relation} {}", self.rule, self.value, self.limit),
+            GateRule::MaxWastedBytes => {
+                write!(f, "{}: {} bytes wasted {relation} {}", self.rule, self.value, self.limit)
+            }
+            GateRule::MaxWastedPercent => {
+                write!(f, "{}: {:.2}% wasted {relation} {}%", self.rule, self.value, self.limit)
+            }
+            GateRule::MinEfficiency => {
+                write!(f, "{}: efficiency {:.4} {relation} {}", self.rule, self.value, self.limit)
+            }
+            GateRule::MaxClutterBytes => write!(
+                f,
+                "{}: {} bytes of clutter {relation} {}",
+                self.rule, self.value, self.limit
+            ),
         }
     }
 }
@@ -125,7 +135,12 @@ impl Report {
         let mut results = Vec::new();
         if let Some(max) = gates.max_wasted_bytes {
             let value = self.wasted_bytes_non_base;
-            results.push(GateResult { rule: GateRule::MaxWastedBytes, limit: max as f64, value: value as f64, passed: value <= max });
+            results.push(GateResult {
+                rule: GateRule::MaxWastedBytes,
+                limit: max as f64,
+                value: value as f64,
+                passed: value <= max,
+            });
         }
         if let Some(max) = gates.max_wasted_percent {
             results.push(GateResult {
@@ -136,11 +151,21 @@ impl Report {
             });
         }
         if let Some(min) = gates.min_efficiency {
-            results.push(GateResult { rule: GateRule::MinEfficiency, limit: min, value: self.efficiency, passed: self.efficiency >= min });
+            results.push(GateResult {
+                rule: GateRule::MinEfficiency,
+                limit: min,
+                value: self.efficiency,
+                passed: self.efficiency >= min,
+            });
         }
         if let Some(max) = gates.max_clutter_bytes {
             let value = self.clutter_bytes_non_base;
-            results.push(GateResult { rule: GateRule::MaxClutterBytes, limit: max as f64, value: value as f64, passed: value <= max });
+            results.push(GateResult {
+                rule: GateRule::MaxClutterBytes,
+                limit: max as f64,
+                value: value as f64,
+                passed: value <= max,
+            });
         }
         results
     }

@@ -75,8 +75,15 @@ pub(crate) fn measure_range(
     let location = new_layer_location(image, planned);
     let budget = context.budget();
     let layers = planned.plan.steps.len();
-    let sampler = Sampler::new(planned.compression, level, planned.plan.uncompressed_size, layers, sample_bytes, budget.compressors())
-        .at(|| location.clone())?;
+    let sampler = Sampler::new(
+        planned.compression,
+        level,
+        planned.plan.uncompressed_size,
+        layers,
+        sample_bytes,
+        budget.compressors(),
+    )
+    .at(|| location.clone())?;
     if !exact {
         let mut tar = Counting::new(sampler, progress, true);
         write_tar(image, planned, budget, &mut tar)?;
@@ -89,8 +96,13 @@ pub(crate) fn measure_range(
             per_layer: measured.per_layer,
         });
     }
-    let encoder =
-        Encoder::new(planned.compression, level, budget.compressors(), HashingWriter::new(std::io::sink())).at(|| location.clone())?;
+    let encoder = Encoder::new(
+        planned.compression,
+        level,
+        budget.compressors(),
+        HashingWriter::new(std::io::sink()),
+    )
+    .at(|| location.clone())?;
     let mut tee = Tee { encoder: Counting::new(encoder, progress, true), sampler };
     write_tar(image, planned, budget, &mut tee)?;
     let Tee { encoder, sampler } = tee;
@@ -98,7 +110,12 @@ pub(crate) fn measure_range(
     let measured = sampler.finish().at(|| location.clone())?;
     check_size(&location, measured.total, planned)?;
     // The layers' shares, from the samples, scaled to add up to the exact size.
-    let scale = if measured.compressed == 0 { 0.0 } else { size as f64 / measured.compressed as f64 };
-    let per_layer = measured.per_layer.iter().map(|&(bytes, compressed)| (bytes, (compressed as f64 * scale).round() as u64)).collect();
+    let scale =
+        if measured.compressed == 0 { 0.0 } else { size as f64 / measured.compressed as f64 };
+    let per_layer = measured
+        .per_layer
+        .iter()
+        .map(|&(bytes, compressed)| (bytes, (compressed as f64 * scale).round() as u64))
+        .collect();
     Ok(Measurement { compressed_size: size, digest: Some(digest), sampled: 0, per_layer })
 }

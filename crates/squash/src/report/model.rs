@@ -155,7 +155,12 @@ pub struct ReportOptions {
 
 impl Default for ReportOptions {
     fn default() -> ReportOptions {
-        ReportOptions { top_paths: 20, exact: false, clutter: ClutterRule::defaults(), sample_bytes: None }
+        ReportOptions {
+            top_paths: 20,
+            exact: false,
+            clutter: ClutterRule::defaults(),
+            sample_bytes: None,
+        }
     }
 }
 

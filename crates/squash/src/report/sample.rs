@@ -108,8 +108,11 @@ pub(crate) struct Sampler {
 /// `window >> (9 - overlap log)` bytes of the job before it.
 #[cfg(feature = "zstd")]
 fn zstd_context(level: i32) -> (u64, u64) {
-    const WINDOW_LOG: [u32; 23] = [19, 19, 20, 21, 21, 21, 21, 21, 21, 22, 22, 22, 22, 22, 22, 22, 22, 23, 23, 23, 25, 26, 27];
-    const OVERLAP_LOG: [u32; 23] = [6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7, 8, 8, 8, 9, 9, 9, 9];
+    const WINDOW_LOG: [u32; 23] = [
+        19, 19, 20, 21, 21, 21, 21, 21, 21, 22, 22, 22, 22, 22, 22, 22, 22, 23, 23, 23, 25, 26, 27,
+    ];
+    const OVERLAP_LOG: [u32; 23] =
+        [6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7, 8, 8, 8, 9, 9, 9, 9];
     let level = level.clamp(0, 22) as usize;
     (1 << WINDOW_LOG[level], 1 << (WINDOW_LOG[level] - (9 - OVERLAP_LOG[level])))
 }
@@ -132,9 +135,13 @@ impl Sampler {
         let dictionary = crate::codec::pgzip::DICTIONARY as u64;
         let (job, piece, window, overlap, level) = match compression {
             Compression::None => (block as u64, block, 0, 0, 0),
-            Compression::Gzip => {
-                (block as u64, if whole { block } else { GZIP_PIECE }, dictionary, dictionary, level.unwrap_or(6).clamp(0, 9))
-            }
+            Compression::Gzip => (
+                block as u64,
+                if whole { block } else { GZIP_PIECE },
+                dictionary,
+                dictionary,
+                level.unwrap_or(6).clamp(0, 9),
+            ),
             #[cfg(feature = "zstd")]
             Compression::Zstd => {
                 let level = level.unwrap_or(3);
@@ -148,7 +155,10 @@ impl Sampler {
         let pieces = total.div_ceil(piece as u64).max(1);
         let samples = (sample_bytes / piece as u64).max(1);
         let threads = if threads == 0 { crate::budget::Budget::cores() } else { threads };
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(io::Error::other)?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(io::Error::other)?;
         Ok(Sampler {
             compression,
             level,
@@ -194,14 +204,17 @@ impl Sampler {
         if self.current.is_empty() {
             return Ok(());
         }
-        let shares = std::mem::replace(&mut self.current_shares, vec![0; self.total_per_layer.len()]);
+        let shares =
+            std::mem::replace(&mut self.current_shares, vec![0; self.total_per_layer.len()]);
         let data = std::mem::replace(&mut self.current, Vec::with_capacity(self.piece));
         let picked = self.picked(self.piece_index);
         // With every piece picked the proxy is not needed; otherwise every piece gets it.
         if self.compression != Compression::None && (picked || self.stride > 1) {
             let prefix = picked.then(|| {
                 let job_start = self.offset - self.offset % self.job;
-                let context_start = job_start.saturating_sub(self.overlap).max(self.offset.saturating_sub(self.window));
+                let context_start = job_start
+                    .saturating_sub(self.overlap)
+                    .max(self.offset.saturating_sub(self.window));
                 let context = ((self.offset - context_start) as usize).min(self.history.len());
                 self.history[self.history.len() - context..].to_vec()
             });
@@ -227,7 +240,11 @@ impl Sampler {
             units
                 .par_iter()
                 .map(|u| {
-                    let real = u.prefix.as_ref().map(|prefix| compressed_len(compression, level, prefix, &u.data)).transpose()?;
+                    let real = u
+                        .prefix
+                        .as_ref()
+                        .map(|prefix| compressed_len(compression, level, prefix, &u.data))
+                        .transpose()?;
                     let fast = if proxy { proxy_len(&u.data)? } else { 0 };
                     Ok((real, fast))
                 })
@@ -275,7 +292,10 @@ impl Sampler {
         // estimate does not depend on how well the picked pieces represent the rest).
         let estimate = |sums: &Sums, fallback: f64| -> (u64, f64) {
             if self.stride == 1 {
-                return (sums.real.round() as u64, if sums.sampled > 0.0 { sums.real / sums.sampled } else { fallback });
+                return (
+                    sums.real.round() as u64,
+                    if sums.sampled > 0.0 { sums.real / sums.sampled } else { fallback },
+                );
             }
             if sums.proxy_sampled > 0.0 {
                 let ratio = sums.real / sums.proxy_sampled;
@@ -286,8 +306,15 @@ impl Sampler {
             }
         };
         let (compressed, ratio) = estimate(&self.sums, 1.0);
-        let per_layer = (0..layers).map(|l| (self.total_per_layer[l], estimate(&self.sums_per_layer[l], ratio).0)).collect();
-        Ok(Measured { compressed: compressed + framing, sampled: self.sums.sampled.round() as u64, total: self.total, per_layer })
+        let per_layer = (0..layers)
+            .map(|l| (self.total_per_layer[l], estimate(&self.sums_per_layer[l], ratio).0))
+            .collect();
+        Ok(Measured {
+            compressed: compressed + framing,
+            sampled: self.sums.sampled.round() as u64,
+            total: self.total,
+            per_layer,
+        })
     }
 }
 
@@ -300,19 +327,26 @@ fn proxy_len(data: &[u8]) -> io::Result<u64> {
     }
     #[cfg(not(feature = "zstd"))]
     {
-        let mut encoder = flate2::write::DeflateEncoder::new(io::sink(), flate2::Compression::fast());
+        let mut encoder =
+            flate2::write::DeflateEncoder::new(io::sink(), flate2::Compression::fast());
         encoder.write_all(data)?;
         Ok(encoder.total_out())
     }
 }
 
 /// The size one unit compresses to, as the layer's encoder writes it.
-fn compressed_len(compression: Compression, level: i32, prefix: &[u8], data: &[u8]) -> io::Result<u64> {
+fn compressed_len(
+    compression: Compression,
+    level: i32,
+    prefix: &[u8],
+    data: &[u8],
+) -> io::Result<u64> {
     match compression {
         Compression::None => Ok(data.len() as u64),
         Compression::Gzip => {
             let level = flate2::Compression::new(level as u32);
-            crate::codec::pgzip::deflate_block(level, prefix, data, false).map(|(bytes, _)| bytes.len() as u64)
+            crate::codec::pgzip::deflate_block(level, prefix, data, false)
+                .map(|(bytes, _)| bytes.len() as u64)
         }
         #[cfg(feature = "zstd")]
         Compression::Zstd => {

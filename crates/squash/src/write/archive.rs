@@ -9,7 +9,9 @@ use std::path::PathBuf;
 
 use tempfile::NamedTempFile;
 
-use super::container::{closing_members, member_header, member_name, BlobKind, Finish, OutputWriter};
+use super::container::{
+    closing_members, member_header, member_name, BlobKind, Finish, OutputWriter,
+};
 use super::output::OutputFormat;
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Location, Result};
@@ -36,12 +38,17 @@ impl ArchiveTarget {
         Ok(())
     }
 
-    pub(super) fn write_blob(&mut self, kind: BlobKind, write: &mut dyn FnMut(&mut dyn Write) -> Result<()>) -> Result<(Digest, u64)> {
+    pub(super) fn write_blob(
+        &mut self,
+        kind: BlobKind,
+        write: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
+    ) -> Result<(Digest, u64)> {
         let header_offset = self.offset;
         let placeholder = member_name(self.format, kind, &Digest::of(b""));
         self.put(&member_header(placeholder.as_bytes(), 0, b'0'))?;
         let location = self.location();
-        let mut writer = HashingWriter::new(OutputWriter { inner: &mut self.out, dest: &self.dest });
+        let mut writer =
+            HashingWriter::new(OutputWriter { inner: &mut self.out, dest: &self.dest });
         write(&mut writer)?;
         let (_, digest, size) = writer.finish();
         self.offset += size;
@@ -67,12 +74,15 @@ impl ArchiveTarget {
     }
 
     pub(super) fn commit(mut self, finish: Finish) -> Result<()> {
-        let closing = closing_members(self.format, finish).map_err(|e| Error::io(self.location(), e.into()))?;
+        let closing = closing_members(self.format, finish)
+            .map_err(|e| Error::io(self.location(), e.into()))?;
         self.put(&closing)?;
         let location = self.location();
         self.out.flush().at(|| location.clone())?;
-        let file =
-            self.file.take().ok_or_else(|| Error::Output { location: location.clone(), reason: "archive already committed".into() })?;
+        let file = self.file.take().ok_or_else(|| Error::Output {
+            location: location.clone(),
+            reason: "archive already committed".into(),
+        })?;
         file.as_file().sync_all().at(|| location.clone())?;
         file.persist(&self.dest).map_err(|e| Error::io(location, e.error))?;
         Ok(())

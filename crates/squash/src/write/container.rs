@@ -39,9 +39,19 @@ pub(crate) struct Finish {
 impl Finish {
     /// Every blob the new image refers to: layers, config and (for layouts) the manifest.
     pub(super) fn blobs(&self) -> Vec<Digest> {
-        let manifest = self.manifest_descriptor.get("digest").and_then(Value::as_str).and_then(|d| d.parse::<Digest>().ok());
-        let mut all: Vec<Digest> =
-            self.layers.iter().cloned().chain([self.config.clone()]).chain(manifest).chain(self.extra_blobs.iter().cloned()).collect();
+        let manifest = self
+            .manifest_descriptor
+            .get("digest")
+            .and_then(Value::as_str)
+            .and_then(|d| d.parse::<Digest>().ok());
+        let mut all: Vec<Digest> = self
+            .layers
+            .iter()
+            .cloned()
+            .chain([self.config.clone()])
+            .chain(manifest)
+            .chain(self.extra_blobs.iter().cloned())
+            .collect();
         all.sort_by_key(|a| a.to_string());
         all.dedup();
         all
@@ -83,7 +93,10 @@ pub(super) fn parent_dir(path: &Path) -> PathBuf {
 
 /// The prefix of temporaries beside a new destination: `.NAME.squash-tmp`.
 pub(super) fn temp_prefix(path: &Path) -> String {
-    format!(".{}{TEMP_MARK}", path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+    format!(
+        ".{}{TEMP_MARK}",
+        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    )
 }
 
 /// The name of a blob's member in an archive of `format`.
@@ -96,7 +109,10 @@ pub(super) fn member_name(format: OutputFormat, kind: BlobKind, digest: &Digest)
 }
 
 /// The last member of an archive of `format`: `manifest.json` or `index.json`, and its bytes.
-pub(super) fn closing_document(format: OutputFormat, finish: Finish) -> std::result::Result<(&'static str, Vec<u8>), serde_json::Error> {
+pub(super) fn closing_document(
+    format: OutputFormat,
+    finish: Finish,
+) -> std::result::Result<(&'static str, Vec<u8>), serde_json::Error> {
     match format {
         OutputFormat::DockerArchive => {
             let repo_tags: Value = match &finish.tag {
@@ -106,7 +122,8 @@ pub(super) fn closing_document(format: OutputFormat, finish: Finish) -> std::res
             let manifest = json!([{
                 "Config": format!("{}.json", finish.config.hex()),
                 "RepoTags": repo_tags,
-                "Layers": finish.layers.iter().map(|d| format!("{}.tar", d.hex())).collect::<Vec<_>>(),
+                "Layers": finish.layers.iter().map(|d| format!("{}.tar", d.hex()))
+                    .collect::<Vec<_>>(),
             }]);
             Ok(("manifest.json", serde_json::to_vec(&manifest)?))
         }
@@ -115,7 +132,8 @@ pub(super) fn closing_document(format: OutputFormat, finish: Finish) -> std::res
             if let Some(tag) = &finish.tag {
                 descriptor["annotations"] = json!({ (REF_NAME): tag });
             }
-            let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [descriptor]});
+            let index =
+                json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [descriptor]});
             Ok(("index.json", serde_json::to_vec(&index)?))
         }
     }
@@ -146,7 +164,10 @@ pub(super) fn opening_members(format: OutputFormat) -> Vec<u8> {
 
 /// The members an archive ends with: the closing document (see [`closing_document`]) and the
 /// end-of-archive blocks.
-pub(super) fn closing_members(format: OutputFormat, finish: Finish) -> std::result::Result<Vec<u8>, serde_json::Error> {
+pub(super) fn closing_members(
+    format: OutputFormat,
+    finish: Finish,
+) -> std::result::Result<Vec<u8>, serde_json::Error> {
     let (name, bytes) = closing_document(format, finish)?;
     let mut out = small_member(name, &bytes);
     out.extend_from_slice(&[0u8; 2 * BLOCK]);

@@ -38,7 +38,11 @@ impl SquashPlan {
     pub(super) fn new_config(&self, image: &Image, layers: &[OutcomeLayer]) -> Result<Vec<u8>> {
         let mut config = image.config.value.clone();
         let Some(object) = config.as_object_mut() else {
-            return Err(Error::invalid(Location::file(image.path()), "image config", "not an object"));
+            return Err(Error::invalid(
+                Location::file(image.path()),
+                "image config",
+                "not an object",
+            ));
         };
         self.options.edits.apply_to_config(object);
         let diff_ids: Vec<Value> = layers.iter().map(|l| json!(l.diff_id.to_string())).collect();
@@ -48,13 +52,17 @@ impl SquashPlan {
         if let Some(created) = &created_override {
             object.insert("created".into(), json!(created));
         }
-        let old_history: Vec<Value> = object.get("history").and_then(Value::as_array).cloned().unwrap_or_default();
-        let paired = image.layers().iter().all(|l| l.history_index().is_some()) && !old_history.is_empty();
+        let old_history: Vec<Value> =
+            object.get("history").and_then(Value::as_array).cloned().unwrap_or_default();
+        let paired =
+            image.layers().iter().all(|l| l.history_index().is_some()) && !old_history.is_empty();
         if paired {
             let mut history = Vec::with_capacity(old_history.len() + self.ranges.len());
             for (step_index, step) in old_history.into_iter().enumerate() {
                 let layer = image.layers().iter().find(|l| l.history_index() == Some(step_index));
-                let range = layer.and_then(|l| self.ranges.iter().find(|r| (r.range.start..=r.range.end).contains(&l.index())));
+                let range = layer.and_then(|l| {
+                    self.ranges.iter().find(|r| (r.range.start..=r.range.end).contains(&l.index()))
+                });
                 match (range, layer) {
                     (Some(planned), Some(layer)) => {
                         if self.options.history == HistoryMode::KeepAsEmpty {
@@ -65,7 +73,11 @@ impl SquashPlan {
                             history.push(step);
                         }
                         if layer.index() == planned.range.end {
-                            history.push(self.merged_step(image, planned, created_override.as_deref()));
+                            history.push(self.merged_step(
+                                image,
+                                planned,
+                                created_override.as_deref(),
+                            ));
                         }
                     }
                     _ => history.push(step),
@@ -89,7 +101,12 @@ impl SquashPlan {
         }
         step.insert(
             "created_by".into(),
-            json!(format!("squash: merged layers {}..{} ({})", planned.range.start, planned.range.end, layers(planned.range.len()))),
+            json!(format!(
+                "squash: merged layers {}..{} ({})",
+                planned.range.start,
+                planned.range.end,
+                layers(planned.range.len())
+            )),
         );
         if let Some(message) = &self.options.message {
             step.insert("comment".into(), json!(message));
@@ -125,13 +142,21 @@ pub(super) fn new_manifest(
         None if docker => json!({
             "schemaVersion": 2,
             "mediaType": DOCKER_MANIFEST,
-            "config": {"mediaType": DOCKER_CONFIG, "digest": config_digest.to_string(), "size": config_size},
+            "config": {
+                "mediaType": DOCKER_CONFIG,
+                "digest": config_digest.to_string(),
+                "size": config_size
+            },
             "layers": layers,
         }),
         None => json!({
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": config_digest.to_string(), "size": config_size},
+            "config": {
+                "mediaType": OCI_CONFIG,
+                "digest": config_digest.to_string(),
+                "size": config_size
+            },
             "layers": layers,
         }),
     };
@@ -145,10 +170,15 @@ pub(super) fn new_manifest(
 pub(super) fn default_tag(image: &Image, format: OutputFormat) -> Option<String> {
     let name = image.name()?;
     match format {
-        OutputFormat::DockerArchive => (name.contains(':') && !name.starts_with('@')).then(|| name.to_string()),
+        OutputFormat::DockerArchive => {
+            (name.contains(':') && !name.starts_with('@')).then(|| name.to_string())
+        }
         _ => {
             if image.format() == InputFormat::DockerArchive || name.contains(':') {
-                name.rsplit_once(':').map(|(_, t)| t.to_string()).or_else(|| Some(name.to_string())).filter(|t| !t.starts_with('@'))
+                name.rsplit_once(':')
+                    .map(|(_, t)| t.to_string())
+                    .or_else(|| Some(name.to_string()))
+                    .filter(|t| !t.starts_with('@'))
             } else {
                 Some(name.to_string())
             }

@@ -38,7 +38,8 @@ impl SquashPlan {
     ///
     /// let image = Image::open("oci:layout:app")?;
     /// let plan = image.plan(&SquashOptions::default().with_selector(LayerSelector::Top(3)))?;
-    /// let outcome = plan.execute(&image, &Output::new("out", OutputFormat::OciLayout).with_tag("app"))?;
+    /// let output = Output::new("out", OutputFormat::OciLayout).with_tag("app");
+    /// let outcome = plan.execute(&image, &output)?;
     /// println!("new manifest {}", outcome.manifest_digest);
     /// # Ok::<(), squash::Error>(())
     /// ```
@@ -50,19 +51,33 @@ impl SquashPlan {
     /// new layers of an archive written to standard output) and its progress, which hears of the
     /// work and can cancel it. An output on standard output is written as
     /// [`SquashPlan::execute_to_writer`] writes it.
-    pub fn execute_in(&self, image: &Image, output: &Output, context: &Context<'_>) -> Result<Outcome> {
+    pub fn execute_in(
+        &self,
+        image: &Image,
+        output: &Output,
+        context: &Context<'_>,
+    ) -> Result<Outcome> {
         let format = output.format_for(image.format());
         let path = match output.destination() {
             Destination::Path(path) => path,
             Destination::Stdout => {
                 let mut stdout = io::BufWriter::with_capacity(1 << 20, io::stdout().lock());
-                return self.execute_to_writer(image, format, output.tag().map(str::to_string), &mut stdout, context);
+                return self.execute_to_writer(
+                    image,
+                    format,
+                    output.tag().map(str::to_string),
+                    &mut stdout,
+                    context,
+                );
             }
         };
         self.check_before_writing(image, context)?;
         let mut inputs = vec![Input::image(image)];
         inputs.extend(self.options.bases.iter().map(Input::image));
-        let wait = LockWait { timeout: self.options.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT), progress: context.progress() };
+        let wait = LockWait {
+            timeout: self.options.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT),
+            progress: context.progress(),
+        };
         let target = Target::create(path, format, output.tag(), &inputs, wait)?;
         self.write_image(image, &output.clone().with_format(format), target, context)
     }
@@ -83,7 +98,9 @@ impl SquashPlan {
     ) -> Result<Outcome> {
         if format == OutputFormat::OciLayout {
             return Err(Error::InvalidOption {
-                reason: "a stream holds an archive: choose docker-archive or oci-archive, not an OCI layout directory".into(),
+                reason: "a stream holds an archive: choose docker-archive or oci-archive, not an \
+                    OCI layout directory"
+                    .into(),
             });
         }
         self.check_before_writing(image, context)?;
@@ -108,8 +125,20 @@ impl SquashPlan {
     }
 
     /// Writes `image` into `target`, then commits it. `output`'s format is the one written.
-    fn write_image(&self, image: &Image, output: &Output, mut target: Target<'_>, context: &Context<'_>) -> Result<Outcome> {
-        let (outcome, manifest_descriptor) = self.write_image_blobs(image, output, &mut target, context, &mut PreMergedLayers::new())?;
+    fn write_image(
+        &self,
+        image: &Image,
+        output: &Output,
+        mut target: Target<'_>,
+        context: &Context<'_>,
+    ) -> Result<Outcome> {
+        let (outcome, manifest_descriptor) = self.write_image_blobs(
+            image,
+            output,
+            &mut target,
+            context,
+            &mut PreMergedLayers::new(),
+        )?;
         let format = output.format_for(image.format());
         let tag = output.tag().map(str::to_string).or_else(|| default_tag(image, format));
         target.commit(Finish {
@@ -126,7 +155,12 @@ impl SquashPlan {
     /// the uncompressed bytes of the new layers not merged ahead.
     fn work(&self, image: &Image, premerged: &PreMergedLayers) -> u64 {
         let kept: u64 = self.kept_layers(image).map(|i| image.layers()[i].size()).sum();
-        let new: u64 = self.ranges.iter().filter(|r| !premerged.contains_key(&r.range.start)).map(|r| r.plan.uncompressed_size).sum();
+        let new: u64 = self
+            .ranges
+            .iter()
+            .filter(|r| !premerged.contains_key(&r.range.start))
+            .map(|r| r.plan.uncompressed_size)
+            .sum();
         kept + new
     }
 
@@ -151,9 +185,16 @@ impl SquashPlan {
         while index < image.layers().len() {
             let new_index = layers.len();
             if let Some(planned) = self.ranges.iter().find(|r| r.range.start == index) {
-                progress.step(format!("merging layers {}..{}", planned.range.start, planned.range.end));
-                let (mut layer, descriptor) =
-                    self.write_range(image, planned, docker, target, context, premerged.remove(&planned.range.start))?;
+                progress
+                    .step(format!("merging layers {}..{}", planned.range.start, planned.range.end));
+                let (mut layer, descriptor) = self.write_range(
+                    image,
+                    planned,
+                    docker,
+                    target,
+                    context,
+                    premerged.remove(&planned.range.start),
+                )?;
                 layer.index = new_index;
                 layers.push(layer);
                 descriptors.push(descriptor);
@@ -170,16 +211,24 @@ impl SquashPlan {
                     progress.step(format!("copying layer {index}"));
                     let mut reader = image.open_layer_blob(layer)?;
                     let location = image.layer_location(layer);
-                    target.write_blob(known.map(|d| (d, layer.size())), BlobKind::Layer, &mut |w| {
-                        let mut counting = Counting::new(w, progress, true);
-                        io::copy(&mut reader, &mut counting).and_then(|_| io::Write::flush(&mut counting)).at(|| location.clone())
-                    })?
+                    target.write_blob(
+                        known.map(|d| (d, layer.size())),
+                        BlobKind::Layer,
+                        &mut |w| {
+                            let mut counting = Counting::new(w, progress, true);
+                            io::copy(&mut reader, &mut counting)
+                                .and_then(|_| io::Write::flush(&mut counting))
+                                .at(|| location.clone())
+                        },
+                    )?
                 }
             };
             let media_type = match (&layer.descriptor, docker) {
-                (Some(d), _) if image.manifest.is_some() || !docker => {
-                    d.get("mediaType").and_then(Value::as_str).unwrap_or(&layer.media_type).to_string()
-                }
+                (Some(d), _) if image.manifest.is_some() || !docker => d
+                    .get("mediaType")
+                    .and_then(Value::as_str)
+                    .unwrap_or(&layer.media_type)
+                    .to_string(),
                 (_, true) => layer.media_type.clone(),
                 (_, false) => media::oci_layer(layer.compression()).to_string(),
             };
@@ -204,14 +253,17 @@ impl SquashPlan {
         let edits = &self.options.edits;
         if !edits.annotations.is_empty() && format == OutputFormat::DockerArchive {
             return Err(Error::InvalidOption {
-                reason: "--annotation: a docker-archive stores no manifest, so it cannot carry annotations; write an OCI layout or archive"
+                reason: "--annotation: a docker-archive stores no manifest, so it cannot carry \
+                    annotations; write an OCI layout or archive"
                     .into(),
             });
         }
         let copy = self.ranges.is_empty() && !edits.changes_config();
-        let config_bytes = if copy { image.config.raw.clone() } else { self.new_config(image, &layers)? };
-        let (config_digest, config_size) =
-            target.write_blob(None, BlobKind::Config, &mut |w| w.write_all(&config_bytes).at(|| output.location()))?;
+        let config_bytes =
+            if copy { image.config.raw.clone() } else { self.new_config(image, &layers)? };
+        let (config_digest, config_size) = target.write_blob(None, BlobKind::Config, &mut |w| {
+            w.write_all(&config_bytes).at(|| output.location())
+        })?;
         // A `dir:` manifest may call its config `application/octet-stream`; it is rewritten.
         let verbatim = copy && edits.annotations.is_empty() && image.format() != InputFormat::Dir;
         let manifest_bytes = match &image.manifest {
@@ -226,10 +278,17 @@ impl SquashPlan {
         let manifest_digest = if format == OutputFormat::DockerArchive {
             Digest::of(&manifest_bytes)
         } else {
-            target.write_blob(None, BlobKind::Manifest, &mut |w| w.write_all(&manifest_bytes).at(|| output.location()))?.0
+            target
+                .write_blob(None, BlobKind::Manifest, &mut |w| {
+                    w.write_all(&manifest_bytes).at(|| output.location())
+                })?
+                .0
         };
-        let mut manifest_descriptor =
-            json!({"mediaType": manifest_media_type, "digest": manifest_digest.to_string(), "size": manifest_bytes.len()});
+        let mut manifest_descriptor = json!({
+            "mediaType": manifest_media_type,
+            "digest": manifest_digest.to_string(),
+            "size": manifest_bytes.len()
+        });
         if let Some(platform) = image.platform() {
             let mut p = json!({"os": platform.os, "architecture": platform.architecture});
             if let Some(v) = &platform.variant {
@@ -238,7 +297,10 @@ impl SquashPlan {
             manifest_descriptor["platform"] = p;
         }
         let excluded = self.excluded();
-        Ok((Outcome { output: output.shown(), manifest_digest, config_digest, layers, excluded }, manifest_descriptor))
+        Ok((
+            Outcome { output: output.shown(), manifest_digest, config_digest, layers, excluded },
+            manifest_descriptor,
+        ))
     }
 
     /// Writes the new layer of `planned` (merged now, or merged ahead into `premerged`): the
@@ -262,7 +324,10 @@ impl SquashPlan {
                 merged = Some(p.merged);
                 target.write_blob(Some((&p.digest, p.size)), BlobKind::Layer, &mut |w| {
                     let mut counting = Counting::new(w, progress, false);
-                    io::copy(&mut file, &mut counting).and_then(|_| io::Write::flush(&mut counting)).map(drop).at(|| location.clone())
+                    io::copy(&mut file, &mut counting)
+                        .and_then(|_| io::Write::flush(&mut counting))
+                        .map(drop)
+                        .at(|| location.clone())
                 })?
             }
             None => target.write_blob(None, BlobKind::Layer, &mut |w| {
@@ -270,13 +335,16 @@ impl SquashPlan {
                 w.flush().at(|| Location::file(image.path()))
             })?,
         };
-        let merged =
-            merged.ok_or_else(|| Error::Output { location: Location::file(image.path()), reason: "merge produced nothing".into() })?;
+        let merged = merged.ok_or_else(|| Error::Output {
+            location: Location::file(image.path()),
+            reason: "merge produced nothing".into(),
+        })?;
         let media_type = if docker {
             media::docker_layer(planned.compression).to_string()
         } else {
-            let nondistributable =
-                image.layers()[planned.range.start..=planned.range.end].iter().all(|l| l.media_type().contains("nondistributable"));
+            let nondistributable = image.layers()[planned.range.start..=planned.range.end]
+                .iter()
+                .all(|l| l.media_type().contains("nondistributable"));
             let base = media::oci_layer(planned.compression);
             if nondistributable {
                 media::nondistributable(base)
@@ -284,7 +352,8 @@ impl SquashPlan {
                 base.to_string()
             }
         };
-        let descriptor = json!({"mediaType": media_type, "digest": digest.to_string(), "size": size});
+        let descriptor =
+            json!({"mediaType": media_type, "digest": digest.to_string(), "size": size});
         let blob_digest = digest.clone();
         let layer = OutcomeLayer {
             index: 0,

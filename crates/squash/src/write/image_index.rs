@@ -71,14 +71,24 @@ impl IndexPlan {
 
     /// [`IndexPlan::execute`] within `context` (threads, temporary directory, progress). On
     /// standard output, an OCI archive is written as [`IndexPlan::execute_to_writer`] writes it.
-    pub fn execute_in(&self, index: &ImageIndex, output: &Output, context: &Context<'_>) -> Result<IndexOutcome> {
+    pub fn execute_in(
+        &self,
+        index: &ImageIndex,
+        output: &Output,
+        context: &Context<'_>,
+    ) -> Result<IndexOutcome> {
         let format = output.format_for(index.format());
         check_format(format)?;
         let path = match output.destination() {
             Destination::Path(path) => path,
             Destination::Stdout => {
                 let mut stdout = io::BufWriter::with_capacity(1 << 20, io::stdout().lock());
-                return self.execute_to_writer(index, output.tag().map(str::to_string), &mut stdout, context);
+                return self.execute_to_writer(
+                    index,
+                    output.tag().map(str::to_string),
+                    &mut stdout,
+                    context,
+                );
             }
         };
         self.check_before_writing(index, context)?;
@@ -86,7 +96,10 @@ impl IndexPlan {
         for (_, plan) in self.images(index) {
             inputs.extend(plan.options.bases.iter().map(Input::image));
         }
-        let wait = LockWait { timeout: self.options.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT), progress: context.progress() };
+        let wait = LockWait {
+            timeout: self.options.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT),
+            progress: context.progress(),
+        };
         let target = Target::create(path, format, output.tag(), &inputs, wait)?;
         self.write(index, &output.clone().with_format(format), target, context)
     }
@@ -105,7 +118,8 @@ impl IndexPlan {
         if let Some(tag) = tag {
             output = output.with_tag(tag);
         }
-        let target = Target::stream(OutputFormat::OciArchive, out, context.tmp_dir().map(Into::into));
+        let target =
+            Target::stream(OutputFormat::OciArchive, out, context.tmp_dir().map(Into::into));
         self.write(index, &output, target, context)
     }
 
@@ -124,7 +138,11 @@ impl IndexPlan {
     /// With several ranges across the index's images and threads to spare, merges them
     /// concurrently into temporary files (in the context's temporary directory), its threads
     /// shared among them; the writing then copies each in. Output bytes are the same either way.
-    fn premerge(&self, index: &ImageIndex, context: &Context<'_>) -> Result<BTreeMap<(Digest, usize), PreMerged>> {
+    fn premerge(
+        &self,
+        index: &ImageIndex,
+        context: &Context<'_>,
+    ) -> Result<BTreeMap<(Digest, usize), PreMerged>> {
         let progress = context.progress();
         let jobs: Vec<(&Image, &PlannedRange)> = self
             .images(index)
@@ -141,7 +159,9 @@ impl IndexPlan {
             return Ok(BTreeMap::new());
         }
         let per_job = (total / workers).max(1);
-        progress.event(&Event::Writing { total: jobs.iter().map(|(_, r)| r.plan.uncompressed_size).sum() });
+        progress.event(&Event::Writing {
+            total: jobs.iter().map(|(_, r)| r.plan.uncompressed_size).sum(),
+        });
         progress.step(format!("merging {} ranges, {workers} at once", jobs.len()));
         let job_context = context.clone().with_threads(per_job);
         let next = std::sync::atomic::AtomicUsize::new(0);
@@ -153,12 +173,18 @@ impl IndexPlan {
                         loop {
                             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             let Some((image, planned)) = jobs.get(i) else { return Ok(done) };
-                            done.push((i, PreMerged::merge(image, planned, self.options.level, &job_context)?));
+                            done.push((
+                                i,
+                                PreMerged::merge(image, planned, self.options.level, &job_context)?,
+                            ));
                         }
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(Error::Cancelled))).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(Error::Cancelled)))
+                .collect()
         });
         let mut out = BTreeMap::new();
         for result in results {
@@ -172,12 +198,23 @@ impl IndexPlan {
         Ok(out)
     }
 
-    fn write(&self, index: &ImageIndex, output: &Output, mut target: Target<'_>, context: &Context<'_>) -> Result<IndexOutcome> {
-        let mut written = Written { premerged: self.premerge(index, context)?, ..Default::default() };
+    fn write(
+        &self,
+        index: &ImageIndex,
+        output: &Output,
+        mut target: Target<'_>,
+        context: &Context<'_>,
+    ) -> Result<IndexOutcome> {
+        let mut written =
+            Written { premerged: self.premerge(index, context)?, ..Default::default() };
         let descriptor = self.write_index(index, output, &mut target, context, &mut written)?;
-        let index_digest: Digest = descriptor["digest"].as_str().and_then(|d| d.parse().ok()).unwrap_or_else(|| index.digest().clone());
-        let tag =
-            output.tag().map(str::to_string).or_else(|| index.name().map(|n| n.rsplit_once(':').map(|(_, t)| t).unwrap_or(n).to_string()));
+        let index_digest: Digest = descriptor["digest"]
+            .as_str()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or_else(|| index.digest().clone());
+        let tag = output.tag().map(str::to_string).or_else(|| {
+            index.name().map(|n| n.rsplit_once(':').map(|(_, t)| t).unwrap_or(n).to_string())
+        });
         target.commit(Finish {
             manifest_descriptor: descriptor,
             tag,
@@ -222,11 +259,17 @@ impl IndexPlan {
                         Some(digest) => p
                             .ranges
                             .iter()
-                            .filter_map(|r| written.premerged.remove(&(digest.clone(), r.range.start)).map(|m| (r.range.start, m)))
+                            .filter_map(|r| {
+                                written
+                                    .premerged
+                                    .remove(&(digest.clone(), r.range.start))
+                                    .map(|m| (r.range.start, m))
+                            })
                             .collect(),
                         None => PreMergedLayers::new(),
                     };
-                    let (outcome, new) = p.write_image_blobs(image, output, target, context, &mut premerged)?;
+                    let (outcome, new) =
+                        p.write_image_blobs(image, output, target, context, &mut premerged)?;
                     written.blobs.extend(outcome.layers.iter().map(|l| l.digest.clone()));
                     written.blobs.push(outcome.config_digest.clone());
                     written.blobs.push(outcome.manifest_digest.clone());
@@ -264,7 +307,13 @@ impl IndexPlan {
             };
             entries.push(descriptor);
         }
-        let original: Vec<Value> = index.document.value.get("manifests").and_then(Value::as_array).cloned().unwrap_or_default();
+        let original: Vec<Value> = index
+            .document
+            .value
+            .get("manifests")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         let bytes = if entries == original {
             index.document.raw.clone()
         } else {
@@ -272,7 +321,9 @@ impl IndexPlan {
             value["manifests"] = Value::Array(entries);
             serde_json::to_vec(&value).map_err(|e| Error::io(output.location(), e.into()))?
         };
-        let (digest, size) = target.write_blob(None, BlobKind::Manifest, &mut |w| w.write_all(&bytes).at(|| output.location()))?;
+        let (digest, size) = target.write_blob(None, BlobKind::Manifest, &mut |w| {
+            w.write_all(&bytes).at(|| output.location())
+        })?;
         written.blobs.push(digest.clone());
         Ok(json!({"mediaType": index.media_type(), "digest": digest.to_string(), "size": size}))
     }
@@ -293,7 +344,8 @@ struct Written {
 fn check_format(format: OutputFormat) -> Result<()> {
     match format {
         OutputFormat::DockerArchive => Err(Error::InvalidOption {
-            reason: "a docker-archive holds one platform: choose it with --platform (or write oci or oci-archive, which hold \
+            reason: "a docker-archive holds one platform: choose it with --platform (or write oci \
+                or oci-archive, which hold \
                      every platform of the index)"
                 .into(),
         }),
@@ -311,10 +363,14 @@ fn copy_manifest(
     written: &mut Written,
 ) -> Result<()> {
     let store = &index.store;
-    let digest = blob.digest.clone().ok_or_else(|| Error::invalid(store.location(), "descriptor", "no digest"))?;
+    let digest = blob
+        .digest
+        .clone()
+        .ok_or_else(|| Error::invalid(store.location(), "descriptor", "no digest"))?;
     let location = store.location().part(format!("manifest {}", digest.short()));
     let raw = store.read_document(blob, location.clone())?;
-    let value: Value = serde_json::from_slice(&raw).map_err(|e| Error::invalid(location.clone(), "manifest", e.to_string()))?;
+    let value: Value = serde_json::from_slice(&raw)
+        .map_err(|e| Error::invalid(location.clone(), "manifest", e.to_string()))?;
     let mut named: Vec<&Value> = value.get("config").into_iter().collect();
     for list in ["layers", "blobs"] {
         named.extend(value.get(list).and_then(Value::as_array).into_iter().flatten());
@@ -329,12 +385,16 @@ fn copy_manifest(
             let mut reader = store.open_blob(&child, blob_location.clone())?;
             target.write_blob(Some((&child_digest, child.size)), BlobKind::Layer, &mut |w| {
                 let mut counting = Counting::new(w, progress, true);
-                io::copy(&mut reader, &mut counting).and_then(|_| io::Write::flush(&mut counting)).at(|| blob_location.clone())
+                io::copy(&mut reader, &mut counting)
+                    .and_then(|_| io::Write::flush(&mut counting))
+                    .at(|| blob_location.clone())
             })?;
         }
         written.blobs.push(child_digest);
     }
-    target.write_blob(Some((&digest, raw.len() as u64)), BlobKind::Manifest, &mut |w| w.write_all(&raw).at(|| location.clone()))?;
+    target.write_blob(Some((&digest, raw.len() as u64)), BlobKind::Manifest, &mut |w| {
+        w.write_all(&raw).at(|| location.clone())
+    })?;
     written.blobs.push(digest);
     Ok(())
 }

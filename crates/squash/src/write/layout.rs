@@ -36,7 +36,10 @@ impl LayoutTarget<'_> {
         }
     }
 
-    pub(super) fn write_blob(&mut self, write: &mut dyn FnMut(&mut dyn Write) -> Result<()>) -> Result<(Digest, u64)> {
+    pub(super) fn write_blob(
+        &mut self,
+        write: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
+    ) -> Result<(Digest, u64)> {
         let dir = self.work().join("blobs/sha256");
         fs::create_dir_all(&dir).at(|| Location::file(&dir))?;
         let temp = if self.fresh.is_some() {
@@ -47,17 +50,24 @@ impl LayoutTarget<'_> {
             temp_file(&dir, &format!("{TEMP_MARK}-"))?
         };
         let handle = temp.reopen().at(|| Location::file(temp.path()))?;
-        let mut writer = HashingWriter::new(OutputWriter { inner: BufWriter::with_capacity(1 << 20, handle), dest: &self.root });
+        let mut writer = HashingWriter::new(OutputWriter {
+            inner: BufWriter::with_capacity(1 << 20, handle),
+            dest: &self.root,
+        });
         write(&mut writer)?;
         let (buffered, digest, size) = writer.finish();
-        let file = buffered.inner.into_inner().map_err(|e| Error::io(Location::file(&self.root), e.into_error()))?;
+        let file = buffered
+            .inner
+            .into_inner()
+            .map_err(|e| Error::io(Location::file(&self.root), e.into_error()))?;
         file.sync_all().at(|| Location::file(&self.root))?;
         let final_path = dir.join(digest.hex());
         if final_path.exists() || self.staged.contains_key(&digest) {
             return Ok((digest, size));
         }
         if self.fresh.is_some() {
-            temp.persist(&final_path).map_err(|e| Error::io(Location::file(&final_path), e.error))?;
+            temp.persist(&final_path)
+                .map_err(|e| Error::io(Location::file(&final_path), e.error))?;
         } else {
             self.staged.insert(digest.clone(), temp);
         }
@@ -66,7 +76,10 @@ impl LayoutTarget<'_> {
 
     pub(super) fn commit(mut self, finish: Finish) -> Result<()> {
         let Some((temp, dir_lock)) = self.fresh.take() else {
-            let staged = std::mem::take(&mut self.staged).into_iter().map(|(d, t)| (d, Staged::Temp(t))).collect();
+            let staged = std::mem::take(&mut self.staged)
+                .into_iter()
+                .map(|(d, t)| (d, Staged::Temp(t)))
+                .collect();
             return add_to_layout(&self.root, staged, &finish, self.wait);
         };
         let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []});
@@ -90,7 +103,11 @@ impl LayoutTarget<'_> {
             });
         }
         let blobs = temp.path().join("blobs/sha256");
-        let staged = finish.blobs().into_iter().map(|d| (d.clone(), Staged::Path(blobs.join(d.hex())))).collect();
+        let staged = finish
+            .blobs()
+            .into_iter()
+            .map(|d| (d.clone(), Staged::Path(blobs.join(d.hex()))))
+            .collect();
         add_to_layout(&self.root, staged, &finish, self.wait)
     }
 }
@@ -103,7 +120,12 @@ enum Staged {
 
 /// Puts staged blobs into the existing layout at `root` and adds the image to its `index.json`,
 /// all under the layout's lock. On failure the blobs put in are removed again.
-fn add_to_layout(root: &Path, staged: BTreeMap<Digest, Staged>, finish: &Finish, wait: LockWait<'_>) -> Result<()> {
+fn add_to_layout(
+    root: &Path,
+    staged: BTreeMap<Digest, Staged>,
+    finish: &Finish,
+    wait: LockWait<'_>,
+) -> Result<()> {
     let _lock = DirLock::acquire(root, wait)?;
     let blobs = root.join("blobs/sha256");
     let mut put: Vec<PathBuf> = Vec::new();
@@ -115,7 +137,8 @@ fn add_to_layout(root: &Path, staged: BTreeMap<Digest, Staged>, finish: &Finish,
             }
             match blob {
                 Staged::Temp(temp) => {
-                    temp.persist(&final_path).map_err(|e| Error::io(Location::file(&final_path), e.error))?;
+                    temp.persist(&final_path)
+                        .map_err(|e| Error::io(Location::file(&final_path), e.error))?;
                 }
                 Staged::Path(path) => {
                     if !path.exists() {
@@ -130,14 +153,18 @@ fn add_to_layout(root: &Path, staged: BTreeMap<Digest, Staged>, finish: &Finish,
             if !blobs.join(digest.hex()).is_file() {
                 return Err(Error::Output {
                     location: Location::file(root),
-                    reason: format!("blob {digest} that the new image needs is gone (removed by another program meanwhile?)"),
+                    reason: format!(
+                        "blob {digest} that the new image needs is gone (removed by \
+                        another program meanwhile?)"
+                    ),
                 });
             }
         }
         let index_path = root.join("index.json");
         let raw = fs::read(&index_path).at(|| Location::file(&index_path))?;
-        let index: Value =
-            serde_json::from_slice(&raw).map_err(|e| Error::invalid(Location::file(&index_path), "image index", e.to_string()))?;
+        let index: Value = serde_json::from_slice(&raw).map_err(|e| {
+            Error::invalid(Location::file(&index_path), "image index", e.to_string())
+        })?;
         let bytes = with_descriptor(index, finish, root)?;
         write_file_atomically(root, "index.json", &bytes)
     })();
@@ -163,7 +190,9 @@ fn with_descriptor(mut index: Value, finish: &Finish, root: &Path) -> Result<Vec
         return Err(Error::invalid(Location::file(&index_path), "image index", "no manifests"));
     };
     if let Some(tag) = &finish.tag {
-        manifests.retain(|m| m.get("annotations").and_then(|a| a.get(REF_NAME)).and_then(Value::as_str) != Some(tag));
+        manifests.retain(|m| {
+            m.get("annotations").and_then(|a| a.get(REF_NAME)).and_then(Value::as_str) != Some(tag)
+        });
     }
     manifests.push(descriptor);
     serde_json::to_vec(&index).map_err(|e| Error::io(Location::file(&index_path), e.into()))

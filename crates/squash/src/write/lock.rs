@@ -51,13 +51,17 @@ impl DirLock {
                 return Err(Error::Output {
                     location: Location::file(dir),
                     reason: format!(
-                        "gave up after {:.0} s waiting for the lock that another run writing there holds (see --lock-timeout)",
+                        "gave up after {:.0} s waiting for the lock that another run writing \
+                            there holds (see --lock-timeout)",
                         wait.timeout.as_secs_f64()
                     ),
                 });
             }
             if !told && waited >= Duration::from_secs(1) {
-                let message = format!("waiting for the lock on `{}`: another run is writing there", dir.display());
+                let message = format!(
+                    "waiting for the lock on `{}`: another run is writing there",
+                    dir.display()
+                );
                 wait.progress.event(&Event::Notice { message });
                 told = true;
             }
@@ -83,7 +87,11 @@ fn mode(bits: u32) -> Permissions {
 
 /// A new temporary file in `dir`, mode 0644 less the umask, locked by this run.
 pub(crate) fn temp_file(dir: &Path, prefix: &str) -> Result<NamedTempFile> {
-    let temp = tempfile::Builder::new().prefix(prefix).permissions(mode(0o644)).tempfile_in(dir).at(|| Location::file(dir))?;
+    let temp = tempfile::Builder::new()
+        .prefix(prefix)
+        .permissions(mode(0o644))
+        .tempfile_in(dir)
+        .at(|| Location::file(dir))?;
     temp.as_file().lock().at(|| Location::file(temp.path()))?;
     Ok(temp)
 }
@@ -91,7 +99,11 @@ pub(crate) fn temp_file(dir: &Path, prefix: &str) -> Result<NamedTempFile> {
 /// A new temporary directory in `dir`, mode 0755 less the umask, locked by this run through the
 /// returned handle.
 pub(crate) fn temp_dir(dir: &Path, prefix: &str) -> Result<(TempDir, File)> {
-    let temp = tempfile::Builder::new().prefix(prefix).permissions(mode(0o755)).tempdir_in(dir).at(|| Location::file(dir))?;
+    let temp = tempfile::Builder::new()
+        .prefix(prefix)
+        .permissions(mode(0o755))
+        .tempdir_in(dir)
+        .at(|| Location::file(dir))?;
     let handle = File::open(temp.path()).at(|| Location::file(temp.path()))?;
     handle.lock().at(|| Location::file(temp.path()))?;
     Ok((temp, handle))
@@ -116,7 +128,8 @@ pub(crate) fn sweep(dir: &Path, prefix: &str) -> usize {
         if handle.try_lock().is_err() {
             continue;
         }
-        let gone = if metadata.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+        let gone =
+            if metadata.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
         removed += usize::from(gone.is_ok());
     }
     removed

@@ -44,7 +44,9 @@ fn parse_format(s: &str) -> std::result::Result<OutputFormat, String> {
         "oci" | "oci-layout" => Ok(OutputFormat::OciLayout),
         "oci-archive" => Ok(OutputFormat::OciArchive),
         "docker-archive" | "docker" => Ok(OutputFormat::DockerArchive),
-        other => Err(format!("unknown output format `{other}` (expected oci, oci-archive or docker-archive)")),
+        other => Err(format!(
+            "unknown output format `{other}` (expected oci, oci-archive or docker-archive)"
+        )),
     }
 }
 
@@ -121,8 +123,10 @@ impl Output {
     ///
     /// let out = Output::parse("docker-archive:-:app:squashed")?;
     /// assert!(out.is_stdout());
-    /// assert_eq!((out.format(), out.tag()), (Some(OutputFormat::DockerArchive), Some("app:squashed")));
-    /// assert_eq!(Output::parse("out")?.format_for(InputFormat::OciLayout), OutputFormat::OciLayout);
+    /// assert_eq!(out.format(), Some(OutputFormat::DockerArchive));
+    /// assert_eq!(out.tag(), Some("app:squashed"));
+    /// let bare = Output::parse("out")?;
+    /// assert_eq!(bare.format_for(InputFormat::OciLayout), OutputFormat::OciLayout);
     /// # Ok::<(), squash::ParseError>(())
     /// ```
     pub fn parse(s: &str) -> std::result::Result<Output, ParseError> {
@@ -162,7 +166,9 @@ impl Output {
     pub fn format_for(&self, input: InputFormat) -> OutputFormat {
         match (self.format, &self.destination) {
             (Some(format), _) => format,
-            (None, Destination::Stdout) if input == InputFormat::OciArchive => OutputFormat::OciArchive,
+            (None, Destination::Stdout) if input == InputFormat::OciArchive => {
+                OutputFormat::OciArchive
+            }
             (None, Destination::Stdout) => OutputFormat::DockerArchive,
             (None, Destination::Path(_)) => OutputFormat::like(input),
         }
@@ -186,8 +192,11 @@ impl Output {
 }
 
 fn parse_output(s: &str) -> std::result::Result<Output, String> {
-    let prefixes =
-        [("oci-archive:", OutputFormat::OciArchive), ("oci:", OutputFormat::OciLayout), ("docker-archive:", OutputFormat::DockerArchive)];
+    let prefixes = [
+        ("oci-archive:", OutputFormat::OciArchive),
+        ("oci:", OutputFormat::OciLayout),
+        ("docker-archive:", OutputFormat::DockerArchive),
+    ];
     for (prefix, format) in prefixes {
         let Some(rest) = s.strip_prefix(prefix) else { continue };
         let (path, tag) = match rest.split_once(':') {
@@ -198,11 +207,16 @@ fn parse_output(s: &str) -> std::result::Result<Output, String> {
             return Err(format!("`{s}` names no path"));
         }
         if tag.as_deref() == Some("") {
-            return Err(format!("`{s}` ends with an empty tag; give one after the colon or drop the colon"));
+            return Err(format!(
+                "`{s}` ends with an empty tag; give one after the colon or drop the colon"
+            ));
         }
         let destination = if path == "-" {
             if format == OutputFormat::OciLayout {
-                return Err(format!("`{s}`: standard output takes an archive: docker-archive or oci-archive, not an OCI layout"));
+                return Err(format!(
+                    "`{s}`: standard output takes an archive: docker-archive or \
+                    oci-archive, not an OCI layout"
+                ));
             }
             Destination::Stdout
         } else {
@@ -218,9 +232,10 @@ fn parse_output(s: &str) -> std::result::Result<Output, String> {
     }
     if let Some((name, what)) = remote_transport(s) {
         return Err(format!(
-            "`{s}`: the `{name}` transport ({what}) is not written by squash, which writes files and layouts only: \
-             write a file (`-o app.tar`) and load it with `docker load -i app.tar`, `podman load -i app.tar` \
-             or `skopeo copy docker-archive:app.tar {s}`"
+            "`{s}`: the `{name}` transport ({what}) is not written by squash, which writes files \
+             and layouts only: write a file (`-o app.tar`) and load it with \
+             `docker load -i app.tar`, `podman load -i app.tar` or \
+             `skopeo copy docker-archive:app.tar {s}`"
         ));
     }
     Ok(Output { destination: Destination::Path(PathBuf::from(s)), format: None, tag: None })
@@ -251,7 +266,12 @@ impl<'p> Input<'p> {
 
 /// Refuses an output at `dest` (in `format`, tagged `tag`) that would create, replace or rename
 /// over a file of an input.
-pub(crate) fn check_not_inside_inputs(dest: &Path, format: OutputFormat, tag: Option<&str>, inputs: &[Input<'_>]) -> Result<()> {
+pub(crate) fn check_not_inside_inputs(
+    dest: &Path,
+    format: OutputFormat,
+    tag: Option<&str>,
+    inputs: &[Input<'_>],
+) -> Result<()> {
     let resolved = resolve(dest);
     // An input read through a temporary copy (a pipe, a compressed archive) is checked under the
     // path it was given as, too.
@@ -259,9 +279,14 @@ pub(crate) fn check_not_inside_inputs(dest: &Path, format: OutputFormat, tag: Op
         let Ok(source) = fs::canonicalize(path) else { continue };
         let location = || Location::file(dest);
         if resolved == source {
-            let same_layout = format == OutputFormat::OciLayout && source.is_dir() && source.join("oci-layout").is_file();
+            let same_layout = format == OutputFormat::OciLayout
+                && source.is_dir()
+                && source.join("oci-layout").is_file();
             if !same_layout {
-                return Err(Error::Output { location: location(), reason: format!("would overwrite the input `{}`", path.display()) });
+                return Err(Error::Output {
+                    location: location(),
+                    reason: format!("would overwrite the input `{}`", path.display()),
+                });
             }
             if tag.is_some() && tag == input.tag {
                 return Err(Error::Output {
@@ -276,7 +301,10 @@ pub(crate) fn check_not_inside_inputs(dest: &Path, format: OutputFormat, tag: Op
         } else if resolved.starts_with(&source) {
             return Err(Error::Output {
                 location: location(),
-                reason: format!("is inside the input `{}`; writing there would change the input", path.display()),
+                reason: format!(
+                    "is inside the input `{}`; writing there would change the input",
+                    path.display()
+                ),
             });
         }
     }

@@ -6,7 +6,10 @@ use std::collections::BTreeSet;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
-use super::container::{closing_members, member_header, member_name, opening_members, BlobKind, Finish, OutputWriter, STDOUT};
+use super::container::{
+    closing_members, member_header, member_name, opening_members, BlobKind, Finish, OutputWriter,
+    STDOUT,
+};
 use super::output::OutputFormat;
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Location, Result};
@@ -51,7 +54,8 @@ impl StreamTarget<'_> {
                 // Known in advance: the member begins at once and the bytes pass straight through.
                 self.member(&member_name(self.format, kind, digest), size, b'0')?;
                 let dest = PathBuf::from(STDOUT);
-                let mut writer = HashingWriter::new(OutputWriter { inner: &mut *self.out, dest: &dest });
+                let mut writer =
+                    HashingWriter::new(OutputWriter { inner: &mut *self.out, dest: &dest });
                 write(&mut writer)?;
                 let (_, actual, written) = writer.finish();
                 if written != size || actual != *digest {
@@ -67,10 +71,16 @@ impl StreamTarget<'_> {
                 // Spooled first: the member's name and size are its digest and length.
                 let dir = self.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);
                 let spool = tempfile::tempfile_in(&dir).at(|| Location::file(&dir))?;
-                let mut writer = HashingWriter::new(OutputWriter { inner: BufWriter::with_capacity(1 << 20, &spool), dest: &dir });
+                let mut writer = HashingWriter::new(OutputWriter {
+                    inner: BufWriter::with_capacity(1 << 20, &spool),
+                    dest: &dir,
+                });
                 write(&mut writer)?;
                 let (buffered, digest, size) = writer.finish();
-                buffered.inner.into_inner().map_err(|e| Error::io(Location::file(&dir), e.into_error()))?;
+                buffered
+                    .inner
+                    .into_inner()
+                    .map_err(|e| Error::io(Location::file(&dir), e.into_error()))?;
                 if self.written.contains(&digest) {
                     return Ok((digest, size));
                 }
@@ -78,10 +88,16 @@ impl StreamTarget<'_> {
                 let mut reader = &spool;
                 reader.seek(SeekFrom::Start(0)).at(|| Location::file(&dir))?;
                 let dest = PathBuf::from(STDOUT);
-                let copied =
-                    std::io::copy(&mut reader, &mut OutputWriter { inner: &mut *self.out, dest: &dest }).at(|| Location::file(&dir))?;
+                let copied = std::io::copy(
+                    &mut reader,
+                    &mut OutputWriter { inner: &mut *self.out, dest: &dest },
+                )
+                .at(|| Location::file(&dir))?;
                 if copied != size {
-                    return Err(Error::Output { location: Location::file(&dir), reason: "the spooled blob changed size".into() });
+                    return Err(Error::Output {
+                        location: Location::file(&dir),
+                        reason: "the spooled blob changed size".into(),
+                    });
                 }
                 (digest, size)
             }
@@ -93,7 +109,8 @@ impl StreamTarget<'_> {
 
     pub(super) fn commit(mut self, finish: Finish) -> Result<()> {
         self.opening()?;
-        let closing = closing_members(self.format, finish).map_err(|e| Error::io(Location::file(STDOUT), e.into()))?;
+        let closing = closing_members(self.format, finish)
+            .map_err(|e| Error::io(Location::file(STDOUT), e.into()))?;
         self.put(&closing)?;
         self.out.flush().at(|| Location::file(STDOUT))
     }

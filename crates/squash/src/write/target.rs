@@ -42,7 +42,9 @@ impl<'a> Target<'a> {
                     if !path.join("oci-layout").is_file() {
                         return Err(Error::Output {
                             location,
-                            reason: "exists and is not an OCI image layout; remove it or choose another path".into(),
+                            reason: "exists and is not an OCI image layout; remove it or choose \
+                                another path"
+                                .into(),
                         });
                     }
                     let root = path.to_path_buf();
@@ -51,7 +53,12 @@ impl<'a> Target<'a> {
                         sweep(&root.join("blobs/sha256"), TEMP_MARK);
                         sweep(&root, TEMP_MARK);
                     }
-                    return Ok(Target::Layout(LayoutTarget { root, fresh: None, staged: BTreeMap::new(), wait }));
+                    return Ok(Target::Layout(LayoutTarget {
+                        root,
+                        fresh: None,
+                        staged: BTreeMap::new(),
+                        wait,
+                    }));
                 }
                 let fresh = {
                     let _lock = DirLock::acquire_if_possible(&parent, wait)?.inspect(|_| {
@@ -59,12 +66,21 @@ impl<'a> Target<'a> {
                     });
                     temp_dir(&parent, &format!("{}-", temp_prefix(path)))?
                 };
-                fs::create_dir_all(fresh.0.path().join("blobs/sha256")).at(|| Location::file(fresh.0.path()))?;
-                Ok(Target::Layout(LayoutTarget { root: path.to_path_buf(), fresh: Some(fresh), staged: BTreeMap::new(), wait }))
+                fs::create_dir_all(fresh.0.path().join("blobs/sha256"))
+                    .at(|| Location::file(fresh.0.path()))?;
+                Ok(Target::Layout(LayoutTarget {
+                    root: path.to_path_buf(),
+                    fresh: Some(fresh),
+                    staged: BTreeMap::new(),
+                    wait,
+                }))
             }
             format => {
                 if path.is_dir() {
-                    return Err(Error::Output { location, reason: "is a directory; an archive output needs a file path".into() });
+                    return Err(Error::Output {
+                        location,
+                        reason: "is a directory; an archive output needs a file path".into(),
+                    });
                 }
                 let file = {
                     let _lock = DirLock::acquire_if_possible(&parent, wait)?.inspect(|_| {
@@ -88,8 +104,18 @@ impl<'a> Target<'a> {
     }
 
     /// A target that writes an archive of `format` into `out`.
-    pub(crate) fn stream(format: OutputFormat, out: &'a mut dyn Write, tmp_dir: Option<PathBuf>) -> Target<'a> {
-        Target::Stream(StreamTarget { out, format, tmp_dir, written: BTreeSet::new(), opened: false })
+    pub(crate) fn stream(
+        format: OutputFormat,
+        out: &'a mut dyn Write,
+        tmp_dir: Option<PathBuf>,
+    ) -> Target<'a> {
+        Target::Stream(StreamTarget {
+            out,
+            format,
+            tmp_dir,
+            written: BTreeSet::new(),
+            opened: false,
+        })
     }
 
     /// Whether the output already holds this blob.

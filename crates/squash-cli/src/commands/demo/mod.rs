@@ -33,7 +33,11 @@ pub fn run(keep: Option<PathBuf>) -> Result<ExitCode> {
         let mut l = Layer::new();
         l.dir("var")?.dir("var/lib")?.dir("var/lib/apt")?.dir("var/lib/apt/lists")?;
         for i in 0..20 {
-            l.file(&format!("var/lib/apt/lists/repo_{i}_Packages"), 0o644, "Package: demo\nVersion: 1.0\n".repeat(2000).as_bytes())?;
+            l.file(
+                &format!("var/lib/apt/lists/repo_{i}_Packages"),
+                0o644,
+                "Package: demo\nVersion: 1.0\n".repeat(2000).as_bytes(),
+            )?;
         }
         l.finish()?
     };
@@ -75,7 +79,8 @@ pub fn run(keep: Option<PathBuf>) -> Result<ExitCode> {
     let plan = image.plan(&options)?;
     out(&format!("\n$ squash {reference} --from-layer base -o oci:{}:app\n", dest.display()))?;
     out(&render::plan(&image, &plan))?;
-    let outcome = plan.execute(&image, &Output::new(dest.clone(), OutputFormat::OciLayout).with_tag("app"))?;
+    let outcome =
+        plan.execute(&image, &Output::new(dest.clone(), OutputFormat::OciLayout).with_tag("app"))?;
     out(&render::outcome(&image, &plan, &outcome))?;
 
     // Read the result back as any consumer would: every blob's size and digest and every
@@ -83,9 +88,11 @@ pub fn run(keep: Option<PathBuf>) -> Result<ExitCode> {
     let squashed = Image::open(&format!("oci:{}:app", dest.display()))?;
     let after = squashed.report(&SquashOptions::default(), 10)?;
     let before = image.report(&SquashOptions::default(), 10)?;
-    let base_kept = squashed.layers().first().and_then(|l| l.digest()) == image.layers().first().and_then(|l| l.digest());
+    let base_kept = squashed.layers().first().and_then(|l| l.digest())
+        == image.layers().first().and_then(|l| l.digest());
     out(&format!(
-        "\nsquashed image read back, every blob and diff_id verified: {} layers (was {}), {} wasted (was {}); base layer kept: {base_kept}\n",
+        "\nsquashed image read back, every blob and diff_id verified: {} layers (was {}), {} \
+            wasted (was {}); base layer kept: {base_kept}\n",
         squashed.layers().len(),
         image.layers().len(),
         human(after.wasted_bytes),

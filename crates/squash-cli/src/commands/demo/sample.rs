@@ -36,7 +36,13 @@ impl Layer {
         Layer(tar::Builder::new(Vec::new()))
     }
 
-    fn append(&mut self, kind: tar::EntryType, path: &str, mode: u32, data: &[u8]) -> Result<&mut Self> {
+    fn append(
+        &mut self,
+        kind: tar::EntryType,
+        path: &str,
+        mode: u32,
+        data: &[u8],
+    ) -> Result<&mut Self> {
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(kind);
         header.set_mode(mode);
@@ -44,7 +50,9 @@ impl Layer {
         header.set_gid(0);
         header.set_mtime(Self::MTIME);
         header.set_size(data.len() as u64);
-        self.0.append_data(&mut header, path, data).with_context(|| format!("demo layer entry {path}"))?;
+        self.0
+            .append_data(&mut header, path, data)
+            .with_context(|| format!("demo layer entry {path}"))?;
         Ok(self)
     }
 
@@ -103,22 +111,33 @@ impl Sample {
                 entry
             })
             .collect();
+        let diff_ids: Vec<String> = self.layers.iter().map(|(tar, _, _)| sha256(tar)).collect();
         let config = serde_json::to_vec(&json!({
             "architecture": "amd64",
             "os": "linux",
             "config": {"Env": ["PATH=/usr/bin"], "Cmd": ["/usr/bin/tool"]},
-            "rootfs": {"type": "layers", "diff_ids": self.layers.iter().map(|(tar, _, _)| sha256(tar)).collect::<Vec<_>>()},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
             "history": history,
         }))?;
         let layers: Vec<Value> = self
             .layers
             .iter()
-            .map(|(_, blob, _)| json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha256(blob), "size": blob.len()}))
+            .map(|(_, blob, _)| {
+                json!({
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": sha256(blob),
+                    "size": blob.len()
+                })
+            })
             .collect();
         let manifest = serde_json::to_vec(&json!({
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": sha256(&config),
+                "size": config.len()
+            },
             "layers": layers,
         }))?;
         for blob in self.layers.iter().map(|(_, blob, _)| blob).chain([&config, &manifest]) {
@@ -128,16 +147,20 @@ impl Sample {
         fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         let index_path = dir.join("index.json");
         let mut index = match fs::read(&index_path) {
-            Ok(raw) => serde_json::from_slice::<Value>(&raw).with_context(|| format!("reading {}", index_path.display()))?,
+            Ok(raw) => serde_json::from_slice::<Value>(&raw)
+                .with_context(|| format!("reading {}", index_path.display()))?,
             Err(_) => json!({"schemaVersion": 2, "manifests": []}),
         };
         if let Some(list) = index["manifests"].as_array_mut() {
             list.push(json!({
-                "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256(&manifest), "size": manifest.len(),
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": sha256(&manifest),
+                "size": manifest.len(),
                 "annotations": {"org.opencontainers.image.ref.name": tag}
             }));
         }
-        fs::write(&index_path, serde_json::to_vec(&index)?).with_context(|| format!("writing {}", index_path.display()))?;
+        fs::write(&index_path, serde_json::to_vec(&index)?)
+            .with_context(|| format!("writing {}", index_path.display()))?;
         Ok(())
     }
 }

@@ -96,14 +96,24 @@ pub(super) fn descendants(path: &EntryPath) -> (Bound<EntryPath>, Bound<EntryPat
     low.push(b'/');
     let mut high = path.as_bytes().to_vec();
     high.push(b'/' + 1);
-    (Bound::Included(EntryPath::from_normalized(low)), Bound::Excluded(EntryPath::from_normalized(high)))
+    (
+        Bound::Included(EntryPath::from_normalized(low)),
+        Bound::Excluded(EntryPath::from_normalized(high)),
+    )
 }
 
 impl<'a> Delta<'a> {
     fn new(layers: &'a [LayerIndex]) -> Self {
         let fates = layers.iter().map(|l| vec![Fate::Kept; l.entries.len()]).collect();
         let base = layers.first().is_none_or(|l| l.layer == 0);
-        Delta { layers, base, map: BTreeMap::new(), inodes: Vec::new(), lower_inodes: BTreeMap::new(), fates }
+        Delta {
+            layers,
+            base,
+            map: BTreeMap::new(),
+            inodes: Vec::new(),
+            lower_inodes: BTreeMap::new(),
+            fates,
+        }
     }
 
     /// The delta of `layers` once every one of them is applied, oldest first.
@@ -121,7 +131,10 @@ impl<'a> Delta<'a> {
 
     fn error(&self, pos: Pos, reason: String) -> Error {
         let entry = &self.layers[pos.layer()].entries[pos.entry()];
-        Error::MalformedTar { location: self.layers[pos.layer()].location.clone().entry(entry.path.display()), reason }
+        Error::MalformedTar {
+            location: self.layers[pos.layer()].location.clone().entry(entry.path.display()),
+            reason,
+        }
     }
 
     /// Whether what the lower layers hold at `path` can still show through: no ancestor in the
@@ -157,7 +170,8 @@ impl<'a> Delta<'a> {
             match self.map.get_mut(&ancestor) {
                 Some(Node::Other { .. }) => return false,
                 Some(Node::Removed) => {
-                    self.map.insert(Cow::Owned(ancestor), Node::Implicit { whiteout: true, by: pos });
+                    self.map
+                        .insert(Cow::Owned(ancestor), Node::Implicit { whiteout: true, by: pos });
                     hidden = true;
                 }
                 Some(Node::Implicit { .. }) => hidden = true,
@@ -168,10 +182,14 @@ impl<'a> Delta<'a> {
                 }
                 Some(Node::Dir { opaque: false, .. }) => {}
                 None if hidden => {
-                    self.map.insert(Cow::Owned(ancestor), Node::Implicit { whiteout: false, by: pos });
+                    self.map
+                        .insert(Cow::Owned(ancestor), Node::Implicit { whiteout: false, by: pos });
                 }
                 None if implies && !ancestor.is_root() => {
-                    self.map.insert(Cow::Owned(ancestor), Node::Implied { by: pos, opaque: false, by_marker: marker });
+                    self.map.insert(
+                        Cow::Owned(ancestor),
+                        Node::Implied { by: pos, opaque: false, by_marker: marker },
+                    );
                 }
                 None => {}
             }
@@ -180,7 +198,8 @@ impl<'a> Delta<'a> {
     }
 
     pub(super) fn remove_descendants(&mut self, path: &EntryPath, fate: Fate) {
-        let doomed: Vec<Cow<'a, EntryPath>> = self.map.range::<EntryPath, _>(descendants(path)).map(|(k, _)| k.clone()).collect();
+        let doomed: Vec<Cow<'a, EntryPath>> =
+            self.map.range::<EntryPath, _>(descendants(path)).map(|(k, _)| k.clone()).collect();
         for key in doomed {
             if let Some(node) = self.map.remove(&key) {
                 self.retire(&node, fate);
@@ -211,7 +230,9 @@ impl<'a> Delta<'a> {
         self.remove_descendants(dir, Fate::Deleted { by });
         let visible = self.lower_visible(dir);
         match self.map.get_mut(dir) {
-            Some(Node::Dir { opaque, .. }) | Some(Node::Implied { opaque, .. }) => *opaque |= visible,
+            Some(Node::Dir { opaque, .. }) | Some(Node::Implied { opaque, .. }) => {
+                *opaque |= visible
+            }
             Some(Node::OpaqueOnly) | Some(Node::Implicit { .. }) => {}
             _ => {
                 if visible {
@@ -225,7 +246,10 @@ impl<'a> Delta<'a> {
         if self.materialize_parents(path, pos, false) {
             return Ok(());
         }
-        let blocker = path.ancestors().find(|a| matches!(self.map.get(a), Some(Node::Other { .. }))).unwrap_or_default();
+        let blocker = path
+            .ancestors()
+            .find(|a| matches!(self.map.get(a), Some(Node::Other { .. })))
+            .unwrap_or_default();
         Err(self.error(pos, format!("parent `{}` is not a directory", blocker.display())))
     }
 
@@ -268,11 +292,19 @@ impl<'a> Delta<'a> {
             }
             match self.map.get(&target) {
                 Some(Node::Other { inode, .. }) => *inode,
-                Some(Node::Dir { .. }) | Some(Node::OpaqueOnly) | Some(Node::Implicit { .. }) | Some(Node::Implied { .. }) => {
-                    return Err(self.error(pos, format!("hard link to directory `{}`", target.display())));
+                Some(Node::Dir { .. })
+                | Some(Node::OpaqueOnly)
+                | Some(Node::Implicit { .. })
+                | Some(Node::Implied { .. }) => {
+                    return Err(
+                        self.error(pos, format!("hard link to directory `{}`", target.display()))
+                    );
                 }
                 Some(Node::Removed) => {
-                    return Err(self.error(pos, format!("hard link target `{}` was deleted", target.display())));
+                    return Err(self.error(
+                        pos,
+                        format!("hard link target `{}` was deleted", target.display()),
+                    ));
                 }
                 None if self.lower_visible(&target) => match self.lower_inodes.get(&target) {
                     Some(&inode) => inode,
@@ -284,7 +316,10 @@ impl<'a> Delta<'a> {
                     }
                 },
                 None => {
-                    return Err(self.error(pos, format!("hard link target `{}` does not exist", target.display())));
+                    return Err(self.error(
+                        pos,
+                        format!("hard link target `{}` does not exist", target.display()),
+                    ));
                 }
             }
         } else {

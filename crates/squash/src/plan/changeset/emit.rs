@@ -7,7 +7,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::delta::{descendants, nearest_dir, opaque_name, whiteout_name, Delta, InodeSource, Node, Pos};
+use super::delta::{
+    descendants, nearest_dir, opaque_name, whiteout_name, Delta, InodeSource, Node, Pos,
+};
 use super::exclude::apply_excludes;
 use super::lower::{Lower, LowerSource};
 use super::range_plan::{Fate, Item, LowerCopy, RangePlan, Step};
@@ -21,9 +23,17 @@ use crate::plan::exclude::Excludes;
 /// Plans the merge of `layers` (oldest first) into one layer. `lower` gives what the plan needs
 /// of the layers below the range; the plan lists in `missing_lower` and `missing_lower_dirs`
 /// what it needed and did not get (ask the layers below and plan again).
-pub(crate) fn plan_range(layers: &[LayerIndex], lower: &Lower, exclude: &Excludes) -> Result<RangePlan> {
+pub(crate) fn plan_range(
+    layers: &[LayerIndex],
+    lower: &Lower,
+    exclude: &Excludes,
+) -> Result<RangePlan> {
     let mut delta = Delta::applied(layers)?;
-    let (missing_excluded, excluded) = if exclude.is_empty() { (None, Vec::new()) } else { apply_excludes(&mut delta, lower, exclude) };
+    let (missing_excluded, excluded) = if exclude.is_empty() {
+        (None, Vec::new())
+    } else {
+        apply_excludes(&mut delta, lower, exclude)
+    };
     // From here the delta is only read; the fates are changed on their own.
     let mut fates = std::mem::take(&mut delta.fates);
     let delta = delta;
@@ -81,7 +91,13 @@ struct Emission<'d> {
 
 impl<'d> Emission<'d> {
     fn new(layers: &'d [LayerIndex]) -> Emission<'d> {
-        Emission { layers, events: Vec::new(), held: Vec::new(), missing_lower: BTreeSet::new(), missing_headers: BTreeSet::new() }
+        Emission {
+            layers,
+            events: Vec::new(),
+            held: Vec::new(),
+            missing_lower: BTreeSet::new(),
+            missing_headers: BTreeSet::new(),
+        }
     }
 
     fn entry(&self, pos: Pos) -> &'d IndexedEntry {
@@ -106,7 +122,12 @@ impl<'d> Emission<'d> {
 
     /// Every surviving non-directory, inode by inode: the name that holds the content first,
     /// then the hard links to it (docs/layer-rules.md, rule 7).
-    fn inodes(&mut self, delta: &'d Delta<'_>, lower: &'d Lower, fates: &mut [Vec<Fate>]) -> Result<()> {
+    fn inodes(
+        &mut self,
+        delta: &'d Delta<'_>,
+        lower: &'d Lower,
+        fates: &mut [Vec<Fate>],
+    ) -> Result<()> {
         // One flat list sorted by inode, not a list per inode: no allocation per entry.
         let mut members: Vec<(u32, Pos, &'d EntryPath)> = delta
             .map
@@ -139,7 +160,10 @@ impl<'d> Emission<'d> {
         let primary: &EntryPath = match &delta.inodes[inode as usize] {
             InodeSource::Entry(source) => {
                 let source_path = &self.entry(*source).path;
-                let survives = matches!(delta.map.get(source_path), Some(Node::Other { pos, .. }) if pos == source);
+                let survives = matches!(
+                    delta.map.get(source_path),
+                    Some(Node::Other { pos, .. }) if pos == source
+                );
                 if survives {
                     self.emit(*source, source_path, Item::Copy);
                     primary_pos = Some(*source);
@@ -167,7 +191,8 @@ impl<'d> Emission<'d> {
             InodeSource::Lower(target) => {
                 // Anything the range put at the target's name (a deletion, a directory, another
                 // file) shadows the lower file there.
-                let untouched = |name: &EntryPath| !delta.map.contains_key(name) && delta.lower_visible(name);
+                let untouched =
+                    |name: &EntryPath| !delta.map.contains_key(name) && delta.lower_visible(name);
                 if untouched(target) {
                     target
                 } else {
@@ -199,8 +224,13 @@ impl<'d> Emission<'d> {
             let link = self.entry(pos);
             // Members are visited in stream order, so every name recorded so far is written
             // before this link.
-            let valid = link.link_target.as_ref().is_some_and(|target| emitted_before.contains(target));
-            let item = if valid { Item::Copy } else { Item::Header(rename_group(link.raw()?, path.as_bytes(), Some(primary.as_bytes()))) };
+            let valid =
+                link.link_target.as_ref().is_some_and(|target| emitted_before.contains(target));
+            let item = if valid {
+                Item::Copy
+            } else {
+                Item::Header(rename_group(link.raw()?, path.as_bytes(), Some(primary.as_bytes())))
+            };
             emitted_before.insert(path);
             self.emit(pos, path, item);
         }
@@ -211,7 +241,12 @@ impl<'d> Emission<'d> {
     /// first link becomes the file, its content read from the layer below that holds it.
     fn lower_becomes_file(&mut self, source: &LowerSource, pos: Pos, path: &'d EntryPath) {
         let header = rename_group(&source.raw, path.as_bytes(), None);
-        let copy = LowerCopy { layer: source.layer, entry: source.entry, stored_size: source.stored_size, header };
+        let copy = LowerCopy {
+            layer: source.layer,
+            entry: source.entry,
+            stored_size: source.stored_size,
+            header,
+        };
         self.emit(pos, path, Item::CopyLower(Box::new(copy)));
     }
 
@@ -220,9 +255,17 @@ impl<'d> Emission<'d> {
     /// directory creates its parents. So do those below a directory written with a header: an
     /// applier that makes missing parents while restoring only the immediate parent's times
     /// (umoci) would otherwise change that directory's mtime after setting it.
-    fn implied_directories(&mut self, delta: &'d Delta<'_>, lower: &Lower, missing_lower_dirs: &mut BTreeSet<EntryPath>) {
-        let mut created: BTreeSet<&EntryPath> = self.events.iter().map(|(_, _, path, _)| *path).collect();
-        created.extend(delta.map.iter().filter(|(_, n)| matches!(n, Node::Dir { .. })).map(|(p, _)| &**p));
+    fn implied_directories(
+        &mut self,
+        delta: &'d Delta<'_>,
+        lower: &Lower,
+        missing_lower_dirs: &mut BTreeSet<EntryPath>,
+    ) {
+        let mut created: BTreeSet<&EntryPath> =
+            self.events.iter().map(|(_, _, path, _)| *path).collect();
+        created.extend(
+            delta.map.iter().filter(|(_, n)| matches!(n, Node::Dir { .. })).map(|(p, _)| &**p),
+        );
         let mut implied: Vec<(Pos, &'d EntryPath, Vec<u8>)> = Vec::new();
         for (path, node) in delta.map.iter().rev() {
             let (by, lower_may_hold) = match node {
@@ -230,7 +273,9 @@ impl<'d> Emission<'d> {
                 Node::Implicit { by, .. } => (*by, false),
                 _ => continue,
             };
-            if created.range::<EntryPath, _>(descendants(path)).next().is_some() && nearest_dir(delta, path).is_none() {
+            if created.range::<EntryPath, _>(descendants(path)).next().is_some()
+                && nearest_dir(delta, path).is_none()
+            {
                 continue;
             }
             if lower_may_hold {
@@ -255,9 +300,16 @@ impl<'d> Emission<'d> {
 
     /// Puts every event in order into steps, per layer of the range: directories before their
     /// contents, opaque markers right after their directory.
-    fn schedule(&mut self, delta: &Delta<'_>, markers_after: MarkersAfter) -> Result<Vec<Vec<Step>>> {
-        let mut schedule =
-            Schedule { steps: self.layers.iter().map(|_| Vec::new()).collect(), emitted_dirs: BTreeSet::new(), markers_after };
+    fn schedule(
+        &mut self,
+        delta: &Delta<'_>,
+        markers_after: MarkersAfter,
+    ) -> Result<Vec<Vec<Step>>> {
+        let mut schedule = Schedule {
+            steps: self.layers.iter().map(|_| Vec::new()).collect(),
+            emitted_dirs: BTreeSet::new(),
+            markers_after,
+        };
         let mut events = std::mem::take(&mut self.events);
         events.extend(delta.map.iter().filter_map(|(path, node)| match node {
             Node::Dir { first, .. } => Some((*first, DIRECTORY, &**path, What::Dir)),
@@ -306,9 +358,15 @@ fn refuse_dumpdirs(delta: &Delta<'_>) -> Result<()> {
 /// an entry that cannot be opened: it is left out, once the layers below say so. So is an opaque
 /// marker of a directory the range implies and the layers below do not hold. What the layers
 /// below must be asked goes into `missing_lower_dirs`.
-fn markers(delta: &Delta<'_>, lower: &Lower, missing_lower_dirs: &mut BTreeSet<EntryPath>) -> (Vec<Vec<u8>>, MarkersAfter) {
+fn markers(
+    delta: &Delta<'_>,
+    lower: &Lower,
+    missing_lower_dirs: &mut BTreeSet<EntryPath>,
+) -> (Vec<Vec<u8>>, MarkersAfter) {
     let mut below = |dir: EntryPath| -> bool {
-        if dir.is_root() || !matches!(delta.map.get(&dir), Some(Node::Dir { .. }) | Some(Node::Implied { .. })) {
+        if dir.is_root()
+            || !matches!(delta.map.get(&dir), Some(Node::Dir { .. }) | Some(Node::Implied { .. }))
+        {
             return true;
         }
         match &lower.dirs {
@@ -324,9 +382,13 @@ fn markers(delta: &Delta<'_>, lower: &Lower, missing_lower_dirs: &mut BTreeSet<E
     for (path, node) in &delta.map {
         let mut markers = Vec::new();
         match node {
-            Node::Removed if below(path.parent().unwrap_or_default()) => markers.push(marker(&whiteout_name(path))),
+            Node::Removed if below(path.parent().unwrap_or_default()) => {
+                markers.push(marker(&whiteout_name(path)))
+            }
             Node::OpaqueOnly => markers.push(marker(&opaque_name(path))),
-            Node::Implied { opaque: true, .. } if below(EntryPath::clone(path)) => markers.push(marker(&opaque_name(path))),
+            Node::Implied { opaque: true, .. } if below(EntryPath::clone(path)) => {
+                markers.push(marker(&opaque_name(path)))
+            }
             Node::Implicit { whiteout, .. } => {
                 if *whiteout {
                     markers.push(marker(&whiteout_name(path)));
@@ -346,7 +408,8 @@ fn markers(delta: &Delta<'_>, lower: &Lower, missing_lower_dirs: &mut BTreeSet<E
 
 /// The exact size of the new layer's uncompressed tar.
 fn tar_size(layers: &[LayerIndex], prelude: &[Vec<u8>], steps: &[Vec<Step>]) -> u64 {
-    let mut size: u64 = prelude.iter().map(|h| h.len() as u64).sum::<u64>() + END_OF_ARCHIVE.len() as u64;
+    let mut size: u64 =
+        prelude.iter().map(|h| h.len() as u64).sum::<u64>() + END_OF_ARCHIVE.len() as u64;
     for (layer, steps) in steps.iter().enumerate() {
         for step in steps {
             let e = &layers[layer].entries[step.entry];
@@ -354,8 +417,12 @@ fn tar_size(layers: &[LayerIndex], prelude: &[Vec<u8>], steps: &[Vec<Step>]) -> 
                 size += match item {
                     Item::Header(h) => h.len() as u64,
                     Item::Copy => e.tar_size(),
-                    Item::CopyWithHeader(h) => h.len() as u64 + e.tar_size() - u64::from(e.header_len),
-                    Item::CopyLower(lower) => lower.header.len() as u64 + lower.stored_size + padding(lower.stored_size),
+                    Item::CopyWithHeader(h) => {
+                        h.len() as u64 + e.tar_size() - u64::from(e.header_len)
+                    }
+                    Item::CopyLower(lower) => {
+                        lower.header.len() as u64 + lower.stored_size + padding(lower.stored_size)
+                    }
                 };
             }
         }

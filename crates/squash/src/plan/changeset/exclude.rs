@@ -15,7 +15,11 @@ use crate::plan::exclude::{ExcludeFigures, Excludes};
 
 /// `--exclude` over the layers below a range (the image's first layers, applied in full):
 /// which of `asked` they hold, and the highest paths the patterns cover with what is under each.
-pub(crate) fn resolve_excluded(layers: &[LayerIndex], asked: &BTreeSet<EntryPath>, exclude: &Excludes) -> Result<LowerExcluded> {
+pub(crate) fn resolve_excluded(
+    layers: &[LayerIndex],
+    asked: &BTreeSet<EntryPath>,
+    exclude: &Excludes,
+) -> Result<LowerExcluded> {
     let delta = Delta::applied(layers)?;
     let held = asked.iter().filter(|p| delta.map.contains_key(*p)).cloned().collect();
     let mut tops: Vec<(EntryPath, usize, u64, u64)> = Vec::new();
@@ -43,7 +47,10 @@ pub(crate) fn resolve_excluded(layers: &[LayerIndex], asked: &BTreeSet<EntryPath
 /// `--exclude` above every range: the first path of `layers` (kept layers above the top-most
 /// range, oldest first) that the patterns cover and that is still there after the last of them,
 /// with the pattern that covers it, as (position in `layers`, entry, pattern).
-pub(crate) fn excluded_above(layers: &[LayerIndex], exclude: &Excludes) -> Result<Option<(usize, usize, usize)>> {
+pub(crate) fn excluded_above(
+    layers: &[LayerIndex],
+    exclude: &Excludes,
+) -> Result<Option<(usize, usize, usize)>> {
     let delta = Delta::applied(layers)?;
     for (path, node) in &delta.map {
         let (pos, dir) = match node {
@@ -67,8 +74,10 @@ pub(super) fn apply_excludes(
     lower: &Lower,
     exclude: &Excludes,
 ) -> (Option<BTreeSet<EntryPath>>, Vec<ExcludeFigures>) {
-    let mut figures: Vec<ExcludeFigures> =
-        exclude.patterns().map(|p| ExcludeFigures { pattern: p.to_string(), ..Default::default() }).collect();
+    let mut figures: Vec<ExcludeFigures> = exclude
+        .patterns()
+        .map(|p| ExcludeFigures { pattern: p.to_string(), ..Default::default() })
+        .collect();
     // The highest covered nodes that create something (a whiteout or an opaque marker of the
     // range stays: it hides what the layers below hold).
     let mut doomed: Vec<(EntryPath, usize)> = Vec::new();

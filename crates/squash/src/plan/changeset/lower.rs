@@ -52,12 +52,21 @@ pub(crate) struct LowerExcluded {
 /// Resolves `files` to the entries that provide them after applying `layers` (the layers
 /// below a range, base first), leaving out paths that are not regular files there; and finds
 /// which of `dirs` are directories there.
-pub(crate) fn resolve_lower(layers: &[LayerIndex], files: &BTreeSet<EntryPath>, dirs: &BTreeSet<EntryPath>) -> Result<Lower> {
+pub(crate) fn resolve_lower(
+    layers: &[LayerIndex],
+    files: &BTreeSet<EntryPath>,
+    dirs: &BTreeSet<EntryPath>,
+) -> Result<Lower> {
     let delta = Delta::applied(layers)?;
     // A directory only markers made is there for some appliers and not for others: not held.
     let held = dirs
         .iter()
-        .filter(|d| matches!(delta.map.get(*d), Some(Node::Dir { .. }) | Some(Node::Implied { by_marker: false, .. })))
+        .filter(|d| {
+            matches!(
+                delta.map.get(*d),
+                Some(Node::Dir { .. }) | Some(Node::Implied { by_marker: false, .. })
+            )
+        })
         .cloned()
         .collect();
     let mut out = BTreeMap::new();
@@ -69,7 +78,9 @@ pub(crate) fn resolve_lower(layers: &[LayerIndex], files: &BTreeSet<EntryPath>, 
                 let names = delta
                     .map
                     .iter()
-                    .filter(|(_, node)| matches!(node, Node::Other { inode: other, .. } if other == inode))
+                    .filter(|(_, node)| {
+                        matches!(node, Node::Other { inode: other, .. } if other == inode)
+                    })
                     .map(|(path, _)| EntryPath::clone(path))
                     .collect();
                 out.insert(
@@ -125,7 +136,9 @@ impl EntryFilter for DirQuery {
         // The directories asked about that an entry of this layer already implies.
         let mut implied: BTreeSet<EntryPath> = BTreeSet::new();
         Box::new(move |entry| match &entry.class {
-            EntryClass::Whiteout(target) | EntryClass::Opaque(target) => self.relevant.contains(target),
+            EntryClass::Whiteout(target) | EntryClass::Opaque(target) => {
+                self.relevant.contains(target)
+            }
             EntryClass::Ignored => false,
             EntryClass::Node(_) if self.relevant.contains(&entry.path) => {
                 // What this filter keeps of the layers never holds a hard link's target.
@@ -136,11 +149,15 @@ impl EntryFilter for DirQuery {
                 true
             }
             EntryClass::Node(_) => {
-                let Some(dir) = entry.path.ancestors().filter(|a| self.dirs.contains(a)).last() else { return false };
+                let Some(dir) = entry.path.ancestors().filter(|a| self.dirs.contains(a)).last()
+                else {
+                    return false;
+                };
                 if implied.contains(&dir) {
                     return false;
                 }
-                let rest = &entry.path.as_bytes()[if dir.is_root() { 0 } else { dir.as_bytes().len() + 1 }..];
+                let rest = &entry.path.as_bytes()
+                    [if dir.is_root() { 0 } else { dir.as_bytes().len() + 1 }..];
                 let child = rest.split(|&b| b == b'/').next().unwrap_or(rest);
                 implied.extend(self.dirs.iter().filter(|d| dir.starts_with(d)).cloned());
                 entry.path = dir.join(child);
@@ -173,11 +190,23 @@ mod tests {
                 entries.push(entry);
             }
         }
-        LayerIndex { layer, entries, blob_digest: Digest::from_raw([0; 32]), uncompressed_size: 0, compressed_size: 0, location }
+        LayerIndex {
+            layer,
+            entries,
+            blob_digest: Digest::from_raw([0; 32]),
+            uncompressed_size: 0,
+            compressed_size: 0,
+            location,
+        }
     }
 
-    fn held(layers: &[Vec<u8>], dirs: &BTreeSet<EntryPath>, filter: Option<&DirQuery>) -> Option<BTreeSet<EntryPath>> {
-        let indexes: Vec<LayerIndex> = layers.iter().enumerate().map(|(i, tar)| index(i, tar, filter)).collect();
+    fn held(
+        layers: &[Vec<u8>],
+        dirs: &BTreeSet<EntryPath>,
+        filter: Option<&DirQuery>,
+    ) -> Option<BTreeSet<EntryPath>> {
+        let indexes: Vec<LayerIndex> =
+            layers.iter().enumerate().map(|(i, tar)| index(i, tar, filter)).collect();
         resolve_lower(&indexes, &BTreeSet::new(), dirs).ok().and_then(|lower| lower.dirs)
     }
 
@@ -206,14 +235,19 @@ mod tests {
             let list: Vec<EntryPath> = all.iter().cloned().collect();
             let mut queries = vec![all.clone()];
             for k in 0..6u64 {
-                let pick = |n: u64| list[((seed * 7 + k * 13 + n * 31) as usize) % list.len()].clone();
+                let pick =
+                    |n: u64| list[((seed * 7 + k * 13 + n * 31) as usize) % list.len()].clone();
                 queries.push([pick(0)].into_iter().collect());
                 queries.push([pick(1), pick(2), pick(3)].into_iter().collect());
             }
             for dirs in queries {
                 let Some(full) = held(&stack, &dirs, None) else { continue };
                 let query = DirQuery::new(&dirs);
-                assert_eq!(held(&stack, &dirs, Some(&query)), Some(full), "seed {seed}, asked about {dirs:?}");
+                assert_eq!(
+                    held(&stack, &dirs, Some(&query)),
+                    Some(full),
+                    "seed {seed}, asked about {dirs:?}"
+                );
                 cases += 1;
             }
         }

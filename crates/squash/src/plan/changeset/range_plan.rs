@@ -137,7 +137,9 @@ pub(crate) struct RangePlan {
 impl RangePlan {
     /// What the plan asked of the layers below the range (files, directories, and for
     /// `--exclude` paths), the rest of it dropped.
-    pub(crate) fn into_questions(self) -> (BTreeSet<EntryPath>, BTreeSet<EntryPath>, Option<BTreeSet<EntryPath>>) {
+    pub(crate) fn into_questions(
+        self,
+    ) -> (BTreeSet<EntryPath>, BTreeSet<EntryPath>, Option<BTreeSet<EntryPath>>) {
         (self.missing_lower, self.missing_lower_dirs, self.missing_excluded)
     }
 }

@@ -29,9 +29,11 @@ pub(crate) fn final_tree(layers: &[LayerIndex]) -> Result<Vec<(EntryPath, FinalS
         let source = match node {
             Node::Dir { newest, .. } => FinalSource::Dir(newest.layer(), newest.entry()),
             Node::Other { pos, inode } => match &delta.inodes[*inode as usize] {
-                InodeSource::Entry(content) => {
-                    FinalSource::Other { at: (pos.layer(), pos.entry()), content: (content.layer(), content.entry()), inode: *inode }
-                }
+                InodeSource::Entry(content) => FinalSource::Other {
+                    at: (pos.layer(), pos.entry()),
+                    content: (content.layer(), content.entry()),
+                    inode: *inode,
+                },
                 InodeSource::Lower(_) => continue,
             },
             Node::Implied { .. } => FinalSource::Implied,
