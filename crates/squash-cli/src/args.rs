@@ -98,9 +98,10 @@ pub enum Command {
     Demo(DemoArgs),
     /// Print a shell completion script: `squash completions bash > /etc/bash_completion.d/squash`.
     Completions(CompletionsArgs),
-    /// Print the man page (roff), as `cargo xtask man` writes it.
+    /// Print the man page (roff); with a directory, write a page per command there
+    /// (`squash.1`, `squash-report.1`, …), as `cargo xtask man` does.
     #[command(hide = true)]
-    Manpage,
+    Manpage(ManpageArgs),
 }
 
 /// `squash diff A B`.
@@ -127,6 +128,13 @@ pub struct DiffArgs {
     /// Print the differences as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `squash manpage [DIR]`.
+#[derive(Debug, Args, Clone)]
+pub struct ManpageArgs {
+    /// Write every page into this directory instead of printing the main one.
+    pub dir: Option<PathBuf>,
 }
 
 /// `squash completions SHELL`.

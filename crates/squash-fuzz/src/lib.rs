@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use squash::{Context, Image, LayerSelector, Output, OutputFormat, ReportOptions, SquashOptions};
+use squash_testkit::Rng;
 
 /// The first panic seen by the recorder since it was last read, on any thread.
 static PANICKED: Mutex<Option<String>> = Mutex::new(None);
@@ -89,35 +90,6 @@ impl Seed {
             "history": history
         });
         Seed { name: name.to_string(), layers, config }
-    }
-}
-
-/// xorshift64*: deterministic, so a run with the same seed repeats.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator from `seed`.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    /// A number below `n` (0 when `n` is 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next_u64() % n as u64) as usize
-        }
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next_u64() % 100 < percent
     }
 }
 

@@ -10,8 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::builder::LayerBuilder;
-use crate::generate::{content, Rng};
+use crate::generate::content;
 use crate::model::{NodeKind, RootFs};
+use crate::random::Rng;
 
 /// Names under the root stay clear of what engines put into every container (`etc`, `dev`,
 /// `proc`, `sys`, `run`).
@@ -190,7 +191,7 @@ fn operate(rng: &mut Rng, state: &mut State, before: &State, changes: &mut Chang
                 rng.pick(&state.files()).and_then(|p| state.paths.get(&p).cloned())
             {
                 state.inodes.get_mut(&inode).expect("inode").xattrs =
-                    vec![("user.test".into(), vec![b'v', 0, 0xff, rng.next() as u8])];
+                    vec![("user.test".into(), vec![b'v', 0, 0xff, rng.next_u64() as u8])];
                 changes.inodes.insert(inode);
             }
         }
@@ -441,7 +442,7 @@ fn agrees(fs: &RootFs, state: &State) -> Result<(), String> {
 /// only hand-made tars hold (one path twice in a layer, markers after entries, links before
 /// their targets).
 pub fn random_changeset_stack(seed: u64, layers: usize) -> Vec<Vec<u8>> {
-    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut rng = Rng::new(seed);
     let mut state = State::default();
     let mut fs = RootFs::new();
     let mut out = Vec::new();

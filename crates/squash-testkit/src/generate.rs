@@ -3,28 +3,7 @@
 
 use crate::builder::LayerBuilder;
 use crate::model::{NodeKind, RootFs};
-
-/// A small deterministic generator (xorshift64*), so a failing seed reproduces exactly.
-pub(crate) struct Rng(pub(crate) u64);
-
-impl Rng {
-    pub(crate) fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    pub(crate) fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    pub(crate) fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-    /// One of `items`, or `None` when there is none.
-    pub(crate) fn pick<T: Clone>(&mut self, items: &[T]) -> Option<T> {
-        (!items.is_empty()).then(|| items[self.below(items.len())].clone())
-    }
-}
+use crate::random::Rng;
 
 const NAMES: &[&[u8]] =
     &[b"a", b"b", b"c", b"etc", b"keep.wh.me", b"sp ace", b"\xff\xfename", b"dir.wh.x"];
@@ -77,7 +56,7 @@ pub(crate) fn content(rng: &mut Rng) -> Vec<u8> {
         2 => 511 + rng.below(3),
         _ => rng.below(3000),
     };
-    (0..len).map(|_| rng.next() as u8).collect()
+    (0..len).map(|_| rng.next_u64() as u8).collect()
 }
 
 fn one_layer(rng: &mut Rng, fs: &RootFs, late_whiteouts: bool, implicit_parents: bool) -> Vec<u8> {
@@ -231,19 +210,6 @@ fn one_layer(rng: &mut Rng, fs: &RootFs, late_whiteouts: bool, implicit_parents:
         }
     }
     layer.finish()
-}
-
-/// `len` pseudo-random bytes from `seed` (xorshift), for incompressible test content.
-pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// A stack of `layers` random layers from `seed`, each valid under the model when applied on

@@ -15,15 +15,16 @@ pub mod cases;
 mod changeset;
 pub mod engines;
 mod generate;
+pub mod large;
 mod model;
+mod random;
 mod realistic;
 
 pub use builder::{decompress, read_oci_layout, ImageBuilder, LayerBuilder, LayerCompression};
 pub use changeset::random_changeset_stack;
-pub use generate::{
-    noise, random_stack, random_stack_implicit_parents, random_stack_whiteouts_first,
-};
+pub use generate::{random_stack, random_stack_implicit_parents, random_stack_whiteouts_first};
 pub use model::{Node, NodeKind, RootFs};
+pub use random::{noise, Noise, Rng};
 pub use realistic::{binary, realistic_image, text};
 
 /// Whether the external `tool` runs (`tool --version`). A missing tool is a loud skip, and a

@@ -4,7 +4,7 @@
 //! squash compresses differently from each layer as a whole.
 
 use crate::builder::{ImageBuilder, LayerBuilder, LayerCompression};
-use crate::generate::{noise, Rng};
+use crate::random::{noise, Rng};
 
 const WORDS: &[&str] = &[
     "the",
@@ -67,7 +67,7 @@ pub fn text(len: usize, seed: u64) -> Vec<u8> {
         let word = WORDS[rng.below(WORDS.len())];
         out.extend_from_slice(word.as_bytes());
         if rng.chance(10) {
-            out.extend_from_slice(format!("{:x}", rng.next() % 100_000).as_bytes());
+            out.extend_from_slice(format!("{:x}", rng.next_u64() % 100_000).as_bytes());
         }
         out.push(if rng.chance(12) { b'\n' } else { b' ' });
     }
@@ -92,10 +92,10 @@ pub fn binary(len: usize, seed: u64) -> Vec<u8> {
     while out.len() < len {
         match rng.below(20) {
             0 => out.extend(std::iter::repeat_n(0u8, 64 + rng.below(2048))),
-            1 => out.extend_from_slice(&text(200 + rng.below(400), rng.next())),
+            1 => out.extend_from_slice(&text(200 + rng.below(400), rng.next_u64())),
             _ => {
                 out.extend_from_slice(OPCODES[rng.below(OPCODES.len())]);
-                let operand = rng.next().to_le_bytes();
+                let operand = rng.next_u64().to_le_bytes();
                 out.extend_from_slice(&operand[..rng.below(5)]);
             }
         }
@@ -121,23 +121,26 @@ pub fn realistic_image(compression: LayerCompression, seed: u64, scale: usize) -
         .dir("var/lib")
         .dir("tmp");
     for i in 0..8 {
-        base.file(format!("usr/bin/tool{i}"), &binary(mb(3.0) / 8 + rng.below(20_000), rng.next()));
+        base.file(
+            format!("usr/bin/tool{i}"),
+            &binary(mb(3.0) / 8 + rng.below(20_000), rng.next_u64()),
+        );
     }
     for i in 0..120 {
         base.dir(format!("usr/share/doc/pkg{i}"));
         base.file(
             format!("usr/share/doc/pkg{i}/copyright"),
-            &text(mb(1.0) / 120 + rng.below(3000), rng.next()),
+            &text(mb(1.0) / 120 + rng.below(3000), rng.next_u64()),
         );
     }
     for i in 0..300 {
-        base.file(format!("etc/conf{i}"), &text(50 + rng.below(600), rng.next()));
+        base.file(format!("etc/conf{i}"), &text(50 + rng.below(600), rng.next_u64()));
     }
     image.layer(base.finish(), "ADD rootfs.tar /");
     let mut update = LayerBuilder::new();
     update.dir("var/lib/apt").dir("var/lib/apt/lists");
     for i in 0..4 {
-        update.file(format!("var/lib/apt/lists/deb_{i}_Packages"), &text(mb(1.5), rng.next()));
+        update.file(format!("var/lib/apt/lists/deb_{i}_Packages"), &text(mb(1.5), rng.next_u64()));
     }
     image.layer(update.finish(), "RUN apt-get update");
     let mut install = LayerBuilder::new();
@@ -148,18 +151,18 @@ pub fn realistic_image(compression: LayerCompression, seed: u64, scale: usize) -
         .dir("usr/share/man")
         .dir("usr/share/man/man1");
     for i in 0..12 {
-        install.file(format!("usr/lib/x/lib{i}.so"), &binary(mb(4.0) / 12, rng.next()));
+        install.file(format!("usr/lib/x/lib{i}.so"), &binary(mb(4.0) / 12, rng.next_u64()));
     }
     for i in 0..1500 {
-        install.file(format!("usr/lib/x/small{i}.h"), &text(40 + rng.below(500), rng.next()));
+        install.file(format!("usr/lib/x/small{i}.h"), &text(40 + rng.below(500), rng.next_u64()));
     }
     for i in 0..80 {
         install.file(
             format!("usr/share/man/man1/cmd{i}.1.gz"),
-            &noise(1_000 + rng.below(6_000), rng.next()),
+            &noise(1_000 + rng.below(6_000), rng.next_u64()),
         );
     }
-    let archive = noise(mb(2.5), rng.next());
+    let archive = noise(mb(2.5), rng.next_u64());
     install.file("opt/data.tar.gz", &archive);
     image.layer(install.finish(), "RUN apt-get install -y build-essential");
     let mut clean = LayerBuilder::new();
@@ -174,25 +177,25 @@ pub fn realistic_image(compression: LayerCompression, seed: u64, scale: usize) -
     chmod.dir("opt");
     chmod.file_with("opt/data.tar.gz", &archive, 0o600, 0, 0, &[]);
     chmod.dir("usr").dir("usr/bin");
-    chmod.file("usr/bin/tool0", &binary(mb(3.0) / 8, rng.next()));
+    chmod.file("usr/bin/tool0", &binary(mb(3.0) / 8, rng.next_u64()));
     image.layer(chmod.finish(), "RUN chmod 600 /opt/data.tar.gz");
     let mut python = LayerBuilder::new();
     python.dir("app").dir("app/__pycache__").dir("root").dir("root/.cache").dir("root/.cache/pip");
     for i in 0..200 {
-        python.file(format!("app/mod{i}.py"), &text(500 + rng.below(4_000), rng.next()));
+        python.file(format!("app/mod{i}.py"), &text(500 + rng.below(4_000), rng.next_u64()));
         python.file(
             format!("app/__pycache__/mod{i}.cpython-311.pyc"),
-            &binary(300 + rng.below(3_000), rng.next()),
+            &binary(300 + rng.below(3_000), rng.next_u64()),
         );
     }
-    python.file("root/.cache/pip/wheel.whl", &noise(mb(1.0), rng.next()));
+    python.file("root/.cache/pip/wheel.whl", &noise(mb(1.0), rng.next_u64()));
     image.layer(python.finish(), "RUN pip install -r requirements.txt");
     let mut app = LayerBuilder::new();
     app.dir("app");
     for i in 0..50 {
-        app.file(format!("app/mod{i}.py"), &text(500 + rng.below(4_000), rng.next()));
+        app.file(format!("app/mod{i}.py"), &text(500 + rng.below(4_000), rng.next_u64()));
     }
-    app.file("app/server", &binary(mb(2.0), rng.next()));
+    app.file("app/server", &binary(mb(2.0), rng.next_u64()));
     image.layer(app.finish(), "COPY . /app");
     image
 }

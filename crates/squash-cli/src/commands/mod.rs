@@ -27,7 +27,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Diff(args)) => diff::run(&args),
         Some(Command::Demo(args)) => demo::run(args.keep),
         Some(Command::Completions(args)) => completions::run(&args),
-        Some(Command::Manpage) => manpage::run(),
+        Some(Command::Manpage(args)) => manpage::run(args.dir.as_deref()),
         None => squash::run(cli.squash, cli.verbosity),
     }
 }
@@ -38,7 +38,7 @@ pub fn wants_json(cli: &Cli) -> bool {
         Some(Command::Inspect(args)) => args.json,
         Some(Command::Report(args)) => args.json || args.format.as_deref() == Some("json"),
         Some(Command::Diff(args)) => args.json,
-        Some(Command::Demo(_)) | Some(Command::Completions(_)) | Some(Command::Manpage) => false,
+        Some(Command::Demo(_)) | Some(Command::Completions(_)) | Some(Command::Manpage(_)) => false,
         None => cli.squash.json,
     }
 }

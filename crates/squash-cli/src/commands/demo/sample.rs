@@ -13,17 +13,18 @@ fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
-/// Bytes that do not compress, from a seed (xorshift), so file sizes mean something.
+/// Bytes that do not compress, from a seed: the sha256 of the seed and a block number, block
+/// after block, so that file sizes mean something.
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    let mut out = Vec::with_capacity(len + 32);
+    let mut block = 0u64;
+    while out.len() < len {
+        let hash = Sha256::new().chain_update(seed.to_le_bytes()).chain_update(block.to_le_bytes());
+        out.extend_from_slice(&hash.finalize());
+        block += 1;
+    }
+    out.truncate(len);
+    out
 }
 
 /// One layer tar, entry by entry. Every entry is owned by root and dated 2020-09-13.

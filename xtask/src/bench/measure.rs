@@ -1,0 +1,118 @@
+//! Timing commands: wall and CPU seconds and peak memory under GNU time, medians of several
+//! runs, and a case's row printed against its limit.
+
+use std::fs;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+
+/// Runs a command under GNU time: (seconds, peak RSS in MB).
+pub(crate) fn timed(cmd: &mut Command) -> Result<(f64, f64)> {
+    timed_cpu(cmd).map(|(wall, rss, _)| (wall, rss))
+}
+
+/// Runs a command under GNU time: (seconds, peak RSS in MB, CPU seconds: user and system, its
+/// children included).
+pub(crate) fn timed_cpu(cmd: &mut Command) -> Result<(f64, f64, f64)> {
+    let report = std::env::temp_dir().join("squash-bench-time.txt");
+    let program = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let mut timed = Command::new("/usr/bin/time");
+    timed.arg("-f").arg("%U %S %M").arg("-o").arg(&report).arg(program).args(args);
+    if let Some(dir) = cmd.get_current_dir() {
+        timed.current_dir(dir);
+    }
+    settle();
+    let start = Instant::now();
+    let status = timed.stdout(Stdio::null()).stderr(Stdio::piped()).output()?;
+    let wall = start.elapsed().as_secs_f64();
+    if !status.status.success() {
+        bail!("{cmd:?} failed:\n{}", String::from_utf8_lossy(&status.stderr));
+    }
+    let text = fs::read_to_string(&report)?;
+    // The last line: what GNU time printed after anything the command's own failure added.
+    let fields: Vec<f64> = text
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let &[user, system, rss_kb] = fields.as_slice() else {
+        bail!("unexpected output of GNU time: {text}")
+    };
+    Ok((wall, rss_kb / 1024.0, user + system))
+}
+
+/// Writes dirty pages back before a measurement, so that no run pays for the writes of the
+/// one before it (generating the images writes gigabytes).
+pub(crate) fn settle() {
+    let _ = Command::new("sync").status();
+}
+
+/// The median of some timings.
+pub(crate) fn median(mut times: Vec<f64>) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times.get(times.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Runs `measure` `runs` times: the median time and the largest peak RSS.
+pub(crate) fn timed_median(
+    runs: usize,
+    mut measure: impl FnMut() -> Result<(f64, f64)>,
+) -> Result<(f64, f64)> {
+    let mut times = Vec::new();
+    let mut rss = 0f64;
+    for _ in 0..runs {
+        let (t, r) = measure()?;
+        times.push(t);
+        rss = rss.max(r);
+    }
+    Ok((median(times), rss))
+}
+
+/// Time of a shell pipeline (for the limits): (seconds, CPU seconds of the whole pipeline).
+pub(crate) fn timed_sh(script: &str) -> Result<(f64, f64)> {
+    timed_cpu(Command::new("sh").arg("-c").arg(script)).map(|(wall, _, cpu)| (wall, cpu))
+}
+
+pub(crate) fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Prints a case's row against its physical limit: `ours` is squash's (median seconds, median
+/// CPU seconds, peak RSS), `read` and `write` the limit's two commands' (seconds, CPU seconds)
+/// per round. The limit is their sum, the overlap their larger one, the floor their CPU spread
+/// over `cores`.
+pub(crate) fn limit_row(
+    case: &str,
+    ours: (f64, f64, f64),
+    read: &[(f64, f64)],
+    write: &[(f64, f64)],
+    cores: usize,
+) {
+    let (time, cpu, rss) = ours;
+    let wall = |runs: &[(f64, f64)]| median(runs.iter().map(|r| r.0).collect());
+    let busy = |runs: &[(f64, f64)]| median(runs.iter().map(|r| r.1).collect());
+    let (limit, limit_cpu) = (wall(read) + wall(write), busy(read) + busy(write));
+    let overlap = wall(read).max(wall(write));
+    println!(
+        "{:<28} {:>9.2} {:>7.2} {:>9.2} {:>7.2} {:>6.2}x {:>9.2} {:>6.2}x {:>6.2}x {:>7.1}",
+        case,
+        time,
+        cpu,
+        limit,
+        limit_cpu,
+        time / limit,
+        overlap,
+        time / overlap,
+        limit_cpu / cores as f64 / limit,
+        rss
+    );
+}

@@ -1,0 +1,241 @@
+//! `cargo xtask bench`: squash timed on large generated images (the testkit's) against the
+//! physical limit (plain decompression and compression of the same bytes, with their CPU spread
+//! over every core as the floor) and installed peers; `--entries` for the entry-count series.
+
+mod entries;
+mod images;
+mod measure;
+mod peers;
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::{root, run_command};
+use images::{extract_new_layer, newest_layer_blob, write_docker_archive, write_layout};
+use measure::{have, limit_row, median, timed, timed_cpu, timed_median, timed_sh};
+
+pub fn run(args: &[String]) -> Result<()> {
+    let mut scale = 1.0f64;
+    let mut dir = root().join("target/bench");
+    let mut runs = 3usize;
+    let mut peers_only = false;
+    let mut entries: Vec<u64> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--scale" => scale = it.next().context("--scale needs a number")?.parse()?,
+            "--dir" => dir = PathBuf::from(it.next().context("--dir needs a path")?),
+            "--runs" => runs = it.next().context("--runs needs a number")?.parse::<usize>()?.max(1),
+            "--peers-only" => peers_only = true,
+            "--entries" => {
+                let list =
+                    it.next().context("--entries needs counts, such as 100000,400000,1000000")?;
+                entries = list
+                    .split(',')
+                    .map(|n| n.trim().replace('_', "").parse::<u64>())
+                    .collect::<Result<_, _>>()?;
+            }
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    if !entries.is_empty() {
+        return entries::bench_entries(&dir, &entries, runs);
+    }
+    for tool in ["pigz", "zstd", "/usr/bin/time"] {
+        if !have(tool) {
+            bail!(
+                "`{tool}` is needed for the physical-limit measurements (apt-get install pigz \
+                zstd time)"
+            );
+        }
+    }
+    run_command(Command::new("cargo").current_dir(root()).args([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "squash-cli",
+    ]))?;
+    let squash = root().join("target/release/squash");
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    println!(
+        "machine: {cores} cores; squashing every layer above layer 0 (4 layers); medians of \
+        {runs} runs"
+    );
+    println!(
+        "\"CPU\": user and system seconds; \"floor\": the limit's own CPU spread over every \
+        core, as a ratio to the limit"
+    );
+    println!(
+        "{:<28} {:>9} {:>7} {:>9} {:>7} {:>7} {:>9} {:>7} {:>7} {:>7}",
+        "case",
+        "squash s",
+        "CPU s",
+        "limit s",
+        "CPU s",
+        "ratio",
+        "overlap s",
+        "ratio",
+        "floor",
+        "RSS MB"
+    );
+    for s in [scale, scale * 2.0] {
+        let work = dir.join(format!("scale-{s}"));
+        let _ = fs::remove_dir_all(&work);
+        fs::create_dir_all(&work)?;
+        let tars = squash_testkit::large::bench_layers(&work, s)?;
+        let total: u64 = tars.iter().map(|t| fs::metadata(t).map(|m| m.len()).unwrap_or(0)).sum();
+        println!("-- image scale {s}: {:.0} MB uncompressed in 5 layers", total as f64 / 1e6);
+        let kinds: &[&str] = if peers_only { &[] } else { &["gzip", "zstd"] };
+        for &kind in kinds {
+            let layout = work.join(format!("oci-{kind}"));
+            let blobs = write_layout(&layout, &tars, kind)?;
+            let out = work.join(format!("out-{kind}"));
+            let _ = fs::remove_dir_all(&out);
+            // The physical limit: decompress the range's blobs, compress the resulting layer.
+            // Each of the `runs` rounds times squash and then the limit's two commands, so that
+            // the machine's drift affects both alike; medians are reported.
+            let range: Vec<String> = blobs[1..].iter().map(|b| b.display().to_string()).collect();
+            let new_tar = work.join("new-layer.tar");
+            let (dc, c) = if kind == "gzip" {
+                ("pigz -dc", format!("pigz -p{cores} -6 -n -c"))
+            } else {
+                ("zstd -dc -q", "zstd -T0 -3 -q -c".to_string())
+            };
+            let (mut ours, mut ours_cpu, mut rss, mut decompress, mut compress) =
+                (Vec::new(), Vec::new(), 0f64, Vec::new(), Vec::new());
+            for round in 0..runs {
+                let _ = fs::remove_dir_all(&out);
+                let (t, r, cpu) = timed_cpu(
+                    Command::new(&squash)
+                        .arg(format!("oci:{}:bench", layout.display()))
+                        .args(["--from-layer", "4", "--quiet", "-o"])
+                        .arg(format!("oci:{}:bench", out.display())),
+                )?;
+                ours.push(t);
+                ours_cpu.push(cpu);
+                rss = rss.max(r);
+                if round == 0 {
+                    let new_blob = newest_layer_blob(&out)?;
+                    run_command(Command::new("sh").arg("-c").arg(format!(
+                        "{dc} {} > {}",
+                        new_blob.display(),
+                        new_tar.display()
+                    )))?;
+                }
+                decompress.push(timed_sh(&format!("{dc} {} > /dev/null", range.join(" ")))?);
+                compress.push(timed_sh(&format!("{c} < {} > /dev/null", new_tar.display()))?);
+            }
+            limit_row(
+                &format!("{kind} in, {kind} out"),
+                (median(ours), median(ours_cpu), rss),
+                &decompress,
+                &compress,
+                cores,
+            );
+            fs::remove_file(&new_tar)?;
+            let report_time = timed_median(runs, || {
+                timed(
+                    Command::new(&squash)
+                        .arg("report")
+                        .arg(format!("oci:{}:bench", layout.display()))
+                        .args(["--from-layer", "4"]),
+                )
+            })?;
+            println!(
+                "{:<28} {:>9.2} {:>73.1}",
+                format!("  report ({kind})"),
+                report_time.0,
+                report_time.1
+            );
+        }
+        // Peers work on `docker save` tarballs.
+        let archive = work.join("docker.tar");
+        write_docker_archive(&archive, &tars)?;
+        let out = work.join("ours-docker.tar");
+        let peer_out = work.join("oci-squash.tar");
+        let tmp = work.join("oci-squash-tmp");
+        let peer_installed = have("oci-squash");
+        // Rounds alternate squash and the peer, so that the machine's drift affects both alike.
+        let (mut ours, mut ours_cpu, mut rss, mut peer, mut peer_rss, mut peer_error) =
+            (Vec::new(), Vec::new(), 0f64, Vec::new(), 0f64, None);
+        // The limit of a plain tar: hashing the range's layers as they are read, and the new
+        // layer as it is written (`sha256sum`, the issue's definition).
+        let new_plain = work.join("new-plain.tar");
+        let range: Vec<String> = tars[1..].iter().map(|t| t.display().to_string()).collect();
+        let (mut read_hash, mut write_hash) = (Vec::new(), Vec::new());
+        for round in 0..runs {
+            let (t, r, cpu) = timed_cpu(
+                Command::new(&squash)
+                    .arg(&archive)
+                    .args(["--from-layer", "4", "--quiet", "-o"])
+                    .arg(&out),
+            )?;
+            ours.push(t);
+            ours_cpu.push(cpu);
+            rss = rss.max(r);
+            if round == 0 {
+                extract_new_layer(&out, &new_plain)?;
+            }
+            read_hash.push(timed_sh(&format!("cat {} | sha256sum > /dev/null", range.join(" ")))?);
+            write_hash.push(timed_sh(&format!("sha256sum {} > /dev/null", new_plain.display()))?);
+            if peer_installed && peer_error.is_none() {
+                let _ = fs::remove_dir_all(&tmp);
+                let _ = fs::remove_file(&peer_out);
+                match timed(
+                    Command::new("oci-squash")
+                        .args(["-f", "4", "--tmp-dir"])
+                        .arg(&tmp)
+                        .arg("-o")
+                        .arg(&peer_out)
+                        .arg(&archive),
+                ) {
+                    Ok((t, r)) => {
+                        peer.push(t);
+                        peer_rss = peer_rss.max(r);
+                    }
+                    Err(e) => {
+                        peer_error =
+                            Some(e.to_string().lines().last().unwrap_or_default().to_string())
+                    }
+                }
+                let _ = fs::remove_dir_all(&tmp);
+            }
+        }
+        let ours = median(ours);
+        limit_row(
+            "docker-archive (plain tar)",
+            (ours, median(ours_cpu), rss),
+            &read_hash,
+            &write_hash,
+            cores,
+        );
+        let _ = fs::remove_file(&new_plain);
+        match (peer_installed, peer_error) {
+            (false, _) => println!("  oci-squash: not installed (pip install oci-squash)"),
+            (true, Some(e)) => println!("  oci-squash failed: {e}"),
+            (true, None) => {
+                let t = median(peer);
+                println!(
+                    "{:<28} {:>9.2} {:>34.2}x slower {:>29.1}",
+                    "  oci-squash (same input)",
+                    t,
+                    t / ours,
+                    peer_rss
+                )
+            }
+        }
+        peers::docker_peer(&squash, &archive, runs, ours)?;
+        println!("  buildah, crane: need containers-storage or a registry; not run");
+        for f in ["docker.tar", "ours-docker.tar", "oci-squash.tar"] {
+            let _ = fs::remove_file(work.join(f));
+        }
+        for t in &tars {
+            fs::remove_file(t)?;
+        }
+    }
+    Ok(())
+}

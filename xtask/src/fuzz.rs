@@ -1,0 +1,11 @@
+//! `cargo xtask fuzz [--seconds N] [--seed S]`: the fuzzer (`squash-fuzz`'s binary) for a time;
+//! findings are saved under target/fuzz/crashes and make it fail. Copy each into
+//! tests/fuzz-corpus/ once fixed.
+
+use anyhow::Result;
+
+use crate::{cargo, run_command};
+
+pub fn run(args: &[String]) -> Result<()> {
+    run_command(cargo().args(["run", "--quiet", "-p", "squash-fuzz", "--"]).args(args))
+}
