@@ -9,19 +9,10 @@ use anyhow::Result;
 
 use super::images::write_layout;
 use super::measure::{timed, timed_median};
-use crate::{root, run_command};
 
 /// `--entries N,…`: time and peak RSS of a squash above the base (a range of N entries) and of
 /// a report (2N entries), gzip layers, medians of `runs` rounds.
-pub(crate) fn bench_entries(dir: &Path, counts: &[u64], runs: usize) -> Result<()> {
-    run_command(Command::new("cargo").current_dir(root()).args([
-        "build",
-        "--release",
-        "--quiet",
-        "-p",
-        "squash-cli",
-    ]))?;
-    let squash = root().join("target/release/squash");
+pub(crate) fn bench_entries(squash: &Path, dir: &Path, counts: &[u64], runs: usize) -> Result<()> {
     println!(
         "entry-count series: gzip layers, a squash of every layer above the base, medians of \
         {runs} runs"
@@ -41,7 +32,7 @@ pub(crate) fn bench_entries(dir: &Path, counts: &[u64], runs: usize) -> Result<(
         let squash_run = timed_median(runs, || {
             let _ = fs::remove_dir_all(&out);
             timed(
-                Command::new(&squash)
+                Command::new(squash)
                     .arg(format!("oci:{}:bench", layout.display()))
                     .args(["--from-layer", "2", "--quiet", "-o"])
                     .arg(format!("oci:{}:bench", out.display())),
@@ -49,7 +40,7 @@ pub(crate) fn bench_entries(dir: &Path, counts: &[u64], runs: usize) -> Result<(
         })?;
         let report_run = timed_median(runs, || {
             timed(
-                Command::new(&squash)
+                Command::new(squash)
                     .arg("report")
                     .arg(format!("oci:{}:bench", layout.display()))
                     .args(["--from-layer", "2"]),

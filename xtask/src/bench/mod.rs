@@ -17,12 +17,23 @@ use crate::{root, run_command};
 use images::{extract_new_layer, newest_layer_blob, write_docker_archive, write_layout};
 use measure::{have, limit_row, median, timed, timed_cpu, timed_median, timed_sh};
 
+/// The binary timed: the one given (`--squash BIN`, to compare builds), else this tree's,
+/// built in release mode.
+fn squash_binary(given: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(path) = given {
+        return Ok(path);
+    }
+    run_command(crate::cargo().args(["build", "--release", "--quiet", "-p", "squash-cli"]))?;
+    Ok(root().join("target/release/squash"))
+}
+
 pub fn run(args: &[String]) -> Result<()> {
     let mut scale = 1.0f64;
     let mut dir = root().join("target/bench");
     let mut runs = 3usize;
     let mut peers_only = false;
     let mut entries: Vec<u64> = Vec::new();
+    let mut binary: Option<PathBuf> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -30,6 +41,7 @@ pub fn run(args: &[String]) -> Result<()> {
             "--dir" => dir = PathBuf::from(it.next().context("--dir needs a path")?),
             "--runs" => runs = it.next().context("--runs needs a number")?.parse::<usize>()?.max(1),
             "--peers-only" => peers_only = true,
+            "--squash" => binary = Some(PathBuf::from(it.next().context("--squash needs a path")?)),
             "--entries" => {
                 let list =
                     it.next().context("--entries needs counts, such as 100000,400000,1000000")?;
@@ -42,7 +54,7 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     }
     if !entries.is_empty() {
-        return entries::bench_entries(&dir, &entries, runs);
+        return entries::bench_entries(&squash_binary(binary)?, &dir, &entries, runs);
     }
     for tool in ["pigz", "zstd", "/usr/bin/time"] {
         if !have(tool) {
@@ -52,14 +64,7 @@ pub fn run(args: &[String]) -> Result<()> {
             );
         }
     }
-    run_command(Command::new("cargo").current_dir(root()).args([
-        "build",
-        "--release",
-        "--quiet",
-        "-p",
-        "squash-cli",
-    ]))?;
-    let squash = root().join("target/release/squash");
+    let squash = squash_binary(binary)?;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!(
         "machine: {cores} cores; squashing every layer above layer 0 (4 layers); medians of \
