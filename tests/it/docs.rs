@@ -52,6 +52,7 @@ fn json_examples_parse_into_the_library_types() {
             "inspect",
             "plan",
             "outcome",
+            "outcome",
             "index-plan",
             "index-outcome",
             "report",
@@ -61,7 +62,7 @@ fn json_examples_parse_into_the_library_types() {
             "diff",
             "error"
         ],
-        "one example per document"
+        "one example per document (two of a squash's outcome: to a file, and a push)"
     );
     for (kind, body) in &examples {
         match kind.as_str() {

@@ -257,3 +257,54 @@ fn a_config_whose_diff_id_lies_is_refused() {
         }
     }
 }
+
+/// An index of six nested levels, each naming the same child ten times: a million paths to one
+/// image. Children are resolved once per digest and the entries counted, so it is refused at
+/// once, naming the limit; the image itself opens through one path.
+#[test]
+fn an_index_that_names_one_child_a_million_ways_is_refused_at_once() {
+    use sha2::Digest as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = dir.path().join("nested");
+    let mut image = ImageBuilder::new(LayerCompression::Gzip);
+    image.layer(LayerBuilder::new().file("hello", b"hi\n").finish(), "RUN hello");
+    image.write_oci_layout(&layout, "one");
+    let index_path = layout.join("index.json");
+    let top: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).expect("read")).expect("json");
+    let mut child = top["manifests"][0].clone();
+    child.as_object_mut().expect("descriptor").remove("annotations");
+    for _ in 0..6 {
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": vec![child.clone(); 10],
+        });
+        let bytes = serde_json::to_vec(&index).expect("json");
+        let hex = hex::encode(sha2::Sha256::digest(&bytes));
+        std::fs::write(layout.join("blobs/sha256").join(&hex), &bytes).expect("write");
+        child = serde_json::json!({
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": format!("sha256:{hex}"),
+            "size": bytes.len(),
+        });
+    }
+    child["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": "deep"});
+    let mut top = top;
+    top["manifests"] = serde_json::json!([child]);
+    std::fs::write(&index_path, serde_json::to_vec(&top).expect("json")).expect("write");
+
+    let started = std::time::Instant::now();
+    let reference = format!("oci:{}:deep", layout.display());
+    let error = match squash::Opened::open_with(&reference, &squash::OpenOptions::default()) {
+        Ok(_) => panic!("an index of a million paths was read whole"),
+        Err(e) => e,
+    };
+    let message = error.to_string();
+    assert!(message.contains("more than 10000 manifests"), "{message}");
+    assert!(message.contains("nested"), "{message}");
+    // One image through one path: the platform walk takes the first of identical entries.
+    let image = Image::open(&reference).expect("the image opens through one path");
+    assert_eq!(image.layers().len(), 1);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+}

@@ -39,3 +39,24 @@ fn a_short_fuzzing_run_finds_nothing() {
     );
     assert!(stats.findings.is_empty(), "{:?}", stats.findings);
 }
+
+/// The registry mode: cases served by a faulty registry of the fuzzer's own, read from
+/// `docker://`; nothing panics, hangs or leaves output behind.
+#[test]
+fn a_short_registry_fuzzing_run_finds_nothing() {
+    install_panic_recorder();
+    let seeds = Seed::generated(6);
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let crashes = scratch.path().join("crashes");
+    let stats = squash_fuzz::fuzz_registry(
+        &seeds,
+        7,
+        std::time::Duration::from_secs(4),
+        scratch.path(),
+        &crashes,
+    )
+    .expect("fuzz");
+    assert!(stats.executions > 5, "the harness ran only {} cases", stats.executions);
+    assert!(stats.accepted > 0 && stats.accepted < stats.executions, "{stats:?}");
+    assert!(stats.findings.is_empty(), "{:?}", stats.findings);
+}

@@ -1,4 +1,5 @@
-//! `cargo xtask fuzz [--seconds N] [--seed S]`: the fuzzer (`squash-fuzz`'s binary) for a time;
+//! `cargo xtask fuzz [--seconds N] [--seed S] [--registry]`: the fuzzer (`squash-fuzz`'s binary)
+//! for a time, on files or (`--registry`) on images served by a faulty registry of its own;
 //! findings are saved under target/fuzz/crashes and make it fail. Copy each into
 //! tests/fuzz-corpus/ once fixed.
 

@@ -128,6 +128,8 @@ pub struct DiffArgs {
     /// Print the differences as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// `squash manpage [DIR]`.
@@ -145,13 +147,39 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
+/// How registries are reached, for `docker://` images (the flags skopeo users know).
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Registry options")]
+pub struct RegistryArgs {
+    /// Credentials for the registries, `USER[:PASSWORD]` (default: the Docker configuration and
+    /// its credential helpers, or podman's auth.json). Prefer the SQUASH_CREDS environment
+    /// variable, which `ps` does not show.
+    #[arg(long, value_name = "USER[:PASSWORD]", env = "SQUASH_CREDS", hide_env_values = true)]
+    pub creds: Option<String>,
+    /// Read credentials from FILE first (the format of `~/.docker/config.json` and podman's
+    /// auth.json).
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Trust the certificates `*.crt` in DIR beside the system's, and present the client
+    /// certificate `*.cert` with its `*.key` (as Docker's certs.d directories hold them).
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+    /// Verify TLS certificates and require HTTPS (plain HTTP is allowed to loopback addresses
+    /// only); `--tls-verify=false` allows plain HTTP and any certificate.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub tls_verify: bool,
+    /// Times a registry request is tried again after a 429, a 5xx or a dropped connection.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub retries: u32,
+}
+
 /// Which image inside the input.
 #[derive(Debug, Args, Clone)]
 pub struct ImageArgs {
     /// The image: `oci:PATH[:TAG]`, `oci-archive:PATH[:TAG]`, `docker-archive:PATH[:NAME:TAG]`,
-    /// `dir:PATH`, a path whose format is detected, or `-` for an archive on standard input
-    /// (`docker save app | squash - …`).
-    #[arg(required = true)]
+    /// `dir:PATH`, `docker://HOST/REPO[:TAG|@DIGEST]` (a registry), a path whose format is
+    /// detected, or `-` for an archive on standard input (`docker save app | squash - …`).
+    #[arg(required_unless_present = "from_file")]
     pub image: Option<String>,
     /// Platform of a multi-platform index, as os/arch[/variant]. A squash writes every
     /// platform of an index and squashes these only (repeatable; default: all); inspect,
@@ -163,6 +191,17 @@ pub struct ImageArgs {
     /// squashed range's surviving entries kept while it is read (default: TMPDIR).
     #[arg(long, value_name = "DIR")]
     pub tmp_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// A fleet's list: one `IMAGE OUTPUT` pair per line (blank lines and `#` comments
+    /// skipped), of which `--index` chooses the one this run squashes, as a Kubernetes indexed
+    /// Job or a CI matrix runs one task per image; the other options apply to each.
+    #[arg(long, value_name = "FILE", requires = "index", conflicts_with = "image")]
+    pub from_file: Option<PathBuf>,
+    /// Which line of `--from-file` (0 for the first; `$(JOB_COMPLETION_INDEX)` in a
+    /// Kubernetes indexed Job).
+    #[arg(long, value_name = "N", requires = "from_file")]
+    pub index: Option<usize>,
 }
 
 /// What to squash.
@@ -203,8 +242,9 @@ pub struct SquashArgs {
     #[command(flatten)]
     pub select: SelectArgs,
     /// Output: a path (same format as the input unless --format), `oci:PATH[:TAG]`,
-    /// `oci-archive:PATH[:TAG]`, `docker-archive:PATH[:NAME:TAG]`, or `-` for an archive on
-    /// standard output (`… -o - | docker load`; docker-archive unless --format oci-archive).
+    /// `oci-archive:PATH[:TAG]`, `docker-archive:PATH[:NAME:TAG]`, `docker://HOST/REPO[:TAG]`
+    /// (a push; the tag is put last), or `-` for an archive on standard output
+    /// (`… -o - | docker load`; docker-archive unless --format oci-archive).
     #[arg(short, long, value_name = "OUT", visible_alias = "output-path")]
     pub output: Option<String>,
     /// Output format.
@@ -380,6 +420,8 @@ pub struct ReportArgs {
     /// 0.2 is 20%); `disabled` turns a rule off. The gate flags above win over the file.
     #[arg(long, value_name = "FILE")]
     pub ci_config: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Args)]

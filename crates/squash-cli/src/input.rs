@@ -7,8 +7,44 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context as _, Result};
 use squash::{Image, ImageIndex, ImageReference, OpenOptions, Opened, Platform};
 
-use crate::args::{ImageArgs, SelectArgs};
-use crate::exit;
+use crate::args::{ImageArgs, RegistryArgs, SelectArgs};
+use crate::{exit, options};
+
+/// The entries of a list file (`--from-file`): one per line, its words, blank lines and `#`
+/// comments skipped.
+pub fn list_entries(file: &Path) -> Result<Vec<Vec<String>>> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("--from-file `{}`", file.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect())
+}
+
+/// With `--from-file LIST --index N`, the image of line N of the list (and its output, the
+/// line's second word), set into `args` as if typed; `None` without `--from-file`.
+pub fn from_list(args: &mut ImageArgs) -> Result<Option<Option<String>>> {
+    let (Some(file), Some(index)) = (&args.from_file, args.index) else { return Ok(None) };
+    let entries = list_entries(file)?;
+    let entry = entries.get(index).ok_or_else(|| {
+        anyhow!(
+            "--index {index}: `{}` lists {} images (numbered from 0)",
+            file.display(),
+            entries.len()
+        )
+    })?;
+    if entry.len() > 2 {
+        bail!(
+            "`{}`, image {index}: a line is `IMAGE [OUTPUT]`, not {} words",
+            file.display(),
+            entry.len()
+        );
+    }
+    args.image = entry.first().cloned();
+    Ok(Some(entry.get(1).cloned()))
+}
 
 /// The `--platform`s given.
 pub fn platforms(args: &ImageArgs) -> Result<Vec<Platform>> {
@@ -24,9 +60,12 @@ pub fn one_platform(args: &ImageArgs, what: &str) -> Result<Option<Platform>> {
     Ok(platforms.pop())
 }
 
-/// How to open an input: cancellable while spooling, spooled into `scratch` when given.
-fn open_options(scratch: Option<&Path>) -> OpenOptions {
-    let options = OpenOptions::default().with_cancel(exit::cancelled);
+/// How to open an input: cancellable while spooling, spooled into `scratch` when given, its
+/// registry reached as `registry` says.
+pub fn open_options(scratch: Option<&Path>, registry: &RegistryArgs) -> OpenOptions {
+    let options = OpenOptions::default()
+        .with_cancel(exit::cancelled)
+        .with_registry(options::registry(registry));
     match scratch {
         Some(dir) => options.with_tmp_dir(dir),
         None => options,
@@ -36,7 +75,7 @@ fn open_options(scratch: Option<&Path>) -> OpenOptions {
 /// Opens the image; one on standard input or a pipe is spooled into `scratch`.
 pub fn open(args: &ImageArgs, scratch: Option<&Path>) -> Result<Image> {
     let reference = args.image.as_deref().ok_or_else(|| anyhow!("no image given (see --help)"))?;
-    let mut options = open_options(scratch);
+    let mut options = open_options(scratch, &args.registry);
     if let Some(p) = one_platform(args, "this command")? {
         options = options.with_platform(p);
     }
@@ -48,26 +87,27 @@ pub fn open(args: &ImageArgs, scratch: Option<&Path>) -> Result<Image> {
 /// Opens the image or, when the reference names one, the whole image index.
 pub fn open_any(args: &ImageArgs, scratch: Option<&Path>) -> Result<Opened> {
     let reference = args.image.as_deref().ok_or_else(|| anyhow!("no image given (see --help)"))?;
-    Ok(Opened::open_with(reference, &open_options(scratch))?)
+    Ok(Opened::open_with(reference, &open_options(scratch, &args.registry))?)
 }
 
 /// The `--base` images, each an image or an index (the image of each platform is taken from
 /// it).
-pub fn bases(args: &SelectArgs) -> Result<Vec<Opened>> {
+pub fn bases(args: &SelectArgs, registry: &RegistryArgs) -> Result<Vec<Opened>> {
+    let options = open_options(None, registry);
     args.base
         .iter()
         .map(|b| {
-            Opened::open_with(b, &OpenOptions::default())
-                .with_context(|| format!("opening base image `{b}`"))
+            Opened::open_with(b, &options).with_context(|| format!("opening base image `{b}`"))
         })
         .collect()
 }
 
 /// The `--base` images of a squash of one image.
-pub fn base_images(args: &SelectArgs) -> Result<Vec<Image>> {
+pub fn base_images(args: &SelectArgs, registry: &RegistryArgs) -> Result<Vec<Image>> {
+    let options = open_options(None, registry);
     args.base
         .iter()
-        .map(|b| Image::open(b).with_context(|| format!("opening base image `{b}`")))
+        .map(|b| Image::open_with(b, &options).with_context(|| format!("opening base image `{b}`")))
         .collect()
 }
 

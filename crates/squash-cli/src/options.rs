@@ -7,12 +7,12 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context as _, Result};
 use squash::present::parse_size;
 use squash::{
-    parse_command, parse_layer_range, ClutterRule, Compression, ConfigEdits, Context, Gates,
-    HistoryMode, KeyEdit, LayerSelector, Output, OutputFormat, Progress, ReportOptions,
-    SquashOptions,
+    parse_command, parse_layer_range, ClutterRule, Compression, ConfigEdits, Context, Credentials,
+    Destination, Gates, HistoryMode, KeyEdit, LayerSelector, Output, OutputFormat, Progress,
+    RegistryOptions, ReportOptions, SquashOptions,
 };
 
-use crate::args::{ReportArgs, SelectArgs, SquashArgs, Verbosity};
+use crate::args::{RegistryArgs, ReportArgs, SelectArgs, SquashArgs, Verbosity};
 use crate::exit::note;
 
 /// The layers to squash: `--from-layer`, `--layers`, `--all`, or nothing.
@@ -59,6 +59,23 @@ pub fn context<'p>(
     }
 }
 
+/// How registries are reached: `--creds` (or SQUASH_CREDS), `--authfile`, `--cert-dir`,
+/// `--tls-verify`, `--retries`.
+pub fn registry(args: &RegistryArgs) -> RegistryOptions {
+    let mut options =
+        RegistryOptions::default().with_tls_verify(args.tls_verify).with_retries(args.retries);
+    if let Some(creds) = args.creds.as_deref().filter(|c| !c.is_empty()) {
+        options = options.with_creds(Credentials::parse(creds));
+    }
+    if let Some(file) = &args.authfile {
+        options = options.with_authfile(file);
+    }
+    if let Some(dir) = &args.cert_dir {
+        options = options.with_cert_dir(dir);
+    }
+    options
+}
+
 /// The output `-o` names, with `--format` and `--tag` folded in: `None` without `-o`. Conflicts
 /// between them are refused before any image is read.
 pub fn output(args: &SquashArgs) -> Result<Option<Output>> {
@@ -68,7 +85,12 @@ pub fn output(args: &SquashArgs) -> Result<Option<Output>> {
         .map(|f| f.parse::<OutputFormat>().map_err(|e| anyhow!(e)))
         .transpose()?;
     let Some(raw) = args.output.as_deref() else { return Ok(None) };
-    let mut output = Output::parse(raw).map_err(|e| anyhow!("-o {e}"))?;
+    let mut output = Output::parse(raw)
+        .map_err(|e| anyhow!("-o {e}"))?
+        .with_registry(registry(&args.image.registry));
+    if matches!(output.destination(), Destination::Registry(_)) && format.is_some() {
+        bail!("-o `{raw}` is a registry, which holds manifests and blobs: drop --format");
+    }
     if let (Some(named), Some(format)) = (output.format(), format) {
         if named != format {
             bail!(
@@ -89,7 +111,8 @@ pub fn output(args: &SquashArgs) -> Result<Option<Output>> {
         if tag.is_empty() {
             bail!("--tag is empty");
         }
-        if let Some(own) = output.tag() {
+        let registry = matches!(output.destination(), Destination::Registry(_));
+        if let Some(own) = output.tag().filter(|_| !registry || raw_names_tag(raw)) {
             if own != tag {
                 bail!(
                     "-o `{raw}` carries the tag `{own}` but --tag says `{tag}`; give one of them"
@@ -99,6 +122,12 @@ pub fn output(args: &SquashArgs) -> Result<Option<Output>> {
         output = output.with_tag(tag);
     }
     Ok(Some(output))
+}
+
+/// Whether a registry output names its tag (`docker://HOST/REPO:TAG`), rather than taking
+/// `latest` by default.
+fn raw_names_tag(raw: &str) -> bool {
+    squash::RegistryReference::parse(raw).is_ok_and(|r| r.tag.is_some())
 }
 
 /// The squash options of the command line, bases aside.

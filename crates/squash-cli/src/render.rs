@@ -137,9 +137,47 @@ pub fn index_plan(index: &ImageIndex, plan: &IndexPlan) -> String {
 }
 
 /// What squashing an index wrote.
+/// The layers read beyond one read of each squashed layer, grouped by reason: a line each.
+fn rereads(layers: &[squash::OutcomeLayer]) -> String {
+    let mut by_reason: Vec<(&str, Vec<usize>)> = Vec::new();
+    for reread in layers.iter().flat_map(|l| &l.rereads) {
+        match by_reason.iter_mut().find(|(reason, _)| *reason == reread.reason) {
+            Some((_, layers)) => layers.push(reread.layer),
+            None => by_reason.push((&reread.reason, vec![reread.layer])),
+        }
+    }
+    by_reason
+        .into_iter()
+        .map(|(reason, mut layers)| {
+            layers.sort_unstable();
+            layers.dedup();
+            let list: Vec<String> = layers.iter().map(ToString::to_string).collect();
+            format!("  also read layer(s) {}: {reason}\n", list.join(", "))
+        })
+        .collect()
+}
+
+/// What a run moved through registries, as a line: nothing when it touched none.
+fn transfer(transfer: Option<&squash::Transfer>) -> String {
+    let Some(t) = transfer else { return String::new() };
+    format!(
+        "  registry: downloaded {}, uploaded {} ({} blobs uploaded, {} mounted, {} already \
+         there)\n",
+        human(t.downloaded_bytes),
+        human(t.uploaded_bytes),
+        t.blobs_uploaded,
+        t.blobs_mounted,
+        t.blobs_present
+    )
+}
+
 pub fn index_outcome(outcome: &IndexOutcome) -> String {
     let output = if outcome.output == "-" { "standard output" } else { outcome.output.as_str() };
     let mut out = format!("wrote {output}\n  index: {}\n", outcome.index_digest);
+    if let Some(pushed) = &outcome.pushed {
+        out.push_str(&format!("  pushed: {pushed}\n"));
+    }
+    out.push_str(&transfer(outcome.transfer.as_ref()));
     let mut rows =
         vec![vec!["PLATFORM".into(), "MANIFEST".into(), "LAYERS".into(), "SIZE".into(), "".into()]];
     for image in &outcome.images {
@@ -197,11 +235,16 @@ pub fn outcome(image: &Image, plan: &SquashPlan, outcome: &Outcome) -> String {
         }
     }
     out.push_str(&excluded(&outcome.excluded));
+    out.push_str(&rereads(&outcome.layers));
     out.push_str(&format!("  image (stored): {} -> {}\n", human(before_c), human(after_c)));
+    out.push_str(&transfer(outcome.transfer.as_ref()));
     out.push_str(&format!(
         "  manifest: {}\n  config:   {}\n",
         outcome.manifest_digest, outcome.config_digest
     ));
+    if let Some(pushed) = &outcome.pushed {
+        out.push_str(&format!("  pushed:   {pushed}\n"));
+    }
     let mut rows = vec![vec!["#".into(), "DIGEST".into(), "SIZE".into(), "".into()]];
     for l in &outcome.layers {
         let note = match &l.squashed_from {

@@ -5,8 +5,9 @@
 //! re-chained, so that the mutation reaches the tar and JSON parsers instead of stopping at a
 //! sha256; or it flips bytes of the finished archive, which the digests must catch. Each case
 //! runs `inspect`, `report` and a squash in-process: a panic, a case slower than the hang limit,
-//! or output left behind after an error is a finding. `cargo xtask fuzz` drives it, and every
-//! finding is kept under `tests/fuzz-corpus/` as a test.
+//! or output left behind after an error is a finding. In the registry mode, each case is served
+//! by a faulty registry of the fuzzer's own and read from `docker://`. `cargo xtask fuzz`
+//! drives it, and every finding is kept under `tests/fuzz-corpus/` as a test.
 
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -16,8 +17,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
-use squash::{Context, Image, LayerSelector, Output, OutputFormat, ReportOptions, SquashOptions};
+use squash::{
+    Context, Image, LayerSelector, OpenOptions, Output, OutputFormat, RegistryOptions,
+    ReportOptions, SquashOptions,
+};
 use squash_testkit::Rng;
+
+pub mod registry;
 
 /// The first panic seen by the recorder since it was last read, on any thread.
 static PANICKED: Mutex<Option<String>> = Mutex::new(None);
@@ -413,6 +419,29 @@ fn assemble(
     members
 }
 
+/// Builds a mutated OCI layout from `seed`, as its members (for the registry mode), and what
+/// was done.
+pub fn mutate_layout(rng: &mut Rng, seed: &Seed) -> (Vec<(String, Vec<u8>)>, String) {
+    let mut description = format!("{} served by a registry: ", seed.name);
+    let members = assemble(rng, seed, Container::Oci, &mut description);
+    (members, description)
+}
+
+/// An OCI archive of `members`, to keep a registry case as a file.
+pub fn archive(members: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, bytes) in members {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        if builder.append_data(&mut header, name, bytes.as_slice()).is_err() {
+            break;
+        }
+    }
+    builder.into_inner().unwrap_or_default()
+}
+
 /// Builds a mutated case from `seed`.
 pub fn mutate(rng: &mut Rng, seed: &Seed) -> Case {
     let container = if rng.chance(50) { Container::Docker } else { Container::Oci };
@@ -467,10 +496,14 @@ pub enum Finding {
 /// (which must be empty). `Ok(true)` when the image passed every step, `Ok(false)` when a step
 /// refused it cleanly.
 pub fn run_case(path: &Path, work: &Path) -> Result<bool, Finding> {
-    let reference = path.display().to_string();
+    run_steps(&path.display().to_string(), &OpenOptions::default(), work)
+}
+
+/// Inspect, report and a squash of the image `reference` names, opened with `options`.
+fn run_steps(reference: &str, options: &OpenOptions, work: &Path) -> Result<bool, Finding> {
     let out = work.join("out");
     let steps = || -> squash::Result<()> {
-        let image = Image::open(&reference)?;
+        let image = Image::open_with(reference, options)?;
         // Layers read on threads of their own, then on the reading thread (one thread in all).
         image.index_layers(0..image.layers().len())?;
         image.report_in(
@@ -534,6 +567,28 @@ pub fn run_case_with_limit(path: &Path, work: &Path) -> Result<bool, Finding> {
     rx.recv_timeout(HANG_LIMIT).unwrap_or(Err(Finding::Hang))
 }
 
+/// A case served by a registry of the fuzzer's own (faulty as `faults` says), read from
+/// `docker://`, on its own thread, giving up after [`HANG_LIMIT`].
+pub fn run_registry_case(
+    members: &[(String, Vec<u8>)],
+    faults: registry::Faults,
+    work: &Path,
+) -> Result<bool, Finding> {
+    let served = registry::serve(members, faults).map_err(|e| Finding::Panic(e.to_string()))?;
+    let reference = served.reference();
+    let options = OpenOptions::default().with_registry(
+        RegistryOptions::default().with_retries(1).with_timeout(Duration::from_secs(3)),
+    );
+    let (tx, rx) = mpsc::channel();
+    let work = work.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(run_steps(&reference, &options, &work));
+    });
+    let verdict = rx.recv_timeout(HANG_LIMIT).unwrap_or(Err(Finding::Hang));
+    drop(served);
+    verdict
+}
+
 /// Totals of a fuzzing run.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
@@ -545,6 +600,48 @@ pub struct Stats {
     pub findings: Vec<(PathBuf, Finding, String)>,
     /// Wall time.
     pub elapsed: Duration,
+}
+
+/// Fuzzes the registry reader for `duration` from `seeds`: each case an OCI layout served by a
+/// faulty registry (see [`registry`]); each finding's case is saved under `crashes` as an OCI
+/// archive, with what was served in its description.
+pub fn fuzz_registry(
+    seeds: &[Seed],
+    rng_seed: u64,
+    duration: Duration,
+    scratch: &Path,
+    crashes: &Path,
+) -> std::io::Result<Stats> {
+    let mut rng = Rng::new(rng_seed);
+    let mut stats = Stats::default();
+    let start = Instant::now();
+    while start.elapsed() < duration && !seeds.is_empty() {
+        let seed = &seeds[rng.below(seeds.len())];
+        let (members, mut description) = mutate_layout(&mut rng, seed);
+        let faults =
+            registry::Faults { percent: rng.below(25) as u64, seed: rng.below(1 << 30) as u64 };
+        description.push_str(&format!("{faults:?}"));
+        let work = scratch.join(format!("work-{}", stats.executions));
+        std::fs::create_dir_all(&work)?;
+        let verdict = run_registry_case(&members, faults, &work);
+        stats.executions += 1;
+        match verdict {
+            Ok(accepted) => stats.accepted += u64::from(accepted),
+            Err(finding) => {
+                std::fs::create_dir_all(crashes)?;
+                let bytes = archive(&members);
+                let saved = crashes.join(format!("registry-{}.tar", &sha256(&bytes)[7..23]));
+                std::fs::write(&saved, &bytes)?;
+                stats.findings.push((saved, finding.clone(), description));
+                if finding == Finding::Hang {
+                    break;
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    stats.elapsed = start.elapsed();
+    Ok(stats)
 }
 
 /// Fuzzes for `duration` from `seeds`, saving each finding's case under `crashes`.

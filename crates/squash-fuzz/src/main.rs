@@ -1,5 +1,6 @@
-//! `squash-fuzz [--seconds N] [--seed S]` (what `cargo xtask fuzz` runs): fuzzes for N seconds
-//! (default 60) from the shared fixtures and generated images; findings are saved under
+//! `squash-fuzz [--seconds N] [--seed S] [--registry]` (what `cargo xtask fuzz` runs): fuzzes
+//! for N seconds (default 60) from the shared fixtures and generated images, as files or
+//! (`--registry`) served by a faulty registry of its own; findings are saved under
 //! target/fuzz/crashes and make it exit 1. Copy each into tests/fuzz-corpus/ once fixed.
 
 use std::path::{Path, PathBuf};
@@ -31,7 +32,7 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<ExitCode, String> {
-    let (mut seconds, mut rng_seed) = (60u64, 1u64);
+    let (mut seconds, mut rng_seed, mut registry) = (60u64, 1u64, false);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |what: &str| {
@@ -40,7 +41,10 @@ fn run() -> Result<ExitCode, String> {
         match arg.as_str() {
             "--seconds" => seconds = value("a number of seconds")?,
             "--seed" => rng_seed = value("a number")?,
-            other => return Err(format!("unknown option `{other}` (--seconds N, --seed S)")),
+            "--registry" => registry = true,
+            other => {
+                return Err(format!("unknown option `{other}` (--seconds N, --seed S, --registry)"))
+            }
         }
     }
     let root = workspace();
@@ -60,12 +64,13 @@ fn run() -> Result<ExitCode, String> {
     std::fs::create_dir_all(&scratch).map_err(|e| format!("`{}`: {e}", scratch.display()))?;
     squash_fuzz::install_panic_recorder();
     eprintln!(
-        "fuzz: {} seeds ({from_fixtures} from the shared fixtures), {seconds} s, seed {rng_seed}",
-        seeds.len()
+        "fuzz: {} seeds ({from_fixtures} from the shared fixtures), {seconds} s, seed {rng_seed}{}",
+        seeds.len(),
+        if registry { ", served by a faulty registry" } else { "" }
     );
-    let stats =
-        squash_fuzz::fuzz(&seeds, rng_seed, Duration::from_secs(seconds), &scratch, &crashes)
-            .map_err(|e| format!("the fuzzer failed: {e}"))?;
+    let run = if registry { squash_fuzz::fuzz_registry } else { squash_fuzz::fuzz };
+    let stats = run(&seeds, rng_seed, Duration::from_secs(seconds), &scratch, &crashes)
+        .map_err(|e| format!("the fuzzer failed: {e}"))?;
     let _ = std::fs::remove_dir_all(&scratch);
     let secs = stats.elapsed.as_secs_f64();
     println!(

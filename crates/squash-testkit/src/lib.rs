@@ -19,6 +19,7 @@ pub mod large;
 mod model;
 mod random;
 mod realistic;
+pub mod registry;
 
 pub use builder::{decompress, read_oci_layout, ImageBuilder, LayerBuilder, LayerCompression};
 pub use changeset::random_changeset_stack;

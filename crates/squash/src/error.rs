@@ -186,6 +186,16 @@ pub enum Error {
         /// What is wrong, naming the option.
         reason: String,
     },
+    /// A registry refused or failed a request, or could not be reached: the location names the
+    /// registry, the repository and the request (`docker://HOST/REPO: GET /v2/…`).
+    #[error("{location}: {reason}")]
+    Registry {
+        /// The registry, repository and request.
+        location: Location,
+        /// What went wrong (the status and what to do, or the transport's error); never a
+        /// secret.
+        reason: String,
+    },
     /// The run was cancelled (by [`crate::Progress::cancelled`]); what it wrote was removed.
     #[error("cancelled; nothing was left at the destination")]
     Cancelled,
@@ -214,6 +224,7 @@ impl Error {
             Error::Selection { .. } => "selection",
             Error::InvalidRange { .. } => "invalid_range",
             Error::InvalidOption { .. } => "invalid_option",
+            Error::Registry { .. } => "registry",
             Error::Cancelled => "cancelled",
             Error::Output { .. } => "output",
         }
@@ -230,7 +241,8 @@ impl Error {
             | Error::InvalidDocument { location, .. }
             | Error::Unsupported { location, .. }
             | Error::Selection { location, .. }
-            | Error::Output { location, .. } => Some(location),
+            | Error::Output { location, .. }
+            | Error::Registry { location, .. } => Some(location),
             Error::InvalidRange { .. } | Error::InvalidOption { .. } | Error::Cancelled => None,
         }
     }

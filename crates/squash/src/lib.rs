@@ -9,7 +9,7 @@
 //!
 //! The modules, lowest first (a module imports only modules below it; ARCHITECTURE.md draws the
 //! map): the ground (`digest`, `error`, `progress`, `budget`, `context`), `codec`, `layer`,
-//! `read`, `plan`, `merge`, `write`, then `report` and `diff`, then `present`.
+//! `registry`, `read`, `plan`, `merge`, `write`, then `report` and `diff`, then `present`.
 
 #![deny(missing_docs)]
 #![deny(clippy::print_stdout, clippy::print_stderr)]
@@ -27,6 +27,7 @@ mod plan;
 pub mod present;
 mod progress;
 mod read;
+mod registry;
 mod report;
 mod write;
 
@@ -53,6 +54,9 @@ pub use read::image_index::{ImageIndex, IndexChild, IndexChildKind, Opened};
 pub use read::platform::Platform;
 pub use read::reference::{ImageReference, Transport};
 pub use read::reread::Reread;
+pub use registry::options::{Credentials, RegistryOptions};
+pub use registry::reference::RegistryReference;
+pub use registry::transfer::Transfer;
 pub use report::audit::{Audit, AuditSummary};
 pub use report::clutter::{Clutter, ClutterPath, ClutterRule, LayerBytes};
 pub use report::gates::{GateResult, GateRule, Gates};

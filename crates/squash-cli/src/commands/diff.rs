@@ -10,7 +10,7 @@ use squash::{diff_trees, Attribute, Context, Image, OpenOptions, Platform};
 use super::json_line;
 use crate::args::DiffArgs;
 use crate::exit::{self, out};
-use crate::render;
+use crate::{options, render};
 
 pub fn run(args: &DiffArgs) -> Result<ExitCode> {
     let ignore: Vec<Attribute> = args
@@ -19,7 +19,9 @@ pub fn run(args: &DiffArgs) -> Result<ExitCode> {
         .map(|a| a.trim().parse::<Attribute>().map_err(|e| anyhow!("--ignore {e}")))
         .collect::<Result<_>>()?;
     let open = |reference: &str| -> Result<Image> {
-        let mut options = OpenOptions::default().with_cancel(exit::cancelled);
+        let mut options = OpenOptions::default()
+            .with_cancel(exit::cancelled)
+            .with_registry(options::registry(&args.registry));
         if let Some(p) = &args.platform {
             options = options
                 .with_platform(p.parse::<Platform>().map_err(|e| anyhow!("--platform {e}"))?);

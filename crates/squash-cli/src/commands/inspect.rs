@@ -20,6 +20,10 @@ pub fn run(
     verbosity: Verbosity,
 ) -> Result<ExitCode> {
     let started = std::time::Instant::now();
+    // `--from-file LIST --index N`: the image of that line (its output ignored).
+    let mut listed = args.clone();
+    input::from_list(&mut listed)?;
+    let args = &listed;
     let scratch = input::scratch_for(args, false)?;
     let (index, images) = input::images_to_read(args, scratch.as_ref().map(|d| d.path()))?;
     let Some(index) = index else {

@@ -29,14 +29,8 @@ pub fn run(args: ReportArgs, verbosity: Verbosity) -> Result<ExitCode> {
     };
     let mut inputs = args.images.clone();
     if let Some(file) = &args.from_file {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("--from-file `{}`", file.display()))?;
-        inputs.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_string),
-        );
+        // A fleet's `IMAGE OUTPUT` lines are reported by their image.
+        inputs.extend(input::list_entries(file)?.into_iter().filter_map(|e| e.into_iter().next()));
     }
     if inputs.is_empty() {
         bail!("no image given (the --from-file list is empty)");
@@ -45,7 +39,7 @@ pub fn run(args: ReportArgs, verbosity: Verbosity) -> Result<ExitCode> {
         bail!("standard input can be read only once: give `-` at most once");
     }
     options::selector(&args.select)?;
-    let bases = input::bases(&args.select)?;
+    let bases = input::bases(&args.select, &args.registry)?;
     let gates = options::gates(&args, verbosity)?;
     let how = options::report_options(&args);
     let template = options::report_squash_options(&args)?;
@@ -65,6 +59,9 @@ pub fn run(args: ReportArgs, verbosity: Verbosity) -> Result<ExitCode> {
             image: Some(reference.clone()),
             platform: args.platform.clone(),
             tmp_dir: args.tmp_dir.clone(),
+            registry: args.registry.clone(),
+            from_file: None,
+            index: None,
         };
         let scratch = input::scratch_for(&image_args, false)?;
         let (index, images) =

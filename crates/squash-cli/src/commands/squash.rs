@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _, Result};
 use squash::document::{IndexOutcomeDocument, IndexPlanDocument, OutcomeDocument, PlanDocument};
 use squash::{
-    diff_trees, Attribute, Context, Image, ImageIndex, IndexOptions, IndexPlan, OpenOptions,
-    Opened, Output, OutputFormat, SquashOptions, SquashPlan,
+    diff_trees, Attribute, Context, Destination, Image, ImageIndex, IndexOptions, IndexPlan,
+    OpenOptions, Opened, Output, OutputFormat, SquashOptions, SquashPlan,
 };
 
 use super::json_line;
@@ -17,7 +17,14 @@ use crate::args::{SquashArgs, Verbosity};
 use crate::exit::{self, note, out};
 use crate::{input, options, render};
 
-pub fn run(args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
+pub fn run(mut args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
+    if let Some(listed) = input::from_list(&mut args.image)? {
+        match (listed, &args.output) {
+            (Some(_), Some(_)) => bail!("the --from-file line names an output, and so does -o"),
+            (Some(out), None) => args.output = Some(out),
+            (None, _) => {}
+        }
+    }
     // The output reference is checked before the image is read: a usage error costs nothing.
     let output = options::output(&args)?;
     let to_stdout = output.as_ref().is_some_and(Output::is_stdout);
@@ -29,6 +36,13 @@ pub fn run(args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
             bail!(
                 "--verify reads the written image back, and a stream cannot be read back: write \
                 to a file or an OCI layout"
+            );
+        }
+        if output.as_ref().is_some_and(|o| matches!(o.destination(), Destination::Registry(_))) {
+            bail!(
+                "--verify removes a written image that differs, which a registry push cannot \
+                 undo once tagged: write to a file or layout with --verify, or check the push \
+                 with `squash diff IMAGE docker://HOST/REPO@DIGEST`"
             );
         }
         if let Some(path) = output.as_ref().and_then(Output::path).filter(|p| p.exists()) {
@@ -91,14 +105,14 @@ pub fn run(args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
     let selector = options::selector(&args.select)?;
     let (planned, options) = match &subject {
         Subject::Image(image) => {
-            let bases = input::base_images(&args.select)?;
+            let bases = input::base_images(&args.select, &args.image.registry)?;
             let mut options = options::squash_options(&args, selector)?;
             options.bases = bases;
             (Planned::Image(image, image.plan_in(&options, &context)?), options)
         }
         Subject::Index(index) => {
             let options = options::squash_options(&args, selector)?;
-            let bases = input::bases(&args.select)?;
+            let bases = input::bases(&args.select, &args.image.registry)?;
             let index_options = IndexOptions::default()
                 .with_platforms(platforms)
                 .with_keep_attestations(args.keep_attestations)

@@ -665,3 +665,63 @@ fn report_of_many_images_markdown_html_exact_and_clutter() {
     );
     assert!(!html.contains("<script") && !html.contains("https://"));
 }
+
+/// docs/fleets.md: its Kubernetes documents parse, the Job is indexed over the ConfigMap's list,
+/// its arguments are ones squash takes, and the list reads as `--from-file` reads it; its CI
+/// matrix's commands are squash's.
+#[test]
+fn the_fleet_page_is_what_the_cli_reads() {
+    use yaml_rust2::{Yaml, YamlLoader};
+    let page =
+        std::fs::read_to_string(format!("{}/../../docs/fleets.md", env!("CARGO_MANIFEST_DIR")))
+            .expect("docs/fleets.md");
+    let blocks: Vec<&str> =
+        page.split("```yaml\n").skip(1).filter_map(|b| b.split("```").next()).collect();
+    assert_eq!(blocks.len(), 2, "a Kubernetes block and a CI block");
+    let documents = YamlLoader::load_from_str(blocks[0]).expect("the Kubernetes block is YAML");
+    let kinds: Vec<&str> = documents.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(kinds, ["ConfigMap", "Job"]);
+    let list = documents[0]["data"]["images.txt"].as_str().expect("images.txt");
+    let job = &documents[1]["spec"];
+    assert_eq!(job["completionMode"].as_str(), Some("Indexed"));
+    let lines = list.lines().filter(|l| !l.trim().is_empty()).count() as i64;
+    assert_eq!(job["completions"].as_i64(), Some(lines), "one pod per line");
+    let pod = &job["template"]["spec"];
+    let container = &pod["containers"][0];
+    let args: Vec<&str> =
+        container["args"].as_vec().expect("args").iter().filter_map(Yaml::as_str).collect();
+    assert!(args.contains(&"--index=$(JOB_COMPLETION_INDEX)"), "{args:?}");
+    let mounts: Vec<&str> = container["volumeMounts"]
+        .as_vec()
+        .expect("mounts")
+        .iter()
+        .filter_map(|m| m["mountPath"].as_str())
+        .collect();
+    assert!(args.contains(&"--from-file=/fleet/images.txt") && mounts.contains(&"/fleet"));
+    assert_eq!(container["env"][0]["value"].as_str(), Some("/config"));
+    assert!(mounts.contains(&"/config"), "DOCKER_CONFIG is the mounted Secret");
+    // The list as the pods read it: three images, the index past them refused by name.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("images.txt");
+    std::fs::write(&file, list).expect("write");
+    let file_arg = format!("--from-file={}", file.display());
+    let (code, _, stderr) = squash(&["inspect", &file_arg, &format!("--index={lines}")]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains(&format!("lists {lines} images")), "{stderr}");
+    // The Job's other arguments parse (a dry run then stops at the unreachable registry).
+    let mut job_args: Vec<String> = args
+        .iter()
+        .map(|a| a.replace("/fleet/images.txt", file.to_str().expect("utf8")))
+        .map(|a| a.replace("$(JOB_COMPLETION_INDEX)", "0"))
+        .collect();
+    job_args.extend(["--dry-run".into(), "--retries=0".into()]);
+    let job_args: Vec<&str> = job_args.iter().map(String::as_str).collect();
+    let (code, _, stderr) = squash(&job_args);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("`docker://registry.example`: cannot reach the registry"),
+        "stopped at the registry: {stderr}"
+    );
+    let ci = YamlLoader::load_from_str(blocks[1]).expect("the CI block is YAML");
+    assert!(ci[0]["jobs"]["squash"]["strategy"]["matrix"]["image"].as_vec().is_some());
+}

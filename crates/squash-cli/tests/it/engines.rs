@@ -46,7 +46,7 @@ fn pipeline(mut producer: Command, squash_args: &[&str], mut consumer: Command) 
 
 /// A base with a static busybox (so the image can run a listing), and layers like `RUN` steps:
 /// additions, overwrites, a chmod, deletions, an opaque directory, hard links, a type change.
-fn images(dir: &Path) -> (PathBuf, PathBuf) {
+pub(crate) fn images(dir: &Path) -> (PathBuf, PathBuf) {
     let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (Debian's busybox-static)");
     let mut base = LayerBuilder::new();
     base.dir("bin").file_with("bin/busybox", &busybox, 0o755, 0, 0, &[]);
@@ -104,7 +104,7 @@ fn images(dir: &Path) -> (PathBuf, PathBuf) {
 /// be opened shows): `path|type|mode|uid|gid|size`, each regular
 /// file's link count and content hash, and link targets. (A directory's link count is left out:
 /// overlayfs does not keep it.)
-const LISTING: &str = "PATH=/bin; exec 2>&1; cd / && \
+pub(crate) const LISTING: &str = "PATH=/bin; exec 2>&1; cd / && \
     find . -xdev \\( -path ./proc -o -path ./sys -o -path ./dev -o -path ./etc/hostname -o -path ./etc/hosts \
     -o -path ./etc/resolv.conf -o -path ./.dockerenv \\) -prune -o -print0 | xargs -0 stat -c '%n|%F|%a|%u|%g|%s' | sort; \
     find . -xdev -path ./proc -prune -o -path ./sys -prune -o -path ./etc -prune -o -type f -print0 | xargs -0 stat -c '%n links %h' | sort; \
@@ -113,9 +113,9 @@ const LISTING: &str = "PATH=/bin; exec 2>&1; cd / && \
 
 /// A filesystem as an engine exported it: path → (kind, mode, uid, gid), and the hard-link
 /// groups.
-type Exported = (BTreeMap<Vec<u8>, (NodeKind, u32, u64, u64)>, Vec<Vec<Vec<u8>>>);
+pub(crate) type Exported = (BTreeMap<Vec<u8>, (NodeKind, u32, u64, u64)>, Vec<Vec<Vec<u8>>>);
 
-fn exported(tar: &[u8]) -> Exported {
+pub(crate) fn exported(tar: &[u8]) -> Exported {
     let fs = RootFs::from_layers([tar]).expect("the export applies");
     let mut groups: BTreeMap<usize, Vec<Vec<u8>>> = BTreeMap::new();
     let mut nodes = BTreeMap::new();
@@ -144,7 +144,7 @@ fn exported(tar: &[u8]) -> Exported {
 }
 
 /// A Docker daemon of the test's own under target/, with the two steps this test adds.
-fn start_docker(name: &str) -> Docker {
+pub(crate) fn start_docker(name: &str) -> Docker {
     Docker::start(
         &Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id())),
     )
@@ -165,7 +165,7 @@ fn squash_above_base(docker: &Docker, image: &str, base: &Path, new: &str) {
 }
 
 /// What `image` lists when it runs.
-fn listing(docker: &Docker, image: &str) -> String {
+pub(crate) fn listing(docker: &Docker, image: &str) -> String {
     String::from_utf8_lossy(&output(docker.cmd().args([
         "run",
         "--rm",
@@ -179,7 +179,7 @@ fn listing(docker: &Docker, image: &str) -> String {
     .into_owned()
 }
 
-fn export(docker: &Docker, image: &str) -> Vec<u8> {
+pub(crate) fn export(docker: &Docker, image: &str) -> Vec<u8> {
     docker.export(image).unwrap_or_else(|e| panic!("{e}"))
 }
 

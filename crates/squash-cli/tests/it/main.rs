@@ -7,5 +7,8 @@ mod cli;
 mod contract;
 /// Docker and podman load, run and unpack what squash writes to a pipe.
 mod engines;
+/// Registries in and out: a real `docker-registry` over HTTP, TLS with htpasswd, and tokens;
+/// skopeo and Docker read what squash pushes; faults from a proxy.
+mod registry;
 /// Standard input, pipes and compressed archives in; standard output out.
 mod streams;

@@ -153,6 +153,10 @@ pub(crate) struct RangeRead {
     pub kept: Option<Arc<Vec<Kept>>>,
 }
 
+/// Why a range's plan reads the layers below it, when it asks them about directories.
+const LOWER_FOR_DIRS: &str = "directories the range writes or implies: which of them the layers \
+                              below hold (a whiteout inside one they do not hold is left out)";
+
 /// One range's planning: the image it reads from, the run's context, the `--exclude` patterns,
 /// what the range's one read kept, and the layers read again on the way.
 struct Planner<'a, 'c> {
@@ -201,6 +205,12 @@ impl Planner<'_, '_> {
                 // Only directories asked about: the indexes keep only what their answer depends on.
                 let query = files.is_empty().then(|| DirQuery::new(&dirs));
                 let filter = query.as_ref().map(|q| q as &dyn EntryFilter);
+                let reason = if files.is_empty() {
+                    LOWER_FOR_DIRS
+                } else {
+                    "files that hard links of the range reach, whose names the range deletes"
+                };
+                self.rereads.extend((0..start).map(|layer| Reread::new(layer, reason)));
                 let mut lower_indexes =
                     self.image.index_layers_filtered(0..start, self.context, filter)?;
                 self.lower(&mut lower_indexes, &mut files, &mut dirs)?
@@ -249,6 +259,9 @@ impl Planner<'_, '_> {
         let lower_indexes: &mut [LayerIndex] = match held {
             Some(held) => held,
             None => {
+                self.rereads.extend((0..start).map(|layer| {
+                    Reread::new(layer, "--exclude: what the layers below hold that it covers")
+                }));
                 indexed = self.image.index_layers_in(0..start, self.context)?;
                 &mut indexed
             }

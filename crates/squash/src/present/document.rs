@@ -53,12 +53,21 @@ pub struct InputInfo {
     pub other_platforms: Vec<String>,
 }
 
+/// The reference that names an input again: `FORMAT:PATH[:NAME]`, or a registry's
+/// `docker://HOST/REPO[:TAG]`.
+fn reference(format: InputFormat, source: &std::path::Path, name: &str) -> String {
+    match format {
+        InputFormat::Registry => format!("{}{name}", source.display()),
+        _ => format!("{format}:{}{name}", source.display()),
+    }
+}
+
 impl InputInfo {
     /// Describes `image`.
     pub fn of(image: &Image) -> InputInfo {
         let name = image.name().map(|n| format!(":{n}")).unwrap_or_default();
         InputInfo {
-            reference: format!("{}:{}{name}", image.format(), image.source().display()),
+            reference: reference(image.format(), image.source(), &name),
             path: image.source().display().to_string(),
             format: image.format(),
             name: image.name().map(str::to_string),
@@ -251,7 +260,7 @@ impl IndexInfo {
     pub fn of(index: &ImageIndex) -> IndexInfo {
         let name = index.name().map(|n| format!(":{n}")).unwrap_or_default();
         IndexInfo {
-            reference: format!("{}:{}{name}", index.format(), index.source().display()),
+            reference: reference(index.format(), index.source(), &name),
             path: index.source().display().to_string(),
             format: index.format(),
             name: index.name().map(str::to_string),

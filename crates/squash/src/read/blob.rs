@@ -1,14 +1,23 @@
-//! Blob access: a store (a directory or an indexed archive) and a reader that verifies each
-//! blob's size and sha256 as it is read.
+//! Blob access: a store (a directory, an indexed archive or a registry's repository) and a
+//! reader that verifies each blob's size and sha256 as it is read.
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::codec::compression::{sniff_buffered, Sniffed};
 use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, IoContext, Location, Result};
 use crate::read::archive::{read_small, ArchiveIndex};
+#[cfg(feature = "registry")]
+use crate::registry::repository::Repository;
+use crate::registry::transfer::Transfer;
+
+/// The blob name of `digest` in an OCI layout (and in a registry's repository).
+pub(crate) fn layout_blob_name(digest: &Digest) -> String {
+    format!("blobs/sha256/{}", digest.hex())
+}
 
 /// Where the blobs of an image live.
 #[derive(Debug, Clone)]
@@ -17,6 +26,9 @@ pub(crate) enum Store {
     Dir(PathBuf),
     /// Members of an outer tar archive.
     Archive(Arc<ArchiveIndex>),
+    /// A repository of a registry: blobs under `blobs/`, documents under `manifests/`.
+    #[cfg(feature = "registry")]
+    Registry(Arc<Repository>),
 }
 
 /// A blob inside a store: its name there, and what the image says about it.
@@ -35,7 +47,36 @@ impl Store {
         match self {
             Store::Dir(p) => p,
             Store::Archive(a) => a.path(),
+            #[cfg(feature = "registry")]
+            Store::Registry(r) => r.path(),
         }
+    }
+
+    /// The name of the document (manifest or index) with `digest`: a blob in a layout or an
+    /// archive, a manifest in a registry.
+    pub(crate) fn document_name(&self, digest: &Digest) -> String {
+        if self.is_registry() {
+            return format!("manifests/{digest}");
+        }
+        layout_blob_name(digest)
+    }
+
+    /// What reading from the store moved through a registry so far, when it is one.
+    pub(crate) fn transfer(&self) -> Option<Transfer> {
+        match self {
+            #[cfg(feature = "registry")]
+            Store::Registry(r) => Some(r.client().counters.transfer()),
+            _ => None,
+        }
+    }
+
+    /// Whether the store is a registry's repository (read over the network, where blobs are not
+    /// opened to learn about them).
+    pub(crate) fn is_registry(&self) -> bool {
+        #[cfg(feature = "registry")]
+        return matches!(self, Store::Registry(_));
+        #[cfg(not(feature = "registry"))]
+        false
     }
 
     pub(crate) fn location(&self) -> Location {
@@ -57,6 +98,8 @@ impl Store {
                 }
             }
             Store::Archive(a) => a.open_member(name),
+            #[cfg(feature = "registry")]
+            Store::Registry(r) => r.open(name),
         }
     }
 
@@ -66,7 +109,34 @@ impl Store {
         blob: &BlobRef,
         location: Location,
     ) -> Result<VerifyingReader<Box<dyn Read + Send>>> {
-        let Some((reader, on_disk)) = self.open(&blob.name)? else {
+        let reader = self.open_raw(blob, &location)?;
+        Ok(VerifyingReader::new(reader, blob.size, blob.digest.clone(), location))
+    }
+
+    /// Opens a blob as [`Store::open_blob`] does, and tells the compression its first bytes
+    /// show (those bytes are read again through the verifying reader).
+    pub(crate) fn open_blob_sniffed(
+        &self,
+        blob: &BlobRef,
+        location: Location,
+    ) -> Result<(Sniffed, VerifyingReader<Box<dyn Read + Send>>)> {
+        let reader = self.open_raw(blob, &location)?;
+        let (sniffed, reader) = sniff_buffered(reader).at(|| location.clone())?;
+        let reader: Box<dyn Read + Send> = Box::new(reader);
+        Ok((sniffed, VerifyingReader::new(reader, blob.size, blob.digest.clone(), location)))
+    }
+
+    /// Opens a blob, checking the size its store states against the size the image states.
+    fn open_raw(&self, blob: &BlobRef, location: &Location) -> Result<Box<dyn Read + Send>> {
+        let opened = match (self, &blob.digest) {
+            #[cfg(feature = "registry")]
+            (Store::Registry(r), Some(digest)) if blob.name.starts_with("blobs/") => {
+                r.blob(digest, Some(blob.size))?
+            }
+            _ => self.open(&blob.name)?,
+        };
+        let location = location.clone();
+        let Some((reader, on_disk)) = opened else {
             return Err(match &blob.digest {
                 Some(digest) => Error::MissingBlob { location, digest: digest.clone() },
                 None => {
@@ -74,10 +144,11 @@ impl Store {
                 }
             });
         };
-        if on_disk != blob.size {
+        // A registry that states no size (a chunked response) is held to the size at the end.
+        if on_disk != blob.size && !(self.is_registry() && on_disk == 0) {
             return Err(Error::SizeMismatch { location, expected: blob.size, actual: on_disk });
         }
-        Ok(VerifyingReader::new(reader, blob.size, blob.digest.clone(), location))
+        Ok(reader)
     }
 
     /// Reads a JSON document blob whole (capped at 16 MiB) and verifies it.

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::blob::{BlobRef, Store};
+use super::blob::{layout_blob_name, BlobRef, Store};
 use super::media::{
     DOCKER_CONFIG, DOCKER_LIST, DOCKER_MANIFEST, DOCKER_SCHEMA1_PREFIX, OCI_CONFIG, OCI_INDEX,
     OCI_MANIFEST,
@@ -21,11 +21,6 @@ pub(crate) const CONTAINERD_NAME: &str = "io.containerd.image.name";
 pub(crate) const BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
 /// The annotation of BuildKit's attestation manifests naming the manifest they describe.
 pub(crate) const REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
-
-/// The blob name of `digest` in an OCI layout.
-pub(crate) fn layout_blob_name(digest: &Digest) -> String {
-    format!("blobs/sha256/{}", digest.hex())
-}
 
 /// What a JSON document is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +81,22 @@ pub(crate) fn descriptor_ref(
         _ => layout_blob_name(&digest),
     };
     Ok(BlobRef { name, size, digest: Some(digest) })
+}
+
+/// A descriptor of a document (an image manifest or an index) as a blob of `store`: in a
+/// registry, documents are read from its manifests, not its blobs.
+pub(crate) fn document_ref(
+    descriptor: &Value,
+    location: &Location,
+    store: &Store,
+) -> Result<BlobRef> {
+    let mut blob = descriptor_ref(descriptor, location, store)?;
+    if let Some(digest) = &blob.digest {
+        if store.is_registry() {
+            blob.name = store.document_name(digest);
+        }
+    }
+    Ok(blob)
 }
 
 /// The config descriptor of a manifest, or `None` if it is not a container image.

@@ -149,7 +149,7 @@ pub(crate) fn open_archive(store: Store, selector: Option<&str>) -> Result<Image
         let source = sources.and_then(|s| s.get(diff_id.to_string()));
         let mut blob = BlobRef { digest: digest_in_name_strict(&name), name, size };
         let mut descriptor = None;
-        let compression = sniff_layer(&store, &blob, &layer_location)?;
+        let compression = sniff_layer(&store, &blob, "", &layer_location)?;
         let mut media_type = media::docker_layer(compression).to_string();
         // LayerSources describe the layer as a registry serves it; they describe the stored
         // member only when the sizes agree (Docker 25+), not for an uncompressed `layer.tar`.

@@ -16,6 +16,7 @@ use super::platform::Platform;
 use crate::codec::compression::{sniff_buffered, Compression, Sniffed};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Location, Result};
+use crate::registry::options::RegistryOptions;
 
 /// The container an image was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +30,8 @@ pub enum InputFormat {
     DockerArchive,
     /// A containers-image `dir:` directory (`manifest.json` and blobs named by hex digest).
     Dir,
+    /// A repository of a registry (`docker://`).
+    Registry,
 }
 
 impl fmt::Display for InputFormat {
@@ -38,6 +41,7 @@ impl fmt::Display for InputFormat {
             InputFormat::OciArchive => "oci-archive",
             InputFormat::DockerArchive => "docker-archive",
             InputFormat::Dir => "dir",
+            InputFormat::Registry => "docker",
         })
     }
 }
@@ -56,6 +60,8 @@ pub struct OpenOptions {
     /// Polled while spooling: when it returns true, the spool is removed and opening fails with
     /// [`Error::Cancelled`].
     pub cancelled: Option<fn() -> bool>,
+    /// How registries are reached (credentials, TLS, retries), for `docker://` inputs.
+    pub registry: RegistryOptions,
 }
 
 impl OpenOptions {
@@ -72,6 +78,11 @@ impl OpenOptions {
     /// Polls `cancelled` while spooling.
     pub fn with_cancel(mut self, cancelled: fn() -> bool) -> Self {
         self.cancelled = Some(cancelled);
+        self
+    }
+    /// Reaches registries as `registry` says.
+    pub fn with_registry(mut self, registry: RegistryOptions) -> Self {
+        self.registry = registry;
         self
     }
 }
@@ -253,7 +264,28 @@ impl Image {
         &self,
         layer: &Layer,
     ) -> Result<VerifyingReader<Box<dyn Read + Send>>> {
-        self.store.open_blob(&layer.blob, self.layer_location(layer))
+        let location = self.layer_location(layer);
+        if !self.store.is_registry() {
+            return self.store.open_blob(&layer.blob, location);
+        }
+        // A registry's layer was given the compression its media type names (to learn it by
+        // its bytes would download every layer); its first bytes must agree.
+        let (sniffed, reader) = self.store.open_blob_sniffed(&layer.blob, location.clone())?;
+        match sniffed {
+            Sniffed::Known(c) if c == layer.compression => Ok(reader),
+            Sniffed::Known(c) => Err(Error::invalid(
+                location,
+                "layer",
+                format!(
+                    "its media type `{}` says {}, but the blob is {c}",
+                    layer.media_type, layer.compression
+                ),
+            )),
+            Sniffed::Unsupported(name) => Err(Error::unsupported(
+                location,
+                format!("{name}-compressed layer (layers are gzip, zstd or plain tar)"),
+            )),
+        }
     }
 
     pub(crate) fn layer_location(&self, layer: &Layer) -> Location {
@@ -354,12 +386,19 @@ pub(crate) fn history_of(
     (steps, pairing)
 }
 
-/// Sniffs each layer blob's first bytes; bzip2 and xz layers are refused.
+/// Sniffs each layer blob's first bytes; bzip2 and xz layers are refused. A registry's layer
+/// is not opened: its media type names its compression.
 pub(crate) fn sniff_layer(
     store: &Store,
     blob: &BlobRef,
+    media_type: &str,
     location: &Location,
 ) -> Result<Compression> {
+    if store.is_registry() {
+        return crate::read::media::compression_of(media_type).ok_or_else(|| {
+            Error::unsupported(location.clone(), format!("layer media type `{media_type}`"))
+        });
+    }
     let Some((reader, _)) = store.open(&blob.name)? else {
         return Err(match &blob.digest {
             Some(digest) => {

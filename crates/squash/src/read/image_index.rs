@@ -4,6 +4,7 @@
 //! manifest (an artifact, copied as it is), or absent from the input (its manifest blob is not
 //! there, as when one platform of an index was pulled).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use serde_json::Value;
 
 use super::blob::{BlobRef, Store};
 use super::descriptor::{
-    classify, descriptor_ref, index_entries, is_attestation, Kind, REFERENCE_DIGEST,
+    classify, document_ref, index_entries, is_attestation, Kind, REFERENCE_DIGEST,
 };
 use super::image::{Document, Image, InputFormat};
 use super::media::{DOCKER_CONFIG, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST};
@@ -77,8 +78,13 @@ pub(crate) fn read(
     if !is_index(&document, declared, store)? {
         return Ok(None);
     }
-    build(store, format, document, declared, name, depth).map(Some)
+    let mut reading = Reading { store, format, name, seen: HashMap::new(), entries: 0 };
+    reading.build(document, declared, depth).map(Some)
 }
+
+/// The entries an index may list in all, its nested indexes' counted each time they are listed:
+/// past it, the index is refused (real ones list a few dozen).
+pub(crate) const MAX_INDEX_ENTRIES: usize = 10_000;
 
 /// A document of the store, read (size and digest verified) and parsed.
 fn read_document(store: &Store, blob: &BlobRef) -> Result<(Vec<u8>, Digest, Value)> {
@@ -102,51 +108,116 @@ fn is_index(
     Ok(value.is_object() && classify(value, declared, &location)? == Kind::Index)
 }
 
-/// The index whose document is `(raw, digest, value)`, with everything it lists.
-fn build(
-    store: &Store,
+/// An index being read whole: each distinct child read and resolved once (an index that lists
+/// the same child many times, directly or through nested indexes, reuses it), and the entries
+/// counted against [`MAX_INDEX_ENTRIES`].
+struct Reading<'s> {
+    store: &'s Store,
     format: InputFormat,
-    (raw, digest, value): (Vec<u8>, Digest, Value),
-    declared: Option<&str>,
     name: Option<String>,
-    depth: usize,
-) -> Result<ImageIndex> {
-    let location = store.location().part(format!("index {}", digest.short()));
-    if depth > 8 {
-        return Err(Error::invalid(location, "image index", "indexes nested too deeply (a loop?)"));
+    /// Children resolved so far, by digest and the platform their entry states, with the
+    /// entries each holds in all.
+    seen: HashMap<(Digest, Option<Platform>), (IndexChildKind, usize)>,
+    entries: usize,
+}
+
+impl Reading<'_> {
+    /// Counts `more` entries, refusing an index past the limit.
+    fn count(&mut self, more: usize, location: &Location) -> Result<()> {
+        self.entries += more;
+        if self.entries > MAX_INDEX_ENTRIES {
+            return Err(Error::invalid(
+                location.clone(),
+                "image index",
+                format!(
+                    "lists more than {MAX_INDEX_ENTRIES} manifests in all (each nested index \
+                     counted every time it is listed)"
+                ),
+            ));
+        }
+        Ok(())
     }
-    let media_type = value
-        .get("mediaType")
-        .and_then(Value::as_str)
-        .or(declared)
-        .unwrap_or(OCI_INDEX)
-        .to_string();
-    let mut children = Vec::new();
-    for entry in index_entries(&value, &location)? {
-        let child_blob = descriptor_ref(entry, &location, store)?;
-        let declared = entry.get("mediaType").and_then(Value::as_str);
-        let kind = if store.open(&child_blob.name)?.is_none() {
-            IndexChildKind::Absent
-        } else {
-            // Each child's document is read once, whatever it turns out to be.
-            let document = read_document(store, &child_blob)?;
-            if is_index(&document, declared, store)? {
-                IndexChildKind::Index(Box::new(build(
-                    store,
-                    format,
-                    document,
-                    declared,
-                    name.clone(),
-                    depth + 1,
-                )?))
-            } else {
-                child_kind(store, format, entry, document, declared, name.clone())?
-            }
-        };
-        children.push(IndexChild { descriptor: entry.clone(), blob: child_blob, kind });
+
+    /// The index whose document is `(raw, digest, value)`, with everything it lists.
+    fn build(
+        &mut self,
+        (raw, digest, value): (Vec<u8>, Digest, Value),
+        declared: Option<&str>,
+        depth: usize,
+    ) -> Result<ImageIndex> {
+        let store = self.store;
+        let location = store.location().part(format!("index {}", digest.short()));
+        if depth > 8 {
+            return Err(Error::invalid(
+                location,
+                "image index",
+                "indexes nested too deeply (a loop?)",
+            ));
+        }
+        let media_type = value
+            .get("mediaType")
+            .and_then(Value::as_str)
+            .or(declared)
+            .unwrap_or(OCI_INDEX)
+            .to_string();
+        let mut children = Vec::new();
+        for entry in index_entries(&value, &location)? {
+            self.count(1, &location)?;
+            let child_blob = document_ref(entry, &location, store)?;
+            let declared = entry.get("mediaType").and_then(Value::as_str);
+            let key = child_blob.digest.clone().map(|d| (d, platform_of(entry)));
+            let known = key.as_ref().and_then(|k| self.seen.get(k)).cloned();
+            let kind = match known {
+                // Attestations are told by their entry, not their document.
+                Some((kind, held)) if !is_attestation(entry) => {
+                    self.count(held, &location)?;
+                    kind
+                }
+                _ => {
+                    let before = self.entries;
+                    let kind = self.child(entry, &child_blob, declared, depth)?;
+                    if let Some(key) = key {
+                        self.seen.insert(key, (kind.clone(), self.entries - before));
+                    }
+                    kind
+                }
+            };
+            children.push(IndexChild { descriptor: entry.clone(), blob: child_blob, kind });
+        }
+        let document = Document { raw, digest, media_type, value };
+        Ok(ImageIndex {
+            store: store.clone(),
+            format: self.format,
+            name: self.name.clone(),
+            document,
+            children,
+            spool: None,
+        })
     }
-    let document = Document { raw, digest, media_type, value };
-    Ok(ImageIndex { store: store.clone(), format, name, document, children, spool: None })
+
+    /// What the entry `entry` (its document `blob`) points at.
+    fn child(
+        &mut self,
+        entry: &Value,
+        blob: &BlobRef,
+        declared: Option<&str>,
+        depth: usize,
+    ) -> Result<IndexChildKind> {
+        let store = self.store;
+        if store.open(&blob.name)?.is_none() {
+            return Ok(IndexChildKind::Absent);
+        }
+        // Each child's document is read once, whatever it turns out to be.
+        let document = read_document(store, blob)?;
+        if is_index(&document, declared, store)? {
+            return Ok(IndexChildKind::Index(Box::new(self.build(
+                document,
+                declared,
+                depth + 1,
+            )?)));
+        }
+        child_kind(store, self.format, entry, document, declared, self.name.clone())
+    }
 }
 
 /// What a manifest entry of an index is, its document `(raw, digest, value)` read.

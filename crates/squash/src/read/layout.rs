@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::blob::{BlobRef, Store};
 use super::descriptor::{
-    check_schema_version, classify, descriptor_ref, index_entries, is_attestation, Kind,
+    check_schema_version, classify, document_ref, index_entries, is_attestation, Kind,
     CONTAINERD_NAME, REF_NAME,
 };
 use super::image::{Document, Image, InputFormat, OpenOptions, Sibling};
@@ -96,33 +96,46 @@ pub(crate) fn open_any(
             });
         }
     };
-    let descriptor = descriptor_ref(entry, &index_location, &store)?;
+    let descriptor = document_ref(entry, &index_location, &store)?;
+    let declared = entry_media_type(entry);
+    let mut opened = open_document(&store, format, name, descriptor, declared, options, indexes)?;
+    if let Opened::Image(image) = &mut opened {
+        for (other_name, other) in &named {
+            if other.get("digest") == entry.get("digest") {
+                continue;
+            }
+            if let Ok(blob) = document_ref(other, &index_location, &store) {
+                let label = other_name
+                    .clone()
+                    .unwrap_or_else(|| blob.digest.as_ref().map(Digest::short).unwrap_or_default());
+                image.siblings.push(Sibling::Manifest { name: label, blob });
+            }
+        }
+    }
+    Ok(opened)
+}
+
+/// Opens the document `descriptor` names in `store` (of media type `declared`, when its
+/// descriptor says), chosen by `name`: with `indexes`, an image index read whole when it is
+/// one; else the image (the platform chosen from an index as `options` say).
+pub(crate) fn open_document(
+    store: &Store,
+    format: InputFormat,
+    name: Option<String>,
+    descriptor: BlobRef,
+    declared: Option<String>,
+    options: &OpenOptions,
+    indexes: bool,
+) -> Result<Opened> {
     if indexes {
-        if let Some(index) = image_index::read(
-            &store,
-            format,
-            &descriptor,
-            entry.get("mediaType").and_then(Value::as_str),
-            name.clone(),
-            0,
-        )? {
+        if let Some(index) =
+            image_index::read(store, format, &descriptor, declared.as_deref(), name.clone(), 0)?
+        {
             return Ok(Opened::Index(Box::new(index)));
         }
     }
-    let walk = Walk { store: &store, format, name, options };
-    let mut image = walk.image(descriptor, entry_media_type(entry), None, 0)?;
-    for (other_name, other) in &named {
-        if other.get("digest") == entry.get("digest") {
-            continue;
-        }
-        if let Ok(blob) = descriptor_ref(other, &index_location, &store) {
-            let label = other_name
-                .clone()
-                .unwrap_or_else(|| blob.digest.as_ref().map(Digest::short).unwrap_or_default());
-            image.siblings.push(Sibling::Manifest { name: label, blob });
-        }
-    }
-    Ok(Opened::Image(Box::new(image)))
+    let walk = Walk { store, format, name, options };
+    Ok(Opened::Image(Box::new(walk.image(descriptor, declared, None, 0)?)))
 }
 
 fn tag_matches(name: &str, tag: &str) -> bool {
@@ -187,7 +200,7 @@ impl Walk<'_> {
             Kind::Index => {
                 let entries = index_entries(&doc, &location)?;
                 let (entry, platform) = choose_platform(&entries, self.options, &location)?;
-                let child = descriptor_ref(entry, &location, store)?;
+                let child = document_ref(entry, &location, store)?;
                 let mut image = self.image(child, entry_media_type(entry), platform, depth + 1)?;
                 let others = entries
                     .iter()
@@ -218,7 +231,16 @@ fn choose_platform<'a>(
     options: &OpenOptions,
     location: &Location,
 ) -> Result<(&'a Value, Option<Platform>)> {
-    let images: Vec<&Value> = entries.iter().copied().filter(|e| !is_attestation(e)).collect();
+    // An entry listed again (the same manifest for the same platform) is one choice.
+    let mut images: Vec<&Value> = Vec::new();
+    for entry in entries.iter().copied().filter(|e| !is_attestation(e)) {
+        let same = |e: &&Value| {
+            e.get("digest") == entry.get("digest") && e.get("platform") == entry.get("platform")
+        };
+        if !images.iter().any(same) {
+            images.push(entry);
+        }
+    }
     // An index of one image that states no platform: that image, whatever was asked for (its
     // config may say; the caller checks).
     if let [only] = images.as_slice() {

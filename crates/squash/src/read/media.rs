@@ -56,6 +56,21 @@ pub(crate) fn docker_layer(compression: Compression) -> &'static str {
     }
 }
 
+/// The compression a layer media type names (`+gzip`, `.gzip`, `+zstd`, `.zstd`, or a plain
+/// tar), or `None` for a type that is not a layer's.
+pub(crate) fn compression_of(media_type: &str) -> Option<Compression> {
+    if !LAYERS.contains(&media_type) {
+        return None;
+    }
+    Some(if media_type.ends_with("gzip") {
+        Compression::Gzip
+    } else if media_type.ends_with("zstd") {
+        Compression::Zstd
+    } else {
+        Compression::None
+    })
+}
+
 /// The nondistributable variant of an OCI layer media type.
 pub(crate) fn nondistributable(media_type: &str) -> String {
     media_type.replace(".layer.v1", ".layer.nondistributable.v1")

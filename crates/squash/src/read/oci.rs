@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::blob::{BlobRef, Store};
-use super::descriptor::{descriptor_ref, layout_blob_name, BASE_DIGEST};
+use super::descriptor::{descriptor_ref, BASE_DIGEST};
 use super::image::{
     diff_ids, history_of, sniff_layer, Document, Image, InputFormat, Layer, Sibling,
 };
@@ -83,7 +83,7 @@ pub(crate) fn from_manifest(
         if dir_transport {
             blob.name = blob.digest.as_ref().map(|d| d.hex().to_string()).unwrap_or_default();
         }
-        let compression = sniff_layer(store, &blob, &layer_location)?;
+        let compression = sniff_layer(store, &blob, &media_type, &layer_location)?;
         layers.push(Layer {
             index,
             blob,
@@ -114,7 +114,7 @@ pub(crate) fn from_manifest(
         .and_then(Value::as_str)
         .and_then(|s| s.parse::<Digest>().ok())
     {
-        let name = layout_blob_name(&base);
+        let name = store.document_name(&base);
         if let Ok(Some((_, size))) = store.open(&name) {
             siblings.push(Sibling::Manifest {
                 name: format!("base {}", base.short()),

@@ -11,13 +11,17 @@ use super::image::{Image, InputFormat, OpenOptions};
 use super::image_index::Opened;
 use super::layout;
 use super::reference::{remote_transport, ImageReference, Transport};
+#[cfg(feature = "registry")]
+use super::remote;
 use super::spool;
 use crate::codec::compression::{sniff_buffered, Compression, Sniffed};
 use crate::error::{Error, IoContext, Location, ParseError, Result};
 
 impl Image {
     /// Opens the image named by `reference`: `oci:PATH[:TAG]`, `oci-archive:PATH[:TAG]`,
-    /// `docker-archive:PATH[:NAME:TAG]`, `dir:PATH`, or a bare path whose format is detected.
+    /// `docker-archive:PATH[:NAME:TAG]`, `dir:PATH`, `docker://HOST/REPO[:TAG|@DIGEST]` (a
+    /// registry, reached as [`OpenOptions::registry`] says), or a bare path whose format is
+    /// detected.
     ///
     /// ```no_run
     /// let image = squash::Image::open("docker-archive:app.tar")?;
@@ -118,6 +122,15 @@ fn open_store(reference: &ImageReference, options: &OpenOptions, indexes: bool) 
         }
         Ok(opened)
     };
+    if let Some(registry) = &reference.registry {
+        #[cfg(feature = "registry")]
+        return remote::open(registry, options, indexes);
+        #[cfg(not(feature = "registry"))]
+        return Err(Error::unsupported(
+            Location::file(registry.to_string()),
+            "registries: this squash was built without its `registry` feature",
+        ));
+    }
     if spool::wanted(path) {
         return spooled(Arc::new(spool::spool(path, options)?));
     }
@@ -127,6 +140,11 @@ fn open_store(reference: &ImageReference, options: &OpenOptions, indexes: bool) 
         None => detect(path, metadata.is_dir())?,
     };
     match transport {
+        Transport::Registry => Err(Error::Selection {
+            location: Location::file(path),
+            reason: "a registry reference names no registry (expected docker://HOST/REPO:TAG)"
+                .into(),
+        }),
         Transport::Oci => {
             if !metadata.is_dir() {
                 return Err(Error::Selection {

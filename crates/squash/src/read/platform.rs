@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::error::{Error, Location, ParseError, Result};
 
 /// A platform as `os/arch[/variant]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[non_exhaustive]
 pub struct Platform {
     /// Operating system (`linux`).

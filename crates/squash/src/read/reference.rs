@@ -1,7 +1,10 @@
-//! Image references in the containers-image transport syntax that skopeo users know.
+//! Image references in the containers-image transport syntax that skopeo users know: files and
+//! layouts, and registries (`docker://`).
 
 use std::path::PathBuf;
 use std::str::FromStr;
+
+use crate::registry::reference::{RegistryReference, SCHEME};
 
 /// A transport: how the bytes at a path are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,6 +17,8 @@ pub enum Transport {
     DockerArchive,
     /// `dir:` a containers-image directory.
     Dir,
+    /// `docker://` a registry.
+    Registry,
 }
 
 /// A parsed image reference: transport (or `None` to detect it), path, and the tag or name
@@ -25,14 +30,27 @@ pub struct ImageReference {
     pub transport: Option<Transport>,
     /// The file or directory.
     pub path: PathBuf,
-    /// `TAG` for OCI transports; `NAME:TAG` or `@INDEX` for `docker-archive:`.
+    /// `TAG` for OCI transports; `NAME:TAG` or `@INDEX` for `docker-archive:`; the tag or
+    /// digest for a registry.
     pub name: Option<String>,
+    /// The image in a registry, for `docker://`; `path` is then the reference as text.
+    pub registry: Option<RegistryReference>,
 }
 
 impl ImageReference {
     /// A reference to a bare path with no selector.
     pub fn path(path: impl Into<PathBuf>) -> ImageReference {
-        ImageReference { transport: None, path: path.into(), name: None }
+        ImageReference { transport: None, path: path.into(), name: None, registry: None }
+    }
+
+    /// A reference to an image in a registry.
+    pub fn registry(reference: RegistryReference) -> ImageReference {
+        ImageReference {
+            transport: Some(Transport::Registry),
+            path: PathBuf::from(reference.to_string()),
+            name: Some(reference.reference()),
+            registry: Some(reference),
+        }
     }
 
     /// Whether the image is read from standard input (`-`) or a pipe, and so is spooled to a
@@ -51,6 +69,11 @@ impl FromStr for ImageReference {
 }
 
 fn parse_reference(s: &str) -> Result<ImageReference, String> {
+    if s.starts_with(SCHEME) {
+        return RegistryReference::parse(s)
+            .map(ImageReference::registry)
+            .map_err(|e| e.to_string());
+    }
     let prefixes = [
         ("oci-archive:", Transport::OciArchive),
         ("oci:", Transport::Oci),
@@ -73,6 +96,7 @@ fn parse_reference(s: &str) -> Result<ImageReference, String> {
                 transport: Some(transport),
                 path: PathBuf::from(path),
                 name,
+                registry: None,
             });
         }
     }
@@ -85,16 +109,15 @@ fn parse_reference(s: &str) -> Result<ImageReference, String> {
     Ok(ImageReference::path(s))
 }
 
-/// Transports of containers-image and Docker that name something other than a file: squash
-/// reads files and layouts only, so these get a hint instead of "no such file".
-const REMOTE_TRANSPORTS: [(&str, &str); 7] = [
-    ("docker://", "a registry"),
+/// Transports of containers-image and Docker that squash does not read: these get a hint
+/// instead of "no such file".
+const REMOTE_TRANSPORTS: [(&str, &str); 6] = [
     ("docker-daemon:", "the Docker daemon"),
     ("containers-storage:", "containers-storage (podman, buildah)"),
     ("ostree:", "an ostree repository"),
     ("sif:", "a SIF file"),
-    ("registry:", "a registry"),
-    ("docker:", "a registry"),
+    ("registry:", "a registry (spelled `docker://HOST/REPO:TAG`)"),
+    ("docker:", "a registry (spelled `docker://HOST/REPO:TAG`)"),
 ];
 
 /// The transport name and what it names, when `s` starts with a transport that is no file.
@@ -107,9 +130,9 @@ pub(crate) fn remote_transport(s: &str) -> Option<(&'static str, &'static str)> 
 fn unsupported_transport(s: &str) -> Option<String> {
     let (name, what) = remote_transport(s)?;
     Some(format!(
-        "the `{name}` transport ({what}) is not read by squash, which reads files and layouts \
-         only: export the image first with `docker save IMAGE -o app.tar`, \
-         `podman save --format oci-archive IMAGE -o app.tar` or \
+        "the `{name}` transport ({what}) is not read by squash, which reads files, layouts and \
+         registries (`docker://HOST/REPO:TAG`): export the image first with \
+         `docker save IMAGE -o app.tar`, `podman save --format oci-archive IMAGE -o app.tar` or \
          `skopeo copy {s} oci:layout:tag`, then pass that file or `oci:layout:tag`"
     ))
 }
@@ -136,12 +159,13 @@ mod tests {
         assert_eq!(r.transport, None);
         assert!("oci:".parse::<ImageReference>().is_err());
         assert!("oci:x:".parse::<ImageReference>().is_err());
-        for remote in [
-            "docker://alpine:3",
-            "docker-daemon:app:latest",
-            "containers-storage:app",
-            "docker:alpine",
-        ] {
+        let r: ImageReference = "docker://127.0.0.1:5000/team/app:1".parse().unwrap();
+        assert_eq!(
+            (r.transport, r.path.to_str(), r.name.as_deref()),
+            (Some(Transport::Registry), Some("docker://127.0.0.1:5000/team/app:1"), Some("1"))
+        );
+        assert!("docker://Bad/Name".parse::<ImageReference>().is_err());
+        for remote in ["docker-daemon:app:latest", "containers-storage:app", "docker:alpine"] {
             let error = remote.parse::<ImageReference>().unwrap_err();
             assert_eq!((error.what(), error.input()), ("image reference", remote));
             let message = error.to_string();

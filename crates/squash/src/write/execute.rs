@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::container::{BlobKind, Finish};
 use super::documents::{default_tag, new_manifest};
 use super::lock::{LockWait, DEFAULT_LOCK_TIMEOUT};
-use super::outcome::{Outcome, OutcomeLayer};
+use super::outcome::{total_transfer, Outcome, OutcomeLayer};
 use super::output::{Destination, Input, Output, OutputFormat};
 use super::target::Target;
 use crate::context::Context;
@@ -58,8 +58,21 @@ impl SquashPlan {
         context: &Context<'_>,
     ) -> Result<Outcome> {
         let format = output.format_for(image.format());
+        let mut inputs = vec![Input::image(image)];
+        inputs.extend(self.options.bases.iter().map(Input::image));
         let path = match output.destination() {
             Destination::Path(path) => path,
+            Destination::Registry(reference) => {
+                self.check_before_writing(image, context)?;
+                let options = output.registry_options();
+                let target = Target::registry(reference, output.tag(), options, &inputs)?;
+                return self.write_image(
+                    image,
+                    &output.clone().with_format(format),
+                    target,
+                    context,
+                );
+            }
             Destination::Stdout => {
                 let mut stdout = io::BufWriter::with_capacity(1 << 20, io::stdout().lock());
                 return self.execute_to_writer(
@@ -72,8 +85,6 @@ impl SquashPlan {
             }
         };
         self.check_before_writing(image, context)?;
-        let mut inputs = vec![Input::image(image)];
-        inputs.extend(self.options.bases.iter().map(Input::image));
         let wait = LockWait {
             timeout: self.options.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT),
             progress: context.progress(),
@@ -132,7 +143,7 @@ impl SquashPlan {
         mut target: Target<'_>,
         context: &Context<'_>,
     ) -> Result<Outcome> {
-        let (outcome, manifest_descriptor) = self.write_image_blobs(
+        let (mut outcome, manifest_descriptor) = self.write_image_blobs(
             image,
             output,
             &mut target,
@@ -141,13 +152,15 @@ impl SquashPlan {
         )?;
         let format = output.format_for(image.format());
         let tag = output.tag().map(str::to_string).or_else(|| default_tag(image, format));
-        target.commit(Finish {
+        let pushed = target.commit(Finish {
             manifest_descriptor,
             tag,
             config: outcome.config_digest.clone(),
             layers: outcome.layers.iter().map(|l| l.digest.clone()).collect(),
             extra_blobs: Vec::new(),
         })?;
+        outcome.transfer = total_transfer(image.store.transfer(), pushed);
+        outcome.pushed = output.pushed(&outcome.manifest_digest);
         Ok(outcome)
     }
 
@@ -202,8 +215,12 @@ impl SquashPlan {
                 continue;
             }
             let layer = &image.layers()[index];
+            let reused = match layer.digest() {
+                Some(known) => target.reuse_blob(known, &image.store)?,
+                None => false,
+            };
             let (digest, size) = match layer.digest() {
-                Some(known) if target.has_blob(known) => {
+                Some(known) if reused => {
                     progress.event(&Event::Advanced { bytes: layer.size() });
                     (known.clone(), layer.size())
                 }
@@ -298,7 +315,15 @@ impl SquashPlan {
         }
         let excluded = self.excluded();
         Ok((
-            Outcome { output: output.shown(), manifest_digest, config_digest, layers, excluded },
+            Outcome {
+                output: output.shown(),
+                manifest_digest,
+                config_digest,
+                layers,
+                excluded,
+                transfer: None,
+                pushed: None,
+            },
             manifest_descriptor,
         ))
     }

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::container::{BlobKind, Finish};
 use super::lock::{LockWait, DEFAULT_LOCK_TIMEOUT};
-use super::outcome::Outcome;
+use super::outcome::{total_transfer, Outcome};
 use super::output::{Destination, Input, Output, OutputFormat};
 use super::target::Target;
 use crate::budget::Budget;
@@ -28,6 +28,7 @@ use crate::read::blob::BlobRef;
 use crate::read::descriptor::descriptor_ref;
 use crate::read::image::Image;
 use crate::read::image_index::{ImageIndex, IndexChildKind};
+use crate::registry::transfer::Transfer;
 
 /// One image of a written index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +61,12 @@ pub struct IndexOutcome {
     pub stale_attestations: Vec<Digest>,
     /// Entries the input lists without holding them: listed in the new index as they were.
     pub absent: Vec<Digest>,
+    /// What the run moved through registries, when it read from or wrote to one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<Transfer>,
+    /// For a push, the index by digest: `docker://HOST/REPO@sha256:…`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed: Option<String>,
 }
 
 impl IndexPlan {
@@ -79,8 +86,18 @@ impl IndexPlan {
     ) -> Result<IndexOutcome> {
         let format = output.format_for(index.format());
         check_format(format)?;
+        let mut inputs = vec![Input::index(index)];
+        for (_, plan) in self.images(index) {
+            inputs.extend(plan.options.bases.iter().map(Input::image));
+        }
         let path = match output.destination() {
             Destination::Path(path) => path,
+            Destination::Registry(reference) => {
+                self.check_before_writing(index, context)?;
+                let options = output.registry_options();
+                let target = Target::registry(reference, output.tag(), options, &inputs)?;
+                return self.write(index, &output.clone().with_format(format), target, context);
+            }
             Destination::Stdout => {
                 let mut stdout = io::BufWriter::with_capacity(1 << 20, io::stdout().lock());
                 return self.execute_to_writer(
@@ -92,10 +109,6 @@ impl IndexPlan {
             }
         };
         self.check_before_writing(index, context)?;
-        let mut inputs = vec![Input::index(index)];
-        for (_, plan) in self.images(index) {
-            inputs.extend(plan.options.bases.iter().map(Input::image));
-        }
         let wait = LockWait {
             timeout: self.options.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT),
             progress: context.progress(),
@@ -215,7 +228,7 @@ impl IndexPlan {
         let tag = output.tag().map(str::to_string).or_else(|| {
             index.name().map(|n| n.rsplit_once(':').map(|(_, t)| t).unwrap_or(n).to_string())
         });
-        target.commit(Finish {
+        let pushed = target.commit(Finish {
             manifest_descriptor: descriptor,
             tag,
             config: index_digest.clone(),
@@ -224,11 +237,13 @@ impl IndexPlan {
         })?;
         Ok(IndexOutcome {
             output: output.shown(),
+            pushed: output.pushed(&index_digest),
             index_digest,
             images: written.images,
             dropped_attestations: written.dropped,
             stale_attestations: written.stale,
             absent: written.absent,
+            transfer: total_transfer(index.store.transfer(), pushed),
         })
     }
 
@@ -380,7 +395,7 @@ fn copy_manifest(
     for descriptor in named {
         let child = descriptor_ref(descriptor, &location, store)?;
         let Some(child_digest) = child.digest.clone() else { continue };
-        if !target.has_blob(&child_digest) {
+        if !target.reuse_blob(&child_digest, store)? {
             let blob_location = location.clone().within(format!("blob {}", child_digest.short()));
             let mut reader = store.open_blob(&child, blob_location.clone())?;
             target.write_blob(Some((&child_digest, child.size)), BlobKind::Layer, &mut |w| {

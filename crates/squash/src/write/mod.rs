@@ -1,10 +1,11 @@
 //! Writing: outputs parsed and guarded (`output`), the output containers (OCI layouts, archives
-//! on disk, archives on a stream), each written under temporary names and committed at the end
-//! (`target`), the new config and manifest (`documents`), and the execution of a plan for one
-//! image (`execute`) or a whole index (`image_index`).
+//! on disk, archives on a stream, a registry's repository), each written under temporary names
+//! (or untagged) and committed at the end (`target`), the new config and manifest
+//! (`documents`), and the execution of a plan for one image (`execute`) or a whole index
+//! (`image_index`).
 //!
 //! The files, lowest first: `output`, `lock` (directory locks and temporaries), `container`
-//! (what the containers share), `layout`, `archive`, `stream`, `target`, `outcome`,
+//! (what the containers share), `layout`, `archive`, `stream`, `registry`, `target`, `outcome`,
 //! `documents`, `execute`, `image_index`.
 
 pub(crate) mod archive;
@@ -16,5 +17,7 @@ pub(crate) mod layout;
 pub(crate) mod lock;
 pub(crate) mod outcome;
 pub(crate) mod output;
+#[cfg(feature = "registry")]
+pub(crate) mod registry;
 pub(crate) mod stream;
 pub(crate) mod target;

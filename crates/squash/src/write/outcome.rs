@@ -6,6 +6,7 @@ use crate::digest::Digest;
 use crate::plan::exclude::ExcludeFigures;
 use crate::plan::range::LayerRange;
 use crate::read::reread::Reread;
+use crate::registry::transfer::Transfer;
 
 /// One layer of the written image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +47,23 @@ pub struct Outcome {
     /// What each `--exclude` pattern removed (left out when none was given).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub excluded: Vec<ExcludeFigures>,
+    /// What the run moved through registries, when it read from or wrote to one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<Transfer>,
+    /// For a push, the image by digest: `docker://HOST/REPO@sha256:…`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed: Option<String>,
+}
+
+/// The sum of what a run's source and output moved through registries.
+pub(crate) fn total_transfer(
+    source: Option<Transfer>,
+    output: Option<Transfer>,
+) -> Option<Transfer> {
+    match (source, output) {
+        (Some(a), Some(b)) => Some(a.add(&b)),
+        (a, b) => a.or(b),
+    }
 }
 
 impl Outcome {

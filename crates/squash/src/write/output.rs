@@ -1,6 +1,6 @@
-//! Where the new image goes: output references parsed ([`Output`]: a file, a layout directory or
-//! standard output, the container format and the tag), the format an output gets from its input
-//! when it names none, and the guard that no output touches a file of an input.
+//! Where the new image goes: output references parsed ([`Output`]: a file, a layout directory,
+//! standard output or a registry, the container format and the tag), the format an output gets
+//! from its input when it names none, and the guard that no output touches a file of an input.
 
 use std::fs;
 use std::path::{Component, Path, PathBuf};
@@ -9,6 +9,8 @@ use crate::error::{Error, Location, ParseError, Result};
 use crate::read::image::{Image, InputFormat};
 use crate::read::image_index::ImageIndex;
 use crate::read::reference::remote_transport;
+use crate::registry::options::RegistryOptions;
+use crate::registry::reference::{RegistryReference, SCHEME};
 
 /// The container to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -52,12 +54,14 @@ fn parse_format(s: &str) -> std::result::Result<OutputFormat, String> {
 
 impl OutputFormat {
     /// The format of an output that names none, for an image read from `input`: the input's
-    /// own container (a `dir:` input becomes an OCI layout).
+    /// own container (a `dir:` input, or an image from a registry, becomes an OCI layout).
     pub fn like(input: InputFormat) -> OutputFormat {
         match input {
             InputFormat::DockerArchive => OutputFormat::DockerArchive,
             InputFormat::OciArchive => OutputFormat::OciArchive,
-            InputFormat::OciLayout | InputFormat::Dir => OutputFormat::OciLayout,
+            InputFormat::OciLayout | InputFormat::Dir | InputFormat::Registry => {
+                OutputFormat::OciLayout
+            }
         }
     }
 }
@@ -71,6 +75,8 @@ pub enum Destination {
     /// Standard output: an archive written front to back, as `docker load` and `podman load`
     /// read it.
     Stdout,
+    /// A repository of a registry (untagged; the output's tag is the one put).
+    Registry(RegistryReference),
 }
 
 /// Where and how to write the new image.
@@ -80,6 +86,7 @@ pub struct Output {
     destination: Destination,
     format: Option<OutputFormat>,
     tag: Option<String>,
+    registry: RegistryOptions,
 }
 
 impl Output {
@@ -92,12 +99,45 @@ impl Output {
     /// assert_eq!(output.tag(), Some("app"));
     /// ```
     pub fn new(path: impl Into<PathBuf>, format: OutputFormat) -> Output {
-        Output { destination: Destination::Path(path.into()), format: Some(format), tag: None }
+        Output {
+            destination: Destination::Path(path.into()),
+            format: Some(format),
+            tag: None,
+            registry: RegistryOptions::default(),
+        }
+    }
+
+    /// A push to the repository `reference` names, under its tag (`latest` when it names
+    /// none), reached as [`RegistryOptions::default`] says until [`Output::with_registry`].
+    pub fn registry(reference: &RegistryReference) -> Output {
+        let tag = reference.tag.clone().unwrap_or_else(|| "latest".to_string());
+        Output {
+            destination: Destination::Registry(reference.with_repository(&reference.repository)),
+            format: None,
+            tag: Some(tag),
+            registry: RegistryOptions::default(),
+        }
+    }
+
+    /// This output reaching its registry as `options` say.
+    pub fn with_registry(mut self, options: RegistryOptions) -> Output {
+        self.registry = options;
+        self
+    }
+
+    /// How the output's registry is reached.
+    pub fn registry_options(&self) -> &RegistryOptions {
+        &self.registry
     }
 
     /// An archive of `format` on standard output.
     pub fn stdout(format: OutputFormat) -> Output {
-        Output { destination: Destination::Stdout, format: Some(format), tag: None }
+        Output {
+            destination: Destination::Stdout,
+            format: Some(format),
+            tag: None,
+            registry: RegistryOptions::default(),
+        }
     }
 
     /// This output with `tag`: an OCI `org.opencontainers.image.ref.name`, or `NAME:TAG` for a
@@ -113,9 +153,10 @@ impl Output {
         self
     }
 
-    /// Parses `oci:PATH[:TAG]`, `oci-archive:PATH[:TAG]`, `docker-archive:PATH[:NAME:TAG]`, a
-    /// bare path, or `-` (standard output; `docker-archive:-[:NAME:TAG]` and
-    /// `oci-archive:-[:TAG]` name its format). Without a format named, the output takes the
+    /// Parses `oci:PATH[:TAG]`, `oci-archive:PATH[:TAG]`, `docker-archive:PATH[:NAME:TAG]`,
+    /// `docker://HOST/REPO[:TAG]` (a push, see [`Output::registry`]), a bare path, or `-`
+    /// (standard output; `docker-archive:-[:NAME:TAG]` and `oci-archive:-[:TAG]` name its
+    /// format). Without a format named, the output takes the
     /// input's ([`Output::format_for`]).
     ///
     /// ```
@@ -138,11 +179,11 @@ impl Output {
         &self.destination
     }
 
-    /// The file or directory written, unless the output is standard output.
+    /// The file or directory written, unless the output is standard output or a registry.
     pub fn path(&self) -> Option<&Path> {
         match &self.destination {
             Destination::Path(path) => Some(path),
-            Destination::Stdout => None,
+            Destination::Stdout | Destination::Registry(_) => None,
         }
     }
 
@@ -162,9 +203,11 @@ impl Output {
     }
 
     /// The format written for an image read from `input`: the one named, else the input's own
-    /// container; on standard output a docker archive unless the input is an OCI archive.
+    /// container; on standard output a docker archive unless the input is an OCI archive; to a
+    /// registry, what an OCI layout holds (manifests and blobs).
     pub fn format_for(&self, input: InputFormat) -> OutputFormat {
         match (self.format, &self.destination) {
+            (_, Destination::Registry(_)) => OutputFormat::OciLayout,
             (Some(format), _) => format,
             (None, Destination::Stdout) if input == InputFormat::OciArchive => {
                 OutputFormat::OciArchive
@@ -174,11 +217,23 @@ impl Output {
         }
     }
 
-    /// How the output is shown in messages and outcomes: its path, or `-`.
+    /// How the output is shown in messages and outcomes: its path, `-`, or the reference.
     pub(crate) fn shown(&self) -> String {
         match &self.destination {
             Destination::Path(path) => path.display().to_string(),
             Destination::Stdout => "-".into(),
+            Destination::Registry(reference) => match &self.tag {
+                Some(tag) => format!("{reference}:{tag}"),
+                None => reference.to_string(),
+            },
+        }
+    }
+
+    /// For a push, the image written as `docker://HOST/REPO@DIGEST`.
+    pub(crate) fn pushed(&self, digest: &crate::digest::Digest) -> Option<String> {
+        match &self.destination {
+            Destination::Registry(reference) => Some(reference.by_digest(digest).to_string()),
+            _ => None,
         }
     }
 
@@ -187,11 +242,21 @@ impl Output {
         match &self.destination {
             Destination::Path(path) => Location::file(path),
             Destination::Stdout => Location::file("<standard output>"),
+            Destination::Registry(reference) => Location::file(reference.to_string()),
         }
     }
 }
 
 fn parse_output(s: &str) -> std::result::Result<Output, String> {
+    if s.starts_with(SCHEME) {
+        let reference = RegistryReference::parse(s).map_err(|e| e.to_string())?;
+        if reference.digest.is_some() {
+            return Err(format!(
+                "`{s}`: a push is named by a tag; its digest is the new manifest's, not chosen"
+            ));
+        }
+        return Ok(Output::registry(&reference));
+    }
     let prefixes = [
         ("oci-archive:", OutputFormat::OciArchive),
         ("oci:", OutputFormat::OciLayout),
@@ -222,23 +287,37 @@ fn parse_output(s: &str) -> std::result::Result<Output, String> {
         } else {
             Destination::Path(PathBuf::from(path))
         };
-        return Ok(Output { destination, format: Some(format), tag });
+        return Ok(Output {
+            destination,
+            format: Some(format),
+            tag,
+            registry: RegistryOptions::default(),
+        });
     }
     if s.is_empty() {
         return Err("empty output path".into());
     }
     if s == "-" {
-        return Ok(Output { destination: Destination::Stdout, format: None, tag: None });
+        return Ok(Output {
+            destination: Destination::Stdout,
+            format: None,
+            tag: None,
+            registry: RegistryOptions::default(),
+        });
     }
     if let Some((name, what)) = remote_transport(s) {
         return Err(format!(
-            "`{s}`: the `{name}` transport ({what}) is not written by squash, which writes files \
-             and layouts only: write a file (`-o app.tar`) and load it with \
-             `docker load -i app.tar`, `podman load -i app.tar` or \
-             `skopeo copy docker-archive:app.tar {s}`"
+            "`{s}`: the `{name}` transport ({what}) is not written by squash, which writes files, \
+             layouts and registries (`docker://HOST/REPO:TAG`): write a file (`-o app.tar`) and \
+             load it with `docker load -i app.tar` or `podman load -i app.tar`"
         ));
     }
-    Ok(Output { destination: Destination::Path(PathBuf::from(s)), format: None, tag: None })
+    Ok(Output {
+        destination: Destination::Path(PathBuf::from(s)),
+        format: None,
+        tag: None,
+        registry: RegistryOptions::default(),
+    })
 }
 
 /// An image read by the run, which its output must not touch.

@@ -1,6 +1,7 @@
 //! An output being written, whatever its container: created under temporary names beside its
-//! destination (after the guard that it touches no input), fed blobs, and put in place by
-//! [`Target::commit`]; dropping an uncommitted target removes what it wrote.
+//! destination (after the guard that it touches no input), or pushed to a registry untagged,
+//! fed blobs, and put in place (or tagged) by [`Target::commit`]; dropping an uncommitted
+//! target removes what it wrote (a registry keeps untagged blobs for its garbage collection).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -12,15 +13,23 @@ use super::container::{opening_members, parent_dir, temp_prefix, BlobKind, Finis
 use super::layout::LayoutTarget;
 use super::lock::{sweep, temp_dir, temp_file, DirLock, LockWait, TEMP_MARK};
 use super::output::{check_not_inside_inputs, Input, OutputFormat};
+#[cfg(feature = "registry")]
+use super::registry::RegistryTarget;
 use super::stream::StreamTarget;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Location, Result};
+use crate::read::blob::Store;
+use crate::registry::options::RegistryOptions;
+use crate::registry::reference::RegistryReference;
+use crate::registry::transfer::Transfer;
 
 /// An output being written.
 pub(crate) enum Target<'a> {
     Layout(LayoutTarget<'a>),
     Archive(ArchiveTarget),
     Stream(StreamTarget<'a>),
+    #[cfg(feature = "registry")]
+    Registry(Box<RegistryTarget>),
 }
 
 impl<'a> Target<'a> {
@@ -103,6 +112,27 @@ impl<'a> Target<'a> {
         }
     }
 
+    /// A push to a repository of a registry under `tag`: refused when it would move the tag an
+    /// input was read by.
+    pub(crate) fn registry(
+        reference: &RegistryReference,
+        tag: Option<&str>,
+        options: &RegistryOptions,
+        inputs: &[Input<'_>],
+    ) -> Result<Target<'a>> {
+        #[cfg(feature = "registry")]
+        return RegistryTarget::create(reference, tag, options, inputs)
+            .map(|t| Target::Registry(Box::new(t)));
+        #[cfg(not(feature = "registry"))]
+        {
+            let _ = (tag, options, inputs);
+            Err(Error::unsupported(
+                Location::file(reference.to_string()),
+                "registries: this squash was built without its `registry` feature",
+            ))
+        }
+    }
+
     /// A target that writes an archive of `format` into `out`.
     pub(crate) fn stream(
         format: OutputFormat,
@@ -118,9 +148,12 @@ impl<'a> Target<'a> {
         })
     }
 
-    /// Whether the output already holds this blob.
-    pub(crate) fn has_blob(&self, digest: &Digest) -> bool {
-        match self {
+    /// Whether the output already holds blob `digest`, or took it without its bytes (a
+    /// registry mounts a blob of `source`'s repository when it is in the same registry).
+    pub(crate) fn reuse_blob(&mut self, digest: &Digest, source: &Store) -> Result<bool> {
+        #[cfg(not(feature = "registry"))]
+        let _ = source;
+        Ok(match self {
             Target::Stream(t) => t.written.contains(digest),
             Target::Layout(t) => {
                 t.staged.contains_key(digest)
@@ -128,7 +161,9 @@ impl<'a> Target<'a> {
                     || t.root.join("blobs/sha256").join(digest.hex()).is_file()
             }
             Target::Archive(t) => t.written.contains(digest),
-        }
+            #[cfg(feature = "registry")]
+            Target::Registry(t) => t.reuse(digest, source)?,
+        })
     }
 
     /// Writes a blob produced by `write`; when `known` (digest and size) is given the result
@@ -143,6 +178,8 @@ impl<'a> Target<'a> {
             Target::Layout(t) => t.write_blob(write)?,
             Target::Archive(t) => t.write_blob(kind, write)?,
             Target::Stream(t) => t.write_blob(kind, known, write)?,
+            #[cfg(feature = "registry")]
+            Target::Registry(t) => t.write_blob(kind, known, write)?,
         };
         if let Some((expected, _)) = known {
             if *expected != digest {
@@ -156,12 +193,18 @@ impl<'a> Target<'a> {
         Ok((digest, size))
     }
 
-    /// Writes the final documents and puts the output in place.
-    pub(crate) fn commit(self, finish: Finish) -> Result<()> {
+    /// Writes the final documents and puts the output in place; for a registry, what the push
+    /// moved.
+    pub(crate) fn commit(self, finish: Finish) -> Result<Option<Transfer>> {
         match self {
-            Target::Layout(t) => t.commit(finish),
-            Target::Archive(t) => t.commit(finish),
-            Target::Stream(t) => t.commit(finish),
+            Target::Layout(t) => t.commit(finish).map(|()| None),
+            Target::Archive(t) => t.commit(finish).map(|()| None),
+            Target::Stream(t) => t.commit(finish).map(|()| None),
+            #[cfg(feature = "registry")]
+            Target::Registry(t) => {
+                t.commit_tag(finish)?;
+                Ok(Some(t.transfer()))
+            }
         }
     }
 }
