@@ -111,3 +111,118 @@ pub(crate) fn docker_peer(
     }
     Ok(())
 }
+
+/// Registry to registry, against the round trip it replaces (`skopeo copy` out, squash on the
+/// layout, `skopeo copy` in), on the gzip image pushed to a `docker-registry` of the bench's own
+/// on loopback: time, and bytes moved each way (squash's from its outcome's `transfer`;
+/// skopeo's from the registry's access log).
+pub(crate) fn registry_rows(squash: &Path, layout: &Path, work: &Path, runs: usize) -> Result<()> {
+    if !have("docker-registry") || !have("skopeo") {
+        println!("  registry rows: need docker-registry and skopeo; not run");
+        return Ok(());
+    }
+    use squash_testkit::registry::{Auth, Registry};
+    let dir = work.join("registry");
+    let _ = std::fs::remove_dir_all(&dir);
+    let registry = Registry::start(&dir, &Auth::None);
+    let host = registry.host();
+    let skopeo = |args: &[&str]| {
+        run_command(
+            Command::new("skopeo").arg("--insecure-policy").args(args).stdout(Stdio::null()),
+        )
+    };
+    let source = format!("docker://{host}/bench:1");
+    skopeo(&[
+        "copy",
+        "-q",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:bench", layout.display()),
+        &source,
+    ])?;
+    let downloaded = |from: usize| -> u64 {
+        // The access log's lines end with the status and the bytes of the response.
+        let log = registry.log();
+        let mut down = 0u64;
+        for line in log.lines().skip(from) {
+            if line.contains("\"GET /v2/") {
+                let fields: Vec<&str> =
+                    line.split('"').nth(2).unwrap_or("").split_whitespace().collect();
+                down += fields.get(1).and_then(|b| b.parse::<u64>().ok()).unwrap_or(0);
+            }
+        }
+        down
+    };
+    let (mut ours, mut trip) = (Vec::new(), Vec::new());
+    let (mut ours_moved, mut trip_down, mut below) = ((0u64, 0u64), 0u64, 0usize);
+    for round in 0..runs {
+        settle();
+        let start = Instant::now();
+        let out = Command::new(squash)
+            .args([source.as_str(), "--from-layer", "4", "--json", "-q", "-o"])
+            .arg(format!("docker://{host}/bench:squashed-{round}"))
+            .output()?;
+        ours.push(start.elapsed().as_secs_f64());
+        anyhow::ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let outcome: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let t = &outcome["transfer"];
+        // Layers below the range that the plan had to index (and so download).
+        below = outcome["layers"]
+            .as_array()
+            .map(|l| l.iter().filter_map(|x| x["rereads"].as_array()).map(Vec::len).sum())
+            .unwrap_or(0);
+        ours_moved = (
+            t["downloaded_bytes"].as_u64().unwrap_or(0),
+            t["uploaded_bytes"].as_u64().unwrap_or(0),
+        );
+        let before = registry.log().lines().count();
+        let (pulled, pushed) = (work.join("trip-in"), work.join("trip-out"));
+        let _ = std::fs::remove_dir_all(&pulled);
+        let _ = std::fs::remove_dir_all(&pushed);
+        settle();
+        let start = Instant::now();
+        skopeo(&[
+            "copy",
+            "-q",
+            "--src-tls-verify=false",
+            &source,
+            &format!("oci:{}:bench", pulled.display()),
+        ])?;
+        run_command(
+            Command::new(squash)
+                .arg(format!("oci:{}:bench", pulled.display()))
+                .args(["--from-layer", "4", "-q", "-o"])
+                .arg(format!("oci:{}:bench", pushed.display())),
+        )?;
+        skopeo(&[
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:bench", pushed.display()),
+            &format!("docker://{host}/bench:trip-{round}"),
+        ])?;
+        trip.push(start.elapsed().as_secs_f64());
+        trip_down = downloaded(before);
+        let _ = std::fs::remove_dir_all(&pulled);
+        let _ = std::fs::remove_dir_all(&pushed);
+    }
+    let (ours, trip) = (median(ours), median(trip));
+    println!(
+        "{:<28} {:>9.2}   downloaded {:.1} MB, uploaded {:.1} MB; {below} layer(s) below the \
+         range read for the plan",
+        "registry to registry (gzip)",
+        ours,
+        ours_moved.0 as f64 / 1e6,
+        ours_moved.1 as f64 / 1e6
+    );
+    println!(
+        "{:<28} {:>9.2}   {:.2}x the time; downloaded {:.1} MB (the whole image), uploads the new \
+         layer as squash does",
+        "  skopeo out, squash, in",
+        trip,
+        trip / ours,
+        trip_down as f64 / 1e6
+    );
+    drop(registry);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
