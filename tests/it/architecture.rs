@@ -15,6 +15,7 @@ const MODULES: &[&str] = &[
     "progress",
     "budget",
     "context",
+    "units",
     // Compression in one place.
     "codec::compression",
     "codec::decode",
@@ -100,7 +101,6 @@ const MODULES: &[&str] = &[
     "report",
     "diff",
     // Presentation.
-    "present::units",
     "present::svg",
     "present::document",
     "present::pages",

@@ -94,6 +94,10 @@ pub fn install_signal_handlers() -> Result<()> {
             if !first || !WRITING.load(Ordering::SeqCst) {
                 end(128 + signal);
             }
+            // Said at once: the run stops at its next check and removes what it wrote.
+            note(
+                "\nsquash: interrupting… (removing what was written; a second signal ends at once)",
+            );
             std::thread::spawn(move || {
                 std::thread::sleep(CLEANUP_GRACE);
                 end(128 + signal);

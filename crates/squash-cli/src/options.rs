@@ -88,6 +88,9 @@ pub fn output(args: &SquashArgs) -> Result<Option<Output>> {
     let mut output = Output::parse(raw)
         .map_err(|e| anyhow!("-o {e}"))?
         .with_registry(registry(&args.image.registry));
+    if !args.dry_run {
+        output.check_destination()?;
+    }
     if matches!(output.destination(), Destination::Registry(_)) && format.is_some() {
         bail!("-o `{raw}` is a registry, which holds manifests and blobs: drop --format");
     }

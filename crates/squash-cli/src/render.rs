@@ -63,10 +63,10 @@ pub fn plan(image: &Image, plan: &SquashPlan) -> String {
         out.push_str("no range selected: copying the image as it is\n");
     }
     for r in &plan.ranges {
-        out.push_str(&format!("squashing {}\n", r.range));
+        out.push_str(&format!("squashing {} ({})\n", r.range, flag(&plan.options.selector)));
         let before_u = r.uncompressed_size_before();
         out.push_str(&format!(
-            "  {} -> 1; uncompressed {} -> {} ({} reclaimed); {} written\n",
+            "  {} -> 1; uncompressed {} -> {} ({} reclaimed); {} in the new layer\n",
             count(r.range.len(), "layer", "layers"),
             human(before_u),
             human(r.uncompressed_size()),
@@ -97,6 +97,37 @@ pub fn excluded(figures: &[ExcludeFigures]) -> String {
                 human(f.bytes_reclaimed),
                 count(f.entries_hidden as usize, "entry", "entries"),
                 human(f.bytes_hidden)
+            )
+        })
+        .collect()
+}
+
+/// The flag that chose ranges as `selector` did, as the user typed it.
+fn flag(selector: &squash::LayerSelector) -> String {
+    use squash::LayerSelector;
+    match selector {
+        LayerSelector::Top(n) => format!("--from-layer {n}"),
+        LayerSelector::Above(digest) => format!("--from-layer {digest}"),
+        LayerSelector::Base => "--from-layer base".into(),
+        LayerSelector::Ranges(_) => "--layers".into(),
+        LayerSelector::All => "--all".into(),
+        _ => "chosen".into(),
+    }
+}
+
+/// The `--exclude` patterns of `given` that remove nothing from the image, a line each.
+pub fn excludes_unmatched(given: &[String], figures: &[ExcludeFigures]) -> String {
+    given
+        .iter()
+        .filter(|p| {
+            !figures
+                .iter()
+                .any(|f| &f.pattern == *p && (f.entries_reclaimed > 0 || f.entries_hidden > 0))
+        })
+        .map(|p| {
+            format!(
+                "  --exclude {p}: matches nothing in the image (a typo, or a path that is not \
+                 there?)\n"
             )
         })
         .collect()
@@ -137,6 +168,18 @@ pub fn index_plan(index: &ImageIndex, plan: &IndexPlan) -> String {
 }
 
 /// What squashing an index wrote.
+/// The tag an output carries, and whether it is the input's (which a load into the same engine
+/// moves to the new image): a line, or nothing.
+fn tagged(tag: Option<&str>, input: Option<&str>) -> String {
+    match tag {
+        Some(tag) if Some(tag) == input => {
+            format!("  tagged:   {tag}, as the input (-t to choose another)\n")
+        }
+        Some(tag) => format!("  tagged:   {tag}\n"),
+        None => "  untagged (-t to name it)\n".to_string(),
+    }
+}
+
 /// The layers read beyond one read of each squashed layer, grouped by reason: a line each.
 fn rereads(layers: &[squash::OutcomeLayer]) -> String {
     let mut by_reason: Vec<(&str, Vec<usize>)> = Vec::new();
@@ -174,6 +217,9 @@ fn transfer(transfer: Option<&squash::Transfer>) -> String {
 pub fn index_outcome(outcome: &IndexOutcome) -> String {
     let output = if outcome.output == "-" { "standard output" } else { outcome.output.as_str() };
     let mut out = format!("wrote {output}\n  index: {}\n", outcome.index_digest);
+    if let Some(tag) = &outcome.tag {
+        out.push_str(&format!("  tagged: {tag}\n"));
+    }
     if let Some(pushed) = &outcome.pushed {
         out.push_str(&format!("  pushed: {pushed}\n"));
     }
@@ -245,6 +291,7 @@ pub fn outcome(image: &Image, plan: &SquashPlan, outcome: &Outcome) -> String {
     if let Some(pushed) = &outcome.pushed {
         out.push_str(&format!("  pushed:   {pushed}\n"));
     }
+    out.push_str(&tagged(outcome.tag.as_deref(), image.name()));
     let mut rows = vec![vec!["#".into(), "DIGEST".into(), "SIZE".into(), "".into()]];
     for l in &outcome.layers {
         let note = match &l.squashed_from {
@@ -324,7 +371,10 @@ pub fn report(report: &Report) -> String {
                 format!("{} (exact, {})", human(*exact), short(&digest.to_string()))
             }
             _ if r.compression == squash::Compression::None => {
-                format!("{} (uncompressed)", human(r.compressed_size_after_estimate))
+                format!(
+                    "{} (the layer is stored uncompressed)",
+                    human(r.compressed_size_after_estimate)
+                )
             }
             _ if r.sampled_bytes >= r.uncompressed_size_after => {
                 format!(
@@ -443,6 +493,11 @@ impl ProgressLine {
     }
 
     fn with_bar(&self, f: impl FnOnce(&indicatif::ProgressBar)) {
+        if crate::exit::cancelled() {
+            // Interrupted: the bar stops drawing at once.
+            self.clear();
+            return;
+        }
         if let Ok(bar) = self.bar.lock() {
             if let Some(bar) = bar.as_ref() {
                 f(bar);
@@ -473,8 +528,28 @@ impl ProgressLine {
         if !self.bars {
             return;
         }
+        let window = std::sync::Arc::new(std::sync::Mutex::new(RateWindow::default()));
+        let (for_rate, for_eta) = (std::sync::Arc::clone(&window), window);
         let style = indicatif::ProgressStyle::with_template(template)
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .with_key(
+                "rate",
+                move |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let rate = for_rate.lock().map(|mut r| r.rate(state.pos())).unwrap_or(0.0);
+                    let _ = write!(w, "{}/s", human(rate as u64));
+                },
+            )
+            .with_key(
+                "left",
+                move |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let rate = for_eta.lock().map(|mut r| r.rate(state.pos())).unwrap_or(0.0);
+                    let left = state.len().unwrap_or(0).saturating_sub(state.pos());
+                    let _ = match rate {
+                        r if r > 0.0 => write!(w, "{:.0} s left", left as f64 / r),
+                        _ => write!(w, "…"),
+                    };
+                },
+            )
             .progress_chars("=> ");
         let bar = indicatif::ProgressBar::with_draw_target(
             Some(total),
@@ -506,10 +581,45 @@ impl ProgressLine {
     }
 }
 
-const INDEXING: &str =
-    "{msg} [{bar:30}] {decimal_bytes}/{decimal_total_bytes} {decimal_bytes_per_sec}";
+const INDEXING: &str = "{msg} [{bar:30}] {decimal_bytes}/{decimal_total_bytes} {rate}";
 const WRITING: &str = "{msg:24!} [{bar:30}] {percent:>3}% {decimal_bytes}/{decimal_total_bytes} \
-    {decimal_bytes_per_sec} ETA {eta}";
+    {rate}, {left}";
+
+/// The rate of the last few seconds (not since the start, which lags behind a rate that
+/// changes): positions sampled as the bar draws.
+#[derive(Default)]
+struct RateWindow {
+    samples: std::collections::VecDeque<(std::time::Instant, u64)>,
+}
+
+impl RateWindow {
+    /// Seconds the rate is taken over.
+    const SPAN: f64 = 5.0;
+
+    /// Records `position` now; bytes a second over the window.
+    fn rate(&mut self, position: u64) -> f64 {
+        self.rate_at(std::time::Instant::now(), position)
+    }
+
+    /// Records `position` at `now`; bytes a second over the window.
+    fn rate_at(&mut self, now: std::time::Instant, position: u64) -> f64 {
+        self.samples.push_back((now, position));
+        while self
+            .samples
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t).as_secs_f64() > Self::SPAN)
+            && self.samples.len() > 2
+        {
+            self.samples.pop_front();
+        }
+        let Some(&(t0, p0)) = self.samples.front() else { return 0.0 };
+        let seconds = now.duration_since(t0).as_secs_f64();
+        if seconds < 0.2 {
+            return 0.0;
+        }
+        position.saturating_sub(p0) as f64 / seconds
+    }
+}
 
 impl squash::Progress for ProgressLine {
     fn event(&self, event: &squash::Event) {
@@ -577,4 +687,23 @@ pub fn diff(diff: &TreeDiff, ignored: &[Attribute]) -> String {
         ));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RateWindow;
+    use std::time::{Duration, Instant};
+
+    /// 10 s at 100 MB/s, then 5 s at 10 MB/s: the bar shows 10 MB/s, not the 70 MB/s average
+    /// since the start.
+    #[test]
+    fn the_rate_is_the_last_seconds() {
+        let (start, mut window, mut position) = (Instant::now(), RateWindow::default(), 0u64);
+        let mut rate = 0.0;
+        for tenth in 1..=150u64 {
+            position += if tenth <= 100 { 10_000_000 } else { 1_000_000 };
+            rate = window.rate_at(start + Duration::from_millis(tenth * 100), position);
+        }
+        assert!((9e6..11e6).contains(&rate), "{rate}");
+    }
 }

@@ -247,6 +247,30 @@ impl Error {
         }
     }
 
+    /// The same error, naming `to` where it named the file `from` (a temporary copy of an input
+    /// named as the input it was given as).
+    pub(crate) fn naming(mut self, from: &Path, to: &Path) -> Error {
+        let location = match &mut self {
+            Error::Io { location, .. }
+            | Error::DigestMismatch { location, .. }
+            | Error::SizeMismatch { location, .. }
+            | Error::MissingBlob { location, .. }
+            | Error::MalformedTar { location, .. }
+            | Error::InvalidDocument { location, .. }
+            | Error::Unsupported { location, .. }
+            | Error::Selection { location, .. }
+            | Error::Output { location, .. }
+            | Error::Registry { location, .. } => Some(location),
+            Error::InvalidRange { .. } | Error::InvalidOption { .. } | Error::Cancelled => None,
+        };
+        if let Some(location) = location {
+            if location.file.as_deref() == Some(from) {
+                location.file = Some(to.to_path_buf());
+            }
+        }
+        self
+    }
+
     pub(crate) fn io(location: Location, source: io::Error) -> Error {
         // Errors raised inside adapters (verification at EOF, decoders) travel through `io::Error`;
         // unwrap them so the caller sees the real variant.

@@ -8,8 +8,9 @@
 //! takes a [`Context`] (threads, progress and cancellation, temporary directory).
 //!
 //! The modules, lowest first (a module imports only modules below it; ARCHITECTURE.md draws the
-//! map): the ground (`digest`, `error`, `progress`, `budget`, `context`), `codec`, `layer`,
-//! `registry`, `read`, `plan`, `merge`, `write`, then `report` and `diff`, then `present`.
+//! map): the ground (`digest`, `error`, `progress`, `budget`, `context`, `units`), `codec`,
+//! `layer`, `registry`, `read`, `plan`, `merge`, `write`, then `report` and `diff`, then
+//! `present`.
 
 #![deny(missing_docs)]
 #![deny(clippy::print_stdout, clippy::print_stderr)]
@@ -29,6 +30,7 @@ mod progress;
 mod read;
 mod registry;
 mod report;
+mod units;
 mod write;
 
 pub use codec::compression::Compression;

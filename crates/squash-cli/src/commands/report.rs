@@ -139,6 +139,8 @@ pub fn run(args: ReportArgs, verbosity: Verbosity) -> Result<ExitCode> {
             ))?)?,
         },
         "markdown" => out(&squash::present::report_markdown(&all, summary.as_ref(), args.top))?,
+        // -q with a page or a chart asked for: those are the output, not the text.
+        _ if verbosity.quiet && (args.html.is_some() || args.svg.is_some()) => {}
         _ => {
             if let Some(summary) = &summary {
                 text.push_str(&render::audit(summary));

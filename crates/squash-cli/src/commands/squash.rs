@@ -99,6 +99,13 @@ pub fn run(mut args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
             }
         }
     };
+    // The output checked against what was opened, before anything is planned.
+    if let Some(output) = output.as_ref().filter(|_| !args.dry_run) {
+        match &subject {
+            Subject::Image(image) => output.check_against(image)?,
+            Subject::Index(index) => output.check_against_index(index)?,
+        }
+    }
     let progress = render::ProgressLine::on_stderr(args.json, verbosity);
     let context =
         options::context(args.threads, &progress, scratch_path.or(args.image.tmp_dir.as_deref()));
@@ -124,7 +131,7 @@ pub fn run(mut args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
     // The plan is a dry run's result (stdout), and a note on the way otherwise (stderr).
     if !verbosity.quiet && !args.json {
         if args.dry_run {
-            out(&planned.text())?;
+            out(&format!("dry run: nothing is written\n{}", planned.text()))?;
         } else {
             note(planned.text().trim_end());
         }
@@ -156,7 +163,10 @@ pub fn run(mut args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
     let text = exit::writing(|| planned.execute(&output, &context, shown));
     progress.finish();
     // The summary is made before a verification, which needs the memory the plan holds.
-    let text = text?;
+    let mut text = text?;
+    if let (Some(summary), Some(packed)) = (text.as_mut(), output.archive_compression()) {
+        summary.push_str(&format!("  archive compressed with {packed}, as its name asks\n"));
+    }
     let subject = planned.into_subject();
     if args.verify {
         if let Some(path) = output.path() {
@@ -207,7 +217,10 @@ impl<'a> Planned<'a> {
     /// The plan as text.
     fn text(&self) -> String {
         match self {
-            Planned::Image(image, plan) => render::plan(image, plan),
+            Planned::Image(image, plan) => {
+                render::plan(image, plan)
+                    + &render::excludes_unmatched(&plan.options.excludes, &plan.excluded())
+            }
             Planned::Index(index, plan) => render::index_plan(index, plan),
         }
     }

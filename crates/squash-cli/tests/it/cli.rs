@@ -725,3 +725,73 @@ fn the_fleet_page_is_what_the_cli_reads() {
     let ci = YamlLoader::load_from_str(blocks[1]).expect("the CI block is YAML");
     assert!(ci[0]["jobs"]["squash"]["strategy"]["matrix"]["image"].as_vec().is_some());
 }
+
+/// The README and the docs/ pages: every flag their `squash` command lines use is one squash
+/// takes (its help lists it), and every relative link names a file that exists.
+#[test]
+fn the_docs_use_only_flags_squash_takes_and_links_that_exist() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut pages = vec![root.join("README.md")];
+    for entry in std::fs::read_dir(root.join("docs")).expect("docs/").flatten() {
+        if entry.path().extension().is_some_and(|e| e == "md") {
+            pages.push(entry.path());
+        }
+    }
+    let mut known = String::new();
+    for command in [&[][..], &["inspect"], &["report"], &["diff"], &["demo"], &["completions"]] {
+        let mut args: Vec<&str> = command.to_vec();
+        args.push("--help");
+        known.push_str(&squash(&args).1);
+    }
+    let mut unknown = Vec::new();
+    let mut broken = Vec::new();
+    for page in &pages {
+        let text = std::fs::read_to_string(page).expect("a page");
+        let mut in_code = false;
+        for line in text.lines() {
+            if line.starts_with("```") {
+                in_code = !in_code;
+                continue;
+            }
+            // Command lines: in code blocks, and in backticks in the prose.
+            let commands: Vec<&str> = if in_code {
+                vec![line]
+            } else {
+                line.split('`').skip(1).step_by(2).filter(|c| c.starts_with("squash ")).collect()
+            };
+            for command in commands.iter().filter(|c| c.contains("squash ")) {
+                let after = &command[command.find("squash ").unwrap_or(0)..];
+                let after = after.split(" | ").next().unwrap_or(after);
+                for word in after.split_whitespace().filter(|w| w.starts_with("--") && w.len() > 2)
+                {
+                    let flag: String = word
+                        .trim_start_matches('[')
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                        .collect();
+                    if flag.len() > 2
+                        && !known.contains(&format!("{flag} "))
+                        && !known.contains(&format!("{flag}\n"))
+                        && !known.contains(&format!("{flag}="))
+                        && !known.contains(&format!("{flag},"))
+                    {
+                        unknown.push(format!("{}: {flag} in `{}`", page.display(), command.trim()));
+                    }
+                }
+            }
+            // Relative links.
+            for part in line.split("](").skip(1) {
+                let target = part.split(')').next().unwrap_or("");
+                let file = target.split('#').next().unwrap_or("");
+                if file.is_empty() || file.contains("://") {
+                    continue;
+                }
+                if !page.parent().expect("a directory").join(file).exists() {
+                    broken.push(format!("{}: {target}", page.display()));
+                }
+            }
+        }
+    }
+    assert!(unknown.is_empty(), "flags squash does not take:\n{}", unknown.join("\n"));
+    assert!(broken.is_empty(), "links to nothing:\n{}", broken.join("\n"));
+}

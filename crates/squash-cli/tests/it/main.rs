@@ -7,6 +7,8 @@ mod cli;
 mod contract;
 /// Docker and podman load, run and unpack what squash writes to a pipe.
 mod engines;
+/// A new user's first hour: names kept, early and plain errors, wording.
+mod first_hour;
 /// Registries in and out: a real `docker-registry` over HTTP, TLS with htpasswd, and tokens;
 /// skopeo and Docker read what squash pushes; faults from a proxy.
 mod registry;

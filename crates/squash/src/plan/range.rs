@@ -123,7 +123,7 @@ pub(crate) fn resolve(
             Ok(vec![LayerRange {
                 start: 0,
                 end: count - 1,
-                reason: format!("every layer, the base included (--all, {})", layers(count)),
+                reason: format!("every layer, the base included ({})", layers(count)),
             }])
         }
         LayerSelector::Top(n) => {
@@ -136,7 +136,7 @@ pub(crate) fn resolve(
             Ok(vec![LayerRange {
                 start: count - n,
                 end: count - 1,
-                reason: format!("the top {n} filesystem layers (--from-layer {n})"),
+                reason: format!("the top {n} filesystem layers"),
             }])
         }
         LayerSelector::Above(prefix) => {
@@ -213,7 +213,7 @@ pub(crate) fn resolve(
                     layers(count)
                 ))),
                 Some((common, _, name)) => {
-                    let found = if from_bases { " (--base)" } else { " (found in the same input)" };
+                    let found = if from_bases { "" } else { " (found in the same input)" };
                     Ok(vec![LayerRange {
                         start: common,
                         end: count - 1,
@@ -259,7 +259,7 @@ pub(crate) fn resolve(
                 out.push(LayerRange {
                     start: a,
                     end: b,
-                    reason: format!("explicit range (--layers {a}..{b})"),
+                    reason: format!("layers {a}..{b}, as asked"),
                 });
             }
             Ok(out)

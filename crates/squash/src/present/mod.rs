@@ -6,11 +6,10 @@ pub mod document;
 pub(crate) mod pages;
 #[cfg(feature = "svg")]
 pub(crate) mod svg;
-pub(crate) mod units;
 
+pub use crate::units::{human, parse_size};
 #[cfg(feature = "svg")]
 pub use pages::report_html;
 pub use pages::report_markdown;
 #[cfg(feature = "svg")]
 pub use svg::report_svg;
-pub use units::{human, parse_size};

@@ -3,10 +3,10 @@
 //! Both are views of [`ReportDocument`]s and, for several images, an [`AuditSummary`].
 
 use super::document::ReportDocument;
-use super::units::human;
 use crate::report::audit::AuditSummary;
 use crate::report::clutter::LayerBytes;
 use crate::report::model::{RangeReport, Report};
+use crate::units::human;
 
 /// A Markdown cell: pipes escaped, line breaks and backticks out, cut to `width` characters.
 fn cell(text: &str, width: usize) -> String {
@@ -84,14 +84,17 @@ fn markdown_one(document: &ReportDocument, top: usize, out: &mut String) {
             format!("{} ({})", human(l.reclaimed_bytes), human(l.reclaimed_compressed_bytes))
         };
         out.push_str(&format!(
-            "| {}{} | {} | {} | {} | {} | `{}` |\n",
+            "| {}{} | {} | {} | {} | {} | {} |\n",
             l.index,
             if l.base { " (base)" } else { "" },
             human(l.compressed_size),
             human(l.uncompressed_size),
             human(l.wasted_bytes),
             reclaims,
-            cell(l.created_by.as_deref().unwrap_or(""), 70)
+            match l.created_by.as_deref().map(|c| cell(c, 70)).filter(|c| !c.trim().is_empty()) {
+                Some(created) => format!("`{created}`"),
+                None => "–".to_string(),
+            }
         ));
     }
     if !report.wasted_paths.is_empty() {

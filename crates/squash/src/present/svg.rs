@@ -1,7 +1,7 @@
 //! The report as an SVG bar chart: one bar per layer, kept and wasted bytes.
 
-use super::units::human;
 use crate::report::model::Report;
+use crate::units::human;
 
 /// A bar chart, one bar per layer, of kept and wasted bytes, as SVG.
 pub fn report_svg(report: &Report) -> String {

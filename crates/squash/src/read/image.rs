@@ -288,8 +288,9 @@ impl Image {
         }
     }
 
+    /// Where errors about `layer` point: the input as it was given (not its temporary copy).
     pub(crate) fn layer_location(&self, layer: &Layer) -> Location {
-        self.store.location().part(layer.label())
+        Location::file(self.source()).part(layer.label())
     }
 
     /// Computes the digest of every layer blob that the image does not state, by reading it.

@@ -114,7 +114,9 @@ fn open_store(reference: &ImageReference, options: &OpenOptions, indexes: bool) 
     let spooled = |spool: TempPathShared| -> Result<Opened> {
         let mut inner = reference.clone();
         inner.path = spool.to_path_buf();
-        let mut opened = open_store(&inner, options, indexes)?;
+        // Errors name the input as it was given, not its temporary copy.
+        let mut opened =
+            open_store(&inner, options, indexes).map_err(|e| e.naming(&inner.path, path))?;
         let spool = Some((spool, path.clone()));
         match &mut opened {
             Opened::Image(image) => image.spool = spool,
@@ -134,7 +136,21 @@ fn open_store(reference: &ImageReference, options: &OpenOptions, indexes: bool) 
     if spool::wanted(path) {
         return spooled(Arc::new(spool::spool(path, options)?));
     }
-    let metadata = std::fs::metadata(path).at(|| Location::file(path))?;
+    let metadata = match std::fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && looks_like_a_name(path) => {
+            let name = path.display();
+            return Err(Error::Selection {
+                location: Location::file(path),
+                reason: format!(
+                    "no such file; if `{name}` is an image in Docker or podman, give its archive: \
+                     `docker save {name} | squash - …` (or `podman save`), or read it from its \
+                     registry: `docker://REGISTRY/{name}`"
+                ),
+            });
+        }
+        Err(e) => return Err(Error::io(Location::file(path), e)),
+    };
     let transport = match reference.transport {
         Some(t) => t,
         None => detect(path, metadata.is_dir())?,
@@ -172,6 +188,9 @@ fn open_store(reference: &ImageReference, options: &OpenOptions, indexes: bool) 
             }
             if !plain_tar(path)? {
                 return spooled(Arc::new(spool::spool(path, options)?));
+            }
+            if !starts_like_a_tar(path)? {
+                return Err(not_an_archive(path));
             }
             let index = Arc::new(ArchiveIndex::open(path)?);
             let store = Store::Archive(index.clone());
@@ -237,6 +256,68 @@ fn plain_tar(path: &Path) -> Result<bool> {
             format!("the archive itself is {c}-compressed; decompress it first"),
         )),
     }
+}
+
+/// Whether a missing input reads like an image name (`app`, `app:latest`,
+/// `registry.example/team/app:1`) rather than a path (`./app.tar`, `/tmp/x`, `out/app.tar`).
+fn looks_like_a_name(path: &Path) -> bool {
+    let Some(text) = path.to_str() else { return false };
+    let (name, tag) = match text.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, Some(tag)),
+        _ => (text, None),
+    };
+    let archive = [".tar", ".tgz", ".gz", ".zst", ".json"].iter().any(|e| text.ends_with(e));
+    !name.is_empty()
+        && !archive
+        && !text.starts_with(['.', '/', '~'])
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/".contains(&b))
+        && tag.is_none_or(|t| {
+            !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        })
+}
+
+/// Whether the file at `path` begins with a tar header (its checksum right), as every image
+/// archive does.
+fn starts_like_a_tar(path: &Path) -> Result<bool> {
+    use std::io::Read;
+    let mut block = [0u8; 512];
+    let mut file = std::fs::File::open(path).at(|| Location::file(path))?;
+    let mut filled = 0;
+    while filled < block.len() {
+        match file.read(&mut block[filled..]).at(|| Location::file(path))? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    if filled == 0 {
+        return Ok(true);
+    }
+    if filled < block.len() {
+        return Ok(false);
+    }
+    let stated = std::str::from_utf8(&block[148..156])
+        .ok()
+        .map(|s| s.trim_matches(|c: char| c == '\0' || c == ' '))
+        .and_then(|s| u64::from_str_radix(s, 8).ok());
+    let actual: u64 = block
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| if (148..156).contains(&i) { u64::from(b' ') } else { u64::from(b) })
+        .sum();
+    Ok(block.iter().all(|&b| b == 0) || stated == Some(actual))
+}
+
+/// The error for a file that is no archive at all (a Dockerfile, a text file).
+fn not_an_archive(path: &Path) -> Error {
+    Error::unsupported(
+        Location::file(path),
+        "not an image archive (it does not begin with a tar header); squash reads `docker save` \
+         tarballs, OCI archives (`podman save --format oci-archive`), OCI layout directories \
+         (`oci:DIR[:TAG]`), `dir:` directories and registries (`docker://HOST/REPO:TAG`), plain \
+         or gzip- or zstd-compressed",
+    )
 }
 
 /// A temporary copy of an input, shared by the image and its clones.

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::model::Report;
+use crate::units::human;
 
 /// CI gates, with absolute and relative thresholds.
 #[derive(Debug, Clone, Default)]
@@ -111,9 +112,13 @@ impl std::fmt::Display for GateResult {
             (_, false) => ">",
         };
         match self.rule {
-            GateRule::MaxWastedBytes => {
-                write!(f, "{}: {} bytes wasted {relation} {}", self.rule, self.value, self.limit)
-            }
+            GateRule::MaxWastedBytes => write!(
+                f,
+                "{}: {} wasted {relation} {}",
+                self.rule,
+                human(self.value as u64),
+                human(self.limit as u64)
+            ),
             GateRule::MaxWastedPercent => {
                 write!(f, "{}: {:.2}% wasted {relation} {}%", self.rule, self.value, self.limit)
             }
@@ -122,8 +127,10 @@ impl std::fmt::Display for GateResult {
             }
             GateRule::MaxClutterBytes => write!(
                 f,
-                "{}: {} bytes of clutter {relation} {}",
-                self.rule, self.value, self.limit
+                "{}: {} of clutter {relation} {}",
+                self.rule,
+                human(self.value as u64),
+                human(self.limit as u64)
             ),
         }
     }

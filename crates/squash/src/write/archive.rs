@@ -1,6 +1,7 @@
 //! Archive outputs on disk (OCI archives and `docker save` tarballs): written front to back into
 //! a temporary file beside the destination, each member's header patched in place once its
-//! blob's digest and size are known, and renamed into place at the commit.
+//! blob's digest and size are known, compressed as a whole when the output asks for it, and
+//! renamed into place at the commit.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -12,7 +13,11 @@ use tempfile::NamedTempFile;
 use super::container::{
     closing_members, member_header, member_name, BlobKind, Finish, OutputWriter,
 };
+use super::container::{parent_dir, temp_prefix};
+use super::lock::temp_file;
 use super::output::OutputFormat;
+use crate::codec::compression::Compression;
+use crate::codec::encode::Encoder;
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Location, Result};
 use crate::layer::tarstream::padding;
@@ -25,6 +30,8 @@ pub(crate) struct ArchiveTarget {
     pub(super) offset: u64,
     pub(super) format: OutputFormat,
     pub(super) written: BTreeSet<Digest>,
+    /// The archive is compressed as a whole at the commit, when given.
+    pub(super) compression: Option<Compression>,
 }
 
 impl ArchiveTarget {
@@ -83,8 +90,29 @@ impl ArchiveTarget {
             location: location.clone(),
             reason: "archive already committed".into(),
         })?;
+        let file = match self.compression.filter(|c| *c != Compression::None) {
+            Some(compression) => compressed(&file, compression, &self.dest)?,
+            None => file,
+        };
         file.as_file().sync_all().at(|| location.clone())?;
         file.persist(&self.dest).map_err(|e| Error::io(location, e.error))?;
         Ok(())
     }
+}
+
+/// A temporary file beside `dest` holding the archive `plain` compressed with `compression`
+/// (every core, the bytes independent of their number); `plain` is removed when dropped.
+fn compressed(
+    plain: &NamedTempFile,
+    compression: Compression,
+    dest: &std::path::Path,
+) -> Result<NamedTempFile> {
+    let location = Location::file(dest);
+    let packed = temp_file(&parent_dir(dest), &format!("{}-", temp_prefix(dest)))?;
+    let out = BufWriter::with_capacity(1 << 20, packed.reopen().at(|| location.clone())?);
+    let mut encoder = Encoder::new(compression, None, 0, out).at(|| location.clone())?;
+    let mut input = plain.reopen().at(|| location.clone())?;
+    std::io::copy(&mut input, &mut encoder).at(|| location.clone())?;
+    encoder.finish().and_then(|mut w| w.flush()).at(|| location.clone())?;
+    Ok(packed)
 }

@@ -5,14 +5,13 @@
 use serde_json::{json, Map, Value};
 
 use super::outcome::OutcomeLayer;
-use super::output::OutputFormat;
 use crate::digest::Digest;
 use crate::error::{Error, Location, Result};
 use crate::plan::edits::ConfigEdits;
 use crate::plan::options::HistoryMode;
 use crate::plan::range::layers;
 use crate::plan::squash_plan::{PlannedRange, SquashPlan};
-use crate::read::image::{Image, InputFormat};
+use crate::read::image::Image;
 use crate::read::media::{DOCKER_CONFIG, DOCKER_MANIFEST, OCI_CONFIG, OCI_MANIFEST};
 
 /// Formats seconds since the epoch as RFC 3339 in UTC.
@@ -164,26 +163,6 @@ pub(super) fn new_manifest(
         edits.apply_to_manifest(object);
     }
     serde_json::to_vec(&manifest).map_err(|e| Error::io(Location::file(image.path()), e.into()))
-}
-
-/// The tag carried over from the input when none is given.
-pub(super) fn default_tag(image: &Image, format: OutputFormat) -> Option<String> {
-    let name = image.name()?;
-    match format {
-        OutputFormat::DockerArchive => {
-            (name.contains(':') && !name.starts_with('@')).then(|| name.to_string())
-        }
-        _ => {
-            if image.format() == InputFormat::DockerArchive || name.contains(':') {
-                name.rsplit_once(':')
-                    .map(|(_, t)| t.to_string())
-                    .or_else(|| Some(name.to_string()))
-                    .filter(|t| !t.starts_with('@'))
-            } else {
-                Some(name.to_string())
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -7,10 +7,10 @@ use std::io;
 use serde_json::{json, Value};
 
 use super::container::{BlobKind, Finish};
-use super::documents::{default_tag, new_manifest};
+use super::documents::new_manifest;
 use super::lock::{LockWait, DEFAULT_LOCK_TIMEOUT};
 use super::outcome::{total_transfer, Outcome, OutcomeLayer};
-use super::output::{Destination, Input, Output, OutputFormat};
+use super::output::{default_tag, Destination, Input, Output, OutputFormat};
 use super::target::Target;
 use crate::context::Context;
 use crate::digest::Digest;
@@ -58,6 +58,8 @@ impl SquashPlan {
         context: &Context<'_>,
     ) -> Result<Outcome> {
         let format = output.format_for(image.format());
+        // Without a tag given, the input's name, known before anything is checked or written.
+        let output = &output.clone().or_tag(default_tag(image.name(), format));
         let mut inputs = vec![Input::image(image)];
         inputs.extend(self.options.bases.iter().map(Input::image));
         let path = match output.destination() {
@@ -89,7 +91,14 @@ impl SquashPlan {
             timeout: self.options.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT),
             progress: context.progress(),
         };
-        let target = Target::create(path, format, output.tag(), &inputs, wait)?;
+        let target = Target::create(
+            path,
+            format,
+            output.tag(),
+            output.archive_compression(),
+            &inputs,
+            wait,
+        )?;
         self.write_image(image, &output.clone().with_format(format), target, context)
     }
 
@@ -115,10 +124,8 @@ impl SquashPlan {
             });
         }
         self.check_before_writing(image, context)?;
-        let mut output = Output::stdout(format);
-        if let Some(tag) = tag {
-            output = output.with_tag(tag);
-        }
+        let output =
+            Output::stdout(format).or_tag(tag.or_else(|| default_tag(image.name(), format)));
         let target = Target::stream(format, out, context.tmp_dir().map(Into::into));
         self.write_image(image, &output, target, context)
     }
@@ -150,8 +157,8 @@ impl SquashPlan {
             context,
             &mut PreMergedLayers::new(),
         )?;
-        let format = output.format_for(image.format());
-        let tag = output.tag().map(str::to_string).or_else(|| default_tag(image, format));
+        let tag = output.tag().map(str::to_string);
+        outcome.tag = tag.clone();
         let pushed = target.commit(Finish {
             manifest_descriptor,
             tag,
@@ -323,6 +330,7 @@ impl SquashPlan {
                 excluded,
                 transfer: None,
                 pushed: None,
+                tag: None,
             },
             manifest_descriptor,
         ))

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::container::{BlobKind, Finish};
 use super::lock::{LockWait, DEFAULT_LOCK_TIMEOUT};
 use super::outcome::{total_transfer, Outcome};
-use super::output::{Destination, Input, Output, OutputFormat};
+use super::output::{default_tag, Destination, Input, Output, OutputFormat};
 use super::target::Target;
 use crate::budget::Budget;
 use crate::context::Context;
@@ -67,6 +67,9 @@ pub struct IndexOutcome {
     /// For a push, the index by digest: `docker://HOST/REPO@sha256:…`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pushed: Option<String>,
+    /// The tag the output carries (given, or the input's name), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
 }
 
 impl IndexPlan {
@@ -86,6 +89,7 @@ impl IndexPlan {
     ) -> Result<IndexOutcome> {
         let format = output.format_for(index.format());
         check_format(format)?;
+        let output = &output.clone().or_tag(default_tag(index.name(), format));
         let mut inputs = vec![Input::index(index)];
         for (_, plan) in self.images(index) {
             inputs.extend(plan.options.bases.iter().map(Input::image));
@@ -113,7 +117,14 @@ impl IndexPlan {
             timeout: self.options.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT),
             progress: context.progress(),
         };
-        let target = Target::create(path, format, output.tag(), &inputs, wait)?;
+        let target = Target::create(
+            path,
+            format,
+            output.tag(),
+            output.archive_compression(),
+            &inputs,
+            wait,
+        )?;
         self.write(index, &output.clone().with_format(format), target, context)
     }
 
@@ -127,10 +138,8 @@ impl IndexPlan {
         context: &Context<'_>,
     ) -> Result<IndexOutcome> {
         self.check_before_writing(index, context)?;
-        let mut output = Output::stdout(OutputFormat::OciArchive);
-        if let Some(tag) = tag {
-            output = output.with_tag(tag);
-        }
+        let default = default_tag(index.name(), OutputFormat::OciArchive);
+        let output = Output::stdout(OutputFormat::OciArchive).or_tag(tag.or(default));
         let target =
             Target::stream(OutputFormat::OciArchive, out, context.tmp_dir().map(Into::into));
         self.write(index, &output, target, context)
@@ -225,12 +234,10 @@ impl IndexPlan {
             .as_str()
             .and_then(|d| d.parse().ok())
             .unwrap_or_else(|| index.digest().clone());
-        let tag = output.tag().map(str::to_string).or_else(|| {
-            index.name().map(|n| n.rsplit_once(':').map(|(_, t)| t).unwrap_or(n).to_string())
-        });
+        let tag = output.tag().map(str::to_string);
         let pushed = target.commit(Finish {
             manifest_descriptor: descriptor,
-            tag,
+            tag: tag.clone(),
             config: index_digest.clone(),
             layers: Vec::new(),
             extra_blobs: written.blobs,
@@ -238,6 +245,7 @@ impl IndexPlan {
         Ok(IndexOutcome {
             output: output.shown(),
             pushed: output.pushed(&index_digest),
+            tag: tag.clone(),
             index_digest,
             images: written.images,
             dropped_attestations: written.dropped,

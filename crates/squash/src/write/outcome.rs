@@ -53,6 +53,9 @@ pub struct Outcome {
     /// For a push, the image by digest: `docker://HOST/REPO@sha256:…`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pushed: Option<String>,
+    /// The tag the output carries (given, or the input's name), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
 }
 
 /// The sum of what a run's source and output moved through registries.

@@ -5,6 +5,7 @@
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 
+use crate::codec::compression::Compression;
 use crate::error::{Error, Location, ParseError, Result};
 use crate::read::image::{Image, InputFormat};
 use crate::read::image_index::ImageIndex;
@@ -87,6 +88,7 @@ pub struct Output {
     format: Option<OutputFormat>,
     tag: Option<String>,
     registry: RegistryOptions,
+    compression: Option<Compression>,
 }
 
 impl Output {
@@ -104,6 +106,7 @@ impl Output {
             format: Some(format),
             tag: None,
             registry: RegistryOptions::default(),
+            compression: None,
         }
     }
 
@@ -116,7 +119,45 @@ impl Output {
             format: None,
             tag: Some(tag),
             registry: RegistryOptions::default(),
+            compression: None,
         }
+    }
+
+    /// This output, an archive, compressed with `compression` as a whole (as `docker save |
+    /// gzip` makes it, which `docker load` and `podman load` read); `None` for a plain tar.
+    pub fn with_archive_compression(mut self, compression: Option<Compression>) -> Output {
+        self.compression = compression;
+        self
+    }
+
+    /// How the archive is compressed as a whole, if it is: [`Output::parse`] takes it from the
+    /// name (`.gz`, `.tgz`: gzip; `.zst`, `.tzst`: zstd).
+    pub fn archive_compression(&self) -> Option<Compression> {
+        self.compression.filter(|_| self.format != Some(OutputFormat::OciLayout))
+    }
+
+    /// The compression the file name asks for, and an archive format for a name that ends as
+    /// an archive's does.
+    fn named_compression(mut self) -> Output {
+        let Destination::Path(path) = &self.destination else { return self };
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_ascii_lowercase();
+        self.compression = if name.ends_with(".gz") || name.ends_with(".tgz") {
+            Some(Compression::Gzip)
+        } else if name.ends_with(".zst") || name.ends_with(".tzst") || name.ends_with(".zstd") {
+            Some(Compression::Zstd)
+        } else {
+            None
+        };
+        self
+    }
+
+    /// Whether the destination's name is an archive's (`.tar`, `.tar.gz`, `.tgz`, `.tar.zst`).
+    fn named_as_archive(&self) -> bool {
+        let Destination::Path(path) = &self.destination else { return false };
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_ascii_lowercase();
+        [".tar", ".tar.gz", ".tgz", ".tar.zst", ".tzst", ".tar.zstd"]
+            .iter()
+            .any(|e| name.ends_with(e))
     }
 
     /// This output reaching its registry as `options` say.
@@ -137,6 +178,7 @@ impl Output {
             format: Some(format),
             tag: None,
             registry: RegistryOptions::default(),
+            compression: None,
         }
     }
 
@@ -144,6 +186,69 @@ impl Output {
     /// docker archive's `RepoTags`.
     pub fn with_tag(mut self, tag: impl Into<String>) -> Output {
         self.tag = Some(tag.into());
+        self
+    }
+
+    /// Refuses an output whose directory does not exist: what can be checked before any input
+    /// is opened.
+    pub fn check_destination(&self) -> Result<()> {
+        match &self.destination {
+            Destination::Path(path) => check_directory(path),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses, before anything is read or planned, an output that would touch a file of
+    /// `image` (or replace its own tag, or move the tag a registry input was read by), or whose
+    /// directory does not exist.
+    pub fn check_against(&self, image: &Image) -> Result<()> {
+        let format = self.format_for(image.format());
+        self.check_inputs(&[Input::image(image)], default_tag(image.name(), format), format)
+    }
+
+    /// [`Output::check_against`] for an image index.
+    pub fn check_against_index(&self, index: &ImageIndex) -> Result<()> {
+        let format = self.format_for(index.format());
+        self.check_inputs(&[Input::index(index)], default_tag(index.name(), format), format)
+    }
+
+    fn check_inputs(
+        &self,
+        inputs: &[Input<'_>],
+        default: Option<String>,
+        format: OutputFormat,
+    ) -> Result<()> {
+        let tag = self.tag.clone().or(default);
+        match &self.destination {
+            Destination::Path(path) => {
+                check_directory(path)?;
+                check_not_inside_inputs(path, format, tag.as_deref(), inputs)
+            }
+            Destination::Registry(reference) => {
+                let shown = PathBuf::from(reference.to_string());
+                match inputs
+                    .iter()
+                    .find(|i| i.path == shown && tag.is_some() && i.tag == tag.as_deref())
+                {
+                    Some(_) => Err(Error::Output {
+                        location: self.location(),
+                        reason: format!(
+                            "would move the input's own tag `{}`; push under another tag",
+                            tag.unwrap_or_default()
+                        ),
+                    }),
+                    None => Ok(()),
+                }
+            }
+            Destination::Stdout => Ok(()),
+        }
+    }
+
+    /// This output with `tag` when it names none.
+    pub(crate) fn or_tag(mut self, tag: Option<String>) -> Output {
+        if self.tag.is_none() {
+            self.tag = tag;
+        }
         self
     }
 
@@ -203,8 +308,9 @@ impl Output {
     }
 
     /// The format written for an image read from `input`: the one named, else the input's own
-    /// container; on standard output a docker archive unless the input is an OCI archive; to a
-    /// registry, what an OCI layout holds (manifests and blobs).
+    /// container (an OCI archive, though, for a layout input written to a name that ends as an
+    /// archive's, `.tar` or `.tar.gz`); on standard output a docker archive unless the input is
+    /// an OCI archive; to a registry, what an OCI layout holds (manifests and blobs).
     pub fn format_for(&self, input: InputFormat) -> OutputFormat {
         match (self.format, &self.destination) {
             (_, Destination::Registry(_)) => OutputFormat::OciLayout,
@@ -213,6 +319,13 @@ impl Output {
                 OutputFormat::OciArchive
             }
             (None, Destination::Stdout) => OutputFormat::DockerArchive,
+            // A name that ends as an archive's gets one, whatever the input's container.
+            (None, Destination::Path(_))
+                if self.named_as_archive()
+                    && OutputFormat::like(input) == OutputFormat::OciLayout =>
+            {
+                OutputFormat::OciArchive
+            }
             (None, Destination::Path(_)) => OutputFormat::like(input),
         }
     }
@@ -292,7 +405,9 @@ fn parse_output(s: &str) -> std::result::Result<Output, String> {
             format: Some(format),
             tag,
             registry: RegistryOptions::default(),
-        });
+            compression: None,
+        }
+        .named_compression());
     }
     if s.is_empty() {
         return Err("empty output path".into());
@@ -303,6 +418,7 @@ fn parse_output(s: &str) -> std::result::Result<Output, String> {
             format: None,
             tag: None,
             registry: RegistryOptions::default(),
+            compression: None,
         });
     }
     if let Some((name, what)) = remote_transport(s) {
@@ -317,7 +433,20 @@ fn parse_output(s: &str) -> std::result::Result<Output, String> {
         format: None,
         tag: None,
         registry: RegistryOptions::default(),
-    })
+        compression: None,
+    }
+    .named_compression())
+}
+
+/// The tag carried over from the input (named `name` there) when none is given: the name as
+/// it is (`localhost/app:latest` stays whole, as podman and skopeo write and read it), except
+/// that a `docker save` tarball's `RepoTags` need `NAME:TAG`.
+pub(crate) fn default_tag(name: Option<&str>, format: OutputFormat) -> Option<String> {
+    let name = name.filter(|n| !n.is_empty() && !n.starts_with('@'))?;
+    match format {
+        OutputFormat::DockerArchive => name.contains(':').then(|| name.to_string()),
+        _ => Some(name.to_string()),
+    }
 }
 
 /// An image read by the run, which its output must not touch.
@@ -340,6 +469,25 @@ impl<'p> Input<'p> {
     /// The input `index`.
     pub(crate) fn index(index: &'p ImageIndex) -> Input<'p> {
         Input { path: index.path(), source: index.source(), tag: index.name() }
+    }
+}
+
+/// Refuses an output whose directory does not exist (or is not a directory).
+pub(crate) fn check_directory(dest: &Path) -> Result<()> {
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => return Ok(()),
+    };
+    match fs::metadata(parent) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::Output {
+            location: Location::file(dest),
+            reason: format!("`{}` is not a directory", parent.display()),
+        }),
+        Err(_) => Err(Error::Output {
+            location: Location::file(dest),
+            reason: format!("the output directory `{}` does not exist", parent.display()),
+        }),
     }
 }
 

@@ -12,10 +12,11 @@ use super::archive::ArchiveTarget;
 use super::container::{opening_members, parent_dir, temp_prefix, BlobKind, Finish};
 use super::layout::LayoutTarget;
 use super::lock::{sweep, temp_dir, temp_file, DirLock, LockWait, TEMP_MARK};
-use super::output::{check_not_inside_inputs, Input, OutputFormat};
+use super::output::{check_directory, check_not_inside_inputs, Input, OutputFormat};
 #[cfg(feature = "registry")]
 use super::registry::RegistryTarget;
 use super::stream::StreamTarget;
+use crate::codec::compression::Compression;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Location, Result};
 use crate::read::blob::Store;
@@ -33,16 +34,19 @@ pub(crate) enum Target<'a> {
 }
 
 impl<'a> Target<'a> {
-    /// A new output at `path` in `format`, which names the image `tag`: refused when it would
-    /// touch a file of `inputs`.
+    /// A new output at `path` in `format`, which names the image `tag`, an archive compressed
+    /// as a whole with `compression` when given: refused when it would touch a file of
+    /// `inputs`.
     pub(crate) fn create(
         path: &Path,
         format: OutputFormat,
         tag: Option<&str>,
+        compression: Option<Compression>,
         inputs: &[Input<'_>],
         wait: LockWait<'a>,
     ) -> Result<Target<'a>> {
         let location = Location::file(path);
+        check_directory(path)?;
         check_not_inside_inputs(path, format, tag, inputs)?;
         let parent = parent_dir(path);
         match format {
@@ -105,6 +109,7 @@ impl<'a> Target<'a> {
                     offset: 0,
                     format,
                     written: BTreeSet::new(),
+                    compression,
                 };
                 target.put(&opening_members(format))?;
                 Ok(Target::Archive(target))

@@ -100,6 +100,9 @@ pub fn run(keep: Option<PathBuf>) -> Result<ExitCode> {
     ))?;
     if kept {
         out(&format!("both images are in {}\n", dir.display()))?;
+    } else {
+        out("the example images were in a temporary directory, now removed; `squash demo --keep \
+             DIR` keeps them there to try the other commands on\n")?;
     }
     Ok(if base_kept && after.wasted_bytes == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
