@@ -147,7 +147,9 @@ fn history_created_and_messages() {
         &Output::new(out2.clone(), OutputFormat::OciLayout).with_tag("t"),
     );
     let (_, config) = squash_testkit::read_oci_layout(&out2, Some("t"));
-    assert_eq!(config["history"].as_array().expect("history").len(), history.len() - 2);
+    // The two squashed steps and the ENV step after them (before layer 3) fold into the
+    // merged step, which the first output added.
+    assert_eq!(config["history"].as_array().expect("history").len(), history.len() - 3);
 }
 
 #[test]
@@ -434,4 +436,70 @@ fn a_layer_read_again_is_counted() {
         &Output::new(dir.path().join("out2"), OutputFormat::OciLayout).with_tag("t"),
     );
     assert!(outcome.layers.iter().all(|l| l.rereads.is_empty()));
+}
+
+/// History steps belong to ranges: with `HistoryMode::Drop`, the steps from a range's first
+/// layer (or the first of the last N steps) to the step before the next kept layer fold into
+/// one, as docker-squash writes them; steps that made no layer fold into an empty step; a range
+/// of one layer that would squash to itself keeps its blob.
+#[test]
+fn history_steps_fold_with_their_range() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut b = ImageBuilder::new(LayerCompression::Gzip);
+    b.layer(LayerBuilder::new().dir("etc").file("etc/a", b"a").finish(), "ADD base");
+    b.empty_step("ENV A=1");
+    b.layer(LayerBuilder::new().dir("etc").file("etc/b", b"b").finish(), "RUN b");
+    b.layer(LayerBuilder::new().dir("etc").file("etc/c", b"c").finish(), "RUN c");
+    b.empty_step("CMD [\"sh\"]");
+    b.empty_step("LABEL l=1");
+    let input = dir.path().join("in");
+    b.write_oci_layout(&input, "t");
+    let image = Image::open(&format!("oci:{}:t", input.display())).expect("open");
+    assert_eq!(image.history().len(), 6);
+    let history_of = |selector: LayerSelector, name: &str| {
+        let out = dir.path().join(name);
+        let options = SquashOptions::default()
+            .with_selector(selector)
+            .with_history(squash::HistoryMode::Drop);
+        let plan = image.plan(&options).expect("plan");
+        let outcome = plan
+            .execute(&image, &Output::new(out.clone(), OutputFormat::OciLayout).with_tag("t"))
+            .expect("execute");
+        let (layers, config) = squash_testkit::read_oci_layout(&out, Some("t"));
+        let steps: Vec<(String, bool)> = config["history"]
+            .as_array()
+            .expect("history")
+            .iter()
+            .map(|h| {
+                (
+                    h["created_by"].as_str().unwrap_or("").to_string(),
+                    h["empty_layer"].as_bool().unwrap_or(false),
+                )
+            })
+            .collect();
+        (steps, layers.len(), outcome, plan)
+    };
+    // The last 4 steps: ENV, two layers, CMD, LABEL fold into the merged step.
+    let (steps, layers, ..) = history_of(LayerSelector::Steps(5), "five");
+    assert_eq!(layers, 2);
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    assert_eq!(steps[0].0, "ADD base");
+    assert!(steps[1].0.starts_with("squash: merged layers 1..2") && !steps[1].1, "{steps:?}");
+    // The top 2 layers by --from-layer: the CMD and LABEL after them fold in too; ENV stays.
+    let (steps, ..) = history_of(LayerSelector::Top(2), "top");
+    let names: Vec<&str> = steps.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(names[..2], ["ADD base", "ENV A=1"], "{steps:?}");
+    assert_eq!(steps.len(), 3, "{steps:?}");
+    // The last 2 steps made no layer: they fold into one empty step, the layers stay as they are.
+    let (steps, layers, outcome, plan) = history_of(LayerSelector::Steps(2), "steps");
+    assert_eq!(plan.folded_steps, Some((4, 5)));
+    assert_eq!((layers, steps.len()), (3, 5), "{steps:?}");
+    assert!(steps[4].1 && steps[4].0.contains("folded"), "{steps:?}");
+    assert!(outcome.layers.iter().all(|l| l.squashed_from.is_none()));
+    // The last 3 steps hold one layer that squashes to itself: kept, its blob the same.
+    let (steps, _, outcome, plan) = history_of(LayerSelector::Steps(3), "one");
+    assert_eq!(plan.unchanged.len(), 1, "{:?}", plan.unchanged);
+    assert_eq!(outcome.layers[2].digest, *image.layers()[2].digest().expect("digest"));
+    assert_eq!(steps.len(), 4, "{steps:?}");
+    assert!(!steps[3].1, "the folded step stands for the kept layer: {steps:?}");
 }

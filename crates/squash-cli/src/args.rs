@@ -210,8 +210,13 @@ pub struct SelectArgs {
     /// `N`: the top N filesystem layers (history steps that made no layer are NOT counted,
     /// unlike docker-squash); `DIGEST`: every layer above the layer with this diff_id or blob
     /// digest (prefix), which is kept; `base`: every layer above the base image (see --base).
-    #[arg(short = 'f', long, value_name = "N|DIGEST|base")]
+    #[arg(long, value_name = "N|DIGEST|base")]
     pub from_layer: Option<String>,
+    /// docker-squash's `-f`: `N` counts history steps, the empty ones (`ENV`, `CMD`, `LABEL`)
+    /// included, as docker-squash does (`--from-layer N` counts filesystem layers); `DIGEST` and
+    /// `base` as `--from-layer`. With `--drop-history` the steps fold into one.
+    #[arg(short = 'f', long, value_name = "N|DIGEST|base", conflicts_with = "from_layer")]
+    pub from_step: Option<String>,
     /// Squash layers A to B (inclusive, numbered as `squash inspect` shows); repeatable.
     #[arg(long, value_name = "A..B")]
     pub layers: Vec<String>,
@@ -221,7 +226,7 @@ pub struct SelectArgs {
     pub base: Vec<String>,
     /// Squash every layer, the base included, into one (as `crane flatten` and `podman build
     /// --squash-all`): the base image's layers are no longer shared.
-    #[arg(long, conflicts_with_all = ["from_layer", "layers", "base"])]
+    #[arg(long, conflicts_with_all = ["from_layer", "from_step", "layers", "base"])]
     pub all: bool,
     /// Remove every path matching GLOB, with its subtree, from the image's filesystem
     /// (repeatable): gitignore-style (`**`, `*`, `?`, `[…]`, a trailing `/` for directories
@@ -310,7 +315,7 @@ pub struct SquashArgs {
     pub dry_run: bool,
     /// Copy the image without squashing anything (a format conversion); without it a range must
     /// be chosen with --from-layer or --layers.
-    #[arg(long, conflicts_with_all = ["from_layer", "layers", "all"])]
+    #[arg(long, conflicts_with_all = ["from_layer", "from_step", "layers", "all"])]
     pub convert: bool,
     /// Also decode every kept layer and check its diff_id (by default kept layers are copied with
     /// their size and sha256 checked, and only squashed layers are decoded).

@@ -17,6 +17,15 @@ use crate::exit::note;
 
 /// The layers to squash: `--from-layer`, `--layers`, `--all`, or nothing.
 pub fn selector(args: &SelectArgs) -> Result<LayerSelector> {
+    if let Some(value) = &args.from_step {
+        if !args.layers.is_empty() {
+            bail!("use either -f or --layers, not both");
+        }
+        return match value.parse::<usize>() {
+            Ok(n) => Ok(LayerSelector::Steps(n)),
+            Err(_) => value.parse::<LayerSelector>().map_err(|e| anyhow!("-f {e}")),
+        };
+    }
     let selector = match (&args.from_layer, args.layers.is_empty()) {
         (Some(_), false) => bail!("use either --from-layer or --layers, not both"),
         (Some(value), true) => {

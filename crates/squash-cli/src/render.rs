@@ -59,7 +59,25 @@ pub fn table(rows: &[Vec<String>]) -> String {
 
 pub fn plan(image: &Image, plan: &SquashPlan) -> String {
     let mut out = String::new();
-    if plan.ranges.is_empty() {
+    for range in &plan.unchanged {
+        out.push_str(&format!(
+            "layer {} kept: a range of one layer squashes to itself ({}){}\n",
+            range.start,
+            range.reason,
+            if plan.folds_history() { "; its history steps fold into one" } else { "" }
+        ));
+    }
+    if let Some((first, last)) = plan.folded_steps {
+        out.push_str(&format!(
+            "history steps {first}..{last} made no filesystem layer: {}\n",
+            if plan.folds_history() {
+                "they fold into one step"
+            } else {
+                "nothing to squash (--drop-history folds them into one step)"
+            }
+        ));
+    }
+    if plan.ranges.is_empty() && plan.unchanged.is_empty() && plan.folded_steps.is_none() {
         out.push_str("no range selected: copying the image as it is\n");
     }
     for r in &plan.ranges {
@@ -111,6 +129,7 @@ fn flag(selector: &squash::LayerSelector) -> String {
         LayerSelector::Base => "--from-layer base".into(),
         LayerSelector::Ranges(_) => "--layers".into(),
         LayerSelector::All => "--all".into(),
+        LayerSelector::Steps(n) => format!("-f {n}"),
         _ => "chosen".into(),
     }
 }

@@ -5,6 +5,8 @@
 mod cli;
 /// The command line's contract at its edges: dry runs, modes, pipes, locks, signals, errors.
 mod contract;
+/// docker-squash 1.2.2 and squash, on the same Docker-built images: the same history.
+mod docker_squash;
 /// Docker and podman load, run and unpack what squash writes to a pipe.
 mod engines;
 /// A new user's first hour: names kept, early and plain errors, wording.

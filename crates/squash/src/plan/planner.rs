@@ -14,7 +14,7 @@ use super::changeset::lower::{resolve_lower, DirQuery, Lower};
 use super::changeset::range_plan::RangePlan;
 use super::exclude::Excludes;
 use super::options::{check_level, default_compression, SquashOptions};
-use super::range::{resolve, LayerRange};
+use super::range::{resolve, LayerRange, LayerSelector};
 use super::squash_plan::{PlannedRange, SquashPlan};
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -71,10 +71,24 @@ impl Image {
                 context,
             )?);
         }
+        // A range of one layer that nothing rewrites squashes to itself: the layer is kept as
+        // it is (the same blob, still shared), not written again under another digest.
+        let (unchanged, planned): (Vec<PlannedRange>, Vec<PlannedRange>) =
+            planned.into_iter().partition(|r| r.squashes_to_itself(self, options));
+        // -f N over steps that made no filesystem layer: only the history can change.
+        let fold = match (&options.selector, planned.is_empty() && unchanged.is_empty()) {
+            (LayerSelector::Steps(n), true) => {
+                let steps = self.history().len();
+                Some((steps - n, steps - 1))
+            }
+            _ => None,
+        };
         Ok(SquashPlan {
             ranges: planned,
             options: options.clone(),
             made_for: Some(self.config_digest().clone()),
+            unchanged: unchanged.into_iter().map(|r| r.range).collect(),
+            folded_steps: fold,
         })
     }
 

@@ -27,6 +27,10 @@ pub enum LayerSelector {
     /// Every layer, the base included: the image flattened into one layer (`crane flatten`,
     /// `podman build --squash-all`, docker-squash without `-f`).
     All,
+    /// The last N history steps, empty ones (`ENV`, `CMD`, `LABEL`) included, as
+    /// docker-squash's `-f N` counts them: the filesystem layers among them are the range, and
+    /// the steps fold into one with [`crate::HistoryMode::Drop`].
+    Steps(usize),
 }
 
 impl std::str::FromStr for LayerSelector {
@@ -77,6 +81,10 @@ pub struct LayerRange {
     pub end: usize,
     /// Why these layers: which rule chose them.
     pub reason: String,
+    /// The first history step the range owns, when the rule says (the last N steps, or the
+    /// steps after a base image's history); else the step of its first layer.
+    #[serde(skip)]
+    pub(crate) first_step: Option<usize>,
 }
 
 impl LayerRange {
@@ -95,6 +103,17 @@ impl fmt::Display for LayerRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "layers {}..{} ({}): {}", self.start, self.end, layers(self.len()), self.reason)
     }
+}
+
+/// Whether the history of `base` is a prefix of the history of `image` (the same steps, made
+/// the same way, in the same order).
+fn history_prefix(base: &Image, image: &Image) -> bool {
+    let (ours, theirs) = (base.history(), image.history());
+    !ours.is_empty()
+        && ours.len() <= theirs.len()
+        && ours.iter().zip(theirs).all(|(a, b)| {
+            a.created_by == b.created_by && a.empty_layer == b.empty_layer && a.created == b.created
+        })
 }
 
 /// `1 layer`, `3 layers`.
@@ -121,6 +140,8 @@ pub(crate) fn resolve(
                 return Err(invalid("--all: the image has no filesystem layers".into()));
             }
             Ok(vec![LayerRange {
+                // Every step, the empty ones before the first layer included.
+                first_step: Some(0),
                 start: 0,
                 end: count - 1,
                 reason: format!("every layer, the base included ({})", layers(count)),
@@ -129,15 +150,55 @@ pub(crate) fn resolve(
         LayerSelector::Top(n) => {
             if *n == 0 || *n > count {
                 return Err(invalid(format!(
-                    "--from-layer {n}: the image has {count} filesystem layers (empty history \
-                        steps do not count)"
+                    "--from-layer {n}: the image has {} (empty history steps do not count; -f \
+                     counts steps as docker-squash does)",
+                    layers(count).replace("layer", "filesystem layer")
                 )));
             }
             Ok(vec![LayerRange {
+                first_step: None,
                 start: count - n,
                 end: count - 1,
                 reason: format!("the top {n} filesystem layers"),
             }])
+        }
+        LayerSelector::Steps(n) => {
+            let steps = image.history().len();
+            let paired = image.layers().iter().all(|l| l.history_index().is_some());
+            if !paired || steps == 0 {
+                return Err(invalid(format!(
+                    "-f {n}: the image's history does not pair its steps with its layers, so \
+                     steps cannot be counted; count filesystem layers with --from-layer {n}"
+                )));
+            }
+            if *n == 0 || *n > steps {
+                return Err(invalid(format!(
+                    "-f {n}: the image has {steps} history steps ({} among them); -f counts \
+                     steps as docker-squash does, --from-layer counts layers",
+                    layers(count).replace("layer", "filesystem layer")
+                )));
+            }
+            let marker = steps - n;
+            let inside: Vec<usize> = image
+                .layers()
+                .iter()
+                .filter(|l| l.history_index().is_some_and(|h| h >= marker))
+                .map(|l| l.index())
+                .collect();
+            let (Some(&start), Some(&end)) = (inside.first(), inside.last()) else {
+                return Ok(Vec::new());
+            };
+            let mut range = LayerRange {
+                first_step: None,
+                start,
+                end,
+                reason: format!(
+                    "the last {n} history steps ({} among them)",
+                    layers(inside.len()).replace("layer", "filesystem layer")
+                ),
+            };
+            range.first_step = Some(marker);
+            Ok(vec![range])
         }
         LayerSelector::Above(prefix) => {
             let matches: Vec<usize> = image
@@ -177,6 +238,7 @@ pub(crate) fn resolve(
                 )));
             }
             Ok(vec![LayerRange {
+                first_step: None,
                 start: index + 1,
                 end: count - 1,
                 reason: format!(
@@ -214,7 +276,15 @@ pub(crate) fn resolve(
                 ))),
                 Some((common, _, name)) => {
                     let found = if from_bases { "" } else { " (found in the same input)" };
+                    // A base from the same build: its history is a prefix of the image's, and
+                    // the range's steps begin right after it.
+                    let first_step = bases
+                        .iter()
+                        .find(|b| b.path().display().to_string() == *name)
+                        .filter(|b| history_prefix(b, image))
+                        .map(|b| b.history().len());
                     Ok(vec![LayerRange {
+                        first_step,
                         start: common,
                         end: count - 1,
                         reason: format!(
@@ -257,6 +327,7 @@ pub(crate) fn resolve(
                     }
                 }
                 out.push(LayerRange {
+                    first_step: None,
                     start: a,
                     end: b,
                     reason: format!("layers {a}..{b}, as asked"),

@@ -60,6 +60,19 @@ impl PlannedRange {
     pub fn rereads(&self) -> &[Reread] {
         &self.plan.rereads
     }
+    /// Whether the range holds one layer that the squash would write again with nothing changed
+    /// (nothing dropped or added, no `--exclude` effect, no time clamped, the same compression
+    /// and no level asked for): then the layer is better kept as it is.
+    pub(crate) fn squashes_to_itself(&self, image: &Image, options: &SquashOptions) -> bool {
+        let Some(layer) = image.layers().get(self.range.start) else { return false };
+        self.range.len() == 1
+            && self.clamp_times.is_none()
+            && options.level.is_none()
+            && options.compression.is_none_or(|c| c == layer.compression())
+            && self.excluded().iter().all(|f| f.entries_reclaimed == 0 && f.entries_hidden == 0)
+            && self.uncompressed_size() == self.uncompressed_size_before()
+    }
+
     /// Number of entries written to the new layer.
     pub fn entries_after(&self) -> usize {
         self.plan.prelude.len()
@@ -78,6 +91,12 @@ pub struct SquashPlan {
     /// The config digest of the image the plan was made for: executing it on another image is
     /// refused.
     pub(crate) made_for: Option<Digest>,
+    /// Ranges of one layer that would squash to themselves: their layer is kept as it is.
+    pub unchanged: Vec<LayerRange>,
+    /// With `-f N` ([`crate::LayerSelector::Steps`]) over steps that made no filesystem layer:
+    /// those steps (first and last, inclusive), which fold into one with
+    /// [`crate::HistoryMode::Drop`].
+    pub folded_steps: Option<(usize, usize)>,
 }
 
 impl SquashPlan {
@@ -104,13 +123,27 @@ impl SquashPlan {
     /// Whether the plan writes an image other than its input: a range to squash, or an edit of
     /// the config or manifest.
     pub fn changes_image(&self) -> bool {
-        !self.ranges.is_empty() || !self.options.edits.is_empty()
+        !self.ranges.is_empty() || !self.options.edits.is_empty() || self.folds_history()
+    }
+
+    /// Whether the history is rewritten beyond the ranges' own steps: with
+    /// [`crate::HistoryMode::Drop`], the steps of a one-layer range kept as it is, or steps that
+    /// made no layer, fold into one.
+    pub fn folds_history(&self) -> bool {
+        self.options.history == crate::plan::options::HistoryMode::Drop
+            && (self.folded_steps.is_some() || !self.unchanged.is_empty())
     }
 
     /// A plan that copies `image` as it is (no range, no edit).
     pub(crate) fn copy_of(image: &Image, options: &SquashOptions) -> SquashPlan {
         let options = SquashOptions { edits: ConfigEdits::default(), ..options.clone() };
-        SquashPlan { ranges: Vec::new(), options, made_for: Some(image.config_digest().clone()) }
+        SquashPlan {
+            ranges: Vec::new(),
+            options,
+            made_for: Some(image.config_digest().clone()),
+            unchanged: Vec::new(),
+            folded_steps: None,
+        }
     }
 
     /// Refuses `image` unless the plan was made for it.

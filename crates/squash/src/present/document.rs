@@ -220,6 +220,13 @@ pub struct PlanDocument {
     pub ranges: Vec<PlannedRangeSummary>,
     /// The layers kept byte for byte.
     pub kept_layers: Vec<usize>,
+    /// Ranges of one layer kept as they were: each would squash to itself (left out when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unchanged: Vec<LayerRange>,
+    /// History steps that made no filesystem layer, asked for with `-f N` (first and last):
+    /// they fold into one step with `--drop-history` (left out when none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folded_steps: Option<(usize, usize)>,
 }
 
 impl PlanDocument {
@@ -231,6 +238,8 @@ impl PlanDocument {
             input: InputInfo::of(image),
             ranges: plan.ranges.iter().map(PlannedRangeSummary::from).collect(),
             kept_layers: plan.kept_layers(image).collect(),
+            unchanged: plan.unchanged.clone(),
+            folded_steps: plan.folded_steps,
         }
     }
 }

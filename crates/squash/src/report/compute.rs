@@ -127,6 +127,7 @@ impl Image {
                 Ok(r) => r,
                 Err(_) if count > 1 => {
                     vec![LayerRange {
+                        first_step: None,
                         start: 1,
                         end: count - 1,
                         reason: "every layer above layer 0 (no base image found)".into(),

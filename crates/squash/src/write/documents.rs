@@ -9,7 +9,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Location, Result};
 use crate::plan::edits::ConfigEdits;
 use crate::plan::options::HistoryMode;
-use crate::plan::range::layers;
+use crate::plan::range::{layers, LayerRange};
 use crate::plan::squash_plan::{PlannedRange, SquashPlan};
 use crate::read::image::Image;
 use crate::read::media::{DOCKER_CONFIG, DOCKER_MANIFEST, OCI_CONFIG, OCI_MANIFEST};
@@ -55,7 +55,10 @@ impl SquashPlan {
             object.get("history").and_then(Value::as_array).cloned().unwrap_or_default();
         let paired =
             image.layers().iter().all(|l| l.history_index().is_some()) && !old_history.is_empty();
-        if paired {
+        if paired && self.options.history == HistoryMode::Drop {
+            let history = self.folded_history(image, old_history, created_override.as_deref());
+            object.insert("history".into(), Value::Array(history));
+        } else if paired {
             let mut history = Vec::with_capacity(old_history.len() + self.ranges.len());
             for (step_index, step) in old_history.into_iter().enumerate() {
                 let layer = image.layers().iter().find(|l| l.history_index() == Some(step_index));
@@ -85,6 +88,85 @@ impl SquashPlan {
             object.insert("history".into(), Value::Array(history));
         }
         serde_json::to_vec(&config).map_err(|e| Error::io(Location::file(image.path()), e.into()))
+    }
+
+    /// The history with [`HistoryMode::Drop`]: the steps each range owns (from its first step,
+    /// or its first layer's, up to the step before the next kept layer, or the end) fold into
+    /// one step: the merged layer's, the kept layer's for a one-layer range kept as it is, or
+    /// an empty step for steps that made no layer (`-f N` over `ENV`, `CMD`, `LABEL` steps), as
+    /// docker-squash writes them.
+    fn folded_history(
+        &self,
+        image: &Image,
+        old_history: Vec<Value>,
+        created: Option<&str>,
+    ) -> Vec<Value> {
+        let last = old_history.len().saturating_sub(1);
+        let step_of = |layer: usize| image.layers().get(layer).and_then(|l| l.history_index());
+        // The steps a range of layers owns, and the step that replaces them.
+        let owned = |range: &LayerRange| -> Option<(usize, usize)> {
+            let first = range.first_step.or_else(|| step_of(range.start))?;
+            let end = match step_of(range.end + 1) {
+                Some(next) => next.checked_sub(1)?,
+                None => last,
+            };
+            Some((first.min(end), end))
+        };
+        let mut folds: Vec<(usize, usize, Value)> = Vec::new();
+        for planned in &self.ranges {
+            if let Some((first, end)) = owned(&planned.range) {
+                folds.push((first, end, self.merged_step(image, planned, created)));
+            }
+        }
+        for range in &self.unchanged {
+            if let Some((first, end)) = owned(range) {
+                let mut step = old_history.get(step_of(range.start).unwrap_or(first)).cloned();
+                if let Some(Value::Object(s)) = step.as_mut() {
+                    s.insert(
+                        "created_by".into(),
+                        json!(format!(
+                            "squash: layer {} kept as it was, steps {first}..{end} folded",
+                            range.start
+                        )),
+                    );
+                    if let Some(message) = &self.options.message {
+                        s.insert("comment".into(), json!(message));
+                    }
+                }
+                folds.push((first, end, step.unwrap_or_else(|| json!({}))));
+            }
+        }
+        if let Some((first, end)) = self.folded_steps {
+            let mut step = Map::new();
+            if let Some(created) = created.map(str::to_string).or_else(|| {
+                image.history()[first..=end.min(last)]
+                    .iter()
+                    .filter_map(|h| h.created.clone())
+                    .max()
+            }) {
+                step.insert("created".into(), json!(created));
+            }
+            step.insert(
+                "created_by".into(),
+                json!(format!("squash: steps {first}..{end} folded (no filesystem layer)")),
+            );
+            if let Some(message) = &self.options.message {
+                step.insert("comment".into(), json!(message));
+            }
+            step.insert("empty_layer".into(), json!(true));
+            folds.push((first, end, Value::Object(step)));
+        }
+        let mut history = Vec::with_capacity(old_history.len());
+        for (index, step) in old_history.into_iter().enumerate() {
+            match folds.iter_mut().find(|(first, end, _)| (*first..=*end).contains(&index)) {
+                Some((_, end, replacement)) if index == *end => {
+                    history.push(std::mem::take(replacement));
+                }
+                Some(_) => {}
+                None => history.push(step),
+            }
+        }
+        history
     }
 
     fn merged_step(&self, image: &Image, planned: &PlannedRange, created: Option<&str>) -> Value {

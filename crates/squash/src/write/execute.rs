@@ -282,7 +282,7 @@ impl SquashPlan {
                     .into(),
             });
         }
-        let copy = self.ranges.is_empty() && !edits.changes_config();
+        let copy = self.ranges.is_empty() && !edits.changes_config() && !self.folds_history();
         let config_bytes =
             if copy { image.config.raw.clone() } else { self.new_config(image, &layers)? };
         let (config_digest, config_size) = target.write_blob(None, BlobKind::Config, &mut |w| {
@@ -331,6 +331,7 @@ impl SquashPlan {
                 transfer: None,
                 pushed: None,
                 tag: None,
+                unchanged: self.unchanged.clone(),
             },
             manifest_descriptor,
         ))

@@ -56,6 +56,9 @@ pub struct Outcome {
     /// The tag the output carries (given, or the input's name), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
+    /// Ranges of one layer kept as they were: each would squash to itself (left out when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unchanged: Vec<LayerRange>,
 }
 
 /// The sum of what a run's source and output moved through registries.
