@@ -795,7 +795,7 @@ fn multi_platform_indexes() {
         "--platform",
         "linux/arm64",
         "--from-layer",
-        "1",
+        "2",
         "-o",
         &format!("oci-archive:{}", s(&out("arm.tar"))),
     ]);

@@ -193,7 +193,7 @@ fn the_wording_of_plans_reports_and_gates() {
     assert_eq!(code, 0);
     assert!(stdout.starts_with("dry run: nothing is written\n"), "{stdout}");
     assert!(stdout.contains("in the new layer") && !stdout.contains("entries written"), "{stdout}");
-    assert!(stdout.contains("(--from-layer 2)"), "the command line names its flag: {stdout}");
+    assert!(stdout.contains("(-f 2)"), "the command line names its flag: {stdout}");
     let (_, json, _) = squash_in(dir.path(), &[&input, "-f", "2", "--dry-run", "--json"]);
     assert!(!json.contains("(--"), "the library's reasons name no flag: {json}");
     // An --exclude that matches nothing is said.
