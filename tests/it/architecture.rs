@@ -80,6 +80,7 @@ const MODULES: &[&str] = &[
     "write::output",
     "write::lock",
     "write::container",
+    "write::space",
     "write::layout",
     "write::archive",
     "write::stream",

@@ -219,3 +219,40 @@ fn the_wording_of_plans_reports_and_gates() {
     assert_eq!(code, 0);
     assert!(stdout.contains("squash demo --keep"), "{stdout}");
 }
+
+/// A destination too small for the output (a 256 kB tmpfs): refused before anything is written,
+/// with both figures, and nothing left there.
+#[test]
+fn a_run_that_cannot_fit_is_refused_before_it_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let small = dir.path().join("small");
+    std::fs::create_dir_all(&small).expect("mkdir");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&small)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !mounted {
+        assert!(
+            std::env::var("SQUASH_REQUIRE_INTEROP").is_err(),
+            "mounting a tmpfs (root) is required"
+        );
+        eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+        return;
+    }
+    let mut b = ImageBuilder::new(LayerCompression::Gzip);
+    b.layer(LayerBuilder::new().file("base", &noise(200_000, 1)).finish(), "ADD base");
+    b.layer(LayerBuilder::new().file("a", &noise(300_000, 2)).finish(), "RUN a");
+    b.layer(LayerBuilder::new().file("b", &noise(300_000, 3)).finish(), "RUN b");
+    b.write_docker_archive(&dir.path().join("big.tar"), "big:1");
+    let (code, _, stderr) =
+        squash_in(dir.path(), &["big.tar", "--from-layer", "2", "-o", "small/out.tar"]);
+    let left: Vec<_> = std::fs::read_dir(&small).expect("read").flatten().collect();
+    let _ = Command::new("umount").arg(&small).output();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("not enough room") && stderr.contains("is free") && stderr.contains("kB"),
+        "{stderr}"
+    );
+    assert!(left.is_empty(), "nothing written: {left:?}");
+}

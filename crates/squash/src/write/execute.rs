@@ -3,6 +3,7 @@
 //! written described as an [`Outcome`].
 
 use std::io;
+use std::path::Path;
 
 use serde_json::{json, Value};
 
@@ -11,6 +12,7 @@ use super::documents::new_manifest;
 use super::lock::{LockWait, DEFAULT_LOCK_TIMEOUT};
 use super::outcome::{total_transfer, Outcome, OutcomeLayer};
 use super::output::{default_tag, Destination, Input, Output, OutputFormat};
+use super::space::{self, Need};
 use super::target::Target;
 use crate::context::Context;
 use crate::digest::Digest;
@@ -87,6 +89,7 @@ impl SquashPlan {
             }
         };
         self.check_before_writing(image, context)?;
+        self.check_room(image, path, format, output.archive_compression().is_some())?;
         let wait = LockWait {
             timeout: self.options.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT),
             progress: context.progress(),
@@ -124,10 +127,73 @@ impl SquashPlan {
             });
         }
         self.check_before_writing(image, context)?;
+        // New layers are spooled to learn their digests before their members begin.
+        let spool = context.tmp_dir().map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
+        space::check(&[Need {
+            place: spool,
+            bytes: self.new_layers_estimate(),
+            what: "of new layers spooled before they are streamed (--tmp-dir)".into(),
+        }])?;
         let output =
             Output::stdout(format).or_tag(tag.or_else(|| default_tag(image.name(), format)));
         let target = Target::stream(format, out, context.tmp_dir().map(Into::into));
         self.write_image(image, &output, target, context)
+    }
+
+    /// The new layers' size: exact when stored uncompressed, else their exact uncompressed
+    /// size at the compression ratio of the layers they replace.
+    fn new_layers_estimate(&self) -> u64 {
+        self.ranges
+            .iter()
+            .map(|r| {
+                let (before, stored) = (r.uncompressed_size_before(), r.compressed_size_before());
+                if r.compression == crate::codec::compression::Compression::None || before == 0 {
+                    r.uncompressed_size()
+                } else {
+                    let ratio = (stored as f64 / before as f64).min(1.0);
+                    (r.uncompressed_size() as f64 * ratio) as u64
+                }
+            })
+            .sum()
+    }
+
+    /// Refuses a run whose output at `path` would not fit: the kept layers it copies (those an
+    /// existing layout lacks), the new layers (estimated), and for an archive compressed as a
+    /// whole its plain copy too.
+    fn check_room(
+        &self,
+        image: &Image,
+        path: &Path,
+        format: OutputFormat,
+        compressed: bool,
+    ) -> Result<()> {
+        let present = |digest: Option<&Digest>| {
+            format == OutputFormat::OciLayout
+                && digest.is_some_and(|d| path.join("blobs/sha256").join(d.hex()).is_file())
+        };
+        let kept: u64 = self
+            .kept_layers(image)
+            .map(|i| &image.layers()[i])
+            .filter(|l| !present(l.digest()))
+            .map(|l| l.size())
+            .sum();
+        let new = self.new_layers_estimate();
+        let mut needs = vec![
+            Need { place: path.to_path_buf(), bytes: kept, what: "of layers kept".into() },
+            Need {
+                place: path.to_path_buf(),
+                bytes: new,
+                what: "of new layers (estimated)".into(),
+            },
+        ];
+        if compressed {
+            needs.push(Need {
+                place: path.to_path_buf(),
+                bytes: kept + new,
+                what: "of the archive before it is compressed".into(),
+            });
+        }
+        space::check(&needs)
     }
 
     fn check_before_writing(&self, image: &Image, context: &Context<'_>) -> Result<()> {

@@ -5,8 +5,8 @@
 //! (`image_index`).
 //!
 //! The files, lowest first: `output`, `lock` (directory locks and temporaries), `container`
-//! (what the containers share), `layout`, `archive`, `stream`, `registry`, `target`, `outcome`,
-//! `documents`, `execute`, `image_index`.
+//! (what the containers share), `space` (room for an output), `layout`, `archive`, `stream`,
+//! `registry`, `target`, `outcome`, `documents`, `execute`, `image_index`.
 
 pub(crate) mod archive;
 pub(crate) mod container;
@@ -19,5 +19,6 @@ pub(crate) mod outcome;
 pub(crate) mod output;
 #[cfg(feature = "registry")]
 pub(crate) mod registry;
+pub(crate) mod space;
 pub(crate) mod stream;
 pub(crate) mod target;
