@@ -90,6 +90,14 @@ pub fn run(keep: Option<PathBuf>) -> Result<ExitCode> {
     let before = image.report(&SquashOptions::default(), 10)?;
     let base_kept = squashed.layers().first().and_then(|l| l.digest())
         == image.layers().first().and_then(|l| l.digest());
+    if kept {
+        out(&format!("\nboth images are in {}", dir.display()))?;
+    } else {
+        out(
+            "\nthe example images are in a temporary directory, removed at the end; `squash demo \
+             --keep DIR` keeps them to try the other commands on",
+        )?;
+    }
     out(&format!(
         "\nsquashed image read back, every blob and diff_id verified: {} layers (was {}), {} \
             wasted (was {}); base layer kept: {base_kept}\n",
@@ -98,11 +106,6 @@ pub fn run(keep: Option<PathBuf>) -> Result<ExitCode> {
         human(after.wasted_bytes),
         human(before.wasted_bytes),
     ))?;
-    if kept {
-        out(&format!("both images are in {}\n", dir.display()))?;
-    } else {
-        out("the example images were in a temporary directory, now removed; `squash demo --keep \
-             DIR` keeps them there to try the other commands on\n")?;
-    }
+
     Ok(if base_kept && after.wasted_bytes == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
