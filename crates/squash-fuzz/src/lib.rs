@@ -427,7 +427,7 @@ pub fn mutate_layout(rng: &mut Rng, seed: &Seed) -> (Vec<(String, Vec<u8>)>, Str
     (members, description)
 }
 
-/// An OCI archive of `members`, to keep a registry case as a file.
+/// An archive of `members` (an OCI archive for a layout's): how a case is kept as a file.
 pub fn archive(members: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     for (name, bytes) in members {
@@ -447,17 +447,7 @@ pub fn mutate(rng: &mut Rng, seed: &Seed) -> Case {
     let container = if rng.chance(50) { Container::Docker } else { Container::Oci };
     let mut description = format!("{} as {container:?}: ", seed.name);
     let members = assemble(rng, seed, container, &mut description);
-    let mut builder = tar::Builder::new(Vec::new());
-    for (name, bytes) in &members {
-        let mut header = tar::Header::new_ustar();
-        header.set_size(bytes.len() as u64);
-        header.set_mode(0o644);
-        header.set_entry_type(tar::EntryType::Regular);
-        if builder.append_data(&mut header, name, bytes.as_slice()).is_err() {
-            break;
-        }
-    }
-    let mut bytes = builder.into_inner().unwrap_or_default();
+    let mut bytes = archive(&members);
     if rng.chance(10) && !bytes.is_empty() {
         // Shallow: bytes of the finished archive, which the digests and the outer tar must catch.
         for _ in 0..1 + rng.below(4) {
@@ -612,36 +602,14 @@ pub fn fuzz_registry(
     scratch: &Path,
     crashes: &Path,
 ) -> std::io::Result<Stats> {
-    let mut rng = Rng::new(rng_seed);
-    let mut stats = Stats::default();
-    let start = Instant::now();
-    while start.elapsed() < duration && !seeds.is_empty() {
-        let seed = &seeds[rng.below(seeds.len())];
-        let (members, mut description) = mutate_layout(&mut rng, seed);
+    drive(seeds, rng_seed, duration, scratch, crashes, "registry-", |rng, seed, work| {
+        let (members, mut description) = mutate_layout(rng, seed);
         let faults =
             registry::Faults { percent: rng.below(25) as u64, seed: rng.below(1 << 30) as u64 };
         description.push_str(&format!("{faults:?}"));
-        let work = scratch.join(format!("work-{}", stats.executions));
-        std::fs::create_dir_all(&work)?;
-        let verdict = run_registry_case(&members, faults, &work);
-        stats.executions += 1;
-        match verdict {
-            Ok(accepted) => stats.accepted += u64::from(accepted),
-            Err(finding) => {
-                std::fs::create_dir_all(crashes)?;
-                let bytes = archive(&members);
-                let saved = crashes.join(format!("registry-{}.tar", &sha256(&bytes)[7..23]));
-                std::fs::write(&saved, &bytes)?;
-                stats.findings.push((saved, finding.clone(), description));
-                if finding == Finding::Hang {
-                    break;
-                }
-            }
-        }
-        let _ = std::fs::remove_dir_all(&work);
-    }
-    stats.elapsed = start.elapsed();
-    Ok(stats)
+        let verdict = run_registry_case(&members, faults, work);
+        Ok((Case { description, bytes: archive(&members) }, verdict))
+    })
 }
 
 /// Fuzzes for `duration` from `seeds`, saving each finding's case under `crashes`.
@@ -652,26 +620,43 @@ pub fn fuzz(
     scratch: &Path,
     crashes: &Path,
 ) -> std::io::Result<Stats> {
+    let case_path = scratch.join("case.tar");
+    drive(seeds, rng_seed, duration, scratch, crashes, "", |rng, seed, work| {
+        let case = mutate(rng, seed);
+        std::fs::write(&case_path, &case.bytes)?;
+        let verdict = run_case_with_limit(&case_path, work);
+        Ok((case, verdict))
+    })
+}
+
+/// Runs cases made and judged by `one` (from a seed, in an empty work directory) for
+/// `duration`, saving each finding's case under `crashes` (its name begins with `prefix`).
+fn drive(
+    seeds: &[Seed],
+    rng_seed: u64,
+    duration: Duration,
+    scratch: &Path,
+    crashes: &Path,
+    prefix: &str,
+    mut one: impl FnMut(&mut Rng, &Seed, &Path) -> std::io::Result<(Case, Result<bool, Finding>)>,
+) -> std::io::Result<Stats> {
     let mut rng = Rng::new(rng_seed);
     let mut stats = Stats::default();
     let start = Instant::now();
-    let case_path = scratch.join("case.tar");
     while start.elapsed() < duration && !seeds.is_empty() {
         let seed = &seeds[rng.below(seeds.len())];
-        let case = mutate(&mut rng, seed);
-        std::fs::write(&case_path, &case.bytes)?;
         let work = scratch.join(format!("work-{}", stats.executions));
         std::fs::create_dir_all(&work)?;
-        let verdict = run_case_with_limit(&case_path, &work);
+        let (case, verdict) = one(&mut rng, seed, &work)?;
         stats.executions += 1;
         match verdict {
             Ok(accepted) => stats.accepted += u64::from(accepted),
             Err(finding) => {
                 std::fs::create_dir_all(crashes)?;
-                let name = format!("{}.tar", &sha256(&case.bytes)[7..23]);
+                let name = format!("{prefix}{}.tar", &sha256(&case.bytes)[7..23]);
                 let saved = crashes.join(name);
                 std::fs::write(&saved, &case.bytes)?;
-                stats.findings.push((saved, finding.clone(), case.description.clone()));
+                stats.findings.push((saved, finding.clone(), case.description));
                 if finding == Finding::Hang {
                     // The hung thread still runs; stop here rather than pile up more.
                     break;

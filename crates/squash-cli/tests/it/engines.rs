@@ -44,9 +44,9 @@ fn pipeline(mut producer: Command, squash_args: &[&str], mut consumer: Command) 
     );
 }
 
-/// A base with a static busybox (so the image can run a listing), and layers like `RUN` steps:
-/// additions, overwrites, a chmod, deletions, an opaque directory, hard links, a type change.
-pub(crate) fn images(dir: &Path) -> (PathBuf, PathBuf) {
+/// The base layer of the test images: a static busybox (so that an image can run a listing) and
+/// its tools, `etc`, `tmp`, `var/lib`.
+pub(crate) fn busybox_base() -> Vec<u8> {
     let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (Debian's busybox-static)");
     let mut base = LayerBuilder::new();
     base.dir("bin").file_with("bin/busybox", &busybox, 0o755, 0, 0, &[]);
@@ -58,9 +58,14 @@ pub(crate) fn images(dir: &Path) -> (PathBuf, PathBuf) {
         .dir_with("tmp", 0o1777, 0, 0)
         .dir("var")
         .dir("var/lib");
-    let base = base.finish();
+    base.finish()
+}
+
+/// A base with a static busybox (so the image can run a listing), and layers like `RUN` steps:
+/// additions, overwrites, a chmod, deletions, an opaque directory, hard links, a type change.
+pub(crate) fn images(dir: &Path) -> (PathBuf, PathBuf) {
     let mut b = ImageBuilder::new(LayerCompression::Gzip);
-    b.layer(base, "ADD rootfs /");
+    b.layer(busybox_base(), "ADD rootfs /");
     let base_path = dir.join("base.tar");
     b.write_docker_archive(&base_path, "squash-test/base:1");
     let mut lists = LayerBuilder::new();

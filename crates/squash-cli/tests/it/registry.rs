@@ -123,15 +123,8 @@ fn outcome(stdout: &str) -> Value {
 /// hold, as Docker's do, the directories above every path they change: additions, overwrites,
 /// a chmod, deletions, an opaque directory, hard links, a type change.
 fn docker_like_images(dir: &Path) -> (PathBuf, PathBuf) {
-    let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (Debian's busybox-static)");
-    let mut base = LayerBuilder::new();
-    base.dir("bin").file_with("bin/busybox", &busybox, 0o755, 0, 0, &[]);
-    for tool in ["sh", "find", "stat", "sha256sum", "readlink", "xargs", "sort", "cat"] {
-        base.symlink(format!("bin/{tool}"), "busybox");
-    }
-    base.dir("etc").file("etc/os-release", b"NAME=base\n").dir_with("tmp", 0o1777, 0, 0);
     let mut b = ImageBuilder::new(LayerCompression::Gzip);
-    b.layer(base.dir("var").dir("var/lib").finish(), "ADD rootfs /");
+    b.layer(crate::engines::busybox_base(), "ADD rootfs /");
     let base_path = dir.join("base.tar");
     b.write_docker_archive(&base_path, "squash-test/base:1");
     let mut lists = LayerBuilder::new();

@@ -109,6 +109,14 @@ pub(crate) enum Challenge {
     Bearer { realm: String, service: Option<String>, scope: Option<String> },
 }
 
+/// The challenge of a `WWW-Authenticate` header to answer: a Bearer one when offered (tokens
+/// scope what they allow), else the first.
+pub(crate) fn preferred(header: &str) -> Option<Challenge> {
+    let found = challenges(header);
+    let bearer = found.iter().position(|c| matches!(c, Challenge::Bearer { .. }));
+    found.into_iter().nth(bearer.unwrap_or(0))
+}
+
 /// The challenges of a `WWW-Authenticate` header, in order: `Scheme k="v", k="v", Scheme …`.
 pub(crate) fn challenges(header: &str) -> Vec<Challenge> {
     let mut out = Vec::new();
@@ -202,6 +210,11 @@ mod tests {
                 }
             ]
         );
+        assert!(matches!(
+            preferred(r#"Basic realm="x", Bearer realm="https://t",service=s"#),
+            Some(Challenge::Bearer { .. })
+        ));
+        assert_eq!(preferred(r#"Basic realm="x""#), Some(Challenge::Basic));
         assert!(challenges("").is_empty());
         assert!(
             challenges("Bearer").is_empty(),

@@ -199,11 +199,7 @@ impl Client {
                 errors.push(format!("{scheme}: HTTP {status}, not a registry's answer"));
                 continue;
             }
-            let challenge = header(&response, "www-authenticate").and_then(|h| {
-                let found = auth::challenges(&h);
-                let bearer = found.iter().find(|c| matches!(c, Challenge::Bearer { .. }));
-                bearer.or(found.first()).cloned()
-            });
+            let challenge = header(&response, "www-authenticate").and_then(|h| auth::preferred(&h));
             return Ok(Arc::new(Client {
                 agent,
                 base,
@@ -318,14 +314,8 @@ impl Client {
                 // The registry asks for (other) credentials: learn what, and try once more.
                 authenticated_again = true;
                 if let Some(h) = header(&response, "www-authenticate") {
-                    let found = auth::challenges(&h);
-                    let chosen = found
-                        .iter()
-                        .find(|c| matches!(c, Challenge::Bearer { .. }))
-                        .or(found.first())
-                        .cloned();
                     if let Ok(mut challenge) = self.challenge.lock() {
-                        *challenge = chosen;
+                        *challenge = auth::preferred(&h);
                     }
                 }
                 if let Ok(mut tokens) = self.tokens.lock() {

@@ -11,7 +11,7 @@ use super::container::{BlobKind, Finish};
 use super::documents::new_manifest;
 use super::lock::{LockWait, DEFAULT_LOCK_TIMEOUT};
 use super::outcome::{total_transfer, Outcome, OutcomeLayer};
-use super::output::{default_tag, Destination, Input, Output, OutputFormat};
+use super::output::{default_tag, Input, Output, OutputFormat};
 use super::space::{self, Need};
 use super::target::Target;
 use crate::context::Context;
@@ -64,44 +64,20 @@ impl SquashPlan {
         let output = &output.clone().or_tag(default_tag(image.name(), format));
         let mut inputs = vec![Input::image(image)];
         inputs.extend(self.options.bases.iter().map(Input::image));
-        let path = match output.destination() {
-            Destination::Path(path) => path,
-            Destination::Registry(reference) => {
-                self.check_before_writing(image, context)?;
-                let options = output.registry_options();
-                let target = Target::registry(reference, output.tag(), options, &inputs)?;
-                return self.write_image(
-                    image,
-                    &output.clone().with_format(format),
-                    target,
-                    context,
-                );
-            }
-            Destination::Stdout => {
-                let mut stdout = io::BufWriter::with_capacity(1 << 20, io::stdout().lock());
-                return self.execute_to_writer(
-                    image,
-                    format,
-                    output.tag().map(str::to_string),
-                    &mut stdout,
-                    context,
-                );
-            }
-        };
+        if output.is_stdout() {
+            let mut stdout = io::BufWriter::with_capacity(1 << 20, io::stdout().lock());
+            let tag = output.tag().map(str::to_string);
+            return self.execute_to_writer(image, format, tag, &mut stdout, context);
+        }
         self.check_before_writing(image, context)?;
-        self.check_room(image, path, format, output.archive_compression().is_some())?;
+        if let Some(path) = output.path() {
+            self.check_room(image, path, format, output.archive_compression().is_some())?;
+        }
         let wait = LockWait {
             timeout: self.options.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT),
             progress: context.progress(),
         };
-        let target = Target::create(
-            path,
-            format,
-            output.tag(),
-            output.archive_compression(),
-            &inputs,
-            wait,
-        )?;
+        let target = Target::for_output(output, format, &inputs, wait)?;
         self.write_image(image, &output.clone().with_format(format), target, context)
     }
 

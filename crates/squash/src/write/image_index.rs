@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::container::{BlobKind, Finish};
 use super::lock::{LockWait, DEFAULT_LOCK_TIMEOUT};
 use super::outcome::{total_transfer, Outcome};
-use super::output::{default_tag, Destination, Input, Output, OutputFormat};
+use super::output::{default_tag, Input, Output, OutputFormat};
 use super::target::Target;
 use crate::budget::Budget;
 use crate::context::Context;
@@ -94,37 +94,17 @@ impl IndexPlan {
         for (_, plan) in self.images(index) {
             inputs.extend(plan.options.bases.iter().map(Input::image));
         }
-        let path = match output.destination() {
-            Destination::Path(path) => path,
-            Destination::Registry(reference) => {
-                self.check_before_writing(index, context)?;
-                let options = output.registry_options();
-                let target = Target::registry(reference, output.tag(), options, &inputs)?;
-                return self.write(index, &output.clone().with_format(format), target, context);
-            }
-            Destination::Stdout => {
-                let mut stdout = io::BufWriter::with_capacity(1 << 20, io::stdout().lock());
-                return self.execute_to_writer(
-                    index,
-                    output.tag().map(str::to_string),
-                    &mut stdout,
-                    context,
-                );
-            }
-        };
+        if output.is_stdout() {
+            let mut stdout = io::BufWriter::with_capacity(1 << 20, io::stdout().lock());
+            let tag = output.tag().map(str::to_string);
+            return self.execute_to_writer(index, tag, &mut stdout, context);
+        }
         self.check_before_writing(index, context)?;
         let wait = LockWait {
             timeout: self.options.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT),
             progress: context.progress(),
         };
-        let target = Target::create(
-            path,
-            format,
-            output.tag(),
-            output.archive_compression(),
-            &inputs,
-            wait,
-        )?;
+        let target = Target::for_output(output, format, &inputs, wait)?;
         self.write(index, &output.clone().with_format(format), target, context)
     }
 

@@ -225,20 +225,7 @@ impl Output {
                 check_not_inside_inputs(path, format, tag.as_deref(), inputs)
             }
             Destination::Registry(reference) => {
-                let shown = PathBuf::from(reference.to_string());
-                match inputs
-                    .iter()
-                    .find(|i| i.path == shown && tag.is_some() && i.tag == tag.as_deref())
-                {
-                    Some(_) => Err(Error::Output {
-                        location: self.location(),
-                        reason: format!(
-                            "would move the input's own tag `{}`; push under another tag",
-                            tag.unwrap_or_default()
-                        ),
-                    }),
-                    None => Ok(()),
-                }
+                check_tag_not_moved(reference, tag.as_deref(), inputs)
             }
             Destination::Stdout => Ok(()),
         }
@@ -469,6 +456,23 @@ impl<'p> Input<'p> {
     /// The input `index`.
     pub(crate) fn index(index: &'p ImageIndex) -> Input<'p> {
         Input { path: index.path(), source: index.source(), tag: index.name() }
+    }
+}
+
+/// Refuses a push to the repository `reference` names under `tag` when an input was read by that
+/// very tag: the push would move it.
+pub(crate) fn check_tag_not_moved(
+    reference: &RegistryReference,
+    tag: Option<&str>,
+    inputs: &[Input<'_>],
+) -> Result<()> {
+    let shown = PathBuf::from(reference.with_repository(&reference.repository).to_string());
+    match (tag, inputs.iter().any(|i| i.path == shown && i.tag == tag)) {
+        (Some(tag), true) => Err(Error::Output {
+            location: Location::file(&shown),
+            reason: format!("would move the input's own tag `{tag}`; push under another tag"),
+        }),
+        _ => Ok(()),
     }
 }
 

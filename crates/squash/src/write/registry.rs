@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::container::{BlobKind, Finish};
-use super::output::Input;
+use super::output::{check_tag_not_moved, Input};
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Location, Result};
 use crate::read::blob::Store;
@@ -54,18 +54,7 @@ impl RegistryTarget {
         inputs: &[Input<'_>],
     ) -> Result<RegistryTarget> {
         let repository = reference.with_repository(&reference.repository);
-        let shown = std::path::PathBuf::from(repository.to_string());
-        for input in inputs {
-            if input.path == shown && tag.is_some() && input.tag == tag {
-                return Err(Error::Output {
-                    location: Location::file(&shown),
-                    reason: format!(
-                        "would move the input's own tag `{}`; push under another tag",
-                        tag.unwrap_or_default()
-                    ),
-                });
-            }
-        }
+        check_tag_not_moved(reference, tag, inputs)?;
         let client = Client::connect(reference, options)?;
         Ok(RegistryTarget {
             client,

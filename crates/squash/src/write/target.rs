@@ -12,7 +12,9 @@ use super::archive::ArchiveTarget;
 use super::container::{opening_members, parent_dir, temp_prefix, BlobKind, Finish};
 use super::layout::LayoutTarget;
 use super::lock::{sweep, temp_dir, temp_file, DirLock, LockWait, TEMP_MARK};
-use super::output::{check_directory, check_not_inside_inputs, Input, OutputFormat};
+use super::output::{
+    check_directory, check_not_inside_inputs, Destination, Input, Output, OutputFormat,
+};
 #[cfg(feature = "registry")]
 use super::registry::RegistryTarget;
 use super::stream::StreamTarget;
@@ -114,6 +116,32 @@ impl<'a> Target<'a> {
                 target.put(&opening_members(format))?;
                 Ok(Target::Archive(target))
             }
+        }
+    }
+
+    /// The target `output` names, in `format`: a path, or a repository of a registry (standard
+    /// output is written by a stream target, [`Target::stream`]).
+    pub(crate) fn for_output(
+        output: &Output,
+        format: OutputFormat,
+        inputs: &[Input<'_>],
+        wait: LockWait<'a>,
+    ) -> Result<Target<'a>> {
+        match output.destination() {
+            Destination::Path(path) => Target::create(
+                path,
+                format,
+                output.tag(),
+                output.archive_compression(),
+                inputs,
+                wait,
+            ),
+            Destination::Registry(reference) => {
+                Target::registry(reference, output.tag(), output.registry_options(), inputs)
+            }
+            Destination::Stdout => Err(Error::InvalidOption {
+                reason: "standard output is written as a stream, not as a file".into(),
+            }),
         }
     }
 
