@@ -308,3 +308,65 @@ fn an_index_that_names_one_child_a_million_ways_is_refused_at_once() {
     assert_eq!(image.layers().len(), 1);
     assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
 }
+
+/// Sizes a manifest declares are summed for progress and the room check before any blob is
+/// read: a size beyond the spec's int64, or several that add up past `u64`, is refused or
+/// found wrong when the blob is read, never an overflow.
+#[test]
+fn declared_sizes_that_overflow_are_refused_not_summed() {
+    use sha2::Digest as _;
+    let cases: [(&str, fn(&mut serde_json::Value)); 3] = [
+        ("two layers of u64::MAX bytes", |m| {
+            m["layers"][1]["size"] = u64::MAX.into();
+            m["layers"][2]["size"] = u64::MAX.into();
+        }),
+        ("three layers of i64::MAX bytes", |m| {
+            for layer in m["layers"].as_array_mut().expect("layers") {
+                layer["size"] = (i64::MAX as u64).into();
+            }
+        }),
+        ("a config of u64::MAX bytes", |m| m["config"]["size"] = u64::MAX.into()),
+    ];
+    for (what, edit) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let layout = dir.path().join("in");
+        let mut b = ImageBuilder::new(LayerCompression::Gzip);
+        for (i, name) in ["a", "b", "c"].iter().enumerate() {
+            b.layer(LayerBuilder::new().file(name, &[i as u8; 3000]).finish(), name);
+        }
+        b.write_oci_layout(&layout, "t");
+        let index_path = layout.join("index.json");
+        let mut index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&index_path).expect("read")).expect("json");
+        let old = index["manifests"][0]["digest"].as_str().expect("digest").to_string();
+        let blob = |d: &str| layout.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
+        let mut manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(blob(&old)).expect("read")).expect("json");
+        edit(&mut manifest);
+        let bytes = serde_json::to_vec(&manifest).expect("json");
+        let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
+        std::fs::write(blob(&digest), &bytes).expect("write");
+        index["manifests"][0]["digest"] = digest.into();
+        index["manifests"][0]["size"] = bytes.len().into();
+        std::fs::write(&index_path, serde_json::to_vec(&index).expect("json")).expect("write");
+
+        let archive = dir.path().join("in.tar");
+        let mut tar = tar::Builder::new(std::fs::File::create(&archive).expect("create"));
+        tar.append_dir_all(".", &layout).expect("archive");
+        tar.finish().expect("archive");
+        drop(tar);
+        for reference in [format!("oci:{}:t", layout.display()), archive.display().to_string()] {
+            let result = Image::open(&reference).and_then(|image| {
+                let options = SquashOptions::default().with_selector(LayerSelector::Top(3));
+                let context = Context::new();
+                image.report(&options, 10)?;
+                let output = Output::new(dir.path().join("out"), OutputFormat::OciArchive);
+                let plan = image.plan_in(&options, &context)?;
+                plan.execute_in(&image, &output, &context)
+            });
+            let message = result.expect_err(what).to_string();
+            assert!(message.contains("size"), "{what}, {reference}: {message}");
+            assert!(!dir.path().join("out").exists(), "{what}, {reference}: output left");
+        }
+    }
+}

@@ -21,6 +21,12 @@ pub fn human(bytes: u64) -> String {
     }
 }
 
+/// The sum of `sizes`, held at `u64::MAX`: sizes declared by a manifest are summed for
+/// progress and space checks before any blob is read, and a hostile manifest must not overflow.
+pub fn total(sizes: impl IntoIterator<Item = u64>) -> u64 {
+    sizes.into_iter().fold(0, u64::saturating_add)
+}
+
 /// Parses `50MB`, `1.5GiB`, `1000` (bytes) and the like.
 pub fn parse_size(s: &str) -> std::result::Result<u64, ParseError> {
     parse_size_text(s).map_err(|message| ParseError::new("size", s, message))

@@ -61,6 +61,9 @@ pub(crate) fn check_schema_version(
     }
 }
 
+/// The largest size a descriptor may declare: the image spec makes `size` an int64.
+const MAX_SIZE: u64 = i64::MAX as u64;
+
 /// A descriptor's digest and size as a blob of `store`.
 pub(crate) fn descriptor_ref(
     descriptor: &Value,
@@ -73,7 +76,8 @@ pub(crate) fn descriptor_ref(
         .ok_or_else(|| Error::invalid(location.clone(), "descriptor", "no `digest`"))?
         .parse::<Digest>()
         .map_err(|e| Error::invalid(location.clone(), "descriptor", e.to_string()))?;
-    let size = descriptor.get("size").and_then(Value::as_u64).ok_or_else(|| {
+    let size = descriptor.get("size").and_then(Value::as_u64).filter(|&s| s <= MAX_SIZE);
+    let size = size.ok_or_else(|| {
         Error::invalid(location.clone(), "descriptor", format!("no valid `size` for {digest}"))
     })?;
     let name = match store {
@@ -114,10 +118,10 @@ pub(crate) fn config_ref(manifest: &Value, location: &Location) -> Result<Option
         .map_err(|e: crate::digest::InvalidDigest| {
             Error::invalid(location.clone(), "image manifest", e.to_string())
         })?;
-    let size = config
-        .get("size")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| Error::invalid(location.clone(), "image manifest", "config has no size"))?;
+    let size =
+        config.get("size").and_then(Value::as_u64).filter(|&s| s <= MAX_SIZE).ok_or_else(|| {
+            Error::invalid(location.clone(), "image manifest", "config has no size")
+        })?;
     Ok(Some(BlobRef { name: layout_blob_name(&digest), size, digest: Some(digest) }))
 }
 

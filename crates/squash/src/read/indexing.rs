@@ -107,7 +107,7 @@ impl Image {
         if !wanted.is_empty() {
             progress.event(&Event::Indexing {
                 layers: wanted.len(),
-                bytes: wanted.iter().map(|&i| size(i)).sum(),
+                bytes: crate::units::total(wanted.iter().map(|&i| size(i))),
             });
         }
         budget.run(|| {

@@ -236,7 +236,7 @@ impl Image {
         if !layers.is_empty() {
             progress.event(&Event::Indexing {
                 layers: layers.len(),
-                bytes: layers.iter().map(|&i| size(i)).sum(),
+                bytes: crate::units::total(layers.iter().map(|&i| size(i))),
             });
         }
         let dir = context.scratch_dir();

@@ -147,12 +147,12 @@ impl SquashPlan {
             format == OutputFormat::OciLayout
                 && digest.is_some_and(|d| path.join("blobs/sha256").join(d.hex()).is_file())
         };
-        let kept: u64 = self
-            .kept_layers(image)
-            .map(|i| &image.layers()[i])
-            .filter(|l| !present(l.digest()))
-            .map(|l| l.size())
-            .sum();
+        let kept = crate::units::total(
+            self.kept_layers(image)
+                .map(|i| &image.layers()[i])
+                .filter(|l| !present(l.digest()))
+                .map(|l| l.size()),
+        );
         let new = self.new_layers_estimate();
         let mut needs = vec![
             Need { place: path.to_path_buf(), bytes: kept, what: "of layers kept".into() },
@@ -165,7 +165,7 @@ impl SquashPlan {
         if compressed {
             needs.push(Need {
                 place: path.to_path_buf(),
-                bytes: kept + new,
+                bytes: kept.saturating_add(new),
                 what: "of the archive before it is compressed".into(),
             });
         }
@@ -216,14 +216,14 @@ impl SquashPlan {
     /// The bytes of work writing `image` takes: the stored bytes of the layers it copies, and
     /// the uncompressed bytes of the new layers not merged ahead.
     fn work(&self, image: &Image, premerged: &PreMergedLayers) -> u64 {
-        let kept: u64 = self.kept_layers(image).map(|i| image.layers()[i].size()).sum();
+        let kept = crate::units::total(self.kept_layers(image).map(|i| image.layers()[i].size()));
         let new: u64 = self
             .ranges
             .iter()
             .filter(|r| !premerged.contains_key(&r.range.start))
             .map(|r| r.plan.uncompressed_size)
             .sum();
-        kept + new
+        kept.saturating_add(new)
     }
 
     /// Writes the image's blobs (layers, config and, but for a docker archive, the manifest)

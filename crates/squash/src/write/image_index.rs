@@ -378,7 +378,8 @@ fn copy_manifest(
     for list in ["layers", "blobs"] {
         named.extend(value.get(list).and_then(Value::as_array).into_iter().flatten());
     }
-    let total = named.iter().filter_map(|d| d.get("size").and_then(Value::as_u64)).sum();
+    let total =
+        crate::units::total(named.iter().filter_map(|d| d.get("size").and_then(Value::as_u64)));
     progress.event(&Event::Writing { total });
     for descriptor in named {
         let child = descriptor_ref(descriptor, &location, store)?;

@@ -45,7 +45,7 @@ pub(crate) fn check(needs: &[Need]) -> Result<()> {
         let Some((available, device)) = free(&dir) else { continue };
         match by_device.iter_mut().find(|d| d.0 == device) {
             Some(entry) => {
-                entry.2 += need.bytes;
+                entry.2 = entry.2.saturating_add(need.bytes);
                 entry.4.push(format!("{} {}", human(need.bytes), need.what));
             }
             None => by_device.push((
