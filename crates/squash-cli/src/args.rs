@@ -401,6 +401,18 @@ pub struct ReportArgs {
     /// How many wasteful paths, and clutter paths, to list.
     #[arg(long, default_value_t = 20)]
     pub top: usize,
+    /// Group small wasted files (under 64 KiB each) under their directory N components deep
+    /// (or their parent, if shallower).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 4,
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    pub depth: u16,
+    /// List every wasted file on its own row, small ones included.
+    #[arg(long)]
+    pub no_group: bool,
     /// Threads in all, for reading and decoding the layers (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,

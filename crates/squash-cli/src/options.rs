@@ -220,7 +220,11 @@ pub fn report_squash_options(args: &ReportArgs) -> Result<SquashOptions> {
 
 /// What the report measures beyond the squash: paths listed, exact sizes, clutter rules.
 pub fn report_options(args: &ReportArgs) -> ReportOptions {
-    let mut how = ReportOptions::default().with_top_paths(args.top).with_exact(args.exact);
+    let mut how = ReportOptions::default()
+        .with_top_paths(args.top)
+        .with_exact(args.exact)
+        .with_grouping(!args.no_group)
+        .with_group_depth(usize::from(args.depth));
     if args.no_default_clutter {
         how.clutter.clear();
     }

@@ -328,8 +328,61 @@ pub fn outcome(image: &Image, plan: &SquashPlan, outcome: &Outcome) -> String {
     out
 }
 
+/// Causes the text lists; the rest are counted (JSON has them all).
+const CAUSES_SHOWN: usize = 10;
+
+/// The causes of waste, largest first, each with what to change and the squash that reclaims it.
+fn causes(report: &Report) -> String {
+    use squash::present::story::{cause_headline, cause_squash};
+    if report.causes.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("the biggest causes and how to fix them:\n");
+    for (n, cause) in report.causes.iter().take(CAUSES_SHOWN).enumerate() {
+        let step = |c: &squash::CauseLayer| {
+            truncated(c.created_by.as_deref().unwrap_or("(no history step)"), 90)
+        };
+        out.push_str(&format!("{:>3}. {}\n", n + 1, cause_headline(cause)));
+        out.push_str(&format!("     stored by:  {}\n", step(&cause.stored_by)));
+        out.push_str(&format!("     wasted by:  {}\n", step(&cause.wasted_by)));
+        out.push_str(&format!("     paths:      {}\n", cause.paths.join(", ")));
+        out.push_str(&format!("     fix:        {}\n", cause.fix));
+        out.push_str(&format!("     or squash:  {}\n", cause_squash(cause)));
+    }
+    if report.causes.len() > CAUSES_SHOWN {
+        out.push_str(&format!(
+            "     … and {} smaller causes (--json lists them all)\n",
+            report.causes.len() - CAUSES_SHOWN
+        ));
+    }
+    out.push('\n');
+    out
+}
+
+/// The wasted paths, largest first, each with its story.
+fn wasted_paths(report: &Report) -> String {
+    use squash::present::story::{event_words, row_note};
+    if report.wasted_paths.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\ntop wasted paths (small files grouped by directory):\n");
+    for p in &report.wasted_paths {
+        out.push_str(&format!(
+            "{:>10}  {}  ({})\n",
+            human(p.reclaimable_bytes),
+            p.path,
+            row_note(p)
+        ));
+        for event in &p.events {
+            let step = truncated(event.created_by.as_deref().unwrap_or(""), 60);
+            out.push_str(&format!("            {}   {step}\n", event_words(event)));
+        }
+    }
+    out
+}
+
 pub fn report(report: &Report) -> String {
-    let mut out = String::new();
+    let mut out = causes(report);
     let mut rows = vec![[
         "#",
         "COMPRESSED",
@@ -371,19 +424,7 @@ pub fn report(report: &Report) -> String {
         report.wasted_percent,
         report.efficiency
     ));
-    if !report.wasted_paths.is_empty() {
-        out.push_str("\ntop wasted paths:\n");
-        let mut rows = vec![["RECLAIMABLE", "COPIES", "LAYERS", "PATH"].map(String::from).to_vec()];
-        for p in &report.wasted_paths {
-            rows.push(vec![
-                human(p.reclaimable_bytes),
-                p.copies.to_string(),
-                list(&p.layers),
-                p.path.clone(),
-            ]);
-        }
-        out.push_str(&table(&rows));
-    }
+    out.push_str(&wasted_paths(report));
     for r in &report.squash {
         let after = match (&r.compressed_size_after_exact, &r.digest_after) {
             (Some(exact), Some(digest)) => {

@@ -379,7 +379,7 @@ impl Image {
     /// sha256 of each regular file's data.
     fn read_attrs(&self, i: usize, budget: Budget) -> Result<(LayerIndex, Vec<Attrs>)> {
         let mut attrs = Vec::new();
-        let index = self.index_layer_visiting(i, budget, &mut |group, stream| {
+        let index = self.index_layer_visiting(i, budget, false, &mut |group, stream| {
             let mut record = Attrs::of(&group.meta);
             // A regular file's data (a marker's too, which is empty and never read back).
             if record.kind == Some(EntryKind::File) {

@@ -41,7 +41,7 @@ pub use diff::{
 pub use digest::{Digest, InvalidDigest};
 pub use error::{Error, Location, ParseError, Result};
 pub use layer::entry::{EntryKind, EntryPath, Whiteout};
-pub use layer::layer_index::{EntryClass, IndexedEntry, LayerIndex};
+pub use layer::layer_index::{EntryClass, EntryFacts, IndexedEntry, LayerIndex};
 pub use plan::changeset::range_plan::Fate;
 pub use plan::edits::{parse_command, ConfigEdits, KeyEdit};
 pub use plan::exclude::{ExcludeFigures, Excludes};
@@ -62,7 +62,10 @@ pub use registry::transfer::Transfer;
 pub use report::audit::{Audit, AuditSummary};
 pub use report::clutter::{Clutter, ClutterPath, ClutterRule, LayerBytes};
 pub use report::gates::{GateResult, GateRule, Gates};
-pub use report::model::{LayerReport, RangeReport, Report, ReportOptions, WastedPath};
+pub use report::model::{
+    Action, Cause, CauseKind, CauseLayer, FieldChange, LayerReport, PathEvent, RangeReport, Report,
+    ReportOptions, SquashFix, WastedPath, SMALL_FILE,
+};
 pub use write::image_index::{ImageOutcome, IndexOutcome};
 pub use write::lock::DEFAULT_LOCK_TIMEOUT;
 pub use write::outcome::{Outcome, OutcomeLayer};

@@ -41,7 +41,7 @@ pub fn run(args: ReportArgs, verbosity: Verbosity) -> Result<ExitCode> {
     options::selector(&args.select)?;
     let bases = input::bases(&args.select, &args.registry)?;
     let gates = options::gates(&args, verbosity)?;
-    let how = options::report_options(&args);
+    let template_how = options::report_options(&args);
     let template = options::report_squash_options(&args)?;
     // One report per image (every image of an index, without --platform), one input after
     // the other; gates apply to each.
@@ -67,6 +67,7 @@ pub fn run(args: ReportArgs, verbosity: Verbosity) -> Result<ExitCode> {
         let (index, images) =
             input::images_to_read(&image_args, scratch.as_ref().map(|d| d.path()))
                 .with_context(|| format!("reading `{reference}`"))?;
+        let how = template_how.clone().with_input(reference.clone());
         let mut documents = Vec::new();
         for image in &images {
             let mut squash_options = template.clone();

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::entry::{EntryKind, EntryPath, Whiteout};
-use super::tarstream::HeaderGroup;
+use super::tarstream::{EntryMeta, HeaderGroup};
 use crate::digest::Digest;
 use crate::error::{Error, Location, Result};
 
@@ -151,4 +151,69 @@ pub struct LayerIndex {
     pub compressed_size: u64,
     /// Where the layer is, for error messages.
     pub location: Location,
+    /// With the entries, in step with them, when the index was asked for them (a report's):
+    /// what tells a copy that only changes metadata from new content. Empty otherwise.
+    pub facts: Vec<EntryFacts>,
+}
+
+/// An entry's metadata and a fingerprint of its data, as a report compares two copies of a
+/// path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct EntryFacts {
+    /// XXH3-128 of the entry's data bytes (of nothing, for an entry without data).
+    pub content: u128,
+    /// XXH3-64 of the entry's extended attributes (PAX `SCHILY.xattr.*` records, sorted); 0
+    /// without any.
+    pub xattrs: u64,
+    /// Permission bits (and setuid, setgid, sticky).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u64,
+    /// Group.
+    pub gid: u64,
+    /// Modification time, in whole seconds since the epoch.
+    pub mtime: i64,
+}
+
+impl EntryFacts {
+    /// The facts of an entry read from `meta`, whose data's fingerprint is `content`.
+    pub(crate) fn new(meta: &EntryMeta, content: u128) -> EntryFacts {
+        let mut xattrs: Vec<&(Vec<u8>, Vec<u8>)> =
+            meta.pax.iter().filter(|(k, _)| k.starts_with(b"SCHILY.xattr.")).collect();
+        xattrs.sort();
+        let xattrs = if xattrs.is_empty() {
+            0
+        } else {
+            let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+            for (key, value) in xattrs {
+                for part in [key, value] {
+                    hasher.update(&(part.len() as u64).to_le_bytes());
+                    hasher.update(part);
+                }
+            }
+            hasher.digest()
+        };
+        let pax_mtime = meta.pax.iter().any(|(k, _)| k == b"mtime");
+        EntryFacts {
+            content,
+            xattrs,
+            mode: meta.mode & 0o7777,
+            uid: meta.uid,
+            gid: meta.gid,
+            mtime: parse_mtime(&meta.mtime, pax_mtime),
+        }
+    }
+}
+
+/// Whole seconds from a header's octal mtime field or a PAX decimal one (0 if unreadable).
+fn parse_mtime(field: &[u8], pax: bool) -> i64 {
+    let text = String::from_utf8_lossy(field);
+    let text = text.trim_matches(|c: char| c == ' ' || c == '\0');
+    if pax {
+        let whole = text.split('.').next().unwrap_or("");
+        whole.parse().unwrap_or(0)
+    } else {
+        i64::from_str_radix(text, 8).unwrap_or(0)
+    }
 }

@@ -92,11 +92,55 @@ pub(crate) struct TarReader<R> {
     pending_data: u64,
     pending_pad: u64,
     finished: bool,
+    /// When set, every entry's data passes through it ([`TarReader::hash_data`]).
+    hasher: Option<Box<xxhash_rust::xxh3::Xxh3>>,
+    /// The fingerprint of the data of the entry before the current one.
+    previous_hash: Option<u128>,
 }
 
 impl<R: BufRead> TarReader<R> {
     pub(crate) fn new(inner: R) -> Self {
-        TarReader { inner, offset: 0, pending_data: 0, pending_pad: 0, finished: false }
+        TarReader {
+            inner,
+            offset: 0,
+            pending_data: 0,
+            pending_pad: 0,
+            finished: false,
+            hasher: None,
+            previous_hash: None,
+        }
+    }
+
+    /// Fingerprints every entry's data (XXH3-128, whether it is read, copied or skipped), for
+    /// telling a copy that only changes metadata from new content; see
+    /// [`TarReader::previous_data_hash`].
+    pub(crate) fn hash_data(&mut self) {
+        self.hasher = Some(Box::default());
+    }
+
+    /// With [`TarReader::hash_data`]: the fingerprint of the data of the entry before the one
+    /// [`TarReader::next_group`] returned last (of the last entry, once it returned `None`).
+    pub(crate) fn previous_data_hash(&self) -> Option<u128> {
+        self.previous_hash
+    }
+
+    /// Moves the current entry's remaining data (not its padding) into the fingerprint and
+    /// `out`.
+    fn move_data(&mut self, out: Option<&mut dyn Write>) -> Result<(), TarError> {
+        let n = self.pending_data;
+        let copied = match self.hasher.as_deref_mut() {
+            Some(hasher) => {
+                let mut tee = Tee { hasher, out };
+                move_exact(&mut self.inner, Some(&mut tee), n)?
+            }
+            None => move_exact(&mut self.inner, out, n)?,
+        };
+        self.offset += copied;
+        self.pending_data -= copied;
+        if copied != n {
+            return Err(malformed(None, "stream ends inside an entry's data (truncated)"));
+        }
+        Ok(())
     }
 
     pub(crate) fn into_inner(self) -> R {
@@ -138,6 +182,9 @@ impl<R: BufRead> TarReader<R> {
 
     /// Skips the rest of the current entry's data.
     pub(crate) fn skip_data(&mut self) -> Result<(), TarError> {
+        if self.hasher.is_some() {
+            self.move_data(None)?;
+        }
         let n = self.pending_data + self.pending_pad;
         let copied = move_exact(&mut self.inner, None, n)?;
         self.offset += copied;
@@ -164,6 +211,9 @@ impl<R: BufRead> TarReader<R> {
 
     /// Copies the current entry's data and its padding to `out`.
     pub(crate) fn copy_data_padded(&mut self, out: &mut impl Write) -> Result<(), TarError> {
+        if self.hasher.is_some() {
+            self.move_data(Some(&mut *out))?;
+        }
         let n = self.pending_data + self.pending_pad;
         let copied = move_exact(&mut self.inner, Some(out), n)?;
         self.offset += copied;
@@ -177,13 +227,7 @@ impl<R: BufRead> TarReader<R> {
 
     /// Copies the current entry's data (without its padding, which is skipped) to `out`.
     pub(crate) fn copy_data(&mut self, out: &mut impl Write) -> Result<(), TarError> {
-        let n = self.pending_data;
-        let copied = move_exact(&mut self.inner, Some(out), n)?;
-        self.offset += copied;
-        self.pending_data = 0;
-        if copied != n {
-            return Err(malformed(None, "stream ends inside an entry's data (truncated)"));
-        }
+        self.move_data(Some(out))?;
         self.skip_data()
     }
 
@@ -209,6 +253,10 @@ impl<R: BufRead> TarReader<R> {
             return Ok(None);
         }
         self.skip_data()?;
+        if let Some(hasher) = self.hasher.as_deref_mut() {
+            self.previous_hash = Some(hasher.digest128());
+            hasher.reset();
+        }
         let mut raw: Vec<u8> = Vec::new();
         let mut pax: Option<PaxRecords> = None;
         let mut long_name: Option<Vec<u8>> = None;
@@ -346,6 +394,26 @@ fn move_exact(from: &mut impl BufRead, mut to: Option<&mut dyn Write>, n: u64) -
         left -= take as u64;
     }
     Ok(n - left)
+}
+
+/// Writes into a fingerprint and, when there is one, a writer.
+struct Tee<'a, 'b> {
+    hasher: &'a mut xxhash_rust::xxh3::Xxh3,
+    out: Option<&'b mut dyn Write>,
+}
+
+impl Write for Tee<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = match self.out.as_mut() {
+            Some(out) => out.write(buf)?,
+            None => buf.len(),
+        };
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.as_mut().map_or(Ok(()), |out| out.flush())
+    }
 }
 
 fn until_nul(data: &[u8]) -> &[u8] {

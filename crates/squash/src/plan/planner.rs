@@ -58,7 +58,8 @@ impl Image {
         let mut planned = Vec::with_capacity(ranges.len());
         for range in ranges {
             let (indexes, kept) = if options.read_once {
-                let (indexes, kept) = self.index_range_once(range.start..=range.end, context)?;
+                let (indexes, kept) =
+                    self.index_range_once(range.start..=range.end, context, false)?;
                 (indexes, Some(Arc::new(kept)))
             } else {
                 (self.index_layers_in(range.start..=range.end, context)?, None)
@@ -226,7 +227,7 @@ impl Planner<'_, '_> {
                 };
                 self.rereads.extend((0..start).map(|layer| Reread::new(layer, reason)));
                 let mut lower_indexes =
-                    self.image.index_layers_filtered(0..start, self.context, filter)?;
+                    self.image.index_layers_filtered(0..start, self.context, filter, false)?;
                 self.lower(&mut lower_indexes, &mut files, &mut dirs)?
             }
         };

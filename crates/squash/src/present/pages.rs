@@ -3,9 +3,10 @@
 //! Both are views of [`ReportDocument`]s and, for several images, an [`AuditSummary`].
 
 use super::document::ReportDocument;
+use super::story::{event_words, row_note};
 use crate::report::audit::AuditSummary;
 use crate::report::clutter::LayerBytes;
-use crate::report::model::{RangeReport, Report};
+use crate::report::model::{CauseLayer, RangeReport, Report};
 use crate::units::human;
 
 /// A Markdown cell: pipes escaped, line breaks and backticks out, cut to `width` characters.
@@ -73,6 +74,7 @@ fn markdown_one(document: &ReportDocument, top: usize, out: &mut String) {
         human(report.clutter_bytes),
         human(report.clutter_bytes_non_base)
     ));
+    markdown_causes(report, top, out);
     out.push_str(
         "| # | stored | uncompressed | wasted | a squash reclaims (stored) | created by \
         |\n|---:|---:|---:|---:|---:|---|\n",
@@ -99,17 +101,17 @@ fn markdown_one(document: &ReportDocument, top: usize, out: &mut String) {
     }
     if !report.wasted_paths.is_empty() {
         out.push_str(
-            "\n<details><summary>Top wasted paths</summary>\n\n| reclaimable | copies | \
-            layers | path |\n|---:|---:|---|---|\n",
+            "\n<details><summary>Top wasted paths</summary>\n\n| reclaimable | path | \
+            copies or files | story |\n|---:|---|---|---|\n",
         );
         for p in report.wasted_paths.iter().take(top) {
-            let layers = p.layers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+            let story: Vec<String> = p.events.iter().map(|e| cell(&event_words(e), 120)).collect();
             out.push_str(&format!(
-                "| {} | {} | {} | `{}` |\n",
+                "| {} | `{}` | {} | {} |\n",
                 human(p.reclaimable_bytes),
-                p.copies,
-                layers,
-                cell(&p.path, 100)
+                cell(&p.path, 100),
+                cell(&row_note(p), 80),
+                story.join("<br>")
             ));
         }
         out.push_str("\n</details>\n");
@@ -157,6 +159,78 @@ fn markdown_one(document: &ReportDocument, top: usize, out: &mut String) {
     out.push('\n');
 }
 
+/// The causes table: wasted bytes, kind, the two steps, the fix and the squash.
+fn markdown_causes(report: &Report, top: usize, out: &mut String) {
+    if report.causes.is_empty() {
+        return;
+    }
+    out.push_str(
+        "**The biggest causes and how to fix them**\n\n| wasted | kind | stored by | made waste \
+         by | fix | or squash |\n|---:|---|---|---|---|---|\n",
+    );
+    let step = |layer: &CauseLayer| {
+        let created = layer.created_by.as_deref().map(|c| cell(c, 60)).unwrap_or_default();
+        format!("{}: `{created}`", layer.layer)
+    };
+    for cause in report.causes.iter().take(top) {
+        let kind = match &cause.tool {
+            Some(tool) => format!("{tool} {}", cause.kind.words()),
+            None => cause.kind.words().to_string(),
+        };
+        out.push_str(&format!(
+            "| {} in {} | {}{} | {} | {} | {} | `{}` (reclaims {}) |\n",
+            human(cause.bytes),
+            if cause.files == 1 { "1 file".into() } else { format!("{} files", cause.files) },
+            kind,
+            if cause.base { " (in the base: not reclaimed by this squash)" } else { "" },
+            step(&cause.stored_by),
+            step(&cause.wasted_by),
+            cell(&cause.fix, 200).replace("'", "`"),
+            cell(&cause.squash.command, 200),
+            human(cause.squash.reclaims)
+        ));
+    }
+    out.push('\n');
+}
+
+#[cfg(feature = "svg")]
+/// The causes first: what made the bytes waste, what to change, the squash that reclaims them.
+fn html_causes(report: &Report, top: usize, out: &mut String) {
+    if report.causes.is_empty() {
+        return;
+    }
+    out.push_str("<h3>The biggest causes and how to fix them</h3>\n<div class=\"causes\">");
+    let step = |layer: &CauseLayer| {
+        format!("layer {}: {}", layer.layer, layer.created_by.as_deref().unwrap_or(""))
+    };
+    let rows: Vec<Vec<String>> = report
+        .causes
+        .iter()
+        .take(top)
+        .map(|c| {
+            vec![
+                human(c.bytes),
+                format!(
+                    "{}{}{}\n{}",
+                    c.tool.as_deref().map(|t| format!("{t} ")).unwrap_or_default(),
+                    c.kind.words(),
+                    if c.base { " (in the base: not reclaimed by this squash)" } else { "" },
+                    if c.files == 1 { "1 file".into() } else { format!("{} files", c.files) }
+                ),
+                step(&c.stored_by),
+                step(&c.wasted_by),
+                format!("{}\n{}", c.fix, c.paths.join("\n")),
+                format!("{}\n(reclaims {})", c.squash.command, human(c.squash.reclaims)),
+            ]
+        })
+        .collect();
+    out.push_str(&html_table(
+        &["wasted", "kind", "stored by", "made waste by", "fix (paths)", "or squash"],
+        &rows,
+    ));
+    out.push_str("</div>\n");
+}
+
 /// The reports as Markdown, fit for a pull request comment: for each image its summary, layer
 /// table, squash prediction, top wasted and cluttered paths (`top` of each) and gates; then,
 /// for several images, the summary of what they store together.
@@ -194,7 +268,7 @@ fn escape(text: &str) -> String {
 /// A table with a header row.
 #[cfg(feature = "svg")]
 fn html_table(head: &[&str], rows: &[Vec<String>]) -> String {
-    let mut out = String::from("<table><thead><tr>");
+    let mut out = String::from("<div class=\"wide\"><table><thead><tr>");
     for h in head {
         out.push_str(&format!("<th>{}</th>", escape(h)));
     }
@@ -206,13 +280,14 @@ fn html_table(head: &[&str], rows: &[Vec<String>]) -> String {
         }
         out.push_str("</tr>\n");
     }
-    out.push_str("</tbody></table>\n");
+    out.push_str("</tbody></table></div>\n");
     out
 }
 
-/// The reports as one self-contained HTML page: per image the chart of kept and wasted bytes
-/// per layer ([`crate::present::report_svg`], inline), the layer table, the squash, the clutter
-/// list and the top wasted paths; then, for several images, their summary. No script, no
+/// The reports as one self-contained HTML page: per image the causes of waste and their fixes,
+/// the chart of kept and wasted bytes per layer ([`crate::present::report_svg`], inline), the
+/// layer table, the top wasted paths with their stories, the squash and the clutter list;
+/// then, for several images, their summary. No script, no
 /// network: the page is the file.
 #[cfg(feature = "svg")]
 pub fn report_html(
@@ -221,7 +296,8 @@ pub fn report_html(
     top: usize,
 ) -> String {
     let mut out = String::from(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>squash \
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" \
+            content=\"width=device-width, initial-scale=1\"><title>squash \
             report</title>\n<style>\n\
          body{font-family:sans-serif;margin:24px;color:#222;background:#fff}\n\
          h1{font-size:22px}h2{font-size:18px;margin-top:32px}h3{font-size:15px}\n\
@@ -230,6 +306,10 @@ pub fn report_html(
          th,td{border:1px solid #8a9bb8;padding:4px 8px;font-size:13px}\n\
          td:nth-child(n+2){font-variant-numeric:tabular-nums}\n\
          .fail{color:#b00020}.pass{color:#1b7f3b}\n\
+         td{white-space:pre-line;vertical-align:top}.chart svg{max-width:100%;height:auto}\n\
+         .causes td:first-child{font-weight:bold}.wide{overflow-x:auto}\n\
+         td{overflow-wrap:anywhere;min-width:4em}\n\
+         @media (max-width:600px){body{margin:8px}th,td{font-size:11px;padding:2px 4px}}\n\
          </style></head><body>\n<h1>squash report</h1>\n",
     );
     for document in documents {
@@ -245,6 +325,7 @@ pub fn report_html(
             human(report.clutter_bytes),
             human(report.clutter_bytes_non_base)
         ));
+        html_causes(report, top, &mut out);
         out.push_str("<div class=\"chart\">");
         out.push_str(&super::svg::report_svg(report));
         out.push_str("</div>\n<h3>Layers</h3>\n");
@@ -275,6 +356,29 @@ pub fn report_html(
             ],
             &rows,
         ));
+        if !report.wasted_paths.is_empty() {
+            out.push_str("<h3>Top wasted paths</h3>\n");
+            let rows: Vec<Vec<String>> = report
+                .wasted_paths
+                .iter()
+                .take(top)
+                .map(|p| {
+                    let story: Vec<String> = p
+                        .events
+                        .iter()
+                        .map(|e| {
+                            format!(
+                                "{} ({})",
+                                event_words(e),
+                                e.created_by.as_deref().unwrap_or("")
+                            )
+                        })
+                        .collect();
+                    vec![human(p.reclaimable_bytes), p.path.clone(), row_note(p), story.join("\n")]
+                })
+                .collect();
+            out.push_str(&html_table(&["reclaimable", "path", "copies or files", "story"], &rows));
+        }
         if !report.squash.is_empty() {
             out.push_str("<h3>Squash</h3>\n");
             let rows: Vec<Vec<String>> = report
@@ -347,20 +451,6 @@ pub fn report_html(
                 })
                 .collect();
             out.push_str(&html_table(&["bytes", "files", "layers", "path"], &rows));
-        }
-        if !report.wasted_paths.is_empty() {
-            out.push_str("<h3>Top wasted paths</h3>\n");
-            let rows: Vec<Vec<String>> = report
-                .wasted_paths
-                .iter()
-                .take(top)
-                .map(|p| {
-                    let layers =
-                        p.layers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-                    vec![human(p.reclaimable_bytes), p.copies.to_string(), layers, p.path.clone()]
-                })
-                .collect();
-            out.push_str(&html_table(&["reclaimable", "copies", "layers", "path"], &rows));
         }
         for g in &document.gates {
             let class = if g.passed { "pass" } else { "fail" };

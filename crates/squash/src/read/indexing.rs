@@ -12,7 +12,7 @@ use super::stream::{Check, LayerStream};
 use crate::budget::Budget;
 use crate::context::Context;
 use crate::error::{IoContext, Result};
-use crate::layer::layer_index::{EntryFilter, IndexedEntry, LayerIndex};
+use crate::layer::layer_index::{EntryFacts, EntryFilter, IndexedEntry, LayerIndex};
 use crate::layer::tarstream::HeaderGroup;
 use crate::progress::Event;
 
@@ -23,18 +23,20 @@ pub(crate) type EntryVisitor<'a> = dyn FnMut(&HeaderGroup, &mut LayerStream) -> 
 impl Image {
     /// Reads one layer's headers (skipping file contents) and verifies its digests.
     pub fn index_layer(&self, layer_index: usize) -> Result<LayerIndex> {
-        self.index_layer_within(layer_index, Budget::new(0), None, None)
+        self.index_layer_within(layer_index, Budget::new(0), None, None, false)
     }
 
     /// Indexes layer `layer_index` as [`Image::index_layer`] does, showing `visit` each header
-    /// group (with the stream, whose data for that entry it may read) before it is indexed.
+    /// group (with the stream, whose data for that entry it may read) before it is indexed;
+    /// with `facts`, the index holds each entry's [`EntryFacts`].
     pub(crate) fn index_layer_visiting(
         &self,
         layer_index: usize,
         budget: Budget,
+        facts: bool,
         visit: &mut EntryVisitor<'_>,
     ) -> Result<LayerIndex> {
-        self.index_layer_within(layer_index, budget, None, Some(visit))
+        self.index_layer_within(layer_index, budget, None, Some(visit), facts)
     }
 
     fn index_layer_within(
@@ -43,13 +45,29 @@ impl Image {
         budget: Budget,
         filter: Option<&dyn EntryFilter>,
         mut visit: Option<&mut EntryVisitor<'_>>,
+        facts: bool,
     ) -> Result<LayerIndex> {
         let layer = self.layer(layer_index)?;
         let mut stream = LayerStream::open_within(self, layer, Check::Full, budget)?;
         let mut entries = Vec::new();
         let mut keep = filter.map(|f| f.for_layer());
+        // The facts of the entry last pushed, whose data's fingerprint the next header brings.
+        let mut found: Vec<EntryFacts> = Vec::new();
+        let mut waiting = false;
+        if facts {
+            stream.tar.hash_data();
+        }
         loop {
-            let group = match stream.tar.next_group() {
+            let next = stream.tar.next_group();
+            if waiting {
+                if let (Some(last), Some(hash)) =
+                    (found.last_mut(), stream.tar.previous_data_hash())
+                {
+                    last.content = hash;
+                }
+                waiting = false;
+            }
+            let group = match next {
                 Ok(Some(group)) => group,
                 Ok(None) => break,
                 Err(e) => return Err(stream.error(e)),
@@ -57,12 +75,18 @@ impl Image {
             if let Some(visit) = visit.as_mut() {
                 visit(&group, &mut stream)?;
             }
+            let entry_facts = facts.then(|| EntryFacts::new(&group.meta, 0));
             let mut entry = IndexedEntry::from_group(group, &stream.location)?;
             if keep.as_mut().is_none_or(|keep| keep(&mut entry)) {
                 entries.push(entry);
+                if let Some(f) = entry_facts {
+                    found.push(f);
+                    waiting = true;
+                }
             }
         }
         entries.shrink_to_fit();
+        found.shrink_to_fit();
         let location = stream.location.clone();
         let verified = stream.finish()?;
         Ok(LayerIndex {
@@ -72,6 +96,7 @@ impl Image {
             uncompressed_size: verified.uncompressed_size,
             compressed_size: layer.blob.size,
             location,
+            facts: found,
         })
     }
 
@@ -89,16 +114,18 @@ impl Image {
         layers: impl IntoIterator<Item = usize>,
         context: &Context<'_>,
     ) -> Result<Vec<LayerIndex>> {
-        self.index_layers_filtered(layers, context, None)
+        self.index_layers_filtered(layers, context, None, false)
     }
 
     /// [`Image::index_layers_in`], keeping in each index only what `filter` chooses (every
-    /// entry is still read and the layer verified in full).
+    /// entry is still read and the layer verified in full); with `facts`, each index holds its
+    /// entries' [`EntryFacts`].
     pub(crate) fn index_layers_filtered(
         &self,
         layers: impl IntoIterator<Item = usize>,
         context: &Context<'_>,
         filter: Option<&dyn EntryFilter>,
+        facts: bool,
     ) -> Result<Vec<LayerIndex>> {
         let budget = context.budget();
         let progress = context.progress();
@@ -114,7 +141,7 @@ impl Image {
             wanted
                 .par_iter()
                 .map(|&i| {
-                    let index = self.index_layer_within(i, budget, filter, None)?;
+                    let index = self.index_layer_within(i, budget, filter, None, facts)?;
                     progress.event(&Event::Indexed { layer: i, bytes: size(i) });
                     Ok(index)
                 })

@@ -223,11 +223,12 @@ impl Image {
     /// Indexes the layers of `range` newest first ([`WINDOW`] at a time), keeping in an unnamed
     /// temporary file under the context's temporary directory per layer what no layer indexed
     /// before it shadows. Every digest is checked as [`Image::index_layers`] checks it. The
-    /// result is oldest first.
+    /// result is oldest first; with `facts`, the indexes hold their entries' facts.
     pub(crate) fn index_range_once(
         &self,
         range: std::ops::RangeInclusive<usize>,
         context: &Context<'_>,
+        facts: bool,
     ) -> Result<(Vec<LayerIndex>, Vec<Kept>)> {
         let budget = context.budget();
         let progress = context.progress();
@@ -249,7 +250,7 @@ impl Image {
                 chunk
                     .par_iter()
                     .map(|&layer| {
-                        let result = self.index_keeping(layer, budget, &shadow, &dir)?;
+                        let result = self.index_keeping(layer, budget, &shadow, &dir, facts)?;
                         progress.event(&Event::Indexed { layer, bytes: size(layer) });
                         Ok(result)
                     })
@@ -278,6 +279,7 @@ impl Image {
         budget: Budget,
         shadow: &Shadow,
         dir: &Path,
+        facts: bool,
     ) -> Result<(LayerIndex, Kept)> {
         let location = || {
             Location::file(dir).part(format!("temporary copy of layer {layer}'s surviving entries"))
@@ -286,7 +288,7 @@ impl Image {
         let mut out = BufWriter::with_capacity(1 << 20, file);
         let (mut entries, mut number): (Vec<u64>, u32) = (Vec::new(), 0);
         let mut parent = (Vec::new(), false);
-        let index = self.index_layer_visiting(layer, budget, &mut |group, stream| {
+        let index = self.index_layer_visiting(layer, budget, facts, &mut |group, stream| {
             let entry = number;
             number = number.saturating_add(1);
             // A path that does not parse is the index's error to report, with its name.

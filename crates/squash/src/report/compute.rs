@@ -3,13 +3,13 @@
 //! paths waste it, the clutter that stays visible, then each range planned as a squash plans it
 //! and its new layer measured.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::clutter::{ClutterFound, Clutterer};
 use super::measure::{measure_range, How};
-use super::model::{LayerReport, RangeReport, Report, ReportOptions, WastedPath};
+use super::model::{LayerReport, RangeReport, Report, ReportOptions};
 use super::sample::default_sample_bytes;
+use super::story::Story;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::layer::layer_index::{EntryClass, LayerIndex};
@@ -151,14 +151,18 @@ impl Image {
         let in_range = |l: usize| ranges.iter().any(|r| (r.start..=r.end).contains(&l));
         let outside: Vec<usize> = (0..count).filter(|&l| !in_range(l)).collect();
         let mut slots: Vec<Option<LayerIndex>> = (0..count).map(|_| None).collect();
-        for (l, index) in
-            outside.iter().zip(self.index_layers_in(outside.iter().copied(), context)?)
-        {
+        for (l, index) in outside.iter().zip(self.index_layers_filtered(
+            outside.iter().copied(),
+            context,
+            None,
+            true,
+        )?) {
             slots[*l] = Some(index);
         }
         let mut kept = Vec::with_capacity(ranges.len());
         for r in ranges {
-            let (range_indexes, range_kept) = self.index_range_once(r.start..=r.end, context)?;
+            let (range_indexes, range_kept) =
+                self.index_range_once(r.start..=r.end, context, true)?;
             for (offset, index) in range_indexes.into_iter().enumerate() {
                 slots[r.start + offset] = Some(index);
             }
@@ -189,22 +193,20 @@ impl Image {
         let in_range = |l: usize| ranges.iter().any(|r| (r.start..=r.end).contains(&l));
         let whole = plan_range(indexes, &Default::default(), &Default::default())?;
         let mut layers = Vec::with_capacity(count);
-        let mut per_path: BTreeMap<String, WastedPath> = BTreeMap::new();
         let mut changed = vec![0usize; count];
         for fate in whole.fates.iter().flatten() {
             if let Fate::Replaced { by } = fate {
                 changed[*by] += 1;
             }
         }
-        // Paths of which some copy is dropped: only those get a record (not every file's path).
-        let mut wasteful: BTreeSet<String> = BTreeSet::new();
-        for (l, index) in indexes.iter().enumerate() {
-            for (e, fate) in whole.fates[l].iter().enumerate() {
-                if fate.is_dropped() && file_bytes(index, e) > 0 {
-                    wasteful.insert(index.entries[e].path.display());
-                }
-            }
-        }
+        let created_by: Vec<Option<String>> = (0..count)
+            .map(|l| {
+                self.layers()[l]
+                    .history_index()
+                    .and_then(|h| self.history().get(h))
+                    .and_then(|h| h.created_by.clone())
+            })
+            .collect();
         let clutter = Clutterer::new(&how.clutter)?;
         let mut clutter_found = ClutterFound::default();
         let (mut wasted_total, mut wasted_non_base, mut kept_total, mut non_base_total) =
@@ -232,23 +234,6 @@ impl Image {
                         );
                     }
                 }
-                if bytes > 0 {
-                    let path = index.entries[e].path.display();
-                    if !wasteful.contains(&path) {
-                        continue;
-                    }
-                    let record = per_path.entry(path.clone()).or_insert(WastedPath {
-                        path,
-                        copies: 0,
-                        reclaimable_bytes: 0,
-                        layers: Vec::new(),
-                    });
-                    record.copies += 1;
-                    record.layers.push(l);
-                    if fate.is_dropped() {
-                        record.reclaimable_bytes += bytes;
-                    }
-                }
             }
             let base = l < base_end;
             wasted_total += wasted;
@@ -257,13 +242,9 @@ impl Image {
                 wasted_non_base += wasted;
                 non_base_total += wasted + kept;
             }
-            let created_by = self.layers()[l]
-                .history_index()
-                .and_then(|h| self.history().get(h))
-                .and_then(|h| h.created_by.clone());
             layers.push(LayerReport {
                 index: l,
-                created_by,
+                created_by: created_by[l].clone(),
                 compressed_size: index.compressed_size,
                 uncompressed_size: index.uncompressed_size,
                 added: nodes.saturating_sub(changed[l]),
@@ -276,18 +257,15 @@ impl Image {
                 reclaimed_compressed_bytes: 0,
             });
         }
+        let told =
+            Story { indexes, fates: &whole.fates, created_by: &created_by, base_end }.tell(how);
         drop(whole);
-        let mut wasted_paths: Vec<WastedPath> =
-            per_path.into_values().filter(|p| p.reclaimable_bytes > 0).collect();
-        wasted_paths.sort_by(|a, b| {
-            b.reclaimable_bytes.cmp(&a.reclaimable_bytes).then_with(|| a.path.cmp(&b.path))
-        });
-        wasted_paths.truncate(how.top_paths);
         let total = wasted_total + kept_total;
         let (clutter, clutter_paths) = clutter_found.finish(&how.clutter, how.top_paths);
         Ok(Report {
             layers,
-            wasted_paths,
+            causes: told.causes,
+            wasted_paths: told.rows,
             wasted_bytes: wasted_total,
             wasted_bytes_non_base: wasted_non_base,
             wasted_percent: if non_base_total == 0 {

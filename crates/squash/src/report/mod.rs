@@ -14,3 +14,4 @@ pub(crate) mod gates;
 pub(crate) mod measure;
 pub(crate) mod model;
 pub(crate) mod sample;
+pub(crate) mod story;

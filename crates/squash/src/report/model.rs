@@ -44,18 +44,183 @@ pub struct LayerReport {
     pub reclaimed_compressed_bytes: u64,
 }
 
-/// A path whose content is stored more than once or deleted.
+/// A path whose content is stored more than once or deleted, or a directory whose small wasted
+/// files are counted together ([`WastedPath::files`] above 1, the path ending in `/`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct WastedPath {
-    /// The path.
+    /// The path (a grouped directory's ends in `/`).
     pub path: String,
+    /// Files counted in this row: 1 for a path, the number of wasted files for a directory.
+    #[serde(default = "one")]
+    pub files: usize,
     /// How many copies the image stores (including the surviving one, if any).
     pub copies: usize,
     /// Bytes a full squash reclaims: every copy except the survivor.
     pub reclaimable_bytes: u64,
     /// Layers holding a copy.
     pub layers: Vec<usize>,
+    /// Whether every wasted copy lies in the base layers, which the planned squash keeps as
+    /// they are: it does not reclaim these bytes.
+    #[serde(default)]
+    pub base: bool,
+    /// Every layer that touched the path, in order (for a directory, what its files went
+    /// through, each event counting its files).
+    #[serde(default)]
+    pub events: Vec<PathEvent>,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// What one layer did to a path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PathEvent {
+    /// The layer.
+    pub layer: usize,
+    /// What it did.
+    pub action: Action,
+    /// The layer's history step.
+    pub created_by: Option<String>,
+    /// For [`Action::Metadata`]: the fields that changed, from what to what (empty when the
+    /// copy is identical).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<FieldChange>,
+    /// For [`Action::Deleted`]: by what (`whiteout`, `opaque directory usr/x`, `parent usr/x
+    /// deleted`, `parent usr/x replaced`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub how: Option<String>,
+    /// Files this event counts (1 for a path; in a grouped directory, how many of its files).
+    #[serde(default = "one")]
+    pub files: usize,
+}
+
+/// What a layer did to a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// It added the path, which no lower layer had (or a lower layer had deleted).
+    Added,
+    /// It stored the path again with new content.
+    Replaced,
+    /// It stored the same content again because metadata changed (mode, owner, mtime,
+    /// xattrs): a `chmod`, `chown` or `touch` in a later step.
+    Metadata,
+    /// It replaced the path with an entry of another type.
+    TypeChanged,
+    /// It deleted the path: a whiteout, an opaque directory, or a parent deleted or replaced.
+    Deleted,
+}
+
+impl Action {
+    /// The word the report prints.
+    pub fn word(self) -> &'static str {
+        match self {
+            Action::Added => "added",
+            Action::Replaced => "replaced",
+            Action::Metadata => "metadata",
+            Action::TypeChanged => "type changed",
+            Action::Deleted => "deleted",
+        }
+    }
+}
+
+/// One metadata field that changed between two copies of a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct FieldChange {
+    /// `mode`, `uid`, `gid`, `mtime` or `xattrs`.
+    pub field: String,
+    /// Its value in the earlier copy (`mode` in octal, `mtime` in UTC; `various` in a group).
+    pub from: String,
+    /// Its value in the later copy.
+    pub to: String,
+}
+
+/// Why some wasted bytes are waste: a layer stored them and a later one made them waste. Causes
+/// group every wasted file by those two layers and by kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Cause {
+    /// The layer that stored the bytes.
+    pub stored_by: CauseLayer,
+    /// The later layer that deleted, replaced or stored them again.
+    pub wasted_by: CauseLayer,
+    /// The wasted bytes.
+    pub bytes: u64,
+    /// The wasted files.
+    pub files: usize,
+    /// What kind of waste it is.
+    pub kind: CauseKind,
+    /// For [`CauseKind::PackageCache`]: the tool (`apt`, `apk`, `dnf`, `yum`, `pip`, `npm`,
+    /// `yarn`, `go`, `cargo`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// What to change in the Dockerfile.
+    pub fix: String,
+    /// The largest of its paths (at most three).
+    pub paths: Vec<String>,
+    /// Whether the bytes lie in the base layers, which the planned squash keeps as they are.
+    pub base: bool,
+    /// The squash that reclaims it without touching the Dockerfile.
+    pub squash: SquashFix,
+}
+
+/// A layer a cause names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CauseLayer {
+    /// Its position in the image.
+    pub layer: usize,
+    /// Its history step.
+    pub created_by: Option<String>,
+}
+
+/// The kinds of waste a cause can be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CauseKind {
+    /// Files a later step deleted.
+    DeletedLater,
+    /// Build-only files (compilers, headers, static libraries, build trees) a later step
+    /// deleted.
+    BuildOnly,
+    /// The same content stored again for a metadata change.
+    MetadataOnly,
+    /// Package manager lists and caches a later step deleted or replaced.
+    PackageCache,
+    /// Files a later step wrote again with new content (or as another type).
+    Rewritten,
+}
+
+impl CauseKind {
+    /// The words the report prints.
+    pub fn words(self) -> &'static str {
+        match self {
+            CauseKind::DeletedLater => "deleted by a later step",
+            CauseKind::BuildOnly => "build-only files deleted by a later step",
+            CauseKind::MetadataOnly => "stored again for a metadata change",
+            CauseKind::PackageCache => "package manager lists and caches",
+            CauseKind::Rewritten => "written again by a later step",
+        }
+    }
+}
+
+/// The squash that reclaims a cause: its two layers and those between them merged into one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SquashFix {
+    /// The first layer of the range.
+    pub first: usize,
+    /// The last layer of the range.
+    pub last: usize,
+    /// The wasted bytes that squash reclaims (this cause's and those of every other cause
+    /// stored and made waste within the range).
+    pub reclaims: u64,
+    /// The command.
+    pub command: String,
 }
 
 /// What squashing a range would do, before and after.
@@ -102,7 +267,11 @@ pub struct RangeReport {
 pub struct Report {
     /// Every layer, base first.
     pub layers: Vec<LayerReport>,
-    /// The paths wasting the most bytes, largest first.
+    /// Why the wasted bytes are waste, largest first.
+    #[serde(default)]
+    pub causes: Vec<Cause>,
+    /// The paths wasting the most bytes, largest first; small files grouped by directory
+    /// unless [`ReportOptions::group`] is off.
     pub wasted_paths: Vec<WastedPath>,
     /// File bytes wasted across the image.
     pub wasted_bytes: u64,
@@ -151,7 +320,17 @@ pub struct ReportOptions {
     /// whole. More is slower and closer. `None` (the default): 256 MiB for zstd up to level 9,
     /// 64 MiB for gzip and higher zstd levels.
     pub sample_bytes: Option<u64>,
+    /// Whether wasted files under [`SMALL_FILE`] bytes are counted together by directory.
+    pub group: bool,
+    /// The depth (in path components) of the directories small files are grouped under: a
+    /// file deeper down counts in its ancestor at this depth.
+    pub group_depth: usize,
+    /// The image as the squash commands in causes name it (`IMAGE` unless set).
+    pub input: String,
 }
+
+/// Wasted files smaller than this are grouped by directory (64 KiB).
+pub const SMALL_FILE: u64 = 64 << 10;
 
 impl Default for ReportOptions {
     fn default() -> ReportOptions {
@@ -160,6 +339,9 @@ impl Default for ReportOptions {
             exact: false,
             clutter: ClutterRule::defaults(),
             sample_bytes: None,
+            group: true,
+            group_depth: 4,
+            input: "IMAGE".into(),
         }
     }
 }
@@ -178,6 +360,21 @@ impl ReportOptions {
     /// Compresses about `bytes` of each new layer to estimate its size.
     pub fn with_sample_bytes(mut self, bytes: u64) -> ReportOptions {
         self.sample_bytes = Some(bytes.max(1));
+        self
+    }
+    /// Groups small wasted files by directory (`true`, the default) or lists each one.
+    pub fn with_grouping(mut self, group: bool) -> ReportOptions {
+        self.group = group;
+        self
+    }
+    /// Groups small wasted files under their ancestor `depth` components deep (at least 1).
+    pub fn with_group_depth(mut self, depth: usize) -> ReportOptions {
+        self.group_depth = depth.max(1);
+        self
+    }
+    /// Names the image `input` in the squash commands of causes.
+    pub fn with_input(mut self, input: impl Into<String>) -> ReportOptions {
+        self.input = input.into();
         self
     }
     /// Adds a clutter rule.

@@ -197,6 +197,7 @@ mod tests {
             uncompressed_size: 0,
             compressed_size: 0,
             location,
+            facts: Vec::new(),
         }
     }
 

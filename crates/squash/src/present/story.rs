@@ -1,0 +1,65 @@
+//! The words of a report's stories and causes, shared by the text, Markdown and HTML views: one
+//! event of a path's story, a cause's headline, a wasted row's note.
+
+use crate::report::model::{Action, Cause, PathEvent, WastedPath};
+use crate::units::human;
+
+/// One event of a path's story: `layer 4 deleted: whiteout`, `layer 7 metadata: mode 0644 ->
+/// 0640`, with the number of files for a group's event.
+pub fn event_words(event: &PathEvent) -> String {
+    let mut words = format!("layer {} {}", event.layer, event.action.word());
+    if event.files > 1 {
+        words.push_str(&format!(" ({} files)", event.files));
+    }
+    if let Some(how) = &event.how {
+        words.push_str(&format!(": {how}"));
+    }
+    if event.action == Action::Metadata {
+        if event.changed.is_empty() {
+            words.push_str(": the same file stored again");
+        } else {
+            let changes: Vec<String> = event
+                .changed
+                .iter()
+                .map(|c| format!("{} {} -> {}", c.field, c.from, c.to))
+                .collect();
+            words.push_str(&format!(": {}", changes.join(", ")));
+        }
+    }
+    words
+}
+
+/// A cause's headline: `120.0 MB in 3 files, deleted by a later step: stored by layer 2,
+/// made waste by layer 4`.
+pub fn cause_headline(cause: &Cause) -> String {
+    let files = if cause.files == 1 { "1 file".into() } else { format!("{} files", cause.files) };
+    let mut kind = cause.kind.words().to_string();
+    if let Some(tool) = &cause.tool {
+        kind = format!("{tool} {kind}");
+    }
+    format!(
+        "{} in {files}, {kind}: stored by layer {}, made waste by layer {}{}",
+        human(cause.bytes),
+        cause.stored_by.layer,
+        cause.wasted_by.layer,
+        if cause.base { " (in the base: not reclaimed by this squash)" } else { "" }
+    )
+}
+
+/// The squash a cause suggests, with what it reclaims.
+pub fn cause_squash(cause: &Cause) -> String {
+    format!("{}   (reclaims {})", cause.squash.command, human(cause.squash.reclaims))
+}
+
+/// A wasted row's note: `2 copies`, `1,111 files`, and whether the base holds it.
+pub fn row_note(row: &WastedPath) -> String {
+    let mut note = if row.files > 1 {
+        format!("{} files", row.files)
+    } else {
+        format!("{} copies", row.copies)
+    };
+    if row.base {
+        note.push_str("; in the base: not reclaimed by this squash");
+    }
+    note
+}

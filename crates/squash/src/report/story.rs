@@ -1,0 +1,623 @@
+//! Why each wasted byte is waste: the story of every wasted path (each layer that touched it and
+//! what it did, metadata-only copies told apart by the data's fingerprint), the causes (waste
+//! grouped by the layer that stored it and the layer that made it waste, with a kind, the
+//! Dockerfile change that avoids it and the squash that reclaims it), and small files grouped
+//! by directory.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::model::{
+    Action, Cause, CauseKind, CauseLayer, FieldChange, PathEvent, ReportOptions, SquashFix,
+    WastedPath, SMALL_FILE,
+};
+use crate::layer::entry::{EntryKind, EntryPath};
+use crate::layer::layer_index::{EntryClass, EntryFacts, LayerIndex};
+use crate::plan::changeset::range_plan::Fate;
+
+/// What the story of an image needs: every layer's index (with facts), what the whole image's
+/// changeset does to each entry, each layer's history step, and where the base ends.
+pub(super) struct Story<'a> {
+    pub indexes: &'a [LayerIndex],
+    pub fates: &'a [Vec<Fate>],
+    pub created_by: &'a [Option<String>],
+    pub base_end: usize,
+}
+
+/// The causes, largest first, and the wasted-path rows, largest first (at most `top` of them).
+pub(super) struct Told {
+    pub causes: Vec<Cause>,
+    pub rows: Vec<WastedPath>,
+}
+
+/// A copy of a path: its layer and entry.
+type Copy = (usize, usize);
+
+impl Story<'_> {
+    /// Tells the story of every path of which some copy with data is dropped.
+    pub fn tell(&self, how: &ReportOptions) -> Told {
+        let copies = self.wasteful_copies();
+        let markers = self.markers();
+        let mut replacers: HashMap<usize, HashSet<Vec<u8>>> = HashMap::new();
+        let mut per_cause: BTreeMap<(usize, usize, CauseKind, Option<&'static str>), CauseSum> =
+            BTreeMap::new();
+        let mut rows = Vec::with_capacity(copies.len());
+        for (path, list) in &copies {
+            let events = self.events(path, list, &markers, &mut replacers);
+            let mut row = WastedPath {
+                path: path.display(),
+                files: 1,
+                copies: 0,
+                reclaimable_bytes: 0,
+                layers: Vec::new(),
+                base: true,
+                events,
+            };
+            for &(l, e) in list {
+                let bytes = self.file_bytes(l, e);
+                if bytes == 0 {
+                    continue;
+                }
+                row.copies += 1;
+                row.layers.push(l);
+                let Some(by) = wasted_by(self.fates[l][e]) else { continue };
+                row.reclaimable_bytes += bytes;
+                row.base &= l < self.base_end;
+                let (kind, tool) = self.kind(path, &row.events, by);
+                let sum = per_cause.entry((l, by, kind, tool)).or_default();
+                sum.bytes += bytes;
+                sum.files += 1;
+                sum.paths.push((bytes, row.path.clone()));
+                sum.paths.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+                sum.paths.truncate(3);
+            }
+            row.layers.dedup();
+            if row.reclaimable_bytes > 0 {
+                rows.push(row);
+            }
+        }
+        let causes = self.causes(per_cause, &how.input);
+        let mut rows = if how.group { group(rows, how.group_depth) } else { rows };
+        rows.sort_by(|a, b| {
+            b.reclaimable_bytes.cmp(&a.reclaimable_bytes).then_with(|| a.path.cmp(&b.path))
+        });
+        rows.truncate(how.top_paths);
+        Told { causes, rows }
+    }
+
+    /// Every node entry at each path of which some copy with data is dropped, in layer order.
+    fn wasteful_copies(&self) -> BTreeMap<EntryPath, Vec<Copy>> {
+        let mut wasteful: BTreeMap<EntryPath, Vec<Copy>> = BTreeMap::new();
+        for (l, index) in self.indexes.iter().enumerate() {
+            for (e, fate) in self.fates[l].iter().enumerate() {
+                if fate.is_dropped() && self.file_bytes(l, e) > 0 {
+                    wasteful.entry(index.entries[e].path.clone()).or_default();
+                }
+            }
+        }
+        for (l, index) in self.indexes.iter().enumerate() {
+            for (e, entry) in index.entries.iter().enumerate() {
+                if matches!(entry.class, EntryClass::Node(_)) {
+                    if let Some(list) = wasteful.get_mut(&entry.path) {
+                        list.push((l, e));
+                    }
+                }
+            }
+        }
+        wasteful
+    }
+
+    /// Every layer's whiteouts and opaque markers: path → what it is.
+    fn markers(&self) -> Vec<HashMap<Vec<u8>, Marker>> {
+        self.indexes
+            .iter()
+            .map(|index| {
+                let mut found = HashMap::new();
+                for entry in &index.entries {
+                    match &entry.class {
+                        EntryClass::Whiteout(target) => {
+                            found.insert(target.as_bytes().to_vec(), Marker::Whiteout);
+                        }
+                        EntryClass::Opaque(dir) => {
+                            found.entry(dir.as_bytes().to_vec()).or_insert(Marker::Opaque);
+                        }
+                        _ => {}
+                    }
+                }
+                found
+            })
+            .collect()
+    }
+
+    /// The story of one path from its copies, in order.
+    fn events(
+        &self,
+        path: &EntryPath,
+        copies: &[Copy],
+        markers: &[HashMap<Vec<u8>, Marker>],
+        replacers: &mut HashMap<usize, HashSet<Vec<u8>>>,
+    ) -> Vec<PathEvent> {
+        let mut events = Vec::new();
+        let mut live: Option<Copy> = None;
+        for (i, &(l, e)) in copies.iter().enumerate() {
+            let (action, changed) = match live {
+                None => (Action::Added, Vec::new()),
+                Some(before) => self.compare(before, (l, e)),
+            };
+            events.push(self.event(l, action, changed, None));
+            live = Some((l, e));
+            let next_layer = copies.get(i + 1).map(|c| c.0);
+            match self.fates[l][e] {
+                Fate::Deleted { by } => {
+                    let how = deleted_how(path, &markers[by]);
+                    events.push(self.event(by, Action::Deleted, Vec::new(), Some(how)));
+                    live = None;
+                }
+                Fate::Replaced { by } if next_layer != Some(by) => {
+                    let nodes = replacers.entry(by).or_insert_with(|| self.non_dirs(by));
+                    let parent = path
+                        .ancestors()
+                        .filter(|a| !a.is_root())
+                        .find(|a| nodes.contains(a.as_bytes()))
+                        .map_or_else(|| "a parent".into(), |a| a.display());
+                    let how = format!("parent {parent} replaced");
+                    events.push(self.event(by, Action::Deleted, Vec::new(), Some(how)));
+                    live = None;
+                }
+                _ => {}
+            }
+        }
+        events
+    }
+
+    fn event(
+        &self,
+        layer: usize,
+        action: Action,
+        changed: Vec<FieldChange>,
+        how: Option<String>,
+    ) -> PathEvent {
+        PathEvent {
+            layer,
+            action,
+            created_by: self.created_by.get(layer).cloned().flatten(),
+            changed,
+            how,
+            files: 1,
+        }
+    }
+
+    /// The paths of layer `layer`'s entries that are not directories (what can replace a
+    /// directory's contents).
+    fn non_dirs(&self, layer: usize) -> HashSet<Vec<u8>> {
+        self.indexes[layer]
+            .entries
+            .iter()
+            .filter(|e| matches!(e.class, EntryClass::Node(k) if k != EntryKind::Dir))
+            .map(|e| e.path.as_bytes().to_vec())
+            .collect()
+    }
+
+    /// What the copy `after` is, against the copy `before` it replaces.
+    fn compare(&self, before: Copy, after: Copy) -> (Action, Vec<FieldChange>) {
+        let entry = |(l, e): Copy| &self.indexes[l].entries[e];
+        let (old, new) = (entry(before), entry(after));
+        if old.kind() != new.kind() {
+            return (Action::TypeChanged, Vec::new());
+        }
+        let facts = |(l, e): Copy| self.indexes[l].facts.get(e).copied();
+        match (facts(before), facts(after)) {
+            (Some(a), Some(b))
+                if old.kind() == Some(EntryKind::File)
+                    && old.size == new.size
+                    && old.stored_size == new.stored_size
+                    && a.content == b.content =>
+            {
+                (Action::Metadata, changes(&a, &b))
+            }
+            _ => (Action::Replaced, Vec::new()),
+        }
+    }
+
+    /// The kind of the waste a copy of `path` became in layer `by`, and for package caches
+    /// the tool.
+    fn kind(
+        &self,
+        path: &EntryPath,
+        events: &[PathEvent],
+        by: usize,
+    ) -> (CauseKind, Option<&'static str>) {
+        let text = path.display();
+        if let Some(tool) = package_tool(&text) {
+            return (CauseKind::PackageCache, Some(tool));
+        }
+        let action = events.iter().find(|e| e.layer == by).map(|e| e.action);
+        match action {
+            Some(Action::Metadata) => (CauseKind::MetadataOnly, None),
+            Some(Action::Deleted) if build_only(&text) => (CauseKind::BuildOnly, None),
+            Some(Action::Deleted) | None => (CauseKind::DeletedLater, None),
+            _ => (CauseKind::Rewritten, None),
+        }
+    }
+
+    /// The causes, largest first, each with its fix and the squash that reclaims it.
+    fn causes(
+        &self,
+        per_cause: BTreeMap<(usize, usize, CauseKind, Option<&'static str>), CauseSum>,
+        input: &str,
+    ) -> Vec<Cause> {
+        let pairs: Vec<(usize, usize, u64)> =
+            per_cause.iter().map(|((s, w, _, _), sum)| (*s, *w, sum.bytes)).collect();
+        let layer = |l: usize| CauseLayer { layer: l, created_by: self.created_by[l].clone() };
+        let mut causes: Vec<Cause> = per_cause
+            .into_iter()
+            .map(|((stored, wasted, kind, tool), sum)| {
+                let reclaims = pairs
+                    .iter()
+                    .filter(|(s, w, _)| *s >= stored && *w <= wasted)
+                    .map(|(_, _, b)| *b)
+                    .fold(0, u64::saturating_add);
+                let paths: Vec<String> = sum.paths.into_iter().map(|(_, p)| p).collect();
+                Cause {
+                    stored_by: layer(stored),
+                    wasted_by: layer(wasted),
+                    bytes: sum.bytes,
+                    files: sum.files,
+                    kind,
+                    tool: tool.map(str::to_string),
+                    fix: fix(kind, tool, &paths),
+                    paths,
+                    base: stored < self.base_end,
+                    squash: SquashFix {
+                        first: stored,
+                        last: wasted,
+                        reclaims,
+                        command: format!(
+                            "squash {} --layers {stored}..{wasted} -o {}",
+                            quoted(input),
+                            quoted(&squashed_name(input))
+                        ),
+                    },
+                }
+            })
+            .collect();
+        causes.sort_by(|a, b| {
+            b.bytes
+                .cmp(&a.bytes)
+                .then_with(|| a.stored_by.layer.cmp(&b.stored_by.layer))
+                .then_with(|| a.wasted_by.layer.cmp(&b.wasted_by.layer))
+        });
+        causes
+    }
+
+    /// The file bytes of entry `entry` of layer `layer` (0 for a marker).
+    fn file_bytes(&self, layer: usize, entry: usize) -> u64 {
+        let e = &self.indexes[layer].entries[entry];
+        match e.class {
+            EntryClass::Node(_) => e.size,
+            _ => 0,
+        }
+    }
+}
+
+/// What one cause adds up to while the paths are told.
+#[derive(Default)]
+struct CauseSum {
+    bytes: u64,
+    files: usize,
+    paths: Vec<(u64, String)>,
+}
+
+#[derive(Clone, Copy)]
+enum Marker {
+    Whiteout,
+    Opaque,
+}
+
+/// The layer that made a dropped copy waste.
+fn wasted_by(fate: Fate) -> Option<usize> {
+    match fate {
+        Fate::Replaced { by } | Fate::Deleted { by } => Some(by),
+        _ => None,
+    }
+}
+
+/// How a layer whose markers are `markers` deleted `path`.
+fn deleted_how(path: &EntryPath, markers: &HashMap<Vec<u8>, Marker>) -> String {
+    if let Some(Marker::Whiteout) = markers.get(path.as_bytes()) {
+        return "whiteout".into();
+    }
+    let mut ancestors: Vec<EntryPath> = path.ancestors().collect();
+    ancestors.reverse();
+    for dir in ancestors {
+        match markers.get(dir.as_bytes()) {
+            Some(Marker::Whiteout) => return format!("parent {} deleted", dir.display()),
+            Some(Marker::Opaque) => return format!("opaque directory {}", dir.display()),
+            None => {}
+        }
+    }
+    "whiteout".into()
+}
+
+/// The metadata fields that differ between two copies of the same content.
+fn changes(a: &EntryFacts, b: &EntryFacts) -> Vec<FieldChange> {
+    let mut changed = Vec::new();
+    let mut push = |field: &str, from: String, to: String| {
+        changed.push(FieldChange { field: field.into(), from, to });
+    };
+    if a.mode != b.mode {
+        push("mode", format!("{:04o}", a.mode), format!("{:04o}", b.mode));
+    }
+    if a.uid != b.uid {
+        push("uid", a.uid.to_string(), b.uid.to_string());
+    }
+    if a.gid != b.gid {
+        push("gid", a.gid.to_string(), b.gid.to_string());
+    }
+    if a.mtime != b.mtime {
+        push("mtime", utc(a.mtime), utc(b.mtime));
+    }
+    if a.xattrs != b.xattrs {
+        let state = |x: u64| if x == 0 { "none".to_string() } else { "set".to_string() };
+        push("xattrs", state(a.xattrs), if b.xattrs == 0 { state(0) } else { "changed".into() });
+    }
+    changed
+}
+
+/// Seconds since the epoch as `2024-01-31 12:00:00 UTC`.
+fn utc(seconds: i64) -> String {
+    let days = seconds.div_euclid(86_400);
+    let rest = seconds.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+/// The package manager whose lists or caches `path` lies in.
+fn package_tool(path: &str) -> Option<&'static str> {
+    let within = |dir: &str| path.starts_with(dir) || path.contains(&format!("/{dir}"));
+    [
+        ("apt", "var/lib/apt/lists/"),
+        ("apt", "var/cache/apt/"),
+        ("apk", "var/cache/apk/"),
+        ("dnf", "var/cache/dnf/"),
+        ("yum", "var/cache/yum/"),
+        ("pip", ".cache/pip/"),
+        ("npm", ".npm/"),
+        ("yarn", ".cache/yarn/"),
+        ("go", ".cache/go-build/"),
+        ("go", "go/pkg/mod/"),
+        ("cargo", ".cargo/registry/"),
+        ("cargo", ".cargo/git/"),
+    ]
+    .into_iter()
+    .find(|(_, dir)| within(dir))
+    .map(|(tool, _)| tool)
+}
+
+/// Whether `path` is something only a build needs: compilers, headers, static libraries,
+/// object files, build trees.
+fn build_only(path: &str) -> bool {
+    const DIRS: [&str; 8] = [
+        "usr/lib/gcc/",
+        "usr/libexec/gcc/",
+        "usr/include/",
+        "usr/local/include/",
+        "usr/src/",
+        "usr/lib/llvm",
+        "target/release/",
+        "target/debug/",
+    ];
+    const TOOLS: [&str; 8] = ["gcc", "g++", "cc1", "cc1plus", "clang", "ld", "as", "rustc"];
+    let name = path.rsplit('/').next().unwrap_or(path);
+    DIRS.iter().any(|d| path.starts_with(d) || path.contains(&format!("/{d}")))
+        || path.split('/').any(|c| c == "build" || c == "node-gyp")
+        || (path.starts_with("usr/bin/") || path.starts_with("usr/local/bin/"))
+            && TOOLS.iter().any(|t| name == *t || name.ends_with(&format!("-{t}")))
+        || name.ends_with(".a")
+        || name.ends_with(".o")
+}
+
+/// What to change in the Dockerfile for a cause of `kind`.
+fn fix(kind: CauseKind, tool: Option<&str>, paths: &[String]) -> String {
+    let first = paths.first().map_or("it", String::as_str);
+    match kind {
+        CauseKind::DeletedLater => format!(
+            "delete it in the same RUN that creates it (`… && rm -rf /{first}`): a later step \
+             only hides it"
+        ),
+        CauseKind::BuildOnly => "build in a separate stage and COPY --from it only what runs \
+                                 (a multi-stage build): compilers, headers and build trees \
+                                 then never reach the image"
+            .into(),
+        CauseKind::MetadataOnly => "set the mode or owner as the file is added (`COPY \
+                                    --chmod=…`/`--chown=…`, or chmod/chown/touch in the same \
+                                    RUN that creates it): a later chmod stores the whole file \
+                                    again"
+            .into(),
+        CauseKind::Rewritten => "write the file once, in its final form: every step that \
+                                 writes it again stores another copy"
+            .into(),
+        CauseKind::PackageCache => match tool.unwrap_or("") {
+            "apt" => "clean up in the same RUN: `apt-get update && apt-get install -y … && rm \
+                      -rf /var/lib/apt/lists/*`"
+                .into(),
+            "apk" => "`apk add --no-cache …` (no index is stored)".into(),
+            "dnf" => "`dnf install -y … && dnf clean all` in one RUN".into(),
+            "yum" => {
+                "`yum install -y … && yum clean all && rm -rf /var/cache/yum` in one RUN".into()
+            }
+            "pip" => "`pip install --no-cache-dir …` (or PIP_NO_CACHE_DIR=1)".into(),
+            "npm" => "`npm ci && npm cache clean --force` in one RUN".into(),
+            "yarn" => "`yarn install && yarn cache clean` in one RUN".into(),
+            "go" => "build in a separate stage, or `go clean -cache -modcache` in the RUN that \
+                     builds"
+                .into(),
+            _ => "build in a separate stage, or remove `$CARGO_HOME/registry` in the RUN that \
+                  builds"
+                .into(),
+        },
+    }
+}
+
+/// `s`, quoted for a POSIX shell when it needs it.
+fn quoted(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:@+=,%".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// An output name beside `input`: `app.tar` → `app-squashed.tar`, `oci:dir:tag` →
+/// `oci:dir:tag-squashed`, `docker://host/repo:tag` → `docker://host/repo:tag-squashed`, `-`
+/// → `-`.
+pub(crate) fn squashed_name(input: &str) -> String {
+    if input == "-" {
+        return "-".into();
+    }
+    if let Some(rest) = input.strip_prefix("docker://") {
+        let rest = rest.split('@').next().unwrap_or(rest);
+        let tail = rest.rsplit('/').next().unwrap_or(rest);
+        return if tail.contains(':') {
+            format!("docker://{rest}-squashed")
+        } else {
+            format!("docker://{rest}:squashed")
+        };
+    }
+    if let Some(rest) = input.strip_prefix("oci:") {
+        return if rest.contains(':') {
+            format!("{input}-squashed")
+        } else {
+            format!("{input}:squashed")
+        };
+    }
+    for prefix in ["oci-archive:", "docker-archive:"] {
+        if let Some(rest) = input.strip_prefix(prefix) {
+            return format!("{prefix}{}", squashed_name(rest));
+        }
+    }
+    for ext in [".tar.gz", ".tar.zst", ".tgz", ".tar"] {
+        if let Some(stem) = input.strip_suffix(ext) {
+            return format!("{stem}-squashed{ext}");
+        }
+    }
+    format!("{input}-squashed")
+}
+
+/// Small rows grouped by their directory at `depth` (or their parent, if shallower); a group
+/// of one file stays a path.
+fn group(rows: Vec<WastedPath>, depth: usize) -> Vec<WastedPath> {
+    let mut out = Vec::new();
+    let mut groups: BTreeMap<String, Vec<WastedPath>> = BTreeMap::new();
+    for row in rows {
+        if row.reclaimable_bytes >= SMALL_FILE {
+            out.push(row);
+            continue;
+        }
+        let parts: Vec<&str> = row.path.split('/').collect();
+        let keep = (parts.len().saturating_sub(1)).min(depth);
+        if keep == 0 {
+            out.push(row);
+            continue;
+        }
+        groups.entry(parts[..keep].join("/")).or_default().push(row);
+    }
+    for (dir, members) in groups {
+        if members.len() == 1 {
+            out.extend(members);
+            continue;
+        }
+        out.push(merge(dir, members));
+    }
+    out
+}
+
+/// One row for a directory's small wasted files.
+fn merge(dir: String, members: Vec<WastedPath>) -> WastedPath {
+    let mut layers: Vec<usize> = members.iter().flat_map(|m| m.layers.iter().copied()).collect();
+    layers.sort_unstable();
+    layers.dedup();
+    let mut events: BTreeMap<(usize, Action, Option<String>), PathEvent> = BTreeMap::new();
+    for event in members.iter().flat_map(|m| &m.events) {
+        let key = (event.layer, event.action, event.how.clone());
+        match events.get_mut(&key) {
+            Some(merged) => {
+                merged.files += 1;
+                for change in &mut merged.changed {
+                    let same = event.changed.iter().find(|c| c.field == change.field);
+                    if same.is_none_or(|c| c.from != change.from || c.to != change.to) {
+                        change.from = "various".into();
+                        change.to = "various".into();
+                    }
+                }
+            }
+            None => {
+                events.insert(key, event.clone());
+            }
+        }
+    }
+    WastedPath {
+        path: format!("{dir}/"),
+        files: members.len(),
+        copies: members.iter().map(|m| m.copies).sum(),
+        reclaimable_bytes: members.iter().map(|m| m.reclaimable_bytes).sum(),
+        layers,
+        base: members.iter().all(|m| m.base),
+        events: events.into_values().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_civil_utc() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+    }
+
+    #[test]
+    fn output_names_sit_beside_the_input() {
+        assert_eq!(squashed_name("app.tar"), "app-squashed.tar");
+        assert_eq!(squashed_name("app.tar.gz"), "app-squashed.tar.gz");
+        assert_eq!(squashed_name("oci:out:app"), "oci:out:app-squashed");
+        assert_eq!(squashed_name("oci:out"), "oci:out:squashed");
+        assert_eq!(
+            squashed_name("docker://localhost:5000/app:1"),
+            "docker://localhost:5000/app:1-squashed"
+        );
+        assert_eq!(
+            squashed_name("docker://localhost:5000/app"),
+            "docker://localhost:5000/app:squashed"
+        );
+        assert_eq!(squashed_name("-"), "-");
+        assert_eq!(quoted("my image.tar"), "'my image.tar'");
+    }
+
+    #[test]
+    fn tools_and_build_trees_are_told() {
+        assert_eq!(package_tool("var/lib/apt/lists/deb.debian.org_dists"), Some("apt"));
+        assert_eq!(package_tool("root/.cache/pip/http/a"), Some("pip"));
+        assert_eq!(package_tool("usr/bin/python3"), None);
+        assert!(build_only("usr/lib/gcc/x86_64-linux-gnu/12/cc1"));
+        assert!(build_only("usr/bin/x86_64-linux-gnu-gcc"));
+        assert!(build_only("usr/lib/x86_64-linux-gnu/libssl.a"));
+        assert!(!build_only("usr/bin/python3"));
+    }
+}
