@@ -91,8 +91,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Measure how many bytes each layer wastes and what a squash would reclaim.
     Report(Box<ReportArgs>),
-    /// Compare the final root filesystems of two images, entry by entry, without unpacking them
-    /// (exit 0: equal, 1: different, 2: error).
+    /// Compare the final root filesystems of two images, entry by entry, without unpacking them,
+    /// and their configs and manifests (exit 0: equal, 1: different, 2: error).
     Diff(DiffArgs),
     /// Build a small example image, squash it, and show the report and the new digests.
     Demo(DemoArgs),
@@ -115,7 +115,8 @@ pub struct DiffArgs {
     #[arg(long)]
     pub platform: Option<String>,
     /// Attributes not to compare, comma-separated: type, mode, uid, gid, size, content, link,
-    /// device, xattrs, mtime, hardlinks.
+    /// device, xattrs, mtime, hardlinks; and config, for the configs and manifests (labels,
+    /// env, entrypoint, cmd, user, workdir, ports, volumes, stop signal, history, annotations).
     #[arg(long, value_delimiter = ',', value_name = "ATTRS")]
     pub ignore: Vec<String>,
     /// Threads in all (default: all cores).

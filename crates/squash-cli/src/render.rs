@@ -715,6 +715,35 @@ impl squash::Progress for ProgressLine {
     }
 }
 
+/// `squash diff`'s config and manifest lines: `~ labels.version: "1" -> "2"`, `+ env.DEBUG:
+/// "1"`, `- cmd: ["sh"]`.
+pub fn config_changes(changes: &[squash::ConfigChange]) -> String {
+    let mut out = String::new();
+    for c in changes {
+        let name = match &c.key {
+            Some(key) => format!("{}.{key}", c.field),
+            None => c.field.clone(),
+        };
+        // JSON values (a command's list) as they are; text quoted.
+        let show = |v: &Option<String>| match v.as_deref().unwrap_or("") {
+            json if json.starts_with('[') || json.starts_with('{') => json.to_string(),
+            text => format!("{text:?}"),
+        };
+        match (&c.a, &c.b) {
+            (None, Some(_)) => out.push_str(&format!("+ config {name}: {}\n", show(&c.b))),
+            (Some(_), None) => out.push_str(&format!("- config {name}: {}\n", show(&c.a))),
+            _ => out.push_str(&format!("~ config {name}: {} -> {}\n", show(&c.a), show(&c.b))),
+        }
+    }
+    if !changes.is_empty() {
+        out.push_str(&format!(
+            "{} in the config and manifest\n",
+            count(changes.len(), "difference", "differences")
+        ));
+    }
+    out
+}
+
 /// `squash diff`: one line per path (`+` added, `-` removed, `~` changed, with what differs),
 /// then the totals.
 pub fn diff(diff: &TreeDiff, ignored: &[Attribute]) -> String {

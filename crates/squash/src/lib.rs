@@ -18,6 +18,7 @@
 
 mod budget;
 mod codec;
+mod config_diff;
 mod context;
 mod diff;
 mod digest;
@@ -34,6 +35,7 @@ mod units;
 mod write;
 
 pub use codec::compression::Compression;
+pub use config_diff::{diff_configs, ConfigChange};
 pub use context::Context;
 pub use diff::{
     diff_images, diff_trees, Attribute, ChangedPath, Difference, Tree, TreeDiff, TreeEntry,

@@ -1,11 +1,11 @@
-//! `squash diff A B`: the final root filesystems of two images compared entry by entry; exit 0
-//! when they are equal, 1 when they differ.
+//! `squash diff A B`: the final root filesystems of two images compared entry by entry, and
+//! their configs and manifests field by field; exit 0 when they are equal, 1 when they differ.
 
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context as _, Result};
 use squash::document::DiffDocument;
-use squash::{diff_trees, Attribute, Context, Image, OpenOptions, Platform};
+use squash::{diff_configs, diff_trees, Attribute, Context, Image, OpenOptions, Platform};
 
 use super::json_line;
 use crate::args::DiffArgs;
@@ -13,10 +13,14 @@ use crate::exit::{self, out};
 use crate::{options, render};
 
 pub fn run(args: &DiffArgs) -> Result<ExitCode> {
+    let config_ignored = args.ignore.iter().any(|a| a.trim() == "config");
     let ignore: Vec<Attribute> = args
         .ignore
         .iter()
-        .map(|a| a.trim().parse::<Attribute>().map_err(|e| anyhow!("--ignore {e}")))
+        .filter(|a| a.trim() != "config")
+        .map(|a| {
+            a.trim().parse::<Attribute>().map_err(|e| anyhow!("--ignore {e}, or config"))
+        })
         .collect::<Result<_>>()?;
     let open = |reference: &str| -> Result<Image> {
         let mut options = OpenOptions::default()
@@ -34,11 +38,18 @@ pub fn run(args: &DiffArgs) -> Result<ExitCode> {
     let (a, b) = (open(&args.a)?, open(&args.b)?);
     let context = Context::new().with_threads(args.threads.unwrap_or(0));
     let diff = diff_trees(&a.tree_in(&context)?, &b.tree_in(&context)?, &ignore);
-    let equal = diff.is_empty();
+    let config = if config_ignored { Vec::new() } else { diff_configs(&a, &b) };
+    let equal = diff.is_empty() && config.is_empty();
     if args.json {
-        out(&json_line(&DiffDocument::new(&a, &b, ignore, diff))?)?;
+        let mut document = DiffDocument::new(&a, &b, ignore, diff);
+        if !config_ignored {
+            document = document.with_config(config);
+        }
+        out(&json_line(&document)?)?;
     } else {
-        out(&render::diff(&diff, &ignore))?;
+        let mut text = render::config_changes(&config);
+        text.push_str(&render::diff(&diff, &ignore));
+        out(&text)?;
     }
     Ok(if equal { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

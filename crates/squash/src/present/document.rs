@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::codec::compression::Compression;
+use crate::config_diff::ConfigChange;
 use crate::diff::{Attribute, TreeDiff};
 use crate::digest::Digest;
 use crate::error::Location;
@@ -499,10 +500,17 @@ pub struct DiffDocument {
     pub a: InputInfo,
     /// The second image.
     pub b: InputInfo,
-    /// Whether the filesystems are equal in every attribute compared.
+    /// Whether the filesystems are equal in every attribute compared, and the configs and
+    /// manifests in every field compared.
     pub equal: bool,
     /// The attributes left out of the comparison.
     pub ignored: Vec<Attribute>,
+    /// Whether the configs and manifests were left out (`--ignore config`).
+    #[serde(default)]
+    pub config_ignored: bool,
+    /// The fields of the configs and manifests that differ.
+    #[serde(default)]
+    pub config: Vec<ConfigChange>,
     /// The paths added, removed and changed.
     #[serde(flatten)]
     pub diff: TreeDiff,
@@ -517,7 +525,18 @@ impl DiffDocument {
             b: InputInfo::of(b),
             equal: diff.is_empty(),
             ignored,
+            config_ignored: true,
+            config: Vec::new(),
             diff,
         }
+    }
+
+    /// Adds the configs' and manifests' differences ([`crate::diff_configs`]) to the
+    /// comparison.
+    pub fn with_config(mut self, config: Vec<ConfigChange>) -> DiffDocument {
+        self.equal &= config.is_empty();
+        self.config_ignored = false;
+        self.config = config;
+        self
     }
 }
