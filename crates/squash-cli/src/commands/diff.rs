@@ -18,9 +18,7 @@ pub fn run(args: &DiffArgs) -> Result<ExitCode> {
         .ignore
         .iter()
         .filter(|a| a.trim() != "config")
-        .map(|a| {
-            a.trim().parse::<Attribute>().map_err(|e| anyhow!("--ignore {e}, or config"))
-        })
+        .map(|a| a.trim().parse::<Attribute>().map_err(|e| anyhow!("--ignore {e}, or config")))
         .collect::<Result<_>>()?;
     let open = |reference: &str| -> Result<Image> {
         let mut options = OpenOptions::default()

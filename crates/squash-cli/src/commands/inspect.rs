@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use squash::document::{IndexInspectDocument, InspectDocument};
+use squash::document::{IndexInspectDocument, InspectDocument, RunSettings};
 use squash::present::human;
 use squash::Image;
 
@@ -86,10 +86,27 @@ fn inspect_text(image: &Image, indexes: &[squash::LayerIndex], verify: bool) -> 
         text.push_str(&format!("manifest: {d}\n"));
     }
     text.push_str(&format!("config:   {}\n", image.config_digest()));
-    let mut rows =
-        vec![["#", "DIGEST", "DIFF_ID", "SIZE", "UNCOMPRESSED", "COMPRESSION", "CREATED BY"]
-            .map(String::from)
-            .to_vec()];
+    text.push_str(&settings_text(&RunSettings::of(image)));
+    let stored: u64 = image.layers().iter().map(|l| l.size()).fold(0, u64::saturating_add);
+    let uncompressed: u64 = indexes.iter().map(|i| i.uncompressed_size).sum();
+    text.push_str(&format!(
+        "size:     {} stored, {} uncompressed, in {}\n",
+        human(stored),
+        human(uncompressed),
+        render::count(image.layers().len(), "layer", "layers")
+    ));
+    let mut rows = vec![[
+        "#",
+        "DIGEST",
+        "DIFF_ID",
+        "SIZE",
+        "UNCOMPRESSED",
+        "COMPRESSION",
+        "CREATED",
+        "CREATED BY",
+    ]
+    .map(String::from)
+    .to_vec()];
     let mut printed_steps = 0usize;
     for (layer, index) in image.layers().iter().zip(indexes) {
         if let Some(step) = layer.history_index() {
@@ -98,11 +115,7 @@ fn inspect_text(image: &Image, indexes: &[squash::LayerIndex], verify: bool) -> 
             }
             printed_steps = step + 1;
         }
-        let created: String = layer
-            .history_index()
-            .and_then(|h| image.history().get(h))
-            .and_then(|h| h.created_by.clone())
-            .unwrap_or_default();
+        let step = layer.history_index().and_then(|h| image.history().get(h));
         rows.push(vec![
             layer.index().to_string(),
             index.blob_digest.short(),
@@ -114,7 +127,8 @@ fn inspect_text(image: &Image, indexes: &[squash::LayerIndex], verify: bool) -> 
                 layer.compression(),
                 layer.media_type().rsplit('.').next().unwrap_or_default()
             ),
-            render::truncated(&created, 70),
+            step.and_then(|s| s.created.clone()).unwrap_or_default(),
+            step_text(step),
         ]);
     }
     for empty in image.history().iter().skip(printed_steps) {
@@ -134,14 +148,59 @@ fn inspect_text(image: &Image, indexes: &[squash::LayerIndex], verify: bool) -> 
 
 /// An `inspect` row for a history step that made no layer.
 fn empty_step_row(step: &squash::HistoryStep) -> Vec<String> {
-    let mut row = vec![
+    vec![
         "-".to_string(),
         String::new(),
         String::new(),
         String::new(),
         String::new(),
         "(no layer)".into(),
-    ];
-    row.push(step.created_by.clone().unwrap_or_default());
-    row
+        step.created.clone().unwrap_or_default(),
+        step_text(Some(step)),
+    ]
+}
+
+/// A step's `created_by` as every row prints it: on one line, cut at 70 characters.
+fn step_text(step: Option<&squash::HistoryStep>) -> String {
+    let created_by = step.and_then(|s| s.created_by.as_deref()).unwrap_or("");
+    render::truncated(&created_by.replace(['\n', '\t'], " "), 70)
+}
+
+/// What the config says a container runs with, one field a line; absent fields left out.
+fn settings_text(s: &RunSettings) -> String {
+    let mut text = String::new();
+    let mut line = |name: &str, value: String| {
+        let name = if name.is_empty() { String::new() } else { format!("{name}:") };
+        text.push_str(&format!("{name:<10}{value}\n"));
+    };
+    let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_default();
+    if let Some(created) = &s.created {
+        line("created", created.clone());
+    }
+    line("user", s.user.clone().unwrap_or_else(|| "(root)".into()));
+    if let Some(dir) = &s.working_dir {
+        line("workdir", dir.clone());
+    }
+    if let Some(entrypoint) = &s.entrypoint {
+        line("entrypoint", json(entrypoint));
+    }
+    if let Some(cmd) = &s.cmd {
+        line("cmd", json(cmd));
+    }
+    for (n, env) in s.env.iter().enumerate() {
+        line(if n == 0 { "env" } else { "" }, env.clone());
+    }
+    for (n, (key, value)) in s.labels.iter().enumerate() {
+        line(if n == 0 { "labels" } else { "" }, format!("{key}={value}"));
+    }
+    if !s.exposed_ports.is_empty() {
+        line("ports", s.exposed_ports.join(", "));
+    }
+    if !s.volumes.is_empty() {
+        line("volumes", s.volumes.join(", "));
+    }
+    if let Some(signal) = &s.stop_signal {
+        line("stopsignal", signal.clone());
+    }
+    text
 }

@@ -130,9 +130,90 @@ pub struct InspectDocument {
     pub layers: Vec<InspectLayer>,
     /// Its history steps, empty ones included.
     pub history: Vec<HistoryStep>,
+    /// What the config says a container runs with.
+    #[serde(default)]
+    pub config: RunSettings,
+    /// The layers' stored bytes, in all.
+    #[serde(default)]
+    pub compressed_size: u64,
+    /// The layers' uncompressed bytes, in all.
+    #[serde(default)]
+    pub uncompressed_size: u64,
     /// With `--verify`: what was checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified: Option<Verification>,
+}
+
+/// What an image's config says a container runs with, and when the image was made: the fields
+/// `docker inspect` and `skopeo inspect` show.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RunSettings {
+    /// `created`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// `config.User`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// `config.WorkingDir`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// `config.Entrypoint`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    /// `config.Cmd`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
+    /// `config.Env`, as `KEY=VALUE`.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// `config.Labels`.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `config.ExposedPorts`' keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exposed_ports: Vec<String>,
+    /// `config.Volumes`' keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<String>,
+    /// `config.StopSignal`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+}
+
+impl RunSettings {
+    /// The settings `image`'s config holds.
+    pub fn of(image: &Image) -> RunSettings {
+        use serde_json::Value;
+        let config = image.config_json();
+        let c = &config["config"];
+        let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
+        let list = |v: &Value| {
+            v.as_array().map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        };
+        let keys = |v: &Value| {
+            v.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()).unwrap_or_default()
+        };
+        RunSettings {
+            created: text(&config["created"]),
+            user: text(&c["User"]),
+            working_dir: text(&c["WorkingDir"]),
+            entrypoint: list(&c["Entrypoint"]),
+            cmd: list(&c["Cmd"]),
+            env: list(&c["Env"]).unwrap_or_default(),
+            labels: c["Labels"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            exposed_ports: keys(&c["ExposedPorts"]),
+            volumes: keys(&c["Volumes"]),
+            stop_signal: text(&c["StopSignal"]),
+        }
+    }
 }
 
 impl InspectDocument {
@@ -166,6 +247,9 @@ impl InspectDocument {
             input: InputInfo::of(image),
             layers,
             history: image.history().to_vec(),
+            config: RunSettings::of(image),
+            compressed_size: image.layers().iter().map(|l| l.size()).fold(0, u64::saturating_add),
+            uncompressed_size: indexes.iter().map(|i| i.uncompressed_size).sum(),
             verified,
         }
     }
