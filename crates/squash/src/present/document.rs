@@ -26,7 +26,7 @@ use crate::write::image_index::IndexOutcome;
 use crate::write::outcome::Outcome;
 
 /// The version of every document here; it changes when a field changes meaning or goes away.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Which image a document is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
