@@ -32,3 +32,5 @@ mod regression;
 mod report;
 /// Round trips, layout additions, determinism across thread counts.
 mod roundtrip;
+/// Each wasted path's story and the causes of waste, on images built like the guides' Dockerfiles.
+mod story;
