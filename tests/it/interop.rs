@@ -367,3 +367,76 @@ fn report_page_renders_in_a_browser() {
         "the browser drew {header} table header and {border} border pixels"
     );
 }
+
+/// The page puts the causes first and splits each layer's bar by the layer that made its bytes
+/// waste, each such layer a colour of the legend; drawn by Chromium at a desktop's width and a
+/// phone's, both colours are on screen. The Markdown view holds the causes as a table.
+#[test]
+fn report_page_shows_causes_and_their_colours_at_desktop_and_phone_widths() {
+    let Some(browser) = chromium() else {
+        assert!(
+            std::env::var("SQUASH_REQUIRE_INTEROP").is_err(),
+            "chromium is required (SQUASH_REQUIRE_INTEROP is set) but not found"
+        );
+        eprintln!("SKIPPED: chromium not found; the causes were not rendered");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut b = squash_testkit::ImageBuilder::new(LayerCompression::Gzip);
+    b.layer(LayerBuilder::new().file("etc/os-release", b"ID=x\n").finish(), "FROM base");
+    b.layer(
+        LayerBuilder::new().file("var/lib/apt/lists/main", &vec![b'l'; 300_000]).finish(),
+        "RUN apt-get update",
+    );
+    b.layer(
+        LayerBuilder::new().file_with("data/big", &vec![b'd'; 300_000], 0o644, 0, 0, &[]).finish(),
+        "COPY big /data/big",
+    );
+    b.layer(LayerBuilder::new().whiteout("var/lib/apt/lists").finish(), "RUN rm -rf lists");
+    b.layer(
+        LayerBuilder::new().file_with("data/big", &vec![b'd'; 300_000], 0o600, 0, 0, &[]).finish(),
+        "RUN chmod 600 /data/big",
+    );
+    let layout = dir.path().join("in");
+    b.write_oci_layout(&layout, "t");
+    let image = squash::Image::open(&format!("oci:{}:t", layout.display())).expect("open");
+    let report = image
+        .report_in(
+            &SquashOptions::default(),
+            &squash::ReportOptions::default(),
+            &squash::Context::new(),
+        )
+        .expect("report");
+    assert_eq!(report.causes.len(), 2, "{:#?}", report.causes);
+    let document = squash::document::ReportDocument::new(&image, report, Vec::new());
+    let page = squash::present::report_html(std::slice::from_ref(&document), None, 10);
+    let (causes, layers) = (
+        page.find("The biggest causes and how to fix them").expect("causes heading"),
+        page.find("<h3>Layers</h3>").expect("layers heading"),
+    );
+    assert!(causes < layers, "the causes come first");
+    assert!(page.contains("wasted by layer 3: RUN rm -rf lists"), "legend");
+    assert!(page.contains("wasted by layer 4: RUN chmod 600 /data/big"), "legend");
+    let html = dir.path().join("causes.html");
+    std::fs::write(&html, &page).expect("write html");
+    for size in ["1280,1400", "390,1400"] {
+        let (pixels, channels) = screenshot(browser, dir.path(), &html, size);
+        let red = count_color(&pixels, channels, [0xd9, 0x53, 0x4f]);
+        let orange = count_color(&pixels, channels, [0xf0, 0xad, 0x4e]);
+        let header = count_color(&pixels, channels, [0xdf, 0xe7, 0xf5]);
+        assert!(
+            red > 400 && orange > 400 && header > 2000,
+            "at {size}: {red} pixels wasted by layer 3, {orange} by layer 4, {header} header"
+        );
+    }
+    let markdown = squash::present::report_markdown(std::slice::from_ref(&document), None, 10);
+    let table = markdown
+        .split("**The biggest causes and how to fix them**")
+        .nth(1)
+        .expect("causes in Markdown");
+    let rows: Vec<&str> = table.trim_start().lines().take_while(|l| l.starts_with('|')).collect();
+    assert_eq!(rows.len(), 4, "header, rule and two causes:\n{table}");
+    assert!(rows[1].starts_with("|---:|"), "{}", rows[1]);
+    let cells = |r: &&str| r.matches(" | ").count();
+    assert!(rows.iter().filter(|r| !r.starts_with("|---")).all(|r| cells(r) == 5), "{rows:#?}");
+}

@@ -9,6 +9,8 @@ mod contract;
 mod docker_squash;
 /// Docker and podman load, run and unpack what squash writes to a pipe.
 mod engines;
+/// report's causes and stories, diff's config edits, inspect's run settings; a Docker-built image.
+mod explain;
 /// A new user's first hour: names kept, early and plain errors, wording.
 mod first_hour;
 /// Registries in and out: a real `docker-registry` over HTTP, TLS with htpasswd, and tokens;

@@ -53,10 +53,10 @@ pub fn cause_squash(cause: &Cause) -> String {
 
 /// A wasted row's note: `2 copies`, `1,111 files`, and whether the base holds it.
 pub fn row_note(row: &WastedPath) -> String {
-    let mut note = if row.files > 1 {
-        format!("{} files", row.files)
-    } else {
-        format!("{} copies", row.copies)
+    let mut note = match (row.files, row.copies) {
+        (files, _) if files > 1 => format!("{files} files"),
+        (_, 1) => "1 copy".to_string(),
+        (_, copies) => format!("{copies} copies"),
     };
     if row.base {
         note.push_str("; in the base: not reclaimed by this squash");

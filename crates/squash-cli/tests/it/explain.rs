@@ -1,0 +1,256 @@
+//! `report` says why bytes are waste and what to change, `diff` shows the config edits a
+//! rewrite made, `inspect` shows what a container runs with: on testkit images and on an image
+//! built by a Docker daemon of the test's own.
+
+use std::path::Path;
+use std::process::Command;
+
+use squash_testkit::engines::output;
+use squash_testkit::{ImageBuilder, LayerBuilder, LayerCompression};
+
+const BIN: &str = env!("CARGO_BIN_EXE_squash");
+
+/// Runs squash; (exit code, stdout, stderr).
+fn squash(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().expect("squash");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A lists cache removed later and a file stored again by a chmod, as `app.tar`.
+fn cached_image(dir: &Path) -> String {
+    let mut b = ImageBuilder::new(LayerCompression::Gzip);
+    b.layer(LayerBuilder::new().file("etc/os-release", b"ID=x\n").finish(), "FROM base");
+    b.layer(
+        LayerBuilder::new().file("var/lib/apt/lists/main", &vec![b'l'; 300_000]).finish(),
+        "RUN apt-get update",
+    );
+    b.layer(
+        LayerBuilder::new()
+            .file_with("usr/bin/tool", &vec![b't'; 200_000], 0o755, 0, 0, &[])
+            .finish(),
+        "RUN apt-get install -y tool",
+    );
+    b.layer(
+        LayerBuilder::new().whiteout("var/lib/apt/lists").finish(),
+        "RUN rm -rf /var/lib/apt/lists",
+    );
+    b.layer(
+        LayerBuilder::new()
+            .file_with("usr/bin/tool", &vec![b't'; 200_000], 0o700, 0, 0, &[])
+            .finish(),
+        "RUN chmod 700 /usr/bin/tool",
+    );
+    let path = dir.join("app.tar");
+    b.write_docker_archive(&path, "app:1");
+    path.display().to_string()
+}
+
+#[test]
+fn the_text_report_tells_causes_first_then_layers_then_stories() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = cached_image(dir.path());
+    let (code, text, err) = squash(&["report", &input, "--from-layer", "4"]);
+    assert_eq!(code, 0, "{err}");
+    let at = |needle: &str| text.find(needle).unwrap_or_else(|| panic!("`{needle}` in\n{text}"));
+    assert_eq!(at("the biggest causes and how to fix them:"), 0, "{text}");
+    assert!(at("  1. 300.0 kB in 1 file, apt package manager lists and caches: stored by layer 1, made waste by layer 3") < at("  2. 200.0 kB"));
+    assert!(text.contains("  2. 200.0 kB in 1 file, stored again for a metadata change: stored by layer 2, made waste by layer 4\n"), "{text}");
+    assert!(text.contains("     wasted by:  RUN chmod 700 /usr/bin/tool\n"), "{text}");
+    assert!(text.contains(&format!("     or squash:  squash {input} --layers 2..4 -o {}-squashed.tar   (reclaims 200.0 kB)\n", input.trim_end_matches(".tar"))), "{text}");
+    assert!(
+        at("the biggest causes") < at("COMPRESSED  UNCOMPRESSED")
+            && at("COMPRESSED  UNCOMPRESSED") < at("top wasted paths")
+    );
+    assert!(
+        text.contains(
+            "            layer 4 metadata: mode 0755 -> 0700   RUN chmod 700 /usr/bin/tool\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("            layer 3 deleted: parent var/lib/apt/lists deleted   RUN rm -rf /var/lib/apt/lists\n"), "{text}");
+    // The command a cause prints reclaims what it says.
+    let out = dir.path().join("app-squashed.tar");
+    let (code, _, err) =
+        squash(&[&input, "--layers", "2..4", "-o", &out.display().to_string(), "-q"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, after, _) = squash(&["report", &out.display().to_string(), "--json"]);
+    let after: serde_json::Value = serde_json::from_str(&after).expect("json");
+    let causes = after["causes"].as_array().expect("causes");
+    assert_eq!(causes.len(), 1, "only the lists remain: {causes:#?}");
+    assert_eq!(causes[0]["kind"], "package_cache");
+}
+
+#[test]
+fn diff_shows_every_config_edit_and_nothing_after_a_plain_squash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = cached_image(dir.path());
+    let plain = dir.path().join("plain.tar").display().to_string();
+    let (code, _, err) = squash(&[&input, "--from-layer", "4", "-o", &plain, "-q"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, text, err) = squash(&["diff", &input, &plain]);
+    assert_eq!((code, text.as_str()), (0, "the filesystems are equal\n"), "{err}");
+    let edited = dir.path().join("edited.tar").display().to_string();
+    let (code, _, err) = squash(&[
+        &input,
+        "--from-layer",
+        "1",
+        "--label",
+        "version=2",
+        "--env",
+        "MODE=prod",
+        "--cmd",
+        "[\"tool\",\"serve\"]",
+        "--entrypoint",
+        "[\"/usr/bin/tool\"]",
+        "--user",
+        "1000",
+        "--workdir",
+        "/srv",
+        "-o",
+        &edited,
+        "-q",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, text, err) = squash(&["diff", &input, &edited]);
+    assert_eq!(code, 1, "{err}");
+    for line in [
+        "+ config labels.version: \"2\"",
+        "+ config env.MODE: \"prod\"",
+        "+ config entrypoint: [\"/usr/bin/tool\"]",
+        "+ config cmd: [\"tool\",\"serve\"]",
+        "+ config user: \"1000\"",
+        "+ config workdir: \"/srv\"",
+        "6 differences in the config and manifest",
+        "the filesystems are equal",
+    ] {
+        assert!(text.lines().any(|l| l == line), "`{line}` in\n{text}");
+    }
+    let (_, json, _) = squash(&["diff", &input, &edited, "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(json["equal"], false);
+    assert_eq!(json["config"].as_array().map(Vec::len), Some(6));
+    let (code, text, _) = squash(&["diff", &input, &edited, "--ignore", "config"]);
+    assert_eq!((code, text.as_str()), (0, "the filesystems are equal\n"));
+}
+
+#[test]
+fn inspect_shows_what_a_container_runs_with() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = cached_image(dir.path());
+    let edited = dir.path().join("edited.tar").display().to_string();
+    let (code, _, err) = squash(&[
+        &input,
+        "--convert",
+        "--label",
+        "team=core",
+        "--env",
+        "MODE=prod",
+        "--cmd",
+        "[\"tool\"]",
+        "--user",
+        "1000",
+        "--workdir",
+        "/srv",
+        "-o",
+        &edited,
+        "-q",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, text, err) = squash(&["inspect", &edited]);
+    assert_eq!(code, 0, "{err}");
+    for line in ["user:     1000", "workdir:  /srv", "cmd:      [\"tool\"]", "labels:   team=core"]
+    {
+        assert!(text.lines().any(|l| l == line), "`{line}` in\n{text}");
+    }
+    assert!(
+        text.lines().any(|l| l.starts_with("env:") && l.ends_with("MODE=prod"))
+            || text.lines().any(|l| l.trim() == "MODE=prod"),
+        "{text}"
+    );
+    assert!(text.contains("size:     "), "{text}");
+    assert!(text.contains(" uncompressed, in 5 layers\n"), "{text}");
+    let header = text.lines().find(|l| l.starts_with("#  DIGEST")).expect("table");
+    assert!(header.contains("CREATED  ") && header.ends_with("CREATED BY"), "{header}");
+    let (_, json, _) = squash(&["inspect", &edited, "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(json["config"]["user"], "1000");
+    assert_eq!(json["config"]["labels"]["team"], "core");
+    assert!(json["uncompressed_size"].as_u64().unwrap_or(0) > 700_000);
+}
+
+/// A Docker-built image (the legacy builder, busybox steps): a big file added, chmod-ed, then
+/// deleted. The report names the `RUN` that stored the metadata-only copy, and what changed.
+#[test]
+fn a_docker_built_image_names_the_run_that_stored_a_metadata_only_copy() {
+    let tools = ["dockerd", "docker"];
+    if !tools.iter().all(|t| squash_testkit::tool_available(t))
+        || !Path::new("/bin/busybox").exists()
+    {
+        assert!(
+            std::env::var("SQUASH_REQUIRE_INTEROP").is_err(),
+            "dockerd, docker and /bin/busybox are required (SQUASH_REQUIRE_INTEROP is set)"
+        );
+        eprintln!("SKIPPED: dockerd, docker or /bin/busybox missing; no Docker-built report");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, base) = crate::engines::images(dir.path());
+    let docker = crate::engines::start_docker("explain");
+    docker.load(&base).expect("load");
+    let context = dir.path().join("context");
+    std::fs::create_dir_all(&context).expect("context");
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM squash-test/base:1\n\
+         RUN busybox head -c 3000000 /dev/urandom > /big\n\
+         RUN busybox chmod 600 /big\n\
+         RUN busybox rm /big\n",
+    )
+    .expect("Dockerfile");
+    output(
+        docker
+            .cmd()
+            .env("DOCKER_BUILDKIT", "0")
+            .args(["build", "--network", "none", "-q", "-t", "explain/app:1"])
+            .arg(&context),
+    );
+    let archive = dir.path().join("app.tar");
+    output(docker.cmd().args(["save", "-o"]).arg(&archive).arg("explain/app:1"));
+    let (code, json, err) = squash(&["report", &archive.display().to_string(), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let causes = report["causes"].as_array().expect("causes");
+    let metadata = causes
+        .iter()
+        .find(|c| c["kind"] == "metadata_only")
+        .unwrap_or_else(|| panic!("no metadata-only cause: {causes:#?}"));
+    let step = metadata["wasted_by"]["created_by"].as_str().unwrap_or_default();
+    assert!(step.contains("chmod 600 /big"), "{metadata:#?}");
+    assert!(metadata["bytes"].as_u64() == Some(3_000_000), "{metadata:#?}");
+    let deleted = causes
+        .iter()
+        .find(|c| c["kind"] == "deleted_later")
+        .unwrap_or_else(|| panic!("no deleted cause: {causes:#?}"));
+    assert!(deleted["wasted_by"]["created_by"].as_str().unwrap_or("").contains("rm /big"));
+    let big = report["wasted_paths"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["path"] == "big"))
+        .unwrap_or_else(|| panic!("no row for big: {}", report["wasted_paths"]));
+    let actions: Vec<&str> = big["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(actions, ["added", "metadata", "deleted"]);
+    let changed = &big["events"][1]["changed"];
+    assert_eq!(changed[0]["field"], "mode", "{changed}");
+    assert_eq!(changed[0]["to"], "0600", "{changed}");
+    let (_, text, _) = squash(&["report", &archive.display().to_string()]);
+    assert!(text.contains("stored again for a metadata change"), "{text}");
+    assert!(text.contains("chmod 600 /big"), "{text}");
+}
