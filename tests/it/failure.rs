@@ -315,7 +315,8 @@ fn an_index_that_names_one_child_a_million_ways_is_refused_at_once() {
 #[test]
 fn declared_sizes_that_overflow_are_refused_not_summed() {
     use sha2::Digest as _;
-    let cases: [(&str, fn(&mut serde_json::Value)); 3] = [
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(&str, Edit); 3] = [
         ("two layers of u64::MAX bytes", |m| {
             m["layers"][1]["size"] = u64::MAX.into();
             m["layers"][2]["size"] = u64::MAX.into();

@@ -143,7 +143,8 @@ fn every_wasted_path_has_its_story() {
 #[test]
 fn causes_name_both_steps_a_kind_a_fix_and_the_squash() {
     let report = report_of(&guide_image(), ReportOptions::default());
-    let causes: Vec<(usize, usize, CauseKind, Option<&str>, u64, usize)> = report
+    type Row<'a> = (usize, usize, CauseKind, Option<&'a str>, u64, usize);
+    let causes: Vec<Row> = report
         .causes
         .iter()
         .map(|c| {
