@@ -67,9 +67,12 @@ pub fn run(args: ReportArgs, verbosity: Verbosity) -> Result<ExitCode> {
         let (index, images) =
             input::images_to_read(&image_args, scratch.as_ref().map(|d| d.path()))
                 .with_context(|| format!("reading `{reference}`"))?;
-        let how = template_how.clone().with_input(reference.clone());
         let mut documents = Vec::new();
         for image in &images {
+            let mut how = template_how.clone().with_input(reference.clone());
+            if let (Some(_), Some(platform)) = (&index, image.platform()) {
+                how = how.with_platform(platform.to_string());
+            }
             let mut squash_options = template.clone();
             squash_options.bases = bases.iter().filter_map(|b| b.for_platform_of(image)).collect();
             let progress = render::ProgressLine::on_stderr(format == "json", verbosity);

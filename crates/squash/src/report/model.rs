@@ -327,6 +327,9 @@ pub struct ReportOptions {
     pub group_depth: usize,
     /// The image as the squash commands in causes name it (`IMAGE` unless set).
     pub input: String,
+    /// For an image chosen from a multi-platform index: its platform, which the squash
+    /// commands in causes name with `--platform`.
+    pub platform: Option<String>,
 }
 
 /// Wasted files smaller than this are grouped by directory (64 KiB).
@@ -342,6 +345,7 @@ impl Default for ReportOptions {
             group: true,
             group_depth: 4,
             input: "IMAGE".into(),
+            platform: None,
         }
     }
 }
@@ -375,6 +379,11 @@ impl ReportOptions {
     /// Names the image `input` in the squash commands of causes.
     pub fn with_input(mut self, input: impl Into<String>) -> ReportOptions {
         self.input = input.into();
+        self
+    }
+    /// Names the platform of an image chosen from an index in the squash commands of causes.
+    pub fn with_platform(mut self, platform: impl Into<String>) -> ReportOptions {
+        self.platform = Some(platform.into());
         self
     }
     /// Adds a clutter rule.

@@ -75,7 +75,7 @@ impl Story<'_> {
                 rows.push(row);
             }
         }
-        let causes = self.causes(per_cause, &how.input);
+        let causes = self.causes(per_cause, &how.input, how.platform.as_deref());
         let mut rows = if how.group { group(rows, how.group_depth) } else { rows };
         rows.sort_by(|a, b| {
             b.reclaimable_bytes.cmp(&a.reclaimable_bytes).then_with(|| a.path.cmp(&b.path))
@@ -244,7 +244,9 @@ impl Story<'_> {
         &self,
         per_cause: BTreeMap<(usize, usize, CauseKind, Option<&'static str>), CauseSum>,
         input: &str,
+        platform: Option<&str>,
     ) -> Vec<Cause> {
+        let platform = platform.map(|p| format!(" --platform {}", quoted(p))).unwrap_or_default();
         let pairs: Vec<(usize, usize, u64)> =
             per_cause.iter().map(|((s, w, _, _), sum)| (*s, *w, sum.bytes)).collect();
         let layer = |l: usize| CauseLayer { layer: l, created_by: self.created_by[l].clone() };
@@ -272,7 +274,7 @@ impl Story<'_> {
                         last: wasted,
                         reclaims,
                         command: format!(
-                            "squash {} --layers {stored}..{wasted} -o {}",
+                            "squash {}{platform} --layers {stored}..{wasted} -o {}",
                             quoted(input),
                             quoted(&squashed_name(input))
                         ),
