@@ -257,3 +257,68 @@ pub fn bench_layers(dir: &Path, scale: f64) -> io::Result<Vec<PathBuf>> {
     l.finish()?;
     Ok(paths)
 }
+
+/// The many-layer bench image, shaped like an application image after many `RUN` steps: a base,
+/// then 23 layers that mostly write what later ones shadow or delete (package lists and caches
+/// written and removed, build trees made and purged, a large file written again four times, a
+/// log rotated), and a few hundred MB (at scale 1) that survive. File sizes scale with `scale`.
+pub fn many_layers(dir: &Path, scale: f64) -> io::Result<Vec<PathBuf>> {
+    let n = |x: f64| (x * scale).max(1.0) as u64;
+    let mut paths = Vec::new();
+    let mut next = |dir: &Path| {
+        let path = dir.join(format!("layer{}.tar", paths.len()));
+        paths.push(path.clone());
+        LayerWriter::create(&path)
+    };
+    // 0: the base.
+    let mut l = next(dir)?;
+    for d in ["usr", "usr/lib", "var", "var/lib", "var/cache", "opt", "root"] {
+        l.dir(d)?;
+    }
+    l.big("usr/lib/libbase.so", 0o755, n(40.0) * MIB, 1, false)?;
+    l.finish()?;
+    for step in 0..4u64 {
+        // apt-get update: lists (text) that a later step removes.
+        let mut l = next(dir)?;
+        l.dir("var/lib/apt")?;
+        l.dir("var/lib/apt/lists")?;
+        for i in 0..4 {
+            let name = format!("var/lib/apt/lists/repo{i}_Packages");
+            l.big(&name, 0o644, n(12.0) * MIB, 100 + step * 10 + i, true)?;
+        }
+        l.finish()?;
+        // apt-get install: a package that stays, and its cache.
+        let mut l = next(dir)?;
+        l.dir("opt/pkg")?;
+        l.big(&format!("opt/pkg/tool{step}"), 0o755, n(25.0) * MIB, 200 + step, false)?;
+        l.dir("var/cache/apt")?;
+        l.big(&format!("var/cache/apt/tool{step}.deb"), 0o644, n(25.0) * MIB, 300 + step, false)?;
+        l.finish()?;
+        // A build tree and a large data file written again.
+        let mut l = next(dir)?;
+        l.dir("root/build")?;
+        l.big(&format!("root/build/obj{step}.o"), 0o644, n(30.0) * MIB, 400 + step, false)?;
+        l.dir("opt/data")?;
+        l.big("opt/data/model.bin", 0o644, n(40.0) * MIB, 500 + step, false)?;
+        l.big("var/log.txt", 0o644, n(4.0) * MIB, 600 + step, true)?;
+        l.finish()?;
+        // rm -rf the lists, the cache and the build tree.
+        let mut l = next(dir)?;
+        l.whiteout("var/lib/apt", "lists")?;
+        l.whiteout("var/cache", "apt")?;
+        l.whiteout("root", "build")?;
+        l.finish()?;
+        // Configuration that stays.
+        let mut l = next(dir)?;
+        l.dir("etc")?;
+        l.file(&format!("etc/app{step}.conf"), 0o644, &words(4096, 700 + step))?;
+        l.finish()?;
+    }
+    // The application itself, last.
+    let mut l = next(dir)?;
+    l.dir("app")?;
+    l.big("app/server", 0o755, n(60.0) * MIB, 900, false)?;
+    l.big("app/assets.txt", 0o644, n(40.0) * MIB, 901, true)?;
+    l.finish()?;
+    Ok(paths)
+}

@@ -88,13 +88,15 @@ pub(crate) fn have(tool: &str) -> bool {
 
 /// Prints a case's row against its physical limit: `ours` is squash's (median seconds, median
 /// CPU seconds, peak RSS), `read` and `write` the limit's two commands' (seconds, CPU seconds)
-/// per round. The limit is their sum, the overlap their larger one, the floor their CPU spread
-/// over `cores`.
+/// per round, `hash` the sha256 of every byte squash must hash beyond them. The limit is the
+/// two commands' sum, the overlap their larger one, the floor their CPU spread over `cores`; the
+/// verified limit is the CPU of all three spread over `cores`.
 pub(crate) fn limit_row(
     case: &str,
     ours: (f64, f64, f64),
     read: &[(f64, f64)],
     write: &[(f64, f64)],
+    hash: &[(f64, f64)],
     cores: usize,
 ) {
     let (time, cpu, rss) = ours;
@@ -102,8 +104,10 @@ pub(crate) fn limit_row(
     let busy = |runs: &[(f64, f64)]| median(runs.iter().map(|r| r.1).collect());
     let (limit, limit_cpu) = (wall(read) + wall(write), busy(read) + busy(write));
     let overlap = wall(read).max(wall(write));
+    let verified = (limit_cpu + busy(hash)) / cores as f64;
     println!(
-        "{:<28} {:>9.2} {:>7.2} {:>9.2} {:>7.2} {:>6.2}x {:>9.2} {:>6.2}x {:>6.2}x {:>7.1}",
+        "{:<28} {:>9.2} {:>7.2} {:>9.2} {:>7.2} {:>6.2}x {:>9.2} {:>6.2}x {:>6.2}x {:>7.1} {:>10.2} \
+         {:>6.2}x",
         case,
         time,
         cpu,
@@ -113,6 +117,18 @@ pub(crate) fn limit_row(
         overlap,
         time / overlap,
         limit_cpu / cores as f64 / limit,
-        rss
+        rss,
+        verified,
+        time / verified
     );
+}
+
+/// The tool that hashes for the verified limit: `openssl dgst -sha256` (which uses the CPU's
+/// SHA instructions, as squash's sha256 does), else `sha256sum`.
+pub(crate) fn sha256_tool() -> &'static str {
+    if have("openssl") {
+        "openssl dgst -sha256"
+    } else {
+        "sha256sum"
+    }
 }

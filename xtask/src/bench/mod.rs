@@ -67,15 +67,18 @@ pub fn run(args: &[String]) -> Result<()> {
     let squash = squash_binary(binary)?;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!(
-        "machine: {cores} cores; squashing every layer above layer 0 (4 layers); medians of \
+        "machine: {cores} cores; squashing every layer above layer 0; medians of \
         {runs} runs"
     );
     println!(
         "\"CPU\": user and system seconds; \"floor\": the limit's own CPU spread over every \
-        core, as a ratio to the limit"
+        core, as a ratio to the limit; \"verified\": the limit's CPU and the sha256 of every \
+        byte squash hashes (the range's blobs and decoded layers, the new layer and its blob, \
+        with {}) spread over every core",
+        measure::sha256_tool()
     );
     println!(
-        "{:<28} {:>9} {:>7} {:>9} {:>7} {:>7} {:>9} {:>7} {:>7} {:>7}",
+        "{:<28} {:>9} {:>7} {:>9} {:>7} {:>7} {:>9} {:>7} {:>7} {:>7} {:>10} {:>7}",
         "case",
         "squash s",
         "CPU s",
@@ -85,7 +88,9 @@ pub fn run(args: &[String]) -> Result<()> {
         "overlap s",
         "ratio",
         "floor",
-        "RSS MB"
+        "RSS MB",
+        "verified s",
+        "ratio"
     );
     for s in [scale, scale * 2.0] {
         let work = dir.join(format!("scale-{s}"));
@@ -96,66 +101,7 @@ pub fn run(args: &[String]) -> Result<()> {
         println!("-- image scale {s}: {:.0} MB uncompressed in 5 layers", total as f64 / 1e6);
         let kinds: &[&str] = if peers_only { &[] } else { &["gzip", "zstd"] };
         for &kind in kinds {
-            let layout = work.join(format!("oci-{kind}"));
-            let blobs = write_layout(&layout, &tars, kind)?;
-            let out = work.join(format!("out-{kind}"));
-            let _ = fs::remove_dir_all(&out);
-            // The physical limit: decompress the range's blobs, compress the resulting layer.
-            // Each of the `runs` rounds times squash and then the limit's two commands, so that
-            // the machine's drift affects both alike; medians are reported.
-            let range: Vec<String> = blobs[1..].iter().map(|b| b.display().to_string()).collect();
-            let new_tar = work.join("new-layer.tar");
-            let (dc, c) = if kind == "gzip" {
-                ("pigz -dc", format!("pigz -p{cores} -6 -n -c"))
-            } else {
-                ("zstd -dc -q", "zstd -T0 -3 -q -c".to_string())
-            };
-            let (mut ours, mut ours_cpu, mut rss, mut decompress, mut compress) =
-                (Vec::new(), Vec::new(), 0f64, Vec::new(), Vec::new());
-            for round in 0..runs {
-                let _ = fs::remove_dir_all(&out);
-                let (t, r, cpu) = timed_cpu(
-                    Command::new(&squash)
-                        .arg(format!("oci:{}:bench", layout.display()))
-                        .args(["--from-layer", "4", "--quiet", "-o"])
-                        .arg(format!("oci:{}:bench", out.display())),
-                )?;
-                ours.push(t);
-                ours_cpu.push(cpu);
-                rss = rss.max(r);
-                if round == 0 {
-                    let new_blob = newest_layer_blob(&out)?;
-                    run_command(Command::new("sh").arg("-c").arg(format!(
-                        "{dc} {} > {}",
-                        new_blob.display(),
-                        new_tar.display()
-                    )))?;
-                }
-                decompress.push(timed_sh(&format!("{dc} {} > /dev/null", range.join(" ")))?);
-                compress.push(timed_sh(&format!("{c} < {} > /dev/null", new_tar.display()))?);
-            }
-            limit_row(
-                &format!("{kind} in, {kind} out"),
-                (median(ours), median(ours_cpu), rss),
-                &decompress,
-                &compress,
-                cores,
-            );
-            fs::remove_file(&new_tar)?;
-            let report_time = timed_median(runs, || {
-                timed(
-                    Command::new(&squash)
-                        .arg("report")
-                        .arg(format!("oci:{}:bench", layout.display()))
-                        .args(["--from-layer", "4"]),
-                )
-            })?;
-            println!(
-                "{:<28} {:>9.2} {:>73.1}",
-                format!("  report ({kind})"),
-                report_time.0,
-                report_time.1
-            );
+            compressed_case(&squash, &work, &tars, kind, runs, cores)?;
         }
         if !peers_only && s == scale {
             if let Err(e) = peers::registry_rows(&squash, &work.join("oci-gzip"), &work, runs) {
@@ -216,11 +162,13 @@ pub fn run(args: &[String]) -> Result<()> {
             }
         }
         let ours = median(ours);
+        // The plain limit is the hashing itself: nothing beyond it is hashed.
         limit_row(
             "docker-archive (plain tar)",
             (ours, median(ours_cpu), rss),
             &read_hash,
             &write_hash,
+            &[(0.0, 0.0)],
             cores,
         );
         let _ = fs::remove_file(&new_plain);
@@ -249,6 +197,118 @@ pub fn run(args: &[String]) -> Result<()> {
         for t in &tars {
             fs::remove_file(t)?;
         }
+    }
+    if !peers_only {
+        let work = dir.join(format!("many-{scale}"));
+        let _ = fs::remove_dir_all(&work);
+        fs::create_dir_all(&work)?;
+        let tars = squash_testkit::large::many_layers(&work, scale)?;
+        let total: u64 = tars.iter().map(|t| fs::metadata(t).map(|m| m.len()).unwrap_or(0)).sum();
+        println!(
+            "-- many-layer image, scale {scale}: {:.0} MB uncompressed in {} layers, most of it \
+             shadowed or deleted",
+            total as f64 / 1e6,
+            tars.len()
+        );
+        for kind in ["gzip", "zstd"] {
+            compressed_case(&squash, &work, &tars, kind, runs, cores)?;
+        }
+        let _ = fs::remove_dir_all(&work);
+    }
+    Ok(())
+}
+
+/// One compressed case: the image of `tars` written as a layout of `kind` blobs, every layer
+/// above layer 0 squashed `runs` times against the physical limit (decompress the range's blobs,
+/// compress the new layer) and the verified limit (also the sha256 of the range's blobs, their
+/// decoded layers, the new layer and its blob), then the report of the same squash, sampled and
+/// `--exact`.
+fn compressed_case(
+    squash: &std::path::Path,
+    work: &std::path::Path,
+    tars: &[PathBuf],
+    kind: &str,
+    runs: usize,
+    cores: usize,
+) -> Result<()> {
+    let top = (tars.len() - 1).to_string();
+    let layout = work.join(format!("oci-{kind}"));
+    let blobs = write_layout(&layout, tars, kind)?;
+    let out = work.join(format!("out-{kind}"));
+    let _ = fs::remove_dir_all(&out);
+    // Each of the `runs` rounds times squash and then the limit's commands, so that the
+    // machine's drift affects both alike; medians are reported.
+    let range: Vec<String> = blobs[1..].iter().map(|b| b.display().to_string()).collect();
+    let decoded: Vec<String> = tars[1..].iter().map(|t| t.display().to_string()).collect();
+    let new_tar = work.join("new-layer.tar");
+    let (dc, c) = if kind == "gzip" {
+        ("pigz -dc", format!("pigz -p{cores} -6 -n -c"))
+    } else {
+        ("zstd -dc -q", "zstd -T0 -3 -q -c".to_string())
+    };
+    let sha = measure::sha256_tool();
+    let (mut ours, mut ours_cpu, mut rss) = (Vec::new(), Vec::new(), 0f64);
+    let (mut decompress, mut compress, mut hash) = (Vec::new(), Vec::new(), Vec::new());
+    let mut new_blob = PathBuf::new();
+    for round in 0..runs {
+        let _ = fs::remove_dir_all(&out);
+        let (t, r, cpu) = timed_cpu(
+            Command::new(squash)
+                .arg(format!("oci:{}:bench", layout.display()))
+                .args(["--from-layer", &top, "--quiet", "-o"])
+                .arg(format!("oci:{}:bench", out.display())),
+        )?;
+        ours.push(t);
+        ours_cpu.push(cpu);
+        rss = rss.max(r);
+        if round == 0 {
+            new_blob = work.join(format!("new-layer.{kind}"));
+            fs::copy(newest_layer_blob(&out)?, &new_blob)?;
+            run_command(Command::new("sh").arg("-c").arg(format!(
+                "{dc} {} > {}",
+                new_blob.display(),
+                new_tar.display()
+            )))?;
+        }
+        decompress.push(timed_sh(&format!("{dc} {} > /dev/null", range.join(" ")))?);
+        compress.push(timed_sh(&format!("{c} < {} > /dev/null", new_tar.display()))?);
+        hash.push(timed_sh(&format!(
+            "{sha} {} {} {} {} > /dev/null",
+            range.join(" "),
+            decoded.join(" "),
+            new_tar.display(),
+            new_blob.display()
+        ))?);
+    }
+    let squash_time = median(ours);
+    limit_row(
+        &format!("{kind} in, {kind} out"),
+        (squash_time, median(ours_cpu), rss),
+        &decompress,
+        &compress,
+        &hash,
+        cores,
+    );
+    fs::remove_file(&new_tar)?;
+    let _ = fs::remove_file(&new_blob);
+    for exact in [false, true] {
+        let report_time = timed_median(runs, || {
+            let mut cmd = Command::new(squash);
+            cmd.arg("report")
+                .arg(format!("oci:{}:bench", layout.display()))
+                .args(["--from-layer", &top]);
+            if exact {
+                cmd.arg("--exact");
+            }
+            timed(&mut cmd)
+        })?;
+        println!(
+            "{:<28} {:>9.2} {:>34.2}x the squash {:>27.1}",
+            format!("  report{} ({kind})", if exact { " --exact" } else { "" }),
+            report_time.0,
+            report_time.0 / squash_time,
+            report_time.1
+        );
     }
     Ok(())
 }
