@@ -14,7 +14,8 @@ use squash_testkit::{noise, ImageBuilder, LayerBuilder, LayerCompression};
 
 const BIN: &str = env!("CARGO_BIN_EXE_squash");
 
-fn squash(args: &[&str]) -> (i32, String, String) {
+/// Runs squash as a user does: (exit code, stdout, stderr).
+pub(crate) fn squash(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(BIN).args(args).output().expect("run squash");
     (
         out.status.code().unwrap_or(-1),

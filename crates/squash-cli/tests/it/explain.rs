@@ -3,22 +3,11 @@
 //! built by a Docker daemon of the test's own.
 
 use std::path::Path;
-use std::process::Command;
 
 use squash_testkit::engines::output;
 use squash_testkit::{ImageBuilder, LayerBuilder, LayerCompression};
 
-const BIN: &str = env!("CARGO_BIN_EXE_squash");
-
-/// Runs squash; (exit code, stdout, stderr).
-fn squash(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN).args(args).output().expect("squash");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::contract::squash;
 
 /// A lists cache removed later and a file stored again by a chmod, as `app.tar`.
 fn cached_image(dir: &Path) -> String {
