@@ -226,64 +226,23 @@ struct Extra {
 impl Attrs {
     fn of(meta: &EntryMeta) -> Attrs {
         let kind = meta.kind();
-        let mut xattrs: Vec<(Vec<u8>, Vec<u8>)> = meta
-            .pax
-            .iter()
-            .filter_map(|(k, v)| {
-                k.strip_prefix(b"SCHILY.xattr.").map(|name| (name.to_vec(), v.clone()))
-            })
-            .collect();
-        xattrs.sort();
-        xattrs.dedup_by(|later, earlier| later.0 == earlier.0);
+        let xattrs = meta.xattrs();
         let link = (kind == Some(EntryKind::Symlink)).then(|| meta.link.clone());
         let device = matches!(kind, Some(EntryKind::CharDevice) | Some(EntryKind::BlockDevice))
             .then_some((meta.devmajor, meta.devminor));
         let extra = (link.is_some() || device.is_some() || !xattrs.is_empty())
             .then(|| Box::new(Extra { link, device, xattrs }));
-        let pax_mtime = meta.pax.iter().rev().any(|(k, _)| k == b"mtime");
         Attrs {
             kind,
             mode: meta.mode & 0o7777,
             uid: meta.uid,
             gid: meta.gid,
             size: if kind == Some(EntryKind::File) { meta.real_size } else { 0 },
-            mtime: parse_mtime(&meta.mtime, pax_mtime),
+            mtime: meta.mtime(),
             content: None,
             extra,
         }
     }
-}
-
-/// An mtime as read: a PAX decimal time (seconds, maybe a fraction), or the header's octal field
-/// (or GNU base-256).
-fn parse_mtime(raw: &[u8], pax: bool) -> Option<(i64, u32)> {
-    if pax {
-        let text = std::str::from_utf8(raw).ok()?;
-        let (negative, unsigned) = match text.strip_prefix('-') {
-            Some(rest) => (true, rest),
-            None => (false, text),
-        };
-        let (secs, frac) = unsigned.split_once('.').unwrap_or((unsigned, ""));
-        let secs: i128 = secs.parse().ok()?;
-        let mut digits: String = frac.chars().take(9).collect();
-        while digits.len() < 9 {
-            digits.push('0');
-        }
-        let nanos: i128 = digits.parse().ok()?;
-        let total = (secs * 1_000_000_000 + nanos) * if negative { -1 } else { 1 };
-        return Some((
-            i64::try_from(total.div_euclid(1_000_000_000)).ok()?,
-            total.rem_euclid(1_000_000_000) as u32,
-        ));
-    }
-    if raw.first().is_some_and(|&b| b & 0x80 != 0) {
-        let value = raw[1..]
-            .iter()
-            .fold(i64::from(raw[0] & 0x3f), |v, &b| v.saturating_mul(256) | i64::from(b));
-        return Some((if raw[0] & 0x40 != 0 { -value } else { value }, 0));
-    }
-    let text: String = raw.iter().map(|&b| b as char).filter(|c| c.is_digit(8)).collect();
-    Some((i64::from_str_radix(if text.is_empty() { "0" } else { &text }, 8).ok()?, 0))
 }
 
 /// Hashes what is written to it.

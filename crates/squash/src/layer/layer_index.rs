@@ -120,6 +120,14 @@ impl IndexedEntry {
         }
     }
 
+    /// The file bytes a container sees at this entry's path: its logical size (0 for a marker).
+    pub fn file_bytes(&self) -> u64 {
+        match self.class {
+            EntryClass::Node(_) => self.size,
+            _ => 0,
+        }
+    }
+
     /// Bytes this entry takes in an uncompressed tar: header group, data and padding.
     pub fn tar_size(&self) -> u64 {
         u64::from(self.header_len) + self.stored_size + super::tarstream::padding(self.stored_size)
@@ -162,8 +170,8 @@ pub struct LayerIndex {
 #[non_exhaustive]
 pub struct EntryFacts {
     /// XXH3-128 of the entry's data bytes (of nothing, for an entry without data).
-    pub content: u128,
-    /// XXH3-64 of the entry's extended attributes (PAX `SCHILY.xattr.*` records, sorted); 0
+    pub content: [u8; 16],
+    /// XXH3-64 of the entry's extended attributes (PAX `SCHILY.xattr.*` records, by name); 0
     /// without any.
     pub xattrs: u64,
     /// Permission bits (and setuid, setgid, sticky).
@@ -172,48 +180,44 @@ pub struct EntryFacts {
     pub uid: u64,
     /// Group.
     pub gid: u64,
-    /// Modification time, in whole seconds since the epoch.
-    pub mtime: i64,
+    /// Modification time (seconds since the epoch, nanoseconds), as `squash diff` reads it.
+    pub mtime: Option<(i64, u32)>,
 }
 
 impl EntryFacts {
     /// The facts of an entry read from `meta`, whose data's fingerprint is `content`.
-    pub(crate) fn new(meta: &EntryMeta, content: u128) -> EntryFacts {
-        let mut xattrs: Vec<&(Vec<u8>, Vec<u8>)> =
-            meta.pax.iter().filter(|(k, _)| k.starts_with(b"SCHILY.xattr.")).collect();
-        xattrs.sort();
+    pub(crate) fn new(meta: &EntryMeta, content: [u8; 16]) -> EntryFacts {
+        let xattrs = meta.xattrs();
         let xattrs = if xattrs.is_empty() {
             0
         } else {
             let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-            for (key, value) in xattrs {
-                for part in [key, value] {
+            for (name, value) in &xattrs {
+                for part in [name, value] {
                     hasher.update(&(part.len() as u64).to_le_bytes());
                     hasher.update(part);
                 }
             }
             hasher.digest()
         };
-        let pax_mtime = meta.pax.iter().any(|(k, _)| k == b"mtime");
         EntryFacts {
             content,
             xattrs,
             mode: meta.mode & 0o7777,
             uid: meta.uid,
             gid: meta.gid,
-            mtime: parse_mtime(&meta.mtime, pax_mtime),
+            mtime: meta.mtime(),
         }
     }
 }
 
-/// Whole seconds from a header's octal mtime field or a PAX decimal one (0 if unreadable).
-fn parse_mtime(field: &[u8], pax: bool) -> i64 {
-    let text = String::from_utf8_lossy(field);
-    let text = text.trim_matches(|c: char| c == ' ' || c == '\0');
-    if pax {
-        let whole = text.split('.').next().unwrap_or("");
-        whole.parse().unwrap_or(0)
-    } else {
-        i64::from_str_radix(text, 8).unwrap_or(0)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a report adds per entry, as ARCHITECTURE.md states it.
+    #[test]
+    fn facts_are_a_small_record() {
+        assert_eq!(std::mem::size_of::<EntryFacts>(), 72);
     }
 }

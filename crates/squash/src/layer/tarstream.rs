@@ -54,6 +54,59 @@ impl EntryMeta {
     pub(crate) fn kind(&self) -> Option<EntryKind> {
         EntryKind::from_typeflag(self.typeflag)
     }
+
+    /// The modification time (seconds, nanoseconds): the PAX record's when there is one, else
+    /// the header's field.
+    pub(crate) fn mtime(&self) -> Option<(i64, u32)> {
+        let pax = self.pax.iter().rev().any(|(k, _)| k == b"mtime");
+        parse_mtime(&self.mtime, pax)
+    }
+
+    /// The extended attributes (PAX `SCHILY.xattr.*` records), by name, sorted, each name once.
+    pub(crate) fn xattrs(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut xattrs: Vec<(Vec<u8>, Vec<u8>)> = self
+            .pax
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix(b"SCHILY.xattr.").map(|name| (name.to_vec(), v.clone()))
+            })
+            .collect();
+        xattrs.sort();
+        xattrs.dedup_by(|later, earlier| later.0 == earlier.0);
+        xattrs
+    }
+}
+
+/// An mtime as read: a PAX decimal time (seconds, maybe a fraction), or the header's octal field
+/// (or GNU base-256).
+fn parse_mtime(raw: &[u8], pax: bool) -> Option<(i64, u32)> {
+    if pax {
+        let text = std::str::from_utf8(raw).ok()?;
+        let (negative, unsigned) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        let (secs, frac) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+        let secs: i128 = secs.parse().ok()?;
+        let mut digits: String = frac.chars().take(9).collect();
+        while digits.len() < 9 {
+            digits.push('0');
+        }
+        let nanos: i128 = digits.parse().ok()?;
+        let total = (secs * 1_000_000_000 + nanos) * if negative { -1 } else { 1 };
+        return Some((
+            i64::try_from(total.div_euclid(1_000_000_000)).ok()?,
+            total.rem_euclid(1_000_000_000) as u32,
+        ));
+    }
+    if raw.first().is_some_and(|&b| b & 0x80 != 0) {
+        let value = raw[1..]
+            .iter()
+            .fold(i64::from(raw[0] & 0x3f), |v, &b| v.saturating_mul(256) | i64::from(b));
+        return Some((if raw[0] & 0x40 != 0 { -value } else { value }, 0));
+    }
+    let text: String = raw.iter().map(|&b| b as char).filter(|c| c.is_digit(8)).collect();
+    Some((i64::from_str_radix(if text.is_empty() { "0" } else { &text }, 8).ok()?, 0))
 }
 
 /// Why a tar stream could not be read.

@@ -63,7 +63,7 @@ impl Image {
                 if let (Some(last), Some(hash)) =
                     (found.last_mut(), stream.tar.previous_data_hash())
                 {
-                    last.content = hash;
+                    last.content = hash.to_le_bytes();
                 }
                 waiting = false;
             }
@@ -75,7 +75,7 @@ impl Image {
             if let Some(visit) = visit.as_mut() {
                 visit(&group, &mut stream)?;
             }
-            let entry_facts = facts.then(|| EntryFacts::new(&group.meta, 0));
+            let entry_facts = facts.then(|| EntryFacts::new(&group.meta, [0; 16]));
             let mut entry = IndexedEntry::from_group(group, &stream.location)?;
             if keep.as_mut().is_none_or(|keep| keep(&mut entry)) {
                 entries.push(entry);

@@ -214,7 +214,7 @@ impl Image {
         for (l, index) in indexes.iter().enumerate() {
             let (mut wasted, mut kept, mut nodes, mut markers) = (0u64, 0u64, 0usize, 0usize);
             for (e, fate) in whole.fates[l].iter().enumerate() {
-                let bytes = file_bytes(index, e);
+                let bytes = index.entries[e].file_bytes();
                 match index.entries[e].class {
                     EntryClass::Node(_) => nodes += 1,
                     EntryClass::Whiteout(_) | EntryClass::Opaque(_) => markers += 1,
@@ -315,12 +315,3 @@ impl Image {
 
 /// What a range's one read kept, layer by layer.
 type RangeKept = Arc<Vec<Kept>>;
-
-/// The file bytes of entry `entry` (0 for a marker).
-fn file_bytes(index: &LayerIndex, entry: usize) -> u64 {
-    let e = &index.entries[entry];
-    match e.class {
-        EntryClass::Node(_) => e.size,
-        _ => 0,
-    }
-}

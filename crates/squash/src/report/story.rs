@@ -293,11 +293,7 @@ impl Story<'_> {
 
     /// The file bytes of entry `entry` of layer `layer` (0 for a marker).
     fn file_bytes(&self, layer: usize, entry: usize) -> u64 {
-        let e = &self.indexes[layer].entries[entry];
-        match e.class {
-            EntryClass::Node(_) => e.size,
-            _ => 0,
-        }
+        self.indexes[layer].entries[entry].file_bytes()
     }
 }
 
@@ -356,7 +352,12 @@ fn changes(a: &EntryFacts, b: &EntryFacts) -> Vec<FieldChange> {
         push("gid", a.gid.to_string(), b.gid.to_string());
     }
     if a.mtime != b.mtime {
-        push("mtime", utc(a.mtime), utc(b.mtime));
+        let show = |m: Option<(i64, u32)>| match m {
+            None => "unreadable".to_string(),
+            Some((seconds, 0)) => utc(seconds),
+            Some((seconds, nanos)) => utc(seconds).replace(" UTC", &format!(".{nanos:09} UTC")),
+        };
+        push("mtime", show(a.mtime), show(b.mtime));
     }
     if a.xattrs != b.xattrs {
         let state = |x: u64| if x == 0 { "none".to_string() } else { "set".to_string() };
