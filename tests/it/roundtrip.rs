@@ -466,17 +466,7 @@ fn history_steps_fold_with_their_range() {
             .execute(&image, &Output::new(out.clone(), OutputFormat::OciLayout).with_tag("t"))
             .expect("execute");
         let (layers, config) = squash_testkit::read_oci_layout(&out, Some("t"));
-        let steps: Vec<(String, bool)> = config["history"]
-            .as_array()
-            .expect("history")
-            .iter()
-            .map(|h| {
-                (
-                    h["created_by"].as_str().unwrap_or("").to_string(),
-                    h["empty_layer"].as_bool().unwrap_or(false),
-                )
-            })
-            .collect();
+        let steps = squash_testkit::history_steps(&config["history"]);
         (steps, layers.len(), outcome, plan)
     };
     // The last 4 steps: ENV, two layers, CMD, LABEL fold into the merged step.

@@ -28,6 +28,22 @@ pub use model::{Node, NodeKind, RootFs};
 pub use random::{noise, Noise, Rng};
 pub use realistic::{binary, realistic_image, text};
 
+/// `(created_by, empty_layer)` of each entry of a `history` list (a config's, or `squash
+/// inspect --json`'s).
+pub fn history_steps(history: &serde_json::Value) -> Vec<(String, bool)> {
+    history
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|h| {
+            (
+                h["created_by"].as_str().unwrap_or("").to_string(),
+                h["empty_layer"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect()
+}
+
 /// Whether the external `tool` runs (`tool --version`). A missing tool is a loud skip, and a
 /// failure when `SQUASH_REQUIRE_INTEROP` is set (as `.ci/run` sets it).
 pub fn tool_available(tool: &str) -> bool {

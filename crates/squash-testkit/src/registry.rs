@@ -19,6 +19,25 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
 }
 
+/// A self-signed certificate valid for two days, `NAME.crt` with its key `NAME.key` in `dir`.
+fn self_signed(dir: &Path, name: &str, common_name: &str) {
+    let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
+    run(Command::new("openssl")
+        .current_dir(dir)
+        .args(["req", "-x509", "-newkey", "rsa:2048"])
+        .args([
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &crt,
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={common_name}"),
+        ]));
+}
+
 fn run(cmd: &mut Command) -> Vec<u8> {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(out.status.success(), "{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
@@ -41,21 +60,7 @@ impl Certificates {
             c.current_dir(dir);
             c
         };
-        run(openssl().args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=squash test CA",
-        ]));
+        self_signed(dir, "ca", "squash test CA");
         run(openssl().args([
             "req",
             "-newkey",
@@ -280,21 +285,7 @@ impl TokenIssuer {
     /// Starts one with its key under `dir`, for `user` with `password`.
     pub fn start(dir: &Path, user: &str, password: &str) -> Arc<TokenIssuer> {
         std::fs::create_dir_all(dir).expect("issuer dir");
-        run(Command::new("openssl").current_dir(dir).args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "token.key",
-            "-out",
-            "token.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=squash test token issuer",
-        ]));
+        self_signed(dir, "token", "squash test token issuer");
         let der = run(Command::new("openssl").current_dir(dir).args([
             "x509",
             "-in",

@@ -21,17 +21,7 @@ fn history(docker: &Docker, image: &str, dir: &Path) -> Vec<(String, bool)> {
         Command::new(BIN).arg("inspect").arg("--json").arg(&archive).output().expect("inspect");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let document: Value = serde_json::from_slice(&out.stdout).expect("json");
-    document["history"]
-        .as_array()
-        .expect("history")
-        .iter()
-        .map(|h| {
-            (
-                h["created_by"].as_str().unwrap_or("").to_string(),
-                h["empty_layer"].as_bool().unwrap_or(false),
-            )
-        })
-        .collect()
+    squash_testkit::history_steps(&document["history"])
 }
 
 /// `docker save IMAGE | squash - ARGS -o docker-archive:-:NEW | docker load`.
