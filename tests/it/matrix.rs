@@ -1,10 +1,10 @@
-//! The compatibility matrix: every regression case of the engine and a sample of random stacks
-//! written as engines write layers, squashed, then unpacked by real appliers (Docker,
-//! containerd, podman, umoci) and compared with the reference model, entry by entry (type,
-//! mode, owner, size, content, link target, mtime, xattrs, hard-link groups). The original is
-//! unpacked too: where an applier already disagrees with the model on the original, that is
-//! the applier's reading of that input, reported and not held against the squash. Each
-//! applier prints its rows; README's table sums them up.
+//! The compatibility matrix: every regression case of the engine, a sample of random stacks
+//! and a new layer of several gzip members, written as engines write layers, squashed, then
+//! unpacked by real appliers (Docker, containerd, podman, umoci) and compared with the
+//! reference model, entry by entry (type, mode, owner, size, content, link target, mtime,
+//! xattrs, hard-link groups). The original is unpacked too: where an applier already disagrees
+//! with the model on the original, that is the applier's reading of that input, reported and
+//! not held against the squash. Each applier prints its rows; README's table sums them up.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +12,8 @@ use squash::{Image, LayerSelector, Output, OutputFormat, SquashOptions};
 use squash_testkit::cases::{regression_cases, Case};
 use squash_testkit::engines::{self, Containerd, Docker, Podman, Unpacked};
 use squash_testkit::{
-    random_changeset_stack, tool_available, ImageBuilder, LayerCompression, Node, RootFs,
+    binary, gzip_members, random_changeset_stack, text, tool_available, ImageBuilder, LayerBuilder,
+    LayerCompression, Node, RootFs,
 };
 
 /// A case written out: the original and the squashed image in each format an applier reads.
@@ -40,9 +41,36 @@ fn random_cases() -> Vec<Case> {
         .collect()
 }
 
+/// A range whose new layer is several of the gzip encoder's 1 MiB members: every applier must
+/// read past the first.
+fn members_case() -> Case {
+    Case {
+        name: "gzip/several-members".to_string(),
+        layers: vec![
+            LayerBuilder::new().dir("opt").file("opt/base", &text(300_000, 1)).finish(),
+            LayerBuilder::new()
+                .file("opt/a", &binary(2_500_000, 2))
+                .file("opt/small", b"x")
+                .finish(),
+            LayerBuilder::new().file("opt/b", &text(1_700_000, 3)).whiteout("opt/base").finish(),
+        ],
+        ranges: vec![(1, 2)],
+    }
+}
+
+/// The gzip members of the squashed layout's new layer (the range's first layer).
+fn new_layer_members(p: &Prepared) -> usize {
+    let (layers, _) = squash_testkit::read_oci_layout(&p.dir.join("squashed"), Some("squashed"));
+    let digest = &layers[p.case.ranges[0].0].0;
+    let hex = digest.trim_start_matches("sha256:");
+    let blob = std::fs::read(p.dir.join("squashed/blobs/sha256").join(hex)).expect("blob");
+    gzip_members(&blob)
+}
+
 fn prepare(root: &Path) -> Vec<Prepared> {
     let mut out = Vec::new();
-    for (i, case) in regression_cases().into_iter().chain(random_cases()).enumerate() {
+    let cases = regression_cases().into_iter().chain(random_cases()).chain([members_case()]);
+    for (i, case) in cases.enumerate() {
         let dir = root.join(format!("c{i}"));
         std::fs::create_dir_all(&dir).expect("case dir");
         let repo = format!("matrix/c{i}");
@@ -69,7 +97,12 @@ fn prepare(root: &Path) -> Vec<Prepared> {
         }
         let expected =
             RootFs::from_layers(case.layers.iter().map(Vec::as_slice)).expect("the case applies");
-        out.push(Prepared { case, repo, dir, expected });
+        let prepared = Prepared { case, repo, dir, expected };
+        if prepared.case.name == "gzip/several-members" {
+            let members = new_layer_members(&prepared);
+            assert!(members >= 4, "the new layer is {members} gzip member(s)");
+        }
+        out.push(prepared);
     }
     out
 }

@@ -577,6 +577,21 @@ pub fn decompress(blob: &[u8]) -> Vec<u8> {
     out
 }
 
+/// How many gzip members `blob` holds, each read to its end (RFC 1952 §2.2: members follow
+/// one another).
+pub fn gzip_members(blob: &[u8]) -> usize {
+    use std::io::Read;
+    let mut rest = blob;
+    let mut members = 0;
+    while !rest.is_empty() {
+        let mut decoder = flate2::bufread::GzDecoder::new(rest);
+        std::io::copy(&mut decoder.by_ref(), &mut std::io::sink()).expect("a gzip member");
+        rest = decoder.into_inner();
+        members += 1;
+    }
+    members
+}
+
 /// Reads the image tagged `tag` (or the only one) from an OCI layout directory, independently
 /// of squash's reader: returns each layer's blob digest and uncompressed tar, and the config.
 pub fn read_oci_layout(dir: &Path, tag: Option<&str>) -> (Vec<(String, Vec<u8>)>, Value) {

@@ -21,7 +21,9 @@ mod random;
 mod realistic;
 pub mod registry;
 
-pub use builder::{decompress, read_oci_layout, ImageBuilder, LayerBuilder, LayerCompression};
+pub use builder::{
+    decompress, gzip_members, read_oci_layout, ImageBuilder, LayerBuilder, LayerCompression,
+};
 pub use changeset::random_changeset_stack;
 pub use generate::{random_stack, random_stack_implicit_parents, random_stack_whiteouts_first};
 pub use model::{Node, NodeKind, RootFs};

@@ -1,73 +1,50 @@
-//! A pigz-style block-parallel gzip writer. The input is cut into fixed 1 MiB blocks; each block
-//! is deflated on its own (primed with the previous block's last 32 KiB as a dictionary, so the
-//! ratio stays close to a single stream) and ended with a sync flush, so the raw deflate streams
-//! concatenate into one valid stream. Block boundaries never depend on the thread count, so
-//! neither do the output bytes.
+//! A block-parallel gzip writer. The input is cut into fixed 1 MiB blocks; each block is
+//! compressed on its own by libdeflate into a complete gzip member, and the members are written
+//! in order: a multi-member gzip file (RFC 1952 §2.2), which every gzip reader decodes as one
+//! stream. Block boundaries never depend on the thread count, so neither do the output bytes.
 
 use std::io::{self, Write};
 
-use flate2::{Compress, Compression, FlushCompress, Status};
+use libdeflater::{CompressionLvl, Compressor};
 use rayon::prelude::*;
 
 use crate::budget::Budget;
 
-/// Uncompressed bytes per block.
+/// Uncompressed bytes per block, and so per gzip member.
 pub(crate) const BLOCK_SIZE: usize = 1 << 20;
-pub(crate) const DICTIONARY: usize = 32 * 1024;
 
-/// The gzip header: no name, mtime 0, OS "unknown", so it is reproducible.
-const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+/// libdeflate's compression level for a gzip level of 0-9 (the same scale; libdeflate's go
+/// to 12).
+fn level(level: u32) -> CompressionLvl {
+    CompressionLvl::new(level.min(9) as i32).unwrap_or_default()
+}
+
+/// `data` as one gzip member: libdeflate's header (mtime 0, OS unknown), its deflate stream
+/// and the CRC-32 and length trailer.
+pub(crate) fn gzip_member(compressor: &mut Compressor, data: &[u8]) -> io::Result<Vec<u8>> {
+    let mut out = vec![0; compressor.gzip_compress_bound(data.len())];
+    let n =
+        compressor.gzip_compress(data, &mut out).map_err(|e| io::Error::other(e.to_string()))?;
+    out.truncate(n);
+    Ok(out)
+}
+
+/// A compressor at a gzip level of 0-9.
+pub(crate) fn compressor(gzip_level: u32) -> Compressor {
+    Compressor::new(level(gzip_level))
+}
 
 /// Compresses blocks in batches on a thread pool and writes them in order.
 pub(crate) struct ParallelGzip<W: Write> {
     out: W,
-    level: Compression,
+    level: u32,
     pool: rayon::ThreadPool,
     /// Full blocks waiting for a batch, and the block being filled.
     pending: Vec<Vec<u8>>,
     current: Vec<u8>,
-    /// The last 32 KiB before the first pending block.
-    dictionary: Vec<u8>,
-    crc: crc32fast::Hasher,
-    length: u64,
     batch: usize,
-    header_written: bool,
-}
-
-pub(crate) fn deflate_block(
-    level: Compression,
-    dictionary: &[u8],
-    data: &[u8],
-    last: bool,
-) -> io::Result<(Vec<u8>, crc32fast::Hasher)> {
-    let mut compress = Compress::new(level, false);
-    if !dictionary.is_empty() {
-        compress.set_dictionary(dictionary).map_err(io::Error::other)?;
-    }
-    let mut out = Vec::with_capacity(data.len() / 2 + 1024);
-    let flush = if last { FlushCompress::Finish } else { FlushCompress::Sync };
-    loop {
-        let consumed = compress.total_in() as usize;
-        let status =
-            compress.compress_vec(&data[consumed..], &mut out, flush).map_err(io::Error::other)?;
-        let done = compress.total_in() as usize == data.len()
-            && match status {
-                Status::StreamEnd => true,
-                // A sync flush is complete when it left spare room in the output.
-                Status::Ok | Status::BufError => !last && out.len() < out.capacity(),
-            };
-        if done {
-            break;
-        }
-        out.reserve(out.capacity().max(64 * 1024));
-    }
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(data);
-    Ok((out, crc))
-}
-
-fn tail(data: &[u8]) -> &[u8] {
-    &data[data.len().saturating_sub(DICTIONARY)..]
+    /// Whether a member was written (an empty input still gets one, empty).
+    wrote: bool,
 }
 
 impl<W: Write> ParallelGzip<W> {
@@ -80,56 +57,38 @@ impl<W: Write> ParallelGzip<W> {
             .map_err(io::Error::other)?;
         Ok(ParallelGzip {
             out,
-            level: Compression::new(level.min(9)),
+            level,
             pool,
             pending: Vec::new(),
             current: Vec::with_capacity(BLOCK_SIZE),
-            dictionary: Vec::new(),
-            crc: crc32fast::Hasher::new(),
-            length: 0,
             batch: threads * 2,
-            header_written: false,
+            wrote: false,
         })
     }
 
-    /// Compresses and writes `blocks` (the last one ending the stream when `last`).
-    fn flush_blocks(&mut self, blocks: Vec<Vec<u8>>, last: bool) -> io::Result<()> {
-        if !self.header_written {
-            self.out.write_all(&HEADER)?;
-            self.header_written = true;
-        }
-        let count = blocks.len();
-        let dictionaries: Vec<&[u8]> = std::iter::once(self.dictionary.as_slice())
-            .chain(blocks.iter().take(count.saturating_sub(1)).map(|b| tail(b)))
-            .collect();
+    /// Compresses `blocks` into members and writes them in order.
+    fn flush_blocks(&mut self, blocks: &[Vec<u8>]) -> io::Result<()> {
         let level = self.level;
-        let compressed: Vec<io::Result<(Vec<u8>, crc32fast::Hasher)>> = self.pool.install(|| {
+        let members: Vec<io::Result<Vec<u8>>> = self.pool.install(|| {
             blocks
                 .par_iter()
-                .zip(dictionaries.par_iter())
-                .enumerate()
-                .map(|(i, (block, dict))| deflate_block(level, dict, block, last && i + 1 == count))
+                .map_init(|| compressor(level), |c, block| gzip_member(c, block))
                 .collect()
         });
-        for result in compressed {
-            let (bytes, crc) = result?;
-            self.out.write_all(&bytes)?;
-            self.crc.combine(&crc);
-        }
-        if let Some(block) = blocks.last() {
-            self.dictionary = tail(block).to_vec();
+        for member in members {
+            self.out.write_all(&member?)?;
+            self.wrote = true;
         }
         Ok(())
     }
 
-    /// Ends the stream and returns the inner writer.
+    /// Writes what is left and returns the inner writer.
     pub(crate) fn finish(mut self) -> io::Result<W> {
         let mut blocks = std::mem::take(&mut self.pending);
-        blocks.push(std::mem::take(&mut self.current));
-        self.flush_blocks(blocks, true)?;
-        let crc = self.crc.clone().finalize();
-        self.out.write_all(&crc.to_le_bytes())?;
-        self.out.write_all(&(self.length as u32).to_le_bytes())?;
+        if !self.current.is_empty() || (blocks.is_empty() && !self.wrote) {
+            blocks.push(std::mem::take(&mut self.current));
+        }
+        self.flush_blocks(&blocks)?;
         self.out.flush()?;
         Ok(self.out)
     }
@@ -140,13 +99,15 @@ impl<W: Write> Write for ParallelGzip<W> {
         let room = BLOCK_SIZE - self.current.len();
         let n = room.min(buf.len());
         self.current.extend_from_slice(&buf[..n]);
-        self.length += n as u64;
         if self.current.len() == BLOCK_SIZE {
             let full = std::mem::replace(&mut self.current, Vec::with_capacity(BLOCK_SIZE));
             self.pending.push(full);
             if self.pending.len() >= self.batch {
                 let blocks = std::mem::take(&mut self.pending);
-                self.flush_blocks(blocks, false)?;
+                self.flush_blocks(&blocks)?;
+                // The emptied blocks are reused, so a long layer allocates no new buffers.
+                self.pending = blocks;
+                self.pending.clear();
             }
         }
         Ok(n)
@@ -170,22 +131,40 @@ mod tests {
         w.finish().unwrap()
     }
 
-    #[test]
-    fn round_trips_and_ignores_thread_count() {
-        let mut data = Vec::new();
+    fn gunzip(data: &[u8]) -> Vec<u8> {
+        let mut back = Vec::new();
+        flate2::read::MultiGzDecoder::new(data).read_to_end(&mut back).unwrap();
+        back
+    }
+
+    fn sample(len: usize) -> Vec<u8> {
+        let mut data = Vec::with_capacity(len);
         let mut x: u32 = 1;
-        for i in 0..(3 * BLOCK_SIZE + 12345) {
+        for i in 0..len {
             x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
             data.push(if i % 3 == 0 { (x >> 24) as u8 } else { b"abcdefgh"[i % 8] });
         }
+        data
+    }
+
+    #[test]
+    fn round_trips_and_ignores_thread_count() {
+        let data = sample(3 * BLOCK_SIZE + 12345);
         let one = compress(&data, 1);
         assert_eq!(one, compress(&data, 2));
         assert_eq!(one, compress(&data, 5));
-        let mut back = Vec::new();
-        flate2::read::GzDecoder::new(&one[..]).read_to_end(&mut back).unwrap();
-        assert_eq!(back, data);
-        let mut empty = Vec::new();
-        flate2::read::GzDecoder::new(&compress(b"", 3)[..]).read_to_end(&mut empty).unwrap();
-        assert!(empty.is_empty());
+        assert_eq!(gunzip(&one), data);
+    }
+
+    #[test]
+    fn one_member_per_block_and_one_for_nothing() {
+        let members = |gz: &[u8]| gz.windows(4).filter(|w| w == &[0x1f, 0x8b, 8, 0]).count();
+        let exact = sample(2 * BLOCK_SIZE);
+        let gz = compress(&exact, 2);
+        assert_eq!(gunzip(&gz), exact);
+        assert!(members(&gz) >= 2, "{} members", members(&gz));
+        let empty = compress(b"", 3);
+        assert_eq!(members(&empty), 1);
+        assert!(gunzip(&empty).is_empty());
     }
 }

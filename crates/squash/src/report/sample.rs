@@ -1,11 +1,11 @@
 //! Estimating a new layer's compressed size without writing it. [`Sampler`] cuts the
 //! uncompressed tar into pieces, compresses one piece of each stratum with the layer's encoder
-//! and the context that encoder has at that point (gzip: the 32 KiB before it; zstd: the window
-//! before it within its job, and the overlap a job gets from the one before), and scales the
-//! ratio to the whole. A tar no larger than the sample is compressed whole in the encoder's own
-//! units (gzip's 1 MiB blocks, zstd's 4 MiB jobs), which gives the exact size up to the
-//! framing. Which pieces are compressed depends on positions only, so the figure is the same
-//! for any thread count.
+//! and the context that encoder has at that point (gzip: none, its 1 MiB blocks are members of
+//! their own; zstd: the window before it within its job, and the overlap a job gets from the
+//! one before), and scales the ratio to the whole. A tar no larger than the sample is
+//! compressed whole in the encoder's own units (gzip's 1 MiB members, zstd's 4 MiB jobs), which
+//! gives the exact size up to zstd's framing. Which pieces are compressed depends on positions
+//! only, so the figure is the same for any thread count.
 
 use std::io::{self, Write};
 
@@ -24,14 +24,9 @@ pub(crate) fn default_sample_bytes(compression: Compression, level: Option<i32>)
     }
 }
 
-/// gzip's container: the 10-byte header and the 8-byte trailer.
-const GZIP_FRAMING: u64 = 18;
-
-/// Size of a sampled piece when a layer is larger than the sample: deflate's context is its
-/// 32 KiB window, so a piece of 128 KiB with the 32 KiB before it compresses as it does in its
-/// block (its own Huffman tables cost about 0.2%); zstd's reaches back a window (2 MiB at
-/// level 3) within a job, so pieces are larger and get up to that much before them.
-const GZIP_PIECE: usize = 128 << 10;
+/// Size of a sampled zstd piece when a layer is larger than the sample: zstd's context reaches
+/// back a window (2 MiB at level 3) within a job, so a piece gets up to that much before it.
+/// A gzip piece is the encoder's block, compressed exactly as the encoder does.
 #[cfg(feature = "zstd")]
 const ZSTD_PIECE: usize = 1 << 20;
 
@@ -130,24 +125,17 @@ impl Sampler {
         sample_bytes: u64,
         threads: usize,
     ) -> io::Result<Sampler> {
-        let whole = total <= sample_bytes;
         let block = crate::codec::pgzip::BLOCK_SIZE;
-        let dictionary = crate::codec::pgzip::DICTIONARY as u64;
         let (job, piece, window, overlap, level) = match compression {
             Compression::None => (block as u64, block, 0, 0, 0),
-            Compression::Gzip => (
-                block as u64,
-                if whole { block } else { GZIP_PIECE },
-                dictionary,
-                dictionary,
-                level.unwrap_or(6).clamp(0, 9),
-            ),
+            Compression::Gzip => (block as u64, block, 0, 0, level.unwrap_or(6).clamp(0, 9)),
             #[cfg(feature = "zstd")]
             Compression::Zstd => {
                 let level = level.unwrap_or(3);
                 let (window, overlap) = zstd_context(level);
                 let job = crate::codec::encode::ZSTD_JOB_SIZE as u64;
-                (job, if whole { job as usize } else { ZSTD_PIECE }, window, overlap, level)
+                let piece = if total <= sample_bytes { job as usize } else { ZSTD_PIECE };
+                (job, piece, window, overlap, level)
             }
             #[cfg(not(feature = "zstd"))]
             Compression::Zstd => return Err(crate::codec::decode::zstd_not_built()),
@@ -285,7 +273,6 @@ impl Sampler {
                 per_layer: self.total_per_layer[..layers].iter().map(|&b| (b, b)).collect(),
             });
         }
-        let framing = if self.compression == Compression::Gzip { GZIP_FRAMING } else { 0 };
         // Every piece compressed: the sum. Otherwise the real encoder's size of the picked
         // pieces over the proxy's, times the proxy's size of everything (a ratio estimate with
         // the proxy as auxiliary variable: the proxy follows what each piece holds, so the
@@ -310,7 +297,7 @@ impl Sampler {
             .map(|l| (self.total_per_layer[l], estimate(&self.sums_per_layer[l], ratio).0))
             .collect();
         Ok(Measured {
-            compressed: compressed + framing,
+            compressed,
             sampled: self.sums.sampled.round() as u64,
             total: self.total,
             per_layer,
@@ -344,9 +331,9 @@ fn compressed_len(
     match compression {
         Compression::None => Ok(data.len() as u64),
         Compression::Gzip => {
-            let level = flate2::Compression::new(level as u32);
-            crate::codec::pgzip::deflate_block(level, prefix, data, false)
-                .map(|(bytes, _)| bytes.len() as u64)
+            debug_assert!(prefix.is_empty(), "a gzip member starts with no context");
+            let mut compressor = crate::codec::pgzip::compressor(level as u32);
+            crate::codec::pgzip::gzip_member(&mut compressor, data).map(|m| m.len() as u64)
         }
         #[cfg(feature = "zstd")]
         Compression::Zstd => {
