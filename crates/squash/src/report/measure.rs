@@ -15,6 +15,9 @@ use crate::plan::squash_plan::PlannedRange;
 use crate::progress::Counting;
 use crate::read::image::Image;
 
+/// With `exact`, the samples that tell the layers' shares are this fraction of an estimate's.
+const EXACT_SHARE: u64 = 4;
+
 /// How a new layer is measured: about `sample_bytes` of it compressed, or all of it (`exact`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct How {
@@ -75,6 +78,9 @@ pub(crate) fn measure_range(
     let location = new_layer_location(image, planned);
     let budget = context.budget();
     let layers = planned.plan.steps.len();
+    // With `exact` the samples give only how the layers share the real size: a quarter of
+    // them, without the proxy, so that the real encoder's work is not done twice over.
+    let sample_bytes = if exact { sample_bytes.div_ceil(EXACT_SHARE) } else { sample_bytes };
     let sampler = Sampler::new(
         planned.compression,
         level,
@@ -103,6 +109,7 @@ pub(crate) fn measure_range(
         HashingWriter::new(std::io::sink()),
     )
     .at(|| location.clone())?;
+    let sampler = sampler.without_proxy();
     let mut tee = Tee { encoder: Counting::new(encoder, progress, true), sampler };
     write_tar(image, planned, budget, &mut tee)?;
     let Tee { encoder, sampler } = tee;

@@ -75,6 +75,8 @@ pub(crate) struct Sampler {
     window: u64,
     overlap: u64,
     stride: u64,
+    /// Whether every piece goes through the fast proxy (the estimate's auxiliary variable).
+    proxy: bool,
     pool: rayon::ThreadPool,
     batch: usize,
     /// The bytes before the current piece that a later piece's context may need.
@@ -155,6 +157,7 @@ impl Sampler {
             window,
             overlap,
             stride: pieces.div_ceil(samples),
+            proxy: true,
             pool,
             batch: threads.max(1),
             history: Vec::new(),
@@ -171,6 +174,19 @@ impl Sampler {
             sums_per_layer: vec![Sums::default(); layers + 1],
             failed: None,
         })
+    }
+
+    /// A sampler without the proxy, for when the real encoder gives the total: the layers'
+    /// shares are each layer's bytes at its sampled pieces' ratio (the overall ratio for a
+    /// layer none of whose pieces was picked), which costs the samples alone.
+    pub(crate) fn without_proxy(mut self) -> Sampler {
+        self.proxy = false;
+        self
+    }
+
+    /// Whether every piece goes through the proxy: when not all are compressed for real.
+    fn uses_proxy(&self) -> bool {
+        self.proxy && self.stride > 1
     }
 
     /// Whether piece `index` is compressed: one piece per stratum of `stride` pieces, at a
@@ -197,7 +213,7 @@ impl Sampler {
         let data = std::mem::replace(&mut self.current, Vec::with_capacity(self.piece));
         let picked = self.picked(self.piece_index);
         // With every piece picked the proxy is not needed; otherwise every piece gets it.
-        if self.compression != Compression::None && (picked || self.stride > 1) {
+        if self.compression != Compression::None && (picked || self.uses_proxy()) {
             let prefix = picked.then(|| {
                 let job_start = self.offset - self.offset % self.job;
                 let context_start = job_start
@@ -223,7 +239,7 @@ impl Sampler {
 
     fn compress_pending(&mut self) -> io::Result<()> {
         let units = std::mem::take(&mut self.pending);
-        let (compression, level, proxy) = (self.compression, self.level, self.stride > 1);
+        let (compression, level, proxy) = (self.compression, self.level, self.uses_proxy());
         let sizes: Vec<io::Result<(Option<u64>, u64)>> = self.pool.install(|| {
             units
                 .par_iter()
@@ -277,12 +293,13 @@ impl Sampler {
         // pieces over the proxy's, times the proxy's size of everything (a ratio estimate with
         // the proxy as auxiliary variable: the proxy follows what each piece holds, so the
         // estimate does not depend on how well the picked pieces represent the rest).
-        let estimate = |sums: &Sums, fallback: f64| -> (u64, f64) {
-            if self.stride == 1 {
-                return (
-                    sums.real.round() as u64,
-                    if sums.sampled > 0.0 { sums.real / sums.sampled } else { fallback },
-                );
+        let estimate = |sums: &Sums, bytes: u64, fallback: f64| -> (u64, f64) {
+            if !self.uses_proxy() {
+                let ratio = if sums.sampled > 0.0 { sums.real / sums.sampled } else { fallback };
+                if self.stride == 1 {
+                    return (sums.real.round() as u64, ratio);
+                }
+                return ((bytes as f64 * ratio).round() as u64, ratio);
             }
             if sums.proxy_sampled > 0.0 {
                 let ratio = sums.real / sums.proxy_sampled;
@@ -292,9 +309,13 @@ impl Sampler {
                 ((sums.proxy * fallback).round() as u64, fallback)
             }
         };
-        let (compressed, ratio) = estimate(&self.sums, 1.0);
+        let fallback = if self.uses_proxy() { 1.0 } else { 0.5 };
+        let (compressed, ratio) = estimate(&self.sums, self.total, fallback);
         let per_layer = (0..layers)
-            .map(|l| (self.total_per_layer[l], estimate(&self.sums_per_layer[l], ratio).0))
+            .map(|l| {
+                let bytes = self.total_per_layer[l];
+                (bytes, estimate(&self.sums_per_layer[l], bytes, ratio).0)
+            })
             .collect();
         Ok(Measured {
             compressed,
