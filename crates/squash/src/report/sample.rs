@@ -4,8 +4,9 @@
 //! their own; zstd: the window before it within its job, and the overlap a job gets from the
 //! one before), and scales the ratio to the whole. A tar no larger than the sample is
 //! compressed whole in the encoder's own units (gzip's 1 MiB members, zstd's 4 MiB jobs), which
-//! gives the exact size up to zstd's framing. Which pieces are compressed depends on positions
-//! only, so the figure is the same for any thread count.
+//! gives the real size to within a few bytes per layer of the range (a piece ends where a
+//! layer's bytes end, a block of the encoder does not) and zstd's framing. Which pieces are
+//! compressed depends on positions only, so the figure is the same for any thread count.
 
 use std::io::{self, Write};
 
