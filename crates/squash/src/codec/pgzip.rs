@@ -1,11 +1,12 @@
 //! A block-parallel gzip writer. The input is cut into fixed 1 MiB blocks; each block is
-//! compressed on its own by libdeflate into a complete gzip member, and the members are written
-//! in order: a multi-member gzip file (RFC 1952 §2.2), which every gzip reader decodes as one
-//! stream. Block boundaries never depend on the thread count, so neither do the output bytes.
+//! compressed on its own into a complete gzip member, and the members are written in order: a
+//! multi-member gzip file (RFC 1952 §2.2), which every gzip reader decodes as one stream. Block
+//! boundaries never depend on the thread count, so neither do the output bytes. With the
+//! `libdeflate` feature the members are libdeflate's; without it, zlib-rs's (slower, other
+//! bytes, the same format).
 
 use std::io::{self, Write};
 
-use libdeflater::{CompressionLvl, Compressor};
 use rayon::prelude::*;
 
 use crate::budget::Budget;
@@ -13,25 +14,48 @@ use crate::budget::Budget;
 /// Uncompressed bytes per block, and so per gzip member.
 pub(crate) const BLOCK_SIZE: usize = 1 << 20;
 
-/// libdeflate's compression level for a gzip level of 0-9 (the same scale; libdeflate's go
-/// to 12).
-fn level(level: u32) -> CompressionLvl {
-    CompressionLvl::new(level.min(9) as i32).unwrap_or_default()
+/// Compresses whole blocks into gzip members at one gzip level (0-9).
+#[cfg(feature = "libdeflate")]
+pub(crate) struct MemberCompressor(libdeflater::Compressor);
+
+#[cfg(feature = "libdeflate")]
+impl MemberCompressor {
+    pub(crate) fn new(level: u32) -> MemberCompressor {
+        // libdeflate's levels share gzip's scale up to 9 (they go on to 12).
+        let level = libdeflater::CompressionLvl::new(level.min(9) as i32).unwrap_or_default();
+        MemberCompressor(libdeflater::Compressor::new(level))
+    }
+
+    /// `data` as one gzip member: libdeflate's header (mtime 0, OS unknown), its deflate
+    /// stream, and the CRC-32 and length trailer.
+    pub(crate) fn member(&mut self, data: &[u8]) -> io::Result<Vec<u8>> {
+        let mut out = vec![0; self.0.gzip_compress_bound(data.len())];
+        let n =
+            self.0.gzip_compress(data, &mut out).map_err(|e| io::Error::other(e.to_string()))?;
+        out.truncate(n);
+        Ok(out)
+    }
 }
 
-/// `data` as one gzip member: libdeflate's header (mtime 0, OS unknown), its deflate stream
-/// and the CRC-32 and length trailer.
-pub(crate) fn gzip_member(compressor: &mut Compressor, data: &[u8]) -> io::Result<Vec<u8>> {
-    let mut out = vec![0; compressor.gzip_compress_bound(data.len())];
-    let n =
-        compressor.gzip_compress(data, &mut out).map_err(|e| io::Error::other(e.to_string()))?;
-    out.truncate(n);
-    Ok(out)
-}
+/// Compresses whole blocks into gzip members at one gzip level (0-9).
+#[cfg(not(feature = "libdeflate"))]
+pub(crate) struct MemberCompressor(flate2::Compression);
 
-/// A compressor at a gzip level of 0-9.
-pub(crate) fn compressor(gzip_level: u32) -> Compressor {
-    Compressor::new(level(gzip_level))
+#[cfg(not(feature = "libdeflate"))]
+impl MemberCompressor {
+    pub(crate) fn new(level: u32) -> MemberCompressor {
+        MemberCompressor(flate2::Compression::new(level.min(9)))
+    }
+
+    /// `data` as one gzip member: a header with mtime 0 and OS unknown, so that it is
+    /// reproducible, zlib-rs's deflate stream, and the trailer.
+    pub(crate) fn member(&mut self, data: &[u8]) -> io::Result<Vec<u8>> {
+        let mut encoder = flate2::GzBuilder::new()
+            .operating_system(255)
+            .write(Vec::with_capacity(data.len() / 2 + 64), self.0);
+        encoder.write_all(data)?;
+        encoder.finish()
+    }
 }
 
 /// Compresses blocks in batches on a thread pool and writes them in order.
@@ -72,7 +96,7 @@ impl<W: Write> ParallelGzip<W> {
         let members: Vec<io::Result<Vec<u8>>> = self.pool.install(|| {
             blocks
                 .par_iter()
-                .map_init(|| compressor(level), |c, block| gzip_member(c, block))
+                .map_init(|| MemberCompressor::new(level), |c, block| c.member(block))
                 .collect()
         });
         for member in members {

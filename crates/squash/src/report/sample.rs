@@ -354,8 +354,9 @@ fn compressed_len(
         Compression::None => Ok(data.len() as u64),
         Compression::Gzip => {
             debug_assert!(prefix.is_empty(), "a gzip member starts with no context");
-            let mut compressor = crate::codec::pgzip::compressor(level as u32);
-            crate::codec::pgzip::gzip_member(&mut compressor, data).map(|m| m.len() as u64)
+            crate::codec::pgzip::MemberCompressor::new(level as u32)
+                .member(data)
+                .map(|m| m.len() as u64)
         }
         #[cfg(feature = "zstd")]
         Compression::Zstd => {
