@@ -66,6 +66,8 @@ pub(crate) struct ParallelGzip<W: Write> {
     /// Full blocks waiting for a batch, and the block being filled.
     pending: Vec<Vec<u8>>,
     current: Vec<u8>,
+    /// Blocks already compressed, emptied for reuse (a long layer allocates no new ones).
+    spare: Vec<Vec<u8>>,
     batch: usize,
     /// Whether a member was written (an empty input still gets one, empty).
     wrote: bool,
@@ -85,6 +87,7 @@ impl<W: Write> ParallelGzip<W> {
             pool,
             pending: Vec::new(),
             current: Vec::with_capacity(BLOCK_SIZE),
+            spare: Vec::new(),
             batch: threads * 2,
             wrote: false,
         })
@@ -124,14 +127,17 @@ impl<W: Write> Write for ParallelGzip<W> {
         let n = room.min(buf.len());
         self.current.extend_from_slice(&buf[..n]);
         if self.current.len() == BLOCK_SIZE {
-            let full = std::mem::replace(&mut self.current, Vec::with_capacity(BLOCK_SIZE));
+            let next = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(BLOCK_SIZE));
+            let full = std::mem::replace(&mut self.current, next);
             self.pending.push(full);
             if self.pending.len() >= self.batch {
-                let blocks = std::mem::take(&mut self.pending);
+                let mut blocks = std::mem::take(&mut self.pending);
                 self.flush_blocks(&blocks)?;
-                // The emptied blocks are reused, so a long layer allocates no new buffers.
+                for mut block in blocks.drain(..) {
+                    block.clear();
+                    self.spare.push(block);
+                }
                 self.pending = blocks;
-                self.pending.clear();
             }
         }
         Ok(n)
