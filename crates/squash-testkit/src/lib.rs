@@ -46,19 +46,24 @@ pub fn history_steps(history: &serde_json::Value) -> Vec<(String, bool)> {
         .collect()
 }
 
-/// Whether the external `tool` runs (`tool --version`). A missing tool is a loud skip, and a
-/// failure when `SQUASH_REQUIRE_INTEROP` is set (as `.ci/run` sets it).
+/// Whether what a test needs (`what`) is `present`. Missing, it is a loud skip, and a failure
+/// when `SQUASH_REQUIRE_INTEROP` is set (as `.ci/run` sets it).
+pub fn required(what: &str, present: bool) -> bool {
+    if !present {
+        assert!(
+            std::env::var("SQUASH_REQUIRE_INTEROP").is_err(),
+            "{what} required (SQUASH_REQUIRE_INTEROP is set) but missing"
+        );
+        eprintln!("SKIPPED: {what} missing; the test that needs it did not check anything");
+    }
+    present
+}
+
+/// Whether the external `tool` runs (`tool --version`), as [`required`] asks.
 pub fn tool_available(tool: &str) -> bool {
     let found = std::process::Command::new(tool)
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("SQUASH_REQUIRE_INTEROP").is_err(),
-            "`{tool}` is required (SQUASH_REQUIRE_INTEROP is set) but not found"
-        );
-        eprintln!("SKIPPED: `{tool}` not found; the test that needs it did not check anything");
-    }
-    found
+    required(&format!("`{tool}`"), found)
 }

@@ -28,15 +28,7 @@ fn on_path(tool: &str) -> bool {
 /// Whether every tool is there: a loud skip when one is missing, fatal in CI.
 fn ready(tools: &[&str]) -> bool {
     let missing: Vec<&str> = tools.iter().copied().filter(|t| !on_path(t)).collect();
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        std::env::var("SQUASH_REQUIRE_INTEROP").is_err(),
-        "required for the registry tests: {missing:?}"
-    );
-    eprintln!("SKIPPED: the registry tests need {missing:?}");
-    false
+    squash_testkit::required(&format!("for the registry tests, {missing:?}"), missing.is_empty())
 }
 
 /// An environment without anyone's credentials: an empty Docker config, no podman auth file.
