@@ -1,7 +1,30 @@
 //! Sizes as people read and write them: `1.5 MB` (powers of 1000, as registries show them), and
-//! `50MB`, `1.5GiB` or `1000` parsed back.
+//! `50MB`, `1.5GiB` or `1000` parsed back; and times since the epoch as dates in UTC.
 
 use crate::error::ParseError;
+
+/// Seconds since the epoch as a UTC date and time, `YYYY-MM-DD`, `between`, `HH:MM:SS`, then
+/// `zone`: `date_time(0, 'T', "Z")` is RFC 3339's `1970-01-01T00:00:00Z`.
+pub(crate) fn date_time(seconds: i64, between: char, zone: &str) -> String {
+    let days = seconds.div_euclid(86_400);
+    let rest = seconds.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's civil_from_days).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}{between}{:02}:{:02}:{:02}{zone}",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
 
 /// `1.5 MB`-style sizes (powers of 1000, as registries show them).
 pub fn human(bytes: u64) -> String {
