@@ -310,8 +310,7 @@ impl Sampler {
                 ((sums.proxy * fallback).round() as u64, fallback)
             }
         };
-        let fallback = if self.uses_proxy() { 1.0 } else { 0.5 };
-        let (compressed, ratio) = estimate(&self.sums, self.total, fallback);
+        let (compressed, ratio) = estimate(&self.sums, self.total, 1.0);
         let per_layer = (0..layers)
             .map(|l| {
                 let bytes = self.total_per_layer[l];
