@@ -34,6 +34,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut peers_only = false;
     let mut entries: Vec<u64> = Vec::new();
     let mut binary: Option<PathBuf> = None;
+    let (mut five, mut many, mut keep) = (true, true, false);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -41,6 +42,12 @@ pub fn run(args: &[String]) -> Result<()> {
             "--dir" => dir = PathBuf::from(it.next().context("--dir needs a path")?),
             "--runs" => runs = it.next().context("--runs needs a number")?.parse::<usize>()?.max(1),
             "--peers-only" => peers_only = true,
+            "--keep" => keep = true,
+            "--shape" => match it.next().map(String::as_str) {
+                Some("five") => many = false,
+                Some("many") => five = false,
+                _ => bail!("--shape needs `five` (the 5-layer image) or `many` (22 layers)"),
+            },
             "--squash" => binary = Some(PathBuf::from(it.next().context("--squash needs a path")?)),
             "--entries" => {
                 let list =
@@ -92,7 +99,8 @@ pub fn run(args: &[String]) -> Result<()> {
         "verified s",
         "ratio"
     );
-    for s in [scale, scale * 2.0] {
+    let scales: &[f64] = if five { &[scale, scale * 2.0] } else { &[] };
+    for &s in scales {
         let work = dir.join(format!("scale-{s}"));
         let _ = fs::remove_dir_all(&work);
         fs::create_dir_all(&work)?;
@@ -194,11 +202,13 @@ pub fn run(args: &[String]) -> Result<()> {
         for f in ["docker.tar", "ours-docker.tar", "oci-squash.tar"] {
             let _ = fs::remove_file(work.join(f));
         }
-        for t in &tars {
-            fs::remove_file(t)?;
+        if !keep {
+            for t in &tars {
+                fs::remove_file(t)?;
+            }
         }
     }
-    if !peers_only {
+    if many && !peers_only {
         let work = dir.join(format!("many-{scale}"));
         let _ = fs::remove_dir_all(&work);
         fs::create_dir_all(&work)?;
@@ -213,7 +223,9 @@ pub fn run(args: &[String]) -> Result<()> {
         for kind in ["gzip", "zstd"] {
             compressed_case(&squash, &work, &tars, kind, runs, cores)?;
         }
-        let _ = fs::remove_dir_all(&work);
+        if !keep {
+            let _ = fs::remove_dir_all(&work);
+        }
     }
     Ok(())
 }
