@@ -4,14 +4,13 @@
 //! renamed into place at the commit.
 
 use std::collections::BTreeSet;
-use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
 use tempfile::NamedTempFile;
 
 use super::container::{
-    closing_members, member_header, member_name, BlobKind, Finish, OutputWriter,
+    closing_members, member_header, member_name, BlobKind, Finish, OutputWriter, WriteBehind,
 };
 use super::container::{parent_dir, temp_prefix};
 use super::lock::temp_file;
@@ -26,7 +25,7 @@ use crate::layer::tarstream::padding;
 pub(crate) struct ArchiveTarget {
     pub(super) dest: PathBuf,
     pub(super) file: Option<NamedTempFile>,
-    pub(super) out: BufWriter<File>,
+    pub(super) out: BufWriter<WriteBehind>,
     pub(super) offset: u64,
     pub(super) format: OutputFormat,
     pub(super) written: BTreeSet<Digest>,
@@ -63,7 +62,7 @@ impl ArchiveTarget {
         if self.written.contains(&digest) {
             // Already in the archive: cut the duplicate off again.
             self.out.flush().at(|| location.clone())?;
-            let file = self.out.get_mut();
+            let file = &mut self.out.get_mut().file;
             file.set_len(header_offset).at(|| location.clone())?;
             file.seek(SeekFrom::Start(header_offset)).at(|| location.clone())?;
             self.offset = header_offset;
@@ -72,7 +71,7 @@ impl ArchiveTarget {
         let name = member_name(self.format, kind, &digest);
         let header = member_header(name.as_bytes(), size, b'0');
         self.out.flush().at(|| location.clone())?;
-        let file = self.out.get_mut();
+        let file = &mut self.out.get_mut().file;
         file.seek(SeekFrom::Start(header_offset)).at(|| location.clone())?;
         file.write_all(&header).at(|| location.clone())?;
         file.seek(SeekFrom::Start(self.offset)).at(|| location.clone())?;

@@ -1,6 +1,6 @@
 //! What every output container shares: the kinds of blob, the documents that close an output,
-//! the member names and headers of the archives squash writes, and a writer that blames the
-//! output (not the input being copied) when a write fails.
+//! the member names and headers of the archives squash writes, a writer that blames the output
+//! (not the input being copied) when a write fails, and a file that is written back as it grows.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -80,6 +80,50 @@ impl<W: Write> Write for OutputWriter<'_, W> {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush().map_err(|e| self.wrap(e))
+    }
+}
+
+/// A file being written whose dirty pages are handed to the system for writing back every
+/// [`BEHIND`] bytes, so that the `fsync` before the file is put in place waits for the last
+/// stretch only, not for the whole file: the disk works while squash computes. (`fadvise`'s
+/// `DONTNEED` starts the write-back of a range, then drops the pages of it that are already
+/// clean; pages still being written stay cached.)
+pub(super) struct WriteBehind {
+    pub file: std::fs::File,
+    /// Off for a file that is read back whole after writing (an archive compressed at the
+    /// commit): its pages should stay cached.
+    hand_over: bool,
+    written: u64,
+    handed: u64,
+}
+
+/// Bytes between two hand-overs.
+const BEHIND: u64 = 8 << 20;
+
+impl WriteBehind {
+    pub(super) fn new(file: std::fs::File, hand_over: bool) -> WriteBehind {
+        WriteBehind { file, hand_over, written: 0, handed: 0 }
+    }
+}
+
+impl Write for WriteBehind {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if self.hand_over && self.written - self.handed >= BEHIND {
+            // Advice only: a system that ignores it writes everything back at the fsync.
+            let _ = rustix::fs::fadvise(
+                &self.file,
+                self.handed,
+                std::num::NonZeroU64::new(self.written - self.handed),
+                rustix::fs::Advice::DontNeed,
+            );
+            self.handed = self.written;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
     }
 }
 
@@ -205,3 +249,31 @@ pub(super) fn member_header(name: &[u8], size: u64, typeflag: u8) -> [u8; BLOCK]
 
 /// Where a streamed output's errors point.
 pub(super) const STDOUT: &str = "<standard output>";
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Seek, Write};
+
+    use super::{WriteBehind, BEHIND};
+
+    /// Handing pages over for writing back changes nothing in the file: written in odd-sized
+    /// pieces across several hand-overs, the bytes read back are the bytes written, and a file
+    /// that is to be read back is never handed over.
+    #[test]
+    fn written_back_files_hold_what_was_written() {
+        let data: Vec<u8> = (0..3 * BEHIND + 12_345).map(|i| (i * 7 % 251) as u8).collect();
+        for hand_over in [true, false] {
+            let mut behind = WriteBehind::new(tempfile::tempfile().unwrap(), hand_over);
+            for piece in data.chunks(1_000_003) {
+                behind.write_all(piece).unwrap();
+            }
+            behind.flush().unwrap();
+            // A hand-over once 8 MiB have gathered: after pieces 9 and 18 of 26.
+            assert_eq!(behind.handed, if hand_over { 18 * 1_000_003 } else { 0 });
+            let mut back = Vec::new();
+            behind.file.rewind().unwrap();
+            behind.file.read_to_end(&mut back).unwrap();
+            assert!(back == data, "the file differs from what was written");
+        }
+    }
+}

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 use tempfile::{NamedTempFile, TempDir};
 
-use super::container::{parent_dir, Finish, OutputWriter, OCI_LAYOUT};
+use super::container::{parent_dir, Finish, OutputWriter, WriteBehind, OCI_LAYOUT};
 use super::lock::{temp_file, DirLock, LockWait, TEMP_MARK};
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Location, Result};
@@ -51,7 +51,7 @@ impl LayoutTarget<'_> {
         };
         let handle = temp.reopen().at(|| Location::file(temp.path()))?;
         let mut writer = HashingWriter::new(OutputWriter {
-            inner: BufWriter::with_capacity(1 << 20, handle),
+            inner: BufWriter::with_capacity(1 << 20, WriteBehind::new(handle, true)),
             dest: &self.root,
         });
         write(&mut writer)?;
@@ -59,7 +59,8 @@ impl LayoutTarget<'_> {
         let file = buffered
             .inner
             .into_inner()
-            .map_err(|e| Error::io(Location::file(&self.root), e.into_error()))?;
+            .map_err(|e| Error::io(Location::file(&self.root), e.into_error()))?
+            .file;
         file.sync_all().at(|| Location::file(&self.root))?;
         let final_path = dir.join(digest.hex());
         if final_path.exists() || self.staged.contains_key(&digest) {

@@ -9,7 +9,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::archive::ArchiveTarget;
-use super::container::{opening_members, parent_dir, temp_prefix, BlobKind, Finish};
+use super::container::{opening_members, parent_dir, temp_prefix, BlobKind, Finish, WriteBehind};
 use super::layout::LayoutTarget;
 use super::lock::{sweep, temp_dir, temp_file, DirLock, LockWait, TEMP_MARK};
 use super::output::{
@@ -107,7 +107,13 @@ impl<'a> Target<'a> {
                 let mut target = ArchiveTarget {
                     dest: path.to_path_buf(),
                     file: Some(file),
-                    out: BufWriter::with_capacity(1 << 20, handle),
+                    out: BufWriter::with_capacity(
+                        1 << 20,
+                        WriteBehind::new(
+                            handle,
+                            compression.is_none_or(|c| c == Compression::None),
+                        ),
+                    ),
                     offset: 0,
                     format,
                     written: BTreeSet::new(),
