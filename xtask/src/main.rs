@@ -22,7 +22,7 @@ fn main() -> Result<()> {
         _ => {
             eprintln!(
                 "usage: cargo xtask bench [--scale S] [--runs N] [--dir DIR] [--peers-only] \
-                 [--squash BIN] [--entries N,N,…] | cargo xtask fuzz [--seconds N] [--seed S] | cargo xtask man \
+                 [--shape five|many] [--keep] [--squash BIN] [--entries N,N,…] | cargo xtask fuzz [--seconds N] [--seed S] | cargo xtask man \
                  | cargo xtask ci"
             );
             Ok(())

@@ -2,6 +2,8 @@
 //! runs, and a case's row printed against its limit.
 
 use std::fs;
+use std::io::Read;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -49,6 +51,26 @@ pub(crate) fn timed_cpu(cmd: &mut Command) -> Result<(f64, f64, f64)> {
 /// one before it (generating the images writes gigabytes).
 pub(crate) fn settle() {
     let _ = Command::new("sync").status();
+}
+
+/// Reads `paths` (files, or every file under a directory) into the page cache before a
+/// measurement, so that every timed command starts with its inputs in memory: this machine's
+/// kernel reclaims cached pages within seconds of their last use, and without this a command
+/// reads from memory or from the disk depending on what ran before it.
+pub(crate) fn warm<P: AsRef<Path>>(paths: &[P]) {
+    fn read(path: &Path, buf: &mut [u8]) {
+        if path.is_dir() {
+            for entry in fs::read_dir(path).into_iter().flatten().flatten() {
+                read(&entry.path(), buf);
+            }
+        } else if let Ok(mut file) = fs::File::open(path) {
+            while matches!(file.read(buf), Ok(n) if n > 0) {}
+        }
+    }
+    let mut buf = vec![0u8; 1 << 20];
+    for path in paths {
+        read(path.as_ref(), &mut buf);
+    }
 }
 
 /// The median of some timings.

@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::{root, run_command};
 use images::{extract_new_layer, newest_layer_blob, write_docker_archive, write_layout};
-use measure::{have, limit_row, median, timed, timed_cpu, timed_median, timed_sh};
+use measure::{have, limit_row, median, timed, timed_cpu, timed_median, timed_sh, warm};
 
 /// The binary timed: the one given (`--squash BIN`, to compare builds), else this tree's,
 /// built in release mode.
@@ -132,6 +132,7 @@ pub fn run(args: &[String]) -> Result<()> {
         let range: Vec<String> = tars[1..].iter().map(|t| t.display().to_string()).collect();
         let (mut read_hash, mut write_hash) = (Vec::new(), Vec::new());
         for round in 0..runs {
+            warm(&[&archive]);
             let (t, r, cpu) = timed_cpu(
                 Command::new(&squash)
                     .arg(&archive)
@@ -144,7 +145,9 @@ pub fn run(args: &[String]) -> Result<()> {
             if round == 0 {
                 extract_new_layer(&out, &new_plain)?;
             }
+            warm(&range);
             read_hash.push(timed_sh(&format!("cat {} | sha256sum > /dev/null", range.join(" ")))?);
+            warm(&[&new_plain]);
             write_hash.push(timed_sh(&format!("sha256sum {} > /dev/null", new_plain.display()))?);
             if peer_installed && peer_error.is_none() {
                 let _ = fs::remove_dir_all(&tmp);
@@ -264,6 +267,7 @@ fn compressed_case(
     let mut new_blob = PathBuf::new();
     for round in 0..runs {
         let _ = fs::remove_dir_all(&out);
+        warm(&[&layout]);
         let (t, r, cpu) = timed_cpu(
             Command::new(squash)
                 .arg(format!("oci:{}:bench", layout.display()))
@@ -282,8 +286,13 @@ fn compressed_case(
                 new_tar.display()
             )))?;
         }
+        warm(&range);
         decompress.push(timed_sh(&format!("{dc} {} > /dev/null", range.join(" ")))?);
+        warm(&[&new_tar]);
         compress.push(timed_sh(&format!("{c} < {} > /dev/null", new_tar.display()))?);
+        warm(&range);
+        warm(&decoded);
+        warm(&[&new_tar, &new_blob]);
         hash.push(timed_sh(&format!(
             "{sha} {} {} {} {} > /dev/null",
             range.join(" "),
@@ -312,6 +321,7 @@ fn compressed_case(
             if exact {
                 cmd.arg("--exact");
             }
+            warm(&[&layout]);
             timed(&mut cmd)
         })?;
         println!(
