@@ -29,7 +29,8 @@ pub(crate) struct ArchiveTarget {
     pub(super) offset: u64,
     pub(super) format: OutputFormat,
     pub(super) written: BTreeSet<Digest>,
-    /// The archive is compressed as a whole at the commit, when given.
+    /// The archive is compressed as a whole at the commit, when given (never
+    /// `Compression::None`).
     pub(super) compression: Option<Compression>,
 }
 
@@ -89,7 +90,7 @@ impl ArchiveTarget {
             location: location.clone(),
             reason: "archive already committed".into(),
         })?;
-        let file = match self.compression.filter(|c| *c != Compression::None) {
+        let file = match self.compression {
             Some(compression) => compressed(&file, compression, &self.dest)?,
             None => file,
         };

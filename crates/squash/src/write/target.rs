@@ -104,15 +104,13 @@ impl<'a> Target<'a> {
                     temp_file(&parent, &format!("{}-", temp_prefix(path)))?
                 };
                 let handle = file.reopen().at(|| Location::file(file.path()))?;
+                let compression = compression.filter(|c| *c != Compression::None);
                 let mut target = ArchiveTarget {
                     dest: path.to_path_buf(),
                     file: Some(file),
                     out: BufWriter::with_capacity(
                         1 << 20,
-                        WriteBehind::new(
-                            handle,
-                            compression.is_none_or(|c| c == Compression::None),
-                        ),
+                        WriteBehind::new(handle, compression.is_none()),
                     ),
                     offset: 0,
                     format,
