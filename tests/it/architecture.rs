@@ -16,6 +16,7 @@ const MODULES: &[&str] = &[
     "budget",
     "context",
     "units",
+    "page_cache",
     // Compression in one place.
     "codec::compression",
     "codec::decode",

@@ -25,6 +25,7 @@ mod digest;
 mod error;
 mod layer;
 mod merge;
+mod page_cache;
 mod plan;
 pub mod present;
 mod progress;

@@ -3,12 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Location, Result};
 use crate::layer::entry::{EntryKind, EntryPath};
 use crate::layer::tarstream::{TarError, TarReader};
+use crate::page_cache::ReadOnce;
 
 /// One member of an outer archive.
 #[derive(Debug, Clone)]
@@ -120,10 +121,8 @@ impl ArchiveIndex {
         let Some((offset, size)) = self.resolve(name) else {
             return Ok(None);
         };
-        let mut file = File::open(&self.path).at(|| Location::file(&self.path))?;
-        file.seek(SeekFrom::Start(offset))
-            .at(|| Location::file(&self.path).part(format!("member `{name}`")))?;
-        Ok(Some((Box::new(file.take(size)), size)))
+        let file = File::open(&self.path).at(|| Location::file(&self.path))?;
+        Ok(Some((Box::new(ReadOnce::new(file, offset, size)), size)))
     }
 
     /// Names of regular members (after following links), for format detection.

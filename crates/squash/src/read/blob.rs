@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::codec::compression::{sniff_buffered, Sniffed};
 use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, IoContext, Location, Result};
+use crate::page_cache::ReadOnce;
 use crate::read::archive::{read_small, ArchiveIndex};
 #[cfg(feature = "registry")]
 use crate::registry::repository::Repository;
@@ -91,7 +92,7 @@ impl Store {
                 match File::open(&path) {
                     Ok(file) => {
                         let size = file.metadata().at(|| Location::file(&path))?.len();
-                        Ok(Some((Box::new(file), size)))
+                        Ok(Some((Box::new(ReadOnce::new(file, 0, size)), size)))
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
                     Err(e) => Err(Error::io(Location::file(&path), e)),

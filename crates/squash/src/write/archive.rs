@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use tempfile::NamedTempFile;
 
 use super::container::{
-    closing_members, member_header, member_name, BlobKind, Finish, OutputWriter, WriteBehind,
+    closing_members, member_header, member_name, BlobKind, Finish, OutputWriter,
 };
 use super::container::{parent_dir, temp_prefix};
 use super::lock::temp_file;
@@ -20,6 +20,7 @@ use crate::codec::encode::Encoder;
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Location, Result};
 use crate::layer::tarstream::padding;
+use crate::page_cache::WriteBehind;
 
 /// An archive being written on disk.
 pub(crate) struct ArchiveTarget {

@@ -83,60 +83,6 @@ impl<W: Write> Write for OutputWriter<'_, W> {
     }
 }
 
-/// A file being written once, front to back. Every [`BEHIND`] bytes the newest stretch is
-/// handed to the system for writing back, and what was handed over before, on the disk by now,
-/// is dropped from the page cache: the disk works while squash computes, the `fsync` before
-/// the file is put in place waits for the last stretch only, and the file streams through a
-/// few MiB of memory instead of its whole size. On a virtual machine that gives free memory
-/// back to its host, memory not touched for a few seconds costs about 2 s of system time per
-/// GB to touch again (docs/speed.md), and the pages dropped here are the next ones used.
-/// (`fadvise`'s `DONTNEED` starts the write-back of a range and drops the pages of it that are
-/// clean; pages still being written stay cached until a later hand-over finds them clean.)
-pub(super) struct WriteBehind {
-    pub file: std::fs::File,
-    /// Off for a file that is read back whole after writing (an archive compressed at the
-    /// commit): its pages should stay cached.
-    hand_over: bool,
-    written: u64,
-    handed: u64,
-}
-
-/// Bytes between two hand-overs.
-const BEHIND: u64 = 8 << 20;
-
-impl WriteBehind {
-    pub(super) fn new(file: std::fs::File, hand_over: bool) -> WriteBehind {
-        WriteBehind { file, hand_over, written: 0, handed: 0 }
-    }
-}
-
-/// Drops the cached pages of `file` in `from..to` that are clean and starts writing back the
-/// dirty ones. Advice only: a system that ignores it keeps the pages, and the bytes are the
-/// same either way.
-fn drop_cached(file: &std::fs::File, from: u64, to: u64) {
-    if let Some(len) = std::num::NonZeroU64::new(to.saturating_sub(from)) {
-        let _ = rustix::fs::fadvise(file, from, Some(len), rustix::fs::Advice::DontNeed);
-    }
-}
-
-impl Write for WriteBehind {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.written += n as u64;
-        if self.hand_over && self.written - self.handed >= BEHIND {
-            // What was handed over before: dropped where clean.
-            drop_cached(&self.file, 0, self.handed);
-            // The newest stretch: its write-back starts.
-            drop_cached(&self.file, self.handed, self.written);
-            self.handed = self.written;
-        }
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
-    }
-}
-
 /// The directory `path` is in.
 pub(super) fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
@@ -259,37 +205,3 @@ pub(super) fn member_header(name: &[u8], size: u64, typeflag: u8) -> [u8; BLOCK]
 
 /// Where a streamed output's errors point.
 pub(super) const STDOUT: &str = "<standard output>";
-
-#[cfg(test)]
-mod tests {
-    use std::io::{Read, Seek, Write};
-
-    use super::{drop_cached, WriteBehind, BEHIND};
-
-    /// Handing pages over for writing back and dropping them changes nothing in the file:
-    /// written in odd-sized pieces across several hand-overs, the bytes read back are the bytes
-    /// written, also once every page is dropped and read from the disk again; and a file that
-    /// is to be read back is never handed over.
-    #[test]
-    fn written_back_files_hold_what_was_written() {
-        let data: Vec<u8> = (0..3 * BEHIND + 12_345).map(|i| (i * 7 % 251) as u8).collect();
-        for hand_over in [true, false] {
-            let mut behind = WriteBehind::new(tempfile::tempfile().unwrap(), hand_over);
-            for piece in data.chunks(1_000_003) {
-                behind.write_all(piece).unwrap();
-            }
-            behind.flush().unwrap();
-            // A hand-over once 8 MiB have gathered: after pieces 9 and 18 of 26.
-            assert_eq!(behind.handed, if hand_over { 18 * 1_000_003 } else { 0 });
-            // Read back as written, then again from the disk once every page is dropped.
-            for pass in 0..2 {
-                let mut back = Vec::new();
-                behind.file.rewind().unwrap();
-                behind.file.read_to_end(&mut back).unwrap();
-                assert!(back == data, "the file differs from what was written (pass {pass})");
-                behind.file.sync_all().unwrap();
-                drop_cached(&behind.file, 0, data.len() as u64);
-            }
-        }
-    }
-}

@@ -10,10 +10,11 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 use tempfile::{NamedTempFile, TempDir};
 
-use super::container::{parent_dir, Finish, OutputWriter, WriteBehind, OCI_LAYOUT};
+use super::container::{parent_dir, Finish, OutputWriter, OCI_LAYOUT};
 use super::lock::{temp_file, DirLock, LockWait, TEMP_MARK};
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Location, Result};
+use crate::page_cache::WriteBehind;
 use crate::read::descriptor::REF_NAME;
 use crate::read::media::OCI_INDEX;
 

@@ -9,7 +9,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::archive::ArchiveTarget;
-use super::container::{opening_members, parent_dir, temp_prefix, BlobKind, Finish, WriteBehind};
+use super::container::{opening_members, parent_dir, temp_prefix, BlobKind, Finish};
 use super::layout::LayoutTarget;
 use super::lock::{sweep, temp_dir, temp_file, DirLock, LockWait, TEMP_MARK};
 use super::output::{
@@ -21,6 +21,7 @@ use super::stream::StreamTarget;
 use crate::codec::compression::Compression;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Location, Result};
+use crate::page_cache::WriteBehind;
 use crate::read::blob::Store;
 use crate::registry::options::RegistryOptions;
 use crate::registry::reference::RegistryReference;

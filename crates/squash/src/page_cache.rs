@@ -1,0 +1,184 @@
+//! A run's files and the page cache. A file squash writes once (an output blob) is handed to
+//! the system for writing back as it grows, and its pages are dropped once they are on the
+//! disk; a stretch of an input that was not cached when squash opened it is dropped behind the
+//! reader. Either way a file streams through a few MiB of memory instead of its whole size, and
+//! the cache is left about as squash found it. On a virtual machine that gives free memory
+//! back to its host, memory not touched for a few seconds costs about 2 s of system time per
+//! GB to touch again, and pages dropped here are the next ones used (docs/speed.md). All of it
+//! is advice (`fadvise`): a system that ignores it keeps the pages, and every byte read or
+//! written is the same either way.
+
+use std::fs::File;
+use std::io::{self, IoSliceMut, Read, Write};
+use std::os::unix::fs::FileExt;
+
+/// Bytes between two hand-overs of a file written, or two drops behind a reader.
+pub(crate) const BEHIND: u64 = 8 << 20;
+
+/// Drops the cached pages of `file` in `from..to` that are clean and starts writing back the
+/// dirty ones (`fadvise`'s `DONTNEED`; pages only partly in the range stay).
+pub(crate) fn drop_cached(file: &File, from: u64, to: u64) {
+    if let Some(len) = std::num::NonZeroU64::new(to.saturating_sub(from)) {
+        // Advice only: a failure leaves the pages cached.
+        let _ = rustix::fs::fadvise(file, from, Some(len), rustix::fs::Advice::DontNeed);
+    }
+}
+
+/// A file being written once, front to back. Every [`BEHIND`] bytes the newest stretch is
+/// handed to the system for writing back, and what was handed over before, on the disk by now,
+/// is dropped from the page cache: the disk works while squash computes, the `fsync` before
+/// the file is put in place waits for the last stretch only, and the file's next stretches
+/// reuse the pages. Pages still being written stay until a later hand-over finds them clean.
+#[derive(Debug)]
+pub(crate) struct WriteBehind {
+    /// The file written.
+    pub file: File,
+    /// Off for a file that is read back whole after writing (an archive compressed at the
+    /// commit): its pages should stay cached.
+    hand_over: bool,
+    written: u64,
+    handed: u64,
+}
+
+impl WriteBehind {
+    /// `file`, written from its start; handed over as it grows if `hand_over`.
+    pub(crate) fn new(file: File, hand_over: bool) -> WriteBehind {
+        WriteBehind { file, hand_over, written: 0, handed: 0 }
+    }
+}
+
+impl Write for WriteBehind {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if self.hand_over && self.written - self.handed >= BEHIND {
+            // What was handed over before: dropped where clean (pages of earlier stretches
+            // still being written then are dropped now).
+            drop_cached(&self.file, 0, self.handed);
+            // The newest stretch: its write-back starts.
+            drop_cached(&self.file, self.handed, self.written);
+            self.handed = self.written;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// A stretch of an input file read once, front to back (a blob of a layout, a member of an
+/// archive). If the stretch was not all cached when it was opened, what the reader has passed
+/// is dropped from the cache every [`BEHIND`] bytes and at its end; a stretch that was cached
+/// (just written by `docker save`, or read before) is left cached.
+#[derive(Debug)]
+pub(crate) struct ReadOnce {
+    file: File,
+    pos: u64,
+    end: u64,
+    /// Whether to drop what is read: the stretch was not all cached.
+    drop: bool,
+    dropped: u64,
+}
+
+impl ReadOnce {
+    /// The `len` bytes of `file` from `start`.
+    pub(crate) fn new(file: File, start: u64, len: u64) -> ReadOnce {
+        let drop = len >= BEHIND && !cached(&file, start, len);
+        ReadOnce { file, pos: start, end: start.saturating_add(len), drop, dropped: start }
+    }
+}
+
+impl Read for ReadOnce {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = buf.len().min(usize::try_from(self.end - self.pos).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        if self.drop && (self.pos - self.dropped >= BEHIND || self.pos == self.end || n == 0) {
+            drop_cached(&self.file, self.dropped, self.pos);
+            self.dropped = self.pos;
+        }
+        Ok(n)
+    }
+}
+
+/// Whether `len` bytes of `file` from `start` look cached: one byte read without waiting for
+/// the disk (`RWF_NOWAIT`) at each of 16 places spread over them. A system that cannot tell
+/// counts as cached, so its cache is left alone.
+fn cached(file: &File, start: u64, len: u64) -> bool {
+    const PROBES: u64 = 16;
+    let mut byte = [0u8; 1];
+    (0..PROBES).all(|i| {
+        let at = start + len / PROBES * i;
+        let flags = rustix::io::ReadWriteFlags::NOWAIT;
+        match rustix::io::preadv2(file, &mut [IoSliceMut::new(&mut byte)], at, flags) {
+            Ok(_) => true,
+            Err(e) => e != rustix::io::Errno::AGAIN,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Seek, Write};
+
+    use super::{drop_cached, ReadOnce, WriteBehind, BEHIND};
+
+    /// Handing pages over for writing back and dropping them changes nothing in the file:
+    /// written in odd-sized pieces across several hand-overs, the bytes read back are the bytes
+    /// written, also once every page is dropped and read from the disk again; and a file that
+    /// is to be read back is never handed over.
+    #[test]
+    fn written_back_files_hold_what_was_written() {
+        let data: Vec<u8> = (0..3 * BEHIND + 12_345).map(|i| (i * 7 % 251) as u8).collect();
+        for hand_over in [true, false] {
+            let mut behind = WriteBehind::new(tempfile::tempfile().unwrap(), hand_over);
+            for piece in data.chunks(1_000_003) {
+                behind.write_all(piece).unwrap();
+            }
+            behind.flush().unwrap();
+            // A hand-over once 8 MiB have gathered: after pieces 9 and 18 of 26.
+            assert_eq!(behind.handed, if hand_over { 18 * 1_000_003 } else { 0 });
+            // Read back as written, then again from the disk once every page is dropped.
+            for pass in 0..2 {
+                let mut back = Vec::new();
+                behind.file.rewind().unwrap();
+                behind.file.read_to_end(&mut back).unwrap();
+                assert!(back == data, "the file differs from what was written (pass {pass})");
+                behind.file.sync_all().unwrap();
+                drop_cached(&behind.file, 0, data.len() as u64);
+            }
+        }
+    }
+
+    /// A stretch read once holds exactly its bytes, whether it was cached or dropped behind
+    /// the reader as it went, and read in odd-sized pieces.
+    #[test]
+    fn a_stretch_read_once_reads_its_bytes() {
+        let data: Vec<u8> = (0..2 * BEHIND + 77_777).map(|i| (i * 13 % 253) as u8).collect();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&data).unwrap();
+        file.sync_all().unwrap();
+        let (start, len) = (4_099u64, 2 * BEHIND + 1_000);
+        let expected = &data[start as usize..(start + len) as usize];
+        for cold in [false, true] {
+            if cold {
+                drop_cached(&file, 0, data.len() as u64);
+            }
+            let mut once = ReadOnce::new(file.try_clone().unwrap(), start, len);
+            let mut back = Vec::new();
+            let mut piece = vec![0u8; 999_983];
+            loop {
+                let n = once.read(&mut piece).unwrap();
+                if n == 0 {
+                    break;
+                }
+                back.extend_from_slice(&piece[..n]);
+            }
+            assert_eq!(back.len() as u64, len);
+            assert!(back == expected, "the stretch differs (cold: {cold})");
+        }
+    }
+}
