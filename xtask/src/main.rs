@@ -14,21 +14,28 @@ use anyhow::{bail, Context, Result};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        eprintln!("{USAGE}");
+        return Ok(());
+    }
     match args.first().map(String::as_str) {
         Some("bench") => bench::run(&args[1..]),
         Some("ci") => ci::run(),
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("man") => man::run(),
         _ => {
-            eprintln!(
-                "usage: cargo xtask bench [--scale S] [--runs N] [--dir DIR] [--peers-only] \
-                 [--shape five|many] [--keep] [--squash BIN] [--entries N,N,…] | cargo xtask fuzz [--seconds N] [--seed S] | cargo xtask man \
-                 | cargo xtask ci"
-            );
+            eprintln!("{USAGE}");
             Ok(())
         }
     }
 }
+
+/// What each chore takes.
+const USAGE: &str = "usage: cargo xtask bench [--scale S] [--runs N] [--dir DIR] [--peers-only] \
+[--shape five|many] [--keep] [--squash BIN] [--entries N,N,…]
+       cargo xtask fuzz [--seconds N] [--seed S] [--registry]
+       cargo xtask man
+       cargo xtask ci";
 
 /// The workspace root.
 fn root() -> PathBuf {
