@@ -24,6 +24,15 @@ pub(crate) fn drop_cached(file: &File, from: u64, to: u64) {
     }
 }
 
+/// Asks the system to start reading `from..to` of `file` into the page cache (`fadvise`'s
+/// `WILLNEED`), so that a reader reaching it later finds it there.
+pub(crate) fn read_ahead(file: &File, from: u64, to: u64) {
+    if let Some(len) = std::num::NonZeroU64::new(to.saturating_sub(from)) {
+        // Advice only: a failure leaves the reads to the reader.
+        let _ = rustix::fs::fadvise(file, from, Some(len), rustix::fs::Advice::WillNeed);
+    }
+}
+
 /// A file being written once, front to back. Every [`BEHIND`] bytes the newest stretch is
 /// handed to the system for writing back, and what was handed over before, on the disk by now,
 /// is dropped from the page cache: the disk works while squash computes, the `fsync` before

@@ -2,10 +2,11 @@
 //! read every layer above it in the range is known: an entry that one of them shadows (the same
 //! path, a whiteout or a file over it or over a parent, an opaque parent) can never reach the new
 //! layer, and every other entry is kept, header group and data, in an unnamed temporary file as
-//! the layer is read (removed by the system when closed, whatever happens to the run). The merge
-//! copies from there instead of decoding the layer again. What it needs and a file lacks (the
-//! target of a hard link later in the same layer whose name a layer above shadows; a hash
-//! collision in the shadow sets) is read from the layer again, and counted.
+//! the layer is read (removed by the system when closed, whatever happens to the run), written
+//! back and dropped from the page cache as it grows. The merge copies from there instead of
+//! decoding the layer again. What it needs and a file lacks (the target of a hard link later in
+//! the same layer whose name a layer above shadows; a hash collision in the shadow sets) is read
+//! from the layer again, and counted.
 
 use std::fs::File;
 use std::hash::{Hash, Hasher};
@@ -20,6 +21,7 @@ use crate::error::{Error, IoContext, Location, Result};
 use crate::layer::entry::{EntryKind, EntryPath};
 use crate::layer::layer_index::{EntryClass, LayerIndex};
 use crate::layer::tarstream::TarError;
+use crate::page_cache::{drop_cached, read_ahead, WriteBehind, BEHIND};
 use crate::progress::Event;
 
 /// The entries of one layer of a range that no layer above it shadows, as they were read.
@@ -28,6 +30,9 @@ pub(crate) struct Kept {
     file: File,
     /// Which entries are kept, one bit per entry of the layer.
     entries: Vec<u64>,
+    /// Whether the file is read once, front to back: then it was dropped from the page cache
+    /// as it was written, and is dropped behind its reader.
+    streamed: bool,
 }
 
 /// The paths of the layers above, as hashes in one sorted list (8 bytes a path, with two flags
@@ -136,16 +141,30 @@ impl Shadow {
     }
 }
 
-/// A reader of a [`Kept`] file at a position of its own (the file may be shared).
+/// A reader of a [`Kept`] file at a position of its own (the file may be shared). If the file
+/// is streamed, it was dropped from the page cache as it was written, so the reader asks for the
+/// next [`BEHIND`] bytes ahead of it and drops what it has passed: the copy streams through a
+/// few MiB of memory (docs/speed.md). Reading an entry again then reads it from the disk.
 pub(crate) struct At<'a> {
     file: &'a File,
+    streamed: bool,
     pos: u64,
+    /// Where the stretch not dropped yet starts.
+    dropped: u64,
 }
 
 impl Read for At<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.streamed && self.pos == 0 {
+            read_ahead(self.file, 0, 2 * BEHIND);
+        }
         let n = self.file.read_at(buf, self.pos)?;
         self.pos += n as u64;
+        if self.streamed && self.pos >= self.dropped + BEHIND {
+            drop_cached(self.file, self.dropped, self.pos);
+            read_ahead(self.file, self.pos + BEHIND, self.pos + 2 * BEHIND);
+            self.dropped = self.pos;
+        }
         Ok(n)
     }
 }
@@ -185,7 +204,10 @@ impl Kept {
         KeptReader {
             kept: self,
             index,
-            reader: io::BufReader::with_capacity(1 << 20, At { file: &self.file, pos: 0 }),
+            reader: io::BufReader::with_capacity(
+                1 << 20,
+                At { file: &self.file, streamed: self.streamed, pos: 0, dropped: 0 },
+            ),
             next: 0,
             offset: 0,
         }
@@ -223,12 +245,16 @@ impl Image {
     /// Indexes the layers of `range` newest first ([`WINDOW`] at a time), keeping in an unnamed
     /// temporary file under the context's temporary directory per layer what no layer indexed
     /// before it shadows. Every digest is checked as [`Image::index_layers`] checks it. The
-    /// result is oldest first; with `facts`, the indexes hold their entries' facts.
+    /// result is oldest first; with `facts`, the indexes hold their entries' facts. With
+    /// `streamed` (the copies are read once, front to back, as a squash's merge reads them),
+    /// each copy is written back and dropped from the page cache as it grows, and dropped
+    /// behind its reader; without it (a report reads them more than once) they stay cached.
     pub(crate) fn index_range_once(
         &self,
         range: std::ops::RangeInclusive<usize>,
         context: &Context<'_>,
         facts: bool,
+        streamed: bool,
     ) -> Result<(Vec<LayerIndex>, Vec<Kept>)> {
         let budget = context.budget();
         let progress = context.progress();
@@ -250,7 +276,8 @@ impl Image {
                 chunk
                     .par_iter()
                     .map(|&layer| {
-                        let result = self.index_keeping(layer, budget, &shadow, &dir, facts)?;
+                        let result =
+                            self.index_keeping(layer, budget, &shadow, &dir, facts, streamed)?;
                         progress.event(&Event::Indexed { layer, bytes: size(layer) });
                         Ok(result)
                     })
@@ -280,12 +307,13 @@ impl Image {
         shadow: &Shadow,
         dir: &Path,
         facts: bool,
+        streamed: bool,
     ) -> Result<(LayerIndex, Kept)> {
         let location = || {
             Location::file(dir).part(format!("temporary copy of layer {layer}'s surviving entries"))
         };
         let file = tempfile::tempfile_in(dir).at(location)?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let mut out = BufWriter::with_capacity(1 << 20, WriteBehind::new(file, streamed));
         let (mut entries, mut number): (Vec<u64>, u32) = (Vec::new(), 0);
         let mut parent = (Vec::new(), false);
         let index = self.index_layer_visiting(layer, budget, facts, &mut |group, stream| {
@@ -316,9 +344,9 @@ impl Image {
                 Err(e) => Err(stream.error(e)),
             }
         })?;
-        let file = out.into_inner().map_err(|e| Error::io(location(), e.into_error()))?;
+        let file = out.into_inner().map_err(|e| Error::io(location(), e.into_error()))?.file;
         entries.shrink_to_fit();
-        Ok((index, Kept { file, entries }))
+        Ok((index, Kept { file, entries, streamed }))
     }
 }
 
@@ -341,5 +369,44 @@ impl<W: Write> Write for Counted<'_, W> {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Seek, SeekFrom, Write};
+
+    use super::At;
+    use crate::page_cache::{WriteBehind, BEHIND};
+
+    /// A streamed copy, written back and dropped as it grew, reads back exactly as written,
+    /// dropped behind the reader and read ahead of it; a seek back (an entry asked for again)
+    /// reads the same bytes from the disk.
+    #[test]
+    fn a_streamed_copy_reads_back_what_was_written() {
+        let data: Vec<u8> = (0..3 * BEHIND + 4_321).map(|i| (i * 31 % 241) as u8).collect();
+        let mut out = WriteBehind::new(tempfile::tempfile().unwrap(), true);
+        for piece in data.chunks(777_777) {
+            out.write_all(piece).unwrap();
+        }
+        let file = out.file;
+        for streamed in [true, false] {
+            let mut at = At { file: &file, streamed, pos: 0, dropped: 0 };
+            let mut back = Vec::new();
+            let mut piece = vec![0u8; 1 << 20];
+            loop {
+                let n = at.read(&mut piece).unwrap();
+                if n == 0 {
+                    break;
+                }
+                back.extend_from_slice(&piece[..n]);
+            }
+            assert!(back == data, "the copy differs (streamed: {streamed})");
+            let from = BEHIND + 5;
+            at.seek(SeekFrom::Start(from)).unwrap();
+            let mut again = vec![0u8; 2 * BEHIND as usize];
+            at.read_exact(&mut again).unwrap();
+            assert!(again[..] == data[from as usize..from as usize + again.len()]);
+        }
     }
 }
