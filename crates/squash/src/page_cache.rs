@@ -75,6 +75,31 @@ impl Write for WriteBehind {
     }
 }
 
+/// A reader that drops from the page cache what it has passed: where the stretch not dropped
+/// yet starts.
+#[derive(Debug)]
+pub(crate) struct DropBehind {
+    dropped: u64,
+}
+
+impl DropBehind {
+    /// For a reader starting at `start`.
+    pub(crate) fn new(start: u64) -> DropBehind {
+        DropBehind { dropped: start }
+    }
+
+    /// The reader of `file` has reached `pos`: what lies behind it is dropped once [`BEHIND`]
+    /// bytes have gathered, or at once at the reader's `end`. Whether it dropped.
+    pub(crate) fn reached(&mut self, file: &File, pos: u64, end: bool) -> bool {
+        if pos < self.dropped + BEHIND && !end {
+            return false;
+        }
+        drop_cached(file, self.dropped, pos);
+        self.dropped = pos;
+        true
+    }
+}
+
 /// A stretch of an input file read once, front to back (a blob of a layout, a member of an
 /// archive). If the stretch was not all cached when it was opened, what the reader has passed
 /// is dropped from the cache every [`BEHIND`] bytes and at its end; a stretch that was cached
@@ -84,16 +109,15 @@ pub(crate) struct ReadOnce {
     file: File,
     pos: u64,
     end: u64,
-    /// Whether to drop what is read: the stretch was not all cached.
-    drop: bool,
-    dropped: u64,
+    /// Set if the stretch was not all cached: what is read is dropped.
+    behind: Option<DropBehind>,
 }
 
 impl ReadOnce {
     /// The `len` bytes of `file` from `start`.
     pub(crate) fn new(file: File, start: u64, len: u64) -> ReadOnce {
-        let drop = len >= BEHIND && !cached(&file, start, len);
-        ReadOnce { file, pos: start, end: start.saturating_add(len), drop, dropped: start }
+        let behind = (len >= BEHIND && !cached(&file, start, len)).then(|| DropBehind::new(start));
+        ReadOnce { file, pos: start, end: start.saturating_add(len), behind }
     }
 }
 
@@ -105,9 +129,8 @@ impl Read for ReadOnce {
         }
         let n = self.file.read_at(&mut buf[..want], self.pos)?;
         self.pos += n as u64;
-        if self.drop && (self.pos - self.dropped >= BEHIND || self.pos == self.end || n == 0) {
-            drop_cached(&self.file, self.dropped, self.pos);
-            self.dropped = self.pos;
+        if let Some(behind) = &mut self.behind {
+            behind.reached(&self.file, self.pos, self.pos == self.end || n == 0);
         }
         Ok(n)
     }

@@ -21,7 +21,7 @@ use crate::error::{Error, IoContext, Location, Result};
 use crate::layer::entry::{EntryKind, EntryPath};
 use crate::layer::layer_index::{EntryClass, LayerIndex};
 use crate::layer::tarstream::TarError;
-use crate::page_cache::{drop_cached, read_ahead, WriteBehind, BEHIND};
+use crate::page_cache::{read_ahead, DropBehind, WriteBehind, BEHIND};
 use crate::progress::Event;
 
 /// The entries of one layer of a range that no layer above it shadows, as they were read.
@@ -147,23 +147,29 @@ impl Shadow {
 /// few MiB of memory (docs/speed.md). Reading an entry again then reads it from the disk.
 pub(crate) struct At<'a> {
     file: &'a File,
-    streamed: bool,
     pos: u64,
-    /// Where the stretch not dropped yet starts.
-    dropped: u64,
+    /// Set if the file is streamed.
+    behind: Option<DropBehind>,
+}
+
+impl<'a> At<'a> {
+    /// A reader of `file` from its start, dropping behind it and reading ahead if `streamed`.
+    fn new(file: &'a File, streamed: bool) -> At<'a> {
+        At { file, pos: 0, behind: streamed.then(|| DropBehind::new(0)) }
+    }
 }
 
 impl Read for At<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.streamed && self.pos == 0 {
+        if self.behind.is_some() && self.pos == 0 {
             read_ahead(self.file, 0, 2 * BEHIND);
         }
         let n = self.file.read_at(buf, self.pos)?;
         self.pos += n as u64;
-        if self.streamed && self.pos >= self.dropped + BEHIND {
-            drop_cached(self.file, self.dropped, self.pos);
-            read_ahead(self.file, self.pos + BEHIND, self.pos + 2 * BEHIND);
-            self.dropped = self.pos;
+        if let Some(behind) = &mut self.behind {
+            if behind.reached(self.file, self.pos, false) {
+                read_ahead(self.file, self.pos + BEHIND, self.pos + 2 * BEHIND);
+            }
         }
         Ok(n)
     }
@@ -204,10 +210,7 @@ impl Kept {
         KeptReader {
             kept: self,
             index,
-            reader: io::BufReader::with_capacity(
-                1 << 20,
-                At { file: &self.file, streamed: self.streamed, pos: 0, dropped: 0 },
-            ),
+            reader: io::BufReader::with_capacity(1 << 20, At::new(&self.file, self.streamed)),
             next: 0,
             offset: 0,
         }
@@ -391,7 +394,7 @@ mod tests {
         }
         let file = out.file;
         for streamed in [true, false] {
-            let mut at = At { file: &file, streamed, pos: 0, dropped: 0 };
+            let mut at = At::new(&file, streamed);
             let mut back = Vec::new();
             let mut piece = vec![0u8; 1 << 20];
             loop {
