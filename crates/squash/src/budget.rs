@@ -29,6 +29,12 @@ impl Budget {
         self.threads == 0 || self.threads >= 3
     }
 
+    /// Whether a long stream's sha256 (a new layer's tar and blob, a blob written to the output)
+    /// is computed on a thread of its own, beside the thread that produces the bytes.
+    pub(crate) fn hash_apart(self) -> bool {
+        self.pipelined()
+    }
+
     /// How many layers are indexed at once.
     pub(crate) fn parallel_layers(self) -> usize {
         match self.threads {

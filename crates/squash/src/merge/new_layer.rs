@@ -4,13 +4,11 @@
 
 use std::io::{self, Write};
 
-use sha2::{Digest as _, Sha256};
-
 use super::range_tar::{check_size, new_layer_location, write_tar, TarOut};
 use crate::codec::compression::Compression;
 use crate::codec::encode::Encoder;
 use crate::context::Context;
-use crate::digest::{Digest, HashingWriter};
+use crate::digest::{Digest, HashingWriter, StreamHasher};
 use crate::error::{Error, IoContext, Location, Result};
 use crate::plan::squash_plan::PlannedRange;
 use crate::progress::Counting;
@@ -28,10 +26,11 @@ pub(crate) struct Merged {
 }
 
 /// The uncompressed tar going into the encoder (through a [`Counting`] writer, which reports it
-/// as work done and stops a cancelled run): counted, and hashed for the diff_id.
+/// as work done and stops a cancelled run): counted, and hashed for the diff_id (on a thread of
+/// its own if the budget allows: on the merging thread it is the largest serial cost).
 struct TarSink<W> {
     inner: W,
-    hasher: Option<Sha256>,
+    hasher: Option<StreamHasher>,
     count: u64,
 }
 
@@ -64,14 +63,15 @@ pub(crate) fn merge_range(
     let encoder = Encoder::new(planned.compression, level, budget.compressors(), out)
         .at(|| location.clone())?;
     // An uncompressed layer's diff_id is its blob digest, which the output computes anyway.
-    let hasher = (planned.compression != Compression::None).then(Sha256::new);
+    let hasher =
+        (planned.compression != Compression::None).then(|| StreamHasher::new(budget.hash_apart()));
     let mut tar =
         TarSink { inner: Counting::new(encoder, context.progress(), true), hasher, count: 0 };
     let mut rereads = planned.rereads().to_vec();
     rereads.extend(write_tar(image, planned, budget, &mut tar)?);
     let TarSink { inner: counting, hasher, count: uncompressed_size } = tar;
     let encoder = counting.into_inner();
-    let diff_id = hasher.map(|h| Digest::from_raw(h.finalize().into()));
+    let diff_id = hasher.map(StreamHasher::finalize);
     encoder.finish().at(|| location.clone())?;
     check_size(&location, uncompressed_size, planned)?;
     Ok(Merged { diff_id, uncompressed_size, rereads })
@@ -108,7 +108,10 @@ impl PreMerged {
             })?;
         let location = Location::file(file.path());
         let handle = file.reopen().at(|| location.clone())?;
-        let mut writer = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, handle));
+        let mut writer = HashingWriter::new(
+            io::BufWriter::with_capacity(1 << 20, handle),
+            StreamHasher::new(context.budget().hash_apart()),
+        );
         let merged = merge_range(image, planned, level, &mut writer, context)?;
         io::Write::flush(&mut writer).at(|| location.clone())?;
         let (buffered, digest, size) = writer.finish();

@@ -18,9 +18,9 @@ use crate::error::{Error, IoContext, Location, Result};
 use crate::layer::tarstream::{drain, TarError, TarReader};
 
 /// A layer being read as a tar stream, through a pipeline of threads a few chunks ahead of the
-/// reader: one reads the blob and hashes it (size and digest), one decompresses, and the reader
-/// itself hashes the uncompressed bytes for the diff_id as chunks arrive. Each stage has a core
-/// of its own when there is one, so verification costs little wall time. Call
+/// reader: one reads the blob and hashes it (size and digest), one decompresses, one hashes the
+/// uncompressed bytes for the diff_id as they pass on to the reader. Each stage has a core of its
+/// own when there is one, so verification costs little wall time. Call
 /// [`LayerStream::finish`] after the last entry: it drains the stream (what follows the
 /// end-of-archive marker included) and returns the verdict on the diff_id, size and digest.
 pub(crate) struct LayerStream {
@@ -179,6 +179,60 @@ fn spawn_reader(
     })
 }
 
+/// Third stage: hashes the decompressed chunks for the diff_id, which must be `expected`, as they
+/// pass on to the reader (who gives the spent ones back to the decompressing stage).
+fn spawn_diff_hasher(
+    decoded: Chunks,
+    expected: Digest,
+    name: String,
+    location: &Location,
+) -> Result<Chunks> {
+    let Feed::Thread { rx: inbox, back } = decoded.feed else { return Ok(decoded) };
+    let (tx, rx) = sync_channel(AHEAD);
+    let thread_location = location.clone();
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            let mut hasher = Sha256::new();
+            for message in inbox {
+                let message = match message {
+                    Message::Data(chunk) => {
+                        hasher.update(&chunk);
+                        Message::Data(chunk)
+                    }
+                    Message::Done(verified) => {
+                        let actual = Digest::from_raw(hasher.finalize().into());
+                        let _ = tx.send(diff_verdict(&thread_location, expected, actual, verified));
+                        return;
+                    }
+                    failed @ Message::Failed(_) => failed,
+                };
+                if tx.send(message).is_err() {
+                    return;
+                }
+            }
+        })
+        .at(|| location.clone())?;
+    Ok(Chunks::new(rx, back))
+}
+
+/// The end of a stream whose diff_id hashed to `actual`.
+fn diff_verdict(
+    location: &Location,
+    expected: Digest,
+    actual: Digest,
+    verified: Verified,
+) -> Message {
+    if actual == expected {
+        return Message::Done(verified);
+    }
+    Message::Failed(Error::DigestMismatch {
+        location: location.clone().within("diff_id (uncompressed tar)"),
+        expected,
+        actual,
+    })
+}
+
 /// Second stage: decompresses the first stage's chunks.
 fn spawn_decoder(
     compression: Compression,
@@ -294,7 +348,8 @@ enum DiffCheck {
     None,
     /// The blob is a plain tar: its digest is the diff_id.
     BlobDigest(Digest),
-    /// The uncompressed bytes are hashed as they arrive.
+    /// The uncompressed bytes are hashed as they arrive (on the reader's thread: a pipelined
+    /// stream hashes them in a stage of its own and checks nothing here).
     Hash(Box<Sha256>, Digest),
 }
 
@@ -317,15 +372,10 @@ impl ReadAhead {
                 (expected, Digest::from_raw(hasher.finalize().into()))
             }
         };
-        if actual == expected {
-            return Ok(());
+        match diff_verdict(&self.location, expected, actual, verified.clone()) {
+            Message::Failed(error) => Err(error.into_io()),
+            _ => Ok(()),
         }
-        Err(Error::DigestMismatch {
-            location: self.location.clone().within("diff_id (uncompressed tar)"),
-            expected,
-            actual,
-        }
-        .into_io())
     }
 }
 
@@ -381,7 +431,7 @@ impl LayerStream {
                 image.store.open_blob(&blob, location.clone())?
             }
         };
-        let diff = match (&check, layer.compression) {
+        let mut diff = match (&check, layer.compression) {
             (Check::BlobOnly(_), _) => DiffCheck::None,
             (Check::Full, Compression::None) => DiffCheck::BlobDigest(layer.diff_id.clone()),
             (Check::Full, _) => DiffCheck::Hash(Box::new(Sha256::new()), layer.diff_id.clone()),
@@ -393,12 +443,24 @@ impl LayerStream {
         } else {
             let raw =
                 spawn_reader(blob, RAW_CHUNK, format!("read layer {}", layer.index), &location)?;
-            spawn_decoder(
+            let decoded = spawn_decoder(
                 layer.compression,
                 raw,
                 format!("decode layer {}", layer.index),
                 &location,
-            )?
+            )?;
+            match std::mem::replace(&mut diff, DiffCheck::None) {
+                DiffCheck::Hash(_, expected) => spawn_diff_hasher(
+                    decoded,
+                    expected,
+                    format!("hash layer {}", layer.index),
+                    &location,
+                )?,
+                other => {
+                    diff = other;
+                    decoded
+                }
+            }
         };
         let reader = ReadAhead { chunks, diff, location: location.clone() };
         Ok(LayerStream { tar: TarReader::new(reader), location })

@@ -8,7 +8,7 @@ use std::io::Write;
 use super::sample::Sampler;
 use crate::codec::encode::Encoder;
 use crate::context::Context;
-use crate::digest::{Digest, HashingWriter};
+use crate::digest::{Digest, HashingWriter, StreamHasher};
 use crate::error::{IoContext, Result};
 use crate::merge::range_tar::{check_size, new_layer_location, write_tar, TarOut};
 use crate::plan::squash_plan::PlannedRange;
@@ -106,7 +106,7 @@ pub(crate) fn measure_range(
         planned.compression,
         level,
         budget.compressors(),
-        HashingWriter::new(std::io::sink()),
+        HashingWriter::new(std::io::sink(), StreamHasher::new(budget.hash_apart())),
     )
     .at(|| location.clone())?;
     let sampler = sampler.without_proxy();

@@ -17,7 +17,7 @@ use super::lock::temp_file;
 use super::output::OutputFormat;
 use crate::codec::compression::Compression;
 use crate::codec::encode::Encoder;
-use crate::digest::{Digest, HashingWriter};
+use crate::digest::{Digest, HashingWriter, StreamHasher};
 use crate::error::{Error, IoContext, Location, Result};
 use crate::layer::tarstream::padding;
 use crate::page_cache::WriteBehind;
@@ -49,6 +49,7 @@ impl ArchiveTarget {
     pub(super) fn write_blob(
         &mut self,
         kind: BlobKind,
+        hasher: StreamHasher,
         write: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
     ) -> Result<(Digest, u64)> {
         let header_offset = self.offset;
@@ -56,7 +57,7 @@ impl ArchiveTarget {
         self.put(&member_header(placeholder.as_bytes(), 0, b'0'))?;
         let location = self.location();
         let mut writer =
-            HashingWriter::new(OutputWriter { inner: &mut self.out, dest: &self.dest });
+            HashingWriter::new(OutputWriter { inner: &mut self.out, dest: &self.dest }, hasher);
         write(&mut writer)?;
         let (_, digest, size) = writer.finish();
         self.offset += size;

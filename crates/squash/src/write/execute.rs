@@ -280,6 +280,7 @@ impl SquashPlan {
                     target.write_blob(
                         known.map(|d| (d, layer.size())),
                         BlobKind::Layer,
+                        context.budget(),
                         &mut |w| {
                             let mut counting = Counting::new(w, progress, true);
                             io::copy(&mut reader, &mut counting)
@@ -327,9 +328,10 @@ impl SquashPlan {
         let copy = self.ranges.is_empty() && !edits.changes_config() && !self.folds_history();
         let config_bytes =
             if copy { image.config.raw.clone() } else { self.new_config(image, &layers)? };
-        let (config_digest, config_size) = target.write_blob(None, BlobKind::Config, &mut |w| {
-            w.write_all(&config_bytes).at(|| output.location())
-        })?;
+        let (config_digest, config_size) =
+            target.write_blob(None, BlobKind::Config, context.budget(), &mut |w| {
+                w.write_all(&config_bytes).at(|| output.location())
+            })?;
         // A `dir:` manifest may call its config `application/octet-stream`; it is rewritten.
         let verbatim = copy && edits.annotations.is_empty() && image.format() != InputFormat::Dir;
         let manifest_bytes = match &image.manifest {
@@ -345,7 +347,7 @@ impl SquashPlan {
             Digest::of(&manifest_bytes)
         } else {
             target
-                .write_blob(None, BlobKind::Manifest, &mut |w| {
+                .write_blob(None, BlobKind::Manifest, context.budget(), &mut |w| {
                     w.write_all(&manifest_bytes).at(|| output.location())
                 })?
                 .0
@@ -398,15 +400,20 @@ impl SquashPlan {
                 let location = Location::file(p.file.path());
                 let mut file = p.file.reopen().at(|| location.clone())?;
                 merged = Some(p.merged);
-                target.write_blob(Some((&p.digest, p.size)), BlobKind::Layer, &mut |w| {
-                    let mut counting = Counting::new(w, progress, false);
-                    io::copy(&mut file, &mut counting)
-                        .and_then(|_| io::Write::flush(&mut counting))
-                        .map(drop)
-                        .at(|| location.clone())
-                })?
+                target.write_blob(
+                    Some((&p.digest, p.size)),
+                    BlobKind::Layer,
+                    context.budget(),
+                    &mut |w| {
+                        let mut counting = Counting::new(w, progress, false);
+                        io::copy(&mut file, &mut counting)
+                            .and_then(|_| io::Write::flush(&mut counting))
+                            .map(drop)
+                            .at(|| location.clone())
+                    },
+                )?
             }
-            None => target.write_blob(None, BlobKind::Layer, &mut |w| {
+            None => target.write_blob(None, BlobKind::Layer, context.budget(), &mut |w| {
                 merged = Some(merge_range(image, planned, self.options.level, w, context)?);
                 w.flush().at(|| Location::file(image.path()))
             })?,

@@ -23,7 +23,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::merge::new_layer::{PreMerged, PreMergedLayers};
 use crate::plan::image_index::{ChildPlan, IndexPlan};
 use crate::plan::squash_plan::PlannedRange;
-use crate::progress::{Counting, Event, Progress};
+use crate::progress::{Counting, Event};
 use crate::read::blob::BlobRef;
 use crate::read::descriptor::descriptor_ref;
 use crate::read::image::Image;
@@ -304,7 +304,7 @@ impl IndexPlan {
                             written.stale.extend(digest.clone());
                         }
                     }
-                    copy_manifest(index, &child.blob, target, progress, written)?;
+                    copy_manifest(index, &child.blob, target, context, written)?;
                     child.descriptor.clone()
                 }
             };
@@ -324,9 +324,10 @@ impl IndexPlan {
             value["manifests"] = Value::Array(entries);
             serde_json::to_vec(&value).map_err(|e| Error::io(output.location(), e.into()))?
         };
-        let (digest, size) = target.write_blob(None, BlobKind::Manifest, &mut |w| {
-            w.write_all(&bytes).at(|| output.location())
-        })?;
+        let (digest, size) =
+            target.write_blob(None, BlobKind::Manifest, context.budget(), &mut |w| {
+                w.write_all(&bytes).at(|| output.location())
+            })?;
         written.blobs.push(digest.clone());
         Ok(json!({"mediaType": index.media_type(), "digest": digest.to_string(), "size": size}))
     }
@@ -362,10 +363,10 @@ fn copy_manifest(
     index: &ImageIndex,
     blob: &BlobRef,
     target: &mut Target<'_>,
-    progress: &dyn Progress,
+    context: &Context<'_>,
     written: &mut Written,
 ) -> Result<()> {
-    let store = &index.store;
+    let (store, progress) = (&index.store, context.progress());
     let digest = blob
         .digest
         .clone()
@@ -387,18 +388,26 @@ fn copy_manifest(
         if !target.reuse_blob(&child_digest, store)? {
             let blob_location = location.clone().within(format!("blob {}", child_digest.short()));
             let mut reader = store.open_blob(&child, blob_location.clone())?;
-            target.write_blob(Some((&child_digest, child.size)), BlobKind::Layer, &mut |w| {
-                let mut counting = Counting::new(w, progress, true);
-                io::copy(&mut reader, &mut counting)
-                    .and_then(|_| io::Write::flush(&mut counting))
-                    .at(|| blob_location.clone())
-            })?;
+            target.write_blob(
+                Some((&child_digest, child.size)),
+                BlobKind::Layer,
+                context.budget(),
+                &mut |w| {
+                    let mut counting = Counting::new(w, progress, true);
+                    io::copy(&mut reader, &mut counting)
+                        .and_then(|_| io::Write::flush(&mut counting))
+                        .at(|| blob_location.clone())
+                },
+            )?;
         }
         written.blobs.push(child_digest);
     }
-    target.write_blob(Some((&digest, raw.len() as u64)), BlobKind::Manifest, &mut |w| {
-        w.write_all(&raw).at(|| location.clone())
-    })?;
+    target.write_blob(
+        Some((&digest, raw.len() as u64)),
+        BlobKind::Manifest,
+        context.budget(),
+        &mut |w| w.write_all(&raw).at(|| location.clone()),
+    )?;
     written.blobs.push(digest);
     Ok(())
 }

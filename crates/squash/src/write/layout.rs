@@ -12,7 +12,7 @@ use tempfile::{NamedTempFile, TempDir};
 
 use super::container::{parent_dir, Finish, OutputWriter, OCI_LAYOUT};
 use super::lock::{temp_file, DirLock, LockWait, TEMP_MARK};
-use crate::digest::{Digest, HashingWriter};
+use crate::digest::{Digest, HashingWriter, StreamHasher};
 use crate::error::{Error, IoContext, Location, Result};
 use crate::page_cache::WriteBehind;
 use crate::read::descriptor::REF_NAME;
@@ -39,6 +39,7 @@ impl LayoutTarget<'_> {
 
     pub(super) fn write_blob(
         &mut self,
+        hasher: StreamHasher,
         write: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
     ) -> Result<(Digest, u64)> {
         let dir = self.work().join("blobs/sha256");
@@ -51,10 +52,13 @@ impl LayoutTarget<'_> {
             temp_file(&dir, &format!("{TEMP_MARK}-"))?
         };
         let handle = temp.reopen().at(|| Location::file(temp.path()))?;
-        let mut writer = HashingWriter::new(OutputWriter {
-            inner: BufWriter::with_capacity(1 << 20, WriteBehind::new(handle, true)),
-            dest: &self.root,
-        });
+        let mut writer = HashingWriter::new(
+            OutputWriter {
+                inner: BufWriter::with_capacity(1 << 20, WriteBehind::new(handle, true)),
+                dest: &self.root,
+            },
+            hasher,
+        );
         write(&mut writer)?;
         let (buffered, digest, size) = writer.finish();
         let file = buffered

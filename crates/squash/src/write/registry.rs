@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::container::{BlobKind, Finish};
 use super::output::{check_tag_not_moved, Input};
-use crate::digest::{Digest, HashingWriter};
+use crate::digest::{Digest, HashingWriter, StreamHasher};
 use crate::error::{Error, IoContext, Location, Result};
 use crate::read::blob::Store;
 use crate::read::media::{OCI_INDEX, OCI_MANIFEST};
@@ -114,6 +114,7 @@ impl RegistryTarget {
         &mut self,
         kind: BlobKind,
         known: Option<(&Digest, u64)>,
+        hasher: StreamHasher,
         write: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
     ) -> Result<(Digest, u64)> {
         if kind == BlobKind::Manifest {
@@ -140,7 +141,7 @@ impl RegistryTarget {
                 })
             });
             let mut writer =
-                HashingWriter::new(PieceWriter { sender: Some(sender), piece: Vec::new() });
+                HashingWriter::new(PieceWriter { sender: Some(sender), piece: Vec::new() }, hasher);
             let written = write(&mut writer).and_then(|()| {
                 writer.flush().at(|| location.clone())?;
                 let (mut pieces, digest, size) = writer.finish();

@@ -11,7 +11,7 @@ use super::container::{
     STDOUT,
 };
 use super::output::OutputFormat;
-use crate::digest::{Digest, HashingWriter};
+use crate::digest::{Digest, HashingWriter, StreamHasher};
 use crate::error::{Error, IoContext, Location, Result};
 use crate::layer::tarstream::padding;
 
@@ -46,6 +46,7 @@ impl StreamTarget<'_> {
         &mut self,
         kind: BlobKind,
         known: Option<(&Digest, u64)>,
+        hasher: StreamHasher,
         write: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
     ) -> Result<(Digest, u64)> {
         self.opening()?;
@@ -55,7 +56,7 @@ impl StreamTarget<'_> {
                 self.member(&member_name(self.format, kind, digest), size, b'0')?;
                 let dest = PathBuf::from(STDOUT);
                 let mut writer =
-                    HashingWriter::new(OutputWriter { inner: &mut *self.out, dest: &dest });
+                    HashingWriter::new(OutputWriter { inner: &mut *self.out, dest: &dest }, hasher);
                 write(&mut writer)?;
                 let (_, actual, written) = writer.finish();
                 if written != size || actual != *digest {
@@ -71,10 +72,10 @@ impl StreamTarget<'_> {
                 // Spooled first: the member's name and size are its digest and length.
                 let dir = self.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);
                 let spool = tempfile::tempfile_in(&dir).at(|| Location::file(&dir))?;
-                let mut writer = HashingWriter::new(OutputWriter {
-                    inner: BufWriter::with_capacity(1 << 20, &spool),
-                    dest: &dir,
-                });
+                let mut writer = HashingWriter::new(
+                    OutputWriter { inner: BufWriter::with_capacity(1 << 20, &spool), dest: &dir },
+                    hasher,
+                );
                 write(&mut writer)?;
                 let (buffered, digest, size) = writer.finish();
                 buffered

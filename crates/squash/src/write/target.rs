@@ -18,8 +18,9 @@ use super::output::{
 #[cfg(feature = "registry")]
 use super::registry::RegistryTarget;
 use super::stream::StreamTarget;
+use crate::budget::Budget;
 use crate::codec::compression::Compression;
-use crate::digest::Digest;
+use crate::digest::{Digest, StreamHasher};
 use crate::error::{Error, IoContext, Location, Result};
 use crate::page_cache::WriteBehind;
 use crate::read::blob::Store;
@@ -205,19 +206,22 @@ impl<'a> Target<'a> {
     }
 
     /// Writes a blob produced by `write`; when `known` (digest and size) is given the result
-    /// must have that digest.
+    /// must have that digest. A layer's bytes are hashed on a thread of their own if `budget`
+    /// allows.
     pub(crate) fn write_blob(
         &mut self,
         known: Option<(&Digest, u64)>,
         kind: BlobKind,
+        budget: Budget,
         write: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
     ) -> Result<(Digest, u64)> {
+        let hasher = StreamHasher::new(kind == BlobKind::Layer && budget.hash_apart());
         let (digest, size) = match self {
-            Target::Layout(t) => t.write_blob(write)?,
-            Target::Archive(t) => t.write_blob(kind, write)?,
-            Target::Stream(t) => t.write_blob(kind, known, write)?,
+            Target::Layout(t) => t.write_blob(hasher, write)?,
+            Target::Archive(t) => t.write_blob(kind, hasher, write)?,
+            Target::Stream(t) => t.write_blob(kind, known, hasher, write)?,
             #[cfg(feature = "registry")]
-            Target::Registry(t) => t.write_blob(kind, known, write)?,
+            Target::Registry(t) => t.write_blob(kind, known, hasher, write)?,
         };
         if let Some((expected, _)) = known {
             if *expected != digest {
