@@ -6,7 +6,7 @@ use std::path::Path;
 use squash::{
     Compression, Context, Image, LayerSelector, Output, OutputFormat, ReportOptions, SquashOptions,
 };
-use squash_testkit::{realistic_image, LayerCompression};
+use squash_testkit::{realistic_image, ImageBuilder, LayerBuilder, LayerCompression};
 
 /// Squashes with `options` into `dir/name` and returns the new layer's blob size and digest.
 fn squashed_layer(
@@ -85,6 +85,40 @@ fn compressed_estimate_is_within_three_percent_of_a_squash() {
             );
         }
     }
+}
+
+/// A default report of a zstd layer larger than its sample measures it whole, which at zstd's
+/// fast levels costs less than sampling it: the size a squash writes, nothing sampled, and no
+/// digest (only `exact` hashes it). A sample size of the caller's is still sampled.
+#[test]
+fn a_fast_zstd_layer_larger_than_the_sample_is_measured_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let big = squash_testkit::large::words(1 << 20, 7).repeat(260);
+    let mut b = ImageBuilder::new(LayerCompression::Zstd);
+    b.layer(LayerBuilder::new().file("base", b"base").finish(), "base");
+    b.layer(LayerBuilder::new().file("big", &big).finish(), "big");
+    b.layer(LayerBuilder::new().file("small", b"small").finish(), "small");
+    drop(big);
+    let layout = dir.path().join("in");
+    b.write_oci_layout(&layout, "t");
+    drop(b);
+    let image = Image::open(&format!("oci:{}:t", layout.display())).expect("open");
+    let mut options = SquashOptions::default().with_selector(LayerSelector::Top(2));
+    options.compression = Some(Compression::Zstd);
+    let (size, _) = squashed_layer(&image, &options, &Context::new(), dir.path(), "out");
+    let report =
+        image.report_in(&options, &ReportOptions::default(), &Context::new()).expect("report");
+    let range = &report.squash[0];
+    assert!(range.uncompressed_size_after > 256 << 20, "{}", range.uncompressed_size_after);
+    assert_eq!(range.compressed_size_after_exact, Some(size));
+    assert_eq!(range.compressed_size_after_estimate, size);
+    assert_eq!((range.sampled_bytes, range.digest_after.as_ref()), (0, None));
+    let sampled = image
+        .report_in(&options, &ReportOptions::default().with_sample_bytes(64 << 20), &Context::new())
+        .expect("report");
+    let range = &sampled.squash[0];
+    assert_eq!(range.compressed_size_after_exact, None);
+    assert!(range.sampled_bytes > 0 && range.sampled_bytes < range.uncompressed_size_after);
 }
 
 #[test]

@@ -430,6 +430,11 @@ pub fn report(report: &Report) -> String {
             (Some(exact), Some(digest)) => {
                 format!("{} (exact, {})", human(*exact), short(&digest.to_string()))
             }
+            (Some(exact), None) => format!(
+                "{} (exact: all of it compressed with {}, which costs less than samples)",
+                human(*exact),
+                r.compression
+            ),
             _ if r.compression == squash::Compression::None => {
                 format!(
                     "{} (the layer is stored uncompressed)",

@@ -33,13 +33,14 @@ pub struct AuditSummary {
     /// Their stored bytes, each blob counted once.
     pub stored_bytes: u64,
     /// The stored bytes after squashing every image as reported, each blob counted once (a new
-    /// layer at its estimated size, or exact ones when every report was exact).
+    /// layer at its estimated size, or exact ones when every new layer was measured exactly).
     pub stored_bytes_after: u64,
     /// What the squashes save in all, compressed.
     pub saved_bytes: u64,
     /// The saving as a percentage of the stored bytes.
     pub saved_percent: f64,
-    /// Whether the figures after are exact (every report made with [`ReportOptions::exact`]).
+    /// Whether the figures after are exact (every new layer measured whole: with
+    /// [`ReportOptions::exact`], or where that costs less than an estimate).
     pub exact: bool,
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::clutter::{ClutterFound, Clutterer};
 use super::measure::{measure_range, How};
 use super::model::{LayerReport, RangeReport, Report, ReportOptions};
-use super::sample::default_sample_bytes;
+use super::sample::{default_sample_bytes, sampling_pays};
 use super::story::Story;
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -73,15 +73,26 @@ impl Image {
             total: planned.iter().map(|p| p.uncompressed_size()).sum(),
         });
         for planned in &planned {
-            progress.step(format!("measuring the new layer for layers {}", planned.range));
+            progress.step(format!("measuring the new layer for {}", planned.range));
             let sample_bytes = how
                 .sample_bytes
                 .unwrap_or_else(|| default_sample_bytes(planned.compression, options.level));
+            // Without a sample size of the caller's, a layer larger than the sample whose
+            // estimate would cost more than compressing it whole is measured whole (its digest
+            // left out: hashing is work the estimate did not ask for).
+            let whole = how.sample_bytes.is_none()
+                && planned.uncompressed_size() > sample_bytes
+                && !sampling_pays(
+                    planned.compression,
+                    options.level,
+                    planned.uncompressed_size(),
+                    sample_bytes,
+                );
             let measured = measure_range(
                 self,
                 planned,
                 options.level,
-                How { sample_bytes, exact: how.exact },
+                How { sample_bytes, exact: how.exact || whole, digest: how.exact },
                 context,
             )?;
             for (offset, (index, (written, compressed))) in
@@ -102,10 +113,7 @@ impl Image {
                 compressed_size_after_estimate: measured.compressed_size,
                 compression: planned.compression,
                 sampled_bytes: measured.sampled,
-                compressed_size_after_exact: measured
-                    .digest
-                    .is_some()
-                    .then_some(measured.compressed_size),
+                compressed_size_after_exact: measured.exact.then_some(measured.compressed_size),
                 digest_after: measured.digest,
                 reclaimed_percent: if non_base_uncompressed == 0 {
                     0.0

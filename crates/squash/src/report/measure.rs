@@ -1,6 +1,6 @@
 //! A new layer's compressed size without writing it: its tar streamed as a squash writes it
-//! (see `merge::range_tar`) into the real encoder whose output is only counted and hashed
-//! (exact), or into samples compressed as that encoder would (estimated), with how the range's
+//! (see `merge::range_tar`) into the real encoder whose output is only counted, and hashed if
+//! asked (exact), or into samples compressed as that encoder would (estimated), with how the range's
 //! layers share the result.
 
 use std::io::Write;
@@ -8,7 +8,7 @@ use std::io::Write;
 use super::sample::Sampler;
 use crate::codec::encode::Encoder;
 use crate::context::Context;
-use crate::digest::{Digest, HashingWriter, StreamHasher};
+use crate::digest::{Digest, StreamHasher};
 use crate::error::{IoContext, Result};
 use crate::merge::range_tar::{check_size, new_layer_location, write_tar, TarOut};
 use crate::plan::squash_plan::PlannedRange;
@@ -18,11 +18,13 @@ use crate::read::image::Image;
 /// With `exact`, the samples that tell the layers' shares are this fraction of an estimate's.
 const EXACT_SHARE: u64 = 4;
 
-/// How a new layer is measured: about `sample_bytes` of it compressed, or all of it (`exact`).
+/// How a new layer is measured: about `sample_bytes` of it compressed, or all of it (`exact`),
+/// its blob hashed too with `digest`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct How {
     pub sample_bytes: u64,
     pub exact: bool,
+    pub digest: bool,
 }
 
 /// The compressed size of the new layer of `planned`, without writing it.
@@ -30,12 +32,33 @@ pub(crate) struct How {
 pub(crate) struct Measurement {
     /// Its compressed size: exact, or estimated from samples.
     pub compressed_size: u64,
-    /// With `exact`: the blob digest a squash with the same options writes.
+    /// Whether the size is exact.
+    pub exact: bool,
+    /// With `exact` and `digest`: the blob digest a squash with the same options writes.
     pub digest: Option<Digest>,
     /// Uncompressed bytes compressed to estimate it (0 when exact or uncompressed).
     pub sampled: u64,
     /// Per layer of the range: its bytes in the new tar, and their share of the compressed size.
     pub per_layer: Vec<(u64, u64)>,
+}
+
+/// Where the real encoder's output goes when measured: counted, and hashed if asked.
+struct Sink {
+    hasher: Option<StreamHasher>,
+    size: u64,
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(buf);
+        }
+        self.size += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The real encoder and a sampler, fed the same tar: the exact size, and how the layers of the
@@ -63,8 +86,9 @@ impl<W: Write> TarOut for Tee<'_, W> {
 }
 
 /// Measures the compressed size of the new layer of `planned`: with `exact`, by running the
-/// real encoder (all of `threads`) into a sink that counts and hashes, which gives the size and
-/// digest a squash with the same options writes; otherwise by compressing samples
+/// real encoder (all of `threads`) into a sink that counts (and with `digest` hashes), which
+/// gives the size (and digest) a squash with the same options writes; otherwise by compressing
+/// samples
 /// ([`Sampler`]). Either way the range's layers are read again as a merge reads them.
 pub(crate) fn measure_range(
     image: &Image,
@@ -73,7 +97,7 @@ pub(crate) fn measure_range(
     how: How,
     context: &Context<'_>,
 ) -> Result<Measurement> {
-    let How { sample_bytes, exact } = how;
+    let How { sample_bytes, exact, digest } = how;
     let progress = context.progress();
     let location = new_layer_location(image, planned);
     let budget = context.budget();
@@ -97,6 +121,7 @@ pub(crate) fn measure_range(
         check_size(&location, measured.total, planned)?;
         return Ok(Measurement {
             compressed_size: measured.compressed,
+            exact: false,
             digest: None,
             sampled: measured.sampled,
             per_layer: measured.per_layer,
@@ -106,14 +131,14 @@ pub(crate) fn measure_range(
         planned.compression,
         level,
         budget.compressors(),
-        HashingWriter::new(std::io::sink(), StreamHasher::new(budget.hash_apart())),
+        Sink { hasher: digest.then(|| StreamHasher::new(budget.hash_apart())), size: 0 },
     )
     .at(|| location.clone())?;
     let sampler = sampler.without_proxy();
     let mut tee = Tee { encoder: Counting::new(encoder, progress, true), sampler };
     write_tar(image, planned, budget, &mut tee)?;
     let Tee { encoder, sampler } = tee;
-    let (_, digest, size) = encoder.into_inner().finish().at(|| location.clone())?.finish();
+    let Sink { hasher, size } = encoder.into_inner().finish().at(|| location.clone())?;
     let measured = sampler.finish().at(|| location.clone())?;
     check_size(&location, measured.total, planned)?;
     // The layers' shares, from the samples, scaled to add up to the exact size.
@@ -124,5 +149,11 @@ pub(crate) fn measure_range(
         .iter()
         .map(|&(bytes, compressed)| (bytes, (compressed as f64 * scale).round() as u64))
         .collect();
-    Ok(Measurement { compressed_size: size, digest: Some(digest), sampled: 0, per_layer })
+    Ok(Measurement {
+        compressed_size: size,
+        exact: true,
+        digest: hasher.map(StreamHasher::finalize),
+        sampled: 0,
+        per_layer,
+    })
 }

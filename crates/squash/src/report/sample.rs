@@ -25,6 +25,38 @@ pub(crate) fn default_sample_bytes(compression: Compression, level: Option<i32>)
     }
 }
 
+/// Whether estimating the compressed size of a `total`-byte layer from `sample_bytes` of samples
+/// costs less than compressing all of it with the real encoder. An estimate runs the proxy (zstd
+/// at level 1) over every piece and the real encoder over the picked ones, with their context
+/// (zstd: about as much again); the real encoder costs, per byte, this many times the proxy
+/// (measured single-threaded on the bench's new layers, docs/speed.md): zstd about 1 up to level
+/// 3, 1.3 at 4, 3 to 5 from 5 to 9, far more above; gzip (libdeflate at level 6) about 4. So
+/// zstd's fast levels are cheaper to compress whole than to sample, at any size.
+pub(crate) fn sampling_pays(
+    compression: Compression,
+    level: Option<i32>,
+    total: u64,
+    sample_bytes: u64,
+) -> bool {
+    let (cost, context) = match compression {
+        Compression::None => return true,
+        Compression::Gzip => (4.0, 1.0),
+        Compression::Zstd => {
+            let cost = match level.unwrap_or(3) {
+                ..=3 => 1.0,
+                4 => 1.3,
+                5 => 3.0,
+                6..=9 => 4.0,
+                10..=15 => 8.0,
+                _ => 20.0,
+            };
+            (cost, 2.0)
+        }
+    };
+    let (total, sampled) = (total as f64, sample_bytes.min(total) as f64);
+    total + sampled * context * cost < total * cost
+}
+
 /// Size of a sampled zstd piece when a layer is larger than the sample: zstd's context reaches
 /// back a window (2 MiB at level 3) within a job, so a piece gets up to that much before it.
 /// A gzip piece is the encoder's block, compressed exactly as the encoder does.
@@ -407,5 +439,29 @@ impl TarOut for Sampler {
             }
         }
         self.source = source;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{default_sample_bytes, sampling_pays};
+    use crate::codec::compression::Compression;
+
+    /// zstd's fast levels are never cheaper to sample than to compress whole; its slow levels
+    /// and gzip are, once a layer is a few times larger than the sample.
+    #[test]
+    fn samples_pay_only_where_the_encoder_is_slow() {
+        const GB: u64 = 1 << 30;
+        for level in [None, Some(1), Some(3)] {
+            let sample = default_sample_bytes(Compression::Zstd, level);
+            for total in [sample + 1, GB, 100 * GB] {
+                assert!(!sampling_pays(Compression::Zstd, level, total, sample), "{level:?}");
+            }
+        }
+        for (compression, level) in [(Compression::Zstd, Some(19)), (Compression::Gzip, None)] {
+            let sample = default_sample_bytes(compression, level);
+            assert!(sampling_pays(compression, level, 4 * GB, sample), "{compression:?}");
+            assert!(!sampling_pays(compression, level, sample, sample), "{compression:?}");
+        }
     }
 }
