@@ -19,7 +19,7 @@ use crate::digest::Digest;
 use crate::error::{Error, IoContext, Location, Result};
 use crate::merge::new_layer::{merge_range, PreMerged, PreMergedLayers};
 use crate::plan::squash_plan::{PlannedRange, SquashPlan};
-use crate::progress::{Counting, Event};
+use crate::progress::Event;
 use crate::read::image::{Image, InputFormat};
 use crate::read::media::{self, DOCKER_MANIFEST, OCI_MANIFEST};
 
@@ -276,17 +276,12 @@ impl SquashPlan {
                 known => {
                     progress.step(format!("copying layer {index}"));
                     let mut reader = image.open_layer_blob(layer)?;
-                    let location = image.layer_location(layer);
-                    target.write_blob(
+                    target.copy_layer(
                         known.map(|d| (d, layer.size())),
-                        BlobKind::Layer,
+                        &mut reader,
+                        (progress, true),
                         context.budget(),
-                        &mut |w| {
-                            let mut counting = Counting::new(w, progress, true);
-                            io::copy(&mut reader, &mut counting)
-                                .and_then(|_| io::Write::flush(&mut counting))
-                                .at(|| location.clone())
-                        },
+                        &image.layer_location(layer),
                     )?
                 }
             };
@@ -400,17 +395,12 @@ impl SquashPlan {
                 let location = Location::file(p.file.path());
                 let mut file = p.file.reopen().at(|| location.clone())?;
                 merged = Some(p.merged);
-                target.write_blob(
+                target.copy_layer(
                     Some((&p.digest, p.size)),
-                    BlobKind::Layer,
+                    &mut file,
+                    (progress, false),
                     context.budget(),
-                    &mut |w| {
-                        let mut counting = Counting::new(w, progress, false);
-                        io::copy(&mut file, &mut counting)
-                            .and_then(|_| io::Write::flush(&mut counting))
-                            .map(drop)
-                            .at(|| location.clone())
-                    },
+                    &location,
                 )?
             }
             None => target.write_blob(None, BlobKind::Layer, context.budget(), &mut |w| {

@@ -23,7 +23,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::merge::new_layer::{PreMerged, PreMergedLayers};
 use crate::plan::image_index::{ChildPlan, IndexPlan};
 use crate::plan::squash_plan::PlannedRange;
-use crate::progress::{Counting, Event};
+use crate::progress::Event;
 use crate::read::blob::BlobRef;
 use crate::read::descriptor::descriptor_ref;
 use crate::read::image::Image;
@@ -388,16 +388,12 @@ fn copy_manifest(
         if !target.reuse_blob(&child_digest, store)? {
             let blob_location = location.clone().within(format!("blob {}", child_digest.short()));
             let mut reader = store.open_blob(&child, blob_location.clone())?;
-            target.write_blob(
+            target.copy_layer(
                 Some((&child_digest, child.size)),
-                BlobKind::Layer,
+                &mut reader,
+                (progress, true),
                 context.budget(),
-                &mut |w| {
-                    let mut counting = Counting::new(w, progress, true);
-                    io::copy(&mut reader, &mut counting)
-                        .and_then(|_| io::Write::flush(&mut counting))
-                        .at(|| blob_location.clone())
-                },
+                &blob_location,
             )?;
         }
         written.blobs.push(child_digest);

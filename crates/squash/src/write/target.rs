@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::archive::ArchiveTarget;
@@ -23,6 +23,7 @@ use crate::codec::compression::Compression;
 use crate::digest::{Digest, StreamHasher};
 use crate::error::{Error, IoContext, Location, Result};
 use crate::page_cache::WriteBehind;
+use crate::progress::{Counting, Progress};
 use crate::read::blob::Store;
 use crate::registry::options::RegistryOptions;
 use crate::registry::reference::RegistryReference;
@@ -233,6 +234,26 @@ impl<'a> Target<'a> {
             }
         }
         Ok((digest, size))
+    }
+
+    /// Copies `reader` into the output as a layer blob (`known`: its digest and size, which the
+    /// copy must have), its bytes reported to `progress` when `report`; a failed read is an
+    /// error at `location`.
+    pub(crate) fn copy_layer(
+        &mut self,
+        known: Option<(&Digest, u64)>,
+        reader: &mut dyn Read,
+        (progress, report): (&dyn Progress, bool),
+        budget: Budget,
+        location: &Location,
+    ) -> Result<(Digest, u64)> {
+        self.write_blob(known, BlobKind::Layer, budget, &mut |w| {
+            let mut counting = Counting::new(w, progress, report);
+            io::copy(reader, &mut counting)
+                .and_then(|_| counting.flush())
+                .map(drop)
+                .at(|| location.clone())
+        })
     }
 
     /// Writes the final documents and puts the output in place; for a registry, what the push
