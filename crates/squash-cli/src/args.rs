@@ -380,7 +380,8 @@ pub struct ReportArgs {
     pub html: Option<PathBuf>,
     /// Measure the new layers' compressed sizes exactly, and their digests, by running the real
     /// encoder on every core into a sink that only counts (nothing is written). Without it they
-    /// are estimated from samples compressed with the real encoder.
+    /// are estimated from samples compressed with the real encoder, or measured whole (without
+    /// the digest) where that costs less: zstd up to level 4, on a layer larger than the sample.
     #[arg(long)]
     pub exact: bool,
     /// Compression the squash would use for new layers (default: that of the squashed layers).

@@ -20,8 +20,8 @@ pub(crate) const BLOCK_SIZE: usize = 1 << 20;
 /// is about 1.0002 times). Deflate gains on such a block only from repeats within its 32 KiB
 /// window, and spends as long looking for them as on any other block (libdeflate's level 6 ran at
 /// 80 MB/s on random bytes, where storing them costs a copy and a CRC). Measured against level
-/// 6 on every block: on the bench's many-layer new layer (488 MB, 397 of its blocks stored) the
-/// stored blocks cost 0.0009% in size; on a tar of a Debian system's `/usr` (1.6 GB of
+/// 6 on every block: on the bench's many-layer new layer (512 MB, 397 of its blocks stored) the
+/// stored blocks cost 0.0009% in size; on a tar of a Debian system's `/usr` (1.7 GB of
 /// libraries, programs, documentation and locales) no block looked random; already-compressed
 /// files (archives, images) look random only where their bytes are as evenly spread.
 const RANDOM_SPREAD: (u128, u128) = (1001, 1000);
