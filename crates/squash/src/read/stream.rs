@@ -187,7 +187,14 @@ fn spawn_diff_hasher(
     name: String,
     location: &Location,
 ) -> Result<Chunks> {
-    let Feed::Thread { rx: inbox, back } = decoded.feed else { return Ok(decoded) };
+    // Only a stage on a thread of its own comes before this one; anything else would leave the
+    // diff_id unchecked, so it is refused.
+    let Feed::Thread { rx: inbox, back } = decoded.feed else {
+        return Err(Error::io(
+            location.clone(),
+            io::Error::other("the diff_id stage needs a stage on a thread of its own before it"),
+        ));
+    };
     let (tx, rx) = sync_channel(AHEAD);
     let thread_location = location.clone();
     std::thread::Builder::new()
