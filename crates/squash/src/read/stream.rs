@@ -209,7 +209,10 @@ fn spawn_diff_hasher(
                     }
                     Message::Done(verified) => {
                         let actual = Digest::from_raw(hasher.finalize().into());
-                        let _ = tx.send(diff_verdict(&thread_location, expected, actual, verified));
+                        let _ = tx.send(match diff_mismatch(&thread_location, expected, actual) {
+                            None => Message::Done(verified),
+                            Some(error) => Message::Failed(error),
+                        });
                         return;
                     }
                     failed @ Message::Failed(_) => failed,
@@ -223,17 +226,9 @@ fn spawn_diff_hasher(
     Ok(Chunks::new(rx, back))
 }
 
-/// The end of a stream whose diff_id hashed to `actual`.
-fn diff_verdict(
-    location: &Location,
-    expected: Digest,
-    actual: Digest,
-    verified: Verified,
-) -> Message {
-    if actual == expected {
-        return Message::Done(verified);
-    }
-    Message::Failed(Error::DigestMismatch {
+/// The error of a stream whose diff_id hashed to `actual`, if that is not `expected`.
+fn diff_mismatch(location: &Location, expected: Digest, actual: Digest) -> Option<Error> {
+    (actual != expected).then(|| Error::DigestMismatch {
         location: location.clone().within("diff_id (uncompressed tar)"),
         expected,
         actual,
@@ -379,10 +374,7 @@ impl ReadAhead {
                 (expected, Digest::from_raw(hasher.finalize().into()))
             }
         };
-        match diff_verdict(&self.location, expected, actual, verified.clone()) {
-            Message::Failed(error) => Err(error.into_io()),
-            _ => Ok(()),
-        }
+        diff_mismatch(&self.location, expected, actual).map_or(Ok(()), |e| Err(e.into_io()))
     }
 }
 
@@ -438,15 +430,15 @@ impl LayerStream {
                 image.store.open_blob(&blob, location.clone())?
             }
         };
-        let mut diff = match (&check, layer.compression) {
+        let diff = match (&check, layer.compression) {
             (Check::BlobOnly(_), _) => DiffCheck::None,
             (Check::Full, Compression::None) => DiffCheck::BlobDigest(layer.diff_id.clone()),
             (Check::Full, _) => DiffCheck::Hash(Box::new(Sha256::new()), layer.diff_id.clone()),
         };
-        let chunks = if !budget.pipelined() {
-            inline_stream(blob, layer.compression, &location)?
+        let (chunks, diff) = if !budget.pipelined() {
+            (inline_stream(blob, layer.compression, &location)?, diff)
         } else if layer.compression == Compression::None {
-            spawn_reader(blob, CHUNK, format!("read layer {}", layer.index), &location)?
+            (spawn_reader(blob, CHUNK, format!("read layer {}", layer.index), &location)?, diff)
         } else {
             let raw =
                 spawn_reader(blob, RAW_CHUNK, format!("read layer {}", layer.index), &location)?;
@@ -456,17 +448,13 @@ impl LayerStream {
                 format!("decode layer {}", layer.index),
                 &location,
             )?;
-            match std::mem::replace(&mut diff, DiffCheck::None) {
-                DiffCheck::Hash(_, expected) => spawn_diff_hasher(
-                    decoded,
-                    expected,
-                    format!("hash layer {}", layer.index),
-                    &location,
-                )?,
-                other => {
-                    diff = other;
-                    decoded
+            match diff {
+                // Hashed in a stage of its own: nothing is left to check at the reader.
+                DiffCheck::Hash(_, expected) => {
+                    let name = format!("hash layer {}", layer.index);
+                    (spawn_diff_hasher(decoded, expected, name, &location)?, DiffCheck::None)
                 }
+                other => (decoded, other),
             }
         };
         let reader = ReadAhead { chunks, diff, location: location.clone() };
