@@ -323,10 +323,9 @@ impl SquashPlan {
         let copy = self.ranges.is_empty() && !edits.changes_config() && !self.folds_history();
         let config_bytes =
             if copy { image.config.raw.clone() } else { self.new_config(image, &layers)? };
-        let (config_digest, config_size) =
-            target.write_blob(None, BlobKind::Config, context.budget(), &mut |w| {
-                w.write_all(&config_bytes).at(|| output.location())
-            })?;
+        let (config_digest, config_size) = target.write_blob(None, BlobKind::Config, &mut |w| {
+            w.write_all(&config_bytes).at(|| output.location())
+        })?;
         // A `dir:` manifest may call its config `application/octet-stream`; it is rewritten.
         let verbatim = copy && edits.annotations.is_empty() && image.format() != InputFormat::Dir;
         let manifest_bytes = match &image.manifest {
@@ -342,7 +341,7 @@ impl SquashPlan {
             Digest::of(&manifest_bytes)
         } else {
             target
-                .write_blob(None, BlobKind::Manifest, context.budget(), &mut |w| {
+                .write_blob(None, BlobKind::Manifest, &mut |w| {
                     w.write_all(&manifest_bytes).at(|| output.location())
                 })?
                 .0
@@ -403,7 +402,7 @@ impl SquashPlan {
                     &location,
                 )?
             }
-            None => target.write_blob(None, BlobKind::Layer, context.budget(), &mut |w| {
+            None => target.write_layer(None, context.budget(), &mut |w| {
                 merged = Some(merge_range(image, planned, self.options.level, w, context)?);
                 w.flush().at(|| Location::file(image.path()))
             })?,

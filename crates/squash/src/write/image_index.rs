@@ -324,10 +324,9 @@ impl IndexPlan {
             value["manifests"] = Value::Array(entries);
             serde_json::to_vec(&value).map_err(|e| Error::io(output.location(), e.into()))?
         };
-        let (digest, size) =
-            target.write_blob(None, BlobKind::Manifest, context.budget(), &mut |w| {
-                w.write_all(&bytes).at(|| output.location())
-            })?;
+        let (digest, size) = target.write_blob(None, BlobKind::Manifest, &mut |w| {
+            w.write_all(&bytes).at(|| output.location())
+        })?;
         written.blobs.push(digest.clone());
         Ok(json!({"mediaType": index.media_type(), "digest": digest.to_string(), "size": size}))
     }
@@ -398,12 +397,9 @@ fn copy_manifest(
         }
         written.blobs.push(child_digest);
     }
-    target.write_blob(
-        Some((&digest, raw.len() as u64)),
-        BlobKind::Manifest,
-        context.budget(),
-        &mut |w| w.write_all(&raw).at(|| location.clone()),
-    )?;
+    target.write_blob(Some((&digest, raw.len() as u64)), BlobKind::Manifest, &mut |w| {
+        w.write_all(&raw).at(|| location.clone())
+    })?;
     written.blobs.push(digest);
     Ok(())
 }

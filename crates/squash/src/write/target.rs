@@ -206,17 +206,35 @@ impl<'a> Target<'a> {
         })
     }
 
-    /// Writes a blob produced by `write`; when `known` (digest and size) is given the result
-    /// must have that digest. A layer's bytes are hashed on a thread of their own if `budget`
-    /// allows.
+    /// Writes a blob produced by `write`, hashed as it is written; when `known` (digest and
+    /// size) is given the result must have that digest.
     pub(crate) fn write_blob(
         &mut self,
         known: Option<(&Digest, u64)>,
         kind: BlobKind,
+        write: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
+    ) -> Result<(Digest, u64)> {
+        self.write_hashed(known, kind, StreamHasher::new(false), write)
+    }
+
+    /// [`Target::write_blob`] for a layer, whose bytes are hashed on a thread of their own if
+    /// `budget` allows.
+    pub(crate) fn write_layer(
+        &mut self,
+        known: Option<(&Digest, u64)>,
         budget: Budget,
         write: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
     ) -> Result<(Digest, u64)> {
-        let hasher = StreamHasher::new(kind == BlobKind::Layer && budget.hash_apart());
+        self.write_hashed(known, BlobKind::Layer, StreamHasher::new(budget.hash_apart()), write)
+    }
+
+    fn write_hashed(
+        &mut self,
+        known: Option<(&Digest, u64)>,
+        kind: BlobKind,
+        hasher: StreamHasher,
+        write: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
+    ) -> Result<(Digest, u64)> {
         let (digest, size) = match self {
             Target::Layout(t) => t.write_blob(hasher, write)?,
             Target::Archive(t) => t.write_blob(kind, hasher, write)?,
@@ -247,7 +265,7 @@ impl<'a> Target<'a> {
         budget: Budget,
         location: &Location,
     ) -> Result<(Digest, u64)> {
-        self.write_blob(known, BlobKind::Layer, budget, &mut |w| {
+        self.write_layer(known, budget, &mut |w| {
             let mut counting = Counting::new(w, progress, report);
             io::copy(reader, &mut counting)
                 .and_then(|_| counting.flush())
