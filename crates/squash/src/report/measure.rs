@@ -1,7 +1,7 @@
 //! A new layer's compressed size without writing it: its tar streamed as a squash writes it
 //! (see `merge::range_tar`) into the real encoder whose output is only counted, and hashed if
-//! asked (exact), or into samples compressed as that encoder would (estimated), with how the range's
-//! layers share the result.
+//! asked (exact), or into samples compressed as that encoder would (estimated), with how the
+//! range's layers share the result.
 
 use std::io::Write;
 
@@ -88,8 +88,7 @@ impl<W: Write> TarOut for Tee<'_, W> {
 /// Measures the compressed size of the new layer of `planned`: with `exact`, by running the
 /// real encoder (all of `threads`) into a sink that counts (and with `digest` hashes), which
 /// gives the size (and digest) a squash with the same options writes; otherwise by compressing
-/// samples
-/// ([`Sampler`]). Either way the range's layers are read again as a merge reads them.
+/// samples ([`Sampler`]). Either way the range's layers are read again as a merge reads them.
 pub(crate) fn measure_range(
     image: &Image,
     planned: &PlannedRange,
