@@ -59,7 +59,7 @@ impl Image {
         for range in ranges {
             let (indexes, kept) = if options.read_once {
                 let (indexes, kept) =
-                    self.index_range_once(range.start..=range.end, context, false, true)?;
+                    self.index_range_once(range.start..=range.end, context, false)?;
                 (indexes, Some(Arc::new(kept)))
             } else {
                 (self.index_layers_in(range.start..=range.end, context)?, None)

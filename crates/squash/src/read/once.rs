@@ -3,10 +3,10 @@
 //! path, a whiteout or a file over it or over a parent, an opaque parent) can never reach the new
 //! layer, and every other entry is kept, header group and data, in an unnamed temporary file as
 //! the layer is read (removed by the system when closed, whatever happens to the run), written
-//! back and dropped from the page cache as it grows. The merge copies from there instead of
-//! decoding the layer again. What it needs and a file lacks (the target of a hard link later in
-//! the same layer whose name a layer above shadows; a hash collision in the shadow sets) is read
-//! from the layer again, and counted.
+//! back and dropped from the page cache as it grows. The merge (or a report's measure) copies
+//! from there instead of decoding the layer again. What it needs and a file lacks (the target of
+//! a hard link later in the same layer whose name a layer above shadows; a hash collision in the
+//! shadow sets) is read from the layer again, and counted.
 
 use std::fs::File;
 use std::hash::{Hash, Hasher};
@@ -27,12 +27,10 @@ use crate::progress::Event;
 /// The entries of one layer of a range that no layer above it shadows, as they were read.
 #[derive(Debug)]
 pub(crate) struct Kept {
+    /// Dropped from the page cache as it was written; dropped behind its reader.
     file: File,
     /// Which entries are kept, one bit per entry of the layer.
     entries: Vec<u64>,
-    /// Whether the file is read once, front to back: then it was dropped from the page cache
-    /// as it was written, and is dropped behind its reader.
-    streamed: bool,
 }
 
 /// The paths of the layers above, as hashes in one sorted list (8 bytes a path, with two flags
@@ -141,35 +139,32 @@ impl Shadow {
     }
 }
 
-/// A reader of a [`Kept`] file at a position of its own (the file may be shared). If the file
-/// is streamed, it was dropped from the page cache as it was written, so the reader asks for the
-/// next [`BEHIND`] bytes ahead of it and drops what it has passed: the copy streams through a
-/// few MiB of memory (docs/speed.md). Reading an entry again then reads it from the disk.
+/// A reader of a [`Kept`] file at a position of its own (the file may be shared). The file was
+/// dropped from the page cache as it was written, so the reader asks for the next [`BEHIND`]
+/// bytes ahead of it and drops what it has passed: the copy streams through a few MiB of memory
+/// (docs/speed.md). Reading an entry again then reads it from the disk.
 pub(crate) struct At<'a> {
     file: &'a File,
     pos: u64,
-    /// Set if the file is streamed.
-    behind: Option<DropBehind>,
+    behind: DropBehind,
 }
 
 impl<'a> At<'a> {
-    /// A reader of `file` from its start, dropping behind it and reading ahead if `streamed`.
-    fn new(file: &'a File, streamed: bool) -> At<'a> {
-        At { file, pos: 0, behind: streamed.then(|| DropBehind::new(0)) }
+    /// A reader of `file` from its start.
+    fn new(file: &'a File) -> At<'a> {
+        At { file, pos: 0, behind: DropBehind::new(0) }
     }
 }
 
 impl Read for At<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.behind.is_some() && self.pos == 0 {
+        if self.pos == 0 {
             read_ahead(self.file, 0, 2 * BEHIND);
         }
         let n = self.file.read_at(buf, self.pos)?;
         self.pos += n as u64;
-        if let Some(behind) = &mut self.behind {
-            if behind.reached(self.file, self.pos, false) {
-                read_ahead(self.file, self.pos + BEHIND, self.pos + 2 * BEHIND);
-            }
+        if self.behind.reached(self.file, self.pos, false) {
+            read_ahead(self.file, self.pos + BEHIND, self.pos + 2 * BEHIND);
         }
         Ok(n)
     }
@@ -210,7 +205,7 @@ impl Kept {
         KeptReader {
             kept: self,
             index,
-            reader: io::BufReader::with_capacity(1 << 20, At::new(&self.file, self.streamed)),
+            reader: io::BufReader::with_capacity(1 << 20, At::new(&self.file)),
             next: 0,
             offset: 0,
         }
@@ -248,16 +243,14 @@ impl Image {
     /// Indexes the layers of `range` newest first ([`WINDOW`] at a time), keeping in an unnamed
     /// temporary file under the context's temporary directory per layer what no layer indexed
     /// before it shadows. Every digest is checked as [`Image::index_layers`] checks it. The
-    /// result is oldest first; with `facts`, the indexes hold their entries' facts. With
-    /// `streamed` (the copies are read once, front to back, as a squash's merge reads them),
-    /// each copy is written back and dropped from the page cache as it grows, and dropped
-    /// behind its reader; without it (a report reads them more than once) they stay cached.
+    /// result is oldest first; with `facts`, the indexes hold their entries' facts. Each copy
+    /// is written back and dropped from the page cache as it grows, and dropped behind its
+    /// reader (a squash's merge or a report's measure, which read it once, front to back).
     pub(crate) fn index_range_once(
         &self,
         range: std::ops::RangeInclusive<usize>,
         context: &Context<'_>,
         facts: bool,
-        streamed: bool,
     ) -> Result<(Vec<LayerIndex>, Vec<Kept>)> {
         let budget = context.budget();
         let progress = context.progress();
@@ -279,8 +272,7 @@ impl Image {
                 chunk
                     .par_iter()
                     .map(|&layer| {
-                        let result =
-                            self.index_keeping(layer, budget, &shadow, &dir, facts, streamed)?;
+                        let result = self.index_keeping(layer, budget, &shadow, &dir, facts)?;
                         progress.event(&Event::Indexed { layer, bytes: size(layer) });
                         Ok(result)
                     })
@@ -310,13 +302,12 @@ impl Image {
         shadow: &Shadow,
         dir: &Path,
         facts: bool,
-        streamed: bool,
     ) -> Result<(LayerIndex, Kept)> {
         let location = || {
             Location::file(dir).part(format!("temporary copy of layer {layer}'s surviving entries"))
         };
         let file = tempfile::tempfile_in(dir).at(location)?;
-        let mut out = BufWriter::with_capacity(1 << 20, WriteBehind::new(file, streamed));
+        let mut out = BufWriter::with_capacity(1 << 20, WriteBehind::new(file, true));
         let (mut entries, mut number): (Vec<u64>, u32) = (Vec::new(), 0);
         let mut parent = (Vec::new(), false);
         let index = self.index_layer_visiting(layer, budget, facts, &mut |group, stream| {
@@ -349,7 +340,7 @@ impl Image {
         })?;
         let file = out.into_inner().map_err(|e| Error::io(location(), e.into_error()))?.file;
         entries.shrink_to_fit();
-        Ok((index, Kept { file, entries, streamed }))
+        Ok((index, Kept { file, entries }))
     }
 }
 
@@ -383,8 +374,8 @@ mod tests {
     use crate::page_cache::{WriteBehind, BEHIND};
 
     /// A streamed copy, written back and dropped as it grew, reads back exactly as written,
-    /// dropped behind the reader and read ahead of it; a seek back (an entry asked for again)
-    /// reads the same bytes from the disk.
+    /// dropped behind the reader and read ahead of it, and so again for a second reader; a seek
+    /// back (an entry asked for again) reads the same bytes from the disk.
     #[test]
     fn a_streamed_copy_reads_back_what_was_written() {
         let data: Vec<u8> = (0..3 * BEHIND + 4_321).map(|i| (i * 31 % 241) as u8).collect();
@@ -393,8 +384,9 @@ mod tests {
             out.write_all(piece).unwrap();
         }
         let file = out.file;
-        for streamed in [true, false] {
-            let mut at = At::new(&file, streamed);
+        // The second reader finds what the first one dropped behind it (on the disk).
+        for pass in 0..2 {
+            let mut at = At::new(&file);
             let mut back = Vec::new();
             let mut piece = vec![0u8; 1 << 20];
             loop {
@@ -404,7 +396,7 @@ mod tests {
                 }
                 back.extend_from_slice(&piece[..n]);
             }
-            assert!(back == data, "the copy differs (streamed: {streamed})");
+            assert!(back == data, "the copy differs (reader {pass})");
             let from = BEHIND + 5;
             at.seek(SeekFrom::Start(from)).unwrap();
             let mut again = vec![0u8; 2 * BEHIND as usize];

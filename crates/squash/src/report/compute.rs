@@ -170,7 +170,7 @@ impl Image {
         let mut kept = Vec::with_capacity(ranges.len());
         for r in ranges {
             let (range_indexes, range_kept) =
-                self.index_range_once(r.start..=r.end, context, true, false)?;
+                self.index_range_once(r.start..=r.end, context, true)?;
             for (offset, index) in range_indexes.into_iter().enumerate() {
                 slots[r.start + offset] = Some(index);
             }
