@@ -209,6 +209,25 @@ pub enum Error {
     },
 }
 
+/// The location of an error, if it has one: a shared or a mutable reference, as `$error` is.
+macro_rules! located {
+    ($error:expr) => {
+        match $error {
+            Error::Io { location, .. }
+            | Error::DigestMismatch { location, .. }
+            | Error::SizeMismatch { location, .. }
+            | Error::MissingBlob { location, .. }
+            | Error::MalformedTar { location, .. }
+            | Error::InvalidDocument { location, .. }
+            | Error::Unsupported { location, .. }
+            | Error::Selection { location, .. }
+            | Error::Output { location, .. }
+            | Error::Registry { location, .. } => Some(location),
+            Error::InvalidRange { .. } | Error::InvalidOption { .. } | Error::Cancelled => None,
+        }
+    };
+}
+
 impl Error {
     /// A stable, machine-readable name of the variant (`io`, `digest_mismatch`, …), as the CLI's
     /// JSON errors carry it.
@@ -232,38 +251,13 @@ impl Error {
 
     /// Where the error happened, when it is tied to a place.
     pub fn location(&self) -> Option<&Location> {
-        match self {
-            Error::Io { location, .. }
-            | Error::DigestMismatch { location, .. }
-            | Error::SizeMismatch { location, .. }
-            | Error::MissingBlob { location, .. }
-            | Error::MalformedTar { location, .. }
-            | Error::InvalidDocument { location, .. }
-            | Error::Unsupported { location, .. }
-            | Error::Selection { location, .. }
-            | Error::Output { location, .. }
-            | Error::Registry { location, .. } => Some(location),
-            Error::InvalidRange { .. } | Error::InvalidOption { .. } | Error::Cancelled => None,
-        }
+        located!(self)
     }
 
     /// The same error, naming `to` where it named the file `from` (a temporary copy of an input
     /// named as the input it was given as).
     pub(crate) fn naming(mut self, from: &Path, to: &Path) -> Error {
-        let location = match &mut self {
-            Error::Io { location, .. }
-            | Error::DigestMismatch { location, .. }
-            | Error::SizeMismatch { location, .. }
-            | Error::MissingBlob { location, .. }
-            | Error::MalformedTar { location, .. }
-            | Error::InvalidDocument { location, .. }
-            | Error::Unsupported { location, .. }
-            | Error::Selection { location, .. }
-            | Error::Output { location, .. }
-            | Error::Registry { location, .. } => Some(location),
-            Error::InvalidRange { .. } | Error::InvalidOption { .. } | Error::Cancelled => None,
-        };
-        if let Some(location) = location {
+        if let Some(location) = located!(&mut self) {
             if location.file.as_deref() == Some(from) {
                 location.file = Some(to.to_path_buf());
             }
