@@ -150,12 +150,14 @@ fn corrupted_layer_blob_is_named_and_leaves_no_output() {
             );
             assert_nothing_left(dir.path());
         }
-        // Copying verifies the digest of every blob it copies.
+        // Copying verifies the digest of every blob it copies, as it reads it (the copy is not
+        // hashed again): the error names the input's layer.
         let err = image
             .plan(&SquashOptions::default())
             .and_then(|p| p.execute(&image, &output))
             .expect_err("corrupt blob must fail");
         assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+        assert!(err.to_string().contains("layer 1"), "{err}");
         assert_nothing_left(dir.path());
     }
 }

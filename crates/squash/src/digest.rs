@@ -145,7 +145,12 @@ pub(crate) struct StreamHasher(Hashing);
 
 enum Hashing {
     Here(Sha256),
-    Apart { pending: Vec<u8>, worker: Option<Worker> },
+    Apart {
+        pending: Vec<u8>,
+        worker: Option<Worker>,
+    },
+    /// Bytes whose digest the reader they come from checks: not hashed again.
+    Known(Digest),
 }
 
 /// A hashing thread: chunks go to it and come back, spent, for reuse.
@@ -166,11 +171,19 @@ impl StreamHasher {
         })
     }
 
+    /// For a copy of bytes whose reader checks them against `digest` as they pass (a verifying
+    /// reader of a blob of the input, which fails the copy if they differ): hashing them again
+    /// would only repeat that check, so nothing is hashed and the digest is `digest`.
+    pub(crate) fn known(digest: Digest) -> StreamHasher {
+        StreamHasher(Hashing::Known(digest))
+    }
+
     /// Adds `data` to the hash.
     pub(crate) fn update(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
             let (pending, worker) = match &mut self.0 {
                 Hashing::Here(hasher) => return hasher.update(data),
+                Hashing::Known(_) => return,
                 Hashing::Apart { pending, worker } => (pending, worker),
             };
             let take = (APART_CHUNK - pending.len()).min(data.len());
@@ -197,6 +210,7 @@ impl StreamHasher {
     /// The digest of every byte added.
     pub(crate) fn finalize(self) -> Digest {
         let hasher = match self.0 {
+            Hashing::Known(digest) => return digest,
             Hashing::Here(hasher) => hasher,
             Hashing::Apart { pending, worker: None } => Sha256::new_with_prefix(&pending),
             Hashing::Apart { pending, worker: Some(worker) } => {

@@ -276,8 +276,9 @@ impl SquashPlan {
                 known => {
                     progress.step(format!("copying layer {index}"));
                     let mut reader = image.open_layer_blob(layer)?;
+                    // The reader checks the blob's size and digest as it copies.
                     target.copy_layer(
-                        known.map(|d| (d, layer.size())),
+                        (known.map(|d| (d, layer.size())), true),
                         &mut reader,
                         (progress, true),
                         context.budget(),
@@ -394,8 +395,9 @@ impl SquashPlan {
                 let location = Location::file(p.file.path());
                 let mut file = p.file.reopen().at(|| location.clone())?;
                 merged = Some(p.merged);
+                // A temporary file of this run's, hashed again as it is copied.
                 target.copy_layer(
-                    Some((&p.digest, p.size)),
+                    (Some((&p.digest, p.size)), false),
                     &mut file,
                     (progress, false),
                     context.budget(),

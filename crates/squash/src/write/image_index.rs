@@ -387,8 +387,9 @@ fn copy_manifest(
         if !target.reuse_blob(&child_digest, store)? {
             let blob_location = location.clone().within(format!("blob {}", child_digest.short()));
             let mut reader = store.open_blob(&child, blob_location.clone())?;
+            // The reader checks the blob's size and digest as it copies.
             target.copy_layer(
-                Some((&child_digest, child.size)),
+                (Some((&child_digest, child.size)), true),
                 &mut reader,
                 (progress, true),
                 context.budget(),

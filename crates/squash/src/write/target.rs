@@ -256,16 +256,21 @@ impl<'a> Target<'a> {
 
     /// Copies `reader` into the output as a layer blob (`known`: its digest and size, which the
     /// copy must have), its bytes reported to `progress` when `report`; a failed read is an
-    /// error at `location`.
+    /// error at `location`. With `checked`, `reader` checks the bytes against `known` itself (a
+    /// blob of the input opened with its digest), so the copy is not hashed again.
     pub(crate) fn copy_layer(
         &mut self,
-        known: Option<(&Digest, u64)>,
+        (known, checked): (Option<(&Digest, u64)>, bool),
         reader: &mut dyn Read,
         (progress, report): (&dyn Progress, bool),
         budget: Budget,
         location: &Location,
     ) -> Result<(Digest, u64)> {
-        self.write_layer(known, budget, &mut |w| {
+        let hasher = match known {
+            Some((digest, _)) if checked => StreamHasher::known(digest.clone()),
+            _ => StreamHasher::new(budget.hash_apart()),
+        };
+        self.write_hashed(known, BlobKind::Layer, hasher, &mut |w| {
             let mut counting = Counting::new(w, progress, report);
             io::copy(reader, &mut counting)
                 .and_then(|_| counting.flush())
