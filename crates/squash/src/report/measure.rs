@@ -133,7 +133,7 @@ pub(crate) fn measure_range(
         Sink { hasher: digest.then(|| StreamHasher::new(budget.hash_apart())), size: 0 },
     )
     .at(|| location.clone())?;
-    let sampler = sampler.without_proxy();
+    let sampler = sampler.for_shares();
     let mut tee = Tee { encoder: Counting::new(encoder, progress, true), sampler };
     write_tar(image, planned, budget, &mut tee)?;
     let Tee { encoder, sampler } = tee;

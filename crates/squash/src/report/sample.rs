@@ -8,6 +8,7 @@
 //! layer's bytes end, a block of the encoder does not) and zstd's framing. Which pieces are
 //! compressed depends on positions only, so the figure is the same for any thread count.
 
+use std::collections::VecDeque;
 use std::io::{self, Write};
 
 use rayon::prelude::*;
@@ -113,9 +114,13 @@ pub(crate) struct Sampler {
     pool: rayon::ThreadPool,
     batch: usize,
     /// The bytes before the current piece that a later piece's context may need.
-    history: Vec<u8>,
+    history: VecDeque<u8>,
     keep: usize,
+    /// The current piece's bytes, when they are needed: it is picked, or goes through the
+    /// proxy, or later pieces' contexts need it; its length either way.
     current: Vec<u8>,
+    current_len: usize,
+    holds_current: bool,
     /// Bytes of the current piece from each layer of the range (the last slot: no layer).
     current_shares: Vec<u64>,
     source: usize,
@@ -182,7 +187,7 @@ impl Sampler {
             .num_threads(threads)
             .build()
             .map_err(io::Error::other)?;
-        Ok(Sampler {
+        let mut sampler = Sampler {
             compression,
             level,
             job,
@@ -193,9 +198,11 @@ impl Sampler {
             proxy: true,
             pool,
             batch: threads.max(1),
-            history: Vec::new(),
+            history: VecDeque::new(),
             keep: window.min(job + overlap) as usize,
-            current: Vec::with_capacity(piece),
+            current: Vec::new(),
+            current_len: 0,
+            holds_current: true,
             current_shares: vec![0; layers + 1],
             source: layers,
             offset: 0,
@@ -206,15 +213,27 @@ impl Sampler {
             sums: Sums::default(),
             sums_per_layer: vec![Sums::default(); layers + 1],
             failed: None,
-        })
+        };
+        sampler.holds_current = sampler.needs_piece(0);
+        Ok(sampler)
     }
 
-    /// A sampler without the proxy, for when the real encoder gives the total: the layers'
-    /// shares are each layer's bytes at its sampled pieces' ratio (the overall ratio for a
-    /// layer none of whose pieces was picked), which costs the samples alone.
-    pub(crate) fn without_proxy(mut self) -> Sampler {
+    /// A sampler for how the layers share a size the real encoder gives: no proxy, only the
+    /// picked pieces are compressed (each with the context the encoder has before it). Each
+    /// layer's share is its bytes at its sampled pieces' ratio (the overall ratio for a layer
+    /// none of whose pieces was picked), which costs the picked pieces alone: the others are
+    /// counted, and copied only where a later piece's context needs them.
+    pub(crate) fn for_shares(mut self) -> Sampler {
         self.proxy = false;
+        self.holds_current = self.needs_piece(0);
         self
+    }
+
+    /// Whether the bytes of piece `index` are needed: it is compressed, or a later piece's
+    /// context may reach into it.
+    fn needs_piece(&self, index: u64) -> bool {
+        self.keep > 0
+            || (self.compression != Compression::None && (self.uses_proxy() || self.picked(index)))
     }
 
     /// Whether every piece goes through the proxy: when not all are compressed for real.
@@ -238,35 +257,48 @@ impl Sampler {
     /// context the encoder has at its start (the window before it, not reaching further back
     /// than the overlap of its job), and keep what later pieces' contexts need.
     fn end_piece(&mut self) -> io::Result<()> {
-        if self.current.is_empty() {
+        if self.current_len == 0 {
             return Ok(());
         }
         let shares =
             std::mem::replace(&mut self.current_shares, vec![0; self.total_per_layer.len()]);
-        let data = std::mem::replace(&mut self.current, Vec::with_capacity(self.piece));
+        let data = std::mem::take(&mut self.current);
+        let len = std::mem::take(&mut self.current_len);
         let picked = self.picked(self.piece_index);
         // With every piece picked the proxy is not needed; otherwise every piece gets it.
-        if self.compression != Compression::None && (picked || self.uses_proxy()) {
-            let prefix = picked.then(|| {
-                let job_start = self.offset - self.offset % self.job;
-                let context_start = job_start
-                    .saturating_sub(self.overlap)
-                    .max(self.offset.saturating_sub(self.window));
-                let context = ((self.offset - context_start) as usize).min(self.history.len());
-                self.history[self.history.len() - context..].to_vec()
-            });
-            self.pending.push(Unit { prefix, data: data.clone(), shares });
+        let compressed = self.compression != Compression::None && (picked || self.uses_proxy());
+        let prefix = (compressed && picked).then(|| {
+            let job_start = self.offset - self.offset % self.job;
+            let context_start =
+                job_start.saturating_sub(self.overlap).max(self.offset.saturating_sub(self.window));
+            let context = ((self.offset - context_start) as usize).min(self.history.len());
+            let (front, back) = self.history.as_slices();
+            let from = self.history.len() - context;
+            let mut prefix = Vec::with_capacity(context);
+            if from < front.len() {
+                prefix.extend_from_slice(&front[from..]);
+                prefix.extend_from_slice(back);
+            } else {
+                prefix.extend_from_slice(&back[from - front.len()..]);
+            }
+            prefix
+        });
+        if self.keep > 0 {
+            // A ring: dropping the oldest bytes moves none of the others.
+            let excess = (self.history.len() + data.len()).saturating_sub(self.keep);
+            self.history.drain(..excess.min(self.history.len()));
+            let skip = data.len().saturating_sub(self.keep);
+            self.history.extend(&data[skip..]);
+        }
+        self.offset += len as u64;
+        self.piece_index += 1;
+        self.holds_current = self.needs_piece(self.piece_index);
+        if compressed {
+            self.pending.push(Unit { prefix, data, shares });
             if self.pending.len() >= self.batch {
                 self.compress_pending()?;
             }
         }
-        if self.keep > 0 {
-            self.history.extend_from_slice(&data);
-            let excess = self.history.len().saturating_sub(self.keep);
-            self.history.drain(..excess);
-        }
-        self.offset += data.len() as u64;
-        self.piece_index += 1;
         Ok(())
     }
 
@@ -411,13 +443,19 @@ impl Write for Sampler {
         if let Some(e) = self.failed.take() {
             return Err(e);
         }
-        let room = self.piece - self.current.len();
+        let room = self.piece - self.current_len;
         let n = buf.len().min(room);
-        self.current.extend_from_slice(&buf[..n]);
+        if self.holds_current {
+            if self.current.capacity() == 0 {
+                self.current.reserve_exact(self.piece);
+            }
+            self.current.extend_from_slice(&buf[..n]);
+        }
+        self.current_len += n;
         self.current_shares[self.source] += n as u64;
         self.total_per_layer[self.source] += n as u64;
         self.total += n as u64;
-        if self.current.len() == self.piece {
+        if self.current_len == self.piece {
             self.end_piece()?;
         }
         Ok(n)
