@@ -84,6 +84,41 @@ pub fn rule2() -> Vec<Case> {
             ],
             vec![(0, 2)],
         ),
+        // A directory replaced in the same layer that filled it, after entries in it and below
+        // it: nothing of the old tree or of the lower layers' tree may show through.
+        case(
+            "rule2/dir-replaced-in-its-own-layer",
+            vec![
+                l().dir("a").dir("a/b").file("a/b/z", b"lower").file("a/k", b"lower").finish(),
+                l().dir("a")
+                    .dir("a/b")
+                    .file("a/b/x", b"x")
+                    .symlink("a", "elsewhere")
+                    .dir("a")
+                    .file("a/y", b"y")
+                    .finish(),
+                l().file("a/b2", b"b2").finish(),
+            ],
+            vec![(1, 2)],
+        ),
+        // Many entries of one directory, one of whose siblings turns into a file and back: the
+        // lower layers show through the directory each time it is a plain one again.
+        case(
+            "rule2/sibling-changes-type",
+            vec![
+                l().dir("d").dir("d/s").file("d/s/old", b"old").file("d/keep", b"k").finish(),
+                l().dir("d")
+                    .file("d/one", b"1")
+                    .file("d/s", b"file now")
+                    .file("d/two", b"2")
+                    .dir("d/s")
+                    .file("d/s/new", b"new")
+                    .file("d/three", b"3")
+                    .finish(),
+                l().file("d/four", b"4").finish(),
+            ],
+            vec![(1, 2)],
+        ),
     ]
 }
 

@@ -85,6 +85,18 @@ pub(super) struct Delta<'a> {
     pub(super) inodes: Vec<InodeSource>,
     lower_inodes: BTreeMap<EntryPath, u32>,
     pub(super) fates: Vec<Vec<Fate>>,
+    /// While layers are applied: a directory that, with every ancestor, is a plain directory of
+    /// the delta (not opaque; the root may be absent), so that an entry directly in it has
+    /// nothing to materialize and sees the lower layers. Entries of a tar come grouped by
+    /// directory, so most skip the walk up their ancestors; anything that changes the directory
+    /// or an ancestor forgets it.
+    plain_dir: Option<&'a [u8]>,
+}
+
+/// The bytes of `path`'s parent directory (empty: the root).
+fn parent_bytes(path: &EntryPath) -> &[u8] {
+    let bytes = path.as_bytes();
+    &bytes[..bytes.iter().rposition(|&b| b == b'/').unwrap_or(0)]
 }
 
 /// The bounds of the strict descendants of `path` in byte order: `path/` up to `path0`.
@@ -113,6 +125,7 @@ impl<'a> Delta<'a> {
             inodes: Vec::new(),
             lower_inodes: BTreeMap::new(),
             fates,
+            plain_dir: None,
         }
     }
 
@@ -122,6 +135,7 @@ impl<'a> Delta<'a> {
         for layer in 0..layers.len() {
             delta.apply_layer(layer)?;
         }
+        delta.plain_dir = None;
         Ok(delta)
     }
 
@@ -162,13 +176,21 @@ impl<'a> Delta<'a> {
     /// that hides the lower layers; other missing ancestors of an entry are implied. A marker
     /// implies nothing where the lower layers show (appliers differ on a marker's parents, and
     /// the marker is written again), except in a base range, where no marker is written and its
-    /// parents are implied like an entry's. Returns false if an ancestor is not a directory.
-    fn materialize_parents(&mut self, path: &EntryPath, pos: Pos, marker: bool) -> bool {
+    /// parents are implied like an entry's. Returns `None` if an ancestor is not a directory,
+    /// else whether every ancestor was already a plain directory (the root may be absent).
+    fn materialize_parents(&mut self, path: &EntryPath, pos: Pos, marker: bool) -> Option<bool> {
         let implies = !marker || self.base;
         let mut hidden = false;
+        let mut plain = true;
         for ancestor in path.ancestors() {
-            match self.map.get_mut(&ancestor) {
-                Some(Node::Other { .. }) => return false,
+            let found = self.map.get_mut(&ancestor);
+            plain &= match &found {
+                Some(Node::Dir { opaque, .. }) => !opaque,
+                None => ancestor.is_root(),
+                Some(_) => false,
+            };
+            match found {
+                Some(Node::Other { .. }) => return None,
                 Some(Node::Removed) => {
                     self.map
                         .insert(Cow::Owned(ancestor), Node::Implicit { whiteout: true, by: pos });
@@ -194,7 +216,7 @@ impl<'a> Delta<'a> {
                 None => {}
             }
         }
-        true
+        Some(plain)
     }
 
     pub(super) fn remove_descendants(&mut self, path: &EntryPath, fate: Fate) {
@@ -210,7 +232,8 @@ impl<'a> Delta<'a> {
     fn whiteout(&mut self, target: &'a EntryPath, pos: Pos) {
         let by = self.image_layer(pos.layer());
         // A whiteout under a non-directory (umoci writes such) deletes nothing.
-        if !self.materialize_parents(target, pos, true) {
+        self.plain_dir = None;
+        if self.materialize_parents(target, pos, true).is_none() {
             return;
         }
         self.remove_descendants(target, Fate::Deleted { by });
@@ -224,7 +247,8 @@ impl<'a> Delta<'a> {
 
     fn opaque(&mut self, dir: &'a EntryPath, pos: Pos) {
         let by = self.image_layer(pos.layer());
-        if !self.materialize_parents(&dir.join(OPAQUE_WHITEOUT), pos, true) {
+        self.plain_dir = None;
+        if self.materialize_parents(&dir.join(OPAQUE_WHITEOUT), pos, true).is_none() {
             return;
         }
         self.remove_descendants(dir, Fate::Deleted { by });
@@ -242,8 +266,15 @@ impl<'a> Delta<'a> {
         }
     }
 
-    fn check_parents(&mut self, path: &EntryPath, pos: Pos) -> Result<()> {
-        if self.materialize_parents(path, pos, false) {
+    /// Materializes the parents of the entry at `path` (see [`Delta::materialize_parents`]),
+    /// or fails if one is not a directory.
+    fn check_parents(&mut self, path: &'a EntryPath, pos: Pos) -> Result<()> {
+        let parent = parent_bytes(path);
+        if self.plain_dir == Some(parent) {
+            return Ok(());
+        }
+        if let Some(plain) = self.materialize_parents(path, pos, false) {
+            self.plain_dir = plain.then_some(parent);
             return Ok(());
         }
         let blocker = path
@@ -259,8 +290,17 @@ impl<'a> Delta<'a> {
         let entry = &layers[pos.layer()].entries[pos.entry()];
         let path = &entry.path;
         self.check_parents(path, pos)?;
+        // The cache now holds the entry's parent or nothing, and the entry changes only itself
+        // and what is below it: the cache stands, unless the entry is the root itself.
+        if path.is_root() {
+            self.plain_dir = None;
+        }
         if kind == EntryKind::Dir {
-            let visible = self.lower_visible(path);
+            let visible = if self.plain_dir == Some(parent_bytes(path)) {
+                !self.base
+            } else {
+                self.lower_visible(path)
+            };
             let replaced = match self.map.get_mut(path) {
                 Some(Node::Dir { newest, .. }) => {
                     let old = *newest;
