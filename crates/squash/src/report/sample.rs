@@ -116,11 +116,10 @@ pub(crate) struct Sampler {
     /// The bytes before the current piece that a later piece's context may need.
     history: VecDeque<u8>,
     keep: usize,
-    /// The current piece's bytes, when they are needed: it is picked, or goes through the
-    /// proxy, or later pieces' contexts need it; its length either way.
+    /// The current piece's bytes, when they are needed ([`Sampler::needs_piece`]); its length
+    /// either way.
     current: Vec<u8>,
     current_len: usize,
-    holds_current: bool,
     /// Bytes of the current piece from each layer of the range (the last slot: no layer).
     current_shares: Vec<u64>,
     source: usize,
@@ -187,7 +186,7 @@ impl Sampler {
             .num_threads(threads)
             .build()
             .map_err(io::Error::other)?;
-        let mut sampler = Sampler {
+        Ok(Sampler {
             compression,
             level,
             job,
@@ -202,7 +201,6 @@ impl Sampler {
             keep: window.min(job + overlap) as usize,
             current: Vec::new(),
             current_len: 0,
-            holds_current: true,
             current_shares: vec![0; layers + 1],
             source: layers,
             offset: 0,
@@ -213,9 +211,7 @@ impl Sampler {
             sums: Sums::default(),
             sums_per_layer: vec![Sums::default(); layers + 1],
             failed: None,
-        };
-        sampler.holds_current = sampler.needs_piece(0);
-        Ok(sampler)
+        })
     }
 
     /// A sampler for how the layers share a size the real encoder gives: no proxy, only the
@@ -225,7 +221,6 @@ impl Sampler {
     /// counted, and copied only where a later piece's context needs them.
     pub(crate) fn for_shares(mut self) -> Sampler {
         self.proxy = false;
-        self.holds_current = self.needs_piece(0);
         self
     }
 
@@ -292,7 +287,6 @@ impl Sampler {
         }
         self.offset += len as u64;
         self.piece_index += 1;
-        self.holds_current = self.needs_piece(self.piece_index);
         if compressed {
             self.pending.push(Unit { prefix, data, shares });
             if self.pending.len() >= self.batch {
@@ -445,7 +439,7 @@ impl Write for Sampler {
         }
         let room = self.piece - self.current_len;
         let n = buf.len().min(room);
-        if self.holds_current {
+        if self.needs_piece(self.piece_index) {
             if self.current.capacity() == 0 {
                 self.current.reserve_exact(self.piece);
             }

@@ -267,15 +267,15 @@ impl<'a> Delta<'a> {
     }
 
     /// Materializes the parents of the entry at `path` (see [`Delta::materialize_parents`]),
-    /// or fails if one is not a directory.
-    fn check_parents(&mut self, path: &'a EntryPath, pos: Pos) -> Result<()> {
+    /// or fails if one is not a directory. Returns whether every ancestor is a plain directory.
+    fn check_parents(&mut self, path: &'a EntryPath, pos: Pos) -> Result<bool> {
         let parent = parent_bytes(path);
         if self.plain_dir == Some(parent) {
-            return Ok(());
+            return Ok(true);
         }
         if let Some(plain) = self.materialize_parents(path, pos, false) {
             self.plain_dir = plain.then_some(parent);
-            return Ok(());
+            return Ok(plain);
         }
         let blocker = path
             .ancestors()
@@ -289,18 +289,14 @@ impl<'a> Delta<'a> {
         let layers: &'a [LayerIndex] = self.layers;
         let entry = &layers[pos.layer()].entries[pos.entry()];
         let path = &entry.path;
-        self.check_parents(path, pos)?;
+        let plain_parents = self.check_parents(path, pos)?;
         // The cache now holds the entry's parent or nothing, and the entry changes only itself
         // and what is below it: the cache stands, unless the entry is the root itself.
         if path.is_root() {
             self.plain_dir = None;
         }
         if kind == EntryKind::Dir {
-            let visible = if self.plain_dir == Some(parent_bytes(path)) {
-                !self.base
-            } else {
-                self.lower_visible(path)
-            };
+            let visible = if plain_parents { !self.base } else { self.lower_visible(path) };
             let replaced = match self.map.get_mut(path) {
                 Some(Node::Dir { newest, .. }) => {
                     let old = *newest;
