@@ -336,8 +336,19 @@ impl Containerd {
     }
 
     /// `ctr images import archive` (unpacked into the overlayfs snapshotter).
+    ///
+    /// An import refused part way leaves the snapshots it committed to containerd's garbage
+    /// collector, which runs later on its own schedule: an import of an image that shares those
+    /// layers would find them, then lose them before it builds on them ("parent snapshot does
+    /// not exist"). A refused import therefore collects at once (`ctr leases rm --sync` runs
+    /// the collector before it returns), so what follows starts from a settled store.
     pub fn import(&self, archive: &Path) -> Result<(), String> {
-        try_output(self.ctr().args(["images", "import"]).arg(archive)).map(drop)
+        let result = try_output(self.ctr().args(["images", "import"]).arg(archive)).map(drop);
+        if result.is_err() {
+            output(self.ctr().args(["leases", "create", "--id", "squash-collect"]));
+            output(self.ctr().args(["leases", "rm", "--sync", "squash-collect"]));
+        }
+        result
     }
 
     /// The root filesystem containerd's snapshotter made of `image` (`ctr images mount`),
