@@ -87,6 +87,37 @@ fn compressed_estimate_is_within_three_percent_of_a_squash() {
     }
 }
 
+/// The estimate, its sample and each layer's share are the same for any thread count: pieces
+/// are picked by their position and their figures added in the stream's order, however many
+/// compress at once and whichever finishes first.
+#[test]
+fn estimates_do_not_depend_on_thread_count() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = open(dir.path(), LayerCompression::Gzip, 3);
+    for compression in [Compression::Gzip, Compression::Zstd] {
+        let mut options = SquashOptions::default().with_selector(LayerSelector::Top(6));
+        options.compression = Some(compression);
+        for how in [
+            ReportOptions::default().with_sample_bytes(4 << 20),
+            ReportOptions::default().with_exact(true),
+        ] {
+            let figures = |threads: usize| {
+                let context = Context::new().with_threads(threads);
+                let report = image.report_in(&options, &how, &context).expect("report");
+                let range = &report.squash[0];
+                let shares: Vec<u64> =
+                    report.layers.iter().map(|l| l.reclaimed_compressed_bytes).collect();
+                (range.compressed_size_after_estimate, range.sampled_bytes, shares)
+            };
+            let one = figures(1);
+            assert!(one.2.iter().any(|&b| b > 0), "{compression}: {one:?}");
+            for threads in [2, 3, 8] {
+                assert_eq!(figures(threads), one, "{compression}, {threads} threads");
+            }
+        }
+    }
+}
+
 /// A default report of a zstd layer larger than its sample measures it whole, which at zstd's
 /// fast levels costs less than sampling it: the size a squash writes, nothing sampled, and no
 /// digest (only `exact` hashes it). A sample size of the caller's is still sampled.

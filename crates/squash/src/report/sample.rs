@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
+use std::sync::mpsc;
 
 use rayon::prelude::*;
 
@@ -86,6 +87,15 @@ struct Unit {
     shares: Vec<u64>,
 }
 
+/// A compressed piece's figures: how many of its bytes each layer contributed, its length, and
+/// its sizes (the real encoder's when it was picked, the proxy's).
+type Done = (Vec<u64>, usize, io::Result<(Option<u64>, u64)>);
+
+/// How many batches of pieces may be compressing while the stream goes on: the stream does not
+/// wait for them, and the pieces they hold (at most `batch` each, with their context) are
+/// bounded.
+const IN_FLIGHT: usize = 2;
+
 /// Per-piece figures summed: the real encoder's size (picked pieces) and a fast proxy's.
 #[derive(Debug, Clone, Copy, Default)]
 struct Sums {
@@ -113,6 +123,9 @@ pub(crate) struct Sampler {
     proxy: bool,
     pool: rayon::ThreadPool,
     batch: usize,
+    /// Batches compressing on the pool, oldest first: their figures are added in the stream's
+    /// order, so the estimate does not depend on which finishes first.
+    in_flight: VecDeque<mpsc::Receiver<Vec<Done>>>,
     /// The bytes before the current piece that a later piece's context may need.
     history: VecDeque<u8>,
     keep: usize,
@@ -197,6 +210,7 @@ impl Sampler {
             proxy: true,
             pool,
             batch: threads.max(1),
+            in_flight: VecDeque::new(),
             history: VecDeque::new(),
             keep: window.min(job + overlap) as usize,
             current: Vec::new(),
@@ -296,11 +310,20 @@ impl Sampler {
         Ok(())
     }
 
+    /// Sends the pending pieces to the pool to be compressed while the stream goes on; with
+    /// [`IN_FLIGHT`] batches already there, first adds up the oldest.
     fn compress_pending(&mut self) -> io::Result<()> {
         let units = std::mem::take(&mut self.pending);
+        if units.is_empty() {
+            return Ok(());
+        }
+        while self.in_flight.len() >= IN_FLIGHT {
+            self.add_oldest()?;
+        }
         let (compression, level, proxy) = (self.compression, self.level, self.uses_proxy());
-        let sizes: Vec<io::Result<(Option<u64>, u64)>> = self.pool.install(|| {
-            units
+        let (done, receive) = mpsc::channel();
+        self.pool.spawn(move || {
+            let sizes: Vec<io::Result<(Option<u64>, u64)>> = units
                 .par_iter()
                 .map(|u| {
                     let real = u
@@ -311,11 +334,27 @@ impl Sampler {
                     let fast = if proxy { proxy_len(&u.data)? } else { 0 };
                     Ok((real, fast))
                 })
-                .collect()
+                .collect();
+            let figures =
+                units.into_iter().zip(sizes).map(|(u, size)| (u.shares, u.data.len(), size));
+            // The sampler may be gone (an error ended the stream): nobody needs the figures.
+            let _ = done.send(figures.collect());
         });
-        for (unit, size) in units.iter().zip(sizes) {
+        self.in_flight.push_back(receive);
+        Ok(())
+    }
+
+    /// Waits for the oldest batch on the pool and adds its figures to the sums.
+    fn add_oldest(&mut self) -> io::Result<()> {
+        let Some(receive) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let figures = receive
+            .recv()
+            .map_err(|_| io::Error::other("a sample's compression stopped before it ended"))?;
+        for (shares, len, size) in figures {
             let (real, fast) = size?;
-            let len = unit.data.len() as f64;
+            let len = len as f64;
             let add = |sums: &mut Sums, share: f64| {
                 sums.proxy += fast as f64 * share;
                 if let Some(real) = real {
@@ -325,7 +364,7 @@ impl Sampler {
                 }
             };
             add(&mut self.sums, 1.0);
-            for (sums, share) in self.sums_per_layer.iter_mut().zip(&unit.shares) {
+            for (sums, share) in self.sums_per_layer.iter_mut().zip(&shares) {
                 add(sums, *share as f64 / len);
             }
         }
@@ -339,6 +378,9 @@ impl Sampler {
         }
         self.end_piece()?;
         self.compress_pending()?;
+        while !self.in_flight.is_empty() {
+            self.add_oldest()?;
+        }
         let layers = self.total_per_layer.len() - 1;
         if self.compression == Compression::None {
             return Ok(Measured {
