@@ -345,7 +345,9 @@ impl Containerd {
     pub fn import(&self, archive: &Path) -> Result<(), String> {
         let result = try_output(self.ctr().args(["images", "import"]).arg(archive)).map(drop);
         if result.is_err() {
-            output(self.ctr().args(["leases", "create", "--id", "squash-collect"]));
+            // A lease left by an earlier collection only makes `create` fail; `rm --sync`
+            // collects either way.
+            let _ = try_output(self.ctr().args(["leases", "create", "--id", "squash-collect"]));
             output(self.ctr().args(["leases", "rm", "--sync", "squash-collect"]));
         }
         result

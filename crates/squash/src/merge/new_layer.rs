@@ -68,7 +68,7 @@ pub(crate) fn merge_range(
     let mut tar =
         TarSink { inner: Counting::new(encoder, context.progress(), true), hasher, count: 0 };
     let mut rereads = planned.rereads().to_vec();
-    rereads.extend(write_tar(image, planned, budget, &mut tar)?);
+    rereads.extend(write_tar(image, planned, &planned.indexes, budget, &mut tar)?);
     let TarSink { inner: counting, hasher, count: uncompressed_size } = tar;
     let encoder = counting.into_inner();
     let diff_id = hasher.map(StreamHasher::finalize);

@@ -8,6 +8,7 @@ use std::io::Write;
 use crate::budget::Budget;
 use crate::error::{Error, IoContext, Location, Result};
 use crate::layer::header::{clamp_times, END_OF_ARCHIVE};
+use crate::layer::layer_index::LayerIndex;
 use crate::plan::changeset::range_plan::{Item, Step};
 use crate::plan::squash_plan::PlannedRange;
 use crate::progress::Counting;
@@ -55,10 +56,12 @@ pub(crate) fn check_size(location: &Location, written: u64, planned: &PlannedRan
 /// Writes the uncompressed tar of `planned`'s new layer to `tar`: the prelude of markers, then
 /// each layer's surviving entries, then the end of the archive. Entries come from what the
 /// planning read kept ([`crate::read::once`]), or else from the layer read again (blob digest
-/// checked), only for the layers whose data survives. Returns the layers read again.
+/// checked), only for the layers whose data survives. `indexes` are the range's layers' (those
+/// of `planned`, or the same held elsewhere). Returns the layers read again.
 pub(crate) fn write_tar(
     image: &Image,
     planned: &PlannedRange,
+    indexes: &[LayerIndex],
     budget: Budget,
     tar: &mut dyn TarOut,
 ) -> Result<Vec<Reread>> {
@@ -99,7 +102,7 @@ pub(crate) fn write_tar(
             }
             continue;
         }
-        let index = &planned.indexes[offset];
+        let index = &indexes[offset];
         let copies =
             |s: &&Step| s.items().iter().any(|i| matches!(i, Item::Copy | Item::CopyWithHeader(_)));
         if let Some(kept) = planned
@@ -153,7 +156,7 @@ pub(crate) fn write_tar(
             ));
         }
         let layer = &image.layers()[planned.range.start + offset];
-        let check = Check::BlobOnly(planned.indexes[offset].blob_digest.clone());
+        let check = Check::BlobOnly(index.blob_digest.clone());
         let mut stream = LayerStream::open_within(image, layer, check, budget)?;
         let mut steps = steps.iter().peekable();
         let mut entry_index = 0usize;

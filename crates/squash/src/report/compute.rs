@@ -1,12 +1,12 @@
 //! Computing a report: every layer indexed (a range's layers read once, as a squash reads them),
 //! the whole image applied under the changeset rules to find what each layer wastes and which
-//! paths waste it, the clutter that stays visible, then each range planned as a squash plans it
-//! and its new layer measured.
+//! paths waste it, the clutter that stays visible (on a thread of its own), while each range is
+//! planned as a squash plans it and its new layer measured.
 
 use std::sync::Arc;
 
 use super::clutter::{ClutterFound, Clutterer};
-use super::measure::{measure_range, How};
+use super::measure::{measure_range, How, Measurement};
 use super::model::{LayerReport, RangeReport, Report, ReportOptions};
 use super::sample::{default_sample_bytes, sampling_pays};
 use super::story::Story;
@@ -62,53 +62,40 @@ impl Image {
         context: &Context<'_>,
     ) -> Result<Report> {
         let ranges = self.ranges_to_report(options)?;
+        let clutter = Clutterer::new(&how.clutter)?;
         let (indexes, kept) = self.index_for_report(&ranges, context)?;
         let base_end = ranges.first().map(|r| r.start).unwrap_or(self.layers().len());
-        let mut report = self.waste(&indexes, &ranges, how)?;
         let non_base_uncompressed: u64 =
             indexes[base_end.min(indexes.len())..].iter().map(|i| i.uncompressed_size).sum();
-        let planned = self.plan_to_report(ranges, kept, indexes, options, context)?;
-        let progress = context.progress();
-        progress.event(&Event::Measuring {
-            total: planned.iter().map(|p| p.uncompressed_size()).sum(),
+        let (planned, indexes) =
+            self.plan_to_report(ranges.clone(), kept, indexes, options, context)?;
+        // The whole-image analysis only reads the indexes: it runs on a thread of its own while
+        // the ranges are measured, which keeps the other cores busy. Its error, if any, comes
+        // first, as it would have had it run before.
+        let (report, measured) = std::thread::scope(|scope| {
+            let (all, ranges) = (&indexes, &ranges);
+            let analysis = scope.spawn(move || self.waste(all, ranges, how, clutter));
+            let measured = self.measure_ranges(&planned, &indexes, options, how, context);
+            let report = analysis.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (report, measured)
         });
-        for planned in &planned {
-            progress.step(format!("measuring the new layer for {}", planned.range));
-            let sample_bytes = how
-                .sample_bytes
-                .unwrap_or_else(|| default_sample_bytes(planned.compression, options.level));
-            // Without a sample size of the caller's, a layer larger than the sample whose
-            // estimate would cost more than compressing it whole is measured whole (its digest
-            // left out: hashing is work the estimate did not ask for).
-            let whole = how.sample_bytes.is_none()
-                && planned.uncompressed_size() > sample_bytes
-                && !sampling_pays(
-                    planned.compression,
-                    options.level,
-                    planned.uncompressed_size(),
-                    sample_bytes,
-                );
-            let measured = measure_range(
-                self,
-                planned,
-                options.level,
-                How { sample_bytes, exact: how.exact || whole, digest: how.exact },
-                context,
-            )?;
+        let mut report = report?;
+        for (planned, measured) in planned.iter().zip(measured?) {
+            let range_indexes = &indexes[planned.range.start..=planned.range.end];
             for (offset, (index, (written, compressed))) in
-                planned.indexes.iter().zip(&measured.per_layer).enumerate()
+                range_indexes.iter().zip(&measured.per_layer).enumerate()
             {
                 let layer = &mut report.layers[planned.range.start + offset];
                 layer.reclaimed_bytes = index.uncompressed_size.saturating_sub(*written);
                 layer.reclaimed_compressed_bytes =
                     index.compressed_size.saturating_sub(*compressed);
             }
-            let reclaimed =
-                planned.uncompressed_size_before().saturating_sub(planned.uncompressed_size());
+            let before: u64 = range_indexes.iter().map(|i| i.uncompressed_size).sum();
+            let reclaimed = before.saturating_sub(planned.uncompressed_size());
             report.squash.push(RangeReport {
                 range: planned.range.clone(),
-                compressed_size_before: planned.compressed_size_before(),
-                uncompressed_size_before: planned.uncompressed_size_before(),
+                compressed_size_before: range_indexes.iter().map(|i| i.compressed_size).sum(),
+                uncompressed_size_before: before,
                 uncompressed_size_after: planned.uncompressed_size(),
                 compressed_size_after_estimate: measured.compressed_size,
                 compression: planned.compression,
@@ -124,6 +111,49 @@ impl Image {
             });
         }
         Ok(report)
+    }
+
+    /// Measures the new layer of each planned range, as `how` says; `indexes` are every
+    /// layer's, the ranges' included.
+    fn measure_ranges(
+        &self,
+        planned: &[PlannedRange],
+        indexes: &[LayerIndex],
+        options: &SquashOptions,
+        how: &ReportOptions,
+        context: &Context<'_>,
+    ) -> Result<Vec<Measurement>> {
+        let progress = context.progress();
+        progress.event(&Event::Measuring {
+            total: planned.iter().map(|p| p.uncompressed_size()).sum(),
+        });
+        let mut measured = Vec::with_capacity(planned.len());
+        for planned in planned {
+            progress.step(format!("measuring the new layer for {}", planned.range));
+            let sample_bytes = how
+                .sample_bytes
+                .unwrap_or_else(|| default_sample_bytes(planned.compression, options.level));
+            // Without a sample size of the caller's, a layer larger than the sample whose
+            // estimate would cost more than compressing it whole is measured whole (its digest
+            // left out: hashing is work the estimate did not ask for).
+            let whole = how.sample_bytes.is_none()
+                && planned.uncompressed_size() > sample_bytes
+                && !sampling_pays(
+                    planned.compression,
+                    options.level,
+                    planned.uncompressed_size(),
+                    sample_bytes,
+                );
+            measured.push(measure_range(
+                self,
+                planned,
+                &indexes[planned.range.start..=planned.range.end],
+                options.level,
+                How { sample_bytes, exact: how.exact || whole, digest: how.exact },
+                context,
+            )?);
+        }
+        Ok(measured)
     }
 
     /// The ranges the options describe; with no selector, everything above the base when it can
@@ -195,6 +225,7 @@ impl Image {
         indexes: &[LayerIndex],
         ranges: &[LayerRange],
         how: &ReportOptions,
+        clutter: Clutterer,
     ) -> Result<Report> {
         let count = indexes.len();
         let base_end = ranges.first().map(|r| r.start).unwrap_or(count);
@@ -215,7 +246,6 @@ impl Image {
                     .and_then(|h| h.created_by.clone())
             })
             .collect();
-        let clutter = Clutterer::new(&how.clutter)?;
         let mut clutter_found = ClutterFound::default();
         let (mut wasted_total, mut wasted_non_base, mut kept_total, mut non_base_total) =
             (0u64, 0u64, 0u64, 0u64);
@@ -306,7 +336,7 @@ impl Image {
         mut indexes: Vec<LayerIndex>,
         options: &SquashOptions,
         context: &Context<'_>,
-    ) -> Result<Vec<PlannedRange>> {
+    ) -> Result<(Vec<PlannedRange>, Vec<LayerIndex>)> {
         let exclude = Excludes::new(&options.excludes)?;
         let mut planned = Vec::with_capacity(ranges.len());
         // Last range first, so that taking its indexes out leaves the others' positions.
@@ -317,7 +347,14 @@ impl Image {
             planned.push(self.plan_range(read, Some(below), options, &exclude, context)?);
         }
         planned.reverse();
-        Ok(planned)
+        // The ranges' indexes back into the whole list, first range first (each goes where its
+        // layers are, the earlier ranges' already back), so that one list is read by the
+        // analysis and the measures alike; the planned ranges keep none.
+        for planned in &mut planned {
+            let start = planned.range.start;
+            indexes.splice(start..start, std::mem::take(&mut planned.indexes));
+        }
+        Ok((planned, indexes))
     }
 }
 

@@ -10,6 +10,7 @@ use crate::codec::encode::Encoder;
 use crate::context::Context;
 use crate::digest::{Digest, StreamHasher};
 use crate::error::{IoContext, Result};
+use crate::layer::layer_index::LayerIndex;
 use crate::merge::range_tar::{check_size, new_layer_location, write_tar, TarOut};
 use crate::plan::squash_plan::PlannedRange;
 use crate::progress::Counting;
@@ -89,9 +90,11 @@ impl<W: Write> TarOut for Tee<'_, W> {
 /// real encoder (all of `threads`) into a sink that counts (and with `digest` hashes), which
 /// gives the size (and digest) a squash with the same options writes; otherwise by compressing
 /// samples ([`Sampler`]). Either way the range's layers are read again as a merge reads them.
+/// `indexes` are the range's layers' indexes, wherever the caller holds them.
 pub(crate) fn measure_range(
     image: &Image,
     planned: &PlannedRange,
+    indexes: &[LayerIndex],
     level: Option<i32>,
     how: How,
     context: &Context<'_>,
@@ -115,7 +118,7 @@ pub(crate) fn measure_range(
     .at(|| location.clone())?;
     if !exact {
         let mut tar = Counting::new(sampler, progress, true);
-        write_tar(image, planned, budget, &mut tar)?;
+        write_tar(image, planned, indexes, budget, &mut tar)?;
         let measured = tar.into_inner().finish().at(|| location.clone())?;
         check_size(&location, measured.total, planned)?;
         return Ok(Measurement {
@@ -135,7 +138,7 @@ pub(crate) fn measure_range(
     .at(|| location.clone())?;
     let sampler = sampler.for_shares();
     let mut tee = Tee { encoder: Counting::new(encoder, progress, true), sampler };
-    write_tar(image, planned, budget, &mut tee)?;
+    write_tar(image, planned, indexes, budget, &mut tee)?;
     let Tee { encoder, sampler } = tee;
     let Sink { hasher, size } = encoder.into_inner().finish().at(|| location.clone())?;
     let measured = sampler.finish().at(|| location.clone())?;
