@@ -137,8 +137,23 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Starts one with its storage, config and logs under `dir`, on a free loopback port.
+    /// Starts one with its storage, config and logs under `dir`, on a free loopback port. A port
+    /// found free can be taken before the registry binds it (by another test's server, or an
+    /// outgoing connection): then it starts again on another.
     pub fn start(dir: &Path, auth: &Auth) -> Registry {
+        let mut attempt = 0;
+        loop {
+            let mut registry = Registry::configure(dir, auth);
+            match registry.try_start() {
+                Ok(()) => return registry,
+                Err(log) if attempt < 4 && log.contains("address already in use") => attempt += 1,
+                Err(log) => panic!("docker-registry did not start:\n{log}"),
+            }
+        }
+    }
+
+    /// Writes the config for a new free port (the log of an earlier try kept).
+    fn configure(dir: &Path, auth: &Auth) -> Registry {
         std::fs::create_dir_all(dir.join("data")).expect("registry dir");
         let port = free_port();
         let mut config = format!(
@@ -174,19 +189,26 @@ impl Registry {
             }
         }
         std::fs::write(dir.join("config.yml"), config).expect("config");
-        let mut registry = Registry { dir: dir.to_path_buf(), port, child: None, tls };
-        registry.start_again();
-        registry
+        Registry { dir: dir.to_path_buf(), port, child: None, tls }
     }
 
     /// Starts it again (after [`Registry::stop`]) on the same port, storage and log.
     pub fn start_again(&mut self) {
+        if let Err(log) = self.try_start() {
+            panic!("docker-registry did not start again on port {}:\n{log}", self.port);
+        }
+    }
+
+    /// Starts the server and waits until it listens; if it exits first, or does not listen
+    /// within 30 s, its log.
+    fn try_start(&mut self) -> Result<(), String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log_path())
             .expect("registry log");
-        let child = Command::new("docker-registry")
+        let listening = self.log().matches("listening on").count();
+        let mut child = Command::new("docker-registry")
             .arg("serve")
             .arg(self.dir.join("config.yml"))
             .stdout(log.try_clone().expect("log"))
@@ -194,16 +216,27 @@ impl Registry {
             .stdin(Stdio::null())
             .spawn()
             .expect("docker-registry (Debian's docker-registry package)");
-        self.child = Some(child);
         let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "docker-registry did not listen within 30 s:\n{}",
-                self.log()
-            );
+        loop {
+            // Exited: it did not bind (whatever answers on the port is not this registry).
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("{status}\n{}", self.log()));
+            }
+            // It says it listens (this start, not an earlier one of the same log) and answers.
+            if self.log().matches("listening on").count() > listening
+                && TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("it did not listen within 30 s\n{}", self.log()));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
+        self.child = Some(child);
+        Ok(())
     }
 
     /// Stops it (killed at once, as a crash would).
