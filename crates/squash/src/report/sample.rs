@@ -322,23 +322,27 @@ impl Sampler {
         }
         let (compression, level, proxy) = (self.compression, self.level, self.uses_proxy());
         let (done, receive) = mpsc::channel();
+        // A job spawned on a pool that panics would abort the process: a panic here drops the
+        // sender instead, which [`Sampler::add_oldest`] reports as an error.
         self.pool.spawn(move || {
-            let sizes: Vec<io::Result<(Option<u64>, u64)>> = units
-                .par_iter()
-                .map(|u| {
-                    let real = u
-                        .prefix
-                        .as_ref()
-                        .map(|prefix| compressed_len(compression, level, prefix, &u.data))
-                        .transpose()?;
-                    let fast = if proxy { proxy_len(&u.data)? } else { 0 };
-                    Ok((real, fast))
-                })
-                .collect();
-            let figures =
-                units.into_iter().zip(sizes).map(|(u, size)| (u.shares, u.data.len(), size));
-            // The sampler may be gone (an error ended the stream): nobody needs the figures.
-            let _ = done.send(figures.collect());
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                let sizes: Vec<io::Result<(Option<u64>, u64)>> = units
+                    .par_iter()
+                    .map(|u| {
+                        let real = u
+                            .prefix
+                            .as_ref()
+                            .map(|prefix| compressed_len(compression, level, prefix, &u.data))
+                            .transpose()?;
+                        let fast = if proxy { proxy_len(&u.data)? } else { 0 };
+                        Ok((real, fast))
+                    })
+                    .collect();
+                let figures =
+                    units.into_iter().zip(sizes).map(|(u, size)| (u.shares, u.data.len(), size));
+                // The sampler may be gone (an error ended the stream): nobody needs the figures.
+                let _ = done.send(figures.collect());
+            }));
         });
         self.in_flight.push_back(receive);
         Ok(())
