@@ -96,6 +96,12 @@ type Done = (Vec<u64>, usize, io::Result<(Option<u64>, u64)>);
 /// bounded.
 const IN_FLIGHT: usize = 2;
 
+/// The most bytes of pieces and their contexts one batch holds. A batch is one piece per thread,
+/// fewer where many threads or a long context (zstd's slow levels reach back 8 MiB) would hold
+/// more: the batches in flight and the one filling stay within three times this (or three
+/// pieces with their contexts), whatever the core count.
+const BATCH_BYTES: usize = 8 << 20;
+
 /// Per-piece figures summed: the real encoder's size (picked pieces) and a fast proxy's.
 #[derive(Debug, Clone, Copy, Default)]
 struct Sums {
@@ -195,6 +201,7 @@ impl Sampler {
         let pieces = total.div_ceil(piece as u64).max(1);
         let samples = (sample_bytes / piece as u64).max(1);
         let threads = if threads == 0 { crate::budget::Budget::cores() } else { threads };
+        let keep = window.min(job + overlap) as usize;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
@@ -209,10 +216,10 @@ impl Sampler {
             stride: pieces.div_ceil(samples),
             proxy: true,
             pool,
-            batch: threads.max(1),
+            batch: threads.min(BATCH_BYTES / (piece + keep)).max(1),
             in_flight: VecDeque::new(),
             history: VecDeque::new(),
-            keep: window.min(job + overlap) as usize,
+            keep,
             current: Vec::new(),
             current_len: 0,
             current_shares: vec![0; layers + 1],
