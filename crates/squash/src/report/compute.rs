@@ -69,16 +69,22 @@ impl Image {
             indexes[base_end.min(indexes.len())..].iter().map(|i| i.uncompressed_size).sum();
         let (planned, indexes) =
             self.plan_to_report(ranges.clone(), kept, indexes, options, context)?;
-        // The whole-image analysis only reads the indexes: it runs on a thread of its own while
-        // the ranges are measured, which keeps the other cores busy. Its error, if any, comes
-        // first, as it would have had it run before.
-        let (report, measured) = std::thread::scope(|scope| {
-            let (all, ranges) = (&indexes, &ranges);
-            let analysis = scope.spawn(move || self.waste(all, ranges, how, clutter));
-            let measured = self.measure_ranges(&planned, &indexes, options, how, context);
-            let report = analysis.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (report, measured)
-        });
+        // The whole-image analysis only reads the indexes: where the thread budget gives stages
+        // threads of their own, it runs on one while the ranges are measured, which keeps the
+        // other cores busy; otherwise before them. Its error, if any, comes first either way.
+        let (report, measured) = if context.budget().pipelined() {
+            std::thread::scope(|scope| {
+                let (all, ranges) = (&indexes, &ranges);
+                let analysis = scope.spawn(move || self.waste(all, ranges, how, clutter));
+                let measured = self.measure_ranges(&planned, &indexes, options, how, context);
+                let report =
+                    analysis.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (report, measured)
+            })
+        } else {
+            let report = self.waste(&indexes, &ranges, how, clutter)?;
+            (Ok(report), self.measure_ranges(&planned, &indexes, options, how, context))
+        };
         let mut report = report?;
         for (planned, measured) in planned.iter().zip(measured?) {
             let range_indexes = &indexes[planned.range.start..=planned.range.end];
