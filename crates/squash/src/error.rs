@@ -265,6 +265,17 @@ impl Error {
         self
     }
 
+    /// The same error, saying what was being written (`what`) where a write to a file failed
+    /// with nothing more said about where: a full disk names the output, and what of it.
+    pub(crate) fn writing(mut self, what: impl FnOnce() -> String) -> Error {
+        if let Error::Io { location, .. } = &mut self {
+            if location.file.is_some() && location.part.is_none() && location.entry.is_none() {
+                location.part = Some(what());
+            }
+        }
+        self
+    }
+
     pub(crate) fn io(location: Location, source: io::Error) -> Error {
         // Errors raised inside adapters (verification at EOF, decoders) travel through `io::Error`;
         // unwrap them so the caller sees the real variant.

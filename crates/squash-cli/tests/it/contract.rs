@@ -616,8 +616,9 @@ fn errors_are_printed_once_and_blame_the_output_when_writing_fails() {
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert_eq!(result.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("out.tar"), "names the output: {stderr}");
+    assert!(stderr.contains(": writing the "), "says what was being written: {stderr}");
     assert!(
-        !stderr.contains("layer 0") && !stderr.contains("layer 1 ("),
+        !stderr.contains("layer 0 (") && !stderr.contains("layer 1 ("),
         "does not blame an input layer: {stderr}"
     );
     assert_eq!(entries(dir.path()), vec!["big.tar".to_string(), "in".to_string()], "nothing left");

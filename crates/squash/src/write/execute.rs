@@ -277,13 +277,15 @@ impl SquashPlan {
                     progress.step(format!("copying layer {index}"));
                     let mut reader = image.open_layer_blob(layer)?;
                     // The reader checks the blob's size and digest as it copies.
-                    target.copy_layer(
-                        (known.map(|d| (d, layer.size())), true),
-                        &mut reader,
-                        (progress, true),
-                        context.budget(),
-                        &image.layer_location(layer),
-                    )?
+                    target
+                        .copy_layer(
+                            (known.map(|d| (d, layer.size())), true),
+                            &mut reader,
+                            (progress, true),
+                            context.budget(),
+                            &image.layer_location(layer),
+                        )
+                        .map_err(|e| e.writing(|| format!("writing the copy of layer {index}")))?
                 }
             };
             let media_type = match (&layer.descriptor, docker) {
@@ -404,10 +406,19 @@ impl SquashPlan {
                     &location,
                 )?
             }
-            None => target.write_layer(None, context.budget(), &mut |w| {
-                merged = Some(merge_range(image, planned, self.options.level, w, context)?);
-                w.flush().at(|| Location::file(image.path()))
-            })?,
+            None => target
+                .write_layer(None, context.budget(), &mut |w| {
+                    merged = Some(merge_range(image, planned, self.options.level, w, context)?);
+                    w.flush().at(|| Location::file(image.path()))
+                })
+                .map_err(|e| {
+                    e.writing(|| {
+                        format!(
+                            "writing the new layer of layers {}..{}",
+                            planned.range.start, planned.range.end
+                        )
+                    })
+                })?,
         };
         let merged = merged.ok_or_else(|| Error::Output {
             location: Location::file(image.path()),
