@@ -169,6 +169,14 @@ fn mistakes_are_refused_before_anything_is_planned() {
     let (code, _, stderr) = squash_in(dir.path(), &["Dockerfile", "-f", "1", "-o", "x.tar"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("not an image archive") && !stderr.contains("checksum"), "{stderr}");
+    // An empty file (or nothing on standard input) is said to be empty.
+    std::fs::write(dir.path().join("empty.tar"), b"").expect("write");
+    let (code, _, stderr) = squash_in(dir.path(), &["empty.tar", "-f", "1", "-o", "x.tar"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("`empty.tar`") && stderr.contains("an empty archive: no tar member"),
+        "{stderr}"
+    );
     // A compressed input's error names the input, not its temporary copy.
     let gz = dir.path().join("broken.tar.gz");
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());

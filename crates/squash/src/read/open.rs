@@ -325,7 +325,10 @@ type TempPathShared = Arc<tempfile::TempPath>;
 
 fn not_an_image(index: &ArchiveIndex) -> Error {
     let names: Vec<&str> = index.names().take(5).collect();
-    let what = if names.iter().any(|n| n.ends_with("/layer.tar") || n.ends_with("/json")) {
+    let what = if names.is_empty() {
+        "an empty archive: no tar member at all (an empty file or stream, or a tar of nothing)"
+            .to_string()
+    } else if names.iter().any(|n| n.ends_with("/layer.tar") || n.ends_with("/json")) {
         "a `docker save` tarball without `manifest.json` (pre-Docker-1.10 format, or damaged)"
             .to_string()
     } else {
