@@ -340,7 +340,8 @@ fn output_inside_an_input_is_refused() {
     assert_eq!(code, 0, "{stderr}");
 }
 
-/// Starts a squash slow enough to be interrupted: 64 MB of noise recompressed at gzip level 9 on one thread.
+/// Starts a squash slow enough to be interrupted: 64 MB of noise recompressed at gzip level 9 on
+/// one thread.
 fn slow_image(dir: &Path) -> String {
     let mut b = ImageBuilder::new(LayerCompression::None);
     b.layer(LayerBuilder::new().dir("data").finish(), "ADD base");
