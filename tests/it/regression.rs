@@ -1,5 +1,6 @@
-//! One test per rule of docs/layer-rules.md. Each builds a small stack, squashes the named ranges and
-//! compares the filesystems with the reference model (see `support::check_equivalent`).
+//! One test per rule of docs/layer-rules.md. Each builds a small stack, squashes the named
+//! ranges and compares the filesystems with the reference model (see
+//! `support::check_equivalent`).
 
 use squash_testkit::cases::{self, Case};
 use squash_testkit::LayerCompression;

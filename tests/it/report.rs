@@ -309,7 +309,8 @@ fn report_reads_each_layer_once_and_plans_as_a_squash() {
                 &Context::new().with_progress(&progress),
             ) {
                 Ok(report) => report,
-                // What a squash refuses (an --exclude over a layer kept above), a report refuses too.
+                // What a squash refuses (an --exclude over a layer kept above), a report refuses
+                // too.
                 Err(e) => {
                     assert!(
                         image.plan(&options).is_err(),

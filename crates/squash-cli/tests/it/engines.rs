@@ -155,7 +155,8 @@ pub(crate) fn start_docker(name: &str) -> Docker {
     )
 }
 
-/// `docker save IMAGE | squash - --from-layer base --base BASE -o docker-archive:-:NEW | docker load`.
+/// `docker save IMAGE | squash - --from-layer base --base BASE -o docker-archive:-:NEW |
+/// docker load`.
 fn squash_above_base(docker: &Docker, image: &str, base: &Path, new: &str) {
     let mut save = docker.cmd();
     save.args(["save", image]);

@@ -221,7 +221,8 @@ fn standard_output_carries_the_same_archive_as_a_file() {
         );
         assert!(stderr.contains("wrote standard output"), "the summary goes to stderr: {stderr}");
         assert!(empty(tmp.path()), "{stream:?}: new layers' spools are removed");
-        // From standard input to standard output, as in `docker save | squash - … -o - | docker load`.
+        // From standard input to standard output, as in
+        // `docker save | squash - … -o - | docker load`.
         let mut piped = vec!["-"];
         piped.extend(common);
         piped.extend(stream.iter().copied());
