@@ -179,6 +179,24 @@ fn exact_sizes_and_digests_equal_a_squash() {
                 &format!("out-{n}-{threads}"),
             );
             let range = &report.squash[0];
+            // The sizes before are the plan's, and the range's layers' in the report.
+            let plan = image.plan_in(&options, &context).expect("plan");
+            let layers = &report.layers[range.range.start..=range.range.end];
+            assert_eq!(
+                (range.uncompressed_size_before, range.compressed_size_before),
+                (
+                    plan.ranges[0].uncompressed_size_before(),
+                    plan.ranges[0].compressed_size_before()
+                )
+            );
+            assert_eq!(
+                range.uncompressed_size_before,
+                layers.iter().map(|l| l.uncompressed_size).sum::<u64>()
+            );
+            assert_eq!(
+                range.compressed_size_before,
+                layers.iter().map(|l| l.compressed_size).sum::<u64>()
+            );
             assert_eq!(range.compressed_size_after_exact, Some(size), "{compression}");
             assert_eq!(range.compressed_size_after_estimate, size);
             assert_eq!(range.digest_after.as_ref(), Some(&digest), "{compression}");

@@ -117,7 +117,10 @@ impl Image {
         plan.rereads = planner.rereads;
         let compression = options.compression.unwrap_or_else(|| default_compression(self, &range));
         check_level(compression, options.level)?;
-        Ok(PlannedRange { range, indexes, compression, clamp_times, plan, kept })
+        let sizes_before = indexes
+            .iter()
+            .fold((0, 0), |(u, c), i| (u + i.uncompressed_size, c + i.compressed_size));
+        Ok(PlannedRange { range, indexes, sizes_before, compression, clamp_times, plan, kept })
     }
 
     /// `--exclude` can remove what lies in squashed ranges and in kept layers below the top-most

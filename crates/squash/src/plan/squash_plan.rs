@@ -22,8 +22,12 @@ use crate::read::reread::Reread;
 pub struct PlannedRange {
     /// Which layers, and why.
     pub range: LayerRange,
-    /// The indexes of the range's layers (oldest first).
+    /// The indexes of the range's layers (oldest first). A report hands them back to the one
+    /// list of every layer's index that its analysis reads, and leaves this empty.
     pub indexes: Vec<LayerIndex>,
+    /// Uncompressed and stored bytes of the range's layers before the squash, counted when
+    /// the range is planned.
+    pub(crate) sizes_before: (u64, u64),
     /// Compression of the new layer.
     pub compression: Compression,
     /// Times of the new layer's entries later than this are lowered to it
@@ -46,11 +50,11 @@ impl PlannedRange {
     }
     /// Uncompressed bytes of the range's layers before the squash.
     pub fn uncompressed_size_before(&self) -> u64 {
-        self.indexes.iter().map(|i| i.uncompressed_size).sum()
+        self.sizes_before.0
     }
     /// Stored (compressed) bytes of the range's layers before the squash.
     pub fn compressed_size_before(&self) -> u64 {
-        self.indexes.iter().map(|i| i.compressed_size).sum()
+        self.sizes_before.1
     }
     /// The fate of entry `entry` of the range's `layer`-th layer (0 = oldest of the range).
     pub fn fates(&self) -> &[Vec<Fate>] {

@@ -96,11 +96,11 @@ impl Image {
                 layer.reclaimed_compressed_bytes =
                     index.compressed_size.saturating_sub(*compressed);
             }
-            let before: u64 = range_indexes.iter().map(|i| i.uncompressed_size).sum();
+            let before = planned.uncompressed_size_before();
             let reclaimed = before.saturating_sub(planned.uncompressed_size());
             report.squash.push(RangeReport {
                 range: planned.range.clone(),
-                compressed_size_before: range_indexes.iter().map(|i| i.compressed_size).sum(),
+                compressed_size_before: planned.compressed_size_before(),
                 uncompressed_size_before: before,
                 uncompressed_size_after: planned.uncompressed_size(),
                 compressed_size_after_estimate: measured.compressed_size,
@@ -355,7 +355,8 @@ impl Image {
         planned.reverse();
         // The ranges' indexes back into the whole list, first range first (each goes where its
         // layers are, the earlier ranges' already back), so that one list is read by the
-        // analysis and the measures alike; the planned ranges keep none.
+        // analysis and the measures alike. The planned ranges keep no index, only the sizes
+        // counted when they were planned.
         for planned in &mut planned {
             let start = planned.range.start;
             indexes.splice(start..start, std::mem::take(&mut planned.indexes));
