@@ -235,18 +235,7 @@ impl<R: BufRead> TarReader<R> {
 
     /// Skips the rest of the current entry's data.
     pub(crate) fn skip_data(&mut self) -> Result<(), TarError> {
-        if self.hasher.is_some() {
-            self.move_data(None)?;
-        }
-        let n = self.pending_data + self.pending_pad;
-        let copied = move_exact(&mut self.inner, None, n)?;
-        self.offset += copied;
-        self.pending_data = 0;
-        self.pending_pad = 0;
-        if copied != n {
-            return Err(malformed(None, "stream ends inside an entry's data (truncated)"));
-        }
-        Ok(())
+        self.move_data_padded(None)
     }
 
     /// Skips the rest of the current entry's data by seeking (for outer archives on disk).
@@ -264,11 +253,16 @@ impl<R: BufRead> TarReader<R> {
 
     /// Copies the current entry's data and its padding to `out`.
     pub(crate) fn copy_data_padded(&mut self, out: &mut impl Write) -> Result<(), TarError> {
+        self.move_data_padded(Some(out))
+    }
+
+    /// Moves the rest of the current entry's data and its padding to `out`, or past them.
+    fn move_data_padded(&mut self, mut out: Option<&mut dyn Write>) -> Result<(), TarError> {
         if self.hasher.is_some() {
-            self.move_data(Some(&mut *out))?;
+            self.move_data(out.as_mut().map(|o| &mut **o as &mut dyn Write))?;
         }
         let n = self.pending_data + self.pending_pad;
-        let copied = move_exact(&mut self.inner, Some(out), n)?;
+        let copied = move_exact(&mut self.inner, out, n)?;
         self.offset += copied;
         self.pending_data = 0;
         self.pending_pad = 0;

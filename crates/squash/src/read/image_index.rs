@@ -87,7 +87,7 @@ pub(crate) fn read(
 pub(crate) const MAX_INDEX_ENTRIES: usize = 10_000;
 
 /// A document of the store, read (size and digest verified) and parsed.
-fn read_document(store: &Store, blob: &BlobRef) -> Result<(Vec<u8>, Digest, Value)> {
+pub(crate) fn read_document(store: &Store, blob: &BlobRef) -> Result<(Vec<u8>, Digest, Value)> {
     let digest = blob
         .digest
         .clone()

@@ -27,7 +27,7 @@ use crate::progress::Event;
 use crate::read::blob::BlobRef;
 use crate::read::descriptor::descriptor_ref;
 use crate::read::image::Image;
-use crate::read::image_index::{ImageIndex, IndexChildKind};
+use crate::read::image_index::{read_document, ImageIndex, IndexChildKind};
 use crate::registry::transfer::Transfer;
 
 /// One image of a written index.
@@ -366,14 +366,8 @@ fn copy_manifest(
     written: &mut Written,
 ) -> Result<()> {
     let (store, progress) = (&index.store, context.progress());
-    let digest = blob
-        .digest
-        .clone()
-        .ok_or_else(|| Error::invalid(store.location(), "descriptor", "no digest"))?;
+    let (raw, digest, value) = read_document(store, blob)?;
     let location = store.location().part(format!("manifest {}", digest.short()));
-    let raw = store.read_document(blob, location.clone())?;
-    let value: Value = serde_json::from_slice(&raw)
-        .map_err(|e| Error::invalid(location.clone(), "manifest", e.to_string()))?;
     let mut named: Vec<&Value> = value.get("config").into_iter().collect();
     for list in ["layers", "blobs"] {
         named.extend(value.get(list).and_then(Value::as_array).into_iter().flatten());
