@@ -268,3 +268,45 @@ fn small_files_are_grouped_by_directory() {
     assert_eq!(each.wasted_paths.len(), 1112);
     assert!(each.wasted_paths.iter().all(|p| p.files == 1));
 }
+
+/// A file moved or renamed by a later step (`mv`, or a directory renamed) is told from a file
+/// deleted: the step that deleted it added the same content at another path. A file deleted
+/// beside an unrelated new one stays deleted.
+#[test]
+fn a_file_moved_by_a_later_step_is_told_apart_and_its_fix_names_where_it_went() {
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(40_503) >> 7) as u8).collect();
+    let other: Vec<u8> = payload.iter().map(|b| b ^ 0x5a).collect();
+    let mut b = ImageBuilder::new(LayerCompression::Gzip);
+    b.layer(LayerBuilder::new().file("etc/hostname", b"x\n").finish(), "FROM base");
+    b.layer(
+        LayerBuilder::new()
+            .file("tmp/payload.bin", &payload)
+            .file("src/app/main.py", &vec![b'm'; 50_000])
+            .file("src/app/lib.py", &vec![b'l'; 40_000])
+            .file("tmp/notes.txt", &vec![b'n'; 20_000])
+            .finish(),
+        "COPY . /",
+    );
+    b.layer(
+        LayerBuilder::new()
+            .whiteout("tmp/payload.bin")
+            .file("opt/payload.bin", &payload)
+            .whiteout("src/app")
+            .dir("srv/app")
+            .file("srv/app/main.py", &vec![b'm'; 50_000])
+            .file("srv/app/lib.py", &vec![b'l'; 40_000])
+            .whiteout("tmp/notes.txt")
+            .file("opt/other.bin", &other)
+            .finish(),
+        "RUN mv /tmp/payload.bin /opt/ && mv /src/app /srv/ && rm /tmp/notes.txt && make other",
+    );
+    let report = report_of(&b, ReportOptions::default());
+    let kinds: Vec<(CauseKind, u64, usize)> =
+        report.causes.iter().map(|c| (c.kind, c.bytes, c.files)).collect();
+    assert_eq!(kinds, [(CauseKind::Moved, 390_000, 3), (CauseKind::DeletedLater, 20_000, 1)]);
+    let moved = &report.causes[0];
+    assert_eq!(moved.paths, ["tmp/payload.bin", "src/app/main.py", "src/app/lib.py"]);
+    assert!(moved.fix.contains("/opt/payload.bin") && moved.fix.contains("`mv`"), "{}", moved.fix);
+    assert_eq!(CauseKind::Moved.words(), "moved by a later step (stored again at its new path)");
+    assert_eq!(serde_json::to_value(CauseKind::Moved).expect("json"), serde_json::json!("moved"));
+}

@@ -172,7 +172,8 @@ fn inspect_shows_what_a_container_runs_with() {
 }
 
 /// A Docker-built image (the legacy builder, busybox steps): a big file added, chmod-ed, then
-/// deleted. The report names the `RUN` that stored the metadata-only copy, and what changed.
+/// deleted; another added, then moved. The report names the `RUN` that stored the
+/// metadata-only copy, and what changed, and tells the move from a deletion.
 #[test]
 fn a_docker_built_image_names_the_run_that_stored_a_metadata_only_copy() {
     let tools = ["dockerd", "docker"];
@@ -190,7 +191,9 @@ fn a_docker_built_image_names_the_run_that_stored_a_metadata_only_copy() {
         "FROM squash-test/base:1\n\
          RUN busybox head -c 3000000 /dev/urandom > /big\n\
          RUN busybox chmod 600 /big\n\
-         RUN busybox rm /big\n",
+         RUN busybox rm /big\n\
+         RUN busybox head -c 1000000 /dev/urandom > /download\n\
+         RUN busybox mv /download /installed\n",
     )
     .expect("Dockerfile");
     output(
@@ -218,6 +221,14 @@ fn a_docker_built_image_names_the_run_that_stored_a_metadata_only_copy() {
         .find(|c| c["kind"] == "deleted_later")
         .unwrap_or_else(|| panic!("no deleted cause: {causes:#?}"));
     assert!(deleted["wasted_by"]["created_by"].as_str().unwrap_or("").contains("rm /big"));
+    let moved = causes
+        .iter()
+        .find(|c| c["kind"] == "moved")
+        .unwrap_or_else(|| panic!("no moved cause: {causes:#?}"));
+    let step = moved["wasted_by"]["created_by"].as_str().unwrap_or_default();
+    assert!(step.contains("mv /download /installed"), "{moved:#?}");
+    assert_eq!(moved["bytes"].as_u64(), Some(1_000_000), "{moved:#?}");
+    assert!(moved["fix"].as_str().unwrap_or_default().contains("/installed"), "{moved:#?}");
     let big = report["wasted_paths"]
         .as_array()
         .and_then(|rows| rows.iter().find(|r| r["path"] == "big"))
@@ -235,4 +246,5 @@ fn a_docker_built_image_names_the_run_that_stored_a_metadata_only_copy() {
     let (_, text, _) = squash(&["report", &archive.display().to_string()]);
     assert!(text.contains("stored again for a metadata change"), "{text}");
     assert!(text.contains("chmod 600 /big"), "{text}");
+    assert!(text.contains("moved by a later step"), "{text}");
 }

@@ -193,6 +193,9 @@ pub enum CauseKind {
     PackageCache,
     /// Files a later step wrote again with new content (or as another type).
     Rewritten,
+    /// Files a later step moved or renamed: deleted where they were, and the same content
+    /// (size and fingerprint) added by that step at another path.
+    Moved,
 }
 
 impl CauseKind {
@@ -204,6 +207,7 @@ impl CauseKind {
             CauseKind::MetadataOnly => "stored again for a metadata change",
             CauseKind::PackageCache => "package manager lists and caches",
             CauseKind::Rewritten => "written again by a later step",
+            CauseKind::Moved => "moved by a later step (stored again at its new path)",
         }
     }
 }

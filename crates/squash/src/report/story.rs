@@ -38,6 +38,7 @@ impl Story<'_> {
         let copies = self.wasteful_copies();
         let markers = self.markers();
         let mut replacers: HashMap<usize, HashSet<Vec<u8>>> = HashMap::new();
+        let mut arrivals: HashMap<usize, HashMap<(u64, [u8; 16]), usize>> = HashMap::new();
         let mut per_cause: BTreeMap<(usize, usize, CauseKind, Option<&'static str>), CauseSum> =
             BTreeMap::new();
         let mut rows = Vec::with_capacity(copies.len());
@@ -62,11 +63,11 @@ impl Story<'_> {
                 let Some(by) = wasted_by(self.fates[l][e]) else { continue };
                 row.reclaimable_bytes += bytes;
                 row.base &= l < self.base_end;
-                let (kind, tool) = self.kind(path, &row.events, by);
+                let (kind, tool, to) = self.kind(path, (l, e), &row.events, by, &mut arrivals);
                 let sum = per_cause.entry((l, by, kind, tool)).or_default();
                 sum.bytes += bytes;
                 sum.files += 1;
-                sum.paths.push((bytes, row.path.clone()));
+                sum.paths.push((bytes, row.path.clone(), to));
                 sum.paths.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
                 sum.paths.truncate(3);
             }
@@ -218,25 +219,63 @@ impl Story<'_> {
         }
     }
 
-    /// The kind of the waste a copy of `path` became in layer `by`, and for package caches
-    /// the tool.
+    /// The kind of the waste the copy `copy` of `path` became in layer `by`; for package
+    /// caches the tool, for a move the path the same content went to. `arrivals` holds, per
+    /// layer asked about, its files by size and fingerprint.
     fn kind(
         &self,
         path: &EntryPath,
+        copy: Copy,
         events: &[PathEvent],
         by: usize,
-    ) -> (CauseKind, Option<&'static str>) {
+        arrivals: &mut HashMap<usize, HashMap<(u64, [u8; 16]), usize>>,
+    ) -> (CauseKind, Option<&'static str>, Option<String>) {
         let text = path.display();
         if let Some(tool) = package_tool(&text) {
-            return (CauseKind::PackageCache, Some(tool));
+            return (CauseKind::PackageCache, Some(tool), None);
         }
         let action = events.iter().find(|e| e.layer == by).map(|e| e.action);
         match action {
-            Some(Action::Metadata) => (CauseKind::MetadataOnly, None),
-            Some(Action::Deleted) if build_only(&text) => (CauseKind::BuildOnly, None),
-            Some(Action::Deleted) | None => (CauseKind::DeletedLater, None),
-            _ => (CauseKind::Rewritten, None),
+            Some(Action::Metadata) => (CauseKind::MetadataOnly, None, None),
+            Some(Action::Deleted) | None => {
+                if let Some(to) = self.moved_to(path, copy, by, arrivals) {
+                    (CauseKind::Moved, None, Some(to))
+                } else if build_only(&text) {
+                    (CauseKind::BuildOnly, None, None)
+                } else {
+                    (CauseKind::DeletedLater, None, None)
+                }
+            }
+            _ => (CauseKind::Rewritten, None, None),
         }
+    }
+
+    /// Where the file `copy` at `path` went, if the layer `by` that deleted it added a file of
+    /// the same size and content at another path: a `mv` (or a copy and a delete) in one step.
+    fn moved_to(
+        &self,
+        path: &EntryPath,
+        (l, e): Copy,
+        by: usize,
+        arrivals: &mut HashMap<usize, HashMap<(u64, [u8; 16]), usize>>,
+    ) -> Option<String> {
+        let entry = &self.indexes[l].entries[e];
+        let facts = self.indexes[l].facts.get(e)?;
+        if entry.kind() != Some(EntryKind::File) || entry.size == 0 {
+            return None;
+        }
+        let layer = &self.indexes[by];
+        let files = arrivals.entry(by).or_insert_with(|| {
+            let mut files = HashMap::new();
+            for (i, (entry, facts)) in layer.entries.iter().zip(&layer.facts).enumerate() {
+                if entry.kind() == Some(EntryKind::File) && entry.size > 0 {
+                    files.entry((entry.size, facts.content)).or_insert(i);
+                }
+            }
+            files
+        });
+        let arrived = &layer.entries[*files.get(&(entry.size, facts.content))?];
+        (arrived.path != *path).then(|| arrived.path.display())
     }
 
     /// The causes, largest first, each with its fix and the squash that reclaims it.
@@ -258,7 +297,8 @@ impl Story<'_> {
                     .filter(|(s, w, _)| *s >= stored && *w <= wasted)
                     .map(|(_, _, b)| *b)
                     .fold(0, u64::saturating_add);
-                let paths: Vec<String> = sum.paths.into_iter().map(|(_, p)| p).collect();
+                let moved_to = sum.paths.first().and_then(|(_, _, to)| to.clone());
+                let paths: Vec<String> = sum.paths.into_iter().map(|(_, p, _)| p).collect();
                 Cause {
                     stored_by: layer(stored),
                     wasted_by: layer(wasted),
@@ -266,7 +306,7 @@ impl Story<'_> {
                     files: sum.files,
                     kind,
                     tool: tool.map(str::to_string),
-                    fix: fix(kind, tool, &paths),
+                    fix: fix(kind, tool, &paths, moved_to.as_deref()),
                     paths,
                     base: stored < self.base_end,
                     squash: SquashFix {
@@ -302,7 +342,8 @@ impl Story<'_> {
 struct CauseSum {
     bytes: u64,
     files: usize,
-    paths: Vec<(u64, String)>,
+    /// The largest paths, each with where it was moved to (for a move).
+    paths: Vec<(u64, String, Option<String>)>,
 }
 
 #[derive(Clone, Copy)]
@@ -416,10 +457,17 @@ fn build_only(path: &str) -> bool {
         || name.ends_with(".o")
 }
 
-/// What to change in the Dockerfile for a cause of `kind`.
-fn fix(kind: CauseKind, tool: Option<&str>, paths: &[String]) -> String {
+/// What to change in the Dockerfile for a cause of `kind`; `moved_to`: where the largest of
+/// its `paths` went, for a move.
+fn fix(kind: CauseKind, tool: Option<&str>, paths: &[String], moved_to: Option<&str>) -> String {
     let first = paths.first().map_or("it", String::as_str);
     match kind {
+        CauseKind::Moved => format!(
+            "create it where it ends up (`COPY`, or write it straight to /{}), or move it in \
+             the same RUN that creates it: a later `mv` stores the whole file again at its new \
+             path",
+            moved_to.unwrap_or(first)
+        ),
         CauseKind::DeletedLater => format!(
             "delete it in the same RUN that creates it (`… && rm -rf /{first}`): a later step \
              only hides it"
