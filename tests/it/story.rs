@@ -224,6 +224,14 @@ fn waste_in_the_base_is_marked() {
     let base_cause = report.causes.iter().find(|c| c.stored_by.layer == 0).expect("cause");
     assert!(base_cause.base);
     assert_eq!(base_cause.kind, CauseKind::DeletedLater);
+    // The base's steps created it: the fix is about the base, not about a RUN of this image.
+    assert!(
+        base_cause.fix.contains("base image holds it")
+            && base_cause.fix.contains("--layers 0..1")
+            && !base_cause.fix.contains("same RUN"),
+        "{}",
+        base_cause.fix
+    );
     let rewritten = report.causes.iter().find(|c| c.stored_by.layer == 2).expect("cause");
     assert_eq!(rewritten.kind, CauseKind::Rewritten);
     assert!(!rewritten.base);

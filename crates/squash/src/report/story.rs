@@ -306,7 +306,11 @@ impl Story<'_> {
                     files: sum.files,
                     kind,
                     tool: tool.map(str::to_string),
-                    fix: fix(kind, tool, &paths, moved_to.as_deref()),
+                    fix: if stored < self.base_end {
+                        base_fix(kind, stored, wasted)
+                    } else {
+                        fix(kind, tool, &paths, moved_to.as_deref())
+                    },
                     paths,
                     base: stored < self.base_end,
                     squash: SquashFix {
@@ -455,6 +459,25 @@ fn build_only(path: &str) -> bool {
             && TOOLS.iter().any(|t| name == *t || name.ends_with(&format!("-{t}")))
         || name.ends_with(".a")
         || name.ends_with(".o")
+}
+
+/// What to change for a cause of `kind` whose bytes the base image's layer `stored` holds and
+/// layer `wasted` made waste: the steps that created them are the base's, not the Dockerfile's.
+fn base_fix(kind: CauseKind, stored: usize, wasted: usize) -> String {
+    let squash = format!(
+        "or squash into the base (`--layers {stored}..{wasted}`), which stops sharing the base \
+         with other images"
+    );
+    match kind {
+        CauseKind::MetadataOnly | CauseKind::Rewritten => format!(
+            "the base image's copy is stored again: start from a base image that already holds \
+             it as this step leaves it (a newer tag, or a base built with this step), {squash}"
+        ),
+        _ => format!(
+            "the base image holds it and a later step only hides it: start from a base image \
+             without it (a slim variant, or one built without it), {squash}"
+        ),
+    }
 }
 
 /// What to change in the Dockerfile for a cause of `kind`; `moved_to`: where the largest of
