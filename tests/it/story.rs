@@ -318,3 +318,49 @@ fn a_file_moved_by_a_later_step_is_told_apart_and_its_fix_names_where_it_went() 
     assert_eq!(CauseKind::Moved.words(), "moved by a later step (stored again at its new path)");
     assert_eq!(serde_json::to_value(CauseKind::Moved).expect("json"), serde_json::json!("moved"));
 }
+
+/// A file a `COPY` or `ADD` stored and a later `RUN` deleted cannot be deleted "in the same RUN":
+/// the fix says how to use it without storing it. The step is recognised as BuildKit and the
+/// legacy builder write it; a `RUN` that stored a file keeps the same-RUN fix.
+#[test]
+fn a_copied_file_deleted_later_gets_a_fix_that_does_not_store_it() {
+    for copy_step in
+        ["COPY app.tar.gz /tmp/ # buildkit", "/bin/sh -c #(nop) COPY file:4f1e…c2 in /tmp/ "]
+    {
+        let mut b = ImageBuilder::new(LayerCompression::Gzip);
+        b.layer(LayerBuilder::new().file("etc/hostname", b"x\n").finish(), "FROM base");
+        b.layer(
+            LayerBuilder::new().file("tmp/app.tar.gz", &vec![b'a'; 80_000]).finish(),
+            copy_step,
+        );
+        b.layer(
+            LayerBuilder::new().file("tmp/fetched.tar.gz", &vec![b'f'; 60_000]).finish(),
+            "RUN curl -o /tmp/fetched.tar.gz https://example.com/f.tar.gz",
+        );
+        b.layer(
+            LayerBuilder::new()
+                .whiteout("tmp/app.tar.gz")
+                .whiteout("tmp/fetched.tar.gz")
+                .file("opt/app/run", &vec![b'r'; 1_000])
+                .finish(),
+            "RUN tar -xzf /tmp/app.tar.gz -C /opt && rm /tmp/*.tar.gz",
+        );
+        let report = report_of(&b, ReportOptions::default());
+        let fixes: Vec<(usize, CauseKind, &str)> =
+            report.causes.iter().map(|c| (c.stored_by.layer, c.kind, c.fix.as_str())).collect();
+        assert_eq!(fixes.len(), 2, "{fixes:#?}");
+        let (layer, kind, copied) = fixes[0];
+        assert_eq!((layer, kind), (1, CauseKind::DeletedLater));
+        assert!(
+            copied.contains("--mount=type=bind") && copied.contains("/tmp/app.tar.gz"),
+            "{copied}"
+        );
+        assert!(!copied.contains("same RUN"), "{copied}");
+        let (layer, kind, fetched) = fixes[1];
+        assert_eq!((layer, kind), (2, CauseKind::DeletedLater));
+        assert!(
+            fetched.contains("same RUN") && fetched.contains("/tmp/fetched.tar.gz"),
+            "{fetched}"
+        );
+    }
+}

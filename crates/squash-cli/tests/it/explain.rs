@@ -172,8 +172,9 @@ fn inspect_shows_what_a_container_runs_with() {
 }
 
 /// A Docker-built image (the legacy builder, busybox steps): a big file added, chmod-ed, then
-/// deleted; another added, then moved. The report names the `RUN` that stored the
-/// metadata-only copy, and what changed, and tells the move from a deletion.
+/// deleted; another added, then moved; a third copied in, then deleted. The report names the
+/// `RUN` that stored the metadata-only copy, and what changed, tells the move from a deletion,
+/// and does not tell to delete a copied file in the `RUN` that created it.
 #[test]
 fn a_docker_built_image_names_the_run_that_stored_a_metadata_only_copy() {
     let tools = ["dockerd", "docker"];
@@ -193,9 +194,12 @@ fn a_docker_built_image_names_the_run_that_stored_a_metadata_only_copy() {
          RUN busybox chmod 600 /big\n\
          RUN busybox rm /big\n\
          RUN busybox head -c 1000000 /dev/urandom > /download\n\
-         RUN busybox mv /download /installed\n",
+         RUN busybox mv /download /installed\n\
+         COPY payload.bin /payload.bin\n\
+         RUN busybox rm /payload.bin\n",
     )
     .expect("Dockerfile");
+    std::fs::write(context.join("payload.bin"), vec![b'p'; 500_000]).expect("payload");
     output(
         docker
             .cmd()
@@ -243,6 +247,13 @@ fn a_docker_built_image_names_the_run_that_stored_a_metadata_only_copy() {
     let changed = &big["events"][1]["changed"];
     assert_eq!(changed[0]["field"], "mode", "{changed}");
     assert_eq!(changed[0]["to"], "0600", "{changed}");
+    let copied = causes
+        .iter()
+        .find(|c| c["bytes"] == 500_000)
+        .unwrap_or_else(|| panic!("no cause for the copied payload: {causes:#?}"));
+    assert_eq!(copied["kind"], "deleted_later", "{copied:#?}");
+    assert!(copied["stored_by"]["created_by"].as_str().unwrap_or("").contains("COPY"));
+    assert!(copied["fix"].as_str().unwrap_or("").contains("--mount=type=bind"), "{copied:#?}");
     let (_, text, _) = squash(&["report", &archive.display().to_string()]);
     assert!(text.contains("stored again for a metadata change"), "{text}");
     assert!(text.contains("chmod 600 /big"), "{text}");

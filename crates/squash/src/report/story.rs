@@ -309,7 +309,8 @@ impl Story<'_> {
                     fix: if stored < self.base_end {
                         base_fix(kind, stored, wasted)
                     } else {
-                        fix(kind, tool, &paths, moved_to.as_deref())
+                        let copied = self.created_by[stored].as_deref().is_some_and(copies_in);
+                        fix(kind, tool, &paths, moved_to.as_deref(), copied)
                     },
                     paths,
                     base: stored < self.base_end,
@@ -480,11 +481,31 @@ fn base_fix(kind: CauseKind, stored: usize, wasted: usize) -> String {
     }
 }
 
+/// Whether the history step `created_by` is a `COPY` or `ADD` (as BuildKit, the legacy builder,
+/// buildah and kaniko write it), whose files no `RUN` can delete from its layer.
+fn copies_in(created_by: &str) -> bool {
+    let step = created_by.trim_start();
+    let step = step.strip_prefix("/bin/sh -c #(nop)").unwrap_or(step).trim_start();
+    step.starts_with("COPY ") || step.starts_with("ADD ")
+}
+
 /// What to change in the Dockerfile for a cause of `kind`; `moved_to`: where the largest of
-/// its `paths` went, for a move.
-fn fix(kind: CauseKind, tool: Option<&str>, paths: &[String], moved_to: Option<&str>) -> String {
+/// its `paths` went, for a move; `copied`: whether a `COPY` or `ADD` stored them.
+fn fix(
+    kind: CauseKind,
+    tool: Option<&str>,
+    paths: &[String],
+    moved_to: Option<&str>,
+    copied: bool,
+) -> String {
     let first = paths.first().map_or("it", String::as_str);
     match kind {
+        CauseKind::DeletedLater if copied => format!(
+            "a COPY or ADD stored it, and no later step can take it out of that layer: use it \
+             without storing it (`RUN --mount=type=bind,source=…,target=/{first} …`), or copy \
+             it into a build stage and COPY --from that stage only what is needed; if nothing \
+             needs it, leave it out with .dockerignore"
+        ),
         CauseKind::Moved => format!(
             "create it where it ends up (`COPY`, or write it straight to /{}), or move it in \
              the same RUN that creates it: a later `mv` stores the whole file again at its new \
