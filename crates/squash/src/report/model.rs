@@ -97,9 +97,10 @@ pub struct PathEvent {
     pub files: usize,
 }
 
-/// What a layer did to a path.
+/// What a layer did to a path. More may be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Action {
     /// It added the path, which no lower layer had (or a lower layer had deleted).
     Added,
@@ -178,9 +179,10 @@ pub struct CauseLayer {
     pub created_by: Option<String>,
 }
 
-/// The kinds of waste a cause can be.
+/// The kinds of waste a cause can be. More may be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum CauseKind {
     /// Files a later step deleted.
     DeletedLater,
