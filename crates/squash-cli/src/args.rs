@@ -324,8 +324,9 @@ pub struct SquashArgs {
     pub verify_all: bool,
     /// After writing, read the new image back and compare its root filesystem with the input's,
     /// entry by entry (as `squash diff` does; mtimes left out with --rewrite-timestamp). On a
-    /// difference the run fails and the output is removed. Needs an output path that does not
-    /// exist yet (not a stream, not an existing layout); for an index, every image written.
+    /// difference the run fails and the output is removed. Needs an output that does not exist
+    /// yet (not an existing layout); for an index, every image written. With `-o -` the image
+    /// is written to --tmp-dir first and reaches standard output only once verified.
     #[arg(long)]
     pub verify: bool,
     /// Seconds to wait for another run's lock on an output OCI layout before giving up.

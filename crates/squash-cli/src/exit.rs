@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use signal_hook::consts::{SIGINT, SIGPIPE, SIGTERM};
 use squash::document::ErrorDocument;
 
@@ -67,6 +67,17 @@ pub fn out(text: &str) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => broken_pipe(),
         Err(e) => Err(anyhow::Error::new(e).context("writing to standard output")),
     }
+}
+
+/// Copies the file at `path` (an image written and verified) to stdout.
+pub fn copy_to_stdout(path: &std::path::Path) -> Result<()> {
+    let mut file = std::fs::File::open(path)
+        .with_context(|| format!("`{}`: opening the verified image", path.display()))?;
+    let mut stdout = std::io::stdout().lock();
+    std::io::copy(&mut file, &mut stdout)
+        .and_then(|_| stdout.flush())
+        .context("writing the verified image to standard output")?;
+    Ok(())
 }
 
 /// Ends the process by SIGPIPE's default action, as `yes | head -1` ends `yes`.

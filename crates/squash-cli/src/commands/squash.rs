@@ -32,12 +32,6 @@ pub fn run(mut args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
         bail!("no output given: use -o OUT (or --dry-run)");
     }
     if args.verify && !args.dry_run {
-        if to_stdout {
-            bail!(
-                "--verify reads the written image back, and a stream cannot be read back: write \
-                to a file or an OCI layout"
-            );
-        }
         if output.as_ref().is_some_and(|o| matches!(o.destination(), Destination::Registry(_))) {
             bail!(
                 "--verify removes a written image that differs, which a registry push cannot \
@@ -153,6 +147,19 @@ pub fn run(mut args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
     if to_stdout {
         exit::stdout_is_image();
     }
+    // --verify on a stream: the image is written into the scratch directory, read back and
+    // compared, and only then copied to standard output, which gets nothing unverified.
+    let verified_spool = match scratch_path {
+        Some(dir) if to_stdout && args.verify => {
+            let format = output.format_for(subject_format(&subject));
+            let spool = Output::new(dir.join("verified"), format);
+            Some(match output.tag() {
+                Some(tag) => spool.with_tag(tag),
+                None => spool,
+            })
+        }
+        _ => None,
+    };
     let shown = if args.json {
         Shown::Json
     } else if verbosity.quiet {
@@ -160,7 +167,8 @@ pub fn run(mut args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
     } else {
         Shown::Text
     };
-    let text = exit::writing(|| planned.execute(&output, &context, shown));
+    let written = verified_spool.as_ref().unwrap_or(&output);
+    let text = exit::writing(|| planned.execute(written, &output, &context, shown));
     progress.finish();
     // The summary is made before a verification, which needs the memory the plan holds.
     let mut text = text?;
@@ -169,8 +177,8 @@ pub fn run(mut args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
     }
     let subject = planned.into_subject();
     if args.verify {
-        if let Some(path) = output.path() {
-            let format = output.format_for(subject.format());
+        if let Some(path) = written.path() {
+            let format = written.format_for(subject.format());
             let verified = match &subject {
                 SubjectRef::Image(image) => {
                     verify_output(image, path, format, &options, &context)?;
@@ -186,6 +194,9 @@ pub fn run(mut args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
             };
             if !verbosity.quiet {
                 note(&verified);
+            }
+            if verified_spool.is_some() {
+                exit::copy_to_stdout(path)?;
             }
         }
     }
@@ -233,16 +244,20 @@ impl<'a> Planned<'a> {
         }
     }
 
-    /// Writes the output; the summary of what was written, shown as asked.
+    /// Writes to `written`; the summary of what was written, shown as asked and naming
+    /// `output` (standard output, for an image spooled there once verified).
     fn execute(
         &self,
+        written: &Output,
         output: &Output,
         context: &Context<'_>,
         shown: Shown,
     ) -> Result<Option<String>> {
+        let named = output.is_stdout().then(|| "-".to_string());
         Ok(match self {
             Planned::Image(image, plan) => {
-                let outcome = plan.execute_in(image, output, context)?;
+                let mut outcome = plan.execute_in(image, written, context)?;
+                outcome.output = named.unwrap_or(outcome.output);
                 match shown {
                     Shown::Json => Some(json_line(&OutcomeDocument::new(image, outcome))?),
                     Shown::Text => Some(render::outcome(image, plan, &outcome)),
@@ -250,7 +265,8 @@ impl<'a> Planned<'a> {
                 }
             }
             Planned::Index(index, plan) => {
-                let outcome = plan.execute_in(index, output, context)?;
+                let mut outcome = plan.execute_in(index, written, context)?;
+                outcome.output = named.unwrap_or(outcome.output);
                 match shown {
                     Shown::Json => Some(json_line(&IndexOutcomeDocument::new(index, outcome))?),
                     Shown::Text => Some(render::index_outcome(&outcome)),
@@ -281,6 +297,14 @@ impl SubjectRef<'_> {
             SubjectRef::Image(image) => image.format(),
             SubjectRef::Index(index) => index.format(),
         }
+    }
+}
+
+/// The format of what was opened.
+fn subject_format(subject: &Subject) -> squash::InputFormat {
+    match subject {
+        Subject::Image(image) => image.format(),
+        Subject::Index(index) => index.format(),
     }
 }
 

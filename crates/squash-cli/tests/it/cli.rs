@@ -3,12 +3,14 @@
 use std::process::Command;
 
 fn squash(args: &[&str]) -> (i32, String, String) {
+    let (code, stdout, stderr) = squash_bytes(args);
+    (code, String::from_utf8_lossy(&stdout).into_owned(), stderr)
+}
+
+/// Runs squash with stdout a pipe (an image stream, as bytes).
+fn squash_bytes(args: &[&str]) -> (i32, Vec<u8>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_squash")).args(args).output().expect("run squash");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (out.status.code().unwrap_or(-1), out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 fn fixture(path: &str) -> String {
@@ -475,9 +477,20 @@ fn diff_and_verify() {
     assert!(stdout.contains("equal"), "{stdout}");
     let (code, _, stderr) = squash(&[&image, "-f", "5", "--verify", "-o", squashed_arg]);
     assert_eq!(code, 2, "an existing output is refused with --verify: {stderr}");
-    let (code, _, stderr) = squash(&[&image, "-f", "5", "--verify", "-o", "-"]);
-    assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("stream"), "{stderr}");
+    // To a stream, the image is verified in the scratch directory before any byte is sent: the
+    // bytes are those of the same run without --verify, the summary names standard output, and
+    // the scratch directory is gone afterwards.
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).expect("tmp");
+    let tmp_arg = tmp.to_str().expect("utf8");
+    let (code, verified, stderr) =
+        squash_bytes(&[&image, "-f", "5", "--verify", "--tmp-dir", tmp_arg, "-o", "-"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("verified") && stderr.contains("wrote standard output"), "{stderr}");
+    let (code, streamed, stderr) = squash_bytes(&[&image, "-f", "5", "-o", "-"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(verified == streamed, "--verify changes no byte of the stream");
+    assert_eq!(std::fs::read_dir(&tmp).expect("tmp").count(), 0, "the scratch is removed");
 
     let testdata = fixture("google__go-containerregistry/pkg/v1/tarball/testdata");
     let (one, two) =

@@ -69,7 +69,8 @@ fn the_output_keeps_the_input_name_and_says_so() {
 }
 
 /// `podman save | squash - | podman load` in both formats, and `docker save | squash - |
-/// docker load`: the name each engine reports is the input's.
+/// docker load` (plain and with `--verify`): the name each engine reports is the input's, or
+/// the one given.
 #[test]
 fn engines_load_the_squashed_image_under_the_input_name() {
     let podman_ready = squash_testkit::tool_available("podman");
@@ -128,6 +129,14 @@ fn engines_load_the_squashed_image_under_the_input_name() {
     load.arg("load");
     let loaded = pipe(&mut save, &["-", "-f", "2", "-q", "-o", "-"], &mut load);
     assert!(loaded.contains("Loaded image: app:latest"), "{loaded}");
+    // The same pipe verified: the image reaches `docker load` once read back and compared.
+    let mut save = docker.cmd();
+    save.args(["save", "app:latest"]);
+    let mut load = docker.cmd();
+    load.arg("load");
+    let args = ["-", "-f", "2", "--verify", "-t", "app:verified", "-o", "-"];
+    let loaded = pipe(&mut save, &args, &mut load);
+    assert!(loaded.contains("Loaded image: app:verified"), "{loaded}");
     // A compressed archive, as its name says, which `docker load` reads.
     for name in ["out.tar.gz", "out.tar.zst"] {
         let (code, stdout, stderr) =
