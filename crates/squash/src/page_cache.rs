@@ -1,7 +1,8 @@
 //! A run's files and the page cache. A file squash writes once (an output blob) is handed to
 //! the system for writing back as it grows, and its pages are dropped once they are on the
-//! disk; a stretch of an input that was not cached when squash opened it is dropped behind the
-//! reader. Either way a file streams through a few MiB of memory instead of its whole size, and
+//! disk; a temporary file read back later does the same past the part a shared budget keeps
+//! cached; a stretch of an input that was not cached when squash opened it is dropped behind
+//! the reader. Either way a file streams through a few MiB of memory instead of its whole size, and
 //! the cache is left about as squash found it. On a virtual machine that gives free memory
 //! back to its host, memory not touched for a few seconds costs about 2 s of system time per
 //! GB to touch again, and pages dropped here are the next ones used (docs/speed.md). All of it
@@ -11,6 +12,8 @@
 use std::fs::File;
 use std::io::{self, IoSliceMut, Read, Write};
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Bytes between two hand-overs of a file written, or two drops behind a reader.
 pub(crate) const BEHIND: u64 = 8 << 20;
@@ -45,6 +48,11 @@ pub(crate) struct WriteBehind {
     /// Off for a file that is read back whole after writing (an archive compressed at the
     /// commit): its pages should stay cached.
     hand_over: bool,
+    /// Bytes the file may keep cached before it is handed over, taken from a budget shared
+    /// with other files; none for a file handed over from its start.
+    budget: Option<Arc<CacheBudget>>,
+    /// Where the handing over started: the bytes before stay cached.
+    from: u64,
     written: u64,
     handed: u64,
 }
@@ -52,7 +60,43 @@ pub(crate) struct WriteBehind {
 impl WriteBehind {
     /// `file`, written from its start; handed over as it grows if `hand_over`.
     pub(crate) fn new(file: File, hand_over: bool) -> WriteBehind {
-        WriteBehind { file, hand_over, written: 0, handed: 0 }
+        WriteBehind { file, hand_over, budget: None, from: 0, written: 0, handed: 0 }
+    }
+
+    /// `file`, written from its start, whose bytes stay cached while `budget` lasts and are
+    /// handed over as the file grows from where it ran out.
+    pub(crate) fn within(file: File, budget: Arc<CacheBudget>) -> WriteBehind {
+        WriteBehind { file, hand_over: false, budget: Some(budget), from: 0, written: 0, handed: 0 }
+    }
+
+    /// Where the bytes handed over start (the file's size, if none was).
+    pub(crate) fn cached_until(&self) -> u64 {
+        if self.hand_over {
+            self.from
+        } else {
+            self.written
+        }
+    }
+}
+
+/// Bytes of temporary files that may stay in the page cache, shared by the files of one task.
+/// Written back and read again from the disk, a file costs the disk's time; kept cached, it
+/// costs fresh memory, which on some virtual machines is dearer (docs/speed.md): a few hundred
+/// MiB kept cached serve a typical image whole, and larger ones go through a few MiB.
+#[derive(Debug)]
+pub(crate) struct CacheBudget(AtomicU64);
+
+impl CacheBudget {
+    /// A budget of `bytes`.
+    pub(crate) const fn new(bytes: u64) -> CacheBudget {
+        CacheBudget(AtomicU64::new(bytes))
+    }
+
+    /// Takes `n` bytes; whether they were left.
+    fn take(&self, n: u64) -> bool {
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(n))
+            .is_ok()
     }
 }
 
@@ -60,10 +104,15 @@ impl Write for WriteBehind {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.file.write(buf)?;
         self.written += n as u64;
+        if let Some(budget) = self.budget.as_ref().filter(|_| !self.hand_over) {
+            if !budget.take(n as u64) {
+                (self.hand_over, self.from, self.handed) = (true, self.written, self.written);
+            }
+        }
         if self.hand_over && self.written - self.handed >= BEHIND {
             // What was handed over before: dropped where clean (pages of earlier stretches
             // still being written then are dropped now).
-            drop_cached(&self.file, 0, self.handed);
+            drop_cached(&self.file, self.from, self.handed);
             // The newest stretch: its write-back starts.
             drop_cached(&self.file, self.handed, self.written);
             self.handed = self.written;

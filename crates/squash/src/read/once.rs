@@ -2,8 +2,9 @@
 //! read every layer above it in the range is known: an entry that one of them shadows (the same
 //! path, a whiteout or a file over it or over a parent, an opaque parent) can never reach the new
 //! layer, and every other entry is kept, header group and data, in an unnamed temporary file as
-//! the layer is read (removed by the system when closed, whatever happens to the run), written
-//! back and dropped from the page cache as it grows. The merge (or a report's measure) copies
+//! the layer is read (removed by the system when closed, whatever happens to the run). The
+//! range's first [`KEPT_CACHED`] bytes of copies stay in the page cache; beyond, a copy is
+//! written back and dropped from the page cache as it grows. The merge (or a report's measure) copies
 //! from there instead of decoding the layer again. What it needs and a file lacks (the target of
 //! a hard link later in the same layer whose name a layer above shadows; a hash collision in the
 //! shadow sets) is read from the layer again, and counted.
@@ -13,6 +14,7 @@ use std::hash::{Hash, Hasher};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::image::Image;
 use crate::budget::Budget;
@@ -21,14 +23,16 @@ use crate::error::{Error, IoContext, Location, Result};
 use crate::layer::entry::{EntryKind, EntryPath};
 use crate::layer::layer_index::{EntryClass, LayerIndex};
 use crate::layer::tarstream::TarError;
-use crate::page_cache::{read_ahead, DropBehind, WriteBehind, BEHIND};
+use crate::page_cache::{read_ahead, CacheBudget, DropBehind, WriteBehind, BEHIND};
 use crate::progress::Event;
 
 /// The entries of one layer of a range that no layer above it shadows, as they were read.
 #[derive(Debug)]
 pub(crate) struct Kept {
-    /// Dropped from the page cache as it was written; dropped behind its reader.
+    /// Cached up to `cached_until`; beyond, dropped from the page cache as it was written and
+    /// dropped behind its reader.
     file: File,
+    cached_until: u64,
     /// Which entries are kept, one bit per entry of the layer.
     entries: Vec<u64>,
 }
@@ -139,27 +143,29 @@ impl Shadow {
     }
 }
 
-/// A reader of a [`Kept`] file at a position of its own (the file may be shared). The file was
-/// dropped from the page cache as it was written, so the reader asks for the next [`BEHIND`]
-/// bytes ahead of it and drops what it has passed: the copy streams through a few MiB of memory
-/// (docs/speed.md). Reading an entry again then reads it from the disk.
+/// A reader of a [`Kept`] file at a position of its own (the file may be shared). Past its
+/// cached part the file was dropped from the page cache as it was written, so there the reader
+/// asks for the next [`BEHIND`] bytes ahead of it and drops what it has passed: the copy
+/// streams through a few MiB of memory (docs/speed.md). Reading an entry again then reads it
+/// from the disk.
 pub(crate) struct At<'a> {
     file: &'a File,
     pos: u64,
+    cached_until: u64,
     behind: DropBehind,
 }
 
 impl<'a> At<'a> {
-    /// A reader of `file` from its start.
-    fn new(file: &'a File) -> At<'a> {
-        At { file, pos: 0, behind: DropBehind::new(0) }
+    /// A reader of `file` from its start; the bytes before `cached_until` stay cached.
+    fn new(file: &'a File, cached_until: u64) -> At<'a> {
+        At { file, pos: 0, cached_until, behind: DropBehind::new(cached_until) }
     }
 }
 
 impl Read for At<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.pos == 0 {
-            read_ahead(self.file, 0, 2 * BEHIND);
+            read_ahead(self.file, self.cached_until, self.cached_until + 2 * BEHIND);
         }
         let n = self.file.read_at(buf, self.pos)?;
         self.pos += n as u64;
@@ -205,7 +211,7 @@ impl Kept {
         KeptReader {
             kept: self,
             index,
-            reader: io::BufReader::with_capacity(1 << 20, At::new(&self.file)),
+            reader: io::BufReader::with_capacity(1 << 20, At::new(&self.file, self.cached_until)),
             next: 0,
             offset: 0,
         }
@@ -243,9 +249,10 @@ impl Image {
     /// Indexes the layers of `range` newest first ([`WINDOW`] at a time), keeping in an unnamed
     /// temporary file under the context's temporary directory per layer what no layer indexed
     /// before it shadows. Every digest is checked as [`Image::index_layers`] checks it. The
-    /// result is oldest first; with `facts`, the indexes hold their entries' facts. Each copy
-    /// is written back and dropped from the page cache as it grows, and dropped behind its
-    /// reader (a squash's merge or a report's measure, which read it once, front to back).
+    /// result is oldest first; with `facts`, the indexes hold their entries' facts. The
+    /// copies' first [`KEPT_CACHED`] bytes stay cached; past them each copy is written back and
+    /// dropped from the page cache as it grows, and dropped behind its reader (a squash's merge
+    /// or a report's measure, which read it once, front to back).
     pub(crate) fn index_range_once(
         &self,
         range: std::ops::RangeInclusive<usize>,
@@ -263,6 +270,7 @@ impl Image {
             });
         }
         let dir = context.scratch_dir();
+        let cache = Arc::new(CacheBudget::new(KEPT_CACHED));
         let mut shadow = Shadow::default();
         let mut indexes = Vec::with_capacity(layers.len());
         let mut kept = Vec::with_capacity(layers.len());
@@ -272,7 +280,8 @@ impl Image {
                 chunk
                     .par_iter()
                     .map(|&layer| {
-                        let result = self.index_keeping(layer, budget, &shadow, &dir, facts)?;
+                        let result =
+                            self.index_keeping(layer, budget, &shadow, (&dir, &cache), facts)?;
                         progress.event(&Event::Indexed { layer, bytes: size(layer) });
                         Ok(result)
                     })
@@ -300,14 +309,14 @@ impl Image {
         layer: usize,
         budget: Budget,
         shadow: &Shadow,
-        dir: &Path,
+        (dir, cache): (&Path, &Arc<CacheBudget>),
         facts: bool,
     ) -> Result<(LayerIndex, Kept)> {
         let location = || {
             Location::file(dir).part(format!("temporary copy of layer {layer}'s surviving entries"))
         };
         let file = tempfile::tempfile_in(dir).at(location)?;
-        let mut out = BufWriter::with_capacity(1 << 20, WriteBehind::new(file, true));
+        let mut out = BufWriter::with_capacity(1 << 20, WriteBehind::within(file, cache.clone()));
         let (mut entries, mut number): (Vec<u64>, u32) = (Vec::new(), 0);
         let mut parent = (Vec::new(), false);
         let index = self.index_layer_visiting(layer, budget, facts, &mut |group, stream| {
@@ -338,9 +347,10 @@ impl Image {
                 Err(e) => Err(stream.error(e)),
             }
         })?;
-        let file = out.into_inner().map_err(|e| Error::io(location(), e.into_error()))?.file;
+        let out = out.into_inner().map_err(|e| Error::io(location(), e.into_error()))?;
+        let cached_until = out.cached_until();
         entries.shrink_to_fit();
-        Ok((index, Kept { file, entries }))
+        Ok((index, Kept { file: out.file, cached_until, entries }))
     }
 }
 
@@ -350,6 +360,11 @@ impl Image {
 /// kept for nothing, which costs temporary space, not correctness. BENCHMARKS.md has the
 /// measurements that chose one.
 const WINDOW: usize = 1;
+
+/// Bytes of a range's kept copies that stay in the page cache rather than go through the disk,
+/// in the order the layers are read (newest first); the copies beyond are written back and
+/// dropped as they grow. Measured both ways on two hosts (BENCHMARKS.md, docs/speed.md).
+const KEPT_CACHED: u64 = 512 << 20;
 
 /// Tells a failed write (of the copy) from a failed read (of the layer).
 struct Counted<'a, W: Write> {
@@ -369,24 +384,47 @@ impl<W: Write> Write for Counted<'_, W> {
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Seek, SeekFrom, Write};
+    use std::sync::Arc;
 
     use super::At;
-    use crate::page_cache::{WriteBehind, BEHIND};
+    use crate::page_cache::{CacheBudget, WriteBehind, BEHIND};
 
-    /// A streamed copy, written back and dropped as it grew, reads back exactly as written,
-    /// dropped behind the reader and read ahead of it, and so again for a second reader; a seek
-    /// back (an entry asked for again) reads the same bytes from the disk.
+    /// A streamed copy, written back and dropped as it grew (from its start, or from where the
+    /// cache budget it shares ran out, or never), reads back exactly as written, dropped behind
+    /// the reader and read ahead of it past its cached part, and so again for a second reader;
+    /// a seek back (an entry asked for again) reads the same bytes from the disk.
     #[test]
     fn a_streamed_copy_reads_back_what_was_written() {
         let data: Vec<u8> = (0..3 * BEHIND + 4_321).map(|i| (i * 31 % 241) as u8).collect();
-        let mut out = WriteBehind::new(tempfile::tempfile().unwrap(), true);
-        for piece in data.chunks(777_777) {
-            out.write_all(piece).unwrap();
+        // A budget shared with a file that took half of it.
+        let shared = Arc::new(CacheBudget::new(2 * BEHIND));
+        let mut first = WriteBehind::within(tempfile::tempfile().unwrap(), shared.clone());
+        first.write_all(&data[..BEHIND as usize]).unwrap();
+        assert_eq!(first.cached_until(), BEHIND);
+        // Handed over from the start; from the piece that found the budget spent (the 11th of
+        // 777,777 bytes); never.
+        let cases = [
+            (None, 0),
+            (Some(shared), 11 * 777_777),
+            (Some(Arc::new(CacheBudget::new(u64::MAX))), data.len() as u64),
+        ];
+        for (budget, expected) in cases {
+            let mut out = match budget {
+                None => WriteBehind::new(tempfile::tempfile().unwrap(), true),
+                Some(budget) => WriteBehind::within(tempfile::tempfile().unwrap(), budget),
+            };
+            for piece in data.chunks(777_777) {
+                out.write_all(piece).unwrap();
+            }
+            assert_eq!(out.cached_until(), expected);
+            read_back(out.file, expected, &data);
         }
-        let file = out.file;
+    }
+
+    fn read_back(file: std::fs::File, cached_until: u64, data: &[u8]) {
         // The second reader finds what the first one dropped behind it (on the disk).
         for pass in 0..2 {
-            let mut at = At::new(&file);
+            let mut at = At::new(&file, cached_until);
             let mut back = Vec::new();
             let mut piece = vec![0u8; 1 << 20];
             loop {
