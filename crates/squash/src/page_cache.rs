@@ -92,6 +92,13 @@ impl CacheBudget {
         CacheBudget(AtomicU64::new(bytes))
     }
 
+    /// The budget of one plan's kept copies: 512 MiB, in the order the layers are read (each
+    /// range newest first), that stay in the page cache rather than go through the disk.
+    /// Measured both ways on two hosts (BENCHMARKS.md, docs/speed.md).
+    pub(crate) fn for_kept_copies() -> Arc<CacheBudget> {
+        Arc::new(CacheBudget::new(512 << 20))
+    }
+
     /// Takes `n` bytes; whether they were left.
     fn take(&self, n: u64) -> bool {
         self.0

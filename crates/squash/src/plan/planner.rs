@@ -20,6 +20,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::layer::entry::EntryPath;
 use crate::layer::layer_index::{EntryFilter, LayerIndex};
+use crate::page_cache::CacheBudget;
 use crate::read::image::Image;
 use crate::read::once::Kept;
 use crate::read::reread::Reread;
@@ -56,10 +57,11 @@ impl Image {
             self.check_excludes_above(&ranges, &exclude, context)?;
         }
         let mut planned = Vec::with_capacity(ranges.len());
+        let cache = CacheBudget::for_kept_copies();
         for range in ranges {
             let (indexes, kept) = if options.read_once {
                 let (indexes, kept) =
-                    self.index_range_once(range.start..=range.end, context, false)?;
+                    self.index_range_once(range.start..=range.end, (context, &cache), false)?;
                 (indexes, Some(Arc::new(kept)))
             } else {
                 (self.index_layers_in(range.start..=range.end, context)?, None)

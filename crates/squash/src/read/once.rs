@@ -2,9 +2,9 @@
 //! read every layer above it in the range is known: an entry that one of them shadows (the same
 //! path, a whiteout or a file over it or over a parent, an opaque parent) can never reach the new
 //! layer, and every other entry is kept, header group and data, in an unnamed temporary file as
-//! the layer is read (removed by the system when closed, whatever happens to the run). The
-//! range's first [`KEPT_CACHED`] bytes of copies stay in the page cache; beyond, a copy is
-//! written back and dropped from the page cache as it grows. The merge (or a report's measure) copies
+//! the layer is read (removed by the system when closed, whatever happens to the run). A
+//! plan's first [`CacheBudget::for_kept_copies`] bytes of copies stay in the page cache;
+//! beyond, a copy is written back and dropped from the page cache as it grows. The merge (or a report's measure) copies
 //! from there instead of decoding the layer again. What it needs and a file lacks (the target of
 //! a hard link later in the same layer whose name a layer above shadows; a hash collision in the
 //! shadow sets) is read from the layer again, and counted.
@@ -250,13 +250,13 @@ impl Image {
     /// temporary file under the context's temporary directory per layer what no layer indexed
     /// before it shadows. Every digest is checked as [`Image::index_layers`] checks it. The
     /// result is oldest first; with `facts`, the indexes hold their entries' facts. The
-    /// copies' first [`KEPT_CACHED`] bytes stay cached; past them each copy is written back and
-    /// dropped from the page cache as it grows, and dropped behind its reader (a squash's merge
-    /// or a report's measure, which read it once, front to back).
+    /// copies stay cached while `cache` (shared by the ranges of one plan) lasts; past it each
+    /// copy is written back and dropped from the page cache as it grows, and dropped behind its
+    /// reader (a squash's merge or a report's measure, which read it once, front to back).
     pub(crate) fn index_range_once(
         &self,
         range: std::ops::RangeInclusive<usize>,
-        context: &Context<'_>,
+        (context, cache): (&Context<'_>, &Arc<CacheBudget>),
         facts: bool,
     ) -> Result<(Vec<LayerIndex>, Vec<Kept>)> {
         let budget = context.budget();
@@ -270,7 +270,6 @@ impl Image {
             });
         }
         let dir = context.scratch_dir();
-        let cache = Arc::new(CacheBudget::new(KEPT_CACHED));
         let mut shadow = Shadow::default();
         let mut indexes = Vec::with_capacity(layers.len());
         let mut kept = Vec::with_capacity(layers.len());
@@ -281,7 +280,7 @@ impl Image {
                     .par_iter()
                     .map(|&layer| {
                         let result =
-                            self.index_keeping(layer, budget, &shadow, (&dir, &cache), facts)?;
+                            self.index_keeping(layer, budget, &shadow, (&dir, cache), facts)?;
                         progress.event(&Event::Indexed { layer, bytes: size(layer) });
                         Ok(result)
                     })
@@ -360,11 +359,6 @@ impl Image {
 /// kept for nothing, which costs temporary space, not correctness. BENCHMARKS.md has the
 /// measurements that chose one.
 const WINDOW: usize = 1;
-
-/// Bytes of a range's kept copies that stay in the page cache rather than go through the disk,
-/// in the order the layers are read (newest first); the copies beyond are written back and
-/// dropped as they grow. Measured both ways on two hosts (BENCHMARKS.md, docs/speed.md).
-const KEPT_CACHED: u64 = 512 << 20;
 
 /// Tells a failed write (of the copy) from a failed read (of the layer).
 struct Counted<'a, W: Write> {

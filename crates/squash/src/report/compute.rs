@@ -13,6 +13,7 @@ use super::story::Story;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::layer::layer_index::{EntryClass, LayerIndex};
+use crate::page_cache::CacheBudget;
 use crate::plan::changeset::emit::plan_range;
 use crate::plan::changeset::range_plan::Fate;
 use crate::plan::exclude::Excludes;
@@ -204,9 +205,10 @@ impl Image {
             slots[*l] = Some(index);
         }
         let mut kept = Vec::with_capacity(ranges.len());
+        let cache = CacheBudget::for_kept_copies();
         for r in ranges {
             let (range_indexes, range_kept) =
-                self.index_range_once(r.start..=r.end, context, true)?;
+                self.index_range_once(r.start..=r.end, (context, &cache), true)?;
             for (offset, index) in range_indexes.into_iter().enumerate() {
                 slots[r.start + offset] = Some(index);
             }
