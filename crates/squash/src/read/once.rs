@@ -1,13 +1,13 @@
-//! Reading a squashed range once. Its layers are indexed newest first, so that when a layer is
-//! read every layer above it in the range is known: an entry that one of them shadows (the same
-//! path, a whiteout or a file over it or over a parent, an opaque parent) can never reach the new
-//! layer, and every other entry is kept, header group and data, in an unnamed temporary file as
-//! the layer is read (removed by the system when closed, whatever happens to the run). A
-//! plan's first [`CacheBudget::for_kept_copies`] bytes of copies stay in the page cache;
-//! beyond, a copy is written back and dropped from the page cache as it grows. The merge (or a report's measure) copies
-//! from there instead of decoding the layer again. What it needs and a file lacks (the target of
-//! a hard link later in the same layer whose name a layer above shadows; a hash collision in the
-//! shadow sets) is read from the layer again, and counted.
+//! Reading a squashed range once. Its layers are indexed newest first, so that when a layer is read
+//! every layer above it in the range is known: an entry that one of them shadows (the same path, a
+//! whiteout or a file over it or over a parent, an opaque parent) can never reach the new layer,
+//! and every other entry is kept, header group and data, in an unnamed temporary file as the layer
+//! is read (removed by the system when closed, whatever happens to the run). A plan's first
+//! [`CacheBudget::for_kept_copies`] bytes of copies stay in the page cache; beyond, a copy is
+//! written back and dropped from the page cache as it grows. The merge (or a report's measure)
+//! copies from there instead of decoding the layer again. What it needs and a file lacks (the
+//! target of a hard link later in the same layer whose name a layer above shadows; a hash collision
+//! in the shadow sets) is read from the layer again, and counted.
 
 use std::fs::File;
 use std::hash::{Hash, Hasher};
