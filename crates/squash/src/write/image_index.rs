@@ -109,7 +109,7 @@ impl IndexPlan {
     }
 
     /// Writes the new index as an OCI archive into `out` (see
-    /// [`SquashPlan::execute_to_writer`]).
+    /// [`SquashPlan::execute_to_writer`](crate::SquashPlan::execute_to_writer)).
     pub fn execute_to_writer(
         &self,
         index: &ImageIndex,
