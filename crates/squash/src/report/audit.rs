@@ -40,7 +40,8 @@ pub struct AuditSummary {
     /// The saving as a percentage of the stored bytes.
     pub saved_percent: f64,
     /// Whether the figures after are exact (every new layer measured whole: with
-    /// [`ReportOptions::exact`](crate::ReportOptions::exact), or where that costs less than an estimate).
+    /// [`ReportOptions::exact`](crate::ReportOptions::exact), or where that costs less than an
+    /// estimate).
     pub exact: bool,
 }
 
