@@ -151,7 +151,7 @@ pub fn run(mut args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
     // compared, and only then copied to standard output, which gets nothing unverified.
     let verified_spool = match scratch_path {
         Some(dir) if to_stdout && args.verify => {
-            let format = output.format_for(subject_format(&subject));
+            let format = output.format_for(SubjectRef::from(&subject).format());
             let spool = Output::new(dir.join("verified"), format);
             Some(match output.tag() {
                 Some(tag) => spool.with_tag(tag),
@@ -300,11 +300,12 @@ impl SubjectRef<'_> {
     }
 }
 
-/// The format of what was opened.
-fn subject_format(subject: &Subject) -> squash::InputFormat {
-    match subject {
-        Subject::Image(image) => image.format(),
-        Subject::Index(index) => index.format(),
+impl<'a> From<&'a Subject> for SubjectRef<'a> {
+    fn from(subject: &'a Subject) -> SubjectRef<'a> {
+        match subject {
+            Subject::Image(image) => SubjectRef::Image(image),
+            Subject::Index(index) => SubjectRef::Index(index),
+        }
     }
 }
 

@@ -299,6 +299,7 @@ impl Story<'_> {
                     .fold(0, u64::saturating_add);
                 let moved_to = sum.paths.first().and_then(|(_, _, to)| to.clone());
                 let paths: Vec<String> = sum.paths.into_iter().map(|(_, p, _)| p).collect();
+                let base = stored < self.base_end;
                 Cause {
                     stored_by: layer(stored),
                     wasted_by: layer(wasted),
@@ -306,14 +307,14 @@ impl Story<'_> {
                     files: sum.files,
                     kind,
                     tool: tool.map(str::to_string),
-                    fix: if stored < self.base_end {
+                    fix: if base {
                         base_fix(kind, stored, wasted)
                     } else {
                         let copied = self.created_by[stored].as_deref().is_some_and(copies_in);
                         fix(kind, tool, &paths, moved_to.as_deref(), copied)
                     },
                     paths,
-                    base: stored < self.base_end,
+                    base,
                     squash: SquashFix {
                         first: stored,
                         last: wasted,
