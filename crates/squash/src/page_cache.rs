@@ -13,10 +13,16 @@ use std::fs::File;
 use std::io::{self, IoSliceMut, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 /// Bytes between two hand-overs of a file written, or two drops behind a reader.
 pub(crate) const BEHIND: u64 = 8 << 20;
+
+/// Bytes handed over between two flushes of a file written once to the disk itself (below its
+/// own cache), made beside the writer.
+const FLUSH_EVERY: u64 = 32 << 20;
 
 /// Drops the cached pages of `file` in `from..to` that are clean and starts writing back the
 /// dirty ones (`fadvise`'s `DONTNEED`; pages only partly in the range stay).
@@ -41,6 +47,10 @@ pub(crate) fn read_ahead(file: &File, from: u64, to: u64) {
 /// is dropped from the page cache: the disk works while squash computes, the `fsync` before
 /// the file is put in place waits for the last stretch only, and the file's next stretches
 /// reuse the pages. Pages still being written stay until a later hand-over finds them clean.
+/// Every [`FLUSH_EVERY`] bytes a thread beside the writer flushes what was written to the disk
+/// itself (`fdatasync`): a disk with a cache of its own, or a virtual machine's disk whose host
+/// caches the writes, then has the last stretch only left to flush at the `fsync`, instead of
+/// the whole file while nothing else runs.
 #[derive(Debug)]
 pub(crate) struct WriteBehind {
     /// The file written.
@@ -55,18 +65,52 @@ pub(crate) struct WriteBehind {
     from: u64,
     written: u64,
     handed: u64,
+    /// Where the last flush was asked for.
+    flushed: u64,
+    /// The thread that flushes a file handed over from its start, once one was asked for.
+    flusher: Option<Flusher>,
 }
 
 impl WriteBehind {
     /// `file`, written from its start; handed over as it grows if `hand_over`.
     pub(crate) fn new(file: File, hand_over: bool) -> WriteBehind {
-        WriteBehind { file, hand_over, budget: None, from: 0, written: 0, handed: 0 }
+        WriteBehind {
+            file,
+            hand_over,
+            budget: None,
+            from: 0,
+            written: 0,
+            handed: 0,
+            flushed: 0,
+            flusher: None,
+        }
     }
 
     /// `file`, written from its start, whose bytes stay cached while `budget` lasts and are
     /// handed over as the file grows from where it ran out.
     pub(crate) fn within(file: File, budget: Arc<CacheBudget>) -> WriteBehind {
-        WriteBehind { file, hand_over: false, budget: Some(budget), from: 0, written: 0, handed: 0 }
+        WriteBehind { budget: Some(budget), ..WriteBehind::new(file, false) }
+    }
+
+    /// Waits for the flush in flight, if any, and stops the flushing thread: the error a flush
+    /// met, which the writer's own `fsync` might not see again (they share the file's errors).
+    pub(crate) fn settle(&mut self) -> io::Result<()> {
+        self.flusher.take().map_or(Ok(()), Flusher::settle)
+    }
+
+    /// Asks for a flush of what was written, if [`FLUSH_EVERY`] bytes were handed over since the
+    /// last one and the file is written back from its start (a temporary file is never flushed).
+    fn flush_behind(&mut self) {
+        if self.budget.is_some() || self.from != 0 || self.handed - self.flushed < FLUSH_EVERY {
+            return;
+        }
+        self.flushed = self.handed;
+        if self.flusher.is_none() {
+            self.flusher = Flusher::start(&self.file);
+        }
+        if let Some(flusher) = &self.flusher {
+            flusher.ask();
+        }
     }
 
     /// Where the bytes handed over start (the file's size, if none was).
@@ -123,11 +167,69 @@ impl Write for WriteBehind {
             // The newest stretch: its write-back starts.
             drop_cached(&self.file, self.handed, self.written);
             self.handed = self.written;
+            self.flush_behind();
         }
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.file.flush()
+    }
+}
+
+/// A thread that flushes a file to the disk (`fdatasync`) when asked, one flush at a time; a
+/// request made while one runs is dropped, since the flush in flight or the next one covers it.
+#[derive(Debug)]
+struct Flusher {
+    ask: Option<SyncSender<()>>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl Flusher {
+    /// A flusher of `file`, if its handle can be shared and a thread started.
+    fn start(file: &File) -> Option<Flusher> {
+        let file = file.try_clone().ok()?;
+        let (ask, asked) = sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("flush".into())
+            .spawn(move || {
+                let mut first_error = Ok(());
+                while asked.recv().is_ok() {
+                    if let Err(e) = file.sync_data() {
+                        first_error = first_error.and(Err(e));
+                    }
+                }
+                first_error
+            })
+            .ok()?;
+        Some(Flusher { ask: Some(ask), thread: Some(thread) })
+    }
+
+    fn ask(&self) {
+        if let Some(ask) = &self.ask {
+            // Full: a flush is queued and will cover what this one would.
+            let _ = ask.try_send(());
+        }
+    }
+
+    /// Stops the thread once its flushes are done; the first error one met.
+    fn settle(mut self) -> io::Result<()> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> io::Result<()> {
+        self.ask = None;
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(io::Error::other("the thread flushing the file stopped")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        // Unsettled (the file is abandoned): its flushes' errors no longer matter.
+        let _ = self.stop();
     }
 }
 
@@ -211,24 +313,31 @@ fn cached(file: &File, start: u64, len: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Seek, Write};
+    use std::sync::Arc;
 
-    use super::{drop_cached, ReadOnce, WriteBehind, BEHIND};
+    use super::{drop_cached, CacheBudget, ReadOnce, WriteBehind, BEHIND, FLUSH_EVERY};
 
-    /// Handing pages over for writing back and dropping them changes nothing in the file:
-    /// written in odd-sized pieces across several hand-overs, the bytes read back are the bytes
-    /// written, also once every page is dropped and read from the disk again; and a file that
-    /// is to be read back is never handed over.
+    /// Handing pages over for writing back, flushing them beside the writer and dropping them
+    /// changes nothing in the file: written in odd-sized pieces across several hand-overs and a
+    /// flush, the bytes read back are the bytes written, also once every page is dropped and
+    /// read from the disk again; and a file that is to be read back is never handed over.
     #[test]
     fn written_back_files_hold_what_was_written() {
-        let data: Vec<u8> = (0..3 * BEHIND + 12_345).map(|i| (i * 7 % 251) as u8).collect();
+        let len = FLUSH_EVERY + 2 * BEHIND + 12_345;
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
         for hand_over in [true, false] {
             let mut behind = WriteBehind::new(tempfile::tempfile().unwrap(), hand_over);
             for piece in data.chunks(1_000_003) {
                 behind.write_all(piece).unwrap();
             }
             behind.flush().unwrap();
-            // A hand-over once 8 MiB have gathered: after pieces 9 and 18 of 26.
-            assert_eq!(behind.handed, if hand_over { 18 * 1_000_003 } else { 0 });
+            // A hand-over each time 8 MiB have gathered (after pieces 9, 18, ..., 45 of 51), and
+            // a flush asked for once 32 MiB were handed over (after piece 36).
+            assert_eq!(behind.handed, if hand_over { 45 * 1_000_003 } else { 0 });
+            assert_eq!(behind.flushed, if hand_over { 36 * 1_000_003 } else { 0 });
+            assert_eq!(behind.flusher.is_some(), hand_over);
+            behind.settle().unwrap();
+            assert!(behind.flusher.is_none());
             // Read back as written, then again from the disk once every page is dropped.
             for pass in 0..2 {
                 let mut back = Vec::new();
@@ -239,6 +348,20 @@ mod tests {
                 drop_cached(&behind.file, 0, data.len() as u64);
             }
         }
+    }
+
+    /// A file kept cached within a budget is never flushed, even once the budget has run out
+    /// and it is handed over: it is a temporary file, and nobody waits for it to be on the disk.
+    #[test]
+    fn files_within_a_budget_are_never_flushed() {
+        let mut behind =
+            WriteBehind::within(tempfile::tempfile().unwrap(), Arc::new(CacheBudget::new(BEHIND)));
+        let piece = vec![5u8; 1 << 20];
+        for _ in 0..(BEHIND + 2 * FLUSH_EVERY) >> 20 {
+            behind.write_all(&piece).unwrap();
+        }
+        assert!(behind.hand_over && behind.handed > BEHIND + FLUSH_EVERY);
+        assert!(behind.flusher.is_none() && behind.flushed == 0);
     }
 
     /// A stretch read once holds exactly its bytes, whether it was cached or dropped behind

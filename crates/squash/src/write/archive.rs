@@ -88,6 +88,7 @@ impl ArchiveTarget {
         self.put(&closing)?;
         let location = self.location();
         self.out.flush().at(|| location.clone())?;
+        self.out.get_mut().settle().at(|| location.clone())?;
         let file = self.file.take().ok_or_else(|| Error::Output {
             location: location.clone(),
             reason: "archive already committed".into(),

@@ -61,12 +61,12 @@ impl LayoutTarget<'_> {
         );
         write(&mut writer)?;
         let (buffered, digest, size) = writer.finish();
-        let file = buffered
+        let mut behind = buffered
             .inner
             .into_inner()
-            .map_err(|e| Error::io(Location::file(&self.root), e.into_error()))?
-            .file;
-        file.sync_all().at(|| Location::file(&self.root))?;
+            .map_err(|e| Error::io(Location::file(&self.root), e.into_error()))?;
+        behind.settle().at(|| Location::file(&self.root))?;
+        behind.file.sync_all().at(|| Location::file(&self.root))?;
         let final_path = dir.join(digest.hex());
         if final_path.exists() || self.staged.contains_key(&digest) {
             return Ok((digest, size));
