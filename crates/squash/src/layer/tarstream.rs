@@ -422,7 +422,11 @@ pub(crate) fn drain(from: &mut impl BufRead) -> io::Result<u64> {
 
 /// Moves up to `n` bytes from `from` to `to` (or drops them) straight out of the reader's
 /// buffer; returns how many there were.
-fn move_exact(from: &mut impl BufRead, mut to: Option<&mut dyn Write>, n: u64) -> io::Result<u64> {
+pub(crate) fn move_exact(
+    from: &mut impl BufRead,
+    mut to: Option<&mut dyn Write>,
+    n: u64,
+) -> io::Result<u64> {
     let mut left = n;
     while left > 0 {
         let available = match from.fill_buf() {

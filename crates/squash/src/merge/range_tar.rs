@@ -9,6 +9,7 @@ use crate::budget::Budget;
 use crate::error::{Error, IoContext, Location, Result};
 use crate::layer::header::{clamp_times, END_OF_ARCHIVE};
 use crate::layer::layer_index::LayerIndex;
+use crate::layer::tarstream::move_exact;
 use crate::plan::changeset::range_plan::{Item, Step};
 use crate::plan::squash_plan::PlannedRange;
 use crate::progress::Counting;
@@ -135,7 +136,8 @@ pub(crate) fn write_tar(
                     let (raw, mut data) = reader.entry(step.entry).at(at)?;
                     header(tar, renamed.map_or(&raw[..], |r| &r[..]))?;
                     let expected = data.limit();
-                    let copied = std::io::copy(&mut data, tar).at(at)?;
+                    let out: &mut dyn Write = &mut *tar;
+                    let copied = move_exact(&mut data, Some(out), expected).at(at)?;
                     if copied != expected {
                         return Err(Error::Output {
                             location: at(),

@@ -272,7 +272,8 @@ impl<'a> Target<'a> {
         };
         self.write_hashed(known, BlobKind::Layer, hasher, &mut |w| {
             let mut counting = Counting::new(w, progress, report);
-            io::copy(reader, &mut counting)
+            // Read in 1 MiB pieces, written straight from the buffer (not 8 KiB at a time).
+            io::copy(&mut io::BufReader::with_capacity(1 << 20, &mut *reader), &mut counting)
                 .and_then(|_| counting.flush())
                 .map(drop)
                 .at(|| location.clone())
