@@ -1,13 +1,14 @@
-//! A run's files and the page cache. A file squash writes once (an output blob) is handed to
-//! the system for writing back as it grows, and its pages are dropped once they are on the
-//! disk; a temporary file read back later does the same past the part a shared budget keeps
-//! cached; a stretch of an input that was not cached when squash opened it is dropped behind
-//! the reader. Either way a file streams through a few MiB of memory instead of its whole size, and
-//! the cache is left about as squash found it. On a virtual machine that gives free memory
-//! back to its host, memory not touched for a few seconds costs about 2 s of system time per
-//! GB to touch again, and pages dropped here are the next ones used (docs/speed.md). All of it
-//! is advice (`fadvise`): a system that ignores it keeps the pages, and every byte read or
-//! written is the same either way.
+//! A run's files and the page cache. A file squash writes once (an output blob) is handed to the
+//! system for writing back as it grows, flushed to the disk beside its writer, and its pages are
+//! dropped once they are on the disk; a temporary file read back later does the same past the part
+//! a shared budget keeps cached; a stretch of an input that was not cached when squash opened it is
+//! dropped behind the reader. Either way a file streams through a few MiB of memory instead of its
+//! whole size, and the cache is left about as squash found it. On a virtual machine that gives free
+//! memory back to its host, memory not touched for a few seconds costs about 2 s of system time per
+//! GB to touch again, and pages dropped here are the next ones used (docs/speed.md). The hand-overs
+//! and drops are advice (`fadvise`): a system that ignores it keeps the pages; the flushes do early
+//! what the `fsync` before a file is put in place would do. Every byte read or written is the same
+//! either way.
 
 use std::fs::File;
 use std::io::{self, IoSliceMut, Read, Write};
