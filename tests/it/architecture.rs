@@ -83,6 +83,7 @@ const MODULES: &[&str] = &[
     "write::container",
     "write::space",
     "write::layout",
+    "write::staged",
     "write::archive",
     "write::stream",
     "write::registry",

@@ -180,6 +180,86 @@ fn adds_to_an_existing_layout_under_a_new_tag() {
     assert_eq!(squashed.layers().len(), 2);
 }
 
+/// A staged output leaves its destination exactly as it was until it is put in place: dropped
+/// (a check failed), nothing changes there and nothing is left beside it; put in place, a new
+/// layout is renamed to the destination, an existing one gets the image under its tag (every
+/// other entry and blob untouched), and an archive replaces the file there.
+#[test]
+fn a_staged_output_changes_nothing_until_it_is_put_in_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = build(dir.path(), &random_stack(11, 3), LayerCompression::Zstd);
+    let image = Image::open(&format!("oci:{}:t", input.display())).expect("open");
+    let options = SquashOptions::default().with_selector(LayerSelector::Top(2));
+    let context = Context::new();
+    let out = dir.path().join("out");
+    // Everything in `dir` but the input, with each file's bytes.
+    let snapshot = || {
+        let mut files = Vec::new();
+        let mut stack = vec![dir.path().to_path_buf()];
+        while let Some(path) = stack.pop() {
+            if path == input {
+                continue;
+            }
+            if path.is_dir() {
+                stack.extend(std::fs::read_dir(&path).expect("dir").flatten().map(|e| e.path()));
+            } else {
+                files.push((path.clone(), std::fs::read(&path).expect("read")));
+            }
+        }
+        files.sort();
+        files
+    };
+    let stage = |output: &Output| {
+        let staged = squash::StagedOutput::beside(output, None, &context).expect("stage");
+        assert!(
+            staged.path().starts_with(dir.path()) && staged.destination() == output.path().unwrap()
+        );
+        write_in(&image, options.clone(), staged.output(), &context);
+        staged
+    };
+
+    // A new layout: dropped, nothing is there; put in place, it is the image.
+    let first = Output::new(out.clone(), OutputFormat::OciLayout).with_tag("first");
+    drop(stage(&first));
+    assert!(snapshot().is_empty(), "a dropped stage leaves nothing");
+    stage(&first).put_in_place(None, &context).expect("in place");
+    assert_eq!(
+        Image::open(&format!("oci:{}:first", out.display())).expect("first").layers().len(),
+        2
+    );
+    let layout = snapshot();
+
+    // An existing layout: dropped, it is as it was; put in place, it gains the tag.
+    let second = Output::new(out.clone(), OutputFormat::OciLayout).with_tag("second");
+    drop(stage(&second));
+    assert!(snapshot() == layout, "a dropped stage leaves the layout as it was");
+    stage(&second).put_in_place(None, &context).expect("added");
+    let after = snapshot();
+    for (path, bytes) in &layout {
+        if !path.ends_with("index.json") {
+            assert!(after.contains(&(path.clone(), bytes.clone())), "{} untouched", path.display());
+        }
+    }
+    assert!(after.iter().all(|(p, _)| p.starts_with(&out)), "nothing left beside the layout");
+    for tag in ["first", "second"] {
+        let written = Image::open(&format!("oci:{}:{tag}", out.display())).expect(tag);
+        assert_eq!(written.layers().len(), 2);
+    }
+
+    // An archive: dropped, the file there keeps its bytes; put in place, it is replaced.
+    let archive = dir.path().join("out.tar");
+    std::fs::write(&archive, b"not an image yet").expect("write");
+    let third = Output::new(archive.clone(), OutputFormat::OciArchive).with_tag("third");
+    drop(stage(&third));
+    assert_eq!(std::fs::read(&archive).expect("read"), b"not an image yet");
+    stage(&third).put_in_place(None, &context).expect("replaced");
+    let written = Image::open(&format!("oci-archive:{}", archive.display())).expect("archive");
+    assert_eq!(written.layers().len(), 2);
+    let names: Vec<_> =
+        std::fs::read_dir(dir.path()).expect("dir").flatten().map(|e| e.file_name()).collect();
+    assert_eq!(names.len(), 3, "the input, the layout and the archive only: {names:?}");
+}
+
 #[test]
 fn report_predicts_the_new_layer_to_the_byte() {
     for seed in 20..30u64 {

@@ -73,3 +73,4 @@ pub use write::image_index::{ImageOutcome, IndexOutcome};
 pub use write::lock::DEFAULT_LOCK_TIMEOUT;
 pub use write::outcome::{Outcome, OutcomeLayer};
 pub use write::output::{Destination, Output, OutputFormat};
+pub use write::staged::StagedOutput;

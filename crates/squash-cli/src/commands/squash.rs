@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _, Result};
 use squash::document::{IndexOutcomeDocument, IndexPlanDocument, OutcomeDocument, PlanDocument};
 use squash::{
     diff_trees, Attribute, Context, Destination, Image, ImageIndex, IndexOptions, IndexPlan,
-    OpenOptions, Opened, Output, OutputFormat, SquashOptions, SquashPlan,
+    OpenOptions, Opened, Output, OutputFormat, SquashOptions, SquashPlan, StagedOutput,
 };
 
 use super::json_line;
@@ -31,21 +31,14 @@ pub fn run(mut args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
     if output.is_none() && !args.dry_run {
         bail!("no output given: use -o OUT (or --dry-run)");
     }
-    if args.verify && !args.dry_run {
-        if output.as_ref().is_some_and(|o| matches!(o.destination(), Destination::Registry(_))) {
-            bail!(
-                "--verify removes a written image that differs, which a registry push cannot \
-                 undo once tagged: write to a file or layout with --verify, or check the push \
-                 with `squash diff IMAGE docker://HOST/REPO@DIGEST`"
-            );
-        }
-        if let Some(path) = output.as_ref().and_then(Output::path).filter(|p| p.exists()) {
-            bail!(
-                "--verify removes the output if it differs, so it needs an output that does not \
-                exist yet; `{}` exists",
-                path.display()
-            );
-        }
+    let pushed =
+        output.as_ref().is_some_and(|o| matches!(o.destination(), Destination::Registry(_)));
+    if args.verify && !args.dry_run && pushed {
+        bail!(
+            "--verify does not check a push yet (the image would have to be read back before \
+             its tag moves): write to a file or layout with --verify, or check the push with \
+             `squash diff IMAGE docker://HOST/REPO@DIGEST`"
+        );
     }
     if to_stdout && !args.dry_run && std::io::stdout().is_terminal() {
         bail!(
@@ -167,7 +160,24 @@ pub fn run(mut args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
     } else {
         Shown::Text
     };
-    let written = verified_spool.as_ref().unwrap_or(&output);
+    // --verify to a path: the image is written into a stage beside its destination, read back
+    // and compared there, and put in place only then; until then the destination (an existing
+    // layout, or a file to replace) is left as it was.
+    let staged = match output.destination() {
+        Destination::Path(_) if args.verify => {
+            Some(StagedOutput::beside(&output, options.lock_timeout, &context)?)
+        }
+        _ => None,
+    };
+    let left = match (output.path(), &staged) {
+        (Some(dest), Some(_)) if dest.exists() => {
+            format!("`{}` was left as it was", dest.display())
+        }
+        (Some(dest), _) => format!("nothing was written at `{}`", dest.display()),
+        (None, _) => "nothing was written to standard output".to_string(),
+    };
+    let written =
+        verified_spool.as_ref().or(staged.as_ref().map(StagedOutput::output)).unwrap_or(&output);
     let text = exit::writing(|| planned.execute(written, &output, &context, shown));
     progress.finish();
     // The summary is made before a verification, which needs the memory the plan holds.
@@ -181,11 +191,12 @@ pub fn run(mut args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
             let format = written.format_for(subject.format());
             let verified = match &subject {
                 SubjectRef::Image(image) => {
-                    verify_output(image, path, format, &options, &context)?;
+                    verify_output(image, path, format, &options, &context, &left)?;
                     "verified: the written image's root filesystem equals the input's".to_string()
                 }
                 SubjectRef::Index(index) => {
-                    let images = verify_index_output(index, path, format, &options, &context)?;
+                    let images =
+                        verify_index_output(index, path, format, &options, &context, &left)?;
                     format!(
                         "verified: the root filesystem of each of the {images} written images \
                         equals the input's"
@@ -197,6 +208,9 @@ pub fn run(mut args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
             }
             if verified_spool.is_some() {
                 exit::copy_to_stdout(path)?;
+            }
+            if let Some(staged) = staged {
+                staged.put_in_place(options.lock_timeout, &context)?;
             }
         }
     }
@@ -253,7 +267,12 @@ impl<'a> Planned<'a> {
         context: &Context<'_>,
         shown: Shown,
     ) -> Result<Option<String>> {
-        let named = output.is_stdout().then(|| "-".to_string());
+        // Written to a spool or a stage, the image is named by where it goes.
+        let named = if output.is_stdout() {
+            Some("-".to_string())
+        } else {
+            output.path().filter(|_| written != output).map(|p| p.display().to_string())
+        };
         Ok(match self {
             Planned::Image(image, plan) => {
                 let mut outcome = plan.execute_in(image, written, context)?;
@@ -323,14 +342,15 @@ fn written_reference(path: &Path, format: OutputFormat) -> String {
     format!("{format}:{}", path.display())
 }
 
-/// `--verify`: reads the image just written and compares its filesystem with the input's; on a
-/// difference, removes what was written (a path that did not exist before the run) and fails.
+/// `--verify`: reads the image just written (staged, or spooled for a stream) and compares its
+/// filesystem with the input's; on a difference, fails saying what was `left` at the output.
 fn verify_output(
     image: &Image,
     path: &Path,
     format: OutputFormat,
     options: &SquashOptions,
     context: &Context<'_>,
+    left: &str,
 ) -> Result<()> {
     let reference = written_reference(path, format);
     let written =
@@ -338,7 +358,7 @@ fn verify_output(
     match compare_written(image, &written, options, true, context)? {
         None => Ok(()),
         Some(shown) => fail_verification(
-            path,
+            left,
             "the written image's filesystem differs from the input's",
             &shown,
         ),
@@ -347,13 +367,14 @@ fn verify_output(
 
 /// `--verify` of an index: every image written is read back and compared with the input's
 /// image at the same place in the index (squashed or copied, the same platform); on a
-/// difference, what was written is removed and the run fails, naming the platform.
+/// difference, the run fails naming the platform and saying what was `left` at the output.
 fn verify_index_output(
     index: &ImageIndex,
     path: &Path,
     format: OutputFormat,
     options: &SquashOptions,
     context: &Context<'_>,
+    left: &str,
 ) -> Result<usize> {
     let reference = written_reference(path, format);
     let written = match Opened::open_with(&reference, &OpenOptions::default())
@@ -362,7 +383,7 @@ fn verify_index_output(
         Opened::Index(written) => written,
         Opened::Image(_) => {
             return fail_verification(
-                path,
+                left,
                 "the output holds one image where the input is an index",
                 "",
             )
@@ -376,7 +397,7 @@ fn verify_index_output(
             outputs.len(),
             inputs.len()
         );
-        return fail_verification(path, &what, "");
+        return fail_verification(left, &what, "");
     }
     for (input, out) in inputs.into_iter().zip(outputs) {
         let platform = |i: &Image| {
@@ -390,7 +411,7 @@ fn verify_index_output(
                 platform(out),
                 platform(input)
             );
-            return fail_verification(path, &what, "");
+            return fail_verification(left, &what, "");
         }
         // An image copied as it was (the same manifest) kept what --exclude names.
         let squashed = input.manifest_digest() != out.manifest_digest();
@@ -399,7 +420,7 @@ fn verify_index_output(
                 "{}: the written image's filesystem differs from the input's",
                 platform(input)
             );
-            return fail_verification(path, &what, &shown);
+            return fail_verification(left, &what, &shown);
         }
     }
     Ok(count)
@@ -433,17 +454,8 @@ fn compare_written(
     Ok(Some(text.lines().take(20).collect::<Vec<_>>().join("\n")))
 }
 
-/// Removes what a run wrote at `path` (a path that did not exist before it) and fails with
-/// `what` and the lines `shown`.
-fn fail_verification<T>(path: &Path, what: &str, shown: &str) -> Result<T> {
-    let removed =
-        if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
-    bail!(
-        "--verify: {what}{}{}{shown}",
-        match removed {
-            Ok(()) => format!("; `{}` was removed", path.display()),
-            Err(e) => format!("; `{}` could not be removed: {e}", path.display()),
-        },
-        if shown.is_empty() { "" } else { ":\n" },
-    )
+/// Fails with `what`, what was `left` at the output (the image read back is in a stage or a
+/// spool, which go when the run ends), and the lines `shown`.
+fn fail_verification<T>(left: &str, what: &str, shown: &str) -> Result<T> {
+    bail!("--verify: {what}; {left}{}{shown}", if shown.is_empty() { "" } else { ":\n" })
 }

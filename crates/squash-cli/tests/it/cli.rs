@@ -461,8 +461,8 @@ fn config_and_manifest_edits() {
 }
 
 /// `squash diff`: exit 0 for equal filesystems, 1 for different ones (with what differs, in
-/// text and JSON), 2 for an error; `squash --verify` reads its output back and refuses what it
-/// cannot read back or could not remove.
+/// text and JSON), 2 for an error; `squash --verify` reads its output back before it puts it
+/// in place, whether the output exists or not, and before it sends a byte of a stream.
 #[test]
 fn diff_and_verify() {
     let image = fixture("wagoodman__dive/.data/test-docker-image.tar");
@@ -475,8 +475,37 @@ fn diff_and_verify() {
     let (code, stdout, _) = squash(&["diff", &image, squashed_arg]);
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains("equal"), "{stdout}");
-    let (code, _, stderr) = squash(&[&image, "-f", "5", "--verify", "-o", squashed_arg]);
-    assert_eq!(code, 2, "an existing output is refused with --verify: {stderr}");
+    // An output that exists is left as it was until the image is verified beside it: an
+    // archive is then replaced, a layout gains the tag; nothing is left beside either.
+    let (code, stdout, stderr) = squash(&[&image, "-f", "4", "--verify", "-o", squashed_arg]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("verified"), "{stderr}");
+    assert!(stdout.contains(&format!("wrote {squashed_arg}")), "{stdout}");
+    let (code, stdout, _) = squash(&["inspect", "--json", squashed_arg]);
+    assert_eq!(code, 0, "{stdout}");
+    let layout = dir.path().join("layout");
+    let tagged = |tag: &str| format!("oci:{}:{tag}", layout.display());
+    let (code, _, stderr) = squash(&[&image, "-f", "5", "-o", &tagged("plain")]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = squash(&[&image, "-f", "3", "--verify", "-o", &tagged("checked")]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(&format!("wrote {}", layout.display())), "{stdout}");
+    for tag in ["plain", "checked"] {
+        let (code, stdout, _) = squash(&["diff", &image, &tagged(tag)]);
+        assert_eq!(code, 0, "{tag}: {stdout}");
+    }
+    let mut names: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["layout", "squashed.tar"], "nothing left beside the outputs");
+    // A push is not checked yet: refused before anything is read or sent.
+    let (code, _, stderr) =
+        squash(&[&image, "-f", "4", "--verify", "-o", "docker://127.0.0.1:1/app:squashed"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("does not check a push yet"), "{stderr}");
     // To a stream, the image is verified in the scratch directory before any byte is sent: the
     // bytes are those of the same run without --verify, the summary names standard output, and
     // the scratch directory is gone afterwards.

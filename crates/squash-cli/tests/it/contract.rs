@@ -816,8 +816,19 @@ fn multi_platform_indexes() {
         ),
         "{stderr}"
     );
+    // Again into the layout now there, under the same tag: verified beside it, then the tag
+    // moves to the image written again (the same bytes).
     let (code, _, stderr) = squash(&[&image, "--from-layer", "2", "--verify", "-o", &verified]);
-    assert_eq!(code, 2, "an existing output is refused with --verify: {stderr}");
+    assert_eq!(code, 0, "an existing output is verified before the tag moves: {stderr}");
+    let listed: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out("verified").join("index.json")).expect("index.json"),
+    )
+    .expect("json");
+    assert_eq!(
+        listed["manifests"].as_array().map(Vec::len),
+        Some(1),
+        "one entry for `t`: {listed}"
+    );
     let (code, _, stderr) = squash(&[
         &image,
         "--platform",

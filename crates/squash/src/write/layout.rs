@@ -86,10 +86,10 @@ impl LayoutTarget<'_> {
                 .into_iter()
                 .map(|(d, t)| (d, Staged::Temp(t)))
                 .collect();
-            return add_to_layout(&self.root, staged, &finish, self.wait);
+            return add_to_layout(&self.root, staged, &Listed::of(&finish), self.wait);
         };
         let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []});
-        let index = with_descriptor(index, &finish, &self.root)?;
+        let index = with_descriptor(index, &Listed::of(&finish), &self.root)?;
         write_file_atomically(temp.path(), "index.json", &index)?;
         write_file_atomically(temp.path(), "oci-layout", OCI_LAYOUT)?;
         let parent = parent_dir(&self.root);
@@ -114,8 +114,67 @@ impl LayoutTarget<'_> {
             .into_iter()
             .map(|d| (d.clone(), Staged::Path(blobs.join(d.hex()))))
             .collect();
-        add_to_layout(&self.root, staged, &finish, self.wait)
+        add_to_layout(&self.root, staged, &Listed::of(&finish), self.wait)
     }
+}
+
+/// What a layout's `index.json` gets for one image: its descriptor, under its tag, and every
+/// blob the image needs.
+struct Listed<'a> {
+    descriptor: &'a Value,
+    tag: Option<&'a str>,
+    blobs: Vec<Digest>,
+}
+
+impl Listed<'_> {
+    fn of(finish: &Finish) -> Listed<'_> {
+        Listed {
+            descriptor: &finish.manifest_descriptor,
+            tag: finish.tag.as_deref(),
+            blobs: finish.blobs(),
+        }
+    }
+}
+
+/// Adds the one image of the layout at `from` (written by this run, as a new layout) to the
+/// existing layout at `into`: its blobs are moved in and its `index.json` entry added (replacing
+/// an entry of the same tag) in one step under `into`'s lock, as a run writing there adds its
+/// image. Both must be on one file system.
+pub(super) fn add_layout_image(from: &Path, into: &Path, wait: LockWait<'_>) -> Result<()> {
+    let index_path = from.join("index.json");
+    let raw = fs::read(&index_path).at(|| Location::file(&index_path))?;
+    let index: Value = serde_json::from_slice(&raw)
+        .map_err(|e| Error::invalid(Location::file(&index_path), "image index", e.to_string()))?;
+    let descriptor = match index.get("manifests").and_then(Value::as_array).map(Vec::as_slice) {
+        Some([descriptor]) => descriptor,
+        _ => {
+            return Err(Error::invalid(
+                Location::file(&index_path),
+                "image index",
+                "a layout written by this run lists one image",
+            ))
+        }
+    };
+    let tag = descriptor.get("annotations").and_then(|a| a.get(REF_NAME)).and_then(Value::as_str);
+    if !into.join("oci-layout").is_file() {
+        return Err(Error::Output {
+            location: Location::file(into),
+            reason: "exists and is not an OCI image layout; remove it or choose another path"
+                .into(),
+        });
+    }
+    let blobs = from.join("blobs/sha256");
+    let mut staged = BTreeMap::new();
+    for entry in fs::read_dir(&blobs).at(|| Location::file(&blobs))? {
+        let entry = entry.at(|| Location::file(&blobs))?;
+        let name = entry.file_name();
+        // A layout written whole holds its blobs only, each under its digest.
+        if let Ok(digest) = format!("sha256:{}", name.to_string_lossy()).parse::<Digest>() {
+            staged.insert(digest, Staged::Path(entry.path()));
+        }
+    }
+    let listed = Listed { descriptor, tag, blobs: staged.keys().cloned().collect() };
+    add_to_layout(into, staged, &listed, wait)
 }
 
 /// A blob waiting to be put into a layout.
@@ -129,7 +188,7 @@ enum Staged {
 fn add_to_layout(
     root: &Path,
     staged: BTreeMap<Digest, Staged>,
-    finish: &Finish,
+    listed: &Listed<'_>,
     wait: LockWait<'_>,
 ) -> Result<()> {
     let _lock = DirLock::acquire(root, wait)?;
@@ -155,7 +214,7 @@ fn add_to_layout(
             }
             put.push(final_path);
         }
-        for digest in finish.blobs() {
+        for digest in &listed.blobs {
             if !blobs.join(digest.hex()).is_file() {
                 return Err(Error::Output {
                     location: Location::file(root),
@@ -171,7 +230,7 @@ fn add_to_layout(
         let index: Value = serde_json::from_slice(&raw).map_err(|e| {
             Error::invalid(Location::file(&index_path), "image index", e.to_string())
         })?;
-        let bytes = with_descriptor(index, finish, root)?;
+        let bytes = with_descriptor(index, listed, root)?;
         write_file_atomically(root, "index.json", &bytes)
     })();
     if result.is_err() {
@@ -183,10 +242,10 @@ fn add_to_layout(
 }
 
 /// `index` with the new manifest's descriptor added (replacing an entry of the same tag), as bytes.
-fn with_descriptor(mut index: Value, finish: &Finish, root: &Path) -> Result<Vec<u8>> {
+fn with_descriptor(mut index: Value, listed: &Listed<'_>, root: &Path) -> Result<Vec<u8>> {
     let index_path = root.join("index.json");
-    let mut descriptor = finish.manifest_descriptor.clone();
-    if let Some(tag) = &finish.tag {
+    let mut descriptor = listed.descriptor.clone();
+    if let Some(tag) = listed.tag {
         descriptor["annotations"] = json!({ (REF_NAME): tag });
     }
     if !index.get("manifests").is_some_and(Value::is_array) {
@@ -195,7 +254,7 @@ fn with_descriptor(mut index: Value, finish: &Finish, root: &Path) -> Result<Vec
     let Some(Value::Array(manifests)) = index.get_mut("manifests") else {
         return Err(Error::invalid(Location::file(&index_path), "image index", "no manifests"));
     };
-    if let Some(tag) = &finish.tag {
+    if let Some(tag) = listed.tag {
         manifests.retain(|m| {
             m.get("annotations").and_then(|a| a.get(REF_NAME)).and_then(Value::as_str) != Some(tag)
         });

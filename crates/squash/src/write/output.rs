@@ -110,6 +110,11 @@ impl Output {
         }
     }
 
+    /// The same output at another path.
+    pub(crate) fn at_path(&self, path: PathBuf) -> Output {
+        Output { destination: Destination::Path(path), ..self.clone() }
+    }
+
     /// A push to the repository `reference` names, under its tag (`latest` when it names
     /// none), reached as [`RegistryOptions::default`] says until [`Output::with_registry`].
     pub fn registry(reference: &RegistryReference) -> Output {
