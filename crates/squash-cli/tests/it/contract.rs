@@ -353,7 +353,13 @@ fn slow_image(dir: &Path) -> String {
 }
 
 fn slow_squash(image: &str, out: &str) -> std::process::Child {
+    slow_squash_with(image, out, &[])
+}
+
+/// [`slow_squash`] with more arguments.
+fn slow_squash_with(image: &str, out: &str, more: &[&str]) -> std::process::Child {
     Command::new(BIN)
+        .args(more)
         .args([
             image,
             "--from-layer",
@@ -421,14 +427,31 @@ fn interrupted_runs_leave_nothing_and_stale_temporaries_are_swept() {
     kill(&child, "-INT");
     assert_eq!(child.wait().expect("wait").code(), Some(130));
     assert_eq!(snapshot(&existing), seeded, "an interrupted addition leaves the layout as it was");
+    // With --verify the image is staged beside the layout: interrupted, the stage goes too.
+    let mut child =
+        slow_squash_with(&image, &format!("oci:{}:new", existing.display()), &["--verify"]);
+    wait_for_temporary(&outs);
+    kill(&child, "-INT");
+    assert_eq!(child.wait().expect("wait").code(), Some(130));
+    assert_eq!(
+        snapshot(&existing),
+        seeded,
+        "an interrupted verified run leaves the layout as it was"
+    );
+    assert_eq!(entries(&outs), vec!["existing".to_string()], "the stage is removed");
     // A run killed outright leaves temporaries; the next run writing there removes them.
-    for out in [
-        format!("oci:{}:new", existing.display()),
-        format!("docker-archive:{}/killed.tar", outs.display()),
+    for (out, verify) in [
+        (format!("oci:{}:new", existing.display()), false),
+        (format!("docker-archive:{}/killed.tar", outs.display()), false),
+        (format!("oci:{}:again", existing.display()), true),
     ] {
-        let watched =
-            if out.starts_with("oci:") { existing.join("blobs/sha256") } else { outs.clone() };
-        let mut child = slow_squash(&image, &out);
+        let watched = if out.starts_with("oci:") && !verify {
+            existing.join("blobs/sha256")
+        } else {
+            outs.clone()
+        };
+        let more: &[&str] = if verify { &["--verify"] } else { &[] };
+        let mut child = slow_squash_with(&image, &out, more);
         wait_for_temporary(&watched);
         kill(&child, "-KILL");
         let _ = child.wait();

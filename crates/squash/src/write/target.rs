@@ -71,6 +71,10 @@ impl<'a> Target<'a> {
                         sweep(&root.join("blobs/sha256"), TEMP_MARK);
                         sweep(&root, TEMP_MARK);
                     }
+                    // A stage a verifying run killed outright left beside the layout.
+                    if let Some(_lock) = DirLock::acquire_if_possible(&parent, wait)? {
+                        sweep(&parent, &temp_prefix(path));
+                    }
                     return Ok(Target::Layout(LayoutTarget {
                         root,
                         fresh: None,
