@@ -211,18 +211,17 @@ fn a_staged_output_changes_nothing_until_it_is_put_in_place() {
     };
     let stage = |output: &Output| {
         let staged = squash::StagedOutput::beside(output, None, &context).expect("stage");
-        assert!(
-            staged.path().starts_with(dir.path()) && staged.destination() == output.path().unwrap()
-        );
-        write_in(&image, options.clone(), staged.output(), &context);
-        staged
+        assert!(staged.path().is_some_and(|p| p.starts_with(dir.path())));
+        let written = write_in(&image, options.clone(), staged.output(), &context);
+        (staged, written.manifest_digest)
     };
 
     // A new layout: dropped, nothing is there; put in place, it is the image.
     let first = Output::new(out.clone(), OutputFormat::OciLayout).with_tag("first");
-    drop(stage(&first));
+    drop(stage(&first).0);
     assert!(snapshot().is_empty(), "a dropped stage leaves nothing");
-    stage(&first).put_in_place(None, &context).expect("in place");
+    let (staged, written) = stage(&first);
+    staged.put_in_place(&written, None, &context).expect("in place");
     assert_eq!(
         Image::open(&format!("oci:{}:first", out.display())).expect("first").layers().len(),
         2
@@ -231,9 +230,14 @@ fn a_staged_output_changes_nothing_until_it_is_put_in_place() {
 
     // An existing layout: dropped, it is as it was; put in place, it gains the tag.
     let second = Output::new(out.clone(), OutputFormat::OciLayout).with_tag("second");
-    drop(stage(&second));
+    drop(stage(&second).0);
     assert!(snapshot() == layout, "a dropped stage leaves the layout as it was");
-    stage(&second).put_in_place(None, &context).expect("added");
+    let (staged, written) = stage(&second);
+    let other = squash::Digest::of(b"another image");
+    assert!(staged.put_in_place(&other, None, &context).is_err(), "not the image written");
+    assert!(snapshot() == layout, "refused, the layout is as it was");
+    let (staged, written) = stage(&second);
+    staged.put_in_place(&written, None, &context).expect("added");
     let after = snapshot();
     for (path, bytes) in &layout {
         if !path.ends_with("index.json") {
@@ -250,9 +254,10 @@ fn a_staged_output_changes_nothing_until_it_is_put_in_place() {
     let archive = dir.path().join("out.tar");
     std::fs::write(&archive, b"not an image yet").expect("write");
     let third = Output::new(archive.clone(), OutputFormat::OciArchive).with_tag("third");
-    drop(stage(&third));
+    drop(stage(&third).0);
     assert_eq!(std::fs::read(&archive).expect("read"), b"not an image yet");
-    stage(&third).put_in_place(None, &context).expect("replaced");
+    let (staged, written) = stage(&third);
+    staged.put_in_place(&written, None, &context).expect("replaced");
     let written = Image::open(&format!("oci-archive:{}", archive.display())).expect("archive");
     assert_eq!(written.layers().len(), 2);
     let names: Vec<_> =

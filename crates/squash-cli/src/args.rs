@@ -326,9 +326,9 @@ pub struct SquashArgs {
     /// entry by entry (as `squash diff` does; mtimes left out with --rewrite-timestamp); for an
     /// index, every image written. The image is written beside the output first and put in
     /// place (a new path, a tag added to an existing layout, a file replaced) only once
-    /// verified: on a difference the run fails and the output is left as it was. With `-o -`
+    /// verified: on a difference the run fails and the output is left as it was. A push is
+    /// made by digest, read back from the registry and tagged only once verified. With `-o -`
     /// the image is written to --tmp-dir first and reaches standard output only once verified.
-    /// Not for a push (check one with `squash diff`).
     #[arg(long)]
     pub verify: bool,
     /// Seconds to wait for another run's lock on an output OCI layout before giving up.

@@ -31,15 +31,6 @@ pub fn run(mut args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
     if output.is_none() && !args.dry_run {
         bail!("no output given: use -o OUT (or --dry-run)");
     }
-    let pushed =
-        output.as_ref().is_some_and(|o| matches!(o.destination(), Destination::Registry(_)));
-    if args.verify && !args.dry_run && pushed {
-        bail!(
-            "--verify does not check a push yet (the image would have to be read back before \
-             its tag moves): write to a file or layout with --verify, or check the push with \
-             `squash diff IMAGE docker://HOST/REPO@DIGEST`"
-        );
-    }
     if to_stdout && !args.dry_run && std::io::stdout().is_terminal() {
         bail!(
             "-o -: standard output is a terminal; redirect it (`> app.tar`) or pipe it (`| \
@@ -162,56 +153,65 @@ pub fn run(mut args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
     };
     // --verify to a path: the image is written into a stage beside its destination, read back
     // and compared there, and put in place only then; until then the destination (an existing
-    // layout, or a file to replace) is left as it was.
+    // layout, or a file to replace) is left as it was. To a registry: pushed by digest, read
+    // back from there, and tagged only then.
     let staged = match output.destination() {
-        Destination::Path(_) if args.verify => {
+        Destination::Path(_) | Destination::Registry(_) if args.verify => {
             Some(StagedOutput::beside(&output, options.lock_timeout, &context)?)
         }
         _ => None,
     };
-    let left = match (output.path(), &staged) {
-        (Some(dest), Some(_)) if dest.exists() => {
+    let left = match (output.destination(), &staged) {
+        (Destination::Path(dest), Some(_)) if dest.exists() => {
             format!("`{}` was left as it was", dest.display())
         }
-        (Some(dest), _) => format!("nothing was written at `{}`", dest.display()),
-        (None, _) => "nothing was written to standard output".to_string(),
+        (Destination::Path(dest), _) => format!("nothing was written at `{}`", dest.display()),
+        (Destination::Registry(reference), _) => format!(
+            "the tag `{}` of `{reference}` was left where it was (what was pushed is referenced \
+            by no tag)",
+            output.tag().unwrap_or("latest")
+        ),
+        _ => "nothing was written to standard output".to_string(),
     };
     let written =
         verified_spool.as_ref().or(staged.as_ref().map(StagedOutput::output)).unwrap_or(&output);
-    let text = exit::writing(|| planned.execute(written, &output, &context, shown));
+    let executed = exit::writing(|| planned.execute(written, &output, &context, shown));
     progress.finish();
     // The summary is made before a verification, which needs the memory the plan holds.
-    let mut text = text?;
+    let Executed { mut text, digest, pushed } = executed?;
     if let (Some(summary), Some(packed)) = (text.as_mut(), output.archive_compression()) {
         summary.push_str(&format!("  archive compressed with {packed}, as its name asks\n"));
     }
     let subject = planned.into_subject();
     if args.verify {
-        if let Some(path) = written.path() {
-            let format = written.format_for(subject.format());
-            let verified = match &subject {
-                SubjectRef::Image(image) => {
-                    verify_output(image, path, format, &options, &context, &left)?;
-                    "verified: the written image's root filesystem equals the input's".to_string()
-                }
-                SubjectRef::Index(index) => {
-                    let images =
-                        verify_index_output(index, path, format, &options, &context, &left)?;
-                    format!(
-                        "verified: the root filesystem of each of the {images} written images \
-                        equals the input's"
-                    )
-                }
-            };
-            if !verbosity.quiet {
-                note(&verified);
+        // Read back from the stage or spool, or from the registry by the digest pushed.
+        let reference = match written.path() {
+            Some(path) => written_reference(path, written.format_for(subject.format())),
+            None => pushed.context("--verify: the push names no image to read back")?,
+        };
+        let reading = OpenOptions::default().with_registry(output.registry_options().clone());
+        let back = (reference.as_str(), &reading);
+        let verified = match &subject {
+            SubjectRef::Image(image) => {
+                verify_output(image, back, &options, &context, &left)?;
+                "verified: the written image's root filesystem equals the input's".to_string()
             }
-            if verified_spool.is_some() {
-                exit::copy_to_stdout(path)?;
+            SubjectRef::Index(index) => {
+                let images = verify_index_output(index, back, &options, &context, &left)?;
+                format!(
+                    "verified: the root filesystem of each of the {images} written images \
+                    equals the input's"
+                )
             }
-            if let Some(staged) = staged {
-                staged.put_in_place(options.lock_timeout, &context)?;
-            }
+        };
+        if !verbosity.quiet {
+            note(&verified);
+        }
+        if let (Some(path), Some(_)) = (written.path(), &verified_spool) {
+            exit::copy_to_stdout(path)?;
+        }
+        if let Some(staged) = staged {
+            staged.put_in_place(&digest, options.lock_timeout, &context)?;
         }
     }
     summary(text, to_stdout);
@@ -228,6 +228,14 @@ enum Subject {
 enum Planned<'a> {
     Image(&'a Image, SquashPlan),
     Index(&'a ImageIndex, IndexPlan),
+}
+
+/// What a run wrote: its summary (as shown), the digest of its manifest or index, and the
+/// image a push names by digest.
+struct Executed {
+    text: Option<String>,
+    digest: squash::Digest,
+    pushed: Option<String>,
 }
 
 /// How a run's summary is shown.
@@ -258,15 +266,16 @@ impl<'a> Planned<'a> {
         }
     }
 
-    /// Writes to `written`; the summary of what was written, shown as asked and naming
-    /// `output` (standard output, for an image spooled there once verified).
+    /// Writes to `written`: the summary of what was written, shown as asked and naming
+    /// `output` (standard output, for an image spooled there once verified), with the digest
+    /// of the manifest or index written and the image a push names by digest.
     fn execute(
         &self,
         written: &Output,
         output: &Output,
         context: &Context<'_>,
         shown: Shown,
-    ) -> Result<Option<String>> {
+    ) -> Result<Executed> {
         // Written to a spool or a stage, the image is named by where it goes.
         let named = if output.is_stdout() {
             Some("-".to_string())
@@ -277,20 +286,24 @@ impl<'a> Planned<'a> {
             Planned::Image(image, plan) => {
                 let mut outcome = plan.execute_in(image, written, context)?;
                 outcome.output = named.unwrap_or(outcome.output);
-                match shown {
+                let (digest, pushed) = (outcome.manifest_digest.clone(), outcome.pushed.clone());
+                let text = match shown {
                     Shown::Json => Some(json_line(&OutcomeDocument::new(image, outcome))?),
                     Shown::Text => Some(render::outcome(image, plan, &outcome)),
                     Shown::Nothing => None,
-                }
+                };
+                Executed { text, digest, pushed }
             }
             Planned::Index(index, plan) => {
                 let mut outcome = plan.execute_in(index, written, context)?;
                 outcome.output = named.unwrap_or(outcome.output);
-                match shown {
+                let (digest, pushed) = (outcome.index_digest.clone(), outcome.pushed.clone());
+                let text = match shown {
                     Shown::Json => Some(json_line(&IndexOutcomeDocument::new(index, outcome))?),
                     Shown::Text => Some(render::index_outcome(&outcome)),
                     Shown::Nothing => None,
-                }
+                };
+                Executed { text, digest, pushed }
             }
         })
     }
@@ -346,15 +359,13 @@ fn written_reference(path: &Path, format: OutputFormat) -> String {
 /// filesystem with the input's; on a difference, fails saying what was `left` at the output.
 fn verify_output(
     image: &Image,
-    path: &Path,
-    format: OutputFormat,
+    (reference, reading): (&str, &OpenOptions),
     options: &SquashOptions,
     context: &Context<'_>,
     left: &str,
 ) -> Result<()> {
-    let reference = written_reference(path, format);
-    let written =
-        Image::open(&reference).with_context(|| format!("--verify: reading back `{reference}`"))?;
+    let written = Image::open_with(reference, reading)
+        .with_context(|| format!("--verify: reading back `{reference}`"))?;
     match compare_written(image, &written, options, true, context)? {
         None => Ok(()),
         Some(shown) => fail_verification(
@@ -370,14 +381,12 @@ fn verify_output(
 /// difference, the run fails naming the platform and saying what was `left` at the output.
 fn verify_index_output(
     index: &ImageIndex,
-    path: &Path,
-    format: OutputFormat,
+    (reference, reading): (&str, &OpenOptions),
     options: &SquashOptions,
     context: &Context<'_>,
     left: &str,
 ) -> Result<usize> {
-    let reference = written_reference(path, format);
-    let written = match Opened::open_with(&reference, &OpenOptions::default())
+    let written = match Opened::open_with(reference, reading)
         .with_context(|| format!("--verify: reading back `{reference}`"))?
     {
         Opened::Index(written) => written,

@@ -369,6 +369,40 @@ fn a_registry_over_tls_with_htpasswd_users() {
         assert!(!text.contains(password), "a secret was printed:\n{text}");
         assert!(!text.contains(&base64_std(creds.as_bytes())), "a secret was printed:\n{text}");
     }
+    // --verify: pushed by digest, read back from the registry (over TLS, with the same
+    // credentials), and tagged only then: the tag's PUT comes after the read-back, and last.
+    let verified = format!("docker://{host}/app:verified");
+    let before = registry.requests().len();
+    let (code, stdout, stderr) = squash_with(
+        dir.path(),
+        &[
+            &app,
+            "--from-layer",
+            "base",
+            "--base",
+            &base,
+            "-o",
+            &verified,
+            "--cert-dir",
+            cert_dir,
+            "--verify",
+            "--json",
+        ],
+        &[("SQUASH_CREDS", &creds)],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("verified: the written image's root filesystem equals"), "{stderr}");
+    let digest = outcome(&stdout)["manifest_digest"].as_str().expect("digest").to_string();
+    let requests: Vec<String> = registry.requests()[before..].to_vec();
+    let at = |request: &str| requests.iter().position(|r| r == request);
+    let put = at(&format!("PUT /v2/app/manifests/{digest} 201")).expect("pushed by digest");
+    let read_back = at(&format!("GET /v2/app/manifests/{digest} 200")).expect("read back");
+    let tagged = at("PUT /v2/app/manifests/verified 201").expect("tagged");
+    assert!(put < read_back && read_back < tagged, "{}", requests.join("\n"));
+    let last_put = requests.iter().rposition(|r| r.starts_with("PUT ")).expect("a PUT");
+    assert_eq!(last_put, tagged, "the tag is put last:\n{}", requests.join("\n"));
+    let reads_layers = |r: &String| r.starts_with("GET /v2/app/blobs/");
+    assert!(requests[put..tagged].iter().any(reads_layers), "the layers are read back");
     // An auth file in Docker's format.
     let authfile = dir.path().join("auth.json");
     let config = serde_json::json!({"auths": {&host: {"auth": base64_std(creds.as_bytes())}}});
@@ -470,9 +504,13 @@ fn a_multi_platform_index_is_squashed_in_the_registry() {
     let source = format!("oci:{}:multi", layout.display());
     skopeo(&["copy", "-q", "--all", "--dest-tls-verify=false", &source, &original]);
     let squashed = format!("docker://{host}/multi:squashed");
-    let (code, stdout, stderr) =
-        squash(dir.path(), &[&original, "--from-layer", "2", "-o", &squashed, "--json"]);
+    // Verified: every platform read back from the registry before the tag is put.
+    let (code, stdout, stderr) = squash(
+        dir.path(),
+        &[&original, "--from-layer", "2", "-o", &squashed, "--json", "--verify"],
+    );
     assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("each of the 2 written images equals the input's"), "{stderr}");
     let written = outcome(&stdout);
     assert_eq!(written["images"].as_array().map(Vec::len), Some(2), "{written}");
     assert!(written["pushed"].as_str().is_some_and(|p| p.contains("/multi@sha256:")));

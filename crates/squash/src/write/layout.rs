@@ -139,8 +139,14 @@ impl Listed<'_> {
 /// Adds the one image of the layout at `from` (written by this run, as a new layout) to the
 /// existing layout at `into`: its blobs are moved in and its `index.json` entry added (replacing
 /// an entry of the same tag) in one step under `into`'s lock, as a run writing there adds its
-/// image. Both must be on one file system.
-pub(super) fn add_layout_image(from: &Path, into: &Path, wait: LockWait<'_>) -> Result<()> {
+/// image. The image must be `written` (the manifest or index a run wrote there). Both must be on
+/// one file system.
+pub(super) fn add_layout_image(
+    from: &Path,
+    written: &Digest,
+    into: &Path,
+    wait: LockWait<'_>,
+) -> Result<()> {
     let index_path = from.join("index.json");
     let raw = fs::read(&index_path).at(|| Location::file(&index_path))?;
     let index: Value = serde_json::from_slice(&raw)
@@ -155,6 +161,16 @@ pub(super) fn add_layout_image(from: &Path, into: &Path, wait: LockWait<'_>) -> 
             ))
         }
     };
+    let listed = descriptor.get("digest").and_then(Value::as_str);
+    if listed != Some(written.to_string().as_str()) {
+        return Err(Error::Output {
+            location: Location::file(&index_path),
+            reason: format!(
+                "lists {}, not the image written ({written})",
+                listed.unwrap_or("none")
+            ),
+        });
+    }
     let tag = descriptor.get("annotations").and_then(|a| a.get(REF_NAME)).and_then(Value::as_str);
     if !into.join("oci-layout").is_file() {
         return Err(Error::Output {

@@ -5,9 +5,9 @@
 //! (`image_index`).
 //!
 //! The files, lowest first: `output`, `lock` (directory locks and temporaries), `container`
-//! (what the containers share), `space` (room for an output), `layout`, `staged` (an output
-//! written beside its destination, put in place once checked), `archive`, `stream`, `registry`,
-//! `target`, `outcome`, `documents`, `execute`, `image_index`.
+//! (what the containers share), `space` (room for an output), `layout`, `archive`, `stream`,
+//! `registry`, `staged` (an output written beside its destination or pushed by digest, put in
+//! place once checked), `target`, `outcome`, `documents`, `execute`, `image_index`.
 
 pub(crate) mod archive;
 pub(crate) mod container;

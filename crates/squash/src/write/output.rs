@@ -89,6 +89,8 @@ pub struct Output {
     tag: Option<String>,
     registry: RegistryOptions,
     compression: Option<Compression>,
+    /// A push that leaves its tag to be put later ([`crate::StagedOutput`]).
+    hold_tag: bool,
 }
 
 impl Output {
@@ -107,12 +109,24 @@ impl Output {
             tag: None,
             registry: RegistryOptions::default(),
             compression: None,
+            hold_tag: false,
         }
     }
 
     /// The same output at another path.
     pub(crate) fn at_path(&self, path: PathBuf) -> Output {
         Output { destination: Destination::Path(path), ..self.clone() }
+    }
+
+    /// The same push, its tag left for later: the image is put by digest only.
+    #[cfg(feature = "registry")]
+    pub(crate) fn holding_tag(&self) -> Output {
+        Output { hold_tag: true, ..self.clone() }
+    }
+
+    /// Whether a push leaves its tag for later.
+    pub(crate) fn holds_tag(&self) -> bool {
+        self.hold_tag
     }
 
     /// A push to the repository `reference` names, under its tag (`latest` when it names
@@ -125,6 +139,7 @@ impl Output {
             tag: Some(tag),
             registry: RegistryOptions::default(),
             compression: None,
+            hold_tag: false,
         }
     }
 
@@ -184,6 +199,7 @@ impl Output {
             tag: None,
             registry: RegistryOptions::default(),
             compression: None,
+            hold_tag: false,
         }
     }
 
@@ -398,6 +414,7 @@ fn parse_output(s: &str) -> std::result::Result<Output, String> {
             tag,
             registry: RegistryOptions::default(),
             compression: None,
+            hold_tag: false,
         }
         .named_compression());
     }
@@ -411,6 +428,7 @@ fn parse_output(s: &str) -> std::result::Result<Output, String> {
             tag: None,
             registry: RegistryOptions::default(),
             compression: None,
+            hold_tag: false,
         });
     }
     if let Some((name, what)) = remote_transport(s) {
@@ -426,6 +444,7 @@ fn parse_output(s: &str) -> std::result::Result<Output, String> {
         tag: None,
         registry: RegistryOptions::default(),
         compression: None,
+        hold_tag: false,
     }
     .named_compression())
 }

@@ -45,11 +45,12 @@ pub(crate) struct RegistryTarget {
 }
 
 impl RegistryTarget {
-    /// A push to `reference`'s repository under `tag`: refused when it would move the tag an
-    /// input was read by.
+    /// A push to `reference`'s repository under `tag`, which the commit puts when `put_tag`
+    /// (else the image is left by digest only, for its tag to be put later): refused when it
+    /// would move the tag an input was read by.
     pub(super) fn create(
         reference: &RegistryReference,
-        tag: Option<&str>,
+        (tag, put_tag): (Option<&str>, bool),
         options: &RegistryOptions,
         inputs: &[Input<'_>],
     ) -> Result<RegistryTarget> {
@@ -59,7 +60,7 @@ impl RegistryTarget {
         Ok(RegistryTarget {
             client,
             reference: repository,
-            tag: tag.map(str::to_string),
+            tag: tag.filter(|_| put_tag).map(str::to_string),
             documents: BTreeMap::new(),
             present: BTreeSet::new(),
             pending: BTreeMap::new(),
@@ -211,6 +212,33 @@ impl RegistryTarget {
         };
         self.client.put_manifest(self.repository(), tag, media_type, bytes)
     }
+}
+
+/// Puts `tag` in `reference`'s repository on the document `digest` already there (a push whose
+/// tag was held): the document is fetched by digest, its bytes checked against the digest, and
+/// put again under the tag, the one request that moves it.
+pub(super) fn put_tag(
+    reference: &RegistryReference,
+    options: &RegistryOptions,
+    digest: &Digest,
+    tag: &str,
+) -> Result<()> {
+    let client = Client::connect(reference, options)?;
+    let repository = &reference.repository;
+    let location = || Location::file(format!("{}@{digest}", reference.with_repository(repository)));
+    let fetched = client.manifest(repository, &digest.to_string())?.ok_or_else(|| {
+        Error::Output { location: location(), reason: "the image pushed is gone".into() }
+    })?;
+    let actual = Digest::of(&fetched.bytes);
+    if actual != *digest {
+        return Err(Error::DigestMismatch {
+            location: location(),
+            expected: digest.clone(),
+            actual,
+        });
+    }
+    let media_type = fetched.media_type.unwrap_or_else(|| media_type_of(&fetched.bytes));
+    client.put_manifest(repository, tag, &media_type, &fetched.bytes)
 }
 
 /// The media type a document states, or the one its shape implies.

@@ -147,29 +147,32 @@ impl<'a> Target<'a> {
                 inputs,
                 wait,
             ),
-            Destination::Registry(reference) => {
-                Target::registry(reference, output.tag(), output.registry_options(), inputs)
-            }
+            Destination::Registry(reference) => Target::registry(
+                reference,
+                (output.tag(), !output.holds_tag()),
+                output.registry_options(),
+                inputs,
+            ),
             Destination::Stdout => Err(Error::InvalidOption {
                 reason: "standard output is written as a stream, not as a file".into(),
             }),
         }
     }
 
-    /// A push to a repository of a registry under `tag`: refused when it would move the tag an
-    /// input was read by.
+    /// A push to a repository of a registry under `tag`, which the commit puts when `put_tag`:
+    /// refused when it would move the tag an input was read by.
     pub(crate) fn registry(
         reference: &RegistryReference,
-        tag: Option<&str>,
+        (tag, put_tag): (Option<&str>, bool),
         options: &RegistryOptions,
         inputs: &[Input<'_>],
     ) -> Result<Target<'a>> {
         #[cfg(feature = "registry")]
-        return RegistryTarget::create(reference, tag, options, inputs)
+        return RegistryTarget::create(reference, (tag, put_tag), options, inputs)
             .map(|t| Target::Registry(Box::new(t)));
         #[cfg(not(feature = "registry"))]
         {
-            let _ = (tag, options, inputs);
+            let _ = (tag, put_tag, options, inputs);
             Err(Error::unsupported(
                 Location::file(reference.to_string()),
                 "registries: this squash was built without its `registry` feature",
