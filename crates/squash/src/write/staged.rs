@@ -28,8 +28,9 @@ use crate::registry::reference::RegistryReference;
 /// destination's directory (so that putting the image in place is a rename, on one file
 /// system), locked by this run while it lives, so that another run's sweep leaves it alone and
 /// sweeps it once this run is gone. For a push, the image is pushed by digest and its tag put
-/// only by [`StagedOutput::put_in_place`]. A run writing into the stage checks the stage against its
-/// inputs, not the destination: check the output with [`Output::check_against`] first.
+/// only by [`StagedOutput::put_in_place`]. A run writing into the stage checks the stage
+/// against its inputs, not the destination: check the output with [`Output::check_against`]
+/// first.
 ///
 /// ```no_run
 /// use squash::{Context, Image, Output, OutputFormat, SquashOptions, StagedOutput};
