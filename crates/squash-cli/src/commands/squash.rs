@@ -365,7 +365,7 @@ fn verify_output(
     left: &str,
 ) -> Result<()> {
     let written = Image::open_with(reference, reading)
-        .with_context(|| format!("--verify: reading back `{reference}`"))?;
+        .with_context(|| format!("--verify: reading back `{reference}`; {left}"))?;
     match compare_written(image, &written, options, true, context)? {
         None => Ok(()),
         Some(shown) => fail_verification(
@@ -387,7 +387,7 @@ fn verify_index_output(
     left: &str,
 ) -> Result<usize> {
     let written = match Opened::open_with(reference, reading)
-        .with_context(|| format!("--verify: reading back `{reference}`"))?
+        .with_context(|| format!("--verify: reading back `{reference}`; {left}"))?
     {
         Opened::Index(written) => written,
         Opened::Image(_) => {

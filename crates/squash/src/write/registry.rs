@@ -2,9 +2,9 @@
 //! blob of another repository of the same registry is mounted, and the rest are streamed up as
 //! they are written (one streamed request each, completed with the digest learnt as the bytes
 //! pass, which the registry checks). Manifests are put by digest as they are written (children
-//! before the index that lists them); the tag is put last, by the commit. A run that fails
-//! leaves the tag where it was: what it uploaded is referenced by no tag, for the registry's
-//! garbage collection.
+//! before the index that lists them); the tag is put last, by the commit, or for a push staged
+//! to be checked first, once it is checked (`put_tag`). A run that fails leaves the tag where it
+//! was: what it uploaded is referenced by no tag, for the registry's garbage collection.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
