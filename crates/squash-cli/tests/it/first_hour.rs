@@ -264,3 +264,47 @@ fn a_run_that_cannot_fit_is_refused_before_it_writes() {
     );
     assert!(left.is_empty(), "nothing written: {left:?}");
 }
+
+/// An index whose images would not fit together (each alone would): refused before anything
+/// is written, naming the free space, and not by the disk filling up half way.
+#[test]
+fn an_index_that_cannot_fit_is_refused_before_it_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let small = dir.path().join("small");
+    std::fs::create_dir_all(&small).expect("mkdir");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
+        .arg(&small)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !squash_testkit::required("mounting a tmpfs (root)", mounted) {
+        return;
+    }
+    let image = |seed: u64| {
+        let mut b = ImageBuilder::new(LayerCompression::Gzip);
+        b.layer(LayerBuilder::new().file("base", &noise(100_000, seed)).finish(), "ADD base");
+        b.layer(LayerBuilder::new().file("a", &noise(100_000, seed + 1)).finish(), "RUN a");
+        b.layer(LayerBuilder::new().file("b", &noise(100_000, seed + 2)).finish(), "RUN b");
+        b
+    };
+    let (amd, arm) = (image(1), image(11));
+    ImageBuilder::write_multi_platform_layout(
+        &dir.path().join("multi"),
+        "multi",
+        &[("linux/amd64", &amd), ("linux/arm64", &arm)],
+    );
+    let args = ["oci:multi:multi", "--from-layer", "2", "--compression", "gzip"];
+    let one = ["--platform", "linux/amd64", "-o", "docker-archive:small/one.tar"];
+    let (code, _, stderr) = squash_in(dir.path(), &[&args[..], &one].concat());
+    let _ = std::fs::remove_file(small.join("one.tar"));
+    assert_eq!(code, 0, "one platform alone fits: {stderr}");
+    let (code, _, stderr) = squash_in(dir.path(), &[&args[..], &["-o", "oci:small/out"]].concat());
+    let left: Vec<_> = std::fs::read_dir(&small).expect("read").flatten().collect();
+    let _ = Command::new("umount").arg(&small).output();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("not enough room") && stderr.contains("is free"),
+        "refused by the check, not by a full disk: {stderr}"
+    );
+    assert!(left.is_empty(), "nothing written: {left:?}");
+}

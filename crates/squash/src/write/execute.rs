@@ -2,6 +2,7 @@
 //! merged into new layers, the config and manifest rebuilt, and the output committed; what was
 //! written described as an [`Outcome`].
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
 
@@ -118,7 +119,7 @@ impl SquashPlan {
 
     /// The new layers' size: exact when stored uncompressed, else their exact uncompressed
     /// size at the compression ratio of the layers they replace.
-    fn new_layers_estimate(&self) -> u64 {
+    pub(super) fn new_layers_estimate(&self) -> u64 {
         self.ranges
             .iter()
             .map(|r| {
@@ -143,33 +144,9 @@ impl SquashPlan {
         format: OutputFormat,
         compressed: bool,
     ) -> Result<()> {
-        let present = |digest: Option<&Digest>| {
-            format == OutputFormat::OciLayout
-                && digest.is_some_and(|d| path.join("blobs/sha256").join(d.hex()).is_file())
-        };
-        let kept = crate::units::total(
-            self.kept_layers(image)
-                .map(|i| &image.layers()[i])
-                .filter(|l| !present(l.digest()))
-                .map(|l| l.size()),
-        );
-        let new = self.new_layers_estimate();
-        let mut needs = vec![
-            Need { place: path.to_path_buf(), bytes: kept, what: "of layers kept".into() },
-            Need {
-                place: path.to_path_buf(),
-                bytes: new,
-                what: "of new layers (estimated)".into(),
-            },
-        ];
-        if compressed {
-            needs.push(Need {
-                place: path.to_path_buf(),
-                bytes: kept.saturating_add(new),
-                what: "of the archive before it is compressed".into(),
-            });
-        }
-        space::check(&needs)
+        let mut kept = KeptBlobs::default();
+        kept.add(image, self, path, format);
+        check_room(path, kept.bytes(), self.new_layers_estimate(), compressed)
     }
 
     fn check_before_writing(&self, image: &Image, context: &Context<'_>) -> Result<()> {
@@ -451,5 +428,61 @@ impl SquashPlan {
             rereads: merged.rereads.clone(),
         };
         Ok((layer, descriptor))
+    }
+}
+
+/// Refuses a run whose output at `path` would not fit: `kept` bytes of layers copied, `new`
+/// bytes of new layers (estimated), and for an archive compressed as a whole its plain copy too.
+pub(super) fn check_room(path: &Path, kept: u64, new: u64, compressed: bool) -> Result<()> {
+    let mut needs = vec![
+        Need { place: path.to_path_buf(), bytes: kept, what: "of layers kept".into() },
+        Need { place: path.to_path_buf(), bytes: new, what: "of new layers (estimated)".into() },
+    ];
+    if compressed {
+        needs.push(Need {
+            place: path.to_path_buf(),
+            bytes: kept.saturating_add(new),
+            what: "of the archive before it is compressed".into(),
+        });
+    }
+    space::check(&needs)
+}
+
+/// The kept layers one output copies, each blob once (an index's images may share them), less
+/// those an existing layout at the output holds.
+#[derive(Default)]
+pub(super) struct KeptBlobs {
+    by_digest: BTreeMap<Digest, u64>,
+    /// Layers whose digest is learnt as they are written (a `docker save` tarball's).
+    unnamed: u64,
+}
+
+impl KeptBlobs {
+    /// Adds the layers `plan` keeps of `image`, written to `path` in `format`.
+    pub(super) fn add(
+        &mut self,
+        image: &Image,
+        plan: &SquashPlan,
+        path: &Path,
+        format: OutputFormat,
+    ) {
+        let present = |digest: &Digest| {
+            format == OutputFormat::OciLayout
+                && path.join("blobs/sha256").join(digest.hex()).is_file()
+        };
+        for layer in plan.kept_layers(image).map(|i| &image.layers()[i]) {
+            match layer.digest() {
+                Some(digest) if present(digest) => {}
+                Some(digest) => {
+                    self.by_digest.insert(digest.clone(), layer.size());
+                }
+                None => self.unnamed = self.unnamed.saturating_add(layer.size()),
+            }
+        }
+    }
+
+    /// Their bytes.
+    pub(super) fn bytes(&self) -> u64 {
+        crate::units::total(self.by_digest.values().copied()).saturating_add(self.unnamed)
     }
 }

@@ -7,14 +7,17 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::container::{BlobKind, Finish};
+use super::execute::{check_room, KeptBlobs};
 use super::lock::{LockWait, DEFAULT_LOCK_TIMEOUT};
 use super::outcome::{total_transfer, Outcome};
 use super::output::{default_tag, Input, Output, OutputFormat};
+use super::space::{self, Need};
 use super::target::Target;
 use crate::budget::Budget;
 use crate::context::Context;
@@ -100,6 +103,16 @@ impl IndexPlan {
             return self.execute_to_writer(index, tag, &mut stdout, context);
         }
         self.check_before_writing(index, context)?;
+        if let Some(path) = output.path() {
+            // Every image's kept layers (each blob once) and new layers, at the output.
+            let mut kept = KeptBlobs::default();
+            let mut new = 0u64;
+            for (image, plan) in self.images(index) {
+                kept.add(image, plan, path, format);
+                new = new.saturating_add(plan.new_layers_estimate());
+            }
+            check_room(path, kept.bytes(), new, output.archive_compression().is_some())?;
+        }
         let wait = LockWait {
             timeout: self.options.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT),
             progress: context.progress(),
@@ -118,6 +131,14 @@ impl IndexPlan {
         context: &Context<'_>,
     ) -> Result<IndexOutcome> {
         self.check_before_writing(index, context)?;
+        // New layers are spooled to learn their digests before their members begin.
+        let spool = context.tmp_dir().map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
+        let new = self.images(index).into_iter().map(|(_, plan)| plan.new_layers_estimate());
+        space::check(&[Need {
+            place: spool,
+            bytes: crate::units::total(new),
+            what: "of new layers spooled before they are streamed (--tmp-dir)".into(),
+        }])?;
         let default = default_tag(index.name(), OutputFormat::OciArchive);
         let output = Output::stdout(OutputFormat::OciArchive).or_tag(tag.or(default));
         let target =
