@@ -232,7 +232,7 @@ fn a_staged_output_changes_nothing_until_it_is_put_in_place() {
     let second = Output::new(out.clone(), OutputFormat::OciLayout).with_tag("second");
     drop(stage(&second).0);
     assert!(snapshot() == layout, "a dropped stage leaves the layout as it was");
-    let (staged, written) = stage(&second);
+    let (staged, _) = stage(&second);
     let other = squash::Digest::of(b"another image");
     assert!(staged.put_in_place(&other, None, &context).is_err(), "not the image written");
     assert!(snapshot() == layout, "refused, the layout is as it was");
