@@ -233,21 +233,25 @@ fn the_wording_of_plans_reports_and_gates() {
     assert!(stdout.contains("squash demo --keep"), "{stdout}");
 }
 
+/// `dir/small`, a tmpfs of `size`; `None` (said loudly, or failing where mounts are required)
+/// where it cannot be mounted.
+fn small_tmpfs(dir: &Path, size: &str) -> Option<PathBuf> {
+    let small = dir.join("small");
+    std::fs::create_dir_all(&small).expect("mkdir");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(&small)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    squash_testkit::required("mounting a tmpfs (root)", mounted).then_some(small)
+}
+
 /// A destination too small for the output (a 256 kB tmpfs): refused before anything is written,
 /// with both figures, and nothing left there.
 #[test]
 fn a_run_that_cannot_fit_is_refused_before_it_writes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let small = dir.path().join("small");
-    std::fs::create_dir_all(&small).expect("mkdir");
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
-        .arg(&small)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !squash_testkit::required("mounting a tmpfs (root)", mounted) {
-        return;
-    }
+    let Some(small) = small_tmpfs(dir.path(), "256k") else { return };
     let mut b = ImageBuilder::new(LayerCompression::Gzip);
     b.layer(LayerBuilder::new().file("base", &noise(200_000, 1)).finish(), "ADD base");
     b.layer(LayerBuilder::new().file("a", &noise(300_000, 2)).finish(), "RUN a");
@@ -270,16 +274,7 @@ fn a_run_that_cannot_fit_is_refused_before_it_writes() {
 #[test]
 fn an_index_that_cannot_fit_is_refused_before_it_writes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let small = dir.path().join("small");
-    std::fs::create_dir_all(&small).expect("mkdir");
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
-        .arg(&small)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !squash_testkit::required("mounting a tmpfs (root)", mounted) {
-        return;
-    }
+    let Some(small) = small_tmpfs(dir.path(), "512k") else { return };
     let image = |seed: u64| {
         let mut b = ImageBuilder::new(LayerCompression::Gzip);
         b.layer(LayerBuilder::new().file("base", &noise(100_000, seed)).finish(), "ADD base");
