@@ -233,10 +233,10 @@ fn the_wording_of_plans_reports_and_gates() {
     assert!(stdout.contains("squash demo --keep"), "{stdout}");
 }
 
-/// `dir/small`, a tmpfs of `size`; `None` (said loudly, or failing where mounts are required)
+/// `dir/name`, a tmpfs of `size`; `None` (said loudly, or failing where mounts are required)
 /// where it cannot be mounted.
-fn small_tmpfs(dir: &Path, size: &str) -> Option<PathBuf> {
-    let small = dir.join("small");
+fn small_tmpfs(dir: &Path, name: &str, size: &str) -> Option<PathBuf> {
+    let small = dir.join(name);
     std::fs::create_dir_all(&small).expect("mkdir");
     let mounted = Command::new("mount")
         .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
@@ -251,7 +251,7 @@ fn small_tmpfs(dir: &Path, size: &str) -> Option<PathBuf> {
 #[test]
 fn a_run_that_cannot_fit_is_refused_before_it_writes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let Some(small) = small_tmpfs(dir.path(), "256k") else { return };
+    let Some(small) = small_tmpfs(dir.path(), "small", "256k") else { return };
     let mut b = ImageBuilder::new(LayerCompression::Gzip);
     b.layer(LayerBuilder::new().file("base", &noise(200_000, 1)).finish(), "ADD base");
     b.layer(LayerBuilder::new().file("a", &noise(300_000, 2)).finish(), "RUN a");
@@ -274,7 +274,7 @@ fn a_run_that_cannot_fit_is_refused_before_it_writes() {
 #[test]
 fn an_index_that_cannot_fit_is_refused_before_it_writes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let Some(small) = small_tmpfs(dir.path(), "512k") else { return };
+    let Some(small) = small_tmpfs(dir.path(), "small", "512k") else { return };
     let image = |seed: u64| {
         let mut b = ImageBuilder::new(LayerCompression::Gzip);
         b.layer(LayerBuilder::new().file("base", &noise(100_000, seed)).finish(), "ADD base");
@@ -295,11 +295,25 @@ fn an_index_that_cannot_fit_is_refused_before_it_writes() {
     assert_eq!(code, 0, "one platform alone fits: {stderr}");
     let (code, _, stderr) = squash_in(dir.path(), &[&args[..], &["-o", "oci:small/out"]].concat());
     let left: Vec<_> = std::fs::read_dir(&small).expect("read").flatten().collect();
-    let _ = Command::new("umount").arg(&small).output();
     assert_eq!(code, 2, "{stderr}");
     assert!(
         stderr.contains("not enough room") && stderr.contains("is free"),
         "refused by the check, not by a full disk: {stderr}"
     );
     assert!(left.is_empty(), "nothing written: {left:?}");
+    // With two threads the two ranges are merged ahead into --tmp-dir, which must hold both
+    // beside the copies planning keeps there (about 400 kB).
+    let Some(tiny) = small_tmpfs(dir.path(), "tiny", "640k") else { return };
+    let ahead = ["--threads", "2", "--tmp-dir", "tiny", "-o", "oci:out"];
+    let (code, _, stderr) = squash_in(dir.path(), &[&args[..], &ahead].concat());
+    let left: Vec<_> = std::fs::read_dir(&tiny).expect("read").flatten().collect();
+    for mounted in [&small, &tiny] {
+        let _ = Command::new("umount").arg(mounted).output();
+    }
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("not enough room") && stderr.contains("merged ahead"),
+        "refused by the check, not by a full --tmp-dir: {stderr}"
+    );
+    assert!(left.is_empty() && !dir.path().join("out").exists(), "nothing written: {left:?}");
 }

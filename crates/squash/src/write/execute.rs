@@ -146,7 +146,7 @@ impl SquashPlan {
     ) -> Result<()> {
         let mut kept = KeptBlobs::default();
         kept.add(image, self, path, format);
-        check_room(path, kept.bytes(), self.new_layers_estimate(), compressed)
+        space::check(&room_needs(path, kept.bytes(), self.new_layers_estimate(), compressed))
     }
 
     fn check_before_writing(&self, image: &Image, context: &Context<'_>) -> Result<()> {
@@ -431,9 +431,9 @@ impl SquashPlan {
     }
 }
 
-/// Refuses a run whose output at `path` would not fit: `kept` bytes of layers copied, `new`
-/// bytes of new layers (estimated), and for an archive compressed as a whole its plain copy too.
-pub(super) fn check_room(path: &Path, kept: u64, new: u64, compressed: bool) -> Result<()> {
+/// What an output at `path` needs: `kept` bytes of layers copied, `new` bytes of new layers
+/// (estimated), and for an archive compressed as a whole its plain copy too.
+pub(super) fn room_needs(path: &Path, kept: u64, new: u64, compressed: bool) -> Vec<Need> {
     let mut needs = vec![
         Need { place: path.to_path_buf(), bytes: kept, what: "of layers kept".into() },
         Need { place: path.to_path_buf(), bytes: new, what: "of new layers (estimated)".into() },
@@ -445,7 +445,7 @@ pub(super) fn check_room(path: &Path, kept: u64, new: u64, compressed: bool) -> 
             what: "of the archive before it is compressed".into(),
         });
     }
-    space::check(&needs)
+    needs
 }
 
 /// The kept layers one output copies, each blob once (an index's images may share them), less

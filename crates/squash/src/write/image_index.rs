@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::container::{BlobKind, Finish};
-use super::execute::{check_room, KeptBlobs};
+use super::execute::{room_needs, KeptBlobs};
 use super::lock::{LockWait, DEFAULT_LOCK_TIMEOUT};
 use super::outcome::{total_transfer, Outcome};
 use super::output::{default_tag, Input, Output, OutputFormat};
@@ -103,16 +103,27 @@ impl IndexPlan {
             return self.execute_to_writer(index, tag, &mut stdout, context);
         }
         self.check_before_writing(index, context)?;
+        // Room, before the first byte is written: every image's kept layers (each blob once)
+        // and new layers at the output, and the new layers merged ahead in --tmp-dir.
+        let new = crate::units::total(
+            self.images(index).into_iter().map(|(_, plan)| plan.new_layers_estimate()),
+        );
+        let mut needs = Vec::new();
         if let Some(path) = output.path() {
-            // Every image's kept layers (each blob once) and new layers, at the output.
             let mut kept = KeptBlobs::default();
-            let mut new = 0u64;
             for (image, plan) in self.images(index) {
                 kept.add(image, plan, path, format);
-                new = new.saturating_add(plan.new_layers_estimate());
             }
-            check_room(path, kept.bytes(), new, output.archive_compression().is_some())?;
+            needs = room_needs(path, kept.bytes(), new, output.archive_compression().is_some());
         }
+        if self.merges_ahead(index, context) {
+            needs.push(Need {
+                place: spool_dir(context),
+                bytes: new,
+                what: "of new layers merged ahead (--tmp-dir)".into(),
+            });
+        }
+        space::check(&needs)?;
         let wait = LockWait {
             timeout: self.options.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT),
             progress: context.progress(),
@@ -132,10 +143,9 @@ impl IndexPlan {
     ) -> Result<IndexOutcome> {
         self.check_before_writing(index, context)?;
         // New layers are spooled to learn their digests before their members begin.
-        let spool = context.tmp_dir().map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
         let new = self.images(index).into_iter().map(|(_, plan)| plan.new_layers_estimate());
         space::check(&[Need {
-            place: spool,
+            place: spool_dir(context),
             bytes: crate::units::total(new),
             what: "of new layers spooled before they are streamed (--tmp-dir)".into(),
         }])?;
@@ -158,15 +168,13 @@ impl IndexPlan {
         Ok(())
     }
 
-    /// With several ranges across the index's images and threads to spare, merges them
-    /// concurrently into temporary files (in the context's temporary directory), its threads
-    /// shared among them; the writing then copies each in. Output bytes are the same either way.
-    fn premerge(
-        &self,
-        index: &ImageIndex,
+    /// The ranges merged ahead ([`IndexPlan::premerge`]), and how many at once; none when fewer
+    /// than two would run at once.
+    fn premerge_jobs<'a>(
+        &'a self,
+        index: &'a ImageIndex,
         context: &Context<'_>,
-    ) -> Result<BTreeMap<(Digest, usize), PreMerged>> {
-        let progress = context.progress();
+    ) -> (Vec<(&'a Image, &'a PlannedRange)>, usize, usize) {
         let jobs: Vec<(&Image, &PlannedRange)> = self
             .images(index)
             .into_iter()
@@ -178,6 +186,27 @@ impl IndexPlan {
             n => n,
         };
         let workers = jobs.len().min(total);
+        if workers < 2 {
+            return (Vec::new(), 0, total);
+        }
+        (jobs, workers, total)
+    }
+
+    /// Whether the ranges are merged ahead into temporary files.
+    fn merges_ahead(&self, index: &ImageIndex, context: &Context<'_>) -> bool {
+        self.premerge_jobs(index, context).1 >= 2
+    }
+
+    /// With several ranges across the index's images and threads to spare, merges them
+    /// concurrently into temporary files (in the context's temporary directory), its threads
+    /// shared among them; the writing then copies each in. Output bytes are the same either way.
+    fn premerge(
+        &self,
+        index: &ImageIndex,
+        context: &Context<'_>,
+    ) -> Result<BTreeMap<(Digest, usize), PreMerged>> {
+        let progress = context.progress();
+        let (jobs, workers, total) = self.premerge_jobs(index, context);
         if workers < 2 {
             return Ok(BTreeMap::new());
         }
@@ -418,4 +447,9 @@ fn copy_manifest(
     })?;
     written.blobs.push(digest);
     Ok(())
+}
+
+/// Where temporary files of a run go: the context's directory, else the system's.
+fn spool_dir(context: &Context<'_>) -> std::path::PathBuf {
+    context.tmp_dir().map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir)
 }
