@@ -104,13 +104,7 @@ impl SquashPlan {
             });
         }
         self.check_before_writing(image, context)?;
-        // New layers are spooled to learn their digests before their members begin.
-        let spool = context.tmp_dir().map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
-        space::check(&[Need {
-            place: spool,
-            bytes: self.new_layers_estimate(),
-            what: "of new layers spooled before they are streamed (--tmp-dir)".into(),
-        }])?;
+        check_spool_room(context, self.new_layers_estimate())?;
         let output =
             Output::stdout(format).or_tag(tag.or_else(|| default_tag(image.name(), format)));
         let target = Target::stream(format, out, context.tmp_dir().map(Into::into));
@@ -429,6 +423,21 @@ impl SquashPlan {
         };
         Ok((layer, descriptor))
     }
+}
+
+/// Refuses a stream whose `new` bytes of new layers, spooled to learn their digests before their
+/// members begin, would not fit in the context's temporary directory.
+pub(super) fn check_spool_room(context: &Context<'_>, new: u64) -> Result<()> {
+    space::check(&[Need {
+        place: tmp_dir(context),
+        bytes: new,
+        what: "of new layers spooled before they are streamed (--tmp-dir)".into(),
+    }])
+}
+
+/// Where a run's temporary files go: the context's directory, else the system's.
+pub(super) fn tmp_dir(context: &Context<'_>) -> std::path::PathBuf {
+    context.tmp_dir().map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir)
 }
 
 /// What an output at `path` needs: `kept` bytes of layers copied, `new` bytes of new layers

@@ -7,13 +7,12 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::container::{BlobKind, Finish};
-use super::execute::{room_needs, KeptBlobs};
+use super::execute::{check_spool_room, room_needs, tmp_dir, KeptBlobs};
 use super::lock::{LockWait, DEFAULT_LOCK_TIMEOUT};
 use super::outcome::{total_transfer, Outcome};
 use super::output::{default_tag, Input, Output, OutputFormat};
@@ -105,9 +104,7 @@ impl IndexPlan {
         self.check_before_writing(index, context)?;
         // Room, before the first byte is written: every image's kept layers (each blob once)
         // and new layers at the output, and the new layers merged ahead in --tmp-dir.
-        let new = crate::units::total(
-            self.images(index).into_iter().map(|(_, plan)| plan.new_layers_estimate()),
-        );
+        let new = self.new_layers_estimate(index);
         let mut needs = Vec::new();
         if let Some(path) = output.path() {
             let mut kept = KeptBlobs::default();
@@ -118,7 +115,7 @@ impl IndexPlan {
         }
         if self.merges_ahead(index, context) {
             needs.push(Need {
-                place: spool_dir(context),
+                place: tmp_dir(context),
                 bytes: new,
                 what: "of new layers merged ahead (--tmp-dir)".into(),
             });
@@ -142,13 +139,7 @@ impl IndexPlan {
         context: &Context<'_>,
     ) -> Result<IndexOutcome> {
         self.check_before_writing(index, context)?;
-        // New layers are spooled to learn their digests before their members begin.
-        let new = self.images(index).into_iter().map(|(_, plan)| plan.new_layers_estimate());
-        space::check(&[Need {
-            place: spool_dir(context),
-            bytes: crate::units::total(new),
-            what: "of new layers spooled before they are streamed (--tmp-dir)".into(),
-        }])?;
+        check_spool_room(context, self.new_layers_estimate(index))?;
         let default = default_tag(index.name(), OutputFormat::OciArchive);
         let output = Output::stdout(OutputFormat::OciArchive).or_tag(tag.or(default));
         let target =
@@ -190,6 +181,13 @@ impl IndexPlan {
             return (Vec::new(), 0, total);
         }
         (jobs, workers, total)
+    }
+
+    /// The new layers' size over every image (see [`SquashPlan::new_layers_estimate`]).
+    fn new_layers_estimate(&self, index: &ImageIndex) -> u64 {
+        crate::units::total(
+            self.images(index).into_iter().map(|(_, plan)| plan.new_layers_estimate()),
+        )
     }
 
     /// Whether the ranges are merged ahead into temporary files.
@@ -447,9 +445,4 @@ fn copy_manifest(
     })?;
     written.blobs.push(digest);
     Ok(())
-}
-
-/// Where temporary files of a run go: the context's directory, else the system's.
-fn spool_dir(context: &Context<'_>) -> std::path::PathBuf {
-    context.tmp_dir().map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir)
 }
