@@ -348,22 +348,13 @@ fn a_registry_over_tls_with_htpasswd_users() {
     // SQUASH_CREDS, a squash pushed over TLS, with -v: the password shows nowhere.
     let squashed = format!("docker://{host}/app:squashed");
     let base = format!("docker://{host}/base:1");
-    let (code, stdout, stderr) = squash_with(
-        dir.path(),
-        &[
-            &app,
-            "--from-layer",
-            "base",
-            "--base",
-            &base,
-            "-o",
-            &squashed,
-            "--cert-dir",
-            cert_dir,
-            "-v",
-        ],
-        &[("SQUASH_CREDS", &creds)],
-    );
+    // The app squashed above its base and pushed to `to` over TLS, credentials in SQUASH_CREDS.
+    let push = |to: &str, more: &[&str]| {
+        let args =
+            [&app, "--from-layer", "base", "--base", &base, "-o", to, "--cert-dir", cert_dir];
+        squash_with(dir.path(), &[&args[..], more].concat(), &[("SQUASH_CREDS", &creds)])
+    };
+    let (code, stdout, stderr) = push(&squashed, &["-v"]);
     assert_eq!(code, 0, "{stderr}");
     for text in [&stdout, &stderr] {
         assert!(!text.contains(password), "a secret was printed:\n{text}");
@@ -373,23 +364,7 @@ fn a_registry_over_tls_with_htpasswd_users() {
     // credentials), and tagged only then: the tag's PUT comes after the read-back, and last.
     let verified = format!("docker://{host}/app:verified");
     let before = registry.requests().len();
-    let (code, stdout, stderr) = squash_with(
-        dir.path(),
-        &[
-            &app,
-            "--from-layer",
-            "base",
-            "--base",
-            &base,
-            "-o",
-            &verified,
-            "--cert-dir",
-            cert_dir,
-            "--verify",
-            "--json",
-        ],
-        &[("SQUASH_CREDS", &creds)],
-    );
+    let (code, stdout, stderr) = push(&verified, &["--verify", "--json"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("verified: the written image's root filesystem equals"), "{stderr}");
     let digest = outcome(&stdout)["manifest_digest"].as_str().expect("digest").to_string();
