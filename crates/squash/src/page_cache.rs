@@ -100,9 +100,9 @@ impl WriteBehind {
     }
 
     /// Asks for a flush of what was written, if [`FLUSH_EVERY`] bytes were handed over since the
-    /// last one and the file is written back from its start (a temporary file is never flushed).
+    /// last one; never for a file kept within a budget, a temporary one nobody waits for.
     fn flush_behind(&mut self) {
-        if self.budget.is_some() || self.from != 0 || self.handed - self.flushed < FLUSH_EVERY {
+        if self.budget.is_some() || self.handed - self.flushed < FLUSH_EVERY {
             return;
         }
         self.flushed = self.handed;
