@@ -542,6 +542,8 @@ pub struct ProgressLine {
     notices: bool,
     log_steps: bool,
     started: std::time::Instant,
+    /// The process's CPU seconds when the line was made.
+    cpu_started: f64,
 }
 
 impl ProgressLine {
@@ -554,6 +556,7 @@ impl ProgressLine {
             notices: !verbosity.quiet,
             log_steps: verbosity.verbose > 0,
             started: std::time::Instant::now(),
+            cpu_started: cpu_seconds(),
         }
     }
 
@@ -582,9 +585,13 @@ impl ProgressLine {
         }
     }
 
+    /// With `--verbose`, `text` after the seconds since the start and the CPU seconds the run
+    /// has used (every thread's, user and system), so that a phase's cores can be read off.
     fn log(&self, text: &str) {
         if self.log_steps {
-            self.note(&format!("squash: [{:6.2} s] {text}", self.started.elapsed().as_secs_f64()));
+            let (wall, cpu) =
+                (self.started.elapsed().as_secs_f64(), cpu_seconds() - self.cpu_started);
+            self.note(&format!("squash: [{wall:6.2} s, {cpu:6.2} s CPU] {text}"));
         }
     }
 
@@ -644,6 +651,12 @@ impl ProgressLine {
         self.clear();
         self.log("done");
     }
+}
+
+/// The CPU seconds this process has used so far, every thread's.
+fn cpu_seconds() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
 }
 
 const INDEXING: &str = "{msg} [{bar:30}] {decimal_bytes}/{decimal_total_bytes} {rate}";

@@ -17,6 +17,11 @@ pub(crate) fn timed(cmd: &mut Command) -> Result<(f64, f64)> {
 /// Runs a command under GNU time: (seconds, peak RSS in MB, CPU seconds: user and system, its
 /// children included).
 pub(crate) fn timed_cpu(cmd: &mut Command) -> Result<(f64, f64, f64)> {
+    timed_stderr(cmd).map(|(timed, _)| timed)
+}
+
+/// [`timed_cpu`], with what the command wrote on stderr.
+pub(crate) fn timed_stderr(cmd: &mut Command) -> Result<((f64, f64, f64), String)> {
     let report = std::env::temp_dir().join("squash-bench-time.txt");
     let program = cmd.get_program().to_owned();
     let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
@@ -44,7 +49,46 @@ pub(crate) fn timed_cpu(cmd: &mut Command) -> Result<(f64, f64, f64)> {
     let &[user, system, rss_kb] = fields.as_slice() else {
         bail!("unexpected output of GNU time: {text}")
     };
-    Ok((wall, rss_kb / 1024.0, user + system))
+    Ok(((wall, rss_kb / 1024.0, user + system), String::from_utf8_lossy(&status.stderr).into()))
+}
+
+/// The phases of a squash run with `--verbose`, from its step lines (`squash: [  0.98 s,   1.38
+/// s CPU] indexing 1 layer (8.1 MB)`): each step's name (without its figures in parentheses),
+/// seconds and CPU seconds, up to the next step.
+pub(crate) fn phases(stderr: &str) -> Vec<(String, f64, f64)> {
+    let steps: Vec<(String, f64, f64)> = stderr
+        .lines()
+        .filter_map(|line| {
+            let (clocks, name) = line.strip_prefix("squash: [")?.split_once(" s CPU] ")?;
+            let (wall, cpu) = clocks.split_once(" s, ")?;
+            let name = name.split(" (").next().unwrap_or(name).trim_end_matches(':');
+            Some((name.to_string(), wall.trim().parse().ok()?, cpu.trim().parse().ok()?))
+        })
+        .collect();
+    steps
+        .windows(2)
+        .map(|w| (w[0].0.clone(), w[1].1 - w[0].1, w[1].2 - w[0].2))
+        .filter(|(_, wall, _)| *wall >= 0.005)
+        .collect()
+}
+
+/// Prints the median seconds, CPU seconds and busy cores of each phase over `runs` (each a run's
+/// [`phases`]; runs whose phases differ from the first's are left out).
+pub(crate) fn phase_rows(label: &str, runs: &[Vec<(String, f64, f64)>]) {
+    let Some(first) = runs.first() else { return };
+    let same: Vec<_> = runs
+        .iter()
+        .filter(|r| r.len() == first.len() && r.iter().zip(first).all(|(a, b)| a.0 == b.0))
+        .collect();
+    for (i, (name, _, _)) in first.iter().enumerate() {
+        let wall = median(same.iter().map(|r| r[i].1).collect());
+        let cpu = median(same.iter().map(|r| r[i].2).collect());
+        println!(
+            "    {:<8}{name:<26} {wall:>6.2} s {cpu:>6.2} CPU s {:>5.2} cores",
+            format!("{label}:"),
+            cpu / wall.max(1e-9)
+        );
+    }
 }
 
 /// Writes dirty pages back before a measurement, so that no run pays for the writes of the

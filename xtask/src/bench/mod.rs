@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::{root, run_command};
 use images::{extract_new_layer, newest_layer_blob, write_docker_archive, write_layout};
-use measure::{have, limit_row, median, timed, timed_cpu, timed_sh, warm};
+use measure::{have, limit_row, median, timed, timed_cpu, timed_sh, timed_stderr, warm};
 
 /// The binary timed: the one given (`--squash BIN`, to compare builds), else this tree's,
 /// built in release mode.
@@ -268,15 +268,18 @@ fn compressed_case(
     // The reports' (time, peak RSS), sampled and `--exact`, timed in the same rounds as the
     // squash, so that both meet the memory and caches the limit's commands leave behind.
     let mut reports: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];
+    // Each squash run's phases, from its `--verbose` steps.
+    let mut steps = Vec::new();
     for round in 0..runs {
         let _ = fs::remove_dir_all(&out);
         warm(&[&layout]);
-        let (t, r, cpu) = timed_cpu(
+        let ((t, r, cpu), stderr) = timed_stderr(
             Command::new(squash)
                 .arg(format!("oci:{}:bench", layout.display()))
-                .args(["--from-layer", &top, "--quiet", "-o"])
+                .args(["--from-layer", &top, "--verbose", "-o"])
                 .arg(format!("oci:{}:bench", out.display())),
         )?;
+        steps.push(measure::phases(&stderr));
         ours.push(t);
         ours_cpu.push(cpu);
         rss = rss.max(r);
@@ -324,6 +327,17 @@ fn compressed_case(
         &hash,
         cores,
     );
+    measure::phase_rows("squash", &steps);
+    // The limit's commands as phases, to set beside the squash's.
+    let limit: Vec<Vec<(String, f64, f64)>> = (0..runs)
+        .map(|i| {
+            [("decoding the range", &decompress), ("compressing", &compress), ("sha256", &hash)]
+                .iter()
+                .map(|(name, times)| (name.to_string(), times[i].0, times[i].1))
+                .collect()
+        })
+        .collect();
+    measure::phase_rows("limit", &limit);
     fs::remove_file(&new_tar)?;
     let _ = fs::remove_file(&new_blob);
     for (exact, times) in [false, true].into_iter().zip(reports) {

@@ -235,6 +235,18 @@ fn global_verbosity_and_argument_rules() {
     let (code, _, stderr) = squash(&[&image, "--from-layer", "3", "-o", out, "-v"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("] merging layers 11..13") && stderr.contains("] done"), "{stderr}");
+    // Each step says the seconds since the start and the CPU seconds used so far, both growing.
+    let steps: Vec<(f64, f64)> = stderr
+        .lines()
+        .filter_map(|line| line.strip_prefix("squash: [")?.split_once(" s CPU] "))
+        .map(|(clocks, _)| {
+            let (wall, cpu) = clocks.split_once(" s, ").expect("wall, then CPU");
+            (wall.trim().parse().expect("wall"), cpu.trim().parse().expect("cpu"))
+        })
+        .collect();
+    assert!(steps.len() >= 3, "{stderr}");
+    assert!(steps.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1), "{stderr}");
+    assert!(steps.last().is_some_and(|&(_, cpu)| cpu > 0.0), "{stderr}");
     for args in [
         vec!["-v", "report", &image],
         vec!["report", &image, "--verbose"],
