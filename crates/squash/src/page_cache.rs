@@ -7,12 +7,14 @@
 //! memory back to its host, memory not touched for a few seconds costs about 2 s of system time per
 //! GB to touch again, and pages dropped here are the next ones used (docs/speed.md). The hand-overs
 //! and drops are advice (`fadvise`): a system that ignores it keeps the pages; the flushes do early
-//! what the `fsync` before a file is put in place would do. Every byte read or written is the same
-//! either way.
+//! what the `fsync` before a file is put in place would do, and that `fsync` runs beside the run,
+//! waited for only before the files are committed. Every byte read or written is the same either
+//! way.
 
 use std::fs::File;
 use std::io::{self, IoSliceMut, Read, Write};
 use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
@@ -234,6 +236,73 @@ impl Drop for Flusher {
     }
 }
 
+/// Files made durable (`fsync`) one after another on a thread beside their writer: a blob
+/// written early (a kept layer copied before the merge) is flushed while the run goes on, not
+/// while it waits. [`SyncBehind::finish`] waits for every file handed over and returns the
+/// first failure, with the path it was given; nothing that names those files may be committed
+/// before it returns. Without a thread (none could be started) each file is synced at once.
+#[derive(Debug, Default)]
+pub(crate) struct SyncBehind {
+    queue: Option<std::sync::mpsc::Sender<(File, PathBuf)>>,
+    thread: Option<JoinHandle<Synced>>,
+    /// A failure met while syncing in place.
+    failed: Option<(PathBuf, io::Error)>,
+}
+
+/// What syncing files came to: the first failure, with the path of its file.
+type Synced = Result<(), (PathBuf, io::Error)>;
+
+impl SyncBehind {
+    /// Hands `file` (known as `path` in errors) over to be synced.
+    pub(crate) fn sync(&mut self, file: File, path: PathBuf) {
+        if self.queue.is_none() && self.thread.is_none() {
+            let (queue, files) = std::sync::mpsc::channel::<(File, PathBuf)>();
+            let thread = std::thread::Builder::new().name("sync".into()).spawn(move || {
+                let mut first: Synced = Ok(());
+                for (file, path) in files {
+                    if let (Ok(()), Err(e)) = (&first, file.sync_all()) {
+                        first = Err((path, e));
+                    }
+                }
+                first
+            });
+            if let Ok(thread) = thread {
+                (self.queue, self.thread) = (Some(queue), Some(thread));
+            }
+        }
+        let unsent = match &self.queue {
+            Some(queue) => queue.send((file, path)).err().map(|e| e.0),
+            None => Some((file, path)),
+        };
+        if let Some((file, path)) = unsent {
+            if let (None, Err(e)) = (&self.failed, file.sync_all()) {
+                self.failed = Some((path, e));
+            }
+        }
+    }
+
+    /// Waits until every file handed over is synced; the first failure.
+    pub(crate) fn finish(&mut self) -> Synced {
+        self.queue = None;
+        let threaded = match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err((PathBuf::new(), io::Error::other("the syncing thread stopped"))),
+            None => Ok(()),
+        };
+        match self.failed.take() {
+            Some(failed) => Err(failed),
+            None => threaded,
+        }
+    }
+}
+
+impl Drop for SyncBehind {
+    fn drop(&mut self) {
+        // Not finished (the output is abandoned): the syncs' outcome no longer matters.
+        let _ = self.finish();
+    }
+}
+
 /// A reader that drops from the page cache what it has passed: where the stretch not dropped
 /// yet starts.
 #[derive(Debug)]
@@ -316,7 +385,34 @@ mod tests {
     use std::io::{Read, Seek, Write};
     use std::sync::Arc;
 
-    use super::{drop_cached, CacheBudget, ReadOnce, WriteBehind, BEHIND, FLUSH_EVERY};
+    use super::{drop_cached, CacheBudget, ReadOnce, SyncBehind, WriteBehind, BEHIND, FLUSH_EVERY};
+
+    /// Files handed over to be synced beside the writer are all synced when `finish` returns
+    /// (the queue is closed and the thread joined, so a second `finish` has nothing left), and
+    /// an abandoned queue stops its thread when dropped.
+    #[test]
+    fn synced_behind_files_are_all_synced_at_the_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut syncs = SyncBehind::default();
+        for i in 0..20 {
+            let path = dir.path().join(format!("blob-{i}"));
+            let mut file = std::fs::File::create(&path).unwrap();
+            file.write_all(&vec![i as u8; 64 << 10]).unwrap();
+            syncs.sync(file, path);
+        }
+        assert!(syncs.thread.is_some());
+        syncs.finish().unwrap();
+        assert!(syncs.thread.is_none() && syncs.queue.is_none());
+        syncs.finish().unwrap();
+        for i in 0..20 {
+            let data = std::fs::read(dir.path().join(format!("blob-{i}"))).unwrap();
+            assert_eq!(data, vec![i as u8; 64 << 10]);
+        }
+        let mut abandoned = SyncBehind::default();
+        let path = dir.path().join("abandoned");
+        abandoned.sync(std::fs::File::create(&path).unwrap(), path);
+        drop(abandoned);
+    }
 
     /// Handing pages over for writing back, flushing them beside the writer and dropping them
     /// changes nothing in the file: written in odd-sized pieces across several hand-overs and a

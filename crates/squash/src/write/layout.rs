@@ -14,7 +14,7 @@ use super::container::{parent_dir, Finish, OutputWriter, OCI_LAYOUT};
 use super::lock::{temp_file, DirLock, LockWait, TEMP_MARK};
 use crate::digest::{Digest, HashingWriter, StreamHasher};
 use crate::error::{Error, IoContext, Location, Result};
-use crate::page_cache::WriteBehind;
+use crate::page_cache::{SyncBehind, WriteBehind};
 use crate::read::descriptor::REF_NAME;
 use crate::read::media::OCI_INDEX;
 
@@ -27,6 +27,8 @@ pub(crate) struct LayoutTarget<'a> {
     /// New blobs for an existing layout, not yet under their names.
     pub(super) staged: BTreeMap<Digest, NamedTempFile>,
     pub(super) wait: LockWait<'a>,
+    /// The blobs written, synced beside the run; all of them before the commit.
+    pub(super) syncs: SyncBehind,
 }
 
 impl LayoutTarget<'_> {
@@ -66,11 +68,12 @@ impl LayoutTarget<'_> {
             .into_inner()
             .map_err(|e| Error::io(Location::file(&self.root), e.into_error()))?;
         behind.settle().at(|| Location::file(&self.root))?;
-        behind.file.sync_all().at(|| Location::file(&self.root))?;
         let final_path = dir.join(digest.hex());
         if final_path.exists() || self.staged.contains_key(&digest) {
             return Ok((digest, size));
         }
+        // Named in errors where it will be once the output is in place.
+        self.syncs.sync(behind.file, self.root.join("blobs/sha256").join(digest.hex()));
         if self.fresh.is_some() {
             temp.persist(&final_path)
                 .map_err(|e| Error::io(Location::file(&final_path), e.error))?;
@@ -81,6 +84,7 @@ impl LayoutTarget<'_> {
     }
 
     pub(super) fn commit(mut self, finish: Finish) -> Result<()> {
+        self.syncs.finish().map_err(|(path, e)| Error::io(Location::file(path), e))?;
         let Some((temp, dir_lock)) = self.fresh.take() else {
             let staged = std::mem::take(&mut self.staged)
                 .into_iter()

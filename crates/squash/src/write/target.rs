@@ -22,7 +22,7 @@ use crate::budget::Budget;
 use crate::codec::compression::Compression;
 use crate::digest::{Digest, StreamHasher};
 use crate::error::{Error, IoContext, Location, Result};
-use crate::page_cache::WriteBehind;
+use crate::page_cache::{SyncBehind, WriteBehind};
 use crate::progress::{Counting, Progress};
 use crate::read::blob::Store;
 use crate::registry::options::RegistryOptions;
@@ -80,6 +80,7 @@ impl<'a> Target<'a> {
                         fresh: None,
                         staged: BTreeMap::new(),
                         wait,
+                        syncs: SyncBehind::default(),
                     }));
                 }
                 let fresh = {
@@ -95,6 +96,7 @@ impl<'a> Target<'a> {
                     fresh: Some(fresh),
                     staged: BTreeMap::new(),
                     wait,
+                    syncs: SyncBehind::default(),
                 }))
             }
             format => {
