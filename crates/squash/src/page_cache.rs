@@ -241,10 +241,14 @@ impl Drop for Flusher {
 /// while it waits. [`SyncBehind::finish`] waits for every file handed over and returns the
 /// first failure, with the path it was given; nothing that names those files may be committed
 /// before it returns. Without a thread (none could be started) each file is synced at once.
+/// Dropped unfinished (the output abandoned), the files still queued are not synced.
 #[derive(Debug, Default)]
 pub(crate) struct SyncBehind {
     queue: Option<std::sync::mpsc::Sender<(File, PathBuf)>>,
     thread: Option<JoinHandle<Synced>>,
+    abandoned: Arc<std::sync::atomic::AtomicBool>,
+    /// The last file handed over, to name if the thread itself fails.
+    last: PathBuf,
     /// A failure met while syncing in place.
     failed: Option<(PathBuf, io::Error)>,
 }
@@ -257,9 +261,13 @@ impl SyncBehind {
     pub(crate) fn sync(&mut self, file: File, path: PathBuf) {
         if self.queue.is_none() && self.thread.is_none() {
             let (queue, files) = std::sync::mpsc::channel::<(File, PathBuf)>();
+            let abandoned = Arc::clone(&self.abandoned);
             let thread = std::thread::Builder::new().name("sync".into()).spawn(move || {
                 let mut first: Synced = Ok(());
                 for (file, path) in files {
+                    if abandoned.load(Ordering::Relaxed) {
+                        continue;
+                    }
                     if let (Ok(()), Err(e)) = (&first, file.sync_all()) {
                         first = Err((path, e));
                     }
@@ -270,6 +278,7 @@ impl SyncBehind {
                 (self.queue, self.thread) = (Some(queue), Some(thread));
             }
         }
+        self.last.clone_from(&path);
         let unsent = match &self.queue {
             Some(queue) => queue.send((file, path)).err().map(|e| e.0),
             None => Some((file, path)),
@@ -286,7 +295,9 @@ impl SyncBehind {
         self.queue = None;
         let threaded = match self.thread.take().map(JoinHandle::join) {
             Some(Ok(result)) => result,
-            Some(Err(_)) => Err((PathBuf::new(), io::Error::other("the syncing thread stopped"))),
+            Some(Err(_)) => {
+                Err((self.last.clone(), io::Error::other("the thread syncing the files stopped")))
+            }
             None => Ok(()),
         };
         match self.failed.take() {
@@ -298,7 +309,8 @@ impl SyncBehind {
 
 impl Drop for SyncBehind {
     fn drop(&mut self) {
-        // Not finished (the output is abandoned): the syncs' outcome no longer matters.
+        // Unfinished: the output is abandoned, and what is still queued need not reach the disk.
+        self.abandoned.store(true, Ordering::Relaxed);
         let _ = self.finish();
     }
 }
