@@ -52,9 +52,9 @@ pub(crate) fn timed_stderr(cmd: &mut Command) -> Result<((f64, f64, f64), String
     Ok(((wall, rss_kb / 1024.0, user + system), String::from_utf8_lossy(&status.stderr).into()))
 }
 
-/// The phases of a squash run with `--verbose`, from its step lines (`squash: [  0.98 s,   1.38
-/// s CPU] indexing 1 layer (8.1 MB)`): each step's name (without its figures in parentheses),
-/// seconds and CPU seconds, up to the next step.
+/// The phases of a squash run with `--verbose`, from its step lines, such as
+/// `squash: [  0.98 s,   1.38 s CPU] indexing 1 layer (8.1 MB)`: each step's name (without its
+/// figures in parentheses), seconds and CPU seconds, up to the next step.
 pub(crate) fn phases(stderr: &str) -> Vec<(String, f64, f64)> {
     let steps: Vec<(String, f64, f64)> = stderr
         .lines()
