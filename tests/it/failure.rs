@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use squash::{Context, Error, Image, LayerSelector, Output, OutputFormat, SquashOptions};
@@ -116,6 +117,61 @@ fn corrupt_image(dir: &Path) -> std::path::PathBuf {
     let input = dir.join("in");
     b.write_oci_layout(&input, "t");
     input
+}
+
+/// Kept layers of a layout output are copied on a thread beside the merge when the budget has
+/// threads to spare: the image written is byte for byte the one written with the copies made
+/// first, and a corrupt kept blob fails the run (stopping the merge), names its layer and leaves
+/// nothing, whatever the budget.
+#[test]
+fn kept_layers_copied_beside_the_merge_change_nothing_and_fail_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut b = ImageBuilder::new(LayerCompression::Gzip);
+    b.layer(LayerBuilder::new().file("a", &squash_testkit::noise(3 << 20, 1)).finish(), "one");
+    b.layer(LayerBuilder::new().file("b", &squash_testkit::noise(1 << 20, 2)).finish(), "two");
+    b.layer(LayerBuilder::new().file("c", &[9u8; 300_000]).file("b", b"new").finish(), "three");
+    b.layer(LayerBuilder::new().file("d", &[4u8; 5000]).finish(), "four");
+    let input = dir.path().join("in");
+    b.write_oci_layout(&input, "t");
+    let image = Image::open(&format!("oci:{}:t", input.display())).expect("open");
+    let options = SquashOptions::default().with_selector(LayerSelector::Top(2));
+    let written = |threads: usize| {
+        let out = dir.path().join(format!("out-{threads}"));
+        let context = Context::new().with_threads(threads);
+        let plan = image.plan_in(&options, &context).expect("plan");
+        plan.execute_in(&image, &Output::new(&out, OutputFormat::OciLayout), &context)
+            .expect("squash");
+        let mut files = BTreeMap::new();
+        for entry in std::fs::read_dir(out.join("blobs/sha256")).expect("blobs").flatten() {
+            let bytes = std::fs::read(entry.path()).expect("blob");
+            files.insert(entry.file_name(), squash::Digest::of(&bytes).to_string());
+        }
+        let index = std::fs::read(out.join("index.json")).expect("index");
+        files.insert("index.json".into(), squash::Digest::of(&index).to_string());
+        std::fs::remove_dir_all(&out).expect("remove");
+        files
+    };
+    let first = written(1);
+    assert_eq!(first.len(), 6, "two kept layers, a new one, the config, the manifest, the index");
+    assert_eq!(written(4), first, "copied beside the merge");
+    assert_eq!(written(0), first, "copied beside the merge, every core");
+    let layer = image.layers()[1].digest().expect("digest").clone();
+    let blob = input.join("blobs/sha256").join(layer.hex());
+    let mut bytes = std::fs::read(&blob).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&blob, &bytes).expect("write");
+    for threads in [0, 1, 4] {
+        let context = Context::new().with_threads(threads);
+        let output = Output::new(dir.path().join("out"), OutputFormat::OciLayout);
+        let err = image
+            .plan_in(&options, &context)
+            .and_then(|p| p.execute_in(&image, &output, &context))
+            .expect_err("a corrupt kept blob must fail");
+        assert!(matches!(err, Error::DigestMismatch { .. }), "{threads} threads: {err}");
+        assert!(err.to_string().contains("layer 1"), "{threads} threads: {err}");
+        assert_nothing_left(dir.path());
+    }
 }
 
 #[test]

@@ -5,11 +5,13 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{json, Value};
 
 use super::container::{BlobKind, Finish};
 use super::documents::new_manifest;
+use super::layout::{BlobDir, Written};
 use super::lock::{LockWait, DEFAULT_LOCK_TIMEOUT};
 use super::outcome::{total_transfer, Outcome, OutcomeLayer};
 use super::output::{default_tag, Input, Output, OutputFormat};
@@ -212,79 +214,50 @@ impl SquashPlan {
         let format = output.format_for(image.format());
         let docker = docker_family(image, format);
         progress.event(&Event::Writing { total: self.work(image, premerged) });
-        let mut layers: Vec<OutcomeLayer> = Vec::new();
-        let mut descriptors: Vec<Value> = Vec::new();
-        let mut index = 0;
-        while index < image.layers().len() {
-            let new_index = layers.len();
-            if let Some(planned) = self.ranges.iter().find(|r| r.range.start == index) {
-                progress
-                    .step(format!("merging layers {}..{}", planned.range.start, planned.range.end));
-                let (mut layer, descriptor) = self.write_range(
-                    image,
-                    planned,
-                    docker,
-                    target,
-                    context,
-                    premerged.remove(&planned.range.start),
-                )?;
-                layer.index = new_index;
-                layers.push(layer);
-                descriptors.push(descriptor);
-                index = planned.range.end + 1;
-                continue;
+        // Kept layers copied on a thread beside the merge, where they can be (see `Beside`).
+        let beside = Beside::plan(self, image, target, premerged, context)?;
+        let (failed, stop) = (AtomicBool::new(false), AtomicBool::new(false));
+        let merging = Watch { inner: progress, stop: &failed };
+        let merge_context = context.clone().with_progress(&merging);
+        let copying = Watch { inner: progress, stop: &stop };
+        let dir = target.blob_dir();
+        let (main, copied) = std::thread::scope(|scope| {
+            let copier = match (&dir, beside.layers.is_empty()) {
+                (Some(dir), false) => Some(scope.spawn(|| {
+                    let copied = beside.copy(image, dir, &copying);
+                    if copied.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    copied
+                })),
+                _ => None,
+            };
+            let main = self.write_layers(image, docker, target, &merge_context, premerged, &beside);
+            if main.is_err() {
+                stop.store(true, Ordering::Relaxed);
             }
-            let layer = &image.layers()[index];
-            let reused = match layer.digest() {
-                Some(known) => target.reuse_blob(known, &image.store)?,
-                None => false,
-            };
-            let (digest, size) = match layer.digest() {
-                Some(known) if reused => {
-                    progress.event(&Event::Advanced { bytes: layer.size() });
-                    (known.clone(), layer.size())
-                }
-                known => {
-                    progress.step(format!("copying layer {index}"));
-                    let mut reader = image.open_layer_blob(layer)?;
-                    // The reader checks the blob's size and digest as it copies.
-                    target
-                        .copy_layer(
-                            (known.map(|d| (d, layer.size())), true),
-                            &mut reader,
-                            (progress, true),
-                            context.budget(),
-                            &image.layer_location(layer),
-                        )
-                        .map_err(|e| e.writing(|| format!("writing the copy of layer {index}")))?
-                }
-            };
-            let media_type = match (&layer.descriptor, docker) {
-                (Some(d), _) if image.manifest.is_some() || !docker => d
-                    .get("mediaType")
-                    .and_then(Value::as_str)
-                    .unwrap_or(&layer.media_type)
-                    .to_string(),
-                (_, true) => layer.media_type.clone(),
-                (_, false) => media::oci_layer(layer.compression()).to_string(),
-            };
-            let descriptor = match (&layer.descriptor, &image.manifest) {
-                (Some(d), Some(_)) => d.clone(),
-                _ => json!({"mediaType": media_type, "digest": digest.to_string(), "size": size}),
-            };
-            layers.push(OutcomeLayer {
-                index: new_index,
-                digest,
-                diff_id: layer.diff_id().clone(),
-                compressed_size: size,
-                media_type,
-                squashed_from: None,
-                uncompressed_size: None,
-                rereads: Vec::new(),
+            let copied = copier.map(|thread| {
+                thread.join().unwrap_or_else(|_| {
+                    Err(Error::io(
+                        Location::file(image.path()),
+                        io::Error::other("the thread copying the kept layers stopped"),
+                    ))
+                })
             });
-            descriptors.push(descriptor);
-            index += 1;
-        }
+            (main, copied)
+        });
+        // The copy's failure first: it is what stopped the merge, if the merge failed.
+        let (layers, descriptors) = match (main, copied.transpose()?) {
+            (Err(e), _) => return Err(e),
+            (Ok(_), Some(None)) => return Err(Error::Cancelled),
+            (Ok(written), Some(Some(copies))) => {
+                for copy in copies {
+                    target.keep_blob(copy)?;
+                }
+                written
+            }
+            (Ok(written), None) => written,
+        };
 
         let edits = &self.options.edits;
         if !edits.annotations.is_empty() && format == OutputFormat::DockerArchive {
@@ -347,6 +320,100 @@ impl SquashPlan {
             },
             manifest_descriptor,
         ))
+    }
+
+    /// Writes the image's layers into `target` in order (ranges merged, or copied from
+    /// `premerged`; kept layers copied, or counted as copied where `beside` copies them): each
+    /// layer's record and descriptor.
+    fn write_layers(
+        &self,
+        image: &Image,
+        docker: bool,
+        target: &mut Target<'_>,
+        context: &Context<'_>,
+        premerged: &mut PreMergedLayers,
+        beside: &Beside,
+    ) -> Result<(Vec<OutcomeLayer>, Vec<Value>)> {
+        let progress = context.progress();
+        let mut layers: Vec<OutcomeLayer> = Vec::new();
+        let mut descriptors: Vec<Value> = Vec::new();
+        let mut index = 0;
+        while index < image.layers().len() {
+            let new_index = layers.len();
+            if let Some(planned) = self.ranges.iter().find(|r| r.range.start == index) {
+                progress
+                    .step(format!("merging layers {}..{}", planned.range.start, planned.range.end));
+                let (mut layer, descriptor) = self.write_range(
+                    image,
+                    planned,
+                    docker,
+                    target,
+                    context,
+                    premerged.remove(&planned.range.start),
+                )?;
+                layer.index = new_index;
+                layers.push(layer);
+                descriptors.push(descriptor);
+                index = planned.range.end + 1;
+                continue;
+            }
+            let layer = &image.layers()[index];
+            // A blob copied beside: by its thread (which tells its bytes), or, for a later layer
+            // with the same blob, reused.
+            let (beside_copy, reused) = match layer.digest() {
+                Some(known) if beside.copies(known) => (beside.layers.contains(&index), true),
+                Some(known) => (false, target.reuse_blob(known, &image.store)?),
+                None => (false, false),
+            };
+            let (digest, size) = match layer.digest() {
+                Some(known) if beside_copy => (known.clone(), layer.size()),
+                Some(known) if reused => {
+                    progress.event(&Event::Advanced { bytes: layer.size() });
+                    (known.clone(), layer.size())
+                }
+                known => {
+                    progress.step(format!("copying layer {index}"));
+                    let mut reader = image.open_layer_blob(layer)?;
+                    // The reader checks the blob's size and digest as it copies.
+                    target
+                        .copy_layer(
+                            (known.map(|d| (d, layer.size())), true),
+                            &mut reader,
+                            (progress, true),
+                            context.budget(),
+                            &image.layer_location(layer),
+                        )
+                        .map_err(|e| e.writing(|| format!("writing the copy of layer {index}")))?
+                }
+            };
+            let media_type = match (&layer.descriptor, docker) {
+                (Some(d), _) if image.manifest.is_some() || !docker => d
+                    .get("mediaType")
+                    .and_then(Value::as_str)
+                    .unwrap_or(&layer.media_type)
+                    .to_string(),
+                (_, true) => layer.media_type.clone(),
+                (_, false) => media::oci_layer(layer.compression()).to_string(),
+            };
+            let descriptor = match (&layer.descriptor, &image.manifest) {
+                (Some(d), Some(_)) => d.clone(),
+                _ => json!({"mediaType": media_type, "digest": digest.to_string(), "size": size}),
+            };
+            layers.push(OutcomeLayer {
+                index: new_index,
+                digest,
+                diff_id: layer.diff_id().clone(),
+                compressed_size: size,
+                media_type,
+                squashed_from: None,
+                uncompressed_size: None,
+                rereads: Vec::new(),
+            });
+            descriptors.push(descriptor);
+            index += 1;
+        }
+
+        Ok((layers, descriptors))
     }
 
     /// Writes the new layer of `planned` (merged now, or merged ahead into `premerged`): the
@@ -422,6 +489,96 @@ impl SquashPlan {
             rereads: merged.rereads.clone(),
         };
         Ok((layer, descriptor))
+    }
+}
+
+/// The kept layers a layout gets copied on a thread beside the merge, so that the merge does not
+/// wait for them: with threads to spare (a pipelined budget), when a range is merged here, for
+/// every kept layer whose blob digest is known and that the layout lacks (each blob once).
+/// Their blobs are kept, and synced, before the image's documents are written.
+pub(crate) struct Beside {
+    /// The layers, in order.
+    layers: Vec<usize>,
+    digests: std::collections::BTreeSet<Digest>,
+}
+
+impl Beside {
+    fn plan(
+        plan: &SquashPlan,
+        image: &Image,
+        target: &mut Target<'_>,
+        premerged: &PreMergedLayers,
+        context: &Context<'_>,
+    ) -> Result<Beside> {
+        let mut beside = Beside { layers: Vec::new(), digests: Default::default() };
+        let merged_here = plan.ranges.iter().any(|r| !premerged.contains_key(&r.range.start));
+        if target.blob_dir().is_none() || !merged_here || !context.budget().pipelined() {
+            return Ok(beside);
+        }
+        for index in plan.kept_layers(image) {
+            let Some(known) = image.layers()[index].digest() else { continue };
+            if beside.digests.contains(known) || target.reuse_blob(known, &image.store)? {
+                continue;
+            }
+            beside.digests.insert(known.clone());
+            beside.layers.push(index);
+        }
+        Ok(beside)
+    }
+
+    /// Whether the blob `digest` is copied beside.
+    fn copies(&self, digest: &Digest) -> bool {
+        self.digests.contains(digest)
+    }
+
+    /// Copies the layers into `dir`, each checked against its digest and size as it is read;
+    /// `None` once `progress` says to stop.
+    fn copy(
+        &self,
+        image: &Image,
+        dir: &BlobDir<'_>,
+        progress: &dyn crate::progress::Progress,
+    ) -> Result<Option<Vec<Written>>> {
+        let mut copies = Vec::with_capacity(self.layers.len());
+        for &index in &self.layers {
+            if progress.cancelled() {
+                return Ok(None);
+            }
+            let layer = &image.layers()[index];
+            let Some(known) = layer.digest() else { continue };
+            progress.step(format!("copying layer {index}"));
+            let mut reader = image.open_layer_blob(layer)?;
+            let copy = dir
+                .copy_layer(
+                    (known, layer.size()),
+                    &mut reader,
+                    progress,
+                    &image.layer_location(layer),
+                )
+                .map_err(|e| e.writing(|| format!("writing the copy of layer {index}")));
+            match copy {
+                Ok(copy) => copies.push(copy),
+                Err(Error::Cancelled) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Some(copies))
+    }
+}
+
+/// A run's progress, told to stop also once `stop` is set (the other side of a merge and its
+/// copies beside failed).
+struct Watch<'a> {
+    inner: &'a dyn crate::progress::Progress,
+    stop: &'a AtomicBool,
+}
+
+impl crate::progress::Progress for Watch<'_> {
+    fn event(&self, event: &Event) {
+        self.inner.event(event);
+    }
+    fn cancelled(&self) -> bool {
+        self.inner.cancelled() || self.stop.load(Ordering::Relaxed)
     }
 }
 

@@ -31,7 +31,7 @@ pub(crate) struct LayoutTarget<'a> {
     pub(super) syncs: SyncBehind,
 }
 
-impl LayoutTarget<'_> {
+impl<'a> LayoutTarget<'a> {
     pub(super) fn work(&self) -> PathBuf {
         match &self.fresh {
             Some((t, _)) => t.path().to_path_buf(),
@@ -44,36 +44,32 @@ impl LayoutTarget<'_> {
         hasher: StreamHasher,
         write: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
     ) -> Result<(Digest, u64)> {
-        let dir = self.work().join("blobs/sha256");
-        fs::create_dir_all(&dir).at(|| Location::file(&dir))?;
-        let temp = if self.fresh.is_some() {
-            temp_file(&dir, &format!("{TEMP_MARK}-"))?
-        } else {
-            // Under the layout's lock, so that a sweep never sees it unlocked.
-            let _lock = DirLock::acquire(&self.root, self.wait)?;
-            temp_file(&dir, &format!("{TEMP_MARK}-"))?
-        };
-        let handle = temp.reopen().at(|| Location::file(temp.path()))?;
-        let mut writer = HashingWriter::new(
-            OutputWriter {
-                inner: BufWriter::with_capacity(1 << 20, WriteBehind::new(handle, true)),
-                dest: &self.root,
-            },
-            hasher,
-        );
-        write(&mut writer)?;
-        let (buffered, digest, size) = writer.finish();
-        let mut behind = buffered
-            .inner
-            .into_inner()
-            .map_err(|e| Error::io(Location::file(&self.root), e.into_error()))?;
-        behind.settle().at(|| Location::file(&self.root))?;
-        let final_path = dir.join(digest.hex());
+        let written = self.blob_dir().write(hasher, write)?;
+        self.keep(written)
+    }
+
+    /// Where blobs of this layout may be written apart from it (on another thread), to be kept
+    /// with [`LayoutTarget::keep`].
+    pub(super) fn blob_dir(&self) -> BlobDir<'a> {
+        BlobDir {
+            root: self.root.clone(),
+            work: self.work(),
+            fresh: self.fresh.is_some(),
+            wait: self.wait,
+        }
+    }
+
+    /// Puts a blob written apart under its name (or among the blobs staged for an existing
+    /// layout), and hands it over to be synced before the commit; one the layout holds already
+    /// is dropped.
+    pub(super) fn keep(&mut self, written: Written) -> Result<(Digest, u64)> {
+        let Written { digest, size, temp, file } = written;
+        let final_path = self.work().join("blobs/sha256").join(digest.hex());
         if final_path.exists() || self.staged.contains_key(&digest) {
             return Ok((digest, size));
         }
         // Named in errors where it will be once the output is in place.
-        self.syncs.sync(behind.file, self.root.join("blobs/sha256").join(digest.hex()));
+        self.syncs.sync(file, self.root.join("blobs/sha256").join(digest.hex()));
         if self.fresh.is_some() {
             temp.persist(&final_path)
                 .map_err(|e| Error::io(Location::file(&final_path), e.error))?;
@@ -119,6 +115,59 @@ impl LayoutTarget<'_> {
             .map(|d| (d.clone(), Staged::Path(blobs.join(d.hex()))))
             .collect();
         add_to_layout(&self.root, staged, &Listed::of(&finish), self.wait)
+    }
+}
+
+/// Where a layout's blobs are written under temporary names: what a thread beside the
+/// layout's writer needs to write one, which the layout then keeps ([`LayoutTarget::keep`]).
+pub(crate) struct BlobDir<'a> {
+    root: PathBuf,
+    work: PathBuf,
+    fresh: bool,
+    wait: LockWait<'a>,
+}
+
+/// A blob written under a temporary name, on the disk's way (its flushes settled) but not
+/// synced or kept yet.
+pub(crate) struct Written {
+    pub digest: Digest,
+    pub size: u64,
+    temp: NamedTempFile,
+    file: File,
+}
+
+impl BlobDir<'_> {
+    /// Writes a blob produced by `write`, hashed by `hasher` as it is written.
+    pub(crate) fn write(
+        &self,
+        hasher: StreamHasher,
+        write: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
+    ) -> Result<Written> {
+        let dir = self.work.join("blobs/sha256");
+        fs::create_dir_all(&dir).at(|| Location::file(&dir))?;
+        let temp = if self.fresh {
+            temp_file(&dir, &format!("{TEMP_MARK}-"))?
+        } else {
+            // Under the layout's lock, so that a sweep never sees it unlocked.
+            let _lock = DirLock::acquire(&self.root, self.wait)?;
+            temp_file(&dir, &format!("{TEMP_MARK}-"))?
+        };
+        let handle = temp.reopen().at(|| Location::file(temp.path()))?;
+        let mut writer = HashingWriter::new(
+            OutputWriter {
+                inner: BufWriter::with_capacity(1 << 20, WriteBehind::new(handle, true)),
+                dest: &self.root,
+            },
+            hasher,
+        );
+        write(&mut writer)?;
+        let (buffered, digest, size) = writer.finish();
+        let mut behind = buffered
+            .inner
+            .into_inner()
+            .map_err(|e| Error::io(Location::file(&self.root), e.into_error()))?;
+        behind.settle().at(|| Location::file(&self.root))?;
+        Ok(Written { digest, size, temp, file: behind.file })
     }
 }
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::archive::ArchiveTarget;
 use super::container::{opening_members, parent_dir, temp_prefix, BlobKind, Finish};
-use super::layout::LayoutTarget;
+use super::layout::{BlobDir, LayoutTarget, Written};
 use super::lock::{sweep, temp_dir, temp_file, DirLock, LockWait, TEMP_MARK};
 use super::output::{
     check_directory, check_not_inside_inputs, Destination, Input, Output, OutputFormat,
@@ -280,13 +280,28 @@ impl<'a> Target<'a> {
             _ => StreamHasher::new(budget.hash_apart()),
         };
         self.write_hashed(known, BlobKind::Layer, hasher, &mut |w| {
-            let mut counting = Counting::new(w, progress, report);
-            // Read in 1 MiB pieces, written straight from the buffer (not 8 KiB at a time).
-            io::copy(&mut io::BufReader::with_capacity(1 << 20, &mut *reader), &mut counting)
-                .and_then(|_| counting.flush())
-                .map(drop)
-                .at(|| location.clone())
+            copy_pieces(reader, w, (progress, report), location)
         })
+    }
+
+    /// For a layout, where a thread beside this target's writer may copy kept layers
+    /// ([`BlobDir::copy_layer`]), to be kept with [`Target::keep_blob`].
+    pub(crate) fn blob_dir(&self) -> Option<BlobDir<'a>> {
+        match self {
+            Target::Layout(t) => Some(t.blob_dir()),
+            _ => None,
+        }
+    }
+
+    /// Keeps a blob written apart into this target's [`Target::blob_dir`].
+    pub(crate) fn keep_blob(&mut self, written: Written) -> Result<(Digest, u64)> {
+        match self {
+            Target::Layout(t) => t.keep(written),
+            _ => Err(Error::Output {
+                location: Location::default().part("blob copied to the output"),
+                reason: "a blob written apart is kept only by a layout".into(),
+            }),
+        }
     }
 
     /// Writes the final documents and puts the output in place; for a registry, what the push
@@ -302,5 +317,46 @@ impl<'a> Target<'a> {
                 Ok(Some(t.transfer()))
             }
         }
+    }
+}
+
+/// Copies `reader` into `w` in 1 MiB pieces, written straight from the buffer (not 8 KiB at a
+/// time), its bytes reported to `progress` when `report`; a failed read is an error at
+/// `location`.
+fn copy_pieces(
+    reader: &mut dyn Read,
+    w: &mut dyn Write,
+    (progress, report): (&dyn Progress, bool),
+    location: &Location,
+) -> Result<()> {
+    let mut counting = Counting::new(w, progress, report);
+    io::copy(&mut io::BufReader::with_capacity(1 << 20, reader), &mut counting)
+        .and_then(|_| counting.flush())
+        .map(drop)
+        .at(|| location.clone())
+}
+
+impl BlobDir<'_> {
+    /// Copies a kept layer's blob, whose digest and size are `known` and which `reader` checks
+    /// as it reads (a blob of the input opened with its digest), into this directory; its bytes
+    /// reported to `progress`.
+    pub(crate) fn copy_layer(
+        &self,
+        known: (&Digest, u64),
+        reader: &mut dyn Read,
+        progress: &dyn Progress,
+        location: &Location,
+    ) -> Result<Written> {
+        let written = self.write(StreamHasher::known(known.0.clone()), &mut |w| {
+            copy_pieces(reader, w, (progress, true), location)
+        })?;
+        if written.digest != *known.0 {
+            return Err(Error::DigestMismatch {
+                location: Location::default().part("blob copied to the output"),
+                expected: known.0.clone(),
+                actual: written.digest,
+            });
+        }
+        Ok(written)
     }
 }
