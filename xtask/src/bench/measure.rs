@@ -53,22 +53,38 @@ pub(crate) fn timed_stderr(cmd: &mut Command) -> Result<((f64, f64, f64), String
 }
 
 /// The phases of a squash run with `--verbose`, from its step lines, such as
-/// `squash: [  0.98 s,   1.38 s CPU] indexing 1 layer (8.1 MB)`: each step's name (without its
-/// figures in parentheses), seconds and CPU seconds, up to the next step.
+/// `squash: [  0.98 s,   1.38 s CPU] indexing 1 layer (8.1 MB)`: each phase's name, seconds
+/// and CPU seconds, up to the next phase. A step's figures (after a colon or in parentheses)
+/// are left out of its name; steps that begin together (a merge and the copies beside it) make one phase, named by
+/// them all in a fixed order, without the announcement of the writing that starts with them.
 pub(crate) fn phases(stderr: &str) -> Vec<(String, f64, f64)> {
     let steps: Vec<(String, f64, f64)> = stderr
         .lines()
         .filter_map(|line| {
             let (clocks, name) = line.strip_prefix("squash: [")?.split_once(" s CPU] ")?;
             let (wall, cpu) = clocks.split_once(" s, ")?;
-            let name = name.split(" (").next().unwrap_or(name).trim_end_matches(':');
+            let name = name.split([':', '(']).next().unwrap_or(name).trim();
             Some((name.to_string(), wall.trim().parse().ok()?, cpu.trim().parse().ok()?))
         })
         .collect();
-    steps
+    let mut groups: Vec<(Vec<String>, f64, f64)> = Vec::new();
+    for (name, wall, cpu) in steps {
+        match groups.last_mut() {
+            // Printed to a hundredth of a second: a thread's step a little later is the same.
+            Some(last) if wall - last.1 < 0.015 => last.0.push(name),
+            _ => groups.push((vec![name], wall, cpu)),
+        }
+    }
+    groups
         .windows(2)
-        .map(|w| (w[0].0.clone(), w[1].1 - w[0].1, w[1].2 - w[0].2))
-        .filter(|(_, wall, _)| *wall >= 0.005)
+        .map(|w| {
+            let mut names = w[0].0.clone();
+            if names.len() > 1 {
+                names.retain(|n| n != "writing" && n != "measuring");
+            }
+            names.sort();
+            (names.join(" + "), w[1].1 - w[0].1, w[1].2 - w[0].2)
+        })
         .collect()
 }
 
@@ -84,7 +100,7 @@ pub(crate) fn phase_rows(label: &str, runs: &[Vec<(String, f64, f64)>]) {
         let wall = median(same.iter().map(|r| r[i].1).collect());
         let cpu = median(same.iter().map(|r| r[i].2).collect());
         println!(
-            "    {:<8}{name:<26} {wall:>6.2} s {cpu:>6.2} CPU s {:>5.2} cores",
+            "    {:<8}{name:<38} {wall:>6.2} s {cpu:>6.2} CPU s {:>5.2} cores",
             format!("{label}:"),
             cpu / wall.max(1e-9)
         );
