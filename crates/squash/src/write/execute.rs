@@ -586,15 +586,10 @@ impl crate::progress::Progress for Watch<'_> {
 /// members begin, would not fit in the context's temporary directory.
 pub(super) fn check_spool_room(context: &Context<'_>, new: u64) -> Result<()> {
     space::check(&[Need {
-        place: tmp_dir(context),
+        place: context.scratch_dir(),
         bytes: new,
         what: "of new layers spooled before they are streamed (--tmp-dir)".into(),
     }])
-}
-
-/// Where a run's temporary files go: the context's directory, else the system's.
-pub(super) fn tmp_dir(context: &Context<'_>) -> std::path::PathBuf {
-    context.tmp_dir().map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir)
 }
 
 /// What an output at `path` needs: `kept` bytes of layers copied, `new` bytes of new layers

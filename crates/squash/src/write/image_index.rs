@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::container::{BlobKind, Finish};
-use super::execute::{check_spool_room, room_needs, tmp_dir, KeptBlobs};
+use super::execute::{check_spool_room, room_needs, KeptBlobs};
 use super::lock::{LockWait, DEFAULT_LOCK_TIMEOUT};
 use super::outcome::{total_transfer, Outcome};
 use super::output::{default_tag, Input, Output, OutputFormat};
@@ -115,7 +115,7 @@ impl IndexPlan {
         }
         if self.merges_ahead(index, context) {
             needs.push(Need {
-                place: tmp_dir(context),
+                place: context.scratch_dir(),
                 bytes: new,
                 what: "of new layers merged ahead (--tmp-dir)".into(),
             });
