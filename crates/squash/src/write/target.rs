@@ -252,13 +252,7 @@ impl<'a> Target<'a> {
             Target::Registry(t) => t.write_blob(kind, known, hasher, write)?,
         };
         if let Some((expected, _)) = known {
-            if *expected != digest {
-                return Err(Error::DigestMismatch {
-                    location: Location::default().part("blob copied to the output"),
-                    expected: expected.clone(),
-                    actual: digest,
-                });
-            }
+            copied_as_known(expected, &digest)?;
         }
         Ok((digest, size))
     }
@@ -320,6 +314,18 @@ impl<'a> Target<'a> {
     }
 }
 
+/// Refuses a blob copied to the output whose digest is not the one it was known by.
+fn copied_as_known(expected: &Digest, actual: &Digest) -> Result<()> {
+    if expected == actual {
+        return Ok(());
+    }
+    Err(Error::DigestMismatch {
+        location: Location::default().part("blob copied to the output"),
+        expected: expected.clone(),
+        actual: actual.clone(),
+    })
+}
+
 /// Copies `reader` into `w` in 1 MiB pieces, written straight from the buffer (not 8 KiB at a
 /// time), its bytes reported to `progress` when `report`; a failed read is an error at
 /// `location`.
@@ -350,13 +356,7 @@ impl BlobDir<'_> {
         let written = self.write(StreamHasher::known(known.0.clone()), &mut |w| {
             copy_pieces(reader, w, (progress, true), location)
         })?;
-        if written.digest != *known.0 {
-            return Err(Error::DigestMismatch {
-                location: Location::default().part("blob copied to the output"),
-                expected: known.0.clone(),
-                actual: written.digest,
-            });
-        }
+        copied_as_known(known.0, &written.digest)?;
         Ok(written)
     }
 }
