@@ -361,7 +361,9 @@ impl SquashPlan {
             // A blob copied beside: by its thread (which tells its bytes), or, for a later layer
             // with the same blob, reused.
             let (beside_copy, reused) = match layer.digest() {
-                Some(known) if beside.copies(known) => (beside.layers.contains(&index), true),
+                Some(known) if beside.copies(known) => {
+                    (beside.layers.iter().any(|(i, _)| *i == index), true)
+                }
                 Some(known) => (false, target.reuse_blob(known, &image.store)?),
                 None => (false, false),
             };
@@ -497,9 +499,8 @@ impl SquashPlan {
 /// every kept layer whose blob digest is known and that the layout lacks (each blob once).
 /// Their blobs are kept, and synced, before the image's documents are written.
 pub(crate) struct Beside {
-    /// The layers, in order.
-    layers: Vec<usize>,
-    digests: std::collections::BTreeSet<Digest>,
+    /// The layers, in order, with their blobs' digests.
+    layers: Vec<(usize, Digest)>,
 }
 
 impl Beside {
@@ -510,25 +511,24 @@ impl Beside {
         premerged: &PreMergedLayers,
         context: &Context<'_>,
     ) -> Result<Beside> {
-        let mut beside = Beside { layers: Vec::new(), digests: Default::default() };
+        let mut beside = Beside { layers: Vec::new() };
         let merged_here = plan.ranges.iter().any(|r| !premerged.contains_key(&r.range.start));
         if target.blob_dir().is_none() || !merged_here || !context.budget().pipelined() {
             return Ok(beside);
         }
         for index in plan.kept_layers(image) {
             let Some(known) = image.layers()[index].digest() else { continue };
-            if beside.digests.contains(known) || target.reuse_blob(known, &image.store)? {
+            if beside.copies(known) || target.reuse_blob(known, &image.store)? {
                 continue;
             }
-            beside.digests.insert(known.clone());
-            beside.layers.push(index);
+            beside.layers.push((index, known.clone()));
         }
         Ok(beside)
     }
 
     /// Whether the blob `digest` is copied beside.
     fn copies(&self, digest: &Digest) -> bool {
-        self.digests.contains(digest)
+        self.layers.iter().any(|(_, d)| d == digest)
     }
 
     /// Copies the layers into `dir`, each checked against its digest and size as it is read;
@@ -540,12 +540,11 @@ impl Beside {
         progress: &dyn crate::progress::Progress,
     ) -> Result<Option<Vec<Written>>> {
         let mut copies = Vec::with_capacity(self.layers.len());
-        for &index in &self.layers {
+        for (index, known) in &self.layers {
             if progress.cancelled() {
                 return Ok(None);
             }
-            let layer = &image.layers()[index];
-            let Some(known) = layer.digest() else { continue };
+            let layer = &image.layers()[*index];
             progress.step(format!("copying layer {index}"));
             let mut reader = image.open_layer_blob(layer)?;
             let copy = dir
