@@ -5,7 +5,7 @@
 //! file, which goes away with the image (or at once, on an error or a cancellation).
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::Path;
 
 use tempfile::TempPath;
@@ -40,66 +40,118 @@ pub(crate) fn spool(path: &Path, options: &OpenOptions) -> Result<TempPath> {
             }
         })?;
     let spool_path = temp.path().to_path_buf();
-    let raw: Box<dyn Read> = if path.as_os_str() == "-" {
-        Box::new(io::stdin().lock())
+    let cancelled = || options.cancelled.is_some_and(|cancelled| cancelled());
+    let filling =
+        Filling { file: temp.as_file(), path: &spool_path, shown: &shown, cancelled: &cancelled };
+    if path.as_os_str() == "-" {
+        filling.fill(io::stdin().lock(), path)?;
     } else {
-        Box::new(File::open(path).at(|| Location::file(path))?)
-    };
-    // Decompressed as many times as it was compressed (`gzip` of a `.tar.gz`), so that the copy
-    // is a plain tar.
-    let (mut source, mut read_location): (Box<dyn Read>, Location) = (raw, Location::file(path));
-    let mut codecs = Vec::new();
-    loop {
-        let (sniffed, buffered) = sniff_buffered(source).at(|| read_location.clone())?;
-        match sniffed {
-            Sniffed::Known(Compression::None) => {
-                source = Box::new(buffered);
-                break;
-            }
-            Sniffed::Known(c) if codecs.len() < 4 => {
-                codecs.push(c.to_string());
-                source = Box::new(Decoder::new(c, buffered).at(|| read_location.clone())?);
-                let how = match codecs.as_slice() {
-                    [one] => format!("{one}-compressed"),
-                    many => format!("compressed {} times ({})", many.len(), many.join(", ")),
-                };
-                read_location = Location::file(path).part(format!("the archive, {how}"));
-            }
-            Sniffed::Known(_) => {
-                return Err(Error::unsupported(
-                    read_location,
-                    "the archive is compressed more than four times",
-                ))
-            }
-            Sniffed::Unsupported(c) => {
-                return Err(Error::unsupported(
-                    read_location,
-                    format!("the archive itself is {c}-compressed; decompress it first"),
-                ))
-            }
-        }
+        filling.fill(File::open(path).at(|| Location::file(path))?, path)?;
     }
-    let mut out = io::BufWriter::with_capacity(1 << 20, temp.as_file());
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        if options.cancelled.is_some_and(|cancelled| cancelled()) {
-            return Err(Error::Cancelled);
-        }
-        let n = match source.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io(read_location, e)),
-        };
-        out.write_all(&buf[..n]).map_err(|e| Error::Output {
-            location: Location::file(&spool_path),
-            reason: format!("spooling {shown} failed: {e}"),
-        })?;
-    }
-    out.flush().map_err(|e| Error::Output {
-        location: Location::file(&spool_path),
-        reason: format!("spooling {shown} failed: {e}"),
-    })?;
-    drop(out);
     Ok(temp.into_temp_path())
+}
+
+/// The spool being filled: its file, where it is, the input as the errors name it, and whether
+/// the run was cancelled.
+struct Filling<'a> {
+    file: &'a File,
+    path: &'a Path,
+    shown: &'a str,
+    cancelled: &'a dyn Fn() -> bool,
+}
+
+impl Filling<'_> {
+    /// Copies `raw`, read from `path`, into the spool. A plain tar is copied by the kernel where
+    /// it can (`splice` from a pipe, `copy_file_range` from a file): `std::io::copy` does so
+    /// when it sees both ends' concrete types, so they stay concrete on that path.
+    fn fill<R: Read>(&self, raw: R, path: &Path) -> Result<()> {
+        let location = Location::file(path);
+        let (sniffed, buffered) = sniff_buffered(raw).at(|| location.clone())?;
+        if sniffed == Sniffed::Known(Compression::None) {
+            return self.copy_plain(buffered, &location);
+        }
+        // Decompressed as many times as it was compressed (`gzip` of a `.tar.gz`), so that the
+        // copy is a plain tar.
+        let mut sniffed = sniffed;
+        let mut source: Box<dyn BufRead + '_> = Box::new(buffered);
+        let mut read_location = location;
+        let mut codecs = Vec::new();
+        loop {
+            let codec = match sniffed {
+                Sniffed::Known(Compression::None) => break,
+                Sniffed::Known(c) if codecs.len() < 4 => c,
+                Sniffed::Known(_) => {
+                    return Err(Error::unsupported(
+                        read_location,
+                        "the archive is compressed more than four times",
+                    ))
+                }
+                Sniffed::Unsupported(c) => {
+                    return Err(Error::unsupported(
+                        read_location,
+                        format!("the archive itself is {c}-compressed; decompress it first"),
+                    ))
+                }
+            };
+            codecs.push(codec.to_string());
+            let decoder = Decoder::new(codec, source).at(|| read_location.clone())?;
+            let how = match codecs.as_slice() {
+                [one] => format!("{one}-compressed"),
+                many => format!("compressed {} times ({})", many.len(), many.join(", ")),
+            };
+            read_location = Location::file(path).part(format!("the archive, {how}"));
+            let (next, buffered) = sniff_buffered(decoder).at(|| read_location.clone())?;
+            (sniffed, source) = (next, Box::new(buffered));
+        }
+        self.copy_decoded(source, &read_location)
+    }
+
+    /// Copies a plain tar to the end into the spool, in pieces so that a cancellation is seen.
+    /// The kernel copies, so a failure is not told apart by end: one the disk gives (no space
+    /// left, a quota, a file too large) is the spool's, any other the input's.
+    fn copy_plain<R: Read>(&self, mut source: R, location: &Location) -> Result<()> {
+        const PIECE: u64 = 16 << 20;
+        let mut out = self.file;
+        loop {
+            if (self.cancelled)() {
+                return Err(Error::Cancelled);
+            }
+            let copied = io::copy(&mut (&mut source).take(PIECE), &mut out).map_err(|e| {
+                use io::ErrorKind::{FileTooLarge, QuotaExceeded, StorageFull};
+                match e.kind() {
+                    StorageFull | QuotaExceeded | FileTooLarge => self.write_failed(e),
+                    _ => Error::io(location.clone(), e),
+                }
+            })?;
+            if copied < PIECE {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Copies what a decoder gives, to the end, into the spool.
+    fn copy_decoded(&self, mut source: impl Read, location: &Location) -> Result<()> {
+        let mut out = io::BufWriter::with_capacity(1 << 20, self.file);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            if (self.cancelled)() {
+                return Err(Error::Cancelled);
+            }
+            let n = match source.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io(location.clone(), e)),
+            };
+            out.write_all(&buf[..n]).map_err(|e| self.write_failed(e))?;
+        }
+        out.flush().map_err(|e| self.write_failed(e))
+    }
+
+    fn write_failed(&self, e: io::Error) -> Error {
+        Error::Output {
+            location: Location::file(self.path),
+            reason: format!("spooling {} failed: {e}", self.shown),
+        }
+    }
 }
