@@ -3,7 +3,7 @@
 //! straight through, others are spooled first to learn their digest and size.
 
 use std::collections::BTreeSet;
-use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::io::{BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
 use super::container::{
@@ -89,8 +89,9 @@ impl StreamTarget<'_> {
                 let mut reader = &spool;
                 reader.seek(SeekFrom::Start(0)).at(|| Location::file(&dir))?;
                 let dest = PathBuf::from(STDOUT);
+                // Read in 1 MiB pieces (`io::copy` alone would read 8 KiB at a time).
                 let copied = std::io::copy(
-                    &mut reader,
+                    &mut BufReader::with_capacity(1 << 20, reader),
                     &mut OutputWriter { inner: &mut *self.out, dest: &dest },
                 )
                 .at(|| Location::file(&dir))?;
