@@ -80,6 +80,18 @@ pub fn copy_to_stdout(path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// Ends the image on stdout: flushes it and puts `/dev/null` in its place, so that the reader
+/// (`docker load`) sees the end of the archive while the run removes its spools, which for a
+/// large image takes a while (the system frees their pages). Whatever is written to stdout
+/// after this goes nowhere; documents already go to stderr once stdout is the image's.
+pub fn end_image_on_stdout() -> Result<()> {
+    std::io::stdout().lock().flush().context("writing to standard output")?;
+    let null =
+        std::fs::OpenOptions::new().write(true).open("/dev/null").context("opening /dev/null")?;
+    rustix::stdio::dup2_stdout(&null).context("closing standard output")?;
+    Ok(())
+}
+
 /// Ends the process by SIGPIPE's default action, as `yes | head -1` ends `yes`.
 fn broken_pipe() -> ! {
     remove_scratch();

@@ -214,6 +214,9 @@ pub fn run(mut args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
             staged.put_in_place(&digest, options.lock_timeout, &context)?;
         }
     }
+    if to_stdout {
+        exit::end_image_on_stdout()?;
+    }
     summary(text, to_stdout);
     Ok(ExitCode::SUCCESS)
 }
