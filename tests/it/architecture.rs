@@ -90,6 +90,7 @@ const MODULES: &[&str] = &[
     "write::target",
     "write::outcome",
     "write::documents",
+    "write::beside",
     "write::execute",
     "write::image_index",
     "write",

@@ -1,7 +1,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use squash::{Context, Error, Image, LayerSelector, Output, OutputFormat, SquashOptions};
+use squash::{
+    Context, Error, Image, IndexOptions, LayerSelector, Opened, Output, OutputFormat, SquashOptions,
+};
 use squash_testkit::{ImageBuilder, LayerBuilder, LayerCompression};
 
 use crate::support::fixtures;
@@ -119,6 +121,29 @@ fn corrupt_image(dir: &Path) -> std::path::PathBuf {
     input
 }
 
+/// A layout of four gzip layers under `dir`: the top two shadow part of the second, the fourth
+/// holds `top`.
+fn four_layer_image(dir: &Path, top: &[u8]) -> std::path::PathBuf {
+    let mut b = ImageBuilder::new(LayerCompression::Gzip);
+    b.layer(LayerBuilder::new().file("a", &squash_testkit::noise(3 << 20, 1)).finish(), "one");
+    b.layer(LayerBuilder::new().file("b", &squash_testkit::noise(1 << 20, 2)).finish(), "two");
+    b.layer(LayerBuilder::new().file("c", &[9u8; 300_000]).file("b", b"new").finish(), "three");
+    b.layer(LayerBuilder::new().file("d", top).finish(), "four");
+    let input = dir.join("in");
+    b.write_oci_layout(&input, "t");
+    input
+}
+
+/// Flips one byte in the middle of the blob of `image`'s layer `n`, stored in layout `input`.
+fn corrupt_layer(image: &Image, input: &Path, n: usize) {
+    let layer = image.layers()[n].digest().expect("digest").clone();
+    let blob = input.join("blobs/sha256").join(layer.hex());
+    let mut bytes = std::fs::read(&blob).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&blob, &bytes).expect("write");
+}
+
 /// Kept layers of a layout output are copied on a thread beside the merge when the budget has
 /// threads to spare: the image written is byte for byte the one written with the copies made
 /// first, and a corrupt kept blob fails the run (stopping the merge), names its layer and leaves
@@ -126,13 +151,7 @@ fn corrupt_image(dir: &Path) -> std::path::PathBuf {
 #[test]
 fn kept_layers_copied_beside_the_merge_change_nothing_and_fail_cleanly() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut b = ImageBuilder::new(LayerCompression::Gzip);
-    b.layer(LayerBuilder::new().file("a", &squash_testkit::noise(3 << 20, 1)).finish(), "one");
-    b.layer(LayerBuilder::new().file("b", &squash_testkit::noise(1 << 20, 2)).finish(), "two");
-    b.layer(LayerBuilder::new().file("c", &[9u8; 300_000]).file("b", b"new").finish(), "three");
-    b.layer(LayerBuilder::new().file("d", &[4u8; 5000]).finish(), "four");
-    let input = dir.path().join("in");
-    b.write_oci_layout(&input, "t");
+    let input = four_layer_image(dir.path(), &[4u8; 5000]);
     let image = Image::open(&format!("oci:{}:t", input.display())).expect("open");
     let options = SquashOptions::default().with_selector(LayerSelector::Top(2));
     let written = |threads: usize| {
@@ -155,12 +174,7 @@ fn kept_layers_copied_beside_the_merge_change_nothing_and_fail_cleanly() {
     assert_eq!(first.len(), 6, "two kept layers, a new one, the config, the manifest, the index");
     assert_eq!(written(4), first, "copied beside the merge");
     assert_eq!(written(0), first, "copied beside the merge, every core");
-    let layer = image.layers()[1].digest().expect("digest").clone();
-    let blob = input.join("blobs/sha256").join(layer.hex());
-    let mut bytes = std::fs::read(&blob).expect("read");
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xff;
-    std::fs::write(&blob, &bytes).expect("write");
+    corrupt_layer(&image, &input, 1);
     for threads in [0, 1, 4] {
         let context = Context::new().with_threads(threads);
         let output = Output::new(dir.path().join("out"), OutputFormat::OciLayout);
@@ -171,6 +185,160 @@ fn kept_layers_copied_beside_the_merge_change_nothing_and_fail_cleanly() {
         assert!(matches!(err, Error::DigestMismatch { .. }), "{threads} threads: {err}");
         assert!(err.to_string().contains("layer 1"), "{threads} threads: {err}");
         assert_nothing_left(dir.path());
+    }
+}
+
+/// Records the steps a run takes.
+#[derive(Default)]
+struct Steps(std::sync::Mutex<Vec<String>>);
+
+impl squash::Progress for Steps {
+    fn event(&self, event: &squash::Event) {
+        if let squash::Event::Step { description } = event {
+            self.0.lock().expect("lock").push(description.clone());
+        }
+    }
+}
+
+/// A writer that takes `left` bytes, then fails.
+struct FailingAfter {
+    left: usize,
+}
+
+impl std::io::Write for FailingAfter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Err(std::io::Error::other("the reader went away"));
+        }
+        let n = buf.len().min(self.left);
+        self.left -= n;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn new_layers_merged_beside_a_stream_change_nothing_and_fail_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let input = four_layer_image(dir.path(), &squash_testkit::noise(2 << 20, 4));
+    let image = Image::open(&format!("oci:{}:t", input.display())).expect("open");
+    let options = SquashOptions::default().with_selector(LayerSelector::Top(2));
+    let steps = Steps::default();
+    let stream = |threads: usize, out: &mut dyn std::io::Write| {
+        steps.0.lock().expect("lock").clear();
+        let context =
+            Context::new().with_threads(threads).with_tmp_dir(tmp.path()).with_progress(&steps);
+        image.plan_in(&options, &context).and_then(|plan| {
+            plan.execute_to_writer(&image, OutputFormat::DockerArchive, None, out, &context)
+        })
+    };
+    // Threads to spare merge the top two layers beside the copies of layers 0 and 1; one
+    // thread merges them after. The archive is the same.
+    let beside = "writing layers 2..3, merged beside";
+    let mut first = Vec::new();
+    stream(1, &mut first).expect("squash");
+    assert!(!steps.0.lock().expect("lock").iter().any(|s| s == beside));
+    for threads in [0, 4] {
+        let mut bytes = Vec::new();
+        stream(threads, &mut bytes).expect("squash");
+        assert!(bytes == first, "{threads} threads: a different archive");
+        assert!(steps.0.lock().expect("lock").iter().any(|s| s == beside), "{threads} threads");
+        assert_nothing_left(tmp.path());
+    }
+    // The reader goes away while the kept layers are written: its error, and no spool left.
+    for threads in [0, 1, 4] {
+        let err = stream(threads, &mut FailingAfter { left: 1 << 20 }).expect_err("must fail");
+        assert!(err.to_string().contains("the reader went away"), "{threads} threads: {err}");
+        assert_nothing_left(tmp.path());
+    }
+    // A corrupt kept blob: its layer is named, beside a merge or not.
+    corrupt_layer(&image, &input, 1);
+    for threads in [0, 1, 4] {
+        let err = stream(threads, &mut std::io::sink()).expect_err("a corrupt kept blob must fail");
+        assert!(matches!(err, Error::DigestMismatch { .. }), "{threads} threads: {err}");
+        assert!(err.to_string().contains("layer 1"), "{threads} threads: {err}");
+        assert_nothing_left(tmp.path());
+    }
+}
+
+#[test]
+fn a_new_layer_equal_to_a_kept_one_is_written_once_to_a_stream() {
+    // Two layers squashed into one, stored plain; an image with that layer below the same two
+    // gets, from the squash of its top two, a new layer whose blob is the kept layer's.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let one = LayerBuilder::new().file("a", &squash_testkit::noise(1 << 20, 1)).finish();
+    let two = LayerBuilder::new().file("b", b"bee").finish();
+    let mut b = ImageBuilder::new(LayerCompression::None);
+    b.layer(one.clone(), "one");
+    b.layer(two.clone(), "two");
+    let first = dir.path().join("first");
+    b.write_oci_layout(&first, "t");
+    let image = Image::open(&format!("oci:{}:t", first.display())).expect("open");
+    let all = SquashOptions::default()
+        .with_selector(LayerSelector::All)
+        .with_compression(squash::Compression::None);
+    let once = dir.path().join("once");
+    image
+        .plan(&all)
+        .and_then(|p| p.execute(&image, &Output::new(&once, OutputFormat::OciLayout).with_tag("t")))
+        .expect("squash");
+    let squashed = Image::open(&format!("oci:{}:t", once.display())).expect("open");
+    let blob = squashed.layers()[0].digest().expect("digest").clone();
+    let bytes = std::fs::read(once.join("blobs/sha256").join(blob.hex())).expect("blob");
+    let mut b = ImageBuilder::new(LayerCompression::None);
+    b.layer(bytes, "squashed");
+    b.layer(one, "one");
+    b.layer(two, "two");
+    let again = dir.path().join("again");
+    b.write_oci_layout(&again, "t");
+    // The same in both platforms of an index, whose ranges are merged ahead of writing.
+    let both = dir.path().join("both");
+    ImageBuilder::write_multi_platform_layout(
+        &both,
+        "t",
+        &[("linux/amd64", &b), ("linux/arm64", &b)],
+    );
+    let image = Image::open(&format!("oci:{}:t", again.display())).expect("open");
+    let top = SquashOptions::default()
+        .with_selector(LayerSelector::Top(2))
+        .with_compression(squash::Compression::None);
+    // With threads to spare, an index's ranges are merged ahead, and a single image's beside
+    // the copies of its kept layers; either way each blob is one member of the archive.
+    for threads in [1, 4] {
+        let context = Context::new().with_threads(threads).with_tmp_dir(dir.path());
+        let opened = Opened::open(
+            &format!("oci:{}:t", both.display()).parse().expect("ref"),
+            &Default::default(),
+        );
+        let Ok(Opened::Index(index)) = opened else { panic!("not an index") };
+        let mut out = Vec::new();
+        index
+            .plan_in(&top, &IndexOptions::default(), &context)
+            .and_then(|p| p.execute_to_writer(&index, None, &mut out, &context))
+            .expect("squash the index");
+        let mut names = BTreeMap::new();
+        for entry in tar::Archive::new(out.as_slice()).entries().expect("tar") {
+            let name = entry.expect("member").path().expect("path").display().to_string();
+            *names.entry(name).or_insert(0) += 1;
+        }
+        assert!(names.values().all(|n| *n == 1), "{threads} threads, an index: {names:?}");
+        let mut out = Vec::new();
+        let outcome = image
+            .plan_in(&top, &context)
+            .and_then(|p| {
+                p.execute_to_writer(&image, OutputFormat::OciArchive, None, &mut out, &context)
+            })
+            .expect("squash");
+        assert_eq!(outcome.layers[1].digest, blob, "the new layer is the kept one's blob");
+        let mut names = Vec::new();
+        for entry in tar::Archive::new(out.as_slice()).entries().expect("tar") {
+            names.push(entry.expect("member").path().expect("path").display().to_string());
+        }
+        let blob_members = names.iter().filter(|n| n.ends_with(blob.hex())).count();
+        assert_eq!(blob_members, 1, "{threads} threads: {names:?}");
     }
 }
 

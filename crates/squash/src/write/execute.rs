@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 
 use serde_json::{json, Value};
 
+use super::beside::{CopiesBeside, MergedAhead, MergesBeside, Watch};
 use super::container::{BlobKind, Finish};
 use super::documents::new_manifest;
-use super::layout::{BlobDir, Written};
 use super::lock::{LockWait, DEFAULT_LOCK_TIMEOUT};
 use super::outcome::{total_transfer, Outcome, OutcomeLayer};
 use super::output::{default_tag, Input, Output, OutputFormat};
@@ -214,17 +215,27 @@ impl SquashPlan {
         let format = output.format_for(image.format());
         let docker = docker_family(image, format);
         progress.event(&Event::Writing { total: self.work(image, premerged) });
-        // Kept layers copied on a thread beside the merge, where they can be (see `Beside`).
-        let beside = Beside::plan(self, image, target, premerged, context)?;
+        // Kept layers copied on a thread beside the merge, or new layers merged beside the copies
+        // of kept layers, where they can be (see `CopiesBeside` and `MergesBeside`).
+        let copies = CopiesBeside::plan(self, image, target, premerged, context)?;
+        let merges = MergesBeside::plan(self, image, target, premerged, context);
+        // `failed`: the work beside failed, and the writer stops; `stop`: the writer failed.
         let (failed, stop) = (AtomicBool::new(false), AtomicBool::new(false));
-        let merging = Watch { inner: progress, stop: &failed };
-        let merge_context = context.clone().with_progress(&merging);
-        let copying = Watch { inner: progress, stop: &stop };
+        let on_main = Watch { inner: progress, stop: &failed };
+        let main_context = context.clone().with_progress(&on_main);
+        let on_beside = Watch { inner: progress, stop: &stop };
+        let beside_context = context.clone().with_progress(&on_beside);
         let dir = target.blob_dir();
-        let (main, copied) = std::thread::scope(|scope| {
-            let copier = match (&dir, beside.layers.is_empty()) {
+        let (send, receive) = mpsc::channel();
+        let mut ahead = MergedAhead {
+            before: premerged,
+            beside: merges.starts(),
+            from_beside: (!merges.is_empty()).then_some(receive),
+        };
+        let (main, copied, merged) = std::thread::scope(|scope| {
+            let copier = match (&dir, copies.layers.is_empty()) {
                 (Some(dir), false) => Some(scope.spawn(|| {
-                    let copied = beside.copy(image, dir, &copying);
+                    let copied = copies.copy(image, dir, &on_beside);
                     if copied.is_err() {
                         failed.store(true, Ordering::Relaxed);
                     }
@@ -232,21 +243,35 @@ impl SquashPlan {
                 })),
                 _ => None,
             };
-            let main = self.write_layers(image, docker, target, &merge_context, premerged, &beside);
+            let merger = (!merges.is_empty()).then(|| {
+                let (merges, beside_context, failed) = (&merges, &beside_context, &failed);
+                scope.spawn(move || {
+                    let merged = merges.merge(image, self.options.level, beside_context, send);
+                    if merged.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    merged
+                })
+            });
+            let main = self.write_layers(image, docker, target, &main_context, &mut ahead, &copies);
             if main.is_err() {
                 stop.store(true, Ordering::Relaxed);
             }
+            // Dropped before the merge beside is joined, so that it cannot wait on a send.
+            drop(ahead);
+            let stopped = |what: &str| {
+                Error::io(Location::file(image.path()), io::Error::other(format!("{what} stopped")))
+            };
             let copied = copier.map(|thread| {
-                thread.join().unwrap_or_else(|_| {
-                    Err(Error::io(
-                        Location::file(image.path()),
-                        io::Error::other("the thread copying the kept layers stopped"),
-                    ))
-                })
+                thread.join().unwrap_or_else(|_| Err(stopped("the thread copying the kept layers")))
             });
-            (main, copied)
+            let merged = merger.map(|thread| {
+                thread.join().unwrap_or_else(|_| Err(stopped("the thread merging the new layers")))
+            });
+            (main, copied, merged)
         });
-        // The copy's failure first: it is what stopped the merge, if the merge failed.
+        // The failure beside first: it is what stopped the writer, if the writer failed.
+        merged.transpose()?;
         let (layers, descriptors) = match (main, copied.transpose()?) {
             (Err(e), _) => return Err(e),
             (Ok(_), Some(None)) => return Err(Error::Cancelled),
@@ -331,8 +356,8 @@ impl SquashPlan {
         docker: bool,
         target: &mut Target<'_>,
         context: &Context<'_>,
-        premerged: &mut PreMergedLayers,
-        beside: &Beside,
+        ahead: &mut MergedAhead<'_>,
+        beside: &CopiesBeside,
     ) -> Result<(Vec<OutcomeLayer>, Vec<Value>)> {
         let progress = context.progress();
         let mut layers: Vec<OutcomeLayer> = Vec::new();
@@ -341,16 +366,20 @@ impl SquashPlan {
         while index < image.layers().len() {
             let new_index = layers.len();
             if let Some(planned) = self.ranges.iter().find(|r| r.range.start == index) {
-                progress
-                    .step(format!("merging layers {}..{}", planned.range.start, planned.range.end));
-                let (mut layer, descriptor) = self.write_range(
-                    image,
-                    planned,
-                    docker,
-                    target,
-                    context,
-                    premerged.remove(&planned.range.start),
-                )?;
+                let merged = ahead.take(planned.range.start)?;
+                if ahead.beside.contains(&planned.range.start) {
+                    progress.step(format!(
+                        "writing layers {}..{}, merged beside",
+                        planned.range.start, planned.range.end
+                    ));
+                } else {
+                    progress.step(format!(
+                        "merging layers {}..{}",
+                        planned.range.start, planned.range.end
+                    ));
+                }
+                let (mut layer, descriptor) =
+                    self.write_range(image, planned, docker, target, context, merged)?;
                 layer.index = new_index;
                 layers.push(layer);
                 descriptors.push(descriptor);
@@ -418,8 +447,9 @@ impl SquashPlan {
         Ok((layers, descriptors))
     }
 
-    /// Writes the new layer of `planned` (merged now, or merged ahead into `premerged`): the
-    /// outcome's record of it (at index 0; the caller places it) and its descriptor.
+    /// Writes the new layer of `planned` (merged now, or merged ahead into `premerged`, hashed
+    /// again as it is copied when its flag says so): the outcome's record of it (at index 0; the
+    /// caller places it) and its descriptor.
     fn write_range(
         &self,
         image: &Image,
@@ -427,19 +457,23 @@ impl SquashPlan {
         docker: bool,
         target: &mut Target,
         context: &Context<'_>,
-        premerged: Option<PreMerged>,
+        premerged: Option<(PreMerged, bool)>,
     ) -> Result<(OutcomeLayer, Value)> {
         let progress = context.progress();
         let mut merged = None;
         let (digest, size) = match premerged {
-            // Merged ahead (platforms of an index, concurrently): its bytes are copied in.
-            Some(p) => {
+            // Merged ahead (platforms of an index, concurrently, or beside a stream's copies):
+            // its bytes are copied in, but once only if a layer already written has its blob.
+            Some((p, _)) if target.holds_blob(&p.digest) => {
+                merged = Some(p.merged);
+                (p.digest, p.size)
+            }
+            Some((p, hash_again)) => {
                 let location = Location::file(p.file.path());
                 let mut file = p.file.reopen().at(|| location.clone())?;
                 merged = Some(p.merged);
-                // A temporary file of this run's, hashed again as it is copied.
                 target.copy_layer(
-                    (Some((&p.digest, p.size)), false),
+                    (Some((&p.digest, p.size)), !hash_again),
                     &mut file,
                     (progress, false),
                     context.budget(),
@@ -491,93 +525,6 @@ impl SquashPlan {
             rereads: merged.rereads.clone(),
         };
         Ok((layer, descriptor))
-    }
-}
-
-/// The kept layers a layout gets copied on a thread beside the merge, so that the merge does not
-/// wait for them: with threads to spare (a pipelined budget), when a range is merged here, for
-/// every kept layer whose blob digest is known and that the layout lacks (each blob once).
-/// Their blobs are kept, and synced, before the image's documents are written.
-pub(crate) struct Beside {
-    /// The layers, in order, with their blobs' digests.
-    layers: Vec<(usize, Digest)>,
-}
-
-impl Beside {
-    fn plan(
-        plan: &SquashPlan,
-        image: &Image,
-        target: &mut Target<'_>,
-        premerged: &PreMergedLayers,
-        context: &Context<'_>,
-    ) -> Result<Beside> {
-        let mut beside = Beside { layers: Vec::new() };
-        let merged_here = plan.ranges.iter().any(|r| !premerged.contains_key(&r.range.start));
-        if target.blob_dir().is_none() || !merged_here || !context.budget().pipelined() {
-            return Ok(beside);
-        }
-        for index in plan.kept_layers(image) {
-            let Some(known) = image.layers()[index].digest() else { continue };
-            if beside.copies(known) || target.reuse_blob(known, &image.store)? {
-                continue;
-            }
-            beside.layers.push((index, known.clone()));
-        }
-        Ok(beside)
-    }
-
-    /// Whether the blob `digest` is copied beside.
-    fn copies(&self, digest: &Digest) -> bool {
-        self.layers.iter().any(|(_, d)| d == digest)
-    }
-
-    /// Copies the layers into `dir`, each checked against its digest and size as it is read;
-    /// `None` once `progress` says to stop.
-    fn copy(
-        &self,
-        image: &Image,
-        dir: &BlobDir<'_>,
-        progress: &dyn crate::progress::Progress,
-    ) -> Result<Option<Vec<Written>>> {
-        let mut copies = Vec::with_capacity(self.layers.len());
-        for (index, known) in &self.layers {
-            if progress.cancelled() {
-                return Ok(None);
-            }
-            let layer = &image.layers()[*index];
-            progress.step(format!("copying layer {index}"));
-            let mut reader = image.open_layer_blob(layer)?;
-            let copy = dir
-                .copy_layer(
-                    (known, layer.size()),
-                    &mut reader,
-                    progress,
-                    &image.layer_location(layer),
-                )
-                .map_err(|e| e.writing(|| format!("writing the copy of layer {index}")));
-            match copy {
-                Ok(copy) => copies.push(copy),
-                Err(Error::Cancelled) => return Ok(None),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(Some(copies))
-    }
-}
-
-/// A run's progress, told to stop also once `stop` is set (the other side of a merge and its
-/// copies beside failed).
-struct Watch<'a> {
-    inner: &'a dyn crate::progress::Progress,
-    stop: &'a AtomicBool,
-}
-
-impl crate::progress::Progress for Watch<'_> {
-    fn event(&self, event: &Event) {
-        self.inner.event(event);
-    }
-    fn cancelled(&self) -> bool {
-        self.inner.cancelled() || self.stop.load(Ordering::Relaxed)
     }
 }
 

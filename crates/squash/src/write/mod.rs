@@ -7,9 +7,11 @@
 //! The files, lowest first: `output`, `lock` (directory locks and temporaries), `container`
 //! (what the containers share), `space` (room for an output), `layout`, `archive`, `stream`,
 //! `registry`, `staged` (an output written beside its destination or pushed by digest, put in
-//! place once checked), `target`, `outcome`, `documents`, `execute`, `image_index`.
+//! place once checked), `target`, `outcome`, `documents`, `beside` (work on a thread beside the
+//! writer), `execute`, `image_index`.
 
 pub(crate) mod archive;
+pub(crate) mod beside;
 pub(crate) mod container;
 pub(crate) mod documents;
 pub(crate) mod execute;

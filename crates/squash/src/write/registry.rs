@@ -39,7 +39,7 @@ pub(crate) struct RegistryTarget {
     /// Documents put so far, by digest: their bytes and media type.
     documents: BTreeMap<Digest, (Vec<u8>, String)>,
     /// Blobs the repository holds: found, mounted or uploaded by this run.
-    present: BTreeSet<Digest>,
+    pub(super) present: BTreeSet<Digest>,
     /// Uploads the registry started instead of a mount, by the digest meant to be mounted.
     pending: BTreeMap<Digest, Upload>,
 }

@@ -202,7 +202,17 @@ impl<'a> Target<'a> {
     pub(crate) fn reuse_blob(&mut self, digest: &Digest, source: &Store) -> Result<bool> {
         #[cfg(not(feature = "registry"))]
         let _ = source;
-        Ok(match self {
+        #[cfg(feature = "registry")]
+        if let Target::Registry(t) = self {
+            return t.reuse(digest, source);
+        }
+        Ok(self.holds_blob(digest))
+    }
+
+    /// Whether the output already holds blob `digest`, from what it knows without a request
+    /// (a registry: the blobs it found or pushed).
+    pub(crate) fn holds_blob(&self, digest: &Digest) -> bool {
+        match self {
             Target::Stream(t) => t.written.contains(digest),
             Target::Layout(t) => {
                 t.staged.contains_key(digest)
@@ -211,8 +221,8 @@ impl<'a> Target<'a> {
             }
             Target::Archive(t) => t.written.contains(digest),
             #[cfg(feature = "registry")]
-            Target::Registry(t) => t.reuse(digest, source)?,
-        })
+            Target::Registry(t) => t.present.contains(digest),
+        }
     }
 
     /// Writes a blob produced by `write`, hashed as it is written; when `known` (digest and
