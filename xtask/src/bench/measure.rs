@@ -55,8 +55,9 @@ pub(crate) fn timed_stderr(cmd: &mut Command) -> Result<((f64, f64, f64), String
 /// The phases of a squash run with `--verbose`, from its step lines, such as
 /// `squash: [  0.98 s,   1.38 s CPU] indexing 1 layer (8.1 MB)`: each phase's name, seconds
 /// and CPU seconds, up to the next phase. A step's figures (after a colon or in parentheses)
-/// are left out of its name; steps that begin together (a merge and the copies beside it) make one phase, named by
-/// them all in a fixed order, without the announcement of the writing that starts with them.
+/// are left out of its name; steps that begin together (a merge and the copies beside it) make
+/// one phase, named by them all in a fixed order, without the announcement of the writing that
+/// starts with them.
 pub(crate) fn phases(stderr: &str) -> Vec<(String, f64, f64)> {
     let steps: Vec<(String, f64, f64)> = stderr
         .lines()
