@@ -153,8 +153,8 @@ pub(crate) fn write_tar(
         if planned.kept.is_some() {
             rereads.push(Reread::new(
                 index.layer,
-                "entries its one read did not keep (a hard \
-                link's target that a layer above shadows)",
+                "entries its one read did not keep (a hard link's target that a layer \
+                above shadows, or a header group the spool does not hold as it was read)",
             ));
         }
         let layer = &image.layers()[planned.range.start + offset];

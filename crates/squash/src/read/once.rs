@@ -2,7 +2,9 @@
 //! every layer above it in the range is known: an entry that one of them shadows (the same path, a
 //! whiteout or a file over it or over a parent, an opaque parent) can never reach the new layer,
 //! and every other entry is kept, header group and data, in an unnamed temporary file as the layer
-//! is read (removed by the system when closed, whatever happens to the run). A plan's first
+//! is read (removed by the system when closed, whatever happens to the run); a plain layer in the
+//! spool of the input (a `docker save` tarball from a pipe) is already such a file, and where its
+//! kept entries lie there is noted instead. A plan's first
 //! [`CacheBudget::for_kept_copies`] bytes of copies stay in the page cache; beyond, a copy is
 //! written back and dropped from the page cache as it grows. The merge (or a report's measure)
 //! copies from there instead of decoding the layer again. What it needs and a file lacks (the
@@ -16,13 +18,15 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
+use super::blob::Store;
 use super::image::Image;
 use crate::budget::Budget;
+use crate::codec::compression::Compression;
 use crate::context::Context;
 use crate::error::{Error, IoContext, Location, Result};
 use crate::layer::entry::{EntryKind, EntryPath};
 use crate::layer::layer_index::{EntryClass, LayerIndex};
-use crate::layer::tarstream::TarError;
+use crate::layer::tarstream::{padding, HeaderGroup, TarError};
 use crate::page_cache::{read_ahead, CacheBudget, DropBehind, WriteBehind, BEHIND};
 use crate::progress::Event;
 
@@ -35,6 +39,10 @@ pub(crate) struct Kept {
     cached_until: u64,
     /// Which entries are kept, one bit per entry of the layer.
     entries: Vec<u64>,
+    /// Where each kept entry starts in `file`, in order, when `file` is the spool of the input
+    /// (a plain layer there is left where it is, not copied); `None`: `file` is a copy holding
+    /// the kept entries one after another.
+    offsets: Option<Vec<u64>>,
 }
 
 /// The paths of the layers above, as hashes in one sorted list (8 bytes a path, with two flags
@@ -195,9 +203,11 @@ pub(crate) struct KeptReader<'a> {
     kept: &'a Kept,
     index: &'a LayerIndex,
     reader: io::BufReader<At<'a>>,
-    /// The first entry not passed yet, and where the first kept entry from it on starts.
+    /// The first entry not passed yet, where the first kept entry from it on starts in a copy,
+    /// and how many kept entries come before it.
     next: usize,
     offset: u64,
+    rank: usize,
 }
 
 impl Kept {
@@ -214,6 +224,7 @@ impl Kept {
             reader: io::BufReader::with_capacity(1 << 20, At::new(&self.file, self.cached_until)),
             next: 0,
             offset: 0,
+            rank: 0,
         }
     }
 }
@@ -229,15 +240,22 @@ impl<'a> KeptReader<'a> {
         while self.next < entry {
             if self.kept.has(self.next) {
                 self.offset += self.index.entries[self.next].tar_size();
+                self.rank += 1;
             }
             self.next += 1;
         }
         if !self.kept.has(entry) {
             return Err(io::Error::other(format!("entry {entry} was not kept")));
         }
+        let start = match &self.kept.offsets {
+            None => self.offset,
+            Some(offsets) => *offsets
+                .get(self.rank)
+                .ok_or_else(|| io::Error::other(format!("entry {entry} has no offset")))?,
+        };
         let e = &self.index.entries[entry];
         let here = self.reader.stream_position()?;
-        self.reader.seek_relative(self.offset as i64 - here as i64)?;
+        self.reader.seek_relative(start as i64 - here as i64)?;
         let mut header = vec![0; e.header_len as usize];
         self.reader.read_exact(&mut header)?;
         let data = e.tar_size() - u64::from(e.header_len);
@@ -302,7 +320,8 @@ impl Image {
 }
 
 impl Image {
-    /// Indexes `layer`, keeping in a temporary file under `dir` what `shadow` does not hide.
+    /// Indexes `layer`, keeping in a temporary file under `dir` what `shadow` does not hide; or,
+    /// for a plain layer in the spool of the input, noting where those entries lie there.
     fn index_keeping(
         &self,
         layer: usize,
@@ -314,42 +333,142 @@ impl Image {
         let location = || {
             Location::file(dir).part(format!("temporary copy of layer {layer}'s surviving entries"))
         };
-        let file = tempfile::tempfile_in(dir).at(location)?;
-        let mut out = BufWriter::with_capacity(1 << 20, WriteBehind::within(file, cache.clone()));
+        let mut keeping = match self.in_spool(layer) {
+            Some(spool) => Keeping::InPlace { spool, offsets: Vec::new(), end: 0 },
+            None => {
+                let file = tempfile::tempfile_in(dir).at(location)?;
+                let within = WriteBehind::within(file, cache.clone());
+                Keeping::Copy(BufWriter::with_capacity(1 << 20, within))
+            }
+        };
         let (mut entries, mut number): (Vec<u64>, u32) = (Vec::new(), 0);
         let mut parent = (Vec::new(), false);
         let index = self.index_layer_visiting(layer, budget, facts, &mut |group, stream| {
             let entry = number;
             number = number.saturating_add(1);
-            // A path that does not parse is the index's error to report, with its name.
-            let Ok(path) = EntryPath::parse(&group.meta.path) else { return Ok(()) };
-            let dir = group.meta.kind() == Some(EntryKind::Dir);
-            if shadow.hides(&path, dir, &mut parent) {
-                return Ok(());
-            }
-            let mut counted = Counted { inner: &mut out, failed: false };
-            let written = match counted.write_all(&group.raw) {
-                Ok(()) => stream.tar.copy_data_padded(&mut counted),
-                Err(e) => Err(TarError::Io(e)),
-            };
-            match written {
-                Ok(()) => {
-                    let word = entry as usize / 64;
-                    if entries.len() <= word {
-                        entries.resize(word + 1, 0u64);
+            let kept = match &mut keeping {
+                Keeping::InPlace { spool, offsets, end } => {
+                    let data = stream.tar.offset();
+                    let here = spool.start(group, data, *end);
+                    *end = data + group.meta.size + padding(group.meta.size);
+                    // A path that does not parse is the index's error to report.
+                    let hidden = EntryPath::parse(&group.meta.path)
+                        .map_or(true, |path| shadow.hides(&path, is_dir(group), &mut parent));
+                    match here {
+                        Some(at) if !hidden => {
+                            offsets.push(at);
+                            true
+                        }
+                        // What the spool does not hold as read is not kept: the merge reads
+                        // the layer again for it.
+                        _ => false,
                     }
-                    entries[word] |= 1 << (entry % 64);
-                    Ok(())
                 }
-                // Writing the copy failed (a full disk): the temporary file's error.
-                Err(TarError::Io(e)) if counted.failed => Err(Error::io(location(), e)),
-                Err(e) => Err(stream.error(e)),
+                Keeping::Copy(out) => {
+                    let Ok(path) = EntryPath::parse(&group.meta.path) else { return Ok(()) };
+                    if shadow.hides(&path, is_dir(group), &mut parent) {
+                        return Ok(());
+                    }
+                    let mut counted = Counted { inner: out, failed: false };
+                    let written = match counted.write_all(&group.raw) {
+                        Ok(()) => stream.tar.copy_data_padded(&mut counted),
+                        Err(e) => Err(TarError::Io(e)),
+                    };
+                    match written {
+                        Ok(()) => true,
+                        // Writing the copy failed (a full disk): the temporary file's error.
+                        Err(TarError::Io(e)) if counted.failed => {
+                            return Err(Error::io(location(), e))
+                        }
+                        Err(e) => return Err(stream.error(e)),
+                    }
+                }
+            };
+            if kept {
+                let word = entry as usize / 64;
+                if entries.len() <= word {
+                    entries.resize(word + 1, 0u64);
+                }
+                entries[word] |= 1 << (entry % 64);
             }
+            Ok(())
         })?;
-        let out = out.into_inner().map_err(|e| Error::io(location(), e.into_error()))?;
-        let cached_until = out.cached_until();
         entries.shrink_to_fit();
-        Ok((index, Kept { file: out.file, cached_until, entries }))
+        let kept = match keeping {
+            Keeping::InPlace { spool, mut offsets, .. } => {
+                offsets.shrink_to_fit();
+                Kept { file: spool.file, cached_until: spool.len, entries, offsets: Some(offsets) }
+            }
+            Keeping::Copy(out) => {
+                let out = out.into_inner().map_err(|e| Error::io(location(), e.into_error()))?;
+                let cached_until = out.cached_until();
+                Kept { file: out.file, cached_until, entries, offsets: None }
+            }
+        };
+        Ok((index, kept))
+    }
+
+    /// The spool of the input, opened again, when `layer` lies there as a plain tar (a
+    /// `docker save` tarball read from a pipe): its entries, checked against the layer's digests
+    /// as they are indexed, are then read from there by the merge instead of being copied. The
+    /// spool is a file of squash's own, as the copies are, and lives as long as the image.
+    fn in_spool(&self, layer: usize) -> Option<Spool> {
+        self.spool.as_ref()?;
+        let layer = self.layers().get(layer)?;
+        let Store::Archive(archive) = &self.store else { return None };
+        if layer.compression != Compression::None {
+            return None;
+        }
+        let (base, _) = archive.resolve(&layer.blob.name)?;
+        let file = File::open(archive.path()).ok()?;
+        let len = file.metadata().ok()?.len();
+        Some(Spool { file, base, len })
+    }
+}
+
+fn is_dir(group: &HeaderGroup) -> bool {
+    group.meta.kind() == Some(EntryKind::Dir)
+}
+
+/// How an indexed layer keeps its entries: copied into a temporary file, or left in the spool.
+enum Keeping {
+    Copy(BufWriter<WriteBehind>),
+    /// Where each kept entry starts in the spool, and where the entry before the next one ends
+    /// in the layer.
+    InPlace {
+        spool: Spool,
+        offsets: Vec<u64>,
+        end: u64,
+    },
+}
+
+/// The spool of the input, a layer's offset in it, and its length.
+struct Spool {
+    file: File,
+    base: u64,
+    len: u64,
+}
+
+impl Spool {
+    /// Where the header group `group` starts in the spool, its data starting at `data` in the
+    /// layer and the entry before it ending at `end`, if the spool holds the group as it was
+    /// read: the tar reader leaves out a global header and writes zeros for the padding of an
+    /// extension header and a size of 0 for an entry that cannot have data, so a group that is
+    /// not one plain header right after the entry before it is compared with the spool.
+    fn start(&self, group: &HeaderGroup, data: u64, end: u64) -> Option<u64> {
+        let len = group.raw.len() as u64;
+        if data.checked_sub(len) != Some(end) {
+            return None;
+        }
+        let at = self.base + end;
+        if len != 512 || group.meta.kind() != Some(EntryKind::File) {
+            let mut held = vec![0; group.raw.len()];
+            self.file.read_exact_at(&mut held, at).ok()?;
+            if held != group.raw {
+                return None;
+            }
+        }
+        Some(at)
     }
 }
 
