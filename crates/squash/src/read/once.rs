@@ -346,29 +346,27 @@ impl Image {
         let index = self.index_layer_visiting(layer, budget, facts, &mut |group, stream| {
             let entry = number;
             number = number.saturating_add(1);
+            // A path that does not parse is the index's error to report.
+            let is_dir = group.meta.kind() == Some(EntryKind::Dir);
+            let hidden = EntryPath::parse(&group.meta.path)
+                .map_or(true, |path| shadow.hides(&path, is_dir, &mut parent));
             let kept = match &mut keeping {
                 Keeping::InPlace { spool, offsets, end } => {
                     let data = stream.tar.offset();
-                    let here = spool.start(group, data, *end);
+                    // What the spool does not hold as read is not kept: the merge reads the
+                    // layer again for it.
+                    let at = if hidden { None } else { spool.start(group, data, *end) };
                     *end = data + group.meta.size + padding(group.meta.size);
-                    // A path that does not parse is the index's error to report.
-                    let hidden = EntryPath::parse(&group.meta.path)
-                        .map_or(true, |path| shadow.hides(&path, is_dir(group), &mut parent));
-                    match here {
-                        Some(at) if !hidden => {
+                    match at {
+                        Some(at) => {
                             offsets.push(at);
                             true
                         }
-                        // What the spool does not hold as read is not kept: the merge reads
-                        // the layer again for it.
-                        _ => false,
+                        None => false,
                     }
                 }
+                Keeping::Copy(_) if hidden => false,
                 Keeping::Copy(out) => {
-                    let Ok(path) = EntryPath::parse(&group.meta.path) else { return Ok(()) };
-                    if shadow.hides(&path, is_dir(group), &mut parent) {
-                        return Ok(());
-                    }
                     let mut counted = Counted { inner: out, failed: false };
                     let written = match counted.write_all(&group.raw) {
                         Ok(()) => stream.tar.copy_data_padded(&mut counted),
@@ -424,10 +422,6 @@ impl Image {
         let len = file.metadata().ok()?.len();
         Some(Spool { file, base, len })
     }
-}
-
-fn is_dir(group: &HeaderGroup) -> bool {
-    group.meta.kind() == Some(EntryKind::Dir)
 }
 
 /// How an indexed layer keeps its entries: copied into a temporary file, or left in the spool.
