@@ -199,3 +199,13 @@ impl Progress for Watch<'_> {
         self.inner.cancelled() || self.stop.load(Ordering::Relaxed)
     }
 }
+
+/// Runs `work`, setting `failed` if it fails, so that the other side, whose [`Watch`] reads it,
+/// stops.
+pub(super) fn flagging<T>(failed: &AtomicBool, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    let result = work();
+    if result.is_err() {
+        failed.store(true, Ordering::Relaxed);
+    }
+    result
+}

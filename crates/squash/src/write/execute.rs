@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
 
 use serde_json::{json, Value};
 
-use super::beside::{CopiesBeside, MergedAhead, MergesBeside, Watch};
+use super::beside::{flagging, CopiesBeside, MergedAhead, MergesBeside, Watch};
 use super::container::{BlobKind, Finish};
 use super::documents::new_manifest;
 use super::lock::{LockWait, DEFAULT_LOCK_TIMEOUT};
@@ -234,29 +234,22 @@ impl SquashPlan {
         };
         let (main, copied, merged) = std::thread::scope(|scope| {
             let copier = match (&dir, copies.layers.is_empty()) {
-                (Some(dir), false) => Some(scope.spawn(|| {
-                    let copied = copies.copy(image, dir, &on_beside);
-                    if copied.is_err() {
-                        failed.store(true, Ordering::Relaxed);
-                    }
-                    copied
-                })),
+                (Some(dir), false) => {
+                    Some(scope.spawn(|| flagging(&failed, || copies.copy(image, dir, &on_beside))))
+                }
                 _ => None,
             };
             let merger = (!merges.is_empty()).then(|| {
                 let (merges, beside_context, failed) = (&merges, &beside_context, &failed);
                 scope.spawn(move || {
-                    let merged = merges.merge(image, self.options.level, beside_context, send);
-                    if merged.is_err() {
-                        failed.store(true, Ordering::Relaxed);
-                    }
-                    merged
+                    flagging(failed, || {
+                        merges.merge(image, self.options.level, beside_context, send)
+                    })
                 })
             });
-            let main = self.write_layers(image, docker, target, &main_context, &mut ahead, &copies);
-            if main.is_err() {
-                stop.store(true, Ordering::Relaxed);
-            }
+            let main = flagging(&stop, || {
+                self.write_layers(image, docker, target, &main_context, &mut ahead, &copies)
+            });
             // Dropped before the merge beside is joined, so that it cannot wait on a send.
             drop(ahead);
             let stopped = |what: &str| {
