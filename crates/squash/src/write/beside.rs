@@ -162,7 +162,7 @@ impl<'p> MergesBeside<'p> {
 pub(super) struct MergedAhead<'a> {
     pub(super) before: &'a mut PreMergedLayers,
     pub(super) beside: Vec<usize>,
-    pub(super) from_beside: Option<Receiver<(usize, PreMerged)>>,
+    pub(super) from_beside: Receiver<(usize, PreMerged)>,
 }
 
 impl MergedAhead<'_> {
@@ -178,8 +178,8 @@ impl MergedAhead<'_> {
         if !self.beside.contains(&start) {
             return Ok(None);
         }
-        match self.from_beside.as_ref().map(Receiver::recv) {
-            Some(Ok((merged_start, merged))) if merged_start == start => Ok(Some((merged, false))),
+        match self.from_beside.recv() {
+            Ok((merged_start, merged)) if merged_start == start => Ok(Some((merged, false))),
             _ => Err(Error::Cancelled),
         }
     }

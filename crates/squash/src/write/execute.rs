@@ -227,11 +227,8 @@ impl SquashPlan {
         let beside_context = context.clone().with_progress(&on_beside);
         let dir = target.blob_dir();
         let (send, receive) = mpsc::channel();
-        let mut ahead = MergedAhead {
-            before: premerged,
-            beside: merges.starts(),
-            from_beside: (!merges.is_empty()).then_some(receive),
-        };
+        let mut ahead =
+            MergedAhead { before: premerged, beside: merges.starts(), from_beside: receive };
         let (main, copied, merged) = std::thread::scope(|scope| {
             let copier = match (&dir, copies.layers.is_empty()) {
                 (Some(dir), false) => {
