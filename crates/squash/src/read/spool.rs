@@ -66,13 +66,12 @@ impl Filling<'_> {
     /// when it sees both ends' concrete types, so they stay concrete on that path.
     fn fill<R: Read>(&self, raw: R, path: &Path) -> Result<()> {
         let location = Location::file(path);
-        let (sniffed, buffered) = sniff_buffered(raw).at(|| location.clone())?;
+        let (mut sniffed, buffered) = sniff_buffered(raw).at(|| location.clone())?;
         if sniffed == Sniffed::Known(Compression::None) {
             return self.copy_plain(buffered, &location);
         }
         // Decompressed as many times as it was compressed (`gzip` of a `.tar.gz`), so that the
         // copy is a plain tar.
-        let mut sniffed = sniffed;
         let mut source: Box<dyn BufRead + '_> = Box::new(buffered);
         let mut read_location = location;
         let mut codecs = Vec::new();
