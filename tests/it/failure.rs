@@ -386,6 +386,67 @@ fn corrupted_layer_blob_is_named_and_leaves_no_output() {
     }
 }
 
+/// A member of an archive read through a spool (here a gzip-compressed `docker save` tarball;
+/// standard input goes the same way) is hashed as it is spooled and counted, not hashed again,
+/// when it is read back: a damaged layer still fails with its digest, named, whether it is kept
+/// or squashed, and nothing is left; an undamaged archive squashes as the plain file does.
+#[test]
+fn a_spooled_archive_s_damaged_layers_are_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut b = ImageBuilder::new(LayerCompression::None);
+    for n in 0..4u64 {
+        let data = squash_testkit::noise(200_000, n);
+        b.layer(LayerBuilder::new().file(format!("f{n}"), &data).finish(), "step");
+    }
+    let plain = dir.path().join("plain.tar");
+    b.write_docker_archive(&plain, "app:1");
+    let tar = std::fs::read(&plain).expect("read");
+    let gzip = |bytes: &[u8], name: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, LayerCompression::Gzip.compress(bytes)).expect("write");
+        format!("docker-archive:{}", path.display())
+    };
+    let options = SquashOptions::default().with_selector(LayerSelector::Top(2));
+    let squash = |reference: &str, out: &Path| {
+        let image = Image::open(reference)?;
+        image.plan(&options)?.execute(&image, &Output::new(out, OutputFormat::DockerArchive))
+    };
+    let (from_file, from_spool) = (dir.path().join("file.tar"), dir.path().join("spool.tar"));
+    squash(&format!("docker-archive:{}", plain.display()), &from_file).expect("file");
+    squash(&gzip(&tar, "app.tar.gz"), &from_spool).expect("spool");
+    assert_eq!(
+        std::fs::read(&from_file).expect("read"),
+        std::fs::read(&from_spool).expect("read"),
+        "the same archive through a spool"
+    );
+    let member = |name: &str| {
+        let mut archive = tar::Archive::new(&tar[..]);
+        let mut entry = archive
+            .entries()
+            .expect("entries")
+            .flatten()
+            .find(|e| e.path().is_ok_and(|p| p.to_string_lossy() == name))
+            .expect("member");
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).expect("member");
+        (entry.raw_file_position() as usize, bytes)
+    };
+    let manifest: serde_json::Value = serde_json::from_slice(&member("manifest.json").1).unwrap();
+    for (layer, role) in [(1, "kept"), (2, "squashed")] {
+        let name = manifest[0]["Layers"][layer].as_str().expect("the layer's member");
+        let (offset, bytes) = member(name);
+        let size = bytes.len();
+        let mut damaged = tar.clone();
+        damaged[offset + size / 2] ^= 0xff;
+        let out = dir.path().join(format!("out-{layer}.tar"));
+        let err = squash(&gzip(&damaged, &format!("damaged-{layer}.tar.gz")), &out)
+            .expect_err("a damaged layer must fail");
+        assert!(matches!(err, Error::DigestMismatch { .. }), "{role}: {err}");
+        assert!(err.to_string().contains(&format!("layer {layer}")), "{role}: {err}");
+        assert!(!out.exists(), "{role}: nothing is left");
+    }
+}
+
 #[test]
 fn truncated_archive_fails_cleanly() {
     let dir = tempfile::tempdir().expect("tempdir");

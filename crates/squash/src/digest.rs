@@ -101,29 +101,50 @@ impl From<Digest> for String {
 /// A reader that hashes and counts every byte that passes through it.
 pub(crate) struct HashingReader<R> {
     inner: R,
-    hasher: Sha256,
+    hash: ReadHash,
     count: u64,
+}
+
+/// What a [`HashingReader`] knows of the digest of its bytes.
+enum ReadHash {
+    /// Computed as they pass.
+    Running(Sha256),
+    /// Computed when they were written to a file of squash's own (a spool, hashed as it was
+    /// filled): the bytes are counted, not hashed again.
+    Known(Digest),
 }
 
 impl<R: Read> HashingReader<R> {
     pub(crate) fn new(inner: R) -> Self {
-        HashingReader { inner, hasher: Sha256::new(), count: 0 }
+        HashingReader { inner, hash: ReadHash::Running(Sha256::new()), count: 0 }
+    }
+
+    /// A reader of bytes whose digest, once all of them are read, is `digest`: they were hashed
+    /// as they were written where they are read from.
+    pub(crate) fn known(inner: R, digest: Digest) -> Self {
+        HashingReader { inner, hash: ReadHash::Known(digest), count: 0 }
     }
 
     pub(crate) fn count(&self) -> u64 {
         self.count
     }
 
-    /// The digest of the bytes read so far.
+    /// The digest of the bytes read so far (with a known digest: of all of them, which the
+    /// caller reads to their end and counts).
     pub(crate) fn digest(&self) -> Digest {
-        Digest::from_raw(self.hasher.clone().finalize().into())
+        match &self.hash {
+            ReadHash::Running(hasher) => Digest::from_raw(hasher.clone().finalize().into()),
+            ReadHash::Known(digest) => digest.clone(),
+        }
     }
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let ReadHash::Running(hasher) = &mut self.hash {
+            hasher.update(&buf[..n]);
+        }
         self.count += n as u64;
         Ok(n)
     }

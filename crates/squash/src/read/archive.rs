@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
+use crate::digest::Digest;
 use crate::error::{Error, IoContext, Location, Result};
 use crate::layer::entry::{EntryKind, EntryPath};
 use crate::layer::tarstream::{TarError, TarReader};
@@ -30,7 +31,14 @@ enum Member {
 pub(crate) struct ArchiveIndex {
     path: PathBuf,
     members: BTreeMap<String, Member>,
+    /// For an archive spooled from a pipe, the digests its large members' bytes had as they
+    /// were written to the spool (by data offset).
+    spooled: SpooledDigests,
 }
+
+/// The sha256 of the data of members of a spooled archive, computed as the spool was filled:
+/// by the offset of the data in the spool, its size and digest.
+pub(crate) type SpooledDigests = BTreeMap<u64, (u64, Digest)>;
 
 impl ArchiveIndex {
     /// Reads every header of the archive at `path`, seeking over member data.
@@ -90,7 +98,20 @@ impl ArchiveIndex {
             members.insert(name, member);
             reader.skip_data_seeking().map_err(|e| tar_error(Location::file(path), e))?;
         }
-        Ok(ArchiveIndex { path: path.to_path_buf(), members })
+        Ok(ArchiveIndex { path: path.to_path_buf(), members, spooled: SpooledDigests::new() })
+    }
+
+    /// The archive, with the digests its members had as it was spooled.
+    pub(crate) fn with_spooled(mut self, spooled: SpooledDigests) -> ArchiveIndex {
+        self.spooled = spooled;
+        self
+    }
+
+    /// The digest member `name` had as the archive was spooled, when it was hashed then: the
+    /// same offset and size.
+    pub(crate) fn spooled_digest(&self, name: &str) -> Option<Digest> {
+        let (offset, size) = self.resolve(name)?;
+        self.spooled.get(&offset).filter(|(s, _)| *s == size).map(|(_, digest)| digest.clone())
     }
 
     /// The archive's path on disk.

@@ -111,7 +111,7 @@ impl Store {
         location: Location,
     ) -> Result<VerifyingReader<Box<dyn Read + Send>>> {
         let reader = self.open_raw(blob, &location)?;
-        Ok(VerifyingReader::new(reader, blob.size, blob.digest.clone(), location))
+        Ok(self.verifying(reader, blob, location))
     }
 
     /// Opens a blob as [`Store::open_blob`] does, and tells the compression its first bytes
@@ -124,7 +124,33 @@ impl Store {
         let reader = self.open_raw(blob, &location)?;
         let (sniffed, reader) = sniff_buffered(reader).at(|| location.clone())?;
         let reader: Box<dyn Read + Send> = Box::new(reader);
-        Ok((sniffed, VerifyingReader::new(reader, blob.size, blob.digest.clone(), location)))
+        Ok((sniffed, self.verifying(reader, blob, location)))
+    }
+
+    /// A verifying reader of `blob`. A member of a spooled archive was hashed as the spool was
+    /// filled (with the bytes it holds at the offset read here): its bytes are counted and its
+    /// digest compared at the end, not hashed again.
+    fn verifying(
+        &self,
+        reader: Box<dyn Read + Send>,
+        blob: &BlobRef,
+        location: Location,
+    ) -> VerifyingReader<Box<dyn Read + Send>> {
+        let known = match self {
+            Store::Archive(archive) => archive.spooled_digest(&blob.name),
+            _ => None,
+        };
+        let inner = match known {
+            Some(digest) => HashingReader::known(reader, digest),
+            None => HashingReader::new(reader),
+        };
+        VerifyingReader {
+            inner,
+            expected_size: blob.size,
+            expected_digest: blob.digest.clone(),
+            location,
+            verified: None,
+        }
     }
 
     /// Opens a blob, checking the size its store states against the size the image states.
@@ -181,21 +207,6 @@ pub(crate) struct VerifyingReader<R> {
 }
 
 impl<R: Read> VerifyingReader<R> {
-    pub(crate) fn new(
-        inner: R,
-        expected_size: u64,
-        expected_digest: Option<Digest>,
-        location: Location,
-    ) -> Self {
-        VerifyingReader {
-            inner: HashingReader::new(inner),
-            expected_size,
-            expected_digest,
-            location,
-            verified: None,
-        }
-    }
-
     /// Reads to the end and returns the verified digest.
     pub(crate) fn finish(mut self) -> Result<Digest> {
         io::copy(&mut self, &mut io::sink()).at(|| self.location.clone())?;

@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::archive::ArchiveIndex;
+use tempfile::TempPath;
+
+use super::archive::{ArchiveIndex, SpooledDigests};
 use super::blob::Store;
 use super::docker;
 use super::image::{Image, InputFormat, OpenOptions};
@@ -57,7 +59,7 @@ impl Image {
     }
 
     fn open_unchecked(reference: &ImageReference, options: &OpenOptions) -> Result<Image> {
-        match open_store(reference, options, false)? {
+        match open_store(reference, options, false, SpooledDigests::new())? {
             Opened::Image(image) => Ok(*image),
             Opened::Index(index) => Err(Error::Selection {
                 location: Location::file(index.path()),
@@ -82,7 +84,7 @@ impl Opened {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(reference: &ImageReference, options: &OpenOptions) -> Result<Opened> {
-        open_store(reference, options, true)
+        open_store(reference, options, true, SpooledDigests::new())
     }
 
     /// [`Opened::open`] of a reference given as text, refused as [`Image::open_with`] refuses
@@ -106,17 +108,24 @@ fn parse_reference(reference: &str) -> Result<ImageReference> {
 }
 
 /// Opens the store `reference` names (spooling a non-seekable input first) and reads from it
-/// one image, or with `indexes` an image index when the reference names one.
-fn open_store(reference: &ImageReference, options: &OpenOptions, indexes: bool) -> Result<Opened> {
+/// one image, or with `indexes` an image index when the reference names one. `spooled`: the
+/// digests the members of an archive had as it was spooled (the reference then names the spool).
+fn open_store(
+    reference: &ImageReference,
+    options: &OpenOptions,
+    indexes: bool,
+    spooled: SpooledDigests,
+) -> Result<Opened> {
     let path = &reference.path;
     // Read through a temporary copy: a pipe, and an archive that is itself compressed (the copy
     // is decompressed).
-    let spooled = |spool: TempPathShared| -> Result<Opened> {
+    let from_spool = |(spool, digests): (TempPath, SpooledDigests)| -> Result<Opened> {
+        let spool: TempPathShared = Arc::new(spool);
         let mut inner = reference.clone();
         inner.path = spool.to_path_buf();
         // Errors name the input as it was given, not its temporary copy.
-        let mut opened =
-            open_store(&inner, options, indexes).map_err(|e| e.naming(&inner.path, path))?;
+        let mut opened = open_store(&inner, options, indexes, digests)
+            .map_err(|e| e.naming(&inner.path, path))?;
         let spool = Some((spool, path.clone()));
         match &mut opened {
             Opened::Image(image) => image.spool = spool,
@@ -134,7 +143,7 @@ fn open_store(reference: &ImageReference, options: &OpenOptions, indexes: bool) 
         ));
     }
     if spool::wanted(path) {
-        return spooled(Arc::new(spool::spool(path, options)?));
+        return from_spool(spool::spool(path, options)?);
     }
     let metadata = match std::fs::metadata(path) {
         Ok(metadata) => metadata,
@@ -187,12 +196,12 @@ fn open_store(reference: &ImageReference, options: &OpenOptions, indexes: bool) 
                 });
             }
             if !plain_tar(path)? {
-                return spooled(Arc::new(spool::spool(path, options)?));
+                return from_spool(spool::spool(path, options)?);
             }
             if !starts_like_a_tar(path)? {
                 return Err(not_an_archive(path));
             }
-            let index = Arc::new(ArchiveIndex::open(path)?);
+            let index = Arc::new(ArchiveIndex::open(path)?.with_spooled(spooled));
             let store = Store::Archive(index.clone());
             let has_layout = index.contains("oci-layout") && index.contains("index.json");
             let has_docker = index.contains("manifest.json");
