@@ -112,10 +112,7 @@ pub(crate) fn write_tar(
             .map(|k| &k[offset])
             .filter(|k| steps.iter().filter(copies).all(|s| k.has(s.entry)))
         {
-            let at = || {
-                Location::file(image.path())
-                    .part(format!("temporary copy of layer {}'s surviving entries", index.layer))
-            };
+            let at = || Location::file(image.path()).part(kept.describe(index.layer));
             let mut reader = kept.reader(index);
             for step in steps {
                 for item in step.items() {
@@ -141,9 +138,7 @@ pub(crate) fn write_tar(
                     if copied != expected {
                         return Err(Error::Output {
                             location: at(),
-                            reason: format!(
-                                "temporary copy is short: {copied} of {expected} bytes"
-                            ),
+                            reason: format!("short: {copied} of {expected} bytes"),
                         });
                     }
                 }

@@ -216,6 +216,14 @@ impl Kept {
         self.entries.get(entry / 64).is_some_and(|word| word >> (entry % 64) & 1 == 1)
     }
 
+    /// What the kept entries of image layer `layer` are read from, as errors name it.
+    pub(crate) fn describe(&self, layer: usize) -> String {
+        match self.offsets {
+            Some(_) => format!("layer {layer}'s surviving entries in the spool of the input"),
+            None => format!("temporary copy of layer {layer}'s surviving entries"),
+        }
+    }
+
     /// A reader of the kept entries, in order; `index` is the layer's index.
     pub(crate) fn reader<'a>(&'a self, index: &'a LayerIndex) -> KeptReader<'a> {
         KeptReader {
