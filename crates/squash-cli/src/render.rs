@@ -595,6 +595,16 @@ impl ProgressLine {
         }
     }
 
+    /// With `--verbose`, the first step: opening the input (reading the manifests; a pipe is
+    /// first read whole into a spool, its members hashed as they arrive).
+    pub fn opening(&self, stream: bool) {
+        self.log(if stream {
+            "reading the input into a spool (each member hashed as it arrives)"
+        } else {
+            "opening the input"
+        });
+    }
+
     /// A new bar of `total` bytes, in place of the last one.
     fn restart(&self, total: u64, template: &str, message: String) {
         if !self.bars {

@@ -40,6 +40,8 @@ pub fn run(mut args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
     let scratch = input::scratch_for(&args.image, to_stdout)?;
     let scratch_path = scratch.as_ref().map(|d| d.path());
     let platforms = input::platforms(&args.image)?;
+    let progress = render::ProgressLine::on_stderr(args.json, verbosity);
+    progress.opening(input::is_stream(args.image.image.as_deref()));
     let subject = match input::open_any(&args.image, scratch_path)? {
         Opened::Image(image) => {
             if let [wanted, ..] = platforms.as_slice() {
@@ -84,7 +86,6 @@ pub fn run(mut args: SquashArgs, verbosity: Verbosity) -> Result<ExitCode> {
             Subject::Index(index) => output.check_against_index(index)?,
         }
     }
-    let progress = render::ProgressLine::on_stderr(args.json, verbosity);
     let context =
         options::context(args.threads, &progress, scratch_path.or(args.image.tmp_dir.as_deref()));
     let selector = options::selector(&args.select)?;

@@ -235,6 +235,8 @@ fn global_verbosity_and_argument_rules() {
     let (code, _, stderr) = squash(&[&image, "--from-layer", "3", "-o", out, "-v"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("] merging layers 11..13") && stderr.contains("] done"), "{stderr}");
+    let first = stderr.lines().find(|l| l.starts_with("squash: ["));
+    assert!(first.is_some_and(|l| l.ends_with("] opening the input")), "{stderr}");
     // Each step says the seconds since the start and the CPU seconds used so far, both growing.
     let steps: Vec<(f64, f64)> = stderr
         .lines()

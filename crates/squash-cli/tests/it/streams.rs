@@ -84,12 +84,23 @@ fn standard_input_and_pipes_are_spooled_then_removed() {
                 base.to_str().expect("utf8"),
                 "-o",
                 out.to_str().expect("utf8"),
-                "-q",
+                if input == "-" { "-v" } else { "-q" },
             ],
             Some(&bytes),
             tmp.path(),
         );
         assert_eq!(code, 0, "{input}: {stderr}");
+        if input == "-" {
+            // With -v, the spool is the first step, timed as the others are.
+            let first = stderr.lines().find(|l| l.starts_with("squash: ["));
+            assert!(
+                first.is_some_and(|l| l.ends_with(
+                    "] reading the input into a spool (each member \
+                     hashed as it arrives)"
+                )),
+                "{stderr}"
+            );
+        }
         assert_eq!(
             std::fs::read(&out).expect("out"),
             expected,
