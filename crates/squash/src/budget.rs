@@ -2,6 +2,8 @@
 //! (`--threads`). Output bytes never depend on it.
 
 use std::io;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use crate::error::{Error, Location, Result};
 
@@ -58,11 +60,67 @@ impl Budget {
         if self.threads == 0 {
             return Ok(work());
         }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(self.parallel_layers())
-            .thread_name(|i| format!("index {i}"))
-            .build()
-            .map_err(|e| Error::io(Location::default(), io::Error::other(e)))?;
+        let pool = Pool::new(self.parallel_layers(), "index")
+            .map_err(|e| Error::io(Location::default(), e))?;
         Ok(pool.install(work))
+    }
+}
+
+/// A rayon thread pool whose threads have ended once it is dropped. Dropping a rayon pool only
+/// asks its threads to end: the next pool's threads would start while they are still there, and
+/// a budget caps the threads alive at once.
+pub(crate) struct Pool {
+    pool: Option<rayon::ThreadPool>,
+    threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Pool {
+    /// A pool of `threads` threads named `name` and their number.
+    pub(crate) fn new(threads: usize, name: &'static str) -> io::Result<Pool> {
+        let handles = Arc::new(Mutex::new(Vec::with_capacity(threads)));
+        let spawned = handles.clone();
+        let built = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .spawn_handler(move |thread| {
+                let handle = std::thread::Builder::new()
+                    .name(format!("{name} {}", thread.index()))
+                    .spawn(|| thread.run())?;
+                if let Ok(mut handles) = spawned.lock() {
+                    handles.push(handle);
+                }
+                Ok(())
+            })
+            .build();
+        // On an error, rayon ends the threads it started, and dropping the pool joins them.
+        let mut pool = Pool { pool: None, threads: handles };
+        pool.pool = Some(built.map_err(io::Error::other)?);
+        Ok(pool)
+    }
+
+    /// Runs `work` in the pool (its parallel iterators use the pool's threads).
+    pub(crate) fn install<T: Send>(&self, work: impl FnOnce() -> T + Send) -> T {
+        match &self.pool {
+            Some(pool) => pool.install(work),
+            None => work(),
+        }
+    }
+
+    /// Runs `work` on a thread of the pool, without waiting for it.
+    pub(crate) fn spawn(&self, work: impl FnOnce() + Send + 'static) {
+        match &self.pool {
+            Some(pool) => pool.spawn(work),
+            None => work(),
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // The pool's threads end once it is dropped and their work is done; then they are joined.
+        drop(self.pool.take());
+        let handles = self.threads.lock().map(|mut h| std::mem::take(&mut *h)).unwrap_or_default();
+        for handle in handles {
+            let _ = handle.join();
+        }
     }
 }

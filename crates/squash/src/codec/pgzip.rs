@@ -10,7 +10,7 @@ use std::io::{self, Write};
 
 use rayon::prelude::*;
 
-use crate::budget::Budget;
+use crate::budget::{Budget, Pool};
 
 /// Uncompressed bytes per block, and so per gzip member.
 pub(crate) const BLOCK_SIZE: usize = 1 << 20;
@@ -106,7 +106,7 @@ impl MemberCompressor {
 pub(crate) struct ParallelGzip<W: Write> {
     out: W,
     level: u32,
-    pool: rayon::ThreadPool,
+    pool: Pool,
     /// Full blocks waiting for a batch, and the block being filled.
     pending: Vec<Vec<u8>>,
     current: Vec<u8>,
@@ -121,10 +121,7 @@ impl<W: Write> ParallelGzip<W> {
     /// A writer compressing at `level` (0-9) with `threads` workers (0 = all cores).
     pub(crate) fn new(out: W, level: u32, threads: usize) -> io::Result<ParallelGzip<W>> {
         let threads = if threads == 0 { Budget::cores() } else { threads };
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .map_err(io::Error::other)?;
+        let pool = Pool::new(threads, "gzip")?;
         Ok(ParallelGzip {
             out,
             level,

@@ -127,7 +127,7 @@ pub(crate) struct Sampler {
     stride: u64,
     /// Whether every piece goes through the fast proxy (the estimate's auxiliary variable).
     proxy: bool,
-    pool: rayon::ThreadPool,
+    pool: crate::budget::Pool,
     batch: usize,
     /// Batches compressing on the pool, oldest first: their figures are added in the stream's
     /// order, so the estimate does not depend on which finishes first.
@@ -202,10 +202,7 @@ impl Sampler {
         let samples = (sample_bytes / piece as u64).max(1);
         let threads = if threads == 0 { crate::budget::Budget::cores() } else { threads };
         let keep = window.min(job + overlap) as usize;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .map_err(io::Error::other)?;
+        let pool = crate::budget::Pool::new(threads, "sample")?;
         Ok(Sampler {
             compression,
             level,
