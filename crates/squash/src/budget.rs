@@ -1,5 +1,5 @@
 //! The thread budget: how many threads reading, decoding, indexing and compressing may use
-//! (`--threads`). Output bytes never depend on it.
+//! (`--threads`), and the thread pools that keep to it. Output bytes never depend on it.
 
 use std::io;
 use std::sync::{Arc, Mutex};
