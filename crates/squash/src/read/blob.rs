@@ -197,7 +197,8 @@ impl Store {
 }
 
 /// A reader that checks, when the blob has been read to its end, that it had the stated size and
-/// digest. A mismatch surfaces as an [`Error`] carried through `io::Error`.
+/// digest (hashed as it is read, or for a member of a spooled archive as the spool was filled).
+/// A mismatch surfaces as an [`Error`] carried through `io::Error`.
 pub(crate) struct VerifyingReader<R> {
     inner: HashingReader<R>,
     expected_size: u64,
