@@ -57,7 +57,7 @@ pub(crate) fn timed_stderr(cmd: &mut Command) -> Result<((f64, f64, f64), String
 /// and CPU seconds, up to the next phase. A step's figures (after a colon or in parentheses)
 /// are left out of its name; steps that begin together (a merge and the copies beside it) make
 /// one phase, named by them all in a fixed order, without the announcement of the writing that
-/// starts with them.
+/// starts with them (or of an opening too short to be a phase of its own).
 pub(crate) fn phases(stderr: &str) -> Vec<(String, f64, f64)> {
     let steps: Vec<(String, f64, f64)> = stderr
         .lines()
@@ -81,7 +81,9 @@ pub(crate) fn phases(stderr: &str) -> Vec<(String, f64, f64)> {
         .map(|w| {
             let mut names = w[0].0.clone();
             if names.len() > 1 {
-                names.retain(|n| n != "writing" && n != "measuring");
+                names.retain(|n| {
+                    !matches!(n.as_str(), "writing" | "measuring" | "opening the input")
+                });
             }
             names.sort();
             (names.join(" + "), w[1].1 - w[0].1, w[1].2 - w[0].2)
@@ -213,5 +215,36 @@ pub(crate) fn sha256_tool() -> &'static str {
         "openssl dgst -sha256"
     } else {
         "sha256sum"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::phases;
+
+    #[test]
+    fn an_opening_is_a_phase_only_when_it_lasts() {
+        let line = |at: f64, cpu: f64, name: &str| {
+            format!("squash: [{at:6.2} s, {cpu:6.2} s CPU] {name}\n")
+        };
+        let layout = [
+            line(0.0, 0.0, "opening the input"),
+            line(0.0, 0.0, "indexing 4 layers (1 GB)"),
+            line(0.5, 0.9, "writing: 1 GB of work"),
+            line(0.5, 0.9, "merging layers 1..4"),
+            line(1.1, 2.0, "done"),
+        ]
+        .concat();
+        let names: Vec<String> = phases(&layout).into_iter().map(|p| p.0).collect();
+        assert_eq!(names, ["indexing 4 layers", "merging layers 1..4"]);
+        let pipe = [
+            line(0.0, 0.0, "reading the input into a spool (each member hashed as it arrives)"),
+            line(0.6, 0.7, "indexing 3 layers (388 MB)"),
+            line(0.9, 1.2, "done"),
+        ]
+        .concat();
+        let phases = phases(&pipe);
+        assert_eq!(phases[0].0, "reading the input into a spool");
+        assert!((phases[0].1 - 0.6).abs() < 1e-9 && (phases[1].1 - 0.3).abs() < 1e-9);
     }
 }
