@@ -68,18 +68,23 @@ impl Budget {
 
 /// A rayon thread pool whose threads have ended once it is dropped. Dropping a rayon pool only
 /// asks its threads to end: the next pool's threads would start while they are still there, and
-/// a budget caps the threads alive at once.
+/// a budget caps the threads alive at once. Used as the rayon pool it holds.
 pub(crate) struct Pool {
-    pool: Option<rayon::ThreadPool>,
-    threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    // Dropped first (fields drop in order): the pool asks its threads to end, then they are
+    // joined.
+    pool: rayon::ThreadPool,
+    _threads: Joined,
 }
+
+/// The threads of a pool, joined when dropped.
+struct Joined(Arc<Mutex<Vec<JoinHandle<()>>>>);
 
 impl Pool {
     /// A pool of `threads` threads named `name` and their number.
     pub(crate) fn new(threads: usize, name: &'static str) -> io::Result<Pool> {
-        let handles = Arc::new(Mutex::new(Vec::with_capacity(threads)));
-        let spawned = handles.clone();
-        let built = rayon::ThreadPoolBuilder::new()
+        let joined = Joined(Arc::new(Mutex::new(Vec::with_capacity(threads))));
+        let spawned = joined.0.clone();
+        let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .spawn_handler(move |thread| {
                 let handle = std::thread::Builder::new()
@@ -90,35 +95,23 @@ impl Pool {
                 }
                 Ok(())
             })
-            .build();
-        // On an error, rayon ends the threads it started, and dropping the pool joins them.
-        let mut pool = Pool { pool: None, threads: handles };
-        pool.pool = Some(built.map_err(io::Error::other)?);
-        Ok(pool)
-    }
-
-    /// Runs `work` in the pool (its parallel iterators use the pool's threads).
-    pub(crate) fn install<T: Send>(&self, work: impl FnOnce() -> T + Send) -> T {
-        match &self.pool {
-            Some(pool) => pool.install(work),
-            None => work(),
-        }
-    }
-
-    /// Runs `work` on a thread of the pool, without waiting for it.
-    pub(crate) fn spawn(&self, work: impl FnOnce() + Send + 'static) {
-        match &self.pool {
-            Some(pool) => pool.spawn(work),
-            None => work(),
-        }
+            .build()
+            // On an error, rayon ends the threads it started, and `joined` joins them.
+            .map_err(io::Error::other)?;
+        Ok(Pool { pool, _threads: joined })
     }
 }
 
-impl Drop for Pool {
+impl std::ops::Deref for Pool {
+    type Target = rayon::ThreadPool;
+    fn deref(&self) -> &rayon::ThreadPool {
+        &self.pool
+    }
+}
+
+impl Drop for Joined {
     fn drop(&mut self) {
-        // The pool's threads end once it is dropped and their work is done; then they are joined.
-        drop(self.pool.take());
-        let handles = self.threads.lock().map(|mut h| std::mem::take(&mut *h)).unwrap_or_default();
+        let handles = self.0.lock().map(|mut h| std::mem::take(&mut *h)).unwrap_or_default();
         for handle in handles {
             let _ = handle.join();
         }
