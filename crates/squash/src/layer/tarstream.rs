@@ -8,7 +8,7 @@
 //! global (`g`) headers have no effect on entries, header-only types carry no data whatever their
 //! size field says, and a single zero block before the end of the stream ends the archive.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
 
 use super::entry::EntryKind;
 
@@ -413,6 +413,22 @@ impl<R: BufRead> TarReader<R> {
 /// Padding after `size` bytes of data.
 pub(crate) fn padding(size: u64) -> u64 {
     (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64
+}
+
+/// Fills `chunk` with up to `size` bytes of `source`; the number read (0 at its end).
+pub(crate) fn fill(source: &mut impl Read, chunk: &mut Vec<u8>, size: usize) -> io::Result<usize> {
+    chunk.resize(size, 0);
+    let mut filled = 0;
+    while filled < size {
+        match source.read(&mut chunk[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    chunk.truncate(filled);
+    Ok(filled)
 }
 
 /// Reads `from` to its end, dropping the bytes; returns how many there were.

@@ -23,7 +23,7 @@ use crate::codec::decode::Decoder;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Location, Result};
 use crate::layer::entry::EntryKind;
-use crate::layer::tarstream::TarReader;
+use crate::layer::tarstream::{fill, TarReader};
 
 /// Whether `path` names standard input or something that is neither a file nor a directory.
 pub(crate) fn wanted(path: &Path) -> bool {
@@ -253,23 +253,17 @@ impl Filling<'_> {
     /// Copies what a decoder gives, to the end, into the spool, 1 MiB at a time.
     fn copy_decoded(&self, mut source: impl Read, location: &Location) -> Result<()> {
         let mut out = self.file;
-        let mut buf = vec![0u8; 1 << 20];
+        const PIECE: usize = 1 << 20;
+        let mut buf = Vec::with_capacity(PIECE);
         loop {
             if (self.cancelled)() {
                 return Err(Error::Cancelled);
             }
-            let mut n = 0;
-            while n < buf.len() {
-                match source.read(&mut buf[n..]) {
-                    Ok(0) => break,
-                    Ok(read) => n += read,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(Error::io(location.clone(), e)),
-                }
-            }
-            out.write_all(&buf[..n]).map_err(|e| self.write_failed(e))?;
+            let n =
+                fill(&mut source, &mut buf, PIECE).map_err(|e| Error::io(location.clone(), e))?;
+            out.write_all(&buf).map_err(|e| self.write_failed(e))?;
             self.filled.advance(n as u64);
-            if n < buf.len() {
+            if n < PIECE {
                 return Ok(());
             }
         }

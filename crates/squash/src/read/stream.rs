@@ -15,7 +15,7 @@ use crate::codec::compression::Compression;
 use crate::codec::decode::Decoder;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Location, Result};
-use crate::layer::tarstream::{drain, TarError, TarReader};
+use crate::layer::tarstream::{drain, fill, TarError, TarReader};
 
 /// A layer being read as a tar stream, through a pipeline of threads a few chunks ahead of the
 /// reader: one reads the blob and hashes it (size and digest), one decompresses, one hashes the
@@ -260,22 +260,6 @@ fn spawn_decoder(
             }
         }
     })
-}
-
-/// Fills `chunk` with up to `size` bytes of `source`; the number read (0 at its end).
-fn fill(source: &mut impl Read, chunk: &mut Vec<u8>, size: usize) -> io::Result<usize> {
-    chunk.resize(size, 0);
-    let mut filled = 0;
-    while filled < size {
-        match source.read(&mut chunk[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    chunk.truncate(filled);
-    Ok(filled)
 }
 
 /// The whole pipeline on the consumer's thread: the blob is read and verified (size and
