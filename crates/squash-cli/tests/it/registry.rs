@@ -235,6 +235,23 @@ fn registry_to_registry_downloads_no_base_layer_and_mounts_across_repositories()
     let last_put = requests.iter().rposition(|r| r.starts_with("PUT ")).expect("a PUT");
     assert_eq!(requests[last_put], "PUT /v2/app/manifests/squashed 201", "the tag is put last");
 
+    // A run that changes nothing (a range of one layer squashes to itself) puts a tag and
+    // uploads no blob: the layers and the unchanged config are there, or mounted from the
+    // source repository.
+    for (target, present, mounted) in [("app:same", 5, 0), ("copies/app:same", 0, 5)] {
+        let (code, stdout, stderr) = squash(
+            dir.path(),
+            &[&app, "--from-layer", "1", "-o", &format!("docker://{host}/{target}"), "--json"],
+        );
+        assert_eq!(code, 0, "{stderr}");
+        let transfer = &outcome(&stdout)["transfer"];
+        assert_eq!(transfer["blobs_uploaded"], 0, "{target}: {transfer}");
+        assert_eq!(transfer["blobs_present"], present, "{target}: {transfer}");
+        assert_eq!(transfer["blobs_mounted"], mounted, "{target}: {transfer}");
+        let copy = manifest(&format!("docker://{host}/{target}"), &["--tls-verify=false"]);
+        assert_eq!(copy, manifest(&app, &["--tls-verify=false"]), "{target}: the same manifest");
+    }
+
     // An image whose range deletes what it wrote, and implies a directory it does not write:
     // the plan must ask the layer below, which is downloaded, and the outcome says why.
     std::fs::create_dir_all(dir.path().join("implied")).expect("mkdir");

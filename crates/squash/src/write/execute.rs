@@ -285,9 +285,19 @@ impl SquashPlan {
         let copy = self.ranges.is_empty() && !edits.changes_config() && !self.folds_history();
         let config_bytes =
             if copy { image.config.raw.clone() } else { self.new_config(image, &layers)? };
-        let (config_digest, config_size) = target.write_blob(None, BlobKind::Config, &mut |w| {
-            w.write_all(&config_bytes).at(|| output.location())
-        })?;
+        // The input's own config, unchanged, is not written again where the output holds it (a
+        // repository that has it, or one of the same registry it can be mounted from).
+        let unchanged = copy
+            .then(|| image.config_digest())
+            .filter(|digest| *digest == &Digest::of(&config_bytes));
+        let (config_digest, config_size) = match unchanged {
+            Some(digest) if target.reuse_blob(digest, &image.store)? => {
+                (digest.clone(), config_bytes.len() as u64)
+            }
+            _ => target.write_blob(None, BlobKind::Config, &mut |w| {
+                w.write_all(&config_bytes).at(|| output.location())
+            })?,
+        };
         // A `dir:` manifest may call its config `application/octet-stream`; it is rewritten.
         let verbatim = copy && edits.annotations.is_empty() && image.format() != InputFormat::Dir;
         let manifest_bytes = match &image.manifest {
