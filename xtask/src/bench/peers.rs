@@ -1,11 +1,12 @@
-//! The peers the bench runs when they are installed: docker-squash (through a Docker daemon),
-//! compared with the same flow through squash.
+//! The peers the bench runs when they are installed: docker-squash (through a Docker daemon,
+//! the bench's own when none answers), compared with the same flow through squash.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::Result;
+use squash_testkit::engines::Docker;
 
 use super::measure::{have, median, settle, timed_sh};
 use crate::run_command;
@@ -16,6 +17,21 @@ pub(crate) fn docker_answers() -> bool {
         .args(["version", "--format", "{{.Server.Version}}"])
         .output()
         .is_ok_and(|o| o.status.success())
+}
+
+/// A Docker daemon of the bench's own under `dir` (as the tests start theirs: no network setup,
+/// overlay2), when `dockerd` is installed and the bench runs as root; else why not.
+fn own_daemon(dir: &Path) -> std::result::Result<Docker, String> {
+    if !have("dockerd") {
+        return Err("`dockerd` is not installed (apt-get install docker.io)".into());
+    }
+    let uid = Command::new("id").arg("-u").output().map(|o| o.stdout).unwrap_or_default();
+    if String::from_utf8_lossy(&uid).trim() != "0" {
+        return Err("starting one needs root (or set DOCKER_HOST)".into());
+    }
+    // The testkit's start asserts that the daemon answers within a minute.
+    std::panic::catch_unwind(|| Docker::start(dir))
+        .map_err(|_| "the bench's own `dockerd` did not start (its log is printed above)".into())
 }
 
 /// The seconds between the first log line of docker-squash containing `from` and the first
@@ -35,32 +51,45 @@ pub(crate) fn log_span(log: &str, from: &str, to: &str) -> Option<f64> {
 }
 
 /// docker-squash (it drives the daemon: `docker save`, squash, `docker load`) against the same
-/// flow through squash (`docker save | squash - -o - | docker load`), when `DOCKER_HOST`
-/// answers; and the squash steps alone: docker-squash's from its log, squash's on the saved
-/// tarball (`ours_alone`, measured before).
+/// flow through squash (`docker save | squash - -o - | docker load`), on the daemon
+/// `DOCKER_HOST` names or one of the bench's own; and the squash steps alone: docker-squash's
+/// from its log, squash's on the saved tarball (`ours_alone`, measured before).
 pub(crate) fn docker_peer(
     squash: &Path,
     archive: &Path,
     runs: usize,
     ours_alone: f64,
 ) -> Result<()> {
-    if !have("docker") || !docker_answers() {
-        println!("  docker-squash: no Docker daemon answers (set DOCKER_HOST); not run");
-        return Ok(());
-    }
     if !have("docker-squash") {
         println!("  docker-squash: not installed (pip install docker-squash==1.2.2); not run");
         return Ok(());
     }
-    run_command(
-        Command::new("docker").args(["load", "-q", "-i"]).arg(archive).stdout(Stdio::null()),
-    )?;
+    // The daemon `DOCKER_HOST` names (or the default socket), else one of the bench's own
+    // beside the archive, stopped when this returns.
+    let own = match have("docker") && docker_answers() {
+        true => None,
+        false => match own_daemon(&archive.with_file_name("dockerd")) {
+            Ok(daemon) => Some(daemon),
+            Err(why) => {
+                println!("  docker-squash: no Docker daemon answers and {why}; not run");
+                return Ok(());
+            }
+        },
+    };
+    let host = own.as_ref().map(|d| d.host().to_string());
+    let docker = || {
+        let mut command = Command::new("docker");
+        command.envs(host.iter().map(|h| ("DOCKER_HOST", h)));
+        command
+    };
+    let export = host.as_ref().map(|h| format!("export DOCKER_HOST='{h}'; ")).unwrap_or_default();
+    run_command(docker().args(["load", "-q", "-i"]).arg(archive).stdout(Stdio::null()))?;
     let rmi = |tag: &str| {
-        let _ = Command::new("docker").args(["rmi", "-f", tag]).output();
+        let _ = docker().args(["rmi", "-f", tag]).output();
     };
     let pipe = format!(
-        "docker save bench:latest | {} - --from-layer 4 --quiet -o docker-archive:-:bench:ours | \
-            docker load -q > /dev/null",
+        "{export}docker save bench:latest | {} - --from-layer 4 --quiet -o \
+            docker-archive:-:bench:ours | docker load -q > /dev/null",
         squash.display()
     );
     let (mut peer, mut peer_steps, mut ours, mut save) =
@@ -70,6 +99,7 @@ pub(crate) fn docker_peer(
         settle();
         let start = Instant::now();
         let out = Command::new("docker-squash")
+            .envs(host.iter().map(|h| ("DOCKER_HOST", h)))
             .args(["-f", "4", "-t", "bench:docker-squash", "bench:latest"])
             .output()?;
         peer.push(start.elapsed().as_secs_f64());
@@ -86,7 +116,7 @@ pub(crate) fn docker_peer(
         rmi("bench:docker-squash");
         ours.push(timed_sh(&pipe)?.0);
         rmi("bench:ours");
-        save.push(timed_sh("docker save bench:latest > /dev/null")?.0);
+        save.push(timed_sh(&format!("{export}docker save bench:latest > /dev/null"))?.0);
     }
     rmi("bench:latest");
     let (peer, ours, save) = (median(peer), median(ours), median(save));
