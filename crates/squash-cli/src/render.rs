@@ -333,15 +333,13 @@ const CAUSES_SHOWN: usize = 10;
 
 /// The causes of waste, largest first, each with what to change and the squash that reclaims it.
 fn causes(report: &Report) -> String {
-    use squash::present::story::{cause_headline, cause_squash};
+    use squash::present::story::{cause_headline, cause_squash, cause_step};
     if report.causes.is_empty() {
         return String::new();
     }
     let mut out = String::from("the biggest causes and how to fix them:\n");
     for (n, cause) in report.causes.iter().take(CAUSES_SHOWN).enumerate() {
-        let step = |c: &squash::CauseLayer| {
-            truncated(c.created_by.as_deref().unwrap_or("(no history step)"), 90)
-        };
+        let step = |c: &squash::CauseLayer| truncated(cause_step(c), 90);
         out.push_str(&format!("{:>3}. {}\n", n + 1, cause_headline(cause)));
         out.push_str(&format!("     stored by:  {}\n", step(&cause.stored_by)));
         out.push_str(&format!("     wasted by:  {}\n", step(&cause.wasted_by)));

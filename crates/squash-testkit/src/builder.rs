@@ -252,7 +252,9 @@ struct BuiltLayer {
     tar: Vec<u8>,
     blob: Vec<u8>,
     media_type: &'static str,
-    created_by: String,
+    /// The history step's command; `None` for a step with only a comment (`docker import`).
+    created_by: Option<String>,
+    comment: Option<String>,
     /// The diff_id the config states, when it is not the tar's own (a broken image).
     stated_diff_id: Option<String>,
 }
@@ -312,9 +314,19 @@ impl ImageBuilder {
             tar,
             blob,
             media_type: compression.oci_media_type(),
-            created_by: created_by.to_string(),
+            created_by: Some(created_by.to_string()),
+            comment: None,
             stated_diff_id: None,
         });
+        self
+    }
+
+    /// Adds a layer whose history step names no command, only a comment, as `docker import`
+    /// writes it (`"comment": "Imported from -"`).
+    pub fn imported_layer(&mut self, tar: Vec<u8>, comment: &str) -> &mut Self {
+        self.layer(tar, "");
+        let last = self.layers.last_mut().expect("a layer");
+        (last.created_by, last.comment) = (None, Some(comment.to_string()));
         self
     }
 
@@ -341,10 +353,14 @@ impl ImageBuilder {
                     "empty_layer": true
                 }));
             }
-            history.push(json!({
-                "created": format!("2024-01-01T00:00:{:02}Z", i % 60),
-                "created_by": layer.created_by
-            }));
+            let mut step = json!({ "created": format!("2024-01-01T00:00:{:02}Z", i % 60) });
+            if let Some(created_by) = &layer.created_by {
+                step["created_by"] = json!(created_by);
+            }
+            if let Some(comment) = &layer.comment {
+                step["comment"] = json!(comment);
+            }
+            history.push(step);
         }
         for (_, step) in self.empty_steps.iter().filter(|(at, _)| *at == self.layers.len()) {
             history.push(

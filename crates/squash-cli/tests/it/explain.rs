@@ -73,6 +73,33 @@ fn the_text_report_tells_causes_first_then_layers_then_stories() {
     assert_eq!(causes[0]["kind"], "package_cache");
 }
 
+/// A base made by `docker import` has a history step with a comment and no command: the text
+/// says so, where it would otherwise claim there is no step, and the JSON has no `created_by`.
+#[test]
+fn a_layer_whose_history_names_no_command_is_said_to_have_none() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut b = ImageBuilder::new(LayerCompression::Gzip);
+    b.imported_layer(
+        LayerBuilder::new().file("usr/share/doc/big", &vec![b'd'; 100_000]).finish(),
+        "Imported from -",
+    );
+    b.layer(
+        LayerBuilder::new().whiteout("usr/share/doc/big").finish(),
+        "RUN rm /usr/share/doc/big",
+    );
+    let path = dir.path().join("imported.tar");
+    b.write_docker_archive(&path, "imported:1");
+    let input = path.display().to_string();
+    let (code, text, err) = squash(&["report", &input]);
+    assert_eq!(code, 0, "{err}");
+    assert!(text.contains("     stored by:  (the image's history names no command)\n"), "{text}");
+    assert!(text.contains("     wasted by:  RUN rm /usr/share/doc/big\n"), "{text}");
+    let (_, json, _) = squash(&["report", &input, "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert!(report["layers"][0]["created_by"].is_null(), "{}", report["layers"][0]);
+    assert!(report["causes"][0]["stored_by"]["created_by"].is_null(), "{}", report["causes"]);
+}
+
 #[test]
 fn diff_shows_every_config_edit_and_nothing_after_a_plain_squash() {
     let dir = tempfile::tempdir().expect("tempdir");

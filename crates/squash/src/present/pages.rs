@@ -3,7 +3,7 @@
 //! Both are views of [`ReportDocument`]s and, for several images, an [`AuditSummary`].
 
 use super::document::ReportDocument;
-use super::story::{event_words, row_note};
+use super::story::{cause_step, event_words, row_note};
 use crate::report::audit::AuditSummary;
 use crate::report::clutter::LayerBytes;
 use crate::report::model::{CauseLayer, RangeReport, Report};
@@ -168,10 +168,7 @@ fn markdown_causes(report: &Report, top: usize, out: &mut String) {
         "**The biggest causes and how to fix them**\n\n| wasted | kind | stored by | made waste \
          by | fix | or squash |\n|---:|---|---|---|---|---|\n",
     );
-    let step = |layer: &CauseLayer| {
-        let created = layer.created_by.as_deref().map(|c| cell(c, 60)).unwrap_or_default();
-        format!("{}: `{created}`", layer.layer)
-    };
+    let step = |layer: &CauseLayer| format!("{}: `{}`", layer.layer, cell(cause_step(layer), 60));
     for cause in report.causes.iter().take(top) {
         let kind = match &cause.tool {
             Some(tool) => format!("{tool} {}", cause.kind.words()),
@@ -200,9 +197,7 @@ fn html_causes(report: &Report, top: usize, out: &mut String) {
         return;
     }
     out.push_str("<h3>The biggest causes and how to fix them</h3>\n<div class=\"causes\">");
-    let step = |layer: &CauseLayer| {
-        format!("layer {}: {}", layer.layer, layer.created_by.as_deref().unwrap_or(""))
-    };
+    let step = |layer: &CauseLayer| format!("layer {}: {}", layer.layer, cause_step(layer));
     let rows: Vec<Vec<String>> = report
         .causes
         .iter()

@@ -1,7 +1,7 @@
 //! The words of a report's stories and causes, shared by the text, Markdown and HTML views: one
 //! event of a path's story, a cause's headline, a wasted row's note.
 
-use crate::report::model::{Action, Cause, PathEvent, WastedPath};
+use crate::report::model::{Action, Cause, CauseLayer, PathEvent, WastedPath};
 use crate::units::human;
 
 /// One event of a path's story: `layer 4 deleted: whiteout`, `layer 7 metadata: mode 0644 ->
@@ -45,6 +45,15 @@ pub fn cause_headline(cause: &Cause) -> String {
         if cause.base { " (in the base: not reclaimed by this squash)" } else { "" }
     )
 }
+
+/// The command of the history step a cause names, or that the history names none (a step with
+/// only a comment, as `docker import` writes it, or no step for the layer).
+pub fn cause_step(layer: &CauseLayer) -> &str {
+    layer.created_by.as_deref().filter(|c| !c.trim().is_empty()).unwrap_or(NO_COMMAND)
+}
+
+/// What a view says of a layer whose history step names no command.
+const NO_COMMAND: &str = "(the image's history names no command)";
 
 /// The squash a cause suggests, with what it reclaims.
 pub fn cause_squash(cause: &Cause) -> String {
