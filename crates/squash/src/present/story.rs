@@ -1,5 +1,5 @@
 //! The words of a report's stories and causes, shared by the text, Markdown and HTML views: one
-//! event of a path's story, a cause's headline, a wasted row's note.
+//! event of a path's story, a cause's headline and the steps it names, a wasted row's note.
 
 use crate::report::model::{Action, Cause, CauseLayer, PathEvent, WastedPath};
 use crate::units::human;

@@ -286,7 +286,8 @@ impl SquashPlan {
         let config_bytes =
             if copy { image.config.raw.clone() } else { self.new_config(image, &layers)? };
         // The input's own config, unchanged, is not written again where the output holds it (a
-        // repository that has it, or one of the same registry it can be mounted from).
+        // repository that has it, or one of the same registry it can be mounted from). Its
+        // digest is compared with the bytes: a descriptor without one stands for none.
         let unchanged = copy
             .then(|| image.config_digest())
             .filter(|digest| *digest == &Digest::of(&config_bytes));
