@@ -100,6 +100,72 @@ fn a_layer_whose_history_names_no_command_is_said_to_have_none() {
     assert!(report["causes"][0]["stored_by"]["created_by"].is_null(), "{}", report["causes"]);
 }
 
+/// A file stored again exactly as it was (a hard link to it, on overlayfs, copies it into the
+/// step's layer) is said to be stored again unchanged, with a fix that names what does that, not
+/// a chmod; a file stored again with a new mode keeps the metadata wording.
+#[test]
+fn a_file_stored_again_as_it_was_is_not_blamed_on_a_metadata_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut b = ImageBuilder::new(LayerCompression::Gzip);
+    b.layer(LayerBuilder::new().file("etc/base", b"base").finish(), "ADD base.tar /");
+    b.layer(
+        LayerBuilder::new()
+            .file("opt/data", &vec![b'a'; 200_000])
+            .file("opt/tool", &vec![b't'; 100_000])
+            .finish(),
+        "RUN make install",
+    );
+    b.layer(
+        LayerBuilder::new()
+            .file("opt/data", &vec![b'a'; 200_000])
+            .hardlink("opt/data-link", "opt/data")
+            .finish(),
+        "RUN ln /opt/data /opt/data-link",
+    );
+    b.layer(
+        LayerBuilder::new().file_with("opt/tool", &vec![b't'; 100_000], 0o755, 0, 0, &[]).finish(),
+        "RUN chmod 755 /opt/tool",
+    );
+    let path = dir.path().join("app.tar");
+    b.write_docker_archive(&path, "app:1");
+    let input = path.display().to_string();
+    let (code, json, err) = squash(&["report", &input, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let causes = report["causes"].as_array().expect("causes");
+    let by = |step: &str| {
+        causes
+            .iter()
+            .find(|c| c["wasted_by"]["created_by"].as_str().is_some_and(|s| s.contains(step)))
+            .unwrap_or_else(|| panic!("no cause made by {step}: {causes:#?}"))
+    };
+    let linked = by("RUN ln ");
+    assert_eq!(linked["kind"], "metadata_only", "{linked:#?}");
+    assert_eq!(linked["unchanged"], true, "{linked:#?}");
+    assert!(linked["fix"].as_str().is_some_and(|f| f.contains("`ln`")), "{linked:#?}");
+    assert_eq!(linked["bytes"], 200_000, "{linked:#?}");
+    let chmod = by("RUN chmod ");
+    assert_eq!(chmod["kind"], "metadata_only", "{chmod:#?}");
+    assert!(chmod.get("unchanged").is_none(), "{chmod:#?}");
+    assert!(chmod["fix"].as_str().is_some_and(|f| f.contains("--chmod")), "{chmod:#?}");
+    let (code, text, err) = squash(&["report", &input]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        text.contains(
+            "200.0 kB in 1 file, stored again unchanged: stored by layer 1, made waste \
+                       by layer 2"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("100.0 kB in 1 file, stored again for a metadata change: stored by layer 1"),
+        "{text}"
+    );
+    let (code, markdown, err) = squash(&["report", &input, "--format", "markdown"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(markdown.contains("| stored again unchanged |"), "{markdown}");
+}
+
 #[test]
 fn diff_shows_every_config_edit_and_nothing_after_a_plain_squash() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -199,9 +265,10 @@ fn inspect_shows_what_a_container_runs_with() {
 }
 
 /// A Docker-built image (the legacy builder, busybox steps): a big file added, chmod-ed, then
-/// deleted; another added, then moved; a third copied in, then deleted. The report names the
-/// `RUN` that stored the metadata-only copy, and what changed, tells the move from a deletion,
-/// and does not tell to delete a copied file in the `RUN` that created it.
+/// deleted; another added, then moved; a third copied in, then deleted; a fourth added, then
+/// hard-linked. The report names the `RUN` that stored the metadata-only copy, and what changed,
+/// tells the move from a deletion, does not tell to delete a copied file in the `RUN` that
+/// created it, and says the linked file was stored again unchanged.
 #[test]
 fn a_docker_built_image_names_the_run_that_stored_a_metadata_only_copy() {
     let tools = ["dockerd", "docker"];
@@ -223,7 +290,9 @@ fn a_docker_built_image_names_the_run_that_stored_a_metadata_only_copy() {
          RUN busybox head -c 1000000 /dev/urandom > /download\n\
          RUN busybox mv /download /installed\n\
          COPY payload.bin /payload.bin\n\
-         RUN busybox rm /payload.bin\n",
+         RUN busybox rm /payload.bin\n\
+         RUN busybox head -c 400000 /dev/urandom > /kept\n\
+         RUN busybox ln /kept /kept-link\n",
     )
     .expect("Dockerfile");
     std::fs::write(context.join("payload.bin"), vec![b'p'; 500_000]).expect("payload");
@@ -258,6 +327,17 @@ fn a_docker_built_image_names_the_run_that_stored_a_metadata_only_copy() {
         .unwrap_or_else(|| panic!("no moved cause: {causes:#?}"));
     let step = moved["wasted_by"]["created_by"].as_str().unwrap_or_default();
     assert!(step.contains("mv /download /installed"), "{moved:#?}");
+    // overlayfs copies a file up to link it: the same file, stored again unchanged.
+    let linked = causes
+        .iter()
+        .find(|c| c["unchanged"] == true)
+        .unwrap_or_else(|| panic!("no cause stored again unchanged: {causes:#?}"));
+    let step = linked["wasted_by"]["created_by"].as_str().unwrap_or_default();
+    assert!(step.contains("ln /kept /kept-link"), "{linked:#?}");
+    assert_eq!(
+        (&linked["kind"], linked["bytes"].as_u64()),
+        (&"metadata_only".into(), Some(400_000))
+    );
     assert_eq!(moved["bytes"].as_u64(), Some(1_000_000), "{moved:#?}");
     assert!(moved["fix"].as_str().unwrap_or_default().contains("/installed"), "{moved:#?}");
     let big = report["wasted_paths"]

@@ -3,7 +3,7 @@
 //! Both are views of [`ReportDocument`]s and, for several images, an [`AuditSummary`].
 
 use super::document::ReportDocument;
-use super::story::{cause_step, event_words, row_note};
+use super::story::{cause_kind, cause_step, event_words, row_note};
 use crate::report::audit::AuditSummary;
 use crate::report::clutter::LayerBytes;
 use crate::report::model::{CauseLayer, RangeReport, Report};
@@ -170,10 +170,7 @@ fn markdown_causes(report: &Report, top: usize, out: &mut String) {
     );
     let step = |layer: &CauseLayer| format!("{}: `{}`", layer.layer, cell(cause_step(layer), 60));
     for cause in report.causes.iter().take(top) {
-        let kind = match &cause.tool {
-            Some(tool) => format!("{tool} {}", cause.kind.words()),
-            None => cause.kind.words().to_string(),
-        };
+        let kind = cause_kind(cause);
         out.push_str(&format!(
             "| {} in {} | {}{} | {} | {} | {} | `{}` (reclaims {}) |\n",
             human(cause.bytes),
@@ -206,9 +203,8 @@ fn html_causes(report: &Report, top: usize, out: &mut String) {
             vec![
                 human(c.bytes),
                 format!(
-                    "{}{}{}\n{}",
-                    c.tool.as_deref().map(|t| format!("{t} ")).unwrap_or_default(),
-                    c.kind.words(),
+                    "{}{}\n{}",
+                    cause_kind(c),
                     if c.base { " (in the base: not reclaimed by this squash)" } else { "" },
                     if c.files == 1 { "1 file".into() } else { format!("{} files", c.files) }
                 ),

@@ -1,5 +1,5 @@
 //! The words of a report's stories and causes, shared by the text, Markdown and HTML views: one
-//! event of a path's story, a cause's headline and the steps it names, a wasted row's note.
+//! event of a path's story, a cause's headline, kind and the steps it names, a wasted row's note.
 
 use crate::report::model::{Action, Cause, CauseLayer, PathEvent, WastedPath};
 use crate::units::human;
@@ -33,10 +33,7 @@ pub fn event_words(event: &PathEvent) -> String {
 /// made waste by layer 4`.
 pub fn cause_headline(cause: &Cause) -> String {
     let files = if cause.files == 1 { "1 file".into() } else { format!("{} files", cause.files) };
-    let mut kind = cause.kind.words().to_string();
-    if let Some(tool) = &cause.tool {
-        kind = format!("{tool} {kind}");
-    }
+    let kind = cause_kind(cause);
     format!(
         "{} in {files}, {kind}: stored by layer {}, made waste by layer {}{}",
         human(cause.bytes),
@@ -44,6 +41,16 @@ pub fn cause_headline(cause: &Cause) -> String {
         cause.wasted_by.layer,
         if cause.base { " (in the base: not reclaimed by this squash)" } else { "" }
     )
+}
+
+/// What kind of waste a cause is, in words: `apt package manager lists and caches`, `stored
+/// again unchanged` for a metadata-only cause in which no header changed.
+pub fn cause_kind(cause: &Cause) -> String {
+    let words = if cause.unchanged { "stored again unchanged" } else { cause.kind.words() };
+    match &cause.tool {
+        Some(tool) => format!("{tool} {words}"),
+        None => words.to_string(),
+    }
 }
 
 /// The command of the history step a cause names, or that the history names none (a step with

@@ -159,6 +159,12 @@ pub struct Cause {
     /// `yarn`, `go`, `cargo`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
+    /// For [`CauseKind::MetadataOnly`]: nothing in any of its files' headers changed either
+    /// (mode, owner, times, xattrs): a step stored them again as they were, which happens when
+    /// it copies a file into its layer without changing it (a hard link to it, a `chmod` or
+    /// `chown` to what it already has, a program that opens it for writing).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unchanged: bool,
     /// What to change in the Dockerfile.
     pub fix: String,
     /// The largest of its paths (at most three).

@@ -67,6 +67,7 @@ impl Story<'_> {
                 let sum = per_cause.entry((l, by, kind, tool)).or_default();
                 sum.bytes += bytes;
                 sum.files += 1;
+                sum.changed |= row.events.iter().any(|e| e.layer == by && !e.changed.is_empty());
                 sum.paths.push((bytes, row.path.clone(), to));
                 sum.paths.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
                 sum.paths.truncate(3);
@@ -300,6 +301,7 @@ impl Story<'_> {
                 let moved_to = sum.paths.first().and_then(|(_, _, to)| to.clone());
                 let paths: Vec<String> = sum.paths.into_iter().map(|(_, p, _)| p).collect();
                 let base = stored < self.base_end;
+                let unchanged = kind == CauseKind::MetadataOnly && !sum.changed;
                 Cause {
                     stored_by: layer(stored),
                     wasted_by: layer(wasted),
@@ -307,7 +309,10 @@ impl Story<'_> {
                     files: sum.files,
                     kind,
                     tool: tool.map(str::to_string),
-                    fix: if base {
+                    unchanged,
+                    fix: if unchanged {
+                        unchanged_fix(base, stored, wasted)
+                    } else if base {
                         base_fix(kind, stored, wasted)
                     } else {
                         let copied = self.created_by[stored].as_deref().is_some_and(copies_in);
@@ -348,6 +353,8 @@ impl Story<'_> {
 struct CauseSum {
     bytes: u64,
     files: usize,
+    /// Whether some file's header changed in the layer that made it waste.
+    changed: bool,
     /// The largest paths, each with where it was moved to (for a move).
     paths: Vec<(u64, String, Option<String>)>,
 }
@@ -461,6 +468,26 @@ fn build_only(path: &str) -> bool {
             && TOOLS.iter().any(|t| name == *t || name.ends_with(&format!("-{t}")))
         || name.ends_with(".a")
         || name.ends_with(".o")
+}
+
+/// What to change for files that layer `wasted` stored again exactly as layer `stored` had them
+/// (a metadata-only cause in which no header changed); `base`: layer `stored` is the base
+/// image's.
+fn unchanged_fix(base: bool, stored: usize, wasted: usize) -> String {
+    let how = "a hard link to it with `ln`, a `chmod` or `chown` to what it already has, or a \
+               program opening it for writing does that";
+    if base {
+        format!(
+            "the step stored the base image's file again as it was ({how}): leave it alone, or \
+             squash into the base (`--layers {stored}..{wasted}`), which stops sharing the base \
+             with other images"
+        )
+    } else {
+        format!(
+            "the step stored the file again as it was ({how}): leave it alone after the step \
+             that creates it, or do that in the same RUN"
+        )
+    }
 }
 
 /// What to change for a cause of `kind` whose bytes the base image's layer `stored` holds and
