@@ -359,7 +359,7 @@ fn causes(report: &Report) -> String {
 
 /// The wasted paths, largest first, each with its story.
 fn wasted_paths(report: &Report) -> String {
-    use squash::present::story::{event_words, row_note};
+    use squash::present::story::{event_step, event_words, row_note};
     if report.wasted_paths.is_empty() {
         return String::new();
     }
@@ -372,8 +372,14 @@ fn wasted_paths(report: &Report) -> String {
             row_note(p)
         ));
         for event in &p.events {
-            let step = truncated(event.created_by.as_deref().unwrap_or(""), 60);
-            out.push_str(&format!("            {}   {step}\n", event_words(event)));
+            match event_step(event) {
+                Some(step) => out.push_str(&format!(
+                    "            {}   {}\n",
+                    event_words(event),
+                    truncated(step, 60)
+                )),
+                None => out.push_str(&format!("            {}\n", event_words(event))),
+            }
         }
     }
     out

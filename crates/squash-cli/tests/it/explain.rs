@@ -94,6 +94,13 @@ fn a_layer_whose_history_names_no_command_is_said_to_have_none() {
     assert_eq!(code, 0, "{err}");
     assert!(text.contains("     stored by:  (the image's history names no command)\n"), "{text}");
     assert!(text.contains("     wasted by:  RUN rm /usr/share/doc/big\n"), "{text}");
+    // The path's story names no step for the imported layer, rather than an empty one.
+    assert!(text.contains("\n            layer 0 added\n"), "{text}");
+    let html = dir.path().join("report.html");
+    let (code, _, err) = squash(&["report", &input, "--html", &html.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    let page = std::fs::read_to_string(&html).expect("html");
+    assert!(page.contains("layer 0 added") && !page.contains("layer 0 added ()"), "{page}");
     let (_, json, _) = squash(&["report", &input, "--json"]);
     let report: serde_json::Value = serde_json::from_str(&json).expect("json");
     assert!(report["layers"][0]["created_by"].is_null(), "{}", report["layers"][0]);

@@ -357,12 +357,9 @@ pub fn report_html(
                     let story: Vec<String> = p
                         .events
                         .iter()
-                        .map(|e| {
-                            format!(
-                                "{} ({})",
-                                event_words(e),
-                                e.created_by.as_deref().unwrap_or("")
-                            )
+                        .map(|e| match super::story::event_step(e) {
+                            Some(step) => format!("{} ({step})", event_words(e)),
+                            None => event_words(e),
                         })
                         .collect();
                     vec![human(p.reclaimable_bytes), p.path.clone(), row_note(p), story.join("\n")]

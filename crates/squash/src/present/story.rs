@@ -29,6 +29,12 @@ pub fn event_words(event: &PathEvent) -> String {
     words
 }
 
+/// The command of the history step an event of a path's story happened in, when the history
+/// names one (a `docker import`'s base has only a comment): a view leaves it out otherwise.
+pub fn event_step(event: &PathEvent) -> Option<&str> {
+    event.created_by.as_deref().filter(|c| !c.trim().is_empty())
+}
+
 /// A cause's headline: `120.0 MB in 3 files, deleted by a later step: stored by layer 2,
 /// made waste by layer 4`.
 pub fn cause_headline(cause: &Cause) -> String {
