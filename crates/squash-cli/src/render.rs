@@ -372,14 +372,12 @@ fn wasted_paths(report: &Report) -> String {
             row_note(p)
         ));
         for event in &p.events {
-            match event_step(event) {
-                Some(step) => out.push_str(&format!(
-                    "            {}   {}\n",
-                    event_words(event),
-                    truncated(step, 60)
-                )),
-                None => out.push_str(&format!("            {}\n", event_words(event))),
-            }
+            let step = event_step(event).map(|s| format!("   {}", truncated(s, 60)));
+            out.push_str(&format!(
+                "            {}{}\n",
+                event_words(event),
+                step.unwrap_or_default()
+            ));
         }
     }
     out

@@ -158,10 +158,7 @@ fn a_file_stored_again_as_it_was_is_not_blamed_on_a_metadata_change() {
     let (code, text, err) = squash(&["report", &input]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        text.contains(
-            "200.0 kB in 1 file, stored again unchanged: stored by layer 1, made waste \
-                       by layer 2"
-        ),
+        text.contains("stored again unchanged: stored by layer 1, made waste by layer 2"),
         "{text}"
     );
     assert!(
@@ -341,10 +338,8 @@ fn a_docker_built_image_names_the_run_that_stored_a_metadata_only_copy() {
         .unwrap_or_else(|| panic!("no cause stored again unchanged: {causes:#?}"));
     let step = linked["wasted_by"]["created_by"].as_str().unwrap_or_default();
     assert!(step.contains("ln /kept /kept-link"), "{linked:#?}");
-    assert_eq!(
-        (&linked["kind"], linked["bytes"].as_u64()),
-        (&"metadata_only".into(), Some(400_000))
-    );
+    assert_eq!(linked["kind"], "metadata_only", "{linked:#?}");
+    assert_eq!(linked["bytes"].as_u64(), Some(400_000), "{linked:#?}");
     assert_eq!(moved["bytes"].as_u64(), Some(1_000_000), "{moved:#?}");
     assert!(moved["fix"].as_str().unwrap_or_default().contains("/installed"), "{moved:#?}");
     let big = report["wasted_paths"]

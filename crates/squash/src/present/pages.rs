@@ -357,9 +357,9 @@ pub fn report_html(
                     let story: Vec<String> = p
                         .events
                         .iter()
-                        .map(|e| match super::story::event_step(e) {
-                            Some(step) => format!("{} ({step})", event_words(e)),
-                            None => event_words(e),
+                        .map(|e| {
+                            let step = super::story::event_step(e).map(|s| format!(" ({s})"));
+                            format!("{}{}", event_words(e), step.unwrap_or_default())
                         })
                         .collect();
                     vec![human(p.reclaimable_bytes), p.path.clone(), row_note(p), story.join("\n")]
