@@ -109,7 +109,8 @@ fn a_layer_whose_history_names_no_command_is_said_to_have_none() {
 
 /// A file stored again exactly as it was (a hard link to it, on overlayfs, copies it into the
 /// step's layer) is said to be stored again unchanged, with a fix that names what does that, not
-/// a chmod; a file stored again with a new mode keeps the metadata wording.
+/// a chmod; a file stored again with a new mode keeps the metadata wording; one stored again
+/// with only a new time gets a fix about what rewrites or touches a file.
 #[test]
 fn a_file_stored_again_as_it_was_is_not_blamed_on_a_metadata_change() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -119,6 +120,7 @@ fn a_file_stored_again_as_it_was_is_not_blamed_on_a_metadata_change() {
         LayerBuilder::new()
             .file("opt/data", &vec![b'a'; 200_000])
             .file("opt/tool", &vec![b't'; 100_000])
+            .file("opt/conf", &vec![b'c'; 50_000])
             .finish(),
         "RUN make install",
     );
@@ -132,6 +134,10 @@ fn a_file_stored_again_as_it_was_is_not_blamed_on_a_metadata_change() {
     b.layer(
         LayerBuilder::new().file_with("opt/tool", &vec![b't'; 100_000], 0o755, 0, 0, &[]).finish(),
         "RUN chmod 755 /opt/tool",
+    );
+    b.layer(
+        LayerBuilder::new().mtime(1_700_000_000).file("opt/conf", &vec![b'c'; 50_000]).finish(),
+        "RUN sed -i s/old/new/ /opt/conf",
     );
     let path = dir.path().join("app.tar");
     b.write_docker_archive(&path, "app:1");
@@ -155,6 +161,10 @@ fn a_file_stored_again_as_it_was_is_not_blamed_on_a_metadata_change() {
     assert_eq!(chmod["kind"], "metadata_only", "{chmod:#?}");
     assert!(chmod.get("unchanged").is_none(), "{chmod:#?}");
     assert!(chmod["fix"].as_str().is_some_and(|f| f.contains("--chmod")), "{chmod:#?}");
+    let touched = by("RUN sed ");
+    assert_eq!(touched["kind"], "metadata_only", "{touched:#?}");
+    assert!(touched.get("unchanged").is_none(), "{touched:#?}");
+    assert!(touched["fix"].as_str().is_some_and(|f| f.contains("`sed -i`")), "{touched:#?}");
     let (code, text, err) = squash(&["report", &input]);
     assert_eq!(code, 0, "{err}");
     assert!(

@@ -4,7 +4,7 @@
 //! Dockerfile change that avoids it and the squash that reclaims it), and small files grouped
 //! by directory.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::model::{
     Action, Cause, CauseKind, CauseLayer, FieldChange, PathEvent, ReportOptions, SquashFix,
@@ -67,7 +67,9 @@ impl Story<'_> {
                 let sum = per_cause.entry((l, by, kind, tool)).or_default();
                 sum.bytes += bytes;
                 sum.files += 1;
-                sum.changed |= row.events.iter().any(|e| e.layer == by && !e.changed.is_empty());
+                for event in row.events.iter().filter(|e| e.layer == by) {
+                    sum.changed.extend(event.changed.iter().map(|c| c.field.clone()));
+                }
                 sum.paths.push((bytes, row.path.clone(), to));
                 sum.paths.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
                 sum.paths.truncate(3);
@@ -301,7 +303,10 @@ impl Story<'_> {
                 let moved_to = sum.paths.first().and_then(|(_, _, to)| to.clone());
                 let paths: Vec<String> = sum.paths.into_iter().map(|(_, p, _)| p).collect();
                 let base = stored < self.base_end;
-                let unchanged = kind == CauseKind::MetadataOnly && !sum.changed;
+                let unchanged = kind == CauseKind::MetadataOnly && sum.changed.is_empty();
+                let only_times = kind == CauseKind::MetadataOnly
+                    && !unchanged
+                    && sum.changed.iter().all(|f| f == "mtime");
                 Cause {
                     stored_by: layer(stored),
                     wasted_by: layer(wasted),
@@ -314,6 +319,8 @@ impl Story<'_> {
                         unchanged_fix(base, stored, wasted)
                     } else if base {
                         base_fix(kind, stored, wasted)
+                    } else if only_times {
+                        TIMES_FIX.into()
                     } else {
                         let copied = self.created_by[stored].as_deref().is_some_and(copies_in);
                         fix(kind, tool, &paths, moved_to.as_deref(), copied)
@@ -353,8 +360,8 @@ impl Story<'_> {
 struct CauseSum {
     bytes: u64,
     files: usize,
-    /// Whether some file's header changed in the layer that made it waste.
-    changed: bool,
+    /// The header fields of its files that the layer that made them waste changed.
+    changed: BTreeSet<String>,
     /// The largest paths, each with where it was moved to (for a move).
     paths: Vec<(u64, String, Option<String>)>,
 }
@@ -489,6 +496,13 @@ fn unchanged_fix(base: bool, stored: usize, wasted: usize) -> String {
         )
     }
 }
+
+/// What to change for files a later step stored again with the same content and header but
+/// their modification time.
+const TIMES_FIX: &str = "the step stored the file again with the same content and only a new \
+                         time (a `touch`, or a tool that rewrites the file, such as a `sed -i` \
+                         that matched nothing): leave it alone after the step that creates it, \
+                         or do that in the same RUN";
 
 /// What to change for a cause of `kind` whose bytes the base image's layer `stored` holds and
 /// layer `wasted` made waste: the steps that created them are the base's, not the Dockerfile's.
