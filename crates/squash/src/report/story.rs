@@ -315,10 +315,13 @@ impl Story<'_> {
                     kind,
                     tool: tool.map(str::to_string),
                     unchanged,
-                    fix: if unchanged {
-                        unchanged_fix(base, stored, wasted)
-                    } else if base {
-                        base_fix(kind, stored, wasted)
+                    fix: if base {
+                        base_fix(kind, unchanged, stored, wasted)
+                    } else if unchanged {
+                        format!(
+                            "the step stored the file again as it was ({COPIED_UP}): leave it \
+                             alone after the step that creates it, or do that in the same RUN"
+                        )
                     } else if only_times {
                         TIMES_FIX.into()
                     } else {
@@ -477,25 +480,10 @@ fn build_only(path: &str) -> bool {
         || name.ends_with(".o")
 }
 
-/// What to change for files that layer `wasted` stored again exactly as layer `stored` had them
-/// (a metadata-only cause in which no header changed); `base`: layer `stored` is the base
-/// image's.
-fn unchanged_fix(base: bool, stored: usize, wasted: usize) -> String {
-    let how = "a hard link to it with `ln`, a `chmod` or `chown` to what it already has, or a \
-               program opening it for writing does that";
-    if base {
-        format!(
-            "the step stored the base image's file again as it was ({how}): leave it alone, or \
-             squash into the base (`--layers {stored}..{wasted}`), which stops sharing the base \
-             with other images"
-        )
-    } else {
-        format!(
-            "the step stored the file again as it was ({how}): leave it alone after the step \
-             that creates it, or do that in the same RUN"
-        )
-    }
-}
+/// What stores a file again exactly as it was (a metadata-only cause in which no header
+/// changed): on overlayfs, anything that copies it into the step's layer.
+const COPIED_UP: &str = "a hard link to it with `ln`, a `chmod` or `chown` to what it already \
+                         has, or a program opening it for writing does that";
 
 /// What to change for files a later step stored again with the same content and header but
 /// their modification time.
@@ -505,13 +493,18 @@ const TIMES_FIX: &str = "the step stored the file again with the same content an
                          or do that in the same RUN";
 
 /// What to change for a cause of `kind` whose bytes the base image's layer `stored` holds and
-/// layer `wasted` made waste: the steps that created them are the base's, not the Dockerfile's.
-fn base_fix(kind: CauseKind, stored: usize, wasted: usize) -> String {
+/// layer `wasted` made waste (`unchanged`: stored again exactly as they were): the steps that
+/// created them are the base's, not the Dockerfile's.
+fn base_fix(kind: CauseKind, unchanged: bool, stored: usize, wasted: usize) -> String {
     let squash = format!(
         "or squash into the base (`--layers {stored}..{wasted}`), which stops sharing the base \
          with other images"
     );
     match kind {
+        CauseKind::MetadataOnly if unchanged => format!(
+            "the step stored the base image's file again as it was ({COPIED_UP}): leave it \
+             alone, {squash}"
+        ),
         CauseKind::MetadataOnly | CauseKind::Rewritten => format!(
             "the base image's copy is stored again: start from a base image that already holds \
              it as this step leaves it (a newer tag, or a base built with this step), {squash}"
