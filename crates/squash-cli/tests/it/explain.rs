@@ -180,6 +180,50 @@ fn a_file_stored_again_as_it_was_is_not_blamed_on_a_metadata_change() {
     assert!(markdown.contains("| stored again unchanged |"), "{markdown}");
 }
 
+/// A cause's fix is printed whole in Markdown, its apostrophes as they are and its code in
+/// pairs of backticks, even for a path with a backtick or a pipe; the HTML page sets the code
+/// apart in `<code>`, the squash command too.
+#[test]
+fn a_fix_is_whole_in_markdown_and_its_code_set_apart_in_html() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut b = ImageBuilder::new(LayerCompression::Gzip);
+    b.layer(LayerBuilder::new().file("etc/motd", &vec![b'm'; 80_000]).finish(), "ADD base.tar /");
+    b.layer(LayerBuilder::new().file("opt/we`ird|name", &vec![b'w'; 150_000]).finish(), "RUN make");
+    b.layer(
+        LayerBuilder::new()
+            .file_with("etc/motd", &vec![b'm'; 80_000], 0o600, 0, 0, &[])
+            .whiteout("opt/we`ird|name")
+            .finish(),
+        "RUN chmod 600 /etc/motd && rm /opt/we*",
+    );
+    let path = dir.path().join("app.tar");
+    b.write_docker_archive(&path, "app:1");
+    let input = path.display().to_string();
+    let (code, markdown, err) =
+        squash(&["report", &input, "--from-layer", "2", "--format", "markdown"]);
+    assert_eq!(code, 0, "{err}");
+    let row = |needle: &str| {
+        markdown
+            .lines()
+            .find(|l| l.starts_with('|') && l.contains(needle))
+            .unwrap_or_else(|| panic!("no row with {needle} in\n{markdown}"))
+    };
+    let base = row("(in the base: not reclaimed by this squash)");
+    assert!(base.contains("| the base image's copy is stored again: "), "{base}");
+    assert!(base.contains("which stops sharing the base with other images | `squash "), "{base}");
+    let deleted = row("150.0 kB in 1 file");
+    assert!(deleted.contains("(`… && rm -rf /opt/we'ird\\|name`)"), "{deleted}");
+    let html = dir.path().join("report.html");
+    let (code, _, err) =
+        squash(&["report", &input, "--from-layer", "2", "--html", &html.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    let page = std::fs::read_to_string(&html).expect("html");
+    assert!(page.contains("<code>--layers 0..2</code>"), "{page}");
+    assert!(page.contains("<code>… &amp;&amp; rm -rf /opt/we'ird|name</code>"), "{page}");
+    assert!(page.contains("<code>squash "), "{page}");
+    assert!(!page.replace("we`ird", "").contains('`'), "a backtick outside the path:\n{page}");
+}
+
 #[test]
 fn diff_shows_every_config_edit_and_nothing_after_a_plain_squash() {
     let dir = tempfile::tempdir().expect("tempdir");

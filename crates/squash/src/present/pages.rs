@@ -20,6 +20,12 @@ fn cell(text: &str, width: usize) -> String {
     cut.replace('|', "\\|")
 }
 
+/// Prose for a Markdown cell whose backticks enclose code in pairs (a cause's fix): pipes
+/// escaped, line breaks out, nothing cut.
+fn prose_cell(text: &str) -> String {
+    text.replace(['\n', '\r', '\t'], " ").replace('|', "\\|")
+}
+
 /// The image's name in headings.
 fn title(document: &ReportDocument) -> String {
     match &document.input.platform {
@@ -179,7 +185,7 @@ fn markdown_causes(report: &Report, top: usize, out: &mut String) {
             if cause.base { " (in the base: not reclaimed by this squash)" } else { "" },
             step(&cause.stored_by),
             step(&cause.wasted_by),
-            cell(&cause.fix, 200).replace("'", "`"),
+            prose_cell(&cause.fix),
             cell(&cause.squash.command, 200),
             human(cause.squash.reclaims)
         ));
@@ -195,27 +201,31 @@ fn html_causes(report: &Report, top: usize, out: &mut String) {
     }
     out.push_str("<h3>The biggest causes and how to fix them</h3>\n<div class=\"causes\">");
     let step = |layer: &CauseLayer| format!("layer {}: {}", layer.layer, cause_step(layer));
-    let rows: Vec<Vec<String>> = report
+    let rows: Vec<Vec<Cell>> = report
         .causes
         .iter()
         .take(top)
         .map(|c| {
             vec![
-                human(c.bytes),
-                format!(
+                Cell::Text(human(c.bytes)),
+                Cell::Text(format!(
                     "{}{}\n{}",
                     cause_kind(c),
                     if c.base { " (in the base: not reclaimed by this squash)" } else { "" },
                     if c.files == 1 { "1 file".into() } else { format!("{} files", c.files) }
-                ),
-                step(&c.stored_by),
-                step(&c.wasted_by),
-                format!("{}\n{}", c.fix, c.paths.join("\n")),
-                format!("{}\n(reclaims {})", c.squash.command, human(c.squash.reclaims)),
+                )),
+                Cell::Text(step(&c.stored_by)),
+                Cell::Text(step(&c.wasted_by)),
+                Cell::Html(format!("{}\n{}", prose_html(&c.fix), escape(&c.paths.join("\n")))),
+                Cell::Html(format!(
+                    "<code>{}</code>\n(reclaims {})",
+                    escape(&c.squash.command),
+                    human(c.squash.reclaims)
+                )),
             ]
         })
         .collect();
-    out.push_str(&html_table(
+    out.push_str(&html_cells(
         &["wasted", "kind", "stored by", "made waste by", "fix (paths)", "or squash"],
         &rows,
     ));
@@ -256,9 +266,43 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// A table with a header row.
+/// Prose whose backticks enclose code in pairs (a cause's fix), escaped for HTML with each
+/// code span in `<code>`; a backtick left without its pair stays as it is.
+#[cfg(feature = "svg")]
+fn prose_html(text: &str) -> String {
+    let parts: Vec<&str> = text.split('`').collect();
+    let mut out = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i % 2 == 0 {
+            out.push_str(&escape(part));
+        } else if i + 1 < parts.len() {
+            out.push_str(&format!("<code>{}</code>", escape(part)));
+        } else {
+            out.push('`');
+            out.push_str(&escape(part));
+        }
+    }
+    out
+}
+
+/// A table cell: text, escaped when the table is drawn, or markup already escaped.
+#[cfg(feature = "svg")]
+enum Cell {
+    Text(String),
+    Html(String),
+}
+
+/// A table of text with a header row.
 #[cfg(feature = "svg")]
 fn html_table(head: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<Cell>> =
+        rows.iter().map(|row| row.iter().cloned().map(Cell::Text).collect()).collect();
+    html_cells(head, &rows)
+}
+
+/// A table with a header row.
+#[cfg(feature = "svg")]
+fn html_cells(head: &[&str], rows: &[Vec<Cell>]) -> String {
     let mut out = String::from("<div class=\"wide\"><table><thead><tr>");
     for h in head {
         out.push_str(&format!("<th>{}</th>", escape(h)));
@@ -267,7 +311,10 @@ fn html_table(head: &[&str], rows: &[Vec<String>]) -> String {
     for row in rows {
         out.push_str("<tr>");
         for c in row {
-            out.push_str(&format!("<td>{}</td>", escape(c)));
+            match c {
+                Cell::Text(text) => out.push_str(&format!("<td>{}</td>", escape(text))),
+                Cell::Html(html) => out.push_str(&format!("<td>{html}</td>")),
+            }
         }
         out.push_str("</tr>\n");
     }
@@ -300,6 +347,7 @@ pub fn report_html(
          td{white-space:pre-line;vertical-align:top}.chart svg{max-width:100%;height:auto}\n\
          .causes td:first-child{font-weight:bold}.wide{overflow-x:auto}\n\
          td{overflow-wrap:anywhere;min-width:4em}\n\
+         code{font-family:monospace;background:#eef1f6;padding:0 2px}\n\
          @media (max-width:600px){body{margin:8px}th,td{font-size:11px;padding:2px 4px}}\n\
          </style></head><body>\n<h1>squash report</h1>\n",
     );

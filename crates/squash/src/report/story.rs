@@ -525,7 +525,9 @@ fn copies_in(created_by: &str) -> bool {
 }
 
 /// What to change in the Dockerfile for a cause of `kind`; `moved_to`: where the largest of
-/// its `paths` went, for a move; `copied`: whether a `COPY` or `ADD` stored them.
+/// its `paths` went, for a move; `copied`: whether a `COPY` or `ADD` stored them. Backticks
+/// in the text enclose code and come in pairs: a path's own backticks are written as `'`, so
+/// that the Markdown and HTML views can set the code apart.
 fn fix(
     kind: CauseKind,
     tool: Option<&str>,
@@ -533,7 +535,8 @@ fn fix(
     moved_to: Option<&str>,
     copied: bool,
 ) -> String {
-    let first = paths.first().map_or("it", String::as_str);
+    let first = paths.first().map_or("it".into(), |p| p.replace('`', "'"));
+    let moved_to = moved_to.map(|p| p.replace('`', "'"));
     match kind {
         CauseKind::DeletedLater if copied => format!(
             "a COPY or ADD stored it, and no later step can take it out of that layer: use it \
