@@ -94,7 +94,7 @@ fn invalid_fixtures_are_refused_with_a_clear_error() {
             f.join("containers__skopeo/systemtest/testdata/docker-two-images.tar.xz")
                 .display()
                 .to_string(),
-            "xz-compressed",
+            "holds 2 images; choose one",
         ),
         (
             f.join("moby__moby/integration-cli/testdata/emptyLayer.tar").display().to_string(),

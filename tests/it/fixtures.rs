@@ -34,6 +34,14 @@ fn valid_images() -> Vec<String> {
             ggcr.join("tarball/testdata/test_link.tar").display()
         ));
     }
+    // Wrapped in xz, as `docker load` reads it; the second image's `layer.tar` is a symlink to
+    // the first's.
+    for sel in ["@0", "@1"] {
+        out.push(format!(
+            "docker-archive:{}:{sel}",
+            f.join("containers__skopeo/systemtest/testdata/docker-two-images.tar.xz").display()
+        ));
+    }
     for tag in ["1", "2", "3", "4"] {
         out.push(format!("oci:{}:{tag}", ggcr.join("layout/testdata/test_index").display()));
     }

@@ -47,12 +47,28 @@ fn parse_compression(s: &str) -> Result<Compression, String> {
     }
 }
 
+/// A compression that archives use (`docker load` reads them) but layers do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ArchiveCompression {
+    Bzip2,
+    Xz,
+}
+
+impl fmt::Display for ArchiveCompression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ArchiveCompression::Bzip2 => "bzip2",
+            ArchiveCompression::Xz => "xz",
+        })
+    }
+}
+
 /// What the first bytes of a blob say it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Sniffed {
     Known(Compression),
-    /// A compression that layers do not use (bzip2, xz); named for the error message.
-    Unsupported(&'static str),
+    /// bzip2 or xz: read for a whole archive, refused for a layer.
+    Archive(ArchiveCompression),
 }
 
 /// Looks at the magic bytes at the start of a blob.
@@ -60,8 +76,13 @@ pub(crate) fn sniff(head: &[u8]) -> Sniffed {
     match head {
         [0x1f, 0x8b, ..] => Sniffed::Known(Compression::Gzip),
         [0x28, 0xb5, 0x2f, 0xfd, ..] => Sniffed::Known(Compression::Zstd),
-        [b'B', b'Z', b'h', ..] => Sniffed::Unsupported("bzip2"),
-        [0xfd, b'7', b'z', b'X', b'Z', 0x00, ..] => Sniffed::Unsupported("xz"),
+        // A block's magic (the digits of pi) or an empty stream's (those of its square root)
+        // follows the level, so that a tar whose first name starts with `BZh` stays a tar.
+        [b'B', b'Z', b'h', b'1'..=b'9', 0x31, 0x41, 0x59, 0x26, 0x53, 0x59, ..]
+        | [b'B', b'Z', b'h', b'1'..=b'9', 0x17, 0x72, 0x45, 0x38, 0x50, 0x90, ..] => {
+            Sniffed::Archive(ArchiveCompression::Bzip2)
+        }
+        [0xfd, b'7', b'z', b'X', b'Z', 0x00, ..] => Sniffed::Archive(ArchiveCompression::Xz),
         _ => Sniffed::Known(Compression::None),
     }
 }
@@ -81,8 +102,12 @@ mod tests {
     fn sniffs_magic() {
         assert_eq!(sniff(&[0x1f, 0x8b, 8]), Sniffed::Known(Compression::Gzip));
         assert_eq!(sniff(&[0x28, 0xb5, 0x2f, 0xfd]), Sniffed::Known(Compression::Zstd));
-        assert_eq!(sniff(b"BZh91AY"), Sniffed::Unsupported("bzip2"));
-        assert_eq!(sniff(&[0xfd, b'7', b'z', b'X', b'Z', 0]), Sniffed::Unsupported("xz"));
+        assert_eq!(sniff(b"BZh91AY&SY"), Sniffed::Archive(ArchiveCompression::Bzip2));
+        assert_eq!(sniff(b"BZh9tool/\0\0"), Sniffed::Known(Compression::None));
+        assert_eq!(
+            sniff(&[0xfd, b'7', b'z', b'X', b'Z', 0]),
+            Sniffed::Archive(ArchiveCompression::Xz)
+        );
         assert_eq!(sniff(b"usr/"), Sniffed::Known(Compression::None));
         assert_eq!(sniff(b""), Sniffed::Known(Compression::None));
     }

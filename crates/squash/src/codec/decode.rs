@@ -2,7 +2,7 @@
 
 use std::io::{self, BufRead, Read};
 
-use super::compression::Compression;
+use super::compression::{ArchiveCompression, Compression};
 
 /// A decompressing reader over a layer blob.
 pub(crate) enum Decoder<R: BufRead> {
@@ -48,6 +48,34 @@ impl<R: BufRead> Decoder<R> {
     }
 }
 
+/// A decompressing reader over a whole archive in bzip2 or xz (every stream of it, as `bzip2
+/// -d` and `xz -d` read concatenated ones); an error when squash was built without the
+/// codec's cargo feature.
+pub(crate) fn archive_decoder<'a, R: BufRead + 'a>(
+    compression: ArchiveCompression,
+    inner: R,
+) -> io::Result<Box<dyn Read + 'a>> {
+    match compression {
+        #[cfg(feature = "xz")]
+        ArchiveCompression::Xz => {
+            Ok(Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(inner)))
+        }
+        #[cfg(feature = "bzip2")]
+        ArchiveCompression::Bzip2 => Ok(Box::new(bzip2::bufread::MultiBzDecoder::new(inner))),
+        #[allow(unreachable_patterns)]
+        other => {
+            drop(inner);
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "{other}-compressed archives need squash built with its `{other}` cargo \
+                     feature"
+                ),
+            ))
+        }
+    }
+}
+
 impl<R: BufRead> Read for Decoder<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
@@ -82,6 +110,15 @@ mod tests {
             .read_to_end(&mut tar)
             .expect("decode");
         assert!(tar.len() >= 1024 && tar.len() % 512 == 0, "{} bytes", tar.len());
+    }
+
+    #[cfg(not(feature = "xz"))]
+    #[test]
+    fn xz_without_the_feature_is_a_clear_error() {
+        let error = archive_decoder(ArchiveCompression::Xz, &b"\xfd7zXZ\0"[..]).err();
+        let error = error.expect("refused");
+        assert_eq!(error.kind(), io::ErrorKind::Unsupported);
+        assert!(error.to_string().contains("`xz` cargo feature"), "{error}");
     }
 
     #[cfg(not(feature = "zstd"))]

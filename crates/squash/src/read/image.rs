@@ -281,7 +281,7 @@ impl Image {
                     layer.media_type, layer.compression
                 ),
             )),
-            Sniffed::Unsupported(name) => Err(Error::unsupported(
+            Sniffed::Archive(name) => Err(Error::unsupported(
                 location,
                 format!("{name}-compressed layer (layers are gzip, zstd or plain tar)"),
             )),
@@ -415,7 +415,7 @@ pub(crate) fn sniff_layer(
     let (sniffed, _) = sniff_buffered(reader).at(|| location.clone())?;
     match sniffed {
         Sniffed::Known(c) => Ok(c),
-        Sniffed::Unsupported(name) => Err(Error::unsupported(
+        Sniffed::Archive(name) => Err(Error::unsupported(
             location.clone(),
             format!("{name}-compressed layer (layers are gzip, zstd or plain tar)"),
         )),

@@ -252,19 +252,11 @@ fn detect(path: &Path, is_dir: bool) -> Result<Transport> {
 }
 
 /// Whether the archive at `path` is a plain tar (members are read in place by offset); a
-/// gzip- or zstd-compressed one is read through a decompressed copy, other compressions are
-/// refused with a useful message.
+/// compressed one (gzip, zstd, xz, bzip2) is read through a decompressed copy.
 fn plain_tar(path: &Path) -> Result<bool> {
     let file = std::fs::File::open(path).at(|| Location::file(path))?;
     let (sniffed, _) = sniff_buffered(file).at(|| Location::file(path))?;
-    match sniffed {
-        Sniffed::Known(Compression::None) => Ok(true),
-        Sniffed::Known(_) => Ok(false),
-        Sniffed::Unsupported(c) => Err(Error::unsupported(
-            Location::file(path),
-            format!("the archive itself is {c}-compressed; decompress it first"),
-        )),
-    }
+    Ok(sniffed == Sniffed::Known(Compression::None))
 }
 
 /// Whether a missing input reads like an image name (`app`, `app:latest`,

@@ -1,6 +1,6 @@
 //! Inputs that cannot be read in place: standard input (`-`) and pipes (`/dev/stdin`,
-//! `<(docker save app)`), and archives that are themselves gzip- or zstd-compressed
-//! (`docker save app | gzip`). Archives are read by offset and `docker save` puts
+//! `<(docker save app)`), and archives that are themselves compressed (`docker save app |
+//! gzip`; zstd, xz and bzip2 too). Archives are read by offset and `docker save` puts
 //! `manifest.json` last, so such an input is first copied whole (decompressed) to a temporary
 //! file, which goes away with the image (or at once, on an error or a cancellation). A thread
 //! reads the spool behind its filling and hashes each large member, so that a member read back
@@ -19,7 +19,7 @@ use tempfile::TempPath;
 use super::archive::SpooledDigests;
 use super::image::OpenOptions;
 use crate::codec::compression::{sniff_buffered, Compression, Sniffed};
-use crate::codec::decode::Decoder;
+use crate::codec::decode::{archive_decoder, Decoder};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Location, Result};
 use crate::layer::entry::EntryKind;
@@ -34,8 +34,8 @@ pub(crate) fn wanted(path: &Path) -> bool {
 }
 
 /// Copies the input at `path` (`-`: standard input) to a temporary file, decompressing it on
-/// the way when its first bytes say it is gzip or zstd. bzip2 and xz are refused. Returns the
-/// file and the digests of the members hashed as it was filled.
+/// the way when its first bytes say it is gzip, zstd, xz or bzip2 (as `docker load` reads it).
+/// Returns the file and the digests of the members hashed as it was filled.
 pub(crate) fn spool(path: &Path, options: &OpenOptions) -> Result<(TempPath, SpooledDigests)> {
     let dir = options.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);
     let shown = if path.as_os_str() == "-" {
@@ -196,24 +196,30 @@ impl Filling<'_> {
         let mut read_location = location;
         let mut codecs = Vec::new();
         loop {
-            let codec = match sniffed {
-                Sniffed::Known(Compression::None) => break,
-                Sniffed::Known(c) if codecs.len() < 4 => c,
-                Sniffed::Known(_) => {
-                    return Err(Error::unsupported(
-                        read_location,
-                        "the archive is compressed more than four times",
-                    ))
+            if sniffed == Sniffed::Known(Compression::None) {
+                break;
+            }
+            if codecs.len() == 4 {
+                return Err(Error::unsupported(
+                    read_location,
+                    "the archive is compressed more than four times",
+                ));
+            }
+            let decoder: Box<dyn Read + '_> = match sniffed {
+                Sniffed::Known(codec) => {
+                    codecs.push(codec.to_string());
+                    Box::new(Decoder::new(codec, source).at(|| read_location.clone())?)
                 }
-                Sniffed::Unsupported(c) => {
-                    return Err(Error::unsupported(
-                        read_location,
-                        format!("the archive itself is {c}-compressed; decompress it first"),
-                    ))
+                Sniffed::Archive(codec) => {
+                    codecs.push(codec.to_string());
+                    archive_decoder(codec, source).map_err(|e| {
+                        Error::unsupported(
+                            read_location.clone(),
+                            format!("the archive itself is {codec}-compressed: {e}"),
+                        )
+                    })?
                 }
             };
-            codecs.push(codec.to_string());
-            let decoder = Decoder::new(codec, source).at(|| read_location.clone())?;
             let how = match codecs.as_slice() {
                 [one] => format!("{one}-compressed"),
                 many => format!("compressed {} times ({})", many.len(), many.join(", ")),

@@ -598,7 +598,8 @@ fn quoted(s: &str) -> String {
     }
 }
 
-/// An output name beside `input`: `app.tar` → `app-squashed.tar`, `oci:dir:tag` →
+/// An output name beside `input`: `app.tar` → `app-squashed.tar` (`app.tar.xz` →
+/// `app-squashed.tar`: xz and bzip2 are read, not written), `oci:dir:tag` →
 /// `oci:dir:tag-squashed`, `docker://host/repo:tag` → `docker://host/repo:tag-squashed`, `-`
 /// → `-`.
 pub(crate) fn squashed_name(input: &str) -> String {
@@ -623,12 +624,25 @@ pub(crate) fn squashed_name(input: &str) -> String {
     }
     for prefix in ["oci-archive:", "docker-archive:"] {
         if let Some(rest) = input.strip_prefix(prefix) {
-            return format!("{prefix}{}", squashed_name(rest));
+            // The path is renamed; a tag stays, a selector (`@N`) chose what was read.
+            return match rest.split_once(':') {
+                Some((path, tag)) if !tag.starts_with('@') => {
+                    format!("{prefix}{}:{tag}", squashed_name(path))
+                }
+                Some((path, _)) => format!("{prefix}{}", squashed_name(path)),
+                None => format!("{prefix}{}", squashed_name(rest)),
+            };
         }
     }
     for ext in [".tar.gz", ".tar.zst", ".tgz", ".tar"] {
         if let Some(stem) = input.strip_suffix(ext) {
             return format!("{stem}-squashed{ext}");
+        }
+    }
+    // Read, not written: the squashed archive is a plain tar.
+    for ext in [".tar.xz", ".txz", ".tar.bz2", ".tbz2"] {
+        if let Some(stem) = input.strip_suffix(ext) {
+            return format!("{stem}-squashed.tar");
         }
     }
     format!("{input}-squashed")
@@ -712,6 +726,12 @@ mod tests {
     fn output_names_sit_beside_the_input() {
         assert_eq!(squashed_name("app.tar"), "app-squashed.tar");
         assert_eq!(squashed_name("app.tar.gz"), "app-squashed.tar.gz");
+        assert_eq!(squashed_name("app.tar.xz"), "app-squashed.tar");
+        assert_eq!(squashed_name("docker-archive:app.tbz2:@1"), "docker-archive:app-squashed.tar");
+        assert_eq!(
+            squashed_name("docker-archive:app.tar:app:1"),
+            "docker-archive:app-squashed.tar:app:1"
+        );
         assert_eq!(squashed_name("oci:out:app"), "oci:out:app-squashed");
         assert_eq!(squashed_name("oci:out"), "oci:out:squashed");
         assert_eq!(

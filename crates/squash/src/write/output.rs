@@ -397,6 +397,7 @@ fn parse_output(s: &str) -> std::result::Result<Output, String> {
                 "`{s}` ends with an empty tag; give one after the colon or drop the colon"
             ));
         }
+        unwritten_compression(s, path)?;
         let destination = if path == "-" {
             if format == OutputFormat::OciLayout {
                 return Err(format!(
@@ -438,6 +439,7 @@ fn parse_output(s: &str) -> std::result::Result<Output, String> {
              load it with `docker load -i app.tar` or `podman load -i app.tar`"
         ));
     }
+    unwritten_compression(s, s)?;
     Ok(Output {
         destination: Destination::Path(PathBuf::from(s)),
         format: None,
@@ -447,6 +449,24 @@ fn parse_output(s: &str) -> std::result::Result<Output, String> {
         hold_tag: false,
     }
     .named_compression())
+}
+
+/// Refuses an output `path` (given as `s`) whose name asks for a compression squash reads in an
+/// archive but does not write (xz, bzip2), rather than writing a plain tar under that name.
+fn unwritten_compression(s: &str, path: &str) -> std::result::Result<(), String> {
+    let name = Path::new(path).file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let name = name.to_ascii_lowercase();
+    let Some(codec) = [(".xz", "xz"), (".txz", "xz"), (".bz2", "bzip2"), (".tbz2", "bzip2")]
+        .iter()
+        .find_map(|(ext, codec)| name.ends_with(ext).then_some(*codec))
+    else {
+        return Ok(());
+    };
+    Err(format!(
+        "`{s}`: squash reads {codec}-compressed archives but writes them plain, gzip- or \
+         zstd-compressed (`.tar`, `.tar.gz`, `.tar.zst`); for {codec}, write to standard output \
+         and compress it: `-o - | {codec} > {path}`"
+    ))
 }
 
 /// The tag carried over from the input (named `name` there) when none is given: the name as
