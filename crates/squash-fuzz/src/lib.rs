@@ -9,7 +9,7 @@
 //! by a faulty registry of the fuzzer's own and read from `docker://`. `cargo xtask fuzz`
 //! drives it, and every finding is kept under `tests/fuzz-corpus/` as a test.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Mutex};
@@ -128,6 +128,26 @@ fn compress(codec: Codec, tar: &[u8]) -> Vec<u8> {
         }
         Codec::Zstd => zstd::encode_all(tar, 1).unwrap_or_default(),
     }
+}
+
+/// How a whole archive is compressed: as a layer can be, or in a codec only archives use.
+#[derive(Debug, Clone, Copy)]
+enum Outer {
+    Layer(Codec),
+    Xz,
+    Bzip2,
+}
+
+fn compress_archive(codec: Outer, archive: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let done = match codec {
+        Outer::Layer(codec) => return compress(codec, archive),
+        Outer::Xz => liblzma::read::XzEncoder::new(archive, 1).read_to_end(&mut out),
+        Outer::Bzip2 => {
+            bzip2::read::BzEncoder::new(archive, bzip2::Compression::fast()).read_to_end(&mut out)
+        }
+    };
+    done.map(|_| out).unwrap_or_default()
 }
 
 /// Values that break assumptions about JSON documents.
@@ -457,10 +477,12 @@ pub fn mutate(rng: &mut Rng, seed: &Seed) -> Case {
         description.push_str("archive bytes flipped; ");
     }
     if rng.chance(10) && !bytes.is_empty() {
-        // The whole archive compressed (`docker save | gzip`), read through a decompressed copy;
-        // sometimes damaged after compression, which the decoder must catch.
-        let codec = if rng.chance(50) { Codec::Gzip } else { Codec::Zstd };
-        bytes = compress(codec, &bytes);
+        // The whole archive compressed (`docker save | gzip`, or zstd, xz, bzip2), read through
+        // a decompressed copy; sometimes damaged after compression, which the decoder must
+        // catch.
+        let codec = [Outer::Layer(Codec::Gzip), Outer::Layer(Codec::Zstd), Outer::Xz, Outer::Bzip2]
+            [rng.below(4)];
+        bytes = compress_archive(codec, &bytes);
         description.push_str(&format!("archive {codec:?}-compressed; "));
         if rng.chance(30) && !bytes.is_empty() {
             let at = rng.below(bytes.len());
