@@ -109,8 +109,9 @@ fn a_layer_whose_history_names_no_command_is_said_to_have_none() {
 
 /// A file stored again exactly as it was (a hard link to it, on overlayfs, copies it into the
 /// step's layer) is said to be stored again unchanged, with a fix that names what does that, not
-/// a chmod; a file stored again with a new mode keeps the metadata wording; one stored again
-/// with only a new time gets a fix about what rewrites or touches a file.
+/// a chmod; a file stored again with a new mode or owner keeps the metadata wording, with a fix
+/// that names the command (chmod, chown) and, for a file a COPY stored, its flag; one stored
+/// again with only a new time gets a fix about what rewrites or touches a file.
 #[test]
 fn a_file_stored_again_as_it_was_is_not_blamed_on_a_metadata_change() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -139,6 +140,16 @@ fn a_file_stored_again_as_it_was_is_not_blamed_on_a_metadata_change() {
         LayerBuilder::new().mtime(1_700_000_000).file("opt/conf", &vec![b'c'; 50_000]).finish(),
         "RUN sed -i s/old/new/ /opt/conf",
     );
+    b.layer(
+        LayerBuilder::new().file("opt/big", &vec![b'b'; 120_000]).finish(),
+        "COPY big /opt/big",
+    );
+    b.layer(
+        LayerBuilder::new()
+            .file_with("opt/big", &vec![b'b'; 120_000], 0o644, 1000, 1000, &[])
+            .finish(),
+        "RUN chown 1000:1000 /opt/big",
+    );
     let path = dir.path().join("app.tar");
     b.write_docker_archive(&path, "app:1");
     let input = path.display().to_string();
@@ -160,7 +171,13 @@ fn a_file_stored_again_as_it_was_is_not_blamed_on_a_metadata_change() {
     let chmod = by("RUN chmod ");
     assert_eq!(chmod["kind"], "metadata_only", "{chmod:#?}");
     assert!(chmod.get("unchanged").is_none(), "{chmod:#?}");
-    assert!(chmod["fix"].as_str().is_some_and(|f| f.contains("--chmod")), "{chmod:#?}");
+    // A RUN made the file: the fix is to chmod it there, not a COPY flag.
+    let fix = chmod["fix"].as_str().unwrap_or_default();
+    assert!(fix.starts_with("chmod it in the same RUN that creates it"), "{chmod:#?}");
+    // A COPY stored it and a chown made it waste: the COPY flag for the owner, and a chown.
+    let chown = by("RUN chown ");
+    let fix = chown["fix"].as_str().unwrap_or_default();
+    assert!(fix.contains("(`COPY --chown=…`): a later chown stores"), "{chown:#?}");
     let touched = by("RUN sed ");
     assert_eq!(touched["kind"], "metadata_only", "{touched:#?}");
     assert!(touched.get("unchanged").is_none(), "{touched:#?}");

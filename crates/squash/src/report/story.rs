@@ -326,7 +326,8 @@ impl Story<'_> {
                         TIMES_FIX.into()
                     } else {
                         let copied = self.created_by[stored].as_deref().is_some_and(copies_in);
-                        fix(kind, tool, &paths, moved_to.as_deref(), copied)
+                        let stored_again = Stored { changed: &sum.changed, copied };
+                        fix(kind, tool, &paths, moved_to.as_deref(), stored_again)
                     },
                     paths,
                     base,
@@ -492,6 +493,35 @@ const TIMES_FIX: &str = "the step stored the file again with the same content an
                          that matched nothing): leave it alone after the step that creates it, \
                          or do that in the same RUN";
 
+/// What to change for files a later step stored again for a new mode, owner or extended
+/// attributes (the header fields in `changed`), named after the command that changes them;
+/// `copied`: whether a `COPY` or `ADD` stored them, which can set the mode and owner itself.
+fn metadata_fix(changed: &BTreeSet<String>, copied: bool) -> String {
+    let mode = changed.contains("mode");
+    let owner = changed.contains("uid") || changed.contains("gid");
+    let (what, tools, flags) = match (mode, owner) {
+        (true, true) => ("mode and owner", "chmod and chown", "`COPY --chmod=… --chown=…`"),
+        (true, false) => ("mode", "chmod", "`COPY --chmod=…`"),
+        (false, true) => ("owner", "chown", "`COPY --chown=…`"),
+        (false, false) => {
+            return "set them in the same RUN that creates the file: a later `setcap` or \
+                    `setfattr` stores the whole file again for its extended attributes"
+                .into()
+        }
+    };
+    if copied {
+        format!(
+            "set the {what} as the file is added ({flags}): a later {tools} stores the whole \
+             file again"
+        )
+    } else {
+        format!(
+            "{tools} it in the same RUN that creates it: a later {tools} stores the whole file \
+             again"
+        )
+    }
+}
+
 /// What to change for a cause of `kind` whose bytes the base image's layer `stored` holds and
 /// layer `wasted` made waste (`unchanged`: stored again exactly as they were): the steps that
 /// created them are the base's, not the Dockerfile's.
@@ -524,8 +554,16 @@ fn copies_in(created_by: &str) -> bool {
     step.starts_with("COPY ") || step.starts_with("ADD ")
 }
 
+/// How a cause's files were stored: the header fields the layer that made them waste changed,
+/// and whether a `COPY` or `ADD` stored them.
+#[derive(Clone, Copy)]
+struct Stored<'a> {
+    changed: &'a BTreeSet<String>,
+    copied: bool,
+}
+
 /// What to change in the Dockerfile for a cause of `kind`; `moved_to`: where the largest of
-/// its `paths` went, for a move; `copied`: whether a `COPY` or `ADD` stored them. Backticks
+/// its `paths` went, for a move; `stored`: how they were stored. Backticks
 /// in the text enclose code and come in pairs: a path's own backticks are written as `'`, so
 /// that the Markdown and HTML views can set the code apart.
 fn fix(
@@ -533,12 +571,12 @@ fn fix(
     tool: Option<&str>,
     paths: &[String],
     moved_to: Option<&str>,
-    copied: bool,
+    stored: Stored<'_>,
 ) -> String {
     let first = paths.first().map_or("it".into(), |p| p.replace('`', "'"));
     let moved_to = moved_to.map(|p| p.replace('`', "'"));
     match kind {
-        CauseKind::DeletedLater if copied => format!(
+        CauseKind::DeletedLater if stored.copied => format!(
             "a COPY or ADD stored it, and no later step can take it out of that layer: use it \
              without storing it (`RUN --mount=type=bind,source=…,target=/{first} …`), or copy \
              it into a build stage and COPY --from that stage only what is needed; if nothing \
@@ -558,11 +596,7 @@ fn fix(
                                  (a multi-stage build): compilers, headers and build trees \
                                  then never reach the image"
             .into(),
-        CauseKind::MetadataOnly => "set the mode or owner as the file is added (`COPY \
-                                    --chmod=…`/`--chown=…`, or chmod/chown/touch in the same \
-                                    RUN that creates it): a later chmod stores the whole file \
-                                    again"
-            .into(),
+        CauseKind::MetadataOnly => metadata_fix(stored.changed, stored.copied),
         CauseKind::Rewritten => "write the file once, in its final form: every step that \
                                  writes it again stores another copy"
             .into(),
@@ -714,6 +748,23 @@ fn merge(dir: String, members: Vec<WastedPath>) -> WastedPath {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_metadata_fix_names_what_changed() {
+        let set = |fields: &[&str]| fields.iter().map(|f| f.to_string()).collect();
+        let fix = metadata_fix(&set(&["mode", "uid", "mtime"]), true);
+        assert!(
+            fix.starts_with(
+                "set the mode and owner as the file is added (`COPY --chmod=… \
+                                 --chown=…`): a later chmod and chown"
+            ),
+            "{fix}"
+        );
+        let fix = metadata_fix(&set(&["gid"]), false);
+        assert!(fix.starts_with("chown it in the same RUN that creates it"), "{fix}");
+        let fix = metadata_fix(&set(&["xattrs"]), true);
+        assert!(fix.contains("`setcap` or `setfattr`") && !fix.contains("COPY"), "{fix}");
+    }
 
     #[test]
     fn dates_are_civil_utc() {
