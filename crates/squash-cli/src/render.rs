@@ -1,6 +1,7 @@
 //! Human-readable tables; JSON goes through serde.
 
 use squash::present::human;
+use squash::present::story::layer_step;
 use squash::{
     Attribute, ExcludeFigures, Image, ImageIndex, IndexOutcome, IndexPlan, Outcome, Report,
     SquashPlan, TreeDiff,
@@ -339,7 +340,7 @@ fn causes(report: &Report) -> String {
     }
     let mut out = String::from("the biggest causes and how to fix them:\n");
     for (n, cause) in report.causes.iter().take(CAUSES_SHOWN).enumerate() {
-        let step = |c: &squash::CauseLayer| truncated(cause_step(c), 90);
+        let step = |c: &squash::CauseLayer| truncated(&cause_step(c), 90);
         out.push_str(&format!("{:>3}. {}\n", n + 1, cause_headline(cause)));
         out.push_str(&format!("     stored by:  {}\n", step(&cause.stored_by)));
         out.push_str(&format!("     wasted by:  {}\n", step(&cause.wasted_by)));
@@ -372,7 +373,7 @@ fn wasted_paths(report: &Report) -> String {
             row_note(p)
         ));
         for event in &p.events {
-            let step = event_step(event).map(|s| format!("   {}", truncated(s, 60)));
+            let step = event_step(event).map(|s| format!("   {}", truncated(&s, 60)));
             out.push_str(&format!(
                 "            {}{}\n",
                 event_words(event),
@@ -399,7 +400,7 @@ pub fn report(report: &Report) -> String {
     .map(String::from)
     .to_vec()];
     for l in &report.layers {
-        let created = truncated(&l.created_by.clone().unwrap_or_default(), 60);
+        let created = truncated(&layer_step(l.created_by.as_deref()), 60);
         let reclaims = if l.base || (l.reclaimed_bytes == 0 && l.reclaimed_compressed_bytes == 0) {
             "-".to_string()
         } else {

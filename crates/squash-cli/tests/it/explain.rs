@@ -241,6 +241,44 @@ fn a_fix_is_whole_in_markdown_and_its_code_set_apart_in_html() {
     assert!(!page.replace("we`ird", "").contains('`'), "a backtick outside the path:\n{page}");
 }
 
+/// The legacy builder's (and buildah's) history steps read as the Dockerfile said them in the
+/// text, Markdown and HTML views, with a `COPY`'s content digest cut so that its destination
+/// shows; the JSON keeps them as the image has them.
+#[test]
+fn legacy_history_steps_read_as_the_dockerfile_said_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let digest = "da4e166f36585b0d4caec45c57672d29cd2c1f336673e04474e9f87af6f33c2d";
+    let copy = format!("/bin/sh -c #(nop) COPY file:{digest} in /opt/big ");
+    let mut b = ImageBuilder::new(LayerCompression::Gzip);
+    b.layer(LayerBuilder::new().file("etc/os-release", b"ID=x\n").finish(), "ADD rootfs /");
+    b.layer(LayerBuilder::new().file("opt/big", &vec![b'b'; 150_000]).finish(), &copy);
+    b.layer(
+        LayerBuilder::new().file_with("opt/big", &vec![b'b'; 150_000], 0o644, 7, 7, &[]).finish(),
+        "|1 USER=7 /bin/sh -c chown $USER:$USER /opt/big",
+    );
+    let path = dir.path().join("legacy.tar");
+    b.write_docker_archive(&path, "legacy:1");
+    let input = path.display().to_string();
+    let (code, text, err) = squash(&["report", &input]);
+    assert_eq!(code, 0, "{err}");
+    assert!(text.contains("     stored by:  COPY file:da4e166f3658… in /opt/big\n"), "{text}");
+    assert!(text.contains("     wasted by:  RUN chown $USER:$USER /opt/big\n"), "{text}");
+    assert!(text.contains("  COPY file:da4e166f3658… in /opt/big\n"), "the layer table: {text}");
+    assert!(!text.contains("/bin/sh -c"), "{text}");
+    let (code, markdown, err) = squash(&["report", &input, "--format", "markdown"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(markdown.contains("| 1: `COPY file:da4e166f3658… in /opt/big` |"), "{markdown}");
+    let html = dir.path().join("report.html");
+    let (code, _, err) = squash(&["report", &input, "--html", &html.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    let page = std::fs::read_to_string(&html).expect("html");
+    assert!(page.contains("layer 2: RUN chown $USER:$USER /opt/big"), "{page}");
+    assert!(!page.contains("/bin/sh -c"), "{page}");
+    let (_, json, _) = squash(&["report", &input, "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(report["causes"][0]["stored_by"]["created_by"], copy.as_str());
+}
+
 #[test]
 fn diff_shows_every_config_edit_and_nothing_after_a_plain_squash() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -3,7 +3,7 @@
 //! Both are views of [`ReportDocument`]s and, for several images, an [`AuditSummary`].
 
 use super::document::ReportDocument;
-use super::story::{cause_kind, cause_step, event_words, row_note};
+use super::story::{cause_kind, cause_step, event_words, layer_step, row_note, step_text};
 use crate::report::audit::AuditSummary;
 use crate::report::clutter::LayerBytes;
 use crate::report::model::{CauseLayer, RangeReport, Report};
@@ -99,7 +99,8 @@ fn markdown_one(document: &ReportDocument, top: usize, out: &mut String) {
             human(l.uncompressed_size),
             human(l.wasted_bytes),
             reclaims,
-            match l.created_by.as_deref().map(|c| cell(c, 70)).filter(|c| !c.trim().is_empty()) {
+            match l.created_by.as_deref().map(|c| cell(&step_text(c), 70)).filter(|c| !c.is_empty())
+            {
                 Some(created) => format!("`{created}`"),
                 None => "–".to_string(),
             }
@@ -174,7 +175,7 @@ fn markdown_causes(report: &Report, top: usize, out: &mut String) {
         "**The biggest causes and how to fix them**\n\n| wasted | kind | stored by | made waste \
          by | fix | or squash |\n|---:|---|---|---|---|---|\n",
     );
-    let step = |layer: &CauseLayer| format!("{}: `{}`", layer.layer, cell(cause_step(layer), 60));
+    let step = |layer: &CauseLayer| format!("{}: `{}`", layer.layer, cell(&cause_step(layer), 60));
     for cause in report.causes.iter().take(top) {
         let kind = cause_kind(cause);
         out.push_str(&format!(
@@ -379,7 +380,7 @@ pub fn report_html(
                     human(l.wasted_bytes),
                     human(l.reclaimed_bytes),
                     human(l.reclaimed_compressed_bytes),
-                    l.created_by.clone().unwrap_or_default(),
+                    layer_step(l.created_by.as_deref()).into_owned(),
                 ]
             })
             .collect();

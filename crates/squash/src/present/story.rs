@@ -1,8 +1,57 @@
 //! The words of a report's stories and causes, shared by the text, Markdown and HTML views: one
 //! event of a path's story, a cause's headline, kind and the steps it names, a wasted row's note.
 
+use std::borrow::Cow;
+
 use crate::report::model::{Action, Cause, CauseLayer, PathEvent, WastedPath};
 use crate::units::human;
+
+/// A history step's command as a person reads it, the way the Dockerfile said it: the legacy
+/// builder's and buildah's `/bin/sh -c #(nop) COPY …` becomes `COPY …`, their `/bin/sh -c
+/// apt-get …` (with its build arguments, `|2 A=1 B=2 /bin/sh -c …`, left out) becomes `RUN
+/// apt-get …`, BuildKit's `RUN /bin/sh -c … # buildkit` becomes `RUN …`, and the content
+/// digest of a legacy `COPY file:…`/`dir:…`/`multi:…` is cut to 12 digits, so that the
+/// destination after it shows in a narrow column. The JSON keeps the step as the image has it.
+pub fn step_text(created_by: &str) -> Cow<'_, str> {
+    let step = created_by.trim();
+    let run_args = step
+        .strip_prefix('|')
+        .and_then(|rest| rest.split_once(" /bin/sh -c ").map(|(_, command)| command));
+    let step: Cow<'_, str> = if let Some(rest) = step.strip_prefix("/bin/sh -c #(nop)") {
+        rest.trim_start().into()
+    } else if let Some(command) = step.strip_prefix("/bin/sh -c ").or(run_args) {
+        format!("RUN {}", command.trim_start()).into()
+    } else if let Some(command) = step.strip_prefix("RUN /bin/sh -c ") {
+        let command = command.strip_suffix("# buildkit").unwrap_or(command).trim_end();
+        format!("RUN {command}").into()
+    } else {
+        step.into()
+    };
+    if !["file:", "dir:", "multi:"].iter().any(|kind| step.contains(kind)) {
+        return step;
+    }
+    let mut out = String::with_capacity(step.len());
+    let mut rest: &str = &step;
+    while let Some(at) = ["file:", "dir:", "multi:"]
+        .iter()
+        .filter_map(|kind| rest.find(kind).map(|at| (at, kind.len())))
+        .min()
+    {
+        let (at, len) = at;
+        let digits_from = at + len;
+        let hex = rest[digits_from..].bytes().take_while(u8::is_ascii_hexdigit).count();
+        if hex == 64 {
+            out.push_str(&rest[..digits_from + 12]);
+            out.push('…');
+            rest = &rest[digits_from + 64..];
+        } else {
+            out.push_str(&rest[..digits_from]);
+            rest = &rest[digits_from..];
+        }
+    }
+    out.push_str(rest);
+    out.into()
+}
 
 /// One event of a path's story: `layer 4 deleted: whiteout`, `layer 7 metadata: mode 0644 ->
 /// 0640`, with the number of files for a group's event.
@@ -31,8 +80,8 @@ pub fn event_words(event: &PathEvent) -> String {
 
 /// The command of the history step an event of a path's story happened in, when the history
 /// names one (a `docker import`'s base has only a comment): a view leaves it out otherwise.
-pub fn event_step(event: &PathEvent) -> Option<&str> {
-    event.created_by.as_deref().filter(|c| !c.trim().is_empty())
+pub fn event_step(event: &PathEvent) -> Option<Cow<'_, str>> {
+    event.created_by.as_deref().filter(|c| !c.trim().is_empty()).map(step_text)
 }
 
 /// A cause's headline: `120.0 MB in 3 files, deleted by a later step: stored by layer 2,
@@ -61,8 +110,17 @@ pub fn cause_kind(cause: &Cause) -> String {
 
 /// The command of the history step a cause names, or that the history names none (a step with
 /// only a comment, as `docker import` writes it, or no step for the layer).
-pub fn cause_step(layer: &CauseLayer) -> &str {
-    layer.created_by.as_deref().filter(|c| !c.trim().is_empty()).unwrap_or(NO_COMMAND)
+pub fn cause_step(layer: &CauseLayer) -> Cow<'_, str> {
+    layer
+        .created_by
+        .as_deref()
+        .filter(|c| !c.trim().is_empty())
+        .map_or(NO_COMMAND.into(), step_text)
+}
+
+/// A layer's history step as [`step_text`] shows it; empty when the history names none.
+pub fn layer_step(created_by: Option<&str>) -> Cow<'_, str> {
+    created_by.map_or("".into(), step_text)
 }
 
 /// What a view says of a layer whose history step names no command.
@@ -84,4 +142,34 @@ pub fn row_note(row: &WastedPath) -> String {
         note.push_str("; in the base: not reclaimed by this squash");
     }
     note
+}
+
+#[cfg(test)]
+mod tests {
+    use super::step_text;
+
+    #[test]
+    fn steps_read_as_the_dockerfile_said_them() {
+        let digest = "9717f69450e15d603ec00804ea79092474fc92f91538534baaa500b30bf11c2d";
+        let cases = [
+            (
+                format!("/bin/sh -c #(nop) COPY file:{digest} in /opt/big "),
+                "COPY file:9717f69450e1… in /opt/big".to_string(),
+            ),
+            (
+                format!("/bin/sh -c #(nop) ADD multi:{digest} in /app/"),
+                "ADD multi:9717f69450e1… in /app/".into(),
+            ),
+            ("/bin/sh -c #(nop)  CMD [\"sh\"]".into(), "CMD [\"sh\"]".into()),
+            ("/bin/sh -c apt-get update".into(), "RUN apt-get update".into()),
+            ("|2 A=1 B=x y /bin/sh -c make".into(), "RUN make".into()),
+            ("RUN /bin/sh -c make install # buildkit".into(), "RUN make install".into()),
+            ("COPY app.tar.gz /tmp/ # buildkit".into(), "COPY app.tar.gz /tmp/ # buildkit".into()),
+            ("RUN apk add curl".into(), "RUN apk add curl".into()),
+            ("COPY file:abc in /x".into(), "COPY file:abc in /x".into()),
+        ];
+        for (step, shown) in cases {
+            assert_eq!(step_text(&step), shown, "{step}");
+        }
+    }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::story::layer_step;
 use crate::report::model::Report;
 use crate::units::human;
 
@@ -45,7 +46,7 @@ pub fn report_svg(report: &Report) -> String {
         report
             .layers
             .get(layer)
-            .and_then(|l| l.created_by.clone())
+            .map(|l| layer_step(l.created_by.as_deref()))
             .unwrap_or_default()
             .chars()
             .take(70)
@@ -81,7 +82,7 @@ pub fn report_svg(report: &Report) -> String {
     }
     for (i, layer) in report.layers.iter().enumerate() {
         let y = top + i as f64 * (bar_height + 8.0);
-        let label: String = layer.created_by.clone().unwrap_or_default().chars().take(36).collect();
+        let label: String = layer_step(layer.created_by.as_deref()).chars().take(36).collect();
         let kept_w = layer.kept_bytes as f64 * scale;
         svg.push_str(&format!(
             "<text x=\"10\" y=\"{:.1}\">{}{} {}</text>\n\
