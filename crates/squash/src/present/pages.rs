@@ -3,7 +3,7 @@
 //! Both are views of [`ReportDocument`]s and, for several images, an [`AuditSummary`].
 
 use super::document::ReportDocument;
-use super::story::{cause_kind, cause_step, event_words, layer_step, row_note, step_text};
+use super::story::{cause_kind, cause_step, event_words, row_note, step_text};
 use crate::report::audit::AuditSummary;
 use crate::report::clutter::LayerBytes;
 use crate::report::model::{CauseLayer, RangeReport, Report};
@@ -380,7 +380,7 @@ pub fn report_html(
                     human(l.wasted_bytes),
                     human(l.reclaimed_bytes),
                     human(l.reclaimed_compressed_bytes),
-                    layer_step(l.created_by.as_deref()).into_owned(),
+                    super::story::layer_step(l.created_by.as_deref()).into_owned(),
                 ]
             })
             .collect();
