@@ -107,9 +107,9 @@ const MODULES: &[&str] = &[
     "diff",
     "config_diff",
     // Presentation.
+    "present::story",
     "present::svg",
     "present::document",
-    "present::story",
     "present::pages",
     "present",
     "lib",

@@ -9,21 +9,28 @@ use crate::units::human;
 /// A history step's command as a person reads it, the way the Dockerfile said it: the legacy
 /// builder's and buildah's `/bin/sh -c #(nop) COPY …` becomes `COPY …`, their `/bin/sh -c
 /// apt-get …` (with its build arguments, `|2 A=1 B=2 /bin/sh -c …`, left out) becomes `RUN
-/// apt-get …`, BuildKit's `RUN /bin/sh -c … # buildkit` becomes `RUN …`, and the content
-/// digest of a legacy `COPY file:…`/`dir:…`/`multi:…` is cut to 12 digits, so that the
-/// destination after it shows in a narrow column. The JSON keeps the step as the image has it.
+/// apt-get …`, BuildKit's `RUN /bin/sh -c … # buildkit` becomes `RUN …` (its other steps lose
+/// the `# buildkit` comment), and the content digest of a legacy `COPY file:…`/`dir:…`/
+/// `multi:…` is cut to 12 digits, so that the destination after it shows in a narrow column.
+/// The JSON keeps the step as the image has it.
 pub fn step_text(created_by: &str) -> Cow<'_, str> {
     let step = created_by.trim();
-    let run_args = step
-        .strip_prefix('|')
-        .and_then(|rest| rest.split_once(" /bin/sh -c ").map(|(_, command)| command));
+    let step = step.strip_suffix("# buildkit").map_or(step, str::trim_end);
+    let (run, step) = match step.strip_prefix("RUN ") {
+        Some(rest) => (true, rest.trim_start()),
+        None => (false, step),
+    };
+    // Build arguments before the shell: `|2 A=1 B=2 /bin/sh -c …`.
+    let (run, step) = match step.strip_prefix('|').and_then(|r| r.split_once(" /bin/sh -c ")) {
+        Some((_, command)) => (true, command),
+        None => (run, step),
+    };
     let step: Cow<'_, str> = if let Some(rest) = step.strip_prefix("/bin/sh -c #(nop)") {
         rest.trim_start().into()
-    } else if let Some(command) = step.strip_prefix("/bin/sh -c ").or(run_args) {
+    } else if let Some(command) = step.strip_prefix("/bin/sh -c ") {
         format!("RUN {}", command.trim_start()).into()
-    } else if let Some(command) = step.strip_prefix("RUN /bin/sh -c ") {
-        let command = command.strip_suffix("# buildkit").unwrap_or(command).trim_end();
-        format!("RUN {command}").into()
+    } else if run {
+        format!("RUN {}", step.trim_start()).into()
     } else {
         step.into()
     };
@@ -164,7 +171,9 @@ mod tests {
             ("/bin/sh -c apt-get update".into(), "RUN apt-get update".into()),
             ("|2 A=1 B=x y /bin/sh -c make".into(), "RUN make".into()),
             ("RUN /bin/sh -c make install # buildkit".into(), "RUN make install".into()),
-            ("COPY app.tar.gz /tmp/ # buildkit".into(), "COPY app.tar.gz /tmp/ # buildkit".into()),
+            ("COPY app.tar.gz /tmp/ # buildkit".into(), "COPY app.tar.gz /tmp/".into()),
+            ("RUN |1 A=b /bin/sh -c make # buildkit".into(), "RUN make".into()),
+            ("RUN make # buildkit".into(), "RUN make".into()),
             ("RUN apk add curl".into(), "RUN apk add curl".into()),
             ("COPY file:abc in /x".into(), "COPY file:abc in /x".into()),
         ];
