@@ -482,6 +482,11 @@ fn compressed_archives_are_read_through_a_decompressed_copy() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains(&format!("`-o - | xz > {}`", named.display())), "{stderr}");
     assert!(!named.exists() && empty(tmp.path()));
+    // A layout is a directory, whatever its name.
+    let layout = format!("oci:{}", dir.path().join("layout.xz").display());
+    let (code, _, stderr) = squash_to(twice.to_str().expect("utf8"), Path::new(&layout), None);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(dir.path().join("layout.xz/index.json").is_file());
     // The magic and then garbage: the codec's error, naming the file and the codec.
     for (name, magic) in
         [("bzip2", &b"BZh91AY&SY"[..]), ("xz", &[0xfd, b'7', b'z', b'X', b'Z', 0, 0, 4][..])]

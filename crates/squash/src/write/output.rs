@@ -397,7 +397,9 @@ fn parse_output(s: &str) -> std::result::Result<Output, String> {
                 "`{s}` ends with an empty tag; give one after the colon or drop the colon"
             ));
         }
-        unwritten_compression(s, path)?;
+        if format != OutputFormat::OciLayout {
+            unwritten_compression(s, path)?;
+        }
         let destination = if path == "-" {
             if format == OutputFormat::OciLayout {
                 return Err(format!(
