@@ -563,9 +563,9 @@ struct Stored<'a> {
 }
 
 /// What to change in the Dockerfile for a cause of `kind`; `moved_to`: where the largest of
-/// its `paths` went, for a move; `stored`: how they were stored. Backticks
-/// in the text enclose code and come in pairs: a path's own backticks are written as `'`, so
-/// that the Markdown and HTML views can set the code apart.
+/// its `paths` went, for a move; `stored`: how they were stored. Backticks in the text enclose
+/// code and come in pairs: a path's own backticks are written as `'`, so that the Markdown and
+/// HTML views can set the code apart.
 fn fix(
     kind: CauseKind,
     tool: Option<&str>,
@@ -755,8 +755,8 @@ mod tests {
         let fix = metadata_fix(&set(&["mode", "uid", "mtime"]), true);
         assert!(
             fix.starts_with(
-                "set the mode and owner as the file is added (`COPY --chmod=… \
-                                 --chown=…`): a later chmod and chown"
+                "set the mode and owner as the file is added (`COPY --chmod=… --chown=…`): a \
+                 later chmod and chown"
             ),
             "{fix}"
         );
