@@ -160,10 +160,11 @@ fn empty_step_row(step: &squash::HistoryStep) -> Vec<String> {
     ]
 }
 
-/// A step's `created_by` as every row prints it: on one line, cut at 70 characters.
+/// A step's `created_by` as every row prints it: as the Dockerfile said it (`step_text` of
+/// `squash::present::story`), on one line, cut at 70 characters.
 fn step_text(step: Option<&squash::HistoryStep>) -> String {
-    let created_by = step.and_then(|s| s.created_by.as_deref()).unwrap_or("");
-    render::truncated(&created_by.replace(['\n', '\t'], " "), 70)
+    let created_by = step.and_then(|s| s.created_by.as_deref());
+    render::truncated(&squash::present::story::layer_step(created_by), 70)
 }
 
 /// What the config says a container runs with, one field a line; absent fields left out.

@@ -242,8 +242,8 @@ fn a_fix_is_whole_in_markdown_and_its_code_set_apart_in_html() {
 }
 
 /// The legacy builder's (and buildah's) history steps read as the Dockerfile said them in the
-/// text, Markdown and HTML views, with a `COPY`'s content digest cut so that its destination
-/// shows; the JSON keeps them as the image has them.
+/// text, Markdown and HTML views and `inspect`'s table, with a `COPY`'s content digest cut so
+/// that its destination shows; the JSON keeps them as the image has them.
 #[test]
 fn legacy_history_steps_read_as_the_dockerfile_said_them() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -277,6 +277,9 @@ fn legacy_history_steps_read_as_the_dockerfile_said_them() {
     let (_, json, _) = squash(&["report", &input, "--json"]);
     let report: serde_json::Value = serde_json::from_str(&json).expect("json");
     assert_eq!(report["causes"][0]["stored_by"]["created_by"], copy.as_str());
+    let (code, text, err) = squash(&["inspect", &input]);
+    assert_eq!(code, 0, "{err}");
+    assert!(text.contains("  COPY file:da4e166f3658… in /opt/big\n"), "{text}");
 }
 
 #[test]

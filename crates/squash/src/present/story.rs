@@ -11,8 +11,8 @@ use crate::units::human;
 /// apt-get …` (with its build arguments, `|2 A=1 B=2 /bin/sh -c …`, left out) becomes `RUN
 /// apt-get …`, BuildKit's `RUN /bin/sh -c … # buildkit` becomes `RUN …` (its other steps lose
 /// the `# buildkit` comment), and the content digest of a legacy `COPY file:…`/`dir:…`/
-/// `multi:…` is cut to 12 digits, so that the destination after it shows in a narrow column.
-/// The JSON keeps the step as the image has it.
+/// `multi:…` is cut to 12 digits, so that the destination after it shows in a narrow column;
+/// line breaks and tabs become spaces. The JSON keeps the step as the image has it.
 pub fn step_text(created_by: &str) -> Cow<'_, str> {
     let step = created_by.trim();
     let step = step.strip_suffix("# buildkit").map_or(step, str::trim_end);
@@ -25,7 +25,7 @@ pub fn step_text(created_by: &str) -> Cow<'_, str> {
         Some((_, command)) => (true, command),
         None => (run, step),
     };
-    let step: Cow<'_, str> = if let Some(rest) = step.strip_prefix("/bin/sh -c #(nop)") {
+    let mut step: Cow<'_, str> = if let Some(rest) = step.strip_prefix("/bin/sh -c #(nop)") {
         rest.trim_start().into()
     } else if let Some(command) = step.strip_prefix("/bin/sh -c ") {
         format!("RUN {}", command.trim_start()).into()
@@ -34,6 +34,10 @@ pub fn step_text(created_by: &str) -> Cow<'_, str> {
     } else {
         step.into()
     };
+    // A heredoc's lines (BuildKit keeps them) would break a table's row.
+    if step.contains(['\n', '\r', '\t']) {
+        step = step.replace(['\n', '\r', '\t'], " ").into();
+    }
     if !["file:", "dir:", "multi:"].iter().any(|kind| step.contains(kind)) {
         return step;
     }
@@ -174,6 +178,10 @@ mod tests {
             ("COPY app.tar.gz /tmp/ # buildkit".into(), "COPY app.tar.gz /tmp/".into()),
             ("RUN |1 A=b /bin/sh -c make # buildkit".into(), "RUN make".into()),
             ("RUN make # buildkit".into(), "RUN make".into()),
+            (
+                "RUN /bin/sh -c <<EOF\nmake\n\tinstall\nEOF # buildkit".into(),
+                "RUN <<EOF make  install EOF".into(),
+            ),
             ("RUN apk add curl".into(), "RUN apk add curl".into()),
             ("COPY file:abc in /x".into(), "COPY file:abc in /x".into()),
         ];
