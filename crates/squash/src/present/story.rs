@@ -38,17 +38,15 @@ pub fn step_text(created_by: &str) -> Cow<'_, str> {
     if step.contains(['\n', '\r', '\t']) {
         step = step.replace(['\n', '\r', '\t'], " ").into();
     }
-    if !["file:", "dir:", "multi:"].iter().any(|kind| step.contains(kind)) {
+    const SOURCES: [&str; 3] = ["file:", "dir:", "multi:"];
+    if !SOURCES.iter().any(|kind| step.contains(kind)) {
         return step;
     }
     let mut out = String::with_capacity(step.len());
     let mut rest: &str = &step;
-    while let Some(at) = ["file:", "dir:", "multi:"]
-        .iter()
-        .filter_map(|kind| rest.find(kind).map(|at| (at, kind.len())))
-        .min()
+    while let Some((at, len)) =
+        SOURCES.iter().filter_map(|kind| rest.find(kind).map(|at| (at, kind.len()))).min()
     {
-        let (at, len) = at;
         let digits_from = at + len;
         let hex = rest[digits_from..].bytes().take_while(u8::is_ascii_hexdigit).count();
         if hex == 64 {
@@ -92,7 +90,12 @@ pub fn event_words(event: &PathEvent) -> String {
 /// The command of the history step an event of a path's story happened in, when the history
 /// names one (a `docker import`'s base has only a comment): a view leaves it out otherwise.
 pub fn event_step(event: &PathEvent) -> Option<Cow<'_, str>> {
-    event.created_by.as_deref().filter(|c| !c.trim().is_empty()).map(step_text)
+    named_step(event.created_by.as_deref())
+}
+
+/// A history step as [`step_text`] shows it, unless the history names no command.
+fn named_step(created_by: Option<&str>) -> Option<Cow<'_, str>> {
+    created_by.filter(|c| !c.trim().is_empty()).map(step_text)
 }
 
 /// A cause's headline: `120.0 MB in 3 files, deleted by a later step: stored by layer 2,
@@ -122,16 +125,12 @@ pub fn cause_kind(cause: &Cause) -> String {
 /// The command of the history step a cause names, or that the history names none (a step with
 /// only a comment, as `docker import` writes it, or no step for the layer).
 pub fn cause_step(layer: &CauseLayer) -> Cow<'_, str> {
-    layer
-        .created_by
-        .as_deref()
-        .filter(|c| !c.trim().is_empty())
-        .map_or(NO_COMMAND.into(), step_text)
+    named_step(layer.created_by.as_deref()).unwrap_or(NO_COMMAND.into())
 }
 
 /// A layer's history step as [`step_text`] shows it; empty when the history names none.
 pub fn layer_step(created_by: Option<&str>) -> Cow<'_, str> {
-    created_by.map_or("".into(), step_text)
+    named_step(created_by).unwrap_or_default()
 }
 
 /// What a view says of a layer whose history step names no command.

@@ -304,9 +304,6 @@ impl Story<'_> {
                 let paths: Vec<String> = sum.paths.into_iter().map(|(_, p, _)| p).collect();
                 let base = stored < self.base_end;
                 let unchanged = kind == CauseKind::MetadataOnly && sum.changed.is_empty();
-                let only_times = kind == CauseKind::MetadataOnly
-                    && !unchanged
-                    && sum.changed.iter().all(|f| f == "mtime");
                 Cause {
                     stored_by: layer(stored),
                     wasted_by: layer(wasted),
@@ -317,13 +314,6 @@ impl Story<'_> {
                     unchanged,
                     fix: if base {
                         base_fix(kind, unchanged, stored, wasted)
-                    } else if unchanged {
-                        format!(
-                            "the step stored the file again as it was ({COPIED_UP}): leave it \
-                             alone after the step that creates it, or do that in the same RUN"
-                        )
-                    } else if only_times {
-                        TIMES_FIX.into()
                     } else {
                         let copied = self.created_by[stored].as_deref().is_some_and(copies_in);
                         let stored_again = Stored { changed: &sum.changed, copied };
@@ -493,10 +483,20 @@ const TIMES_FIX: &str = "the step stored the file again with the same content an
                          that matched nothing): leave it alone after the step that creates it, \
                          or do that in the same RUN";
 
-/// What to change for files a later step stored again for a new mode, owner or extended
-/// attributes (the header fields in `changed`), named after the command that changes them;
+/// What to change for files a later step stored again with the same content (the header
+/// fields in `changed`): none changed, what copies a file up; only the time, what touches or
+/// rewrites it; otherwise the command that changes the mode, owner or extended attributes.
 /// `copied`: whether a `COPY` or `ADD` stored them, which can set the mode and owner itself.
 fn metadata_fix(changed: &BTreeSet<String>, copied: bool) -> String {
+    if changed.is_empty() {
+        return format!(
+            "the step stored the file again as it was ({COPIED_UP}): leave it alone after the \
+             step that creates it, or do that in the same RUN"
+        );
+    }
+    if changed.iter().all(|f| f == "mtime") {
+        return TIMES_FIX.into();
+    }
     let mode = changed.contains("mode");
     let owner = changed.contains("uid") || changed.contains("gid");
     let (what, tools, flags) = match (mode, owner) {
